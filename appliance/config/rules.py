@@ -1,0 +1,169 @@
+"""Rules across fields and files. Pure: typed config in, issues out (no I/O, no environment)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from appliance.config.issues import ConfigIssue, Severity
+from appliance.config.models import ModelSpec
+from appliance.config.secrets import ALL_MODELS, Role, Secrets
+from appliance.config.settings import Accelerator, Settings, TlsMode
+
+
+@dataclass(frozen=True)
+class Where:
+    """How to name places in the three sources: file labels and line lookups."""
+
+    env_file: str
+    secrets_file: str
+    models_file: str  # the .env file when models come from MODEL_*
+    env_line: Callable[[str], int | None]
+    secrets_line: Callable[[str], int | None]
+    model_line: Callable[[tuple[Any, ...]], int | None]
+    models_from_yaml: bool
+
+    def env(self, key: str, message: str, hint: str = "", severity: Severity = Severity.ERROR) -> ConfigIssue:
+        return ConfigIssue(self.env_file, key, message, hint, severity, self.env_line(key))
+
+    def secret(self, key: str, message: str, hint: str = "", severity: Severity = Severity.ERROR) -> ConfigIssue:
+        return ConfigIssue(self.secrets_file, key, message, hint, severity, self.secrets_line(key))
+
+    def model(
+        self, index: int, field: str, message: str, hint: str = "", severity: Severity = Severity.ERROR
+    ) -> ConfigIssue:
+        if self.models_from_yaml:
+            key = f"models[{index}].{field}"
+            return ConfigIssue(self.models_file, key, message, hint, severity, self.model_line(("models", index, field)))
+        env_key = "MODEL_" + field.upper()
+        return ConfigIssue(self.env_file, env_key, message, hint, severity, self.env_line(env_key))
+
+
+def resolve_accelerator(setting: Accelerator, gpu_count: int | None) -> Accelerator:
+    """``auto`` becomes ``gpu`` when GPUs were seen, else ``cpu``; explicit choices stay."""
+    if setting is not Accelerator.AUTO:
+        return setting
+    return Accelerator.GPU if gpu_count else Accelerator.CPU
+
+
+def check_rules(
+    settings: Settings,
+    secrets: Secrets,
+    models: list[tuple[int, ModelSpec]],
+    *,
+    where: Where,
+    gpu_count: int | None,
+) -> list[ConfigIssue]:
+    issues: list[ConfigIssue] = []
+    issues += _tls_rules(settings, where)
+    issues += _port_rules(settings, where)
+    issues += _model_rules(settings, models, where, gpu_count)
+    issues += _security_rules(settings, secrets, models, where)
+    return issues
+
+
+def _tls_rules(s: Settings, where: Where) -> list[ConfigIssue]:
+    issues: list[ConfigIssue] = []
+    if s.tls_mode is TlsMode.ACME:
+        if not s.domain:
+            issues.append(where.env("DOMAIN", "expected a DNS name with TLS_MODE=acme, found an empty value",
+                                    "Let's Encrypt issues certificates for public names only; set DOMAIN or "
+                                    "use TLS_MODE=self-signed"))  # fmt: skip
+        elif "." not in s.domain:
+            issues.append(where.env("DOMAIN", f"expected a public DNS name with TLS_MODE=acme, found {s.domain!r}",
+                                    "use TLS_MODE=self-signed for a local name"))  # fmt: skip
+        if not s.acme_email:
+            issues.append(where.env("ACME_EMAIL", "expected an e-mail with TLS_MODE=acme, found an empty value",
+                                    "Let's Encrypt sends expiry warnings there"))  # fmt: skip
+    if s.tls_mode is TlsMode.PROVIDED:
+        for key, value in (("TLS_CERT_PATH", s.tls_cert_path), ("TLS_KEY_PATH", s.tls_key_path)):
+            if not value:
+                issues.append(where.env(key, "expected a file path with TLS_MODE=provided, found an empty value",
+                                        "point it at your PEM file, or use TLS_MODE=self-signed"))  # fmt: skip
+    if s.acme_staging and s.acme_directory_url:
+        issues.append(where.env("ACME_STAGING", "has no effect when ACME_DIRECTORY_URL is set",
+                                "the directory URL wins; unset one of them", Severity.WARNING))  # fmt: skip
+    return issues
+
+
+def _port_rules(s: Settings, where: Where) -> list[ConfigIssue]:
+    if s.http_port == s.https_port:
+        return [where.env("HTTPS_PORT", f"expected a port different from HTTP_PORT, found {s.https_port} for both",
+                          "HTTP and HTTPS need their own ports, e.g. 80 and 443")]  # fmt: skip
+    return []
+
+
+def _model_rules(
+    s: Settings, models: list[tuple[int, ModelSpec]], where: Where, gpu_count: int | None
+) -> list[ConfigIssue]:
+    issues: list[ConfigIssue] = []
+    seen: dict[str, int] = {}
+    for index, model in models:
+        folded = model.id.lower()
+        if folded in seen:
+            issues.append(where.model(index, "id", f"expected a unique model id, found {model.id!r} again "
+                                      f"(first at models[{seen[folded]}])", "ids are case-insensitive; rename one"))
+        seen.setdefault(folded, index)
+        if model.replicas is not None and model.autoscaling is not None:
+            issues.append(where.model(index, "replicas", "expected either replicas or autoscaling, found both",
+                                      "remove one; autoscaling wins nothing by guessing"))  # fmt: skip
+        if model.autoscaling and model.autoscaling.min_replicas > model.autoscaling.max_replicas:
+            issues.append(where.model(index, "autoscaling", f"expected min_replicas <= max_replicas, found "
+                                      f"{model.autoscaling.min_replicas} > {model.autoscaling.max_replicas}"))
+        if model.pipeline_parallel_size > 1 and s.ray_worker_nodes == 0:
+            issues.append(where.model(index, "pipeline_parallel_size",
+                                      f"expected 1 on a single node, found {model.pipeline_parallel_size}",
+                                      "pipeline parallelism needs more than one node: set RAY_WORKER_NODES to the "
+                                      "worker nodes that will join, or use tensor_parallel_size instead"))  # fmt: skip
+        if model.trust_remote_code:
+            issues.append(where.model(index, "trust_remote_code", "is on: the model repo's own Python code will run",
+                                      "turn it on only for a repo you trust, pinned by revision", Severity.WARNING))
+    issues += _gpu_rules(s, models, where, gpu_count)
+    return issues
+
+
+def _gpu_rules(
+    s: Settings, models: list[tuple[int, ModelSpec]], where: Where, gpu_count: int | None
+) -> list[ConfigIssue]:
+    if gpu_count is None:
+        return []
+    if s.accelerator is Accelerator.GPU and gpu_count == 0:
+        return [where.env("ACCELERATOR", "expected at least one NVIDIA GPU with ACCELERATOR=gpu, found none",
+                          "check 'nvidia-smi', or set ACCELERATOR=cpu (or auto)")]  # fmt: skip
+    if resolve_accelerator(s.accelerator, gpu_count) is not Accelerator.GPU or s.ray_worker_nodes > 0:
+        return []
+    issues = []
+    for index, model in models:
+        if model.gpus_per_replica > gpu_count:
+            issues.append(where.model(index, "tensor_parallel_size",
+                                      f"expected tensor_parallel_size × pipeline_parallel_size <= {gpu_count} "
+                                      f"(GPUs on this node), found {model.gpus_per_replica}",
+                                      f"lower tensor_parallel_size to at most {gpu_count}, or add Ray worker "
+                                      "nodes (RAY_WORKER_NODES)"))  # fmt: skip
+    return issues
+
+
+def _security_rules(
+    s: Settings, secrets: Secrets, models: list[tuple[int, ModelSpec]], where: Where
+) -> list[ConfigIssue]:
+    issues: list[ConfigIssue] = []
+    if not s.auth_enabled:
+        issues.append(where.env("AUTH_ENABLED", "is false: anyone who reaches the API can use every model",
+                                "set AUTH_ENABLED=true unless the network itself is trusted", Severity.WARNING))
+    elif not secrets.api_keys:
+        issues.append(where.secret("API_KEY_*", "no API key yet: every request will be refused with 401",
+                                   "python -m appliance keys create admin --role admin", Severity.WARNING))
+    if s.pii_enabled and s.pii_fail_open:
+        issues.append(where.env("PII_FAIL_OPEN", "is true: unmasked text reaches the model when the analyzer fails",
+                                "set PII_FAIL_OPEN=false to answer 503 instead", Severity.WARNING))  # fmt: skip
+    model_ids = {m.id for _index, m in models}
+    for record in secrets.api_keys:
+        if record.role is Role.ADMIN:
+            continue
+        missing = [m for m in record.models if m != ALL_MODELS and m not in model_ids]
+        if missing:
+            issues.append(where.secret(record.env_key, f"expected models that are served, found {', '.join(missing)}",
+                                       "served: " + ", ".join(sorted(model_ids)) +
+                                       f"; fix with python -m appliance keys create {record.name} --force ..."))
+    return issues

@@ -1,0 +1,367 @@
+"""The non-secret settings of ``.env``: one typed model, one documented field per setting.
+
+Field names are the lower-case form of the ``.env`` keys (``HTTP_PORT`` → ``http_port``). The description
+and group of every field are the single source of ``.env.example`` and of the reference table in
+``docs/guides/configurator.md`` (``python -m appliance config example`` / ``config reference``).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, field_validator
+
+from appliance.config.fields import (
+    EMAIL_RE,
+    HOSTNAME_RE,
+    MODEL_ID_RE,
+    expected,
+    parse_bool_strict,
+    setting,
+    split_csv,
+)
+from appliance.config.issues import did_you_mean
+
+Bool = Annotated[bool, BeforeValidator(parse_bool_strict)]
+CsvList = Annotated[list[str], BeforeValidator(split_csv)]
+
+# Presidio's predefined recognizers (presidio-analyzer 2.2) and the spaCy NER entities it maps.
+PII_ENTITY_NAMES = (
+    "AU_ABN", "AU_ACN", "AU_MEDICARE", "AU_TFN", "CREDIT_CARD", "CRYPTO", "DATE_TIME", "EMAIL_ADDRESS",
+    "ES_NIE", "ES_NIF", "FI_PERSONAL_IDENTITY_CODE", "IBAN_CODE", "IN_AADHAAR", "IN_PAN", "IN_PASSPORT",
+    "IN_VEHICLE_REGISTRATION", "IN_VOTER", "IP_ADDRESS", "IT_DRIVER_LICENSE", "IT_FISCAL_CODE",
+    "IT_IDENTITY_CARD", "IT_PASSPORT", "IT_VAT_CODE", "LOCATION", "MEDICAL_LICENSE", "NRP",
+    "ORGANIZATION", "PERSON", "PHONE_NUMBER", "PL_PESEL", "SG_NRIC_FIN", "SG_UEN", "UK_NHS", "UK_NINO",
+    "URL", "US_BANK_NUMBER", "US_DRIVER_LICENSE", "US_ITIN", "US_PASSPORT", "US_SSN",
+)  # fmt: skip
+DEFAULT_PII_ENTITIES = (
+    "PERSON", "EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "IP_ADDRESS", "US_SSN", "LOCATION",
+)  # fmt: skip
+
+
+class TlsMode(StrEnum):
+    SELF_SIGNED = "self-signed"
+    ACME = "acme"
+    PROVIDED = "provided"
+
+
+class Accelerator(StrEnum):
+    AUTO = "auto"
+    GPU = "gpu"
+    CPU = "cpu"
+
+
+class LogFormat(StrEnum):
+    AUTO = "auto"
+    JSON = "json"
+    TEXT = "text"
+
+
+class LogLevel(StrEnum):
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
+
+
+MODEL = "Model (used when there is no models.yaml)"
+HARDWARE = "Hardware, Ray and Serve"
+EDGE = "Domain, ports and TLS"
+LIMITS = "Rate limits and request size"
+SECURITY = "API keys and audit"
+PII = "PII masking"
+LOGS = "Logging"
+OBSERVE = "Dashboards, metrics and alerts"
+DATADOG = "Datadog"
+STACK = "Stack"
+
+
+class Settings(BaseModel):
+    """Everything in ``.env``. Types only; rules across fields live in ``appliance.config.rules``."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        alias_generator=str.upper,
+        validate_by_alias=True,
+        validate_by_name=True,
+        use_enum_values=False,
+    )
+
+    # --- model shorthand ---------------------------------------------------------------------------
+    model_id: str = setting(
+        "qwen2.5-0.5b-instruct",
+        "Name clients use in the OpenAI 'model' field (letters, digits, '.', '_', '-'; at most 64).",
+        MODEL,
+    )
+    model_source: str = setting(
+        "Qwen/Qwen2.5-0.5B-Instruct", "Hugging Face repo id or a local path of the weights.", MODEL
+    )
+    model_revision: str = setting(
+        "", "Git revision (commit hash, tag or branch) of the weights to pin; empty = the default branch.", MODEL
+    )
+    model_max_model_len: int = setting(
+        4096, "Longest context (prompt + output tokens) the engine accepts.", MODEL
+    )
+    model_gpu_memory_utilization: float = setting(
+        0.90, "Share of each GPU's memory vLLM may use (0 < x <= 1; on CPU: of the KV-cache budget).", MODEL
+    )
+    model_dtype: str = setting(
+        "auto", "Weights/activations dtype.", MODEL, choices=("auto", "bfloat16", "float16", "float32")
+    )
+    model_tensor_parallel_size: int = setting(1, "GPUs one replica of the model is split across.", MODEL)
+    model_max_tokens_cap: int = setting(
+        2048, "Largest max_tokens a request may ask for; larger requests are capped.", MODEL
+    )
+
+    # --- hardware, Ray, Serve ----------------------------------------------------------------------
+    accelerator: Accelerator = setting(
+        Accelerator.AUTO,
+        "Run engines on NVIDIA GPUs or on the CPU build of vLLM; auto picks gpu when nvidia-smi sees one.",
+        HARDWARE,
+        choices=tuple(a.value for a in Accelerator),
+    )
+    ray_worker_nodes: int = setting(
+        0, "Ray worker nodes that will join this head node (needed for pipeline parallelism).", HARDWARE
+    )
+    ray_num_cpus: int = setting(
+        0, "Logical CPUs Ray schedules with; 0 = max(8, cores) so the ingress fits beside engines.", HARDWARE
+    )
+    ray_dashboard_enabled: Bool = setting(
+        True, "Run the Ray dashboard (reachable only through Nginx with dashboard basic auth).", HARDWARE
+    )
+    serve_ingress_replicas: int = setting(1, "Replicas of the appliance ingress deployment.", HARDWARE)
+    serve_max_ongoing_requests: int = setting(
+        256, "Requests one engine replica takes at once before Serve queues them.", HARDWARE
+    )
+    serve_stream_batching_ms: float = setting(
+        50.0, "Window (ms) in which streamed tokens are batched between Ray actors; 0 = per token.", HARDWARE
+    )
+
+    # --- edge --------------------------------------------------------------------------------------
+    domain: str = setting(
+        "", "Public DNS name of this machine; empty = self-signed certificate for 'localhost'.", EDGE
+    )
+    tls_mode: TlsMode = setting(
+        TlsMode.SELF_SIGNED,
+        "Where the certificate comes from: self-signed, acme (Let's Encrypt) or provided (your files).",
+        EDGE,
+        choices=tuple(m.value for m in TlsMode),
+    )
+    acme_email: str = setting("", "Contact e-mail for the ACME account (required with TLS_MODE=acme).", EDGE)
+    acme_staging: Bool = setting(False, "Use Let's Encrypt's staging environment (untrusted test certs).", EDGE)
+    acme_directory_url: str = setting(
+        "", "ACME directory URL; empty = Let's Encrypt (production, or staging if ACME_STAGING).", EDGE
+    )
+    tls_cert_path: str = setting("", "Certificate chain (PEM) for TLS_MODE=provided.", EDGE)
+    tls_key_path: str = setting("", "Private key (PEM) for TLS_MODE=provided.", EDGE)
+    cert_renew_before_days: int = setting(30, "Renew a certificate this many days before it expires.", EDGE)
+    bind_address: str = setting("0.0.0.0", "Host address Nginx publishes its ports on.", EDGE)
+    http_port: int = setting(80, "Host port for plain HTTP (ACME challenges, redirect to HTTPS).", EDGE)
+    https_port: int = setting(443, "Host port for HTTPS (API, dashboards).", EDGE)
+    cors_allowed_origins: CsvList = setting(
+        [], "Comma-separated origins allowed to call the API from a browser; empty = CORS off.", EDGE
+    )
+
+    # --- limits ------------------------------------------------------------------------------------
+    nginx_rate_limit_rpm: int = setting(
+        600, "Requests per minute allowed per client address and per API key on /v1/.", LIMITS
+    )
+    nginx_rate_limit_burst: int = setting(
+        50, "Requests allowed above the rate before Nginx answers 429.", LIMITS
+    )
+    nginx_conn_limit: int = setting(64, "Open connections allowed per client address.", LIMITS)
+    nginx_login_rate_limit_rpm: int = setting(
+        10, "Requests per minute per address on dashboard logins.", LIMITS
+    )
+    max_request_body_mb: int = setting(10, "Largest request body accepted, in MiB (Nginx and ingress).", LIMITS)
+
+    # --- security ----------------------------------------------------------------------------------
+    auth_enabled: Bool = setting(
+        True, "Require an API key on /v1/. Turning it off is allowed but doctor flags it.", SECURITY
+    )
+    audit_log_prompts: Bool = setting(
+        False, "Write prompts into the audit log (only the masked prompt when PII masking is on).", SECURITY
+    )
+
+    # --- PII ---------------------------------------------------------------------------------------
+    pii_enabled: Bool = setting(False, "Mask personal data before the model and restore it after.", PII)
+    pii_entities: CsvList = setting(
+        list(DEFAULT_PII_ENTITIES), "Comma-separated Presidio entity types to mask.", PII
+    )
+    pii_score_threshold: float = setting(0.5, "Lowest Presidio confidence (0–1) that counts as a match.", PII)
+    pii_language: str = setting("en", "Language of the texts analysed.", PII)
+    pii_spacy_model: str = setting("en_core_web_lg", "spaCy model package the analyzer loads.", PII)
+    pii_replicas: int = setting(1, "Replicas of the PII service deployment.", PII)
+    pii_timeout_seconds: float = setting(
+        5.0, "Longest wait for the analyzer; past it the request fails with 503.", PII
+    )
+    pii_fail_open: Bool = setting(
+        False, "Forward unmasked text when the analyzer fails (unsafe; doctor flags it).", PII
+    )
+
+    # --- logs --------------------------------------------------------------------------------------
+    log_level: LogLevel = setting(
+        LogLevel.INFO, "Lowest level logged.", LOGS, choices=tuple(level.value for level in LogLevel)
+    )
+    log_format: LogFormat = setting(
+        LogFormat.AUTO, "json, text, or auto (text on a terminal, json otherwise).", LOGS,
+        choices=tuple(f.value for f in LogFormat),
+    )  # fmt: skip
+    log_retention_days: int = setting(14, "Days rotated log files are kept.", LOGS)
+    log_max_size_mb: int = setting(100, "Size (MiB) at which a log file is rotated.", LOGS)
+
+    # --- observability -----------------------------------------------------------------------------
+    dashboards_enabled: Bool = setting(True, "Serve Grafana at /grafana/ (and Prometheus behind auth).", OBSERVE)
+    prometheus_retention_days: int = setting(15, "Days of metrics Prometheus keeps.", OBSERVE)
+    alert_webhook_url: str = setting("", "URL that receives Prometheus alerts; empty = none sent.", OBSERVE)
+    ttft_slo_seconds: float = setting(2.0, "p95 time to first token above which an alert fires.", OBSERVE)
+
+    # --- Datadog -----------------------------------------------------------------------------------
+    datadog_site: str = setting("datadoghq.com", "Datadog site the agent ships to (e.g. datadoghq.eu).", DATADOG)
+    datadog_env: str = setting("production", "Value of the 'env' tag on everything sent.", DATADOG)
+    datadog_tags: CsvList = setting([], "Extra comma-separated key:value tags.", DATADOG)
+
+    # --- stack -------------------------------------------------------------------------------------
+    compose_project_name: str = setting("appliance", "Docker Compose project name (container prefix).", STACK)
+
+    # --- per-field checks (types and ranges; cross-field rules are elsewhere) ----------------------
+    @field_validator("http_port", "https_port")
+    @classmethod
+    def _port(cls, value: int) -> int:
+        if not 1 <= value <= 65535:
+            raise expected("a port from 1 to 65535")
+        return value
+
+    @field_validator(
+        "model_max_model_len",
+        "model_tensor_parallel_size",
+        "model_max_tokens_cap",
+        "serve_ingress_replicas",
+        "serve_max_ongoing_requests",
+        "nginx_rate_limit_rpm",
+        "nginx_rate_limit_burst",
+        "nginx_conn_limit",
+        "nginx_login_rate_limit_rpm",
+        "max_request_body_mb",
+        "cert_renew_before_days",
+        "pii_replicas",
+        "log_retention_days",
+        "log_max_size_mb",
+        "prometheus_retention_days",
+    )
+    @classmethod
+    def _positive(cls, value: int) -> int:
+        if value < 1:
+            raise expected("an integer >= 1")
+        return value
+
+    @field_validator("ray_worker_nodes", "ray_num_cpus")
+    @classmethod
+    def _not_negative(cls, value: int) -> int:
+        if value < 0:
+            raise expected("an integer >= 0")
+        return value
+
+    @field_validator("model_gpu_memory_utilization")
+    @classmethod
+    def _fraction(cls, value: float) -> float:
+        if not 0 < value <= 1:
+            raise expected("a number greater than 0 and at most 1")
+        return value
+
+    @field_validator("pii_score_threshold")
+    @classmethod
+    def _score(cls, value: float) -> float:
+        if not 0 <= value <= 1:
+            raise expected("a number from 0 to 1")
+        return value
+
+    @field_validator("serve_stream_batching_ms", "ttft_slo_seconds", "pii_timeout_seconds")
+    @classmethod
+    def _non_negative_float(cls, value: float) -> float:
+        if value < 0:
+            raise expected("a number >= 0")
+        return value
+
+    @field_validator("model_dtype")
+    @classmethod
+    def _dtype(cls, value: str) -> str:
+        choices = ("auto", "bfloat16", "float16", "float32")
+        if value not in choices:
+            raise expected("one of " + ", ".join(choices))
+        return value
+
+    @field_validator("model_id")
+    @classmethod
+    def _model_id(cls, value: str) -> str:
+        if not MODEL_ID_RE.match(value):
+            raise expected(
+                "a model id of letters, digits, '.', '_' or '-' (at most 64, starting with a letter or digit)"
+            )
+        return value
+
+    @field_validator("model_source", "pii_language", "pii_spacy_model", "compose_project_name")
+    @classmethod
+    def _required_text(cls, value: str) -> str:
+        if not value.strip():
+            raise expected("a non-empty value")
+        return value
+
+    @field_validator("domain")
+    @classmethod
+    def _domain(cls, value: str) -> str:
+        if value and not HOSTNAME_RE.match(value):
+            raise expected("a DNS name such as llm.example.com (no scheme, port or path)")
+        return value.lower()
+
+    @field_validator("acme_email")
+    @classmethod
+    def _email(cls, value: str) -> str:
+        if value and not EMAIL_RE.match(value):
+            raise expected("an e-mail address")
+        return value
+
+    @field_validator("acme_directory_url", "alert_webhook_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if value and not value.startswith(("https://", "http://")):
+            raise expected("an http:// or https:// URL")
+        return value
+
+    @field_validator("cors_allowed_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if origin == "*":
+                continue
+            scheme, sep, rest = origin.partition("://")
+            if not sep or scheme not in {"http", "https"} or not rest or "/" in rest.rstrip("/"):
+                raise expected(f"origins like https://app.example.com or '*' (not {origin!r})")
+        return [o.rstrip("/") for o in value]
+
+    @field_validator("pii_entities")
+    @classmethod
+    def _entities(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if name not in PII_ENTITY_NAMES:
+                guess = did_you_mean(name, PII_ENTITY_NAMES)
+                tip = f"did you mean {guess}?" if guess else "see docs/guides/pii.md for the list"
+                raise expected(f"Presidio entity types; {name!r} is not one ({tip})")
+        if not value:
+            raise expected("at least one entity type")
+        return value
+
+    @field_validator("datadog_tags")
+    @classmethod
+    def _tags(cls, value: list[str]) -> list[str]:
+        for tag in value:
+            if ":" not in tag or tag.startswith(":"):
+                raise expected(f"key:value tags (not {tag!r})")
+        return value
+
+
+def setting_names() -> list[str]:
+    """Every ``.env`` key, in declaration order."""
+    return [name.upper() for name in Settings.model_fields]

@@ -1,0 +1,1 @@
+"""Logging set-up, rotation policy and file I/O."""
