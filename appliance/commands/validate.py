@@ -47,6 +47,6 @@ def run(args: argparse.Namespace) -> int:
     gpus = "unknown" if config.gpu_count is None else str(config.gpu_count)
     say(f"✓ configuration valid: {len(config.models)} model(s) from {models_from}: "
         f"{', '.join(m.id for m in config.models)}; accelerator {config.accelerator.value} ({gpus} GPU(s)); "
-        f"{len(config.settings.model_fields)} settings; {len(config.secrets.api_keys)} API key(s); "
+        f"{len(config.secrets.api_keys)} API key(s); "
         f"{len(warnings)} warning(s)", style="green")  # fmt: skip
     return 0

@@ -14,7 +14,7 @@ DTYPES = ("auto", "bfloat16", "float16", "float32")
 class AutoscalingSpec(BaseModel):
     """Ray Serve autoscaling of one model's engine replicas."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     min_replicas: int = Field(1, description="Fewest replicas kept running (0 scales to zero).")
     max_replicas: int = Field(1, description="Most replicas started under load.")
@@ -47,7 +47,8 @@ class AutoscalingSpec(BaseModel):
 class ModelSpec(BaseModel):
     """One served model. Engine arguments not named here go through ``engine_kwargs`` unchanged."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # coerce_numbers_to_str: an all-digit revision or id written without quotes is still text.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, coerce_numbers_to_str=True)
 
     id: str = Field(description="Name clients use in the OpenAI 'model' field; also used in routes and metrics.")
     source: str = Field(description="Hugging Face repo id (org/name) or an absolute local path.")
@@ -57,7 +58,7 @@ class ModelSpec(BaseModel):
     max_model_len: int | None = Field(None, description="Longest context; none = the model's own maximum.")
     gpu_memory_utilization: float = Field(0.90, description="Share of each GPU's memory vLLM may use.")
     dtype: str = Field("auto", description="One of " + ", ".join(DTYPES) + ".")
-    replicas: int | None = Field(None, description="Fixed replica count (exclusive with autoscaling).")
+    replicas: int | None = Field(None, description="Fixed replica count; none = 1. Exclusive with autoscaling.")
     autoscaling: AutoscalingSpec | None = Field(None, description="Autoscaling instead of fixed replicas.")
     max_tokens_cap: int = Field(2048, description="Largest max_tokens a request may ask for.")
     trust_remote_code: bool = Field(False, description="Run the model repo's own Python code (unsafe).")
@@ -108,14 +109,6 @@ class ModelSpec(BaseModel):
     @property
     def gpus_per_replica(self) -> int:
         return self.tensor_parallel_size * self.pipeline_parallel_size
-
-
-class ModelsFile(BaseModel):
-    """The whole ``models.yaml``: a non-empty list under ``models:``."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    models: list[ModelSpec] = Field(min_length=1)
 
 
 def model_from_settings(settings: Any) -> ModelSpec:

@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
+from appliance.config.models import AutoscalingSpec, ModelSpec
 from appliance.config.secrets import Secrets
 from appliance.config.settings import Settings
 
@@ -89,8 +90,24 @@ def render_reference() -> str:
             choices = _choices(info)
             meaning = str(info.description) + (f" One of: {', '.join(f'`{c}`' for c in choices)}." if choices else "")
             out.append(f"| `{key}` | {f'`{default}`' if default else '(empty)'} | {meaning} |")
+    out += ["\n### `models.yaml`\n", "Each entry of the `models:` list:\n", "| Key | Default | Meaning |", "|---|---|---|"]
+    out += _model_rows(ModelSpec, "")
+    out += _model_rows(AutoscalingSpec, "autoscaling.")
     out.append("\n" + GUIDE_END)
     return "\n".join(out)
+
+
+def _model_rows(model: type[BaseModel], prefix: str) -> list[str]:
+    rows = []
+    for name, info in model.model_fields.items():
+        if info.is_required():
+            default = "(required)"
+        elif info.default_factory is not None:
+            default = "`{}`"
+        else:
+            default = "(none)" if info.default is None else f"`{format_default(info.default)}`"
+        rows.append(f"| `{prefix}{name}` | {default} | {info.description} |")
+    return rows
 
 
 def splice_reference(guide: str) -> str:

@@ -86,7 +86,7 @@ class Settings(BaseModel):
         alias_generator=str.upper,
         validate_by_alias=True,
         validate_by_name=True,
-        use_enum_values=False,
+        allow_inf_nan=False,
     )
 
     # --- model shorthand ---------------------------------------------------------------------------

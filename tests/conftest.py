@@ -1,0 +1,35 @@
+"""Test tiers and the no-silent-skip rule.
+
+Tiers follow the folder: tests/unit → ``unit``, tests/integration → ``integration``, tests/e2e → ``e2e``.
+``make test`` runs them all. Under CI (``CI=true``) a skipped test fails the run: a missing tool must be
+installed by the set-up, not skipped past.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).parent
+TIERS = ("unit", "integration", "e2e")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        tier = Path(str(item.path)).relative_to(TESTS).parts[0]
+        if tier not in TIERS:
+            raise pytest.UsageError(f"{item.nodeid}: tests live under tests/unit, tests/integration or tests/e2e")
+        item.add_marker(getattr(pytest.mark, tier))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if os.environ.get("CI") != "true":
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = len(reporter.stats.get("skipped", [])) if reporter else 0
+    if skipped:
+        reporter.write_line(f"CI: {skipped} test(s) skipped; in CI every tool must be installed, nothing skipped",
+                            red=True)  # fmt: skip
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
