@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     create.add_argument("name", help="key name (letters, digits, '_'); shown in the audit log and metrics")
     create.add_argument("--role", choices=[r.value for r in Role], default=Role.USER.value,
                         help="admin: every model and the admin endpoints; user: --models only (default)")  # fmt: skip
-    create.add_argument("--models", default="", help="comma-separated model ids the key may use, or '*'")
+    create.add_argument("--models", dest="allowed_models", default="", help="comma-separated model ids the key may use, or '*'")
     create.add_argument("--force", action="store_true", help="replace an existing key of that name")
     create.add_argument("--json", action="store_true", help="print the key and its record as JSON")
     add_config_options(create, models_flag="--models-file")
@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_create(args: argparse.Namespace) -> int:
     config = load(args)
-    models = tuple(m.strip() for m in args.models.split(",") if m.strip())
+    models = tuple(m.strip() for m in args.allowed_models.split(",") if m.strip())
     key, record = create_key(
         config.files.secrets, args.name, Role(args.role), models,
         existing=config.secrets.api_keys, served=[m.id for m in config.models], replace=args.force,

@@ -1,0 +1,67 @@
+import asyncio
+import io
+import json
+import logging
+
+import pytest
+
+from appliance.logs.setup import bind_request_id, register_secret, setup_logging
+
+
+@pytest.fixture
+def stream():
+    buffer = io.StringIO()
+    handler = setup_logging("DEBUG", "json", component="test", stream=buffer)
+    yield buffer
+    logging.getLogger().removeHandler(handler)
+
+
+def lines(buffer: io.StringIO) -> list[dict]:
+    return [json.loads(line) for line in buffer.getvalue().splitlines()]
+
+
+def test_json_lines_carry_request_id_and_component(stream: io.StringIO) -> None:
+    log = logging.getLogger("appliance.test")
+    log.info("outside")
+    with bind_request_id("req-1"):
+        log.warning("inside %d", 42)
+    first, second = lines(stream)
+    assert first["request_id"] is None and first["component"] == "test"
+    assert second == {**second, "message": "inside 42", "request_id": "req-1", "level": "WARNING",
+                      "logger": "appliance.test"}  # fmt: skip
+
+
+def test_request_id_follows_each_task(stream: io.StringIO) -> None:
+    async def handle(rid: str) -> None:
+        with bind_request_id(rid):
+            await asyncio.sleep(0)
+            logging.getLogger("x").info(rid)
+
+    async def both() -> None:
+        await asyncio.gather(handle("a"), handle("b"))
+
+    asyncio.run(both())
+    records = {(r["message"], r["request_id"]) for r in lines(stream) if r["logger"] == "x"}
+    assert records == {("a", "a"), ("b", "b")}
+
+
+def test_registered_secrets_are_scrubbed_from_messages_args_and_tracebacks(stream: io.StringIO) -> None:
+    register_secret("s3cr3t-value-xyz")
+    log = logging.getLogger("x")
+    log.info("key is %s", "s3cr3t-value-xyz")
+    try:
+        raise RuntimeError("boom s3cr3t-value-xyz")
+    except RuntimeError:
+        log.exception("failed")
+    assert "s3cr3t-value-xyz" not in stream.getvalue()
+    assert "<redacted>" in stream.getvalue()
+
+
+def test_text_format_on_request(stream: io.StringIO) -> None:
+    buffer = io.StringIO()
+    handler = setup_logging("INFO", "text", stream=buffer)
+    with bind_request_id("r9"):
+        logging.getLogger("y").info("hello")
+    logging.getLogger().removeHandler(handler)
+    assert "INFO" in buffer.getvalue() and "[r9]" in buffer.getvalue() and "hello" in buffer.getvalue()
+    assert not buffer.getvalue().startswith("{")
