@@ -14,6 +14,7 @@ PENDING = {
     "status": ("show the running stack's health", "the supervisor-and-doctor issue (#6)"),
     "supervise": ("run the supervisor daemon (watchdog, renewals, rotation)", "the supervisor-and-doctor issue (#6)"),
     "certs": ("inspect, issue and renew TLS certificates", "the edge issue (#5)"),
+    "logs": ("follow the logs of the running stack", "the compose-stack issue (#8)"),
 }
 
 

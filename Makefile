@@ -1,0 +1,84 @@
+# The appliance's two commands: `make up` runs it, `make test` passes the tests.
+# Everything else is a convenience around `python -m appliance`.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+# System tools the test tiers need, as command:debian-package pairs (installed when root or CI=true).
+TEST_TOOLS ?=
+PYTEST_ARGS ?=
+
+.PHONY: help up down status doctor logs validate keys test test-unit test-integration test-e2e bench docs clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+# --- virtual environments (re-made when pyproject.toml changes) ----------------------------------------
+$(VENV)/.python-ok:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' \
+	  || { echo "make: Python >= 3.11 is required; found: $$($(PYTHON) --version 2>&1). Set PYTHON=..." >&2; exit 2; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@touch $@
+
+$(VENV)/.installed-base: pyproject.toml $(VENV)/.python-ok
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
+	@touch $@
+
+$(VENV)/.installed-test: pyproject.toml $(VENV)/.python-ok
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	@touch $@ $(VENV)/.installed-base
+
+# --- running the appliance -----------------------------------------------------------------------------
+up: $(VENV)/.installed-base ## create .env/.secrets when missing, validate, start the stack
+	@$(PY) -m appliance init
+	@$(PY) -m appliance validate
+	@$(PY) -m appliance up
+
+down: $(VENV)/.installed-base ## stop the stack
+	@$(PY) -m appliance down
+
+status: $(VENV)/.installed-base ## health of the running stack
+	@$(PY) -m appliance status
+
+doctor: $(VENV)/.installed-base ## pre-flight and running-stack checks
+	@$(PY) -m appliance doctor
+
+logs: $(VENV)/.installed-base ## follow the stack's logs
+	@$(PY) -m appliance logs
+
+validate: $(VENV)/.installed-base ## check .env, .secrets and models.yaml
+	@$(PY) -m appliance validate
+
+# --- tests and benchmarks ------------------------------------------------------------------------------
+test: $(VENV)/.installed-test ## set up everything and run every test tier (unit, integration, e2e)
+	@scripts/ci/ensure_tools.sh $(TEST_TOOLS)
+	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests; that is a failure" >&2; exit 1; fi; \
+	  exit $$rc
+
+test-unit: $(VENV)/.installed-test ## only the unit tier
+	@$(PY) -m pytest -m unit $(PYTEST_ARGS)
+
+test-integration: $(VENV)/.installed-test ## only the integration tier
+	@scripts/ci/ensure_tools.sh $(TEST_TOOLS)
+	@$(PY) -m pytest -m integration $(PYTEST_ARGS)
+
+test-e2e: $(VENV)/.installed-test ## only the e2e tier
+	@$(PY) -m pytest -m e2e $(PYTEST_ARGS)
+
+bench: $(VENV)/.installed-test ## run the benchmark scripts (tables and plots in bench-results/)
+	@shopt -s nullglob; benches=(scripts/bench_*.py); \
+	  if [ $${#benches[@]} -eq 0 ]; then \
+	    echo "make bench: no benchmark scripts yet (scripts/bench_*.py arrive with the serving issue)" >&2; exit 1; fi; \
+	  for b in "$${benches[@]}"; do echo "== $$b"; $(PY) "$$b" || exit $$?; done
+
+docs: $(VENV)/.installed-base ## regenerate .env.example, .secrets.example and the settings reference
+	@$(PY) -m appliance config --write
+
+clean: ## remove the virtual environment and caches
+	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

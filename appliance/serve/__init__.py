@@ -1,0 +1,1 @@
+"""The Ray Serve application: builder, ingress layers, PII (arrives with the serving issue)."""

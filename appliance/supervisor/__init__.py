@@ -1,0 +1,1 @@
+"""The supervisor daemon: watchdog, scheduler, jobs (arrives with the supervisor issue)."""
