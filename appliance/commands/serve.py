@@ -1,0 +1,71 @@
+"""``python -m appliance serve``: deploy the Serve application (engines + ingress) onto a running Ray cluster.
+
+Runs in the ``serve`` container after ``ray start --head``; tests run it against a Ray head they started on
+127.0.0.1. It returns once the application is submitted (models keep loading: watch ``/health/startup``),
+or, with ``--wait``, once every model is up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from appliance.commands.common import add_config_options, load
+from appliance.errors import ApplianceError, NotAvailableError
+from appliance.output import say
+
+APP_NAME = "appliance"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("serve", help="deploy the model engines and the API ingress onto Ray Serve",
+                            description=__doc__.split("\n\n")[0])  # fmt: skip
+    add_config_options(parser)
+    parser.add_argument("--ray-address", default="auto", help="Ray cluster to join (default: auto)")
+    parser.add_argument("--http-host", default="127.0.0.1",
+                        help="address the Serve HTTP proxy binds (the container passes 0.0.0.0)")  # fmt: skip
+    parser.add_argument("--http-port", type=int, default=None, help="HTTP port (default: SERVE_HTTP_PORT)")
+    parser.add_argument("--wait", action="store_true", help="return only when every model is running")
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds --wait waits (default 1800)")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load(args)
+    try:
+        import ray
+        from ray import serve
+    except ImportError as err:
+        raise NotAvailableError(
+            f"the serve extra is not installed ({err.name} is missing): pip install '.[serve,cpu]' or use the "
+            "serve image"
+        ) from None
+    from appliance.serve.builder import build_app
+
+    ray.init(address=args.ray_address, log_to_driver=False, logging_level="WARNING")
+    audit = Path(config.settings.audit_log_file).resolve()
+    app = build_app(config, audit_path=str(audit), secrets_path=str(config.files.secrets.resolve()))
+    port = args.http_port or config.settings.serve_http_port
+    serve.start(http_options={"host": args.http_host, "port": port})
+    serve.run_many([serve.RunTarget(target=app, name=APP_NAME, route_prefix="/")],
+                   wait_for_applications_running=False)  # fmt: skip
+    say(f"deployed '{APP_NAME}' with {len(config.models)} model(s) on http://{args.http_host}:{port}; "
+        f"models load in the background: GET /health/startup")  # fmt: skip
+    if args.wait:
+        _wait_running(serve, args.timeout)
+    return 0
+
+
+def _wait_running(serve: object, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = serve.status().applications.get(APP_NAME)  # type: ignore[attr-defined]
+        value = getattr(status.status, "value", status.status) if status else "MISSING"
+        if value == "RUNNING":
+            say("every model is running")
+            return
+        if value in ("DEPLOY_FAILED", "UNHEALTHY"):
+            raise ApplianceError(f"the application failed to deploy: {status.message if status else ''}")
+        time.sleep(2)
+    raise ApplianceError(f"models were not running after {timeout:.0f}s; see /health/startup")

@@ -1,0 +1,123 @@
+"""From the validated config to one Ray Serve application: an LLMServer per model, the appliance ingress in
+front. The engine arguments and deployment options are decided by pure functions (unit-tested without
+Ray); :func:`build_app` turns them into ``ray.serve.llm`` objects.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from appliance.config.loader import ApplianceConfig
+from appliance.config.models import ModelSpec
+from appliance.config.settings import Accelerator, Settings
+from appliance.serve.ingress_config import IngressConfig, ModelInfo
+
+if TYPE_CHECKING:
+    from ray.serve.deployment import Application
+
+# What vLLM on the CPU needs to fit beside the rest on a small machine (GiB of KV cache).
+CPU_KV_CACHE_GIB = "1"
+
+
+def engine_kwargs(spec: ModelSpec) -> dict[str, Any]:
+    """vLLM engine arguments for ``spec``: the typed fields, safe-loading defaults, then the pass-through."""
+    kwargs: dict[str, Any] = {
+        "tensor_parallel_size": spec.tensor_parallel_size,
+        "pipeline_parallel_size": spec.pipeline_parallel_size,
+        "gpu_memory_utilization": spec.gpu_memory_utilization,
+        "dtype": spec.dtype,
+        "trust_remote_code": spec.trust_remote_code,
+    }
+    if spec.max_model_len is not None:
+        kwargs["max_model_len"] = spec.max_model_len
+    if spec.revision:
+        kwargs["revision"] = spec.revision
+        kwargs["tokenizer_revision"] = spec.revision
+    if not spec.allow_pickle_weights:
+        kwargs["load_format"] = "safetensors"
+    kwargs.update(spec.engine_kwargs)
+    return kwargs
+
+
+def deployment_config(spec: ModelSpec, settings: Settings) -> dict[str, Any]:
+    options: dict[str, Any] = {"max_ongoing_requests": settings.serve_max_ongoing_requests}
+    if spec.autoscaling is not None:
+        options["autoscaling_config"] = {
+            "min_replicas": spec.autoscaling.min_replicas,
+            "max_replicas": spec.autoscaling.max_replicas,
+            "target_ongoing_requests": spec.autoscaling.target_ongoing_requests,
+        }
+    else:
+        options["num_replicas"] = spec.replicas or 1
+    return options
+
+
+def placement(spec: ModelSpec, accelerator: Accelerator) -> dict[str, Any] | None:
+    """CPU mode asks Ray for a CPU bundle (the default asks for GPUs and would wait forever without one);
+    GPU mode leaves ray.serve.llm to derive one GPU bundle per tensor × pipeline rank."""
+    if accelerator is Accelerator.CPU:
+        return {"bundles": [{"CPU": 1}]}
+    return None
+
+
+def runtime_env(accelerator: Accelerator, hf_token: str) -> dict[str, Any]:
+    env: dict[str, str] = {}
+    if accelerator is Accelerator.CPU:
+        env["VLLM_CPU_KVCACHE_SPACE"] = CPU_KV_CACHE_GIB
+    if hf_token:
+        env["HF_TOKEN"] = hf_token
+    return {"env_vars": env} if env else {}
+
+
+def llm_config_dict(spec: ModelSpec, config: ApplianceConfig) -> dict[str, Any]:
+    """The ``LLMConfig`` of one model, as a plain dict."""
+    settings = config.settings
+    data: dict[str, Any] = {
+        "model_loading_config": {"model_id": spec.id, "model_source": spec.source},
+        "engine_kwargs": engine_kwargs(spec),
+        "deployment_config": deployment_config(spec, settings),
+        "experimental_configs": {"stream_batching_interval_ms": settings.serve_stream_batching_ms},
+    }
+    pg = placement(spec, config.accelerator)
+    if pg is not None:
+        data["placement_group_config"] = pg
+    env = runtime_env(config.accelerator, config.secrets.hf_token)
+    if env:
+        data["runtime_env"] = env
+    return data
+
+
+def model_infos(config: ApplianceConfig) -> tuple[ModelInfo, ...]:
+    infos = []
+    for spec in config.models:
+        data = llm_config_dict(spec, config)
+        infos.append(ModelInfo(spec.id, spec.source, spec.revision, data["engine_kwargs"], data["deployment_config"]))
+    return tuple(infos)
+
+
+def ingress_options(settings: Settings) -> dict[str, Any]:
+    return {
+        "num_replicas": settings.serve_ingress_replicas,
+        "max_ongoing_requests": max(1000, settings.serve_max_ongoing_requests * 4),
+        "ray_actor_options": {"num_cpus": 1},
+    }
+
+
+def build_app(config: ApplianceConfig, *, audit_path: str, secrets_path: str | None) -> Application:
+    """The Ray Serve application for ``config`` (imports Ray: call it where the serve extra is installed)."""
+    from ray import serve
+    from ray.llm._internal.serve.core.configs.openai_api_models import to_model_metadata
+    from ray.serve.llm import LLMConfig, build_llm_deployment
+
+    from appliance.serve.ingress import make_ingress_class
+
+    llm_configs = [LLMConfig.model_validate(llm_config_dict(spec, config)) for spec in config.models]
+    deployments = {c.model_id: build_llm_deployment(c) for c in llm_configs}
+    cards = {c.model_id: to_model_metadata(c.model_id, c) for c in llm_configs}
+    ingress = IngressConfig.from_config(
+        config, audit_path=audit_path, models=model_infos(config), secrets_path=secrets_path
+    )
+    ingress_cls = make_ingress_class(ingress)
+    return serve.deployment(ingress_cls, name="ApplianceIngress", **ingress_options(config.settings)).bind(
+        llm_deployments=deployments, model_cards=cards, ingress_config=ingress
+    )

@@ -1,0 +1,255 @@
+"""The appliance's ASGI gate in front of the OpenAI app: request ids, API keys, body checks, audit, metrics.
+
+It wraps any ASGI app (ray.serve.llm's OpenAI ingress here) without changing it: it decides from the
+request line, headers and body (see :mod:`appliance.serve.checks`), forwards the possibly rewritten body,
+and watches the response go by to record status, time to first token and token usage.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+from appliance.logs.setup import REQUEST_ID, new_request_id
+from appliance.serve.audit import AuditLog
+from appliance.serve.checks import (
+    GENERATION_PATHS,
+    GenerationFacts,
+    Principal,
+    authenticate,
+    check_generation,
+    require_admin,
+    valid_request_id,
+)
+from appliance.serve.errors import ApiError
+from appliance.serve.keystore import KeyStore
+from appliance.serve.metrics import Metrics
+from appliance.serve.usage import UsageWatcher
+
+_LOGGER = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+PRINCIPAL_STATE = "appliance_principal"
+OPEN_PREFIXES = ("/health/",)
+GUARDED_PREFIXES = ("/v1/", "/admin/")
+
+
+@dataclass(frozen=True)
+class GateSettings:
+    auth_enabled: bool
+    max_body_bytes: int
+    caps: dict[str, int]  # model id -> max_tokens cap
+    audit_prompts: bool = False
+
+
+class ClientDisconnected(Exception):
+    """The client went away while its request body was being read."""
+
+
+class Gate:
+    """ASGI middleware. One instance per ingress replica."""
+
+    def __init__(self, app: ASGIApp, settings: GateSettings, keys: KeyStore, audit: AuditLog, metrics: Metrics):
+        self.app = app
+        self.settings = settings
+        self.keys = keys
+        self.audit = audit
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = _headers(scope)
+        incoming = valid_request_id(headers.get("x-request-id"))
+        request_id = incoming or new_request_id()
+        # Ray Serve's proxy puts an X-Request-ID on every request and echoes it in the response itself.
+        send = send if "x-request-id" in headers else _with_request_id(send, request_id)
+        token = REQUEST_ID.set(request_id)
+        try:
+            await self._handle(scope, receive, send, headers, request_id)
+        finally:
+            REQUEST_ID.reset(token)
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str], rid: str) -> None:
+        path: str = scope["path"]
+        if path.startswith(OPEN_PREFIXES) or not path.startswith(GUARDED_PREFIXES):
+            await self.app(scope, receive, send)
+            return
+        started = time.monotonic()
+        record: dict[str, Any] = {"request_id": rid, "endpoint": path, "method": scope.get("method"),
+                                  "client": _client_address(scope, headers)}  # fmt: skip
+        try:
+            principal = authenticate(headers.get("authorization"), self.keys.records(),
+                                     auth_enabled=self.settings.auth_enabled)  # fmt: skip
+        except ApiError as err:
+            self.metrics.auth_failure(err.code)
+            await self._refuse(send, err, record, started)
+            return
+        record.update(key=principal.name, role=principal.role.value)
+        scope = _downstream_scope(scope, principal)
+        try:
+            if path.startswith("/admin/"):
+                require_admin(principal)
+            if scope.get("method") == "POST" and path in GENERATION_PATHS:
+                await self._generation(scope, receive, send, principal, record, started)
+                return
+        except ApiError as err:
+            await self._refuse(send, err, record, started)
+            return
+        except ClientDisconnected:
+            return
+        await self.app(scope, receive, send)
+
+    async def _generation(
+        self, scope: Scope, receive: Receive, send: Send, principal: Principal, record: dict[str, Any], started: float
+    ) -> None:
+        raw = await _read_body(scope, receive, self.settings.max_body_bytes)
+        try:
+            body, facts = check_generation(raw, principal, self.settings.caps, log_prompt=self.settings.audit_prompts)
+        except ApiError:
+            record["model"] = _model_named(raw)
+            raise
+        record.update(model=facts.model, stream=facts.stream)
+        if facts.prompt is not None:
+            record["prompt"] = facts.prompt
+        watcher = UsageWatcher(stream=facts.stream, strip_usage=facts.stream and not facts.wants_usage)
+        scope = _replace_content_length(scope, len(body))
+        self.metrics.in_flight(facts.model, +1)
+        status = 500
+        try:
+            async def watched_send(message: Message) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                elif message["type"] == "http.response.body":
+                    message = watcher.on_body(message, time.monotonic())
+                await send(message)
+
+            await self.app(scope, _replay(body, receive), watched_send)
+        finally:
+            self.metrics.in_flight(facts.model, -1)
+            self._finish(record, facts, status, watcher, started)
+
+    def _finish(
+        self, record: dict[str, Any], facts: GenerationFacts, status: int, watcher: UsageWatcher, started: float
+    ) -> None:
+        now = time.monotonic()
+        latency = now - started
+        ttft = watcher.first_token_at - started if facts.stream and watcher.first_token_at else None
+        usage = watcher.usage()
+        record.update(
+            status=status,
+            prompt_tokens=usage.get("prompt_tokens"),
+            completion_tokens=usage.get("completion_tokens"),
+            latency_ms=round(latency * 1000, 1),
+            ttft_ms=round(ttft * 1000, 1) if ttft is not None else None,
+        )
+        self.audit.write(record)
+        self.metrics.request_done(
+            model=facts.model, status=status, key=record.get("key", "-"), latency=latency, ttft=ttft,
+            prompt_tokens=usage.get("prompt_tokens"), completion_tokens=usage.get("completion_tokens"),
+        )  # fmt: skip
+
+    async def _refuse(self, send: Send, err: ApiError, record: dict[str, Any], started: float) -> None:
+        body = err.body()
+        await send({"type": "http.response.start", "status": err.status,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+        record.update(status=err.status, error=err.code, latency_ms=round((time.monotonic() - started) * 1000, 1))
+        self.audit.write(record)
+        self.metrics.request_done(model=record.get("model", "-"), status=err.status, key=record.get("key", "-"),
+                                  latency=time.monotonic() - started, ttft=None,
+                                  prompt_tokens=None, completion_tokens=None)  # fmt: skip
+
+
+def _model_named(raw: bytes) -> str | None:
+    """The ``model`` a refused body asked for, for the audit line (None when it cannot be told)."""
+    try:
+        model = json.loads(raw).get("model")
+    except (AttributeError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return model[:128] if isinstance(model, str) else None
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+
+
+def _client_address(scope: Scope, headers: dict[str, str]) -> str | None:
+    forwarded = headers.get("x-forwarded-for")
+    if forwarded:
+        return forwarded.split(",")[0].strip()
+    client = scope.get("client")
+    return client[0] if client else None
+
+
+def _downstream_scope(scope: Scope, principal: Principal) -> Scope:
+    """The scope the OpenAI app sees: the caller's identity in state, the API key removed from headers."""
+    scope = dict(scope)
+    scope["headers"] = [(k, v) for k, v in scope.get("headers", []) if k.lower() != b"authorization"]
+    state = dict(scope.get("state") or {})
+    state[PRINCIPAL_STATE] = principal
+    scope["state"] = state
+    return scope
+
+
+def _replace_content_length(scope: Scope, length: int) -> Scope:
+    scope = dict(scope)
+    scope["headers"] = [(k, v) for k, v in scope["headers"] if k.lower() != b"content-length"]
+    scope["headers"].append((b"content-length", str(length).encode()))
+    return scope
+
+
+async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    declared = _headers(scope).get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, f"Request body too large: {int(declared)} bytes; the limit is {limit}.", "body_too_large")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, f"Request body too large; the limit is {limit} bytes.", "body_too_large")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replayed() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replayed
+
+
+def _with_request_id(send: Send, request_id: str) -> Send:
+    header = (b"x-request-id", request_id.encode())
+
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = dict(message)
+            message["headers"] = [h for h in message.get("headers", []) if h[0].lower() != b"x-request-id"]
+            message["headers"].append(header)
+        await send(message)
+
+    return wrapped

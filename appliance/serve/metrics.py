@@ -1,0 +1,68 @@
+"""The ingress's own metrics, recorded through Ray's metrics API.
+
+Ray aggregates them from every ingress replica and exports them, with Ray's and vLLM's own metrics, on the
+node's Prometheus endpoint (``ray start --metrics-export-port``), where Prometheus scrapes them under the
+names ``ray_appliance_*``. Using Ray's exporter rather than a per-replica ``/metrics`` route keeps the
+numbers whole when the ingress has several replicas.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+LATENCY_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300]
+TTFT_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30]
+
+
+class Metrics(Protocol):
+    def request_done(
+        self, *, model: str, status: int, key: str, latency: float, ttft: float | None,
+        prompt_tokens: int | None, completion_tokens: int | None,
+    ) -> None: ...  # fmt: skip
+
+    def in_flight(self, model: str, delta: int) -> None: ...
+
+    def auth_failure(self, reason: str) -> None: ...
+
+
+class RayMetrics:
+    """:class:`Metrics` on ``ray.util.metrics``; create it inside a Ray worker (an ingress replica)."""
+
+    def __init__(self) -> None:
+        from ray.util.metrics import Counter, Gauge, Histogram
+
+        self._requests = Counter("appliance_requests", "API requests by model, status and key name.",
+                                 tag_keys=("model", "status", "key"))  # fmt: skip
+        self._latency = Histogram("appliance_request_latency_seconds", "Request latency, first byte in to last out.",
+                                  boundaries=LATENCY_BUCKETS, tag_keys=("model",))  # fmt: skip
+        self._ttft = Histogram("appliance_time_to_first_token_seconds", "Time to the first streamed token.",
+                               boundaries=TTFT_BUCKETS, tag_keys=("model",))  # fmt: skip
+        self._prompt_tokens = Counter("appliance_prompt_tokens", "Prompt tokens by model and key name.",
+                                      tag_keys=("model", "key"))  # fmt: skip
+        self._completion_tokens = Counter("appliance_completion_tokens", "Completion tokens by model and key name.",
+                                          tag_keys=("model", "key"))  # fmt: skip
+        self._in_flight = Gauge("appliance_requests_in_flight", "Generation requests being served now.",
+                                tag_keys=("model",))  # fmt: skip
+        self._auth_failures = Counter("appliance_auth_failures", "Requests refused for a missing or bad API key.",
+                                      tag_keys=("reason",))  # fmt: skip
+        self._flight: dict[str, int] = {}
+
+    def request_done(
+        self, *, model: str, status: int, key: str, latency: float, ttft: float | None,
+        prompt_tokens: int | None, completion_tokens: int | None,
+    ) -> None:  # fmt: skip
+        self._requests.inc(1, {"model": model, "status": str(status), "key": key})
+        self._latency.observe(latency, {"model": model})
+        if ttft is not None:
+            self._ttft.observe(ttft, {"model": model})
+        if prompt_tokens:
+            self._prompt_tokens.inc(prompt_tokens, {"model": model, "key": key})
+        if completion_tokens:
+            self._completion_tokens.inc(completion_tokens, {"model": model, "key": key})
+
+    def in_flight(self, model: str, delta: int) -> None:
+        self._flight[model] = self._flight.get(model, 0) + delta
+        self._in_flight.set(self._flight[model], {"model": model})
+
+    def auth_failure(self, reason: str) -> None:
+        self._auth_failures.inc(1, {"reason": reason})

@@ -1,0 +1,166 @@
+"""One real appliance per test session: a Ray head on loopback and the appliance's Serve application with two
+tiny vLLM (CPU) models and three API keys, deployed with ``python -m appliance serve``.
+
+Everything runs inside the network namespace that ``make test`` makes (scripts/ci/isolated.sh), where only
+loopback exists; the fixture refuses to start Ray anywhere else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.helpers import ROOT, set_line
+
+MODELS = ("tiny-a", "tiny-b")
+CACHE = ROOT / ".cache" / "tiny-model"
+READY_TIMEOUT = 900
+
+
+def _need(condition: bool, why: str) -> None:
+    """Fail under CI (a missing piece must be installed by `make test`), skip with the reason elsewhere."""
+    if condition:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(why, pytrace=False)
+    pytest.skip(why)
+
+
+def _isolated() -> bool:
+    """Only loopback here: the namespace made by scripts/ci/isolated.sh."""
+    names = [name for _, name in socket.if_nameindex()]
+    return names == ["lo"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Stack:
+    url: str
+    root: Path
+    keys: dict[str, str]
+    audit: Path
+    metrics_url: str
+    env: dict[str, str]
+    startup_seen: list[dict]
+
+    def client(self, key: str):  # the official OpenAI client, as a user would use it
+        from openai import OpenAI
+
+        return OpenAI(base_url=f"{self.url}/v1", api_key=key, max_retries=0, timeout=120)
+
+    def get(self, path: str, key: str | None = None) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        return httpx.get(self.url + path, headers=headers, timeout=120)
+
+    def post(self, path: str, *, key: str | None = None, content: bytes | str = b"", headers: dict | None = None):
+        all_headers = {"content-type": "application/json", **(headers or {})}
+        if key:
+            all_headers["Authorization"] = f"Bearer {key}"
+        return httpx.post(self.url + path, content=content, headers=all_headers, timeout=120)
+
+
+def _tiny_model() -> Path:
+    check = subprocess.run([sys.executable, str(ROOT / "scripts/make_tiny_model.py"), str(CACHE), "--check"],
+                           capture_output=True, check=False)  # fmt: skip
+    if check.returncode != 0:
+        subprocess.run([sys.executable, str(ROOT / "scripts/make_tiny_model.py"), str(CACHE)], check=True,
+                       capture_output=True)  # fmt: skip
+    return CACHE
+
+
+def _write_config(root: Path, model_dir: Path, audit: Path) -> None:
+    shutil.copyfile(ROOT / ".env.example", root / ".env")
+    shutil.copyfile(ROOT / ".secrets.example", root / ".secrets")
+    (root / ".secrets").chmod(0o600)
+    set_line(root / ".env", "ACCELERATOR", "cpu")
+    set_line(root / ".env", "AUDIT_LOG_FILE", str(audit))
+    set_line(root / ".env", "MAX_REQUEST_BODY_MB", "1")
+    models = "models:\n" + "".join(
+        f"  - id: {mid}\n    source: {model_dir}\n    max_model_len: 512\n    gpu_memory_utilization: 0.3\n"
+        f"    max_tokens_cap: 48\n"
+        for mid in MODELS
+    )
+    (root / "models.yaml").write_text(models)
+
+
+def _cli(root: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "appliance", *args], cwd=root, env=env, capture_output=True,
+                          text=True, check=False, timeout=600)  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    _need(shutil.which("ray", path=os.path.dirname(sys.executable)) is not None,
+          "the serve extra is not installed (ray); `make test` installs it")  # fmt: skip
+    _need(_isolated(), "e2e tests start Ray, which listens on every interface: run them through `make test` "
+                       "(scripts/ci/isolated.sh gives them a loopback-only network namespace)")  # fmt: skip
+    root = tmp_path_factory.mktemp("appliance")
+    audit = root / "logs" / "audit.log"
+    _write_config(root, _tiny_model(), audit)
+    token = root / "ray_token"
+    token.write_text(secrets.token_hex(32))
+    token.chmod(0o600)
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token), "APPLIANCE_GPU_COUNT": "0",
+           "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(ROOT)}  # fmt: skip
+
+    keys = {}
+    for name, extra in (("admin", ["--role", "admin"]), ("usera", ["--models", "tiny-a"]),
+                        ("userb", ["--models", "tiny-b"])):  # fmt: skip
+        made = _cli(root, env, "keys", "create", name, *extra)
+        assert made.returncode == 0, made.stderr
+        keys[name] = made.stdout.strip()
+
+    gcs, metrics, http = _free_port(), _free_port(), _free_port()
+    ray = str(Path(sys.executable).parent / "ray")
+    started = subprocess.run(
+        [ray, "start", "--head", f"--port={gcs}", "--num-cpus=8", "--node-ip-address=127.0.0.1",
+         f"--metrics-export-port={metrics}", "--include-dashboard=false", "--disable-usage-stats",
+         f"--temp-dir={root / 'ray'}"],
+        env=env, capture_output=True, text=True, check=False, timeout=300,
+    )  # fmt: skip
+    assert started.returncode == 0, started.stdout + started.stderr
+    try:
+        deployed = _cli(root, env, "serve", "--ray-address", f"127.0.0.1:{gcs}", "--http-port", str(http))
+        assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+        stack = Stack(f"http://127.0.0.1:{http}", root, keys, audit, f"http://127.0.0.1:{metrics}/metrics", env, [])
+        _wait_ready(stack)
+        yield stack
+    finally:
+        subprocess.run([ray, "stop", "--force"], env=env, capture_output=True, check=False, timeout=120)
+
+
+def _wait_ready(stack: Stack) -> None:
+    """Poll /health/startup until every model is ready, keeping what was seen on the way."""
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline:
+        try:
+            response = stack.get("/health/startup")
+        except httpx.HTTPError:
+            time.sleep(1)
+            continue
+        body = response.json() if response.headers.get("content-type", "").startswith("application/json") else {}
+        if body:
+            stack.startup_seen.append({"code": response.status_code, **body})
+        if body.get("status") == "ready":
+            return
+        if body.get("status") == "failed":
+            raise AssertionError(f"a model failed to load: {json.dumps(body)[:2000]}")
+        time.sleep(2)
+    raise AssertionError(f"models not ready after {READY_TIMEOUT}s; last: {stack.startup_seen[-1:]}")

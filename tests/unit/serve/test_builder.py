@@ -1,0 +1,51 @@
+from pathlib import Path
+
+from appliance.config import ConfigFiles, load_config
+from appliance.config.models import ModelSpec
+from appliance.config.settings import Accelerator, Settings
+from appliance.serve.builder import deployment_config, engine_kwargs, llm_config_dict, placement
+from appliance.serve.ingress_config import IngressConfig
+from tests.helpers import make_config_dir, set_line
+
+
+def spec(**overrides) -> ModelSpec:
+    return ModelSpec.model_validate({"id": "m", "source": "org/m", **overrides})
+
+
+def test_safe_loading_defaults_and_pass_through() -> None:
+    kwargs = engine_kwargs(spec(revision="abc123", max_model_len=2048, engine_kwargs={"enable_prefix_caching": True}))
+    assert kwargs["load_format"] == "safetensors"
+    assert kwargs["trust_remote_code"] is False
+    assert kwargs["revision"] == kwargs["tokenizer_revision"] == "abc123"
+    assert kwargs["max_model_len"] == 2048 and kwargs["enable_prefix_caching"] is True
+    assert "load_format" not in engine_kwargs(spec(allow_pickle_weights=True))
+    assert engine_kwargs(spec(engine_kwargs={"load_format": "auto"}))["load_format"] == "auto"
+
+
+def test_replicas_or_autoscaling() -> None:
+    settings = Settings()
+    assert deployment_config(spec(), settings) == {"max_ongoing_requests": 256, "num_replicas": 1}
+    auto = deployment_config(spec(autoscaling={"min_replicas": 0, "max_replicas": 3}), settings)
+    assert auto["autoscaling_config"] == {"min_replicas": 0, "max_replicas": 3, "target_ongoing_requests": 16}
+    assert "num_replicas" not in auto
+
+
+def test_cpu_mode_asks_for_cpu_bundles_gpu_mode_leaves_the_default() -> None:
+    assert placement(spec(), Accelerator.CPU) == {"bundles": [{"CPU": 1}]}
+    assert placement(spec(tensor_parallel_size=2), Accelerator.GPU) is None
+
+
+def test_llm_config_from_a_validated_config(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    make_config_dir(tmp_path, with_models=True)
+    set_line(tmp_path / ".secrets", "HF_TOKEN", "hf_secret_token_value")
+    set_line(tmp_path / ".env", "SERVE_STREAM_BATCHING_MS", "20")
+    config = load_config(ConfigFiles(), gpu_count=0)
+    data = llm_config_dict(config.models[0], config)
+    assert data["model_loading_config"] == {"model_id": "qwen2.5-0.5b-instruct", "model_source": "Qwen/Qwen2.5-0.5B-Instruct"}
+    assert data["engine_kwargs"]["revision"] == "7ae557604adf67be50417f59c2c2f167def9a775"
+    assert data["experimental_configs"] == {"stream_batching_interval_ms": 20.0}
+    assert data["runtime_env"]["env_vars"] == {"VLLM_CPU_KVCACHE_SPACE": "1", "HF_TOKEN": "hf_secret_token_value"}
+    ingress = IngressConfig.from_config(config, audit_path="a.log", models=())
+    assert ingress.caps == {"qwen2.5-0.5b-instruct": 2048}
+    assert ingress.max_body_bytes == 10 * 1024 * 1024 and ingress.auth_enabled

@@ -1,0 +1,153 @@
+"""The gate over a small ASGI app standing in for the OpenAI app: what reaches it, what the client gets."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from appliance.config.keys import hash_key
+from appliance.config.secrets import ApiKeyRecord, Role
+from appliance.serve.audit import AuditLog
+from appliance.serve.gate import PRINCIPAL_STATE, Gate, GateSettings
+from appliance.serve.keystore import KeyStore
+
+KEY = "sk-gate-test"
+
+
+class RecordingMetrics:
+    def __init__(self) -> None:
+        self.done: list[dict[str, Any]] = []
+        self.flight: list[tuple[str, int]] = []
+        self.auth: list[str] = []
+
+    def request_done(self, **kwargs: Any) -> None:
+        self.done.append(kwargs)
+
+    def in_flight(self, model: str, delta: int) -> None:
+        self.flight.append((model, delta))
+
+    def auth_failure(self, reason: str) -> None:
+        self.auth.append(reason)
+
+
+class Downstream:
+    """Echoes what it received; streams three SSE events plus a usage event when asked to stream."""
+
+    def __init__(self) -> None:
+        self.seen: list[dict[str, Any]] = []
+
+    async def __call__(self, scope, receive, send) -> None:
+        message = await receive()
+        body = json.loads(message["body"] or b"{}")
+        self.seen.append({"scope": scope, "body": body, "raw": message["body"]})
+        if body.get("stream"):
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
+            for text in ("a", "b"):
+                chunk = {"choices": [{"index": 0, "delta": {"content": text}}]}
+                await send({"type": "http.response.body", "body": f"data: {json.dumps(chunk)}\n\n".encode(), "more_body": True})
+            usage = {"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 2}}
+            await send({"type": "http.response.body", "body": f"data: {json.dumps(usage)}\n\ndata: [DONE]\n\n".encode()})
+            return
+        payload = json.dumps({"ok": True, "usage": {"prompt_tokens": 3, "completion_tokens": 1}}).encode()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": payload})
+
+
+@pytest.fixture
+def parts(tmp_path: Path):
+    downstream = Downstream()
+    metrics = RecordingMetrics()
+    keys = KeyStore((ApiKeyRecord("alice", Role.USER, ("a",), hash_key(KEY)),))
+    gate = Gate(downstream, GateSettings(True, 1000, {"a": 16, "b": 16}), keys, AuditLog(tmp_path / "audit.log"), metrics)
+    return gate, downstream, metrics, tmp_path / "audit.log"
+
+
+def call(gate: Gate, path: str, body: bytes = b"", headers: dict[str, str] | None = None, method: str = "POST"):
+    sent: list[dict[str, Any]] = []
+    chunks = [body[i : i + 300] for i in range(0, len(body), 300)] or [b""]
+    incoming = [{"type": "http.request", "body": c, "more_body": i < len(chunks) - 1} for i, c in enumerate(chunks)]
+
+    async def receive():
+        return incoming.pop(0) if incoming else {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": method, "path": path, "client": ("10.9.8.7", 5555),
+             "headers": [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]}  # fmt: skip
+    asyncio.run(gate(scope, receive, send))
+    start = sent[0]
+    return start["status"], dict(start["headers"]), b"".join(m.get("body", b"") for m in sent[1:])
+
+
+def audit_lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def auth(extra: dict[str, str] | None = None) -> dict[str, str]:
+    return {"authorization": f"Bearer {KEY}", **(extra or {})}
+
+
+def test_missing_key_is_refused_before_the_app(parts) -> None:
+    gate, downstream, metrics, audit = parts
+    status, headers, body = call(gate, "/v1/chat/completions", b'{"model":"a"}')
+    assert status == 401 and json.loads(body)["error"]["code"] == "missing_api_key"
+    assert b"x-request-id" in headers
+    assert downstream.seen == [] and metrics.auth == ["missing_api_key"]
+    assert audit_lines(audit)[0]["status"] == 401
+
+
+def test_health_is_open_and_other_paths_guarded(parts) -> None:
+    gate, downstream, *_ = parts
+    assert call(gate, "/health/live", method="GET")[0] == 200
+    assert call(gate, "/admin/models", method="GET", headers=auth())[0] == 403
+    assert len(downstream.seen) == 1
+
+
+def test_generation_is_checked_capped_and_audited(parts) -> None:
+    gate, downstream, metrics, audit = parts
+    status, headers, body = call(gate, "/v1/completions", b'{"model":"a","prompt":"p","max_tokens":999}',
+                                 auth({"x-request-id": "rid-1", "x-forwarded-for": "1.2.3.4, 10.0.0.1"}))  # fmt: skip
+    assert status == 200 and json.loads(body)["ok"]
+    seen = downstream.seen[0]
+    assert seen["body"]["max_tokens"] == 16
+    assert all(k != b"authorization" for k, _ in seen["scope"]["headers"]), "the key does not travel on"
+    assert seen["scope"]["state"][PRINCIPAL_STATE].name == "alice"
+    assert dict(seen["scope"]["headers"])[b"content-length"] == str(len(seen["raw"])).encode()
+    assert b"x-request-id" not in headers, "the proxy in front echoes an incoming request id itself"
+    (line,) = audit_lines(audit)
+    assert line | {"latency_ms": 0, "time": 0} == {
+        "time": 0, "request_id": "rid-1", "key": "alice", "role": "user", "model": "a", "endpoint": "/v1/completions",
+        "method": "POST", "stream": False, "status": 200, "error": None, "prompt_tokens": 3, "completion_tokens": 1,
+        "latency_ms": 0, "ttft_ms": None, "client": "1.2.3.4",
+    }  # fmt: skip
+    assert metrics.flight == [("a", 1), ("a", -1)]
+    assert metrics.done[0]["completion_tokens"] == 1
+
+
+def test_stream_usage_is_audited_and_hidden(parts) -> None:
+    gate, downstream, metrics, audit = parts
+    status, _, body = call(gate, "/v1/chat/completions", b'{"model":"a","messages":[],"stream":true}', auth())
+    assert status == 200
+    assert b'"usage"' not in body and body.endswith(b"data: [DONE]\n\n")
+    assert downstream.seen[0]["body"]["stream_options"] == {"include_usage": True}
+    line = audit_lines(audit)[0]
+    assert line["stream"] is True and line["completion_tokens"] == 2 and line["ttft_ms"] is not None
+
+
+def test_refusals_name_the_model_and_reason(parts) -> None:
+    gate, downstream, metrics, audit = parts
+    assert call(gate, "/v1/completions", b'{"model":"b"}', auth())[0] == 403
+    assert call(gate, "/v1/completions", b'{"model":"a",', auth())[0] == 400
+    assert call(gate, "/v1/completions", b"x" * 5000, auth())[0] == 413
+    assert call(gate, "/v1/completions", b"{}", auth({"content-length": "99999"}))[0] == 413
+    lines = audit_lines(audit)
+    assert [(l["status"], l["error"], l["model"]) for l in lines] == [  # noqa: E741
+        (403, "model_not_allowed", "b"), (400, "invalid_json", None), (413, "body_too_large", None),
+        (413, "body_too_large", None)]  # fmt: skip
+    assert downstream.seen == []
+    assert KEY not in (audit.read_text())

@@ -1,0 +1,38 @@
+import json
+
+from appliance.serve.usage import UsageWatcher
+
+
+def sse(*payloads: dict | str) -> bytes:
+    return b"".join(b"data: " + (p if isinstance(p, str) else json.dumps(p, separators=(",", ":"))).encode() + b"\n\n"
+                    for p in payloads)  # fmt: skip
+
+
+CHUNK = {"id": "c", "choices": [{"index": 0, "delta": {"content": "x"}}]}
+USAGE = {"id": "c", "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12}}
+
+
+def test_stream_usage_is_recorded_and_stripped_when_not_asked() -> None:
+    watcher = UsageWatcher(stream=True, strip_usage=True)
+    first = watcher.on_body({"type": "http.response.body", "body": sse(CHUNK), "more_body": True}, 1.0)
+    assert watcher.first_token_at == 1.0 and first["body"] == sse(CHUNK)
+    last = watcher.on_body({"type": "http.response.body", "body": sse(CHUNK, USAGE, "[DONE]"), "more_body": True}, 2.0)
+    assert last["body"] == sse(CHUNK, "[DONE]")
+    assert watcher.first_token_at == 1.0
+    assert watcher.usage()["completion_tokens"] == 7
+
+
+def test_stream_usage_kept_when_asked() -> None:
+    watcher = UsageWatcher(stream=True, strip_usage=False)
+    message = {"type": "http.response.body", "body": sse(USAGE, "[DONE]")}
+    assert watcher.on_body(message, 1.0)["body"] == sse(USAGE, "[DONE]")
+    assert watcher.usage()["prompt_tokens"] == 5
+
+
+def test_non_stream_usage_from_the_body_in_pieces() -> None:
+    watcher = UsageWatcher(stream=False, strip_usage=False)
+    body = json.dumps({"choices": [], "usage": {"prompt_tokens": 2, "completion_tokens": 3}}).encode()
+    for part in (body[:10], body[10:]):
+        watcher.on_body({"type": "http.response.body", "body": part}, 0.0)
+    assert watcher.usage() == {"prompt_tokens": 2, "completion_tokens": 3}
+    assert watcher.first_token_at is None
