@@ -32,7 +32,7 @@ $(VENV)/.installed-base: pyproject.toml $(VENV)/.python-ok
 
 $(VENV)/.installed-test: pyproject.toml $(VENV)/.python-ok
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[serve,cpu,test]'
+	$(PY) -m pip install --quiet -e '.[serve,cpu,test,bench]'
 	$(PY) -m pip uninstall --quiet --yes $(MISMATCHED_WHEELS)
 	@touch $@ $(VENV)/.installed-base
 
@@ -77,10 +77,11 @@ test-e2e: $(VENV)/.installed-test ## only the e2e tier
 	@scripts/ci/isolated.sh $(PY) -m pytest -m e2e $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed-test ## run the benchmark scripts (tables and plots in bench-results/)
+	@scripts/ci/ensure_tools.sh $(TEST_TOOLS)
 	@shopt -s nullglob; benches=(scripts/bench_*.py); \
 	  if [ $${#benches[@]} -eq 0 ]; then \
 	    echo "make bench: no benchmark scripts yet (scripts/bench_*.py arrive with the serving issue)" >&2; exit 1; fi; \
-	  for b in "$${benches[@]}"; do echo "== $$b"; $(PY) "$$b" || exit $$?; done
+	  for b in "$${benches[@]}"; do echo "== $$b"; scripts/ci/isolated.sh $(PY) "$$b" || exit $$?; done
 
 docs: $(VENV)/.installed-base ## regenerate .env.example, .secrets.example and the settings reference
 	@$(PY) -m appliance config --write

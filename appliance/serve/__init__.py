@@ -1,1 +1,1 @@
-"""The Ray Serve application: builder, ingress layers, PII (arrives with the serving issue)."""
+"""The Ray Serve application: builder, the ingress and its gate (auth, checks, audit, metrics), health."""
