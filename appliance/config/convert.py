@@ -40,6 +40,12 @@ def _expected(error: Any) -> str:
         return str(ctx["expected"])
     if kind in ("enum", "literal_error"):
         return "one of " + str(ctx.get("expected", "the listed values"))
+    bounds = {"greater_than_equal": ("ge", ">= {}"), "greater_than": ("gt", "greater than {}"),
+              "less_than_equal": ("le", "at most {}"), "less_than": ("lt", "below {}")}
+    if kind in bounds:
+        name, template = bounds[kind]
+        noun = "an integer" if isinstance(ctx.get(name), int) else "a number"
+        return f"{noun} " + template.format(ctx.get(name))
     if kind == "too_short":
         count = ctx.get("min_length", 1)
         return f"at least {count} item{'s' if count != 1 else ''}"

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 from pydantic_core import PydanticCustomError
 
 # A model id is used in routes, deployment names and metric labels.
@@ -47,3 +47,26 @@ def parse_bool_strict(value: Any) -> Any:
         if lowered in {"false", "no", "off", "0"}:
             return False
     raise expected("true or false")
+
+
+def _model_id(value: str) -> str:
+    if not MODEL_ID_RE.match(value):
+        raise expected("a model id of letters, digits, '.', '_' or '-' (at most 64, starting with a letter or digit)")
+    return value
+
+
+def _non_empty(value: str) -> str:
+    if not value.strip():
+        raise expected("a non-empty value")
+    return value
+
+
+# Constrained types shared by the settings and the models file (errors worded by appliance.config.convert).
+PositiveInt = Annotated[int, Field(ge=1)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+NonNegativeFloat = Annotated[float, Field(ge=0)]
+Fraction = Annotated[float, Field(gt=0, le=1)]
+UnitInterval = Annotated[float, Field(ge=0, le=1)]
+Dtype = Literal["auto", "bfloat16", "float16", "float32"]
+ModelId = Annotated[str, AfterValidator(_model_id)]
+NonEmptyStr = Annotated[str, AfterValidator(_non_empty)]

@@ -13,7 +13,7 @@ from appliance.config.dotenv import ParsedEnv, parse_dotenv
 from appliance.config.issues import ConfigIssue, Redactor, Severity, describe_found, unknown_key_issue
 from appliance.config.models import AutoscalingSpec, ModelSpec, model_from_settings
 from appliance.config.rules import Where, check_rules, resolve_accelerator
-from appliance.config.secrets import API_KEY_PREFIX, ApiKeyFormatError, Secrets, parse_api_key, secret_names
+from appliance.config.secrets import API_KEY_PREFIX, Secrets, parse_api_keys, secret_names
 from appliance.config.settings import Accelerator, Settings, setting_names
 from appliance.config.yamlfile import YamlDocument, format_path, load_yaml
 from appliance.errors import ConfigError
@@ -152,18 +152,15 @@ def _typed_settings(env: ParsedEnv, label: str, issues: list[ConfigIssue]) -> Se
 
 
 def _typed_secrets(parsed: ParsedEnv, label: str, issues: list[ConfigIssue]) -> Secrets:
+    keys, failures = parse_api_keys((key, entry.value) for key, entry in parsed.entries.items())
+    for key, err in failures:
+        issues.append(ConfigIssue.mismatch(label, key, err.expected, "<redacted>", line=parsed.line_of(key),
+                                           hint="recreate it: python -m appliance keys create NAME"))  # fmt: skip
     fixed: dict[str, Any] = {}
-    keys = []
     for key, entry in parsed.entries.items():
-        if key.startswith(API_KEY_PREFIX):
-            try:
-                keys.append(parse_api_key(key, entry.value))
-            except ApiKeyFormatError as err:
-                issues.append(ConfigIssue.mismatch(label, key, err.expected, "<redacted>", line=entry.line,
-                                                   hint="recreate it: python -m appliance keys create NAME"))
-        elif key in secret_names():
+        if key in secret_names():
             fixed[key] = entry.value
-        else:
+        elif not key.startswith(API_KEY_PREFIX):
             issues.append(unknown_key_issue(label, key, [*secret_names(), "API_KEY_<NAME>"], line=entry.line))
     secrets, problems = validate_partial(
         Secrets, {**fixed, "API_KEYS": tuple(keys)}, lambda err: issues_from_validation_error(

@@ -12,6 +12,7 @@ never stored.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -86,6 +87,19 @@ def parse_api_key(env_key: str, value: str) -> ApiKeyRecord:
     if unknown:
         raise ApiKeyFormatError("only the fields sha256, role and models")
     return ApiKeyRecord(name.lower(), role, models or (ALL_MODELS,), digest)
+
+
+def parse_api_keys(values: Iterable[tuple[str, str]]) -> tuple[list[ApiKeyRecord], list[tuple[str, ApiKeyFormatError]]]:
+    """The API keys among ``(key, value)`` pairs of a secrets file, and the malformed ones with why."""
+    records: list[ApiKeyRecord] = []
+    failures: list[tuple[str, ApiKeyFormatError]] = []
+    for key, value in values:
+        if key.startswith(API_KEY_PREFIX):
+            try:
+                records.append(parse_api_key(key, value))
+            except ApiKeyFormatError as err:
+                failures.append((key, err))
+    return records, failures
 
 
 class Secrets(BaseModel):

@@ -15,7 +15,14 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, field_validator
 from appliance.config.fields import (
     EMAIL_RE,
     HOSTNAME_RE,
-    MODEL_ID_RE,
+    Dtype,
+    Fraction,
+    ModelId,
+    NonEmptyStr,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveInt,
+    UnitInterval,
     expected,
     parse_bool_strict,
     setting,
@@ -90,28 +97,28 @@ class Settings(BaseModel):
     )
 
     # --- model shorthand ---------------------------------------------------------------------------
-    model_id: str = setting(
+    model_id: ModelId = setting(
         "qwen2.5-0.5b-instruct",
         "Name clients use in the OpenAI 'model' field (letters, digits, '.', '_', '-'; at most 64).",
         MODEL,
     )
-    model_source: str = setting(
+    model_source: NonEmptyStr = setting(
         "Qwen/Qwen2.5-0.5B-Instruct", "Hugging Face repo id or a local path of the weights.", MODEL
     )
     model_revision: str = setting(
         "", "Git revision (commit hash, tag or branch) of the weights to pin; empty = the default branch.", MODEL
     )
-    model_max_model_len: int = setting(
+    model_max_model_len: PositiveInt = setting(
         4096, "Longest context (prompt + output tokens) the engine accepts.", MODEL
     )
-    model_gpu_memory_utilization: float = setting(
+    model_gpu_memory_utilization: Fraction = setting(
         0.90, "Share of each GPU's memory vLLM may use (0 < x <= 1; on CPU: of the KV-cache budget).", MODEL
     )
-    model_dtype: str = setting(
+    model_dtype: Dtype = setting(
         "auto", "Weights/activations dtype.", MODEL, choices=("auto", "bfloat16", "float16", "float32")
     )
-    model_tensor_parallel_size: int = setting(1, "GPUs one replica of the model is split across.", MODEL)
-    model_max_tokens_cap: int = setting(
+    model_tensor_parallel_size: PositiveInt = setting(1, "GPUs one replica of the model is split across.", MODEL)
+    model_max_tokens_cap: PositiveInt = setting(
         2048, "Largest max_tokens a request may ask for; larger requests are capped.", MODEL
     )
 
@@ -122,21 +129,21 @@ class Settings(BaseModel):
         HARDWARE,
         choices=tuple(a.value for a in Accelerator),
     )
-    ray_worker_nodes: int = setting(
+    ray_worker_nodes: NonNegativeInt = setting(
         0, "Ray worker nodes that will join this head node (needed for pipeline parallelism).", HARDWARE
     )
-    ray_num_cpus: int = setting(
+    ray_num_cpus: NonNegativeInt = setting(
         0, "Logical CPUs Ray schedules with; 0 = max(8, cores) so the ingress fits beside engines.", HARDWARE
     )
     ray_dashboard_enabled: Bool = setting(
         True, "Run the Ray dashboard (reachable only through Nginx with dashboard basic auth).", HARDWARE
     )
-    serve_ingress_replicas: int = setting(1, "Replicas of the appliance ingress deployment.", HARDWARE)
-    serve_max_ongoing_requests: int = setting(
+    serve_ingress_replicas: PositiveInt = setting(1, "Replicas of the appliance ingress deployment.", HARDWARE)
+    serve_max_ongoing_requests: PositiveInt = setting(
         256, "Requests one engine replica takes at once before Serve queues them.", HARDWARE
     )
     serve_http_port: int = setting(8000, "Port of the Serve HTTP proxy inside the stack (Nginx forwards to it).", HARDWARE)
-    serve_stream_batching_ms: float = setting(
+    serve_stream_batching_ms: NonNegativeFloat = setting(
         50.0, "Window (ms) in which streamed tokens are batched between Ray actors; 0 = per token.", HARDWARE
     )
 
@@ -157,7 +164,7 @@ class Settings(BaseModel):
     )
     tls_cert_path: str = setting("", "Certificate chain (PEM) for TLS_MODE=provided.", EDGE)
     tls_key_path: str = setting("", "Private key (PEM) for TLS_MODE=provided.", EDGE)
-    cert_renew_before_days: int = setting(30, "Renew a certificate this many days before it expires.", EDGE)
+    cert_renew_before_days: PositiveInt = setting(30, "Renew a certificate this many days before it expires.", EDGE)
     bind_address: str = setting("0.0.0.0", "Host address Nginx publishes its ports on.", EDGE)
     http_port: int = setting(80, "Host port for plain HTTP (ACME challenges, redirect to HTTPS).", EDGE)
     https_port: int = setting(443, "Host port for HTTPS (API, dashboards).", EDGE)
@@ -166,17 +173,17 @@ class Settings(BaseModel):
     )
 
     # --- limits ------------------------------------------------------------------------------------
-    nginx_rate_limit_rpm: int = setting(
+    nginx_rate_limit_rpm: PositiveInt = setting(
         600, "Requests per minute allowed per client address and per API key on /v1/.", LIMITS
     )
-    nginx_rate_limit_burst: int = setting(
+    nginx_rate_limit_burst: PositiveInt = setting(
         50, "Requests allowed above the rate before Nginx answers 429.", LIMITS
     )
-    nginx_conn_limit: int = setting(64, "Open connections allowed per client address.", LIMITS)
-    nginx_login_rate_limit_rpm: int = setting(
+    nginx_conn_limit: PositiveInt = setting(64, "Open connections allowed per client address.", LIMITS)
+    nginx_login_rate_limit_rpm: PositiveInt = setting(
         10, "Requests per minute per address on dashboard logins.", LIMITS
     )
-    max_request_body_mb: int = setting(10, "Largest request body accepted, in MiB (Nginx and ingress).", LIMITS)
+    max_request_body_mb: PositiveInt = setting(10, "Largest request body accepted, in MiB (Nginx and ingress).", LIMITS)
 
     # --- security ----------------------------------------------------------------------------------
     auth_enabled: Bool = setting(
@@ -194,11 +201,11 @@ class Settings(BaseModel):
     pii_entities: CsvList = setting(
         list(DEFAULT_PII_ENTITIES), "Comma-separated Presidio entity types to mask.", PII
     )
-    pii_score_threshold: float = setting(0.5, "Lowest Presidio confidence (0–1) that counts as a match.", PII)
-    pii_language: str = setting("en", "Language of the texts analysed.", PII)
-    pii_spacy_model: str = setting("en_core_web_lg", "spaCy model package the analyzer loads.", PII)
-    pii_replicas: int = setting(1, "Replicas of the PII service deployment.", PII)
-    pii_timeout_seconds: float = setting(
+    pii_score_threshold: UnitInterval = setting(0.5, "Lowest Presidio confidence (0–1) that counts as a match.", PII)
+    pii_language: NonEmptyStr = setting("en", "Language of the texts analysed.", PII)
+    pii_spacy_model: NonEmptyStr = setting("en_core_web_lg", "spaCy model package the analyzer loads.", PII)
+    pii_replicas: PositiveInt = setting(1, "Replicas of the PII service deployment.", PII)
+    pii_timeout_seconds: NonNegativeFloat = setting(
         5.0, "Longest wait for the analyzer; past it the request fails with 503.", PII
     )
     pii_fail_open: Bool = setting(
@@ -213,14 +220,14 @@ class Settings(BaseModel):
         LogFormat.AUTO, "json, text, or auto (text on a terminal, json otherwise).", LOGS,
         choices=tuple(f.value for f in LogFormat),
     )  # fmt: skip
-    log_retention_days: int = setting(14, "Days rotated log files are kept.", LOGS)
-    log_max_size_mb: int = setting(100, "Size (MiB) at which a log file is rotated.", LOGS)
+    log_retention_days: PositiveInt = setting(14, "Days rotated log files are kept.", LOGS)
+    log_max_size_mb: PositiveInt = setting(100, "Size (MiB) at which a log file is rotated.", LOGS)
 
     # --- observability -----------------------------------------------------------------------------
     dashboards_enabled: Bool = setting(True, "Serve Grafana at /grafana/ (and Prometheus behind auth).", OBSERVE)
-    prometheus_retention_days: int = setting(15, "Days of metrics Prometheus keeps.", OBSERVE)
+    prometheus_retention_days: PositiveInt = setting(15, "Days of metrics Prometheus keeps.", OBSERVE)
     alert_webhook_url: str = setting("", "URL that receives Prometheus alerts; empty = none sent.", OBSERVE)
-    ttft_slo_seconds: float = setting(2.0, "p95 time to first token above which an alert fires.", OBSERVE)
+    ttft_slo_seconds: NonNegativeFloat = setting(2.0, "p95 time to first token above which an alert fires.", OBSERVE)
 
     # --- Datadog -----------------------------------------------------------------------------------
     datadog_site: str = setting("datadoghq.com", "Datadog site the agent ships to (e.g. datadoghq.eu).", DATADOG)
@@ -228,7 +235,7 @@ class Settings(BaseModel):
     datadog_tags: CsvList = setting([], "Extra comma-separated key:value tags.", DATADOG)
 
     # --- stack -------------------------------------------------------------------------------------
-    compose_project_name: str = setting("appliance", "Docker Compose project name (container prefix).", STACK)
+    compose_project_name: NonEmptyStr = setting("appliance", "Docker Compose project name (container prefix).", STACK)
 
     # --- per-field checks (types and ranges; cross-field rules are elsewhere) ----------------------
     @field_validator("http_port", "https_port", "serve_http_port")
@@ -236,81 +243,6 @@ class Settings(BaseModel):
     def _port(cls, value: int) -> int:
         if not 1 <= value <= 65535:
             raise expected("a port from 1 to 65535")
-        return value
-
-    @field_validator(
-        "model_max_model_len",
-        "model_tensor_parallel_size",
-        "model_max_tokens_cap",
-        "serve_ingress_replicas",
-        "serve_max_ongoing_requests",
-        "nginx_rate_limit_rpm",
-        "nginx_rate_limit_burst",
-        "nginx_conn_limit",
-        "nginx_login_rate_limit_rpm",
-        "max_request_body_mb",
-        "cert_renew_before_days",
-        "pii_replicas",
-        "log_retention_days",
-        "log_max_size_mb",
-        "prometheus_retention_days",
-    )
-    @classmethod
-    def _positive(cls, value: int) -> int:
-        if value < 1:
-            raise expected("an integer >= 1")
-        return value
-
-    @field_validator("ray_worker_nodes", "ray_num_cpus")
-    @classmethod
-    def _not_negative(cls, value: int) -> int:
-        if value < 0:
-            raise expected("an integer >= 0")
-        return value
-
-    @field_validator("model_gpu_memory_utilization")
-    @classmethod
-    def _fraction(cls, value: float) -> float:
-        if not 0 < value <= 1:
-            raise expected("a number greater than 0 and at most 1")
-        return value
-
-    @field_validator("pii_score_threshold")
-    @classmethod
-    def _score(cls, value: float) -> float:
-        if not 0 <= value <= 1:
-            raise expected("a number from 0 to 1")
-        return value
-
-    @field_validator("serve_stream_batching_ms", "ttft_slo_seconds", "pii_timeout_seconds")
-    @classmethod
-    def _non_negative_float(cls, value: float) -> float:
-        if value < 0:
-            raise expected("a number >= 0")
-        return value
-
-    @field_validator("model_dtype")
-    @classmethod
-    def _dtype(cls, value: str) -> str:
-        choices = ("auto", "bfloat16", "float16", "float32")
-        if value not in choices:
-            raise expected("one of " + ", ".join(choices))
-        return value
-
-    @field_validator("model_id")
-    @classmethod
-    def _model_id(cls, value: str) -> str:
-        if not MODEL_ID_RE.match(value):
-            raise expected(
-                "a model id of letters, digits, '.', '_' or '-' (at most 64, starting with a letter or digit)"
-            )
-        return value
-
-    @field_validator("model_source", "pii_language", "pii_spacy_model", "compose_project_name")
-    @classmethod
-    def _required_text(cls, value: str) -> str:
-        if not value.strip():
-            raise expected("a non-empty value")
         return value
 
     @field_validator("domain")

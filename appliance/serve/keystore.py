@@ -12,20 +12,16 @@ import time
 from pathlib import Path
 
 from appliance.config.dotenv import parse_dotenv
-from appliance.config.secrets import API_KEY_PREFIX, ApiKeyFormatError, ApiKeyRecord, parse_api_key
+from appliance.config.secrets import ApiKeyRecord, parse_api_keys
 
 _LOGGER = logging.getLogger(__name__)
 
 
 def read_key_records(path: Path) -> tuple[ApiKeyRecord, ...]:
     parsed = parse_dotenv(path.read_text(encoding="utf-8"), str(path), secret=True)
-    records = []
-    for key, entry in parsed.entries.items():
-        if key.startswith(API_KEY_PREFIX):
-            try:
-                records.append(parse_api_key(key, entry.value))
-            except ApiKeyFormatError as err:
-                _LOGGER.error("%s line %s: %s is malformed (expected %s); ignored", path, entry.line, key, err.expected)
+    records, failures = parse_api_keys((key, entry.value) for key, entry in parsed.entries.items())
+    for key, err in failures:
+        _LOGGER.error("%s line %s: %s is malformed (expected %s); ignored", path, parsed.line_of(key), key, err.expected)
     return tuple(records)
 
 
