@@ -1,1 +1,2 @@
-"""Certificates: should_renew (pure), certbot runner, self-signed, inspection (arrives with the edge issue)."""
+"""Certificates: inspection, provided-file checks, self-signed issue, should_renew (pure), certbot renewal
+with an atomic swap. ``CertError`` is the project error every module here raises on purpose."""

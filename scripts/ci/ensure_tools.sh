@@ -10,10 +10,13 @@ missing_pkgs=()
 for pair in "$@"; do
   cmd=${pair%%:*}
   pkg=${pair#*:}
-  if ! command -v "$cmd" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$cmd" ] && [ ! -x "/usr/bin/$cmd" ]; then
-    missing_cmds+=("$cmd")
-    missing_pkgs+=("$pkg")
+  if [ "${cmd:0:1}" = / ]; then  # an absolute path: a file the package installs (e.g. an nginx module)
+    [ -e "$cmd" ] && continue
+  elif command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || [ -x "/usr/bin/$cmd" ]; then
+    continue
   fi
+  missing_cmds+=("$cmd")
+  missing_pkgs+=("$pkg")
 done
 
 [ ${#missing_cmds[@]} -eq 0 ] && exit 0
@@ -25,7 +28,7 @@ if [ "$(id -u)" = 0 ] || [ "${CI:-}" = true ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing_pkgs[@]}" >/dev/null
   for cmd in "${missing_cmds[@]}"; do
-    command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || { echo "ensure_tools: $cmd still missing" >&2; exit 1; }
+    command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || [ -e "$cmd" ] || { echo "ensure_tools: $cmd still missing" >&2; exit 1; }
   done
   exit 0
 fi

@@ -1,0 +1,1 @@
+"""Rendering of service configuration (nginx, …) from the validated, typed configuration."""

@@ -1,0 +1,1 @@
+"""Integration tier: real nginx, prometheus, pebble, dockerd on loopback."""

@@ -1,0 +1,97 @@
+"""The nginx renderer: pure rendering of the typed config (nginx itself runs in tests/integration/edge)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from appliance.config import ConfigFiles, load_config
+from appliance.config.render.nginx import NginxLayout, render_nginx, retry_after_seconds, write_nginx
+from appliance.config.render.template import TemplateError, assert_fully_rendered, render_text
+from tests.helpers import make_config_dir, set_line
+
+PASSWORD = "a-dashboard-password-1"
+
+
+def _config(tmp_path: Path, **env: str):
+    make_config_dir(tmp_path)
+    set_line(tmp_path / ".secrets", "DASHBOARD_PASSWORD", PASSWORD)
+    for key, value in env.items():
+        set_line(tmp_path / ".env", key, value)
+    return load_config(ConfigFiles(env=tmp_path / ".env", secrets=tmp_path / ".secrets",
+                                   models=tmp_path / "models.yaml"))  # fmt: skip
+
+
+def test_defaults_render_for_the_compose_stack(tmp_path: Path) -> None:
+    rendered = render_nginx(_config(tmp_path))
+    conf = rendered.conf
+    assert "{{" not in conf
+    assert 'set $appliance_upstream "serve:8000";' in conf and '"grafana:3000"' in conf
+    assert '"prometheus:9090"' in conf and '"serve:8265"' in conf
+    assert "ssl_certificate /etc/appliance/certs/live/localhost/fullchain.pem;" in conf
+    assert "rate=600r/m" in conf and "burst=50 nodelay" in conf and "limit_conn per_address 64;" in conf
+    assert "rate=10r/m" in conf  # dashboard logins
+    assert "client_max_body_size 10m;" in conf
+    assert "ssl_protocols TLSv1.2 TLSv1.3;" in conf and "ssl_session_tickets off;" in conf
+    assert "return 301 https://$host$request_uri;" in conf  # port 443: no port in the redirect
+    assert "add_header Retry-After 1 always;" in conf
+    assert "ssl_stapling" not in conf and "Access-Control-Allow-Origin" not in conf
+    assert PASSWORD not in conf and PASSWORD not in rendered.files["htpasswd"]
+    assert rendered.files["htpasswd"].startswith("admin:$6$")
+
+
+def test_settings_reach_the_config(tmp_path: Path) -> None:
+    conf = render_nginx(_config(tmp_path, DOMAIN="llm.example.com", HTTPS_PORT="8443", NGINX_RATE_LIMIT_RPM="30",
+                                NGINX_RATE_LIMIT_BURST="7", NGINX_CONN_LIMIT="9", MAX_REQUEST_BODY_MB="3",
+                                DASHBOARDS_ENABLED="false", RAY_DASHBOARD_ENABLED="false"),
+                        ocsp=True).conf  # fmt: skip
+    assert "server_name llm.example.com;" in conf and "live/llm.example.com/fullchain.pem" in conf
+    assert "return 301 https://$host:8443$request_uri;" in conf
+    assert "rate=30r/m" in conf and "burst=7 nodelay" in conf and "limit_conn per_address 9;" in conf
+    assert "client_max_body_size 3m;" in conf and "Retry-After 2 always" in conf
+    assert "/prometheus/" not in conf and "/ray/" not in conf and "/grafana/" not in conf
+    assert "ssl_stapling on;" in conf and "live/llm.example.com/chain.pem" in conf
+
+
+def test_cors_allowlist_and_wildcard(tmp_path: Path) -> None:
+    conf = render_nginx(_config(tmp_path, CORS_ALLOWED_ORIGINS="https://a.example.com,http://localhost:3000")).conf
+    assert '"https://a.example.com" $http_origin;' in conf and '"http://localhost:3000" $http_origin;' in conf
+    assert "Access-Control-Allow-Credentials" not in conf
+    wildcard = render_nginx(_config(tmp_path, CORS_ALLOWED_ORIGINS="*")).conf
+    block = re.search(r"map \$http_origin \$cors_allow_origin \{(.*?)\}", wildcard, re.S).group(1)
+    assert block.split() == ["default", '"*";']
+    assert "Access-Control-Allow-Credentials" not in wildcard
+
+
+def test_layout_moves_listeners_paths_and_upstreams(tmp_path: Path) -> None:
+    layout = NginxLayout(conf_dir=tmp_path / "c", http_listen="127.0.0.1:1080", https_listen="127.0.0.1:1443",
+                         status_listen="127.0.0.1:1081").with_upstreams(serve="127.0.0.1:9000")  # fmt: skip
+    rendered = render_nginx(_config(tmp_path), layout)
+    assert "listen 127.0.0.1:1443 ssl http2 default_server;" in rendered.conf
+    assert '"127.0.0.1:9000"' in rendered.conf and f"js_import apikey from {tmp_path / 'c'}/apikey.js;" in rendered.conf
+    written = write_nginx(rendered, layout.conf_dir)
+    assert sorted(p.name for p in written) == ["apikey.js", "htpasswd", "nginx.conf"]
+    assert (layout.conf_dir / "htpasswd").stat().st_mode & 0o777 == 0o640
+    assert not [p for p in layout.conf_dir.iterdir() if p.name.startswith(".")]  # no temp files left
+
+
+def test_empty_dashboard_password_renders_an_empty_user_file(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    set_line(tmp_path / ".secrets", "DASHBOARD_PASSWORD", "")
+    config = load_config(config.files)
+    assert render_nginx(config).files["htpasswd"] == ""
+
+
+@pytest.mark.parametrize(("rpm", "seconds"), [(600, 1), (60, 1), (59, 2), (6, 10), (1, 60)])
+def test_retry_after_is_the_time_one_request_frees(rpm: int, seconds: int) -> None:
+    assert retry_after_seconds(rpm) == seconds
+
+
+def test_templates_fail_loudly() -> None:
+    with pytest.raises(TemplateError, match="no value for port"):
+        render_text("listen {{ port }};", {}, name="t")
+    with pytest.raises(TemplateError, match="t:2: an unrendered placeholder"):
+        assert_fully_rendered("a\nlisten {{ Port }};", name="t")
+    assert render_text("set $x {{ v }}; return 200 '{\"a\":{}}';", {"v": 1}, name="t") == "set $x 1; return 200 '{\"a\":{}}';"
