@@ -82,6 +82,7 @@ LOGS = "Logging"
 OBSERVE = "Dashboards, metrics and alerts"
 DATADOG = "Datadog"
 STACK = "Stack"
+SUPERVISOR = "Supervisor: watchdog, renewals, log rotation"
 
 
 class Settings(BaseModel):
@@ -237,8 +238,36 @@ class Settings(BaseModel):
     # --- stack -------------------------------------------------------------------------------------
     compose_project_name: NonEmptyStr = setting("appliance", "Docker Compose project name (container prefix).", STACK)
 
+    # --- supervisor (watchdog, schedules, its metrics) ---------------------------------------------
+    supervisor_metrics_port: int = setting(9464, "Port of the supervisor's own Prometheus /metrics.", SUPERVISOR)
+    supervisor_state_file: str = setting(
+        "data/supervisor/watchdog.json", "Where the watchdog remembers restarts across its own restarts.", SUPERVISOR
+    )
+    watchdog_restart_budget: PositiveInt = setting(
+        5, "Restarts of one service (decayed, see the half-life) before the watchdog gives up and alerts.", SUPERVISOR
+    )
+    watchdog_budget_half_life_seconds: PositiveInt = setting(
+        600, "Seconds after which a past restart counts half against the budget.", SUPERVISOR
+    )
+    watchdog_backoff_base_seconds: NonNegativeFloat = setting(
+        1.0, "Wait before a repeated restart; doubles with each recent restart.", SUPERVISOR
+    )
+    watchdog_backoff_max_seconds: NonNegativeFloat = setting(60.0, "Longest wait before a restart.", SUPERVISOR)
+    watchdog_settle_seconds: NonNegativeFloat = setting(
+        0.5, "Wait after a container dies to tell a crash from 'docker compose stop'.", SUPERVISOR
+    )
+    watchdog_reconcile_seconds: PositiveInt = setting(
+        30, "Interval of the safety-net pass that catches events missed by the watchdog.", SUPERVISOR
+    )
+    cert_check_interval_hours: PositiveInt = setting(
+        12, "Hours between certificate renewal checks (with up to 10% jitter).", SUPERVISOR
+    )
+    log_dir: str = setting("data/logs", "Directory of the appliance's and nginx's log files that are rotated.", SUPERVISOR)
+    log_rotate_keep: PositiveInt = setting(10, "Rotated (gzipped) files kept per log.", SUPERVISOR)
+    log_rotate_interval_seconds: PositiveInt = setting(300, "Seconds between log rotation passes.", SUPERVISOR)
+
     # --- per-field checks (types and ranges; cross-field rules are elsewhere) ----------------------
-    @field_validator("http_port", "https_port", "serve_http_port")
+    @field_validator("http_port", "https_port", "serve_http_port", "supervisor_metrics_port")
     @classmethod
     def _port(cls, value: int) -> int:
         if not 1 <= value <= 65535:

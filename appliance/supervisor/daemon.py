@@ -1,0 +1,95 @@
+"""``python -m appliance supervise``: the watchdog, the schedules and the metrics, until SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from pathlib import Path
+
+from appliance.config import ApplianceConfig
+from appliance.docker.engine import DockerEngine
+from appliance.logs.rotation_policy import RotationPolicy
+from appliance.supervisor.jobs import RenewalJob, RotationJob, every, load_renew
+from appliance.supervisor.policy import RestartPolicy
+from appliance.supervisor.state import StateStore
+from appliance.supervisor.watchdog import Watchdog
+from appliance.telemetry.dogstatsd import DatadogSink
+from appliance.telemetry.notifier import SupervisorNotifier
+from appliance.telemetry.supervisor_metrics import SupervisorMetrics
+
+_LOGGER = logging.getLogger(__name__)
+NGINX_CONTAINER_ENV = "APPLIANCE_NGINX_PID_FILE"
+
+
+def restart_policy(settings: object) -> RestartPolicy:
+    s = settings
+    return RestartPolicy(
+        budget=float(s.watchdog_restart_budget), half_life_s=float(s.watchdog_budget_half_life_seconds),  # type: ignore[attr-defined]
+        backoff_base_s=s.watchdog_backoff_base_seconds, backoff_max_s=s.watchdog_backoff_max_seconds,  # type: ignore[attr-defined]
+    )  # fmt: skip
+
+
+def rotation_policy(settings: object) -> RotationPolicy:
+    s = settings
+    return RotationPolicy(max_bytes=s.log_max_size_mb * 1024 * 1024, keep=s.log_rotate_keep,  # type: ignore[attr-defined]
+                          retention_s=s.log_retention_days * 86400.0)  # type: ignore[attr-defined]  # fmt: skip
+
+
+def _nginx_reopen() -> None:
+    """nginx reopens its log files on SIGUSR1 (pid from APPLIANCE_NGINX_PID_FILE, shared pid namespace)."""
+    pid_file = Path(os.environ.get(NGINX_CONTAINER_ENV, "/run/nginx/nginx.pid"))
+    try:
+        os.kill(int(pid_file.read_text().strip()), signal.SIGUSR1)
+    except (OSError, ValueError) as err:
+        _LOGGER.warning("could not ask nginx to reopen its logs (%s): %s", pid_file, err)
+
+
+def build_notifier(config: ApplianceConfig, metrics: SupervisorMetrics) -> SupervisorNotifier:
+    datadog = None
+    if config.secrets.datadog_api_key:
+        datadog = DatadogSink(os.environ.get("DD_AGENT_HOST", "datadog-agent"),
+                              int(os.environ.get("DD_DOGSTATSD_PORT", "8125")),
+                              env=config.settings.datadog_env, extra_tags=list(config.settings.datadog_tags))  # fmt: skip
+    return SupervisorNotifier(metrics, datadog)
+
+
+async def supervise(config: ApplianceConfig, *, docker_host: str | None = None, metrics_addr: str = "0.0.0.0") -> None:
+    s = config.settings
+    metrics = SupervisorMetrics()
+    metrics.serve(s.supervisor_metrics_port, addr=metrics_addr)
+    notifier = build_notifier(config, metrics)
+    engine = DockerEngine(docker_host)
+    watchdog = Watchdog(
+        engine, s.compose_project_name, policy=restart_policy(s), state=StateStore(Path(s.supervisor_state_file)),
+        notifier=notifier, settle_s=s.watchdog_settle_seconds, reconcile_s=float(s.watchdog_reconcile_seconds),
+    )  # fmt: skip
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    cert_path = Path(s.tls_cert_path) if s.tls_cert_path else None
+    renewal = RenewalJob(config, notifier, cert_path=cert_path, renew=load_renew(), reload_nginx=None)
+    rotation = RotationJob(Path(s.log_dir), rotation_policy(s), notifier, {"nginx": _nginx_reopen, "access": _nginx_reopen,
+                                                                           "error": _nginx_reopen})  # fmt: skip
+    _LOGGER.info("supervisor started for project %s", s.compose_project_name)
+    tasks = [
+        asyncio.ensure_future(watchdog.run(stop)),
+        asyncio.ensure_future(every(s.cert_check_interval_hours * 3600.0, renewal, stop, first_delay_s=5.0)),
+        asyncio.ensure_future(every(float(s.log_rotate_interval_seconds), rotation, stop, first_delay_s=10.0)),
+    ]
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait([stopper, tasks[0]], return_when=asyncio.FIRST_COMPLETED)
+        if tasks[0].done() and tasks[0].exception() is not None:
+            raise tasks[0].exception()  # type: ignore[misc]  # the watchdog could not run (engine unreachable)
+    finally:
+        stopper.cancel()
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        metrics.up.set(0)
+        if notifier.datadog:
+            notifier.datadog.close()
+        engine.close()
+        _LOGGER.info("supervisor stopped")
