@@ -123,10 +123,14 @@ class Edge:
     def cert_file(self) -> Path:
         return self.layout.cert_dir / "live" / cert_name(self.config) / "fullchain.pem"
 
-    def client(self, source: str = "127.0.0.1", **kwargs) -> httpx.Client:
-        """An HTTPS client from the loopback source address ``source``, trusting the test certificate.
-        ``localhost`` resolves to 127.0.0.1 only (the transport binds the source address)."""
-        verify = ssl.create_default_context(cafile=str(self.cert_file))
+    def client(self, source: str = "127.0.0.1", *, trust_cert: bool = True, **kwargs) -> httpx.Client:
+        """An HTTPS client from the loopback source address ``source``, trusting the (self-signed) test
+        certificate, or verifying nothing (``trust_cert=False``, for ACME test CAs)."""
+        if trust_cert:
+            verify = ssl.create_default_context(cafile=str(self.cert_file))
+        else:
+            verify = ssl.create_default_context()
+            verify.check_hostname, verify.verify_mode = False, ssl.CERT_NONE
         transport = httpx.HTTPTransport(local_address=source, verify=verify, http2=False)
         return httpx.Client(base_url=self.base, transport=transport, timeout=30, **kwargs)
 
