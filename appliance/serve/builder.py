@@ -110,6 +110,7 @@ def build_app(config: ApplianceConfig, *, audit_path: str, secrets_path: str | N
     from ray.serve.llm import LLMConfig, build_llm_deployment
 
     from appliance.serve.ingress import make_ingress_class
+    from appliance.serve.pii.service import build_deployment as build_pii_deployment
 
     llm_configs = [LLMConfig.model_validate(llm_config_dict(spec, config)) for spec in config.models]
     deployments = {c.model_id: build_llm_deployment(c) for c in llm_configs}
@@ -118,6 +119,7 @@ def build_app(config: ApplianceConfig, *, audit_path: str, secrets_path: str | N
         config, audit_path=audit_path, models=model_infos(config), secrets_path=secrets_path
     )
     ingress_cls = make_ingress_class(ingress)
+    extra = {"pii_service": build_pii_deployment(ingress.pii)} if ingress.pii is not None else {}
     return serve.deployment(ingress_cls, name="ApplianceIngress", **ingress_options(config.settings)).bind(
-        llm_deployments=deployments, model_cards=cards, ingress_config=ingress
+        llm_deployments=deployments, model_cards=cards, ingress_config=ingress, **extra
     )

@@ -28,6 +28,7 @@ from appliance.serve.checks import (
 from appliance.serve.errors import ApiError
 from appliance.serve.keystore import KeyStore
 from appliance.serve.metrics import Metrics
+from appliance.serve.pii.bookend import Bookend
 from appliance.serve.usage import UsageWatcher
 
 _LOGGER = logging.getLogger(__name__)
@@ -58,12 +59,14 @@ class ClientDisconnected(Exception):
 class Gate:
     """ASGI middleware. One instance per ingress replica."""
 
-    def __init__(self, app: ASGIApp, settings: GateSettings, keys: KeyStore, audit: AuditLog, metrics: Metrics):
+    def __init__(self, app: ASGIApp, settings: GateSettings, keys: KeyStore, audit: AuditLog, metrics: Metrics,
+                 bookend: Bookend | None = None):  # fmt: skip
         self.app = app
         self.settings = settings
         self.keys = keys
         self.audit = audit
         self.metrics = metrics
+        self.bookend = bookend  # PII masking (appliance.serve.pii.bookend), None when off
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -115,13 +118,19 @@ class Gate:
     ) -> None:
         raw = await _read_body(scope, receive, self.settings.max_body_bytes)
         try:
-            body, facts = check_generation(raw, principal, self.settings.caps, log_prompt=self.settings.audit_prompts)
+            log_prompt = self.settings.audit_prompts and self.bookend is None  # with PII on: the masked one only
+            body, facts = check_generation(raw, principal, self.settings.caps, log_prompt=log_prompt)
         except ApiError:
             record["model"] = _model_named(raw)
             raise
         record.update(model=facts.model, stream=facts.stream)
         if facts.prompt is not None:
             record["prompt"] = facts.prompt
+        if self.bookend is not None:
+            masked = await self.bookend.mask(body)  # ApiError 503 when it cannot mask: nothing is forwarded
+            body, send = masked.body, masked.restoring(send)
+            if self.settings.audit_prompts:
+                record["prompt"] = masked.prompt
         watcher = UsageWatcher(stream=facts.stream, strip_usage=facts.stream and not facts.wants_usage)
         scope = _replace_content_length(scope, len(body))
         self.metrics.in_flight(facts.model, +1)

@@ -29,6 +29,7 @@ from appliance.serve.health import ModelHealth, ReadyCache
 from appliance.serve.ingress_config import IngressConfig
 from appliance.serve.keystore import KeyStore
 from appliance.serve.metrics import RayMetrics
+from appliance.serve.pii.bookend import make_bookend
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -50,7 +51,8 @@ class GateMiddleware(Gate):
     def __init__(self, app: Any, config: IngressConfig) -> None:
         keys = KeyStore(config.keys, Path(config.secrets_path) if config.secrets_path else None)
         settings = GateSettings(config.auth_enabled, config.max_body_bytes, dict(config.caps), config.audit_prompts)
-        super().__init__(app, settings, keys, AuditLog(Path(config.audit_path)), RayMetrics())
+        bookend = make_bookend(config.pii) if config.pii is not None else None
+        super().__init__(app, settings, keys, AuditLog(Path(config.audit_path)), RayMetrics(), bookend)
 
 
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -74,7 +76,9 @@ def principal_of(request: Request) -> Principal:
 
 
 class ApplianceIngress(OpenAiIngress):
-    def __init__(self, llm_deployments: dict, model_cards: dict, *, ingress_config: IngressConfig, **kwargs: Any):
+    def __init__(self, llm_deployments: dict, model_cards: dict, *, ingress_config: IngressConfig,
+                 pii_service: Any = None, **kwargs: Any):  # fmt: skip
+        # pii_service: the PIIService handle; bound here so Serve deploys it, called by name from the gate
         super().__init__(llm_deployments, model_cards, **kwargs)
         self._config = ingress_config
         self._started = time.time()

@@ -10,6 +10,7 @@ from typing import Any
 
 from appliance.config.loader import ApplianceConfig
 from appliance.config.secrets import ApiKeyRecord
+from appliance.serve.pii.engine import PiiOptions, options_from_settings
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class IngressConfig:
     models: tuple[ModelInfo, ...] = field(default=())
     ready_cache_seconds: float = 5.0
     ready_timeout_seconds: float = 60.0
+    pii: PiiOptions | None = None  # PII masking, None when PII_ENABLED is off
 
     @classmethod
     def from_config(
@@ -51,8 +53,9 @@ class IngressConfig:
             max_body_bytes=settings.max_request_body_mb * 1024 * 1024,
             caps={m.id: m.max_tokens_cap for m in config.models},
             audit_path=audit_path,
-            audit_prompts=settings.audit_log_prompts and not settings.pii_enabled,
+            audit_prompts=settings.audit_log_prompts,  # with PII on, the gate logs only the masked prompt
             secrets_path=secrets_path,
             keys=config.secrets.api_keys,
             models=models,
+            pii=options_from_settings(settings) if settings.pii_enabled else None,
         )

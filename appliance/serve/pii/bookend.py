@@ -1,0 +1,188 @@
+"""The bookend in the ingress: mask a generation body through the PII service, restore the response going out.
+
+:meth:`Bookend.mask` sends every text of the request to the PII service with a timeout. Any failure
+(error, timeout, no replica) refuses the request with 503 in the OpenAI shape and the body is never
+forwarded; only ``PII_FAIL_OPEN`` (off by default, flagged by doctor) forwards it unmasked instead.
+:meth:`Masked.restoring` wraps the ASGI ``send`` so the client gets its own values back. The mapping lives
+in the :class:`Masked` object of one request: never logged, never stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+from appliance.serve.checks import _prompt_text
+from appliance.serve.errors import ApiError
+from appliance.serve.pii.engine import PiiOptions
+from appliance.serve.pii.fields import replace_texts, request_texts
+from appliance.serve.pii.metrics import PiiMetrics
+from appliance.serve.pii.response import SseRestorer, restore_json
+from appliance.serve.pii.restore import Restorer
+
+_LOGGER = logging.getLogger(__name__)
+
+Message = MutableMapping[str, Any]
+Send = Callable[[Message], Awaitable[None]]
+MaskCall = Callable[[list[str]], Awaitable[dict[str, Any]]]
+
+UNAVAILABLE_MESSAGE = "PII masking is unavailable, so the request was not sent to the model. Retry later."
+
+
+@dataclass(frozen=True)
+class BookendSettings:
+    timeout_seconds: float
+    fail_open: bool = False
+
+
+class Masked:
+    """One request after masking: the body to forward, and the restorer for its response."""
+
+    def __init__(self, body: bytes, payload: dict[str, Any] | None, restorer: Restorer, metrics: PiiMetrics) -> None:
+        self.body = body
+        self._payload = payload
+        self.restorer = restorer
+        self._metrics = metrics
+
+    @property
+    def prompt(self) -> str:
+        """The masked prompt, for the audit log ("" when the request went out unmasked under PII_FAIL_OPEN)."""
+        return _prompt_text(self._payload) if self._payload is not None else ""
+
+    def restoring(self, send: Send) -> Send:
+        """``send`` with the response's placeholders replaced by the user's values (only 200 answers)."""
+        if not self.restorer.originals:
+            return send
+        return _RestoringSend(send, self.restorer, self._metrics)
+
+    def __repr__(self) -> str:
+        return f"Masked({len(self.body)} bytes, {len(self.restorer.originals)} placeholders)"
+
+
+class _RestoringSend:
+    def __init__(self, send: Send, restorer: Restorer, metrics: PiiMetrics) -> None:
+        self._send = send
+        self._restorer = restorer
+        self._metrics = metrics
+        self._mode = "pass"  # "pass" | "sse" | "json"
+        self._start: Message | None = None
+        self._sse: SseRestorer | None = None
+        self._parts: list[bytes] = []
+        self._spent = 0.0
+
+    async def __call__(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "http.response.start":
+            await self._on_start(message)
+        elif kind == "http.response.body" and self._mode != "pass":
+            await self._on_body(message)
+        else:
+            await self._send(message)
+
+    async def _on_start(self, message: Message) -> None:
+        headers = list(message.get("headers", []))
+        content_type = next((v for k, v in headers if k.lower() == b"content-type"), b"")
+        if message.get("status") != 200:
+            await self._send(message)
+            return
+        message = dict(message)
+        message["headers"] = [(k, v) for k, v in headers if k.lower() != b"content-length"]
+        if content_type.startswith(b"text/event-stream"):
+            self._mode, self._sse = "sse", SseRestorer(self._restorer)
+            await self._send(message)
+        else:
+            self._mode, self._start = "json", message  # sent with the restored body's length
+
+    async def _on_body(self, message: Message) -> None:
+        more = message.get("more_body", False)
+        chunk: bytes = message.get("body", b"")
+        started = time.perf_counter()
+        if self._mode == "sse":
+            assert self._sse is not None
+            out = self._sse.feed(chunk) + (b"" if more else self._sse.finish())
+            self._spent += time.perf_counter() - started
+            if not more:
+                self._metrics.restored(self._spent)
+            await self._send({**message, "body": out})
+            return
+        self._parts.append(chunk)
+        if more:
+            return
+        body = restore_json(b"".join(self._parts), self._restorer)
+        self._metrics.restored(self._spent + time.perf_counter() - started)
+        assert self._start is not None
+        start = dict(self._start)
+        start["headers"] = [*start["headers"], (b"content-length", str(len(body)).encode())]
+        await self._send(start)
+        await self._send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+class Bookend:
+    """Masking for one ingress replica. ``call`` sends texts to the PII service (a Serve handle in production)."""
+
+    def __init__(self, settings: BookendSettings, call: MaskCall, metrics: PiiMetrics) -> None:
+        self.settings = settings
+        self._call = call
+        self._metrics = metrics
+
+    async def mask(self, body: bytes) -> Masked:
+        """The masked request, or ApiError 503 (400 for a body that cannot be masked)."""
+        payload = json.loads(body)  # already checked by the gate
+        fields = request_texts(payload)
+        if not fields:
+            return Masked(body, payload, Restorer({}), self._metrics)
+        try:
+            async with asyncio.timeout(self.settings.timeout_seconds):
+                result = await self._call([field.text for field in fields])
+            texts, originals = result["texts"], result["originals"]
+            if len(texts) != len(fields):
+                raise ValueError(f"the PII service answered {len(texts)} texts for {len(fields)}")
+        except TimeoutError:
+            return self._failed("timeout", body, payload)
+        except Exception as err:  # noqa: BLE001 - any failure of the service is a refusal (fail closed)
+            _LOGGER.warning("PII service failed: %s", type(err).__name__)
+            return self._failed("error", body, payload)
+        replace_texts(payload, fields, texts)
+        return Masked(json.dumps(payload).encode(), payload, Restorer(originals), self._metrics)
+
+    def _failed(self, reason: str, body: bytes, payload: dict[str, Any]) -> Masked:
+        self._metrics.failure(reason)
+        if not self.settings.fail_open:
+            raise ApiError(503, UNAVAILABLE_MESSAGE, "pii_unavailable")
+        _LOGGER.warning("PII masking failed (%s); PII_FAIL_OPEN is on, so the request goes out unmasked", reason)
+        return Masked(body, None, Restorer({}), self._metrics)  # no payload: the audit never gets this prompt
+
+
+def serve_handle_call(app_name: str | None = None) -> MaskCall:
+    """A :data:`MaskCall` to the PII service of this Serve application (looked up on first use)."""
+    handle: Any = None
+
+    async def call(texts: list[str]) -> dict[str, Any]:
+        nonlocal handle
+        from ray import serve
+
+        from appliance.serve.pii.service import DEPLOYMENT_NAME
+
+        if handle is None:
+            name = app_name or serve.get_replica_context().app_name
+            handle = serve.get_deployment_handle(DEPLOYMENT_NAME, app_name=name)
+        response = handle.mask.remote(texts)
+        try:
+            return await response
+        except asyncio.CancelledError:
+            response.cancel()
+            raise
+
+    return call
+
+
+def make_bookend(options: PiiOptions) -> Bookend:
+    """The bookend of an ingress replica: the PII service of this Serve application, Ray metrics."""
+    from appliance.serve.pii.metrics import RayPiiMetrics
+
+    return Bookend(BookendSettings(options.timeout_seconds, options.fail_open), serve_handle_call(), RayPiiMetrics())

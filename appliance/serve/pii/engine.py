@@ -1,0 +1,139 @@
+"""Presidio, built once: the analyzer (spaCy NER + pattern recognizers) and the anonymizer, and masking with them.
+
+Offline by construction: tldextract (used by the e-mail and URL recognizers) is pointed at the suffix list
+snapshot bundled in its wheel, and a spaCy model that is not installed is an error, never a download.
+
+Speed (see scripts/bench_pii.py and docs/guides/pii.md): only the recognizers of the configured entity types
+are loaded, and spaCy runs without the components Presidio does not use (the dependency parser).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import TYPE_CHECKING
+
+from appliance.serve.pii.placeholders import PlaceholderMap
+
+if TYPE_CHECKING:
+    from presidio_analyzer import AnalyzerEngine
+
+    from appliance.config.settings import Settings
+    from presidio_anonymizer import AnonymizerEngine
+
+_LOGGER = logging.getLogger(__name__)
+
+# spaCy components Presidio never reads: NER gives PERSON / LOCATION, the lemmas feed context words.
+UNUSED_SPACY_COMPONENTS = ("parser",)
+# Entity types that only spaCy's NER finds (the pattern recognizers cover the rest).
+NER_ENTITIES = frozenset({"PERSON", "LOCATION", "ORGANIZATION", "DATE_TIME", "NRP"})
+
+
+class PiiModelMissing(RuntimeError):
+    """The configured spaCy model package is not installed (it is never downloaded at run time)."""
+
+
+@dataclass(frozen=True)
+class PiiOptions:
+    """What the PII service and the ingress need from the settings. Plain data (pickled to replicas)."""
+
+    entities: tuple[str, ...]
+    score_threshold: float = 0.5
+    language: str = "en"
+    spacy_model: str = "en_core_web_lg"
+    timeout_seconds: float = 5.0
+    fail_open: bool = False
+    replicas: int = 1
+    # Speed-ups (on by default; off reproduces Presidio's stock set-up for the benchmark's "before").
+    only_configured_recognizers: bool = True
+    exclude_components: tuple[str, ...] = field(default=UNUSED_SPACY_COMPONENTS)
+
+
+def use_bundled_suffix_list() -> None:
+    """Make ``tldextract.extract`` use the public suffix list shipped in the wheel, never the network."""
+    import tldextract.tldextract as tld
+
+    if not getattr(tld.TLD_EXTRACTOR, "_appliance_offline", False):
+        extractor = tld.TLDExtract(suffix_list_urls=(), cache_dir=None, fallback_to_snapshot=True)
+        extractor._appliance_offline = True  # type: ignore[attr-defined]
+        tld.TLD_EXTRACTOR = extractor
+
+
+def build_engines(options: PiiOptions) -> tuple[AnalyzerEngine, AnonymizerEngine]:
+    """One analyzer and one anonymizer for ``options`` (seconds: loads the spaCy model)."""
+    import spacy
+    from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
+    from presidio_analyzer.nlp_engine import SpacyNlpEngine
+    from presidio_anonymizer import AnonymizerEngine
+
+    use_bundled_suffix_list()
+    if not spacy.util.is_package(options.spacy_model):
+        raise PiiModelMissing(
+            f"the spaCy model package {options.spacy_model!r} is not installed (PII_SPACY_MODEL); the serve image "
+            "installs en_core_web_lg, tests install the small model from tests/requirements-pii.txt"
+        )
+
+    class _Engine(SpacyNlpEngine):
+        def load(self) -> None:
+            self.nlp = {options.language: spacy.load(options.spacy_model, exclude=list(options.exclude_components))}
+
+    nlp_engine = _Engine(models=[{"lang_code": options.language, "model_name": options.spacy_model}])
+    nlp_engine.load()
+    registry = RecognizerRegistry(supported_languages=[options.language])
+    registry.load_predefined_recognizers(languages=[options.language], nlp_engine=nlp_engine)
+    if options.only_configured_recognizers:
+        wanted = set(options.entities)
+        registry.recognizers = [r for r in registry.recognizers if wanted & set(r.supported_entities)]
+    analyzer = AnalyzerEngine(registry=registry, nlp_engine=nlp_engine, supported_languages=[options.language],
+                              default_score_threshold=options.score_threshold)  # fmt: skip
+    _LOGGER.info("PII analyzer ready: model %s, %d recognizers, entities %s", options.spacy_model,
+                 len(registry.recognizers), ",".join(options.entities))  # fmt: skip
+    return analyzer, AnonymizerEngine()
+
+
+@dataclass
+class MaskResult:
+    texts: list[str]
+    originals: dict[str, str]  # placeholder -> value: personal data, request scope only
+    counts: dict[str, int]  # entity type -> distinct values (no values)
+
+    def __repr__(self) -> str:
+        return f"MaskResult({len(self.texts)} texts, {len(self.originals)} placeholders)"
+
+
+def mask_texts(
+    analyzer: AnalyzerEngine, anonymizer: AnonymizerEngine, texts: Sequence[str], options: PiiOptions
+) -> MaskResult:
+    """Every text with its personal data replaced by placeholders numbered across all of ``texts``."""
+    from presidio_anonymizer.entities import OperatorConfig
+
+    mapping = PlaceholderMap(texts)
+    operators = {
+        entity: OperatorConfig("custom", {"lambda": partial(mapping.placeholder_for, entity)})
+        for entity in options.entities
+    }
+    masked = []
+    for text in texts:
+        results = analyzer.analyze(text, language=options.language, entities=list(options.entities),
+                                   score_threshold=options.score_threshold)  # fmt: skip
+        if not results:
+            masked.append(text)
+            continue
+        results.sort(key=lambda r: (r.start, -r.end))
+        masked.append(anonymizer.anonymize(text, results, operators).text)
+    return MaskResult(masked, mapping.originals, mapping.counts())
+
+
+def options_from_settings(settings: Settings) -> PiiOptions:
+    """The PII options of the validated settings (``PII_*``)."""
+    return PiiOptions(
+        entities=tuple(settings.pii_entities),
+        score_threshold=settings.pii_score_threshold,
+        language=settings.pii_language,
+        spacy_model=settings.pii_spacy_model,
+        timeout_seconds=settings.pii_timeout_seconds,
+        fail_open=settings.pii_fail_open,
+        replicas=settings.pii_replicas,
+    )

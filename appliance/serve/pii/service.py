@@ -1,0 +1,81 @@
+"""PIIService: the Ray Serve deployment that holds Presidio and masks a request's texts.
+
+One analyzer and one anonymizer per replica, built when the replica starts. Analysis is CPU work: it runs in
+the replica's own worker thread (one at a time: spaCy and the GIL gain nothing from more), never on an
+event loop, and never in the ingress process. The builder gives it its own replica count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from appliance.serve.pii.engine import MaskResult, PiiOptions, build_engines, mask_texts
+from appliance.serve.pii.metrics import NoMetrics, PiiMetrics
+
+_LOGGER = logging.getLogger(__name__)
+
+DEPLOYMENT_NAME = "PIIService"
+# Requests one replica accepts at once; more wait in Serve's queue (and count against the caller's timeout).
+MAX_ONGOING = 16
+
+
+class PIIService:
+    """Serve deployment class (see :func:`deployment_options`); also usable directly, without Ray."""
+
+    def __init__(self, options: PiiOptions, *, ray_metrics: bool = True) -> None:
+        self.options = options
+        self._analyzer, self._anonymizer = build_engines(options)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pii")
+        self._waiting = 0
+        self._metrics: PiiMetrics
+        if ray_metrics:
+            from appliance.serve.pii.metrics import RayPiiMetrics
+
+            self._metrics = RayPiiMetrics()
+        else:
+            self._metrics = NoMetrics()
+        self.mask_sync(["warm-up: John Smith, john@example.com"])  # first call pays spaCy's lazy set-up
+
+    def mask_sync(self, texts: list[str]) -> MaskResult:
+        return mask_texts(self._analyzer, self._anonymizer, texts, self.options)
+
+    async def mask(self, texts: list[str]) -> dict[str, Any]:
+        """Mask ``texts`` (every text of one request). Returns plain data: texts, originals, counts."""
+        self._waiting += 1
+        self._metrics.queue_depth(self._waiting)
+        started = time.perf_counter()
+        try:
+            loop = asyncio.get_running_loop()
+            result = await loop.run_in_executor(self._executor, self.mask_sync, list(texts))
+        finally:
+            self._waiting -= 1
+            self._metrics.queue_depth(self._waiting)
+        self._metrics.scanned(time.perf_counter() - started, result.counts)
+        return {"texts": result.texts, "originals": result.originals, "counts": result.counts}
+
+    async def check_health(self) -> None:
+        """Serve's health check: the engines answer on a tiny text."""
+        loop = asyncio.get_running_loop()
+        await asyncio.wait_for(loop.run_in_executor(self._executor, self.mask_sync, ["health"]), timeout=30)
+
+
+def deployment_options(options: PiiOptions) -> dict[str, Any]:
+    return {
+        "name": DEPLOYMENT_NAME,
+        "num_replicas": options.replicas,
+        "max_ongoing_requests": MAX_ONGOING,
+        "ray_actor_options": {"num_cpus": 1},
+        "health_check_period_s": 30,
+        "health_check_timeout_s": 60,
+    }
+
+
+def build_deployment(options: PiiOptions) -> Any:
+    """The bound Serve deployment (imports Ray)."""
+    from ray import serve
+
+    return serve.deployment(PIIService, **deployment_options(options)).bind(options)
