@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from appliance import __version__
-from appliance.commands import config_docs, init, keys, pending, serve, supervise, validate
+from appliance.commands import certs, config_docs, init, keys, pending, serve, supervise, validate
 from appliance.errors import ApplianceError, ConfigError
 from appliance.logs.setup import setup_logging
 from appliance.output import print_issues, say
@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     keys.register(sub)
     config_docs.register(sub)
     serve.register(sub)
+    certs.register(sub)
     supervise.register(sub)
     pending.register(sub)
     return parser
