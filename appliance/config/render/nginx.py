@@ -147,6 +147,7 @@ def render_nginx(
         "max_body_mib": s.max_request_body_mb,
         "conn_limit": s.nginx_conn_limit,
         "retry_after": retry_after_seconds(s.nginx_rate_limit_rpm),
+        "retry_after_login": retry_after_seconds(s.nginx_login_rate_limit_rpm),
         "snippet_security_headers": api_headers,
         "snippet_cors": cors,
         "snippet_proxy": proxy,

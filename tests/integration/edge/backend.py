@@ -3,6 +3,7 @@
 - ``/v1/echo``: the request as JSON (method, path, headers, body length).
 - ``/v1/stream``: an SSE stream that sends one event, then waits until ``/v1/release`` is called before
   the rest — a buffering proxy would never deliver the first event before the release.
+- ``/v1/fail``: a 500, as a broken service would answer.
 - ``/health/*``, ``/prometheus/*``, ``/grafana/*``, anything else: the path it was asked for as JSON.
 """
 
@@ -34,6 +35,10 @@ async def stream(request: web.Request) -> web.StreamResponse:
     return response
 
 
+async def fail(_request: web.Request) -> web.Response:
+    return web.json_response({"error": "backend failure"}, status=500)
+
+
 async def release(_request: web.Request) -> web.Response:
     RELEASE.set()
     return web.json_response({"released": True})
@@ -44,6 +49,7 @@ def main() -> None:
     app = web.Application(client_max_size=1 << 30)
     app.router.add_route("*", "/v1/stream", stream)
     app.router.add_route("*", "/v1/release", release)
+    app.router.add_route("*", "/v1/fail", fail)
     app.router.add_route("*", "/{tail:.*}", echo)
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
 

@@ -185,3 +185,14 @@ def test_unknown_paths_answer_404_json(edge: Edge) -> None:
     with edge.client("127.0.0.51") as client:
         response = client.get("/etc/passwd")
         assert response.status_code == 404 and json.loads(response.text)["error"]["type"] == "not_found_error"
+
+
+def test_grafana_login_has_its_own_lower_limit(edge: Edge) -> None:
+    login_burst = 5
+    with edge.client("127.0.0.60") as client:
+        codes = [client.post("/grafana/login", content=b"{}").status_code for _ in range(login_burst + 1)]
+        assert codes == [200] * (login_burst + 1)
+        limited = client.post("/grafana/login", content=b"{}")
+        assert limited.status_code == 429 and limited.json()["error"]["code"] == "rate_limit_exceeded"
+        assert limited.headers["retry-after"] == "6"  # NGINX_LOGIN_RATE_LIMIT_RPM=10
+        assert client.get("/grafana/d/home").status_code == 200  # the rest of Grafana is not held back
