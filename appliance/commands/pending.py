@@ -8,7 +8,6 @@ from appliance.commands.common import add_config_options
 from appliance.errors import NotAvailableError
 
 PENDING = {
-    "doctor": ("run pre-flight and running-stack checks", "the supervisor-and-doctor issue (#6)"),
     "up": ("validate, then build and start the Docker Compose stack", "the compose-stack issue (#8)"),
     "down": ("stop the Docker Compose stack", "the compose-stack issue (#8)"),
     "status": ("show the running stack's health", "the supervisor-and-doctor issue (#6)"),

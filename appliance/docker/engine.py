@@ -49,9 +49,12 @@ class DockerEngine:
 
     def __init__(self, base_url: str | None = None, *, timeout: float = 10.0) -> None:
         self.base_url = base_url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
-        self._client: docker.DockerClient = _call(
-            "connecting to Docker", lambda: docker.DockerClient(base_url=self.base_url, timeout=int(timeout))
-        )
+        try:
+            self._client: docker.DockerClient = _call(
+                "connecting to Docker", lambda: docker.DockerClient(base_url=self.base_url, timeout=max(1, round(timeout)))
+            )
+        except DockerUnreachableError as err:
+            raise DockerUnreachableError(f"no Docker Engine answers at {self.base_url}", hint=UNREACHABLE_HINT) from err
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

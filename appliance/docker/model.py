@@ -29,6 +29,7 @@ class ContainerState:
     start_period_s: float
     restart_count: int
     labels: dict[str, str] = field(default_factory=dict)
+    published_ports: tuple[int, ...] = ()
 
     @property
     def watched(self) -> bool:
@@ -73,7 +74,13 @@ def state_from_inspect(attrs: dict[str, Any]) -> ContainerState:
         start_period_s=start_period,
         restart_count=int(attrs.get("RestartCount") or 0),
         labels=labels,
+        published_ports=_published(attrs),
     )
+
+
+def _published(attrs: dict[str, Any]) -> tuple[int, ...]:
+    ports = ((attrs.get("NetworkSettings") or {}).get("Ports") or {}).values()
+    return tuple(sorted({int(b["HostPort"]) for bindings in ports for b in (bindings or []) if b.get("HostPort")}))
 
 
 @dataclass(frozen=True)

@@ -1,1 +1,1 @@
-"""Doctor: one check per file in checks/, a runner and a report (arrives with the supervisor issue)."""
+"""Doctor: one check per file in checks/, a runner (concurrent, per-check timeouts) and a report."""

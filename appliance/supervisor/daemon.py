@@ -10,6 +10,7 @@ from pathlib import Path
 
 from appliance.config import ApplianceConfig
 from appliance.docker.engine import DockerEngine
+from appliance.doctor.checks.certificate import certificate_path
 from appliance.logs.rotation_policy import RotationPolicy
 from appliance.supervisor.jobs import RenewalJob, RotationJob, every, load_renew
 from appliance.supervisor.policy import RestartPolicy
@@ -69,7 +70,7 @@ async def supervise(config: ApplianceConfig, *, docker_host: str | None = None, 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    cert_path = Path(s.tls_cert_path) if s.tls_cert_path else None
+    cert_path = certificate_path(s)
     renewal = RenewalJob(config, notifier, cert_path=cert_path, renew=load_renew(), reload_nginx=None)
     rotation = RotationJob(Path(s.log_dir), rotation_policy(s), notifier, {"nginx": _nginx_reopen, "access": _nginx_reopen,
                                                                            "error": _nginx_reopen})  # fmt: skip

@@ -1,0 +1,43 @@
+"""Free disk for the model cache and the logs."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from appliance.doctor.base import Check
+from appliance.doctor.checks.gpu_memory import hub_cache
+from appliance.doctor.context import DoctorContext
+from appliance.doctor.finding import Finding, Level
+
+GIB = 1024**3
+MIN_MODEL_CACHE_GIB = 50
+MIN_LOGS_GIB = 2
+
+
+def _existing(path: Path) -> Path:
+    path = path.absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+class DiskSpace(Check):
+    slug = "disk"
+    title = "free disk space"
+
+    def run(self, ctx: DoctorContext) -> list[Finding]:
+        assert ctx.config is not None
+        wanted = {"model cache": (hub_cache(ctx), MIN_MODEL_CACHE_GIB),
+                  "logs": (Path(ctx.config.settings.log_dir), MIN_LOGS_GIB)}  # fmt: skip
+        findings = []
+        for label, (path, minimum) in wanted.items():
+            free = shutil.disk_usage(_existing(path)).free / GIB
+            if free < minimum:
+                findings.append(self.problem(Level.ERROR if free < minimum / 4 else Level.WARNING,
+                                             f"{label} ({path}): >= {minimum} GiB free", f"{free:.1f} GiB free",
+                                             f"free space on that file system or move it (LOG_DIR / HF_HOME)",
+                                             title=f"free disk: {label}"))  # fmt: skip
+            else:
+                findings.append(Finding(self.slug, Level.OK, f"free disk: {label}", f">= {minimum} GiB", f"{free:.0f} GiB"))
+        return findings

@@ -1,0 +1,30 @@
+"""GPU mode: enough GPUs for every model's tensor × pipeline parallel size."""
+
+from __future__ import annotations
+
+from appliance.doctor.base import Check
+from appliance.doctor.checks._gpu import gpu_mode, query_gpus
+from appliance.doctor.context import DoctorContext
+from appliance.doctor.finding import Finding, Level
+
+
+class GpuCount(Check):
+    slug = "gpu-count"
+    title = "GPUs for tensor × pipeline parallelism"
+
+    def applies(self, ctx: DoctorContext) -> bool:
+        return gpu_mode(ctx)
+
+    def run(self, ctx: DoctorContext) -> list[Finding]:
+        assert ctx.config is not None
+        gpus = query_gpus()
+        count = len(gpus or [])
+        findings = []
+        for model in ctx.config.models:
+            need = model.gpus_per_replica
+            if need > count:
+                findings.append(self.problem(Level.ERROR, f"{model.id}: {need} GPU(s) (TP {model.tensor_parallel_size}"
+                                             f" × PP {model.pipeline_parallel_size})", f"{count} GPU(s)",
+                                             f"lower tensor_parallel_size of {model.id} to {max(1, count)} in models.yaml"
+                                             " or add GPUs"))  # fmt: skip
+        return findings or [self.ok(found=f"{count} GPU(s)", expected="TP × PP of each model")]

@@ -1,0 +1,26 @@
+"""With the stack up: the serving path answers /health/ready with 200."""
+
+from __future__ import annotations
+
+from appliance.doctor import probes
+from appliance.doctor.base import Check
+from appliance.doctor.context import DoctorContext
+from appliance.doctor.finding import Finding, Level
+
+
+class HealthReady(Check):
+    slug = "health-ready"
+    title = "/health/ready"
+    needs_stack = True
+
+    def run(self, ctx: DoctorContext) -> list[Finding]:
+        try:
+            status, body = probes.http_get_json(ctx.health_url, timeout=1.0)
+        except OSError as err:
+            return [self.problem(Level.ERROR, f"200 from {ctx.health_url}", f"no answer ({err})",
+                                 "is the stack up? python -m appliance status; docker compose logs serve")]  # fmt: skip
+        if status != 200:
+            detail = body if isinstance(body, str) else str(body)[:200]
+            return [self.problem(Level.ERROR, f"200 from {ctx.health_url}", f"{status}: {detail}",
+                                 "models may still be loading; else docker compose logs serve")]  # fmt: skip
+        return [self.ok(found="200", expected="200")]

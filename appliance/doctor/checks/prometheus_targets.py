@@ -1,0 +1,32 @@
+"""With the stack up: every Prometheus scrape target is up."""
+
+from __future__ import annotations
+
+from appliance.doctor import probes
+from appliance.doctor.base import Check
+from appliance.doctor.context import DoctorContext
+from appliance.doctor.finding import Finding, Level
+
+
+class PrometheusTargets(Check):
+    slug = "prometheus-targets"
+    title = "Prometheus targets up"
+    needs_stack = True
+
+    def run(self, ctx: DoctorContext) -> list[Finding]:
+        url = ctx.prometheus_url.rstrip("/") + "/api/v1/targets?state=active"
+        try:
+            status, body = probes.http_get_json(url, timeout=1.0)
+        except OSError as err:
+            return [self.problem(Level.WARNING, f"Prometheus at {ctx.prometheus_url}", f"no answer ({err})",
+                                 "docker compose logs prometheus")]  # fmt: skip
+        if status != 200 or not isinstance(body, dict):
+            return [self.problem(Level.WARNING, "the targets API", f"HTTP {status}", "docker compose logs prometheus")]
+        targets = body.get("data", {}).get("activeTargets", [])
+        down = [t for t in targets if t.get("health") != "up"]
+        if down:
+            return [self.problem(Level.ERROR, "every target up", f"{t.get('labels', {}).get('job', '?')} "
+                                 f"({t.get('scrapeUrl', '?')}): {t.get('health')} — {t.get('lastError', '')}",
+                                 "check that service: docker compose ps; its logs", title="Prometheus target down")
+                    for t in down]  # fmt: skip
+        return [self.ok(found=f"{len(targets)} target(s) up", expected="all up")]

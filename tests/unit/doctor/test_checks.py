@@ -1,0 +1,278 @@
+"""Each doctor check, with the lowest I/O call patched (disk usage, nvidia-smi, socket bind, DNS, Docker)."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import socket
+from collections import namedtuple
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from appliance.docker.errors import DockerUnreachableError
+from appliance.docker.model import ContainerState
+from appliance.doctor import probes
+from appliance.doctor.checks import (
+    AcmeEmail, Certificate, ClockSkew, ConfigValid, DiskSpace, DockerEngineCheck, DomainDns, GpuCount, GpuDriver,
+    GpuMemory, GpuRuntime, HealthReady, Ports, PrometheusTargets, RestartCounts, SecretsFile, ServicesHealthy,
+    UnsafeFlags,
+)  # fmt: skip
+from appliance.doctor.finding import Level
+from tests.unit.doctor.conftest import ONE_GPU, TWO_GPUS
+from tests.unit.doctor.test_gpu_fit import LLAMA2_7B, LLAMA2_7B_PARAMS, llama_tensors, write_safetensors
+
+Usage = namedtuple("Usage", "total used free")
+GIB = 1024**3
+
+
+def levels(findings) -> list[Level]:
+    return [f.level for f in findings]
+
+
+def fake_docker(monkeypatch: pytest.MonkeyPatch, *, version: str = "24.0.7", runtimes=("runc",), skew_s: float = 0,
+                containers: list[ContainerState] | None = None, down: bool = False) -> None:  # fmt: skip
+    def snapshot(host):
+        if down:
+            raise DockerUnreachableError("no Docker Engine answers at unix:///var/run/docker.sock")
+        now = datetime.now(tz=UTC) + timedelta(seconds=skew_s)
+        return {"version": {"Version": version, "ApiVersion": "1.43"},
+                "info": {"Runtimes": {r: {} for r in runtimes}, "SystemTime": now.isoformat().replace("+00:00", "Z")}}  # fmt: skip
+
+    class Engine:
+        def __enter__(self):
+            if down:
+                raise DockerUnreachableError("down")
+            return self
+
+        def __exit__(self, *exc):
+            return None
+
+        def project_containers(self, project):
+            return containers or []
+
+    monkeypatch.setattr(probes, "docker_snapshot", snapshot)
+    monkeypatch.setattr(probes, "open_engine", lambda host, timeout=2.0: Engine())
+
+
+def container(service: str, status: str = "running", health: str | None = "healthy", restarts: int = 0,
+              ports: tuple[int, ...] = ()) -> ContainerState:  # fmt: skip
+    return ContainerState(id=service * 4, name=f"appliance-{service}-1", service=service, status=status, health=health,
+                          started_at=None, finished_at=None, exit_code=0, start_period_s=0, restart_count=restarts,
+                          published_ports=ports)  # fmt: skip
+
+
+# --- config, secrets, flags ---------------------------------------------------------------------------
+def test_config_valid_and_invalid(make_ctx) -> None:
+    assert Level.ERROR not in levels(ConfigValid().run(make_ctx()))
+    bad = make_ctx(HTTP_PORT="99999", LOG_LEVEL="LOUD")
+    findings = ConfigValid().run(bad)
+    assert levels(findings).count(Level.ERROR) == 2
+    assert any("HTTP_PORT" in f.found for f in findings)
+
+
+def test_secrets_mode(make_ctx) -> None:
+    ctx = make_ctx()
+    assert levels(SecretsFile().run(ctx)) == [Level.OK]
+    os.chmod(ctx.files.secrets, 0o644)
+    finding = SecretsFile().run(ctx)[0]
+    assert finding.level is Level.ERROR and finding.found == "mode 0644" and "chmod 600" in finding.fix
+
+
+def test_unsafe_flags(make_ctx) -> None:
+    assert levels(UnsafeFlags().run(make_ctx())) == [Level.OK]
+    findings = UnsafeFlags().run(make_ctx(AUTH_ENABLED="false", PII_ENABLED="true", PII_FAIL_OPEN="true"))
+    assert [f.title for f in findings] == ["authentication disabled", "PII fail-open"]
+
+
+def test_acme_email(make_ctx) -> None:
+    assert not AcmeEmail().applies(make_ctx())
+    ctx = make_ctx(TLS_MODE="acme", DOMAIN="llm.example.com", ACME_EMAIL="ops@example.com")
+    assert AcmeEmail().applies(ctx) and levels(AcmeEmail().run(ctx)) == [Level.OK]
+
+
+# --- Docker ---------------------------------------------------------------------------------------------
+def test_docker_engine_versions(make_ctx, monkeypatch) -> None:
+    fake_docker(monkeypatch, version="24.0.7")
+    assert levels(DockerEngineCheck().run(make_ctx())) == [Level.OK]
+    fake_docker(monkeypatch, version="19.03.1")
+    assert levels(DockerEngineCheck().run(make_ctx())) == [Level.ERROR]
+    fake_docker(monkeypatch, down=True)
+    finding = DockerEngineCheck().run(make_ctx())[0]
+    assert finding.level is Level.ERROR and "systemctl start docker" in finding.fix
+
+
+def test_clock_skew(make_ctx, monkeypatch) -> None:
+    fake_docker(monkeypatch, skew_s=0.5)
+    assert levels(ClockSkew().run(make_ctx())) == [Level.OK]
+    fake_docker(monkeypatch, skew_s=120)
+    assert levels(ClockSkew().run(make_ctx())) == [Level.WARNING]
+    fake_docker(monkeypatch, down=True)
+    assert levels(ClockSkew().run(make_ctx())) == [Level.INFO]
+
+
+# --- GPU ------------------------------------------------------------------------------------------------
+def test_gpu_checks_only_in_gpu_mode(make_ctx) -> None:
+    ctx = make_ctx(ACCELERATOR="cpu")
+    assert not any(c.applies(ctx) for c in (GpuDriver(), GpuRuntime(), GpuCount(), GpuMemory()))
+
+
+def test_gpu_driver(make_ctx, nvidia_smi) -> None:
+    ctx = make_ctx(gpu_count=1, ACCELERATOR="gpu")
+    nvidia_smi(ONE_GPU)
+    assert levels(GpuDriver().run(ctx)) == [Level.OK]
+    nvidia_smi("0, Tesla T4, 15360, 15000, 470.82.01\n")
+    assert GpuDriver().run(ctx)[0].found == "470.82.01"
+    nvidia_smi(None)
+    assert levels(GpuDriver().run(ctx)) == [Level.ERROR]
+
+
+def test_gpu_runtime(make_ctx, monkeypatch) -> None:
+    ctx = make_ctx(gpu_count=1, ACCELERATOR="gpu")
+    fake_docker(monkeypatch, runtimes=("runc", "nvidia"))
+    assert levels(GpuRuntime().run(ctx)) == [Level.OK]
+    fake_docker(monkeypatch, runtimes=("runc",))
+    finding = GpuRuntime().run(ctx)[0]
+    assert finding.level is Level.ERROR and "nvidia-ctk" in finding.fix
+
+
+def test_gpu_count(make_ctx, nvidia_smi) -> None:
+    ctx = make_ctx(gpu_count=2, ACCELERATOR="gpu", MODEL_TENSOR_PARALLEL_SIZE="2")
+    nvidia_smi(TWO_GPUS)
+    assert levels(GpuCount().run(ctx)) == [Level.OK]
+    nvidia_smi(ONE_GPU)
+    finding = GpuCount().run(ctx)[0]
+    assert finding.level is Level.ERROR and finding.found == "1 GPU(s)"
+
+
+def test_gpu_memory_fit_says_what_to_lower(make_ctx, nvidia_smi, tmp_path: Path) -> None:
+    model_dir = tmp_path / "llama-2-7b"
+    model_dir.mkdir()
+    (model_dir / "config.json").write_text(json.dumps(LLAMA2_7B))
+    write_safetensors(model_dir / "model.safetensors", llama_tensors(LLAMA2_7B))
+    nvidia_smi(ONE_GPU)
+    fits = make_ctx(gpu_count=1, ACCELERATOR="gpu", MODEL_SOURCE=str(model_dir), MODEL_MAX_MODEL_LEN="4096")
+    assert levels(GpuMemory().run(fits)) == [Level.OK]
+    too_long = make_ctx(gpu_count=1, ACCELERATOR="gpu", MODEL_SOURCE=str(model_dir), MODEL_MAX_MODEL_LEN="32768")
+    finding = GpuMemory().run(too_long)[0]
+    assert finding.level is Level.ERROR and "lower max_model_len" in finding.fix and "to 15438" in finding.fix
+    absent = make_ctx(gpu_count=1, ACCELERATOR="gpu", MODEL_SOURCE="org/not-downloaded")
+    assert levels(GpuMemory().run(absent)) == [Level.INFO]
+    assert LLAMA2_7B_PARAMS  # the weights counted are those of the known model
+
+
+# --- host -----------------------------------------------------------------------------------------------
+def test_disk_space(make_ctx, monkeypatch) -> None:
+    ctx = make_ctx()
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: Usage(500 * GIB, 100 * GIB, 400 * GIB))
+    assert levels(DiskSpace().run(ctx)) == [Level.OK, Level.OK]
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: Usage(500 * GIB, 490 * GIB, 10 * GIB))
+    assert levels(DiskSpace().run(ctx)) == [Level.ERROR, Level.OK]  # model cache wants 50, logs 2
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: Usage(500 * GIB, 499 * GIB, GIB))
+    assert levels(DiskSpace().run(ctx)) == [Level.ERROR, Level.WARNING]
+
+
+def test_ports_free_busy_or_ours(make_ctx, monkeypatch) -> None:
+    ctx = make_ctx()
+    binds: list[tuple] = []
+
+    def bind(self, address):
+        binds.append(address)
+        if address[1] == 443:
+            raise OSError(errno.EADDRINUSE, "Address already in use")
+
+    monkeypatch.setattr(socket.socket, "bind", bind)
+    fake_docker(monkeypatch, containers=[])
+    findings = Ports().run(ctx)
+    assert binds == [("0.0.0.0", 80), ("0.0.0.0", 443)]
+    assert levels(findings) == [Level.OK, Level.ERROR] and "ss -ltnp" in findings[1].fix
+    fake_docker(monkeypatch, containers=[container("nginx", ports=(80, 443))])
+    assert levels(Ports().run(ctx)) == [Level.OK, Level.OK]
+
+
+def test_domain_dns(make_ctx, monkeypatch) -> None:
+    ctx = make_ctx(DOMAIN="llm.example.com")
+    monkeypatch.setattr(probes, "local_addresses", lambda: {"127.0.0.1", "203.0.113.7"})
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: [(0, 0, 0, "", ("203.0.113.7", 0))])
+    assert levels(DomainDns().run(ctx)) == [Level.OK]
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: [(0, 0, 0, "", ("198.51.100.1", 0))])
+    assert levels(DomainDns().run(ctx)) == [Level.WARNING]
+
+    def offline(*a, **k):
+        raise socket.gaierror(-3, "Temporary failure in name resolution")
+
+    monkeypatch.setattr(socket, "getaddrinfo", offline)
+    assert levels(DomainDns().run(ctx)) == [Level.WARNING]
+
+
+def _cert(path: Path, days: float) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "llm.example.com")])
+    now = datetime.now(tz=UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now - timedelta(days=80)).not_valid_after(now + timedelta(days=days))
+            .sign(key, hashes.SHA256()))  # fmt: skip
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+
+@pytest.mark.parametrize(("days", "level"), [(60, Level.OK), (10, Level.WARNING), (2, Level.ERROR)])
+def test_certificate_days_left(make_ctx, tmp_path: Path, days: float, level: Level) -> None:
+    _cert(tmp_path / "cert.pem", days)
+    _cert(tmp_path / "key.pem", days)  # placeholder: provided mode wants both paths set
+    ctx = make_ctx(TLS_MODE="provided", DOMAIN="llm.example.com", TLS_CERT_PATH=str(tmp_path / "cert.pem"),
+                   TLS_KEY_PATH=str(tmp_path / "key.pem"))  # fmt: skip
+    if ctx.config is None:
+        pytest.fail(f"config rejected: {[i.render() for i in ctx.config_issues]}")
+    assert levels(Certificate().run(ctx)) == [level]
+
+
+# --- running stack --------------------------------------------------------------------------------------
+def test_services_healthy(make_ctx, monkeypatch) -> None:
+    fake_docker(monkeypatch, containers=[container("serve", health="starting"), container("nginx"),
+                                         container("prometheus", status="exited", health=None)])  # fmt: skip
+    findings = ServicesHealthy().run(make_ctx())
+    by_title = {f.title: f.level for f in findings}
+    assert by_title == {"service nginx": Level.OK, "service prometheus": Level.ERROR, "service serve": Level.INFO}
+    fake_docker(monkeypatch, containers=[])
+    assert levels(ServicesHealthy().run(make_ctx())) == [Level.INFO]
+
+
+def test_restart_counts(make_ctx, monkeypatch, tmp_path: Path) -> None:
+    state = tmp_path / "watchdog.json"
+    state.write_text(json.dumps({"services": {"serve": {"restarts": [1, 2, 3], "gave_up": False},
+                                              "nginx": {"restarts": [], "gave_up": True}}}))  # fmt: skip
+    ctx = make_ctx(SUPERVISOR_STATE_FILE=str(state))
+    fake_docker(monkeypatch, containers=[container("serve", restarts=2), container("nginx"), container("grafana")])
+    findings = RestartCounts().run(ctx)
+    assert {f.title: f.level for f in findings} == {"restarts: nginx": Level.ERROR, "restarts: serve": Level.WARNING}
+
+
+def test_health_ready(make_ctx, monkeypatch) -> None:
+    monkeypatch.setattr(probes, "http_get_json", lambda url, timeout: (200, {"status": "ready"}))
+    assert levels(HealthReady().run(make_ctx())) == [Level.OK]
+    monkeypatch.setattr(probes, "http_get_json", lambda url, timeout: (503, {"status": "loading"}))
+    assert levels(HealthReady().run(make_ctx())) == [Level.ERROR]
+
+    def refused(url, timeout):
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    monkeypatch.setattr(probes, "http_get_json", refused)
+    assert levels(HealthReady().run(make_ctx())) == [Level.ERROR]
+
+
+def test_prometheus_targets(make_ctx, monkeypatch) -> None:
+    up = {"labels": {"job": "serve"}, "health": "up", "scrapeUrl": "http://serve:8080/metrics"}
+    down = {"labels": {"job": "supervisor"}, "health": "down", "scrapeUrl": "http://supervisor:9464/metrics",
+            "lastError": "connection refused"}  # fmt: skip
+    monkeypatch.setattr(probes, "http_get_json", lambda url, timeout: (200, {"data": {"activeTargets": [up]}}))
+    assert levels(PrometheusTargets().run(make_ctx())) == [Level.OK]
+    monkeypatch.setattr(probes, "http_get_json", lambda url, timeout: (200, {"data": {"activeTargets": [up, down]}}))
+    finding = PrometheusTargets().run(make_ctx())[0]
+    assert finding.level is Level.ERROR and "supervisor" in finding.found and "connection refused" in finding.found
