@@ -10,7 +10,6 @@ from appliance.errors import NotAvailableError
 PENDING = {
     "up": ("validate, then build and start the Docker Compose stack", "the compose-stack issue (#8)"),
     "down": ("stop the Docker Compose stack", "the compose-stack issue (#8)"),
-    "status": ("show the running stack's health", "the supervisor-and-doctor issue (#6)"),
     "logs": ("follow the logs of the running stack", "the compose-stack issue (#8)"),
 }
 

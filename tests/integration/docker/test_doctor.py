@@ -54,3 +54,24 @@ def test_doctor_against_the_real_engine(tmp_path: Path, engine: Engine, compose:
 
     code, data = run_doctor(tmp_path, engine, "--preflight")
     assert not any(c["check"] in ("services", "health-ready", "prometheus-targets") for c in data["checks"])
+
+
+def test_status_lists_the_services(tmp_path: Path, engine: Engine, compose: ComposeCli) -> None:
+    make_config_dir(tmp_path)
+    set_line(tmp_path / ".env", "COMPOSE_PROJECT_NAME", compose.project)
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "APPLIANCE_GPU_COUNT": "0", "DOCKER_HOST": engine.url}
+
+    def status() -> tuple[int, dict]:
+        result = subprocess.run([sys.executable, "-m", "appliance", "status", "--json"], cwd=tmp_path,
+                                capture_output=True, text=True, timeout=60, env=env)  # fmt: skip
+        return result.returncode, json.loads(result.stdout)
+
+    code, data = status()
+    assert code == 1 and data["services"] == []  # not up
+    compose.up("web", "sick", wait=True)
+    code, data = status()
+    assert code == 0 and [s["service"] for s in data["services"]] == ["sick", "web"]
+    assert all(s["state"] == "running" and s["health"] == "healthy" for s in data["services"])
+    compose.stop("web")
+    code, data = status()
+    assert code == 1 and {s["service"]: s["state"] for s in data["services"]}["web"] == "exited"

@@ -1,0 +1,56 @@
+"""``python -m appliance status [--json]``: the compose project's services, their health and restarts."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from appliance.commands.common import add_config_options, load
+
+_LOGGER = logging.getLogger(__name__)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("status", help="show the running stack's health",
+                            description="List the stack's services: state, health, restarts (Docker's and the "
+                            "watchdog's). Exit 0 when every service runs and is healthy, 1 otherwise.")  # fmt: skip
+    add_config_options(parser)
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--docker-host", default=None, help="Docker Engine URL (default: DOCKER_HOST or the local socket)")
+    parser.set_defaults(handler=_run)
+
+
+def _watchdog(path: Path) -> dict[str, dict]:
+    try:
+        return dict(json.loads(path.read_text()).get("services", {}))
+    except (OSError, ValueError):
+        return {}
+
+
+def _run(args: argparse.Namespace) -> int:
+    from appliance.docker.engine import DockerEngine
+    from appliance.output import print_json, print_table, say
+
+    config = load(args)
+    project = config.settings.compose_project_name
+    with DockerEngine(args.docker_host, timeout=5) as engine:
+        containers = sorted(engine.project_containers(project), key=lambda c: c.service)
+    watchdog = _watchdog(Path(config.settings.supervisor_state_file))
+    rows = []
+    for c in containers:
+        record = watchdog.get(c.service, {})
+        rows.append({"service": c.service, "container": c.name, "state": c.status, "health": c.health or "-",
+                     "restarts": c.restart_count + len(record.get("restarts", [])),
+                     "watchdog": "gave up" if record.get("gave_up") else
+                     "stopped on purpose" if record.get("stopped_by_operator") else "watching"})  # fmt: skip
+    healthy = bool(containers) and all(c.running_and_healthy for c in containers)
+    if args.json:
+        print_json({"project": project, "healthy": healthy, "services": rows})
+    elif not rows:
+        say(f"no containers of project {project!r}: the stack is not up (python -m appliance up)", style="yellow")
+    else:
+        print_table(f"stack {project}", ["service", "container", "state", "health", "restarts", "watchdog"],
+                    [[str(r[k]) for k in ("service", "container", "state", "health", "restarts", "watchdog")] for r in rows])  # fmt: skip
+    return 0 if healthy else 1
