@@ -97,6 +97,16 @@ def load_cert_info(path: Path) -> CertInfo:
     return info_from_x509(load_chain(path)[0])
 
 
+def ocsp_stapling_possible(live_dir: Path) -> bool:
+    """True when the live certificate names an OCSP responder and its issuer chain is there (chain.pem):
+    the renderer turns stapling on only then (``render_nginx(..., ocsp=...)``)."""
+    try:
+        info = load_cert_info(live_dir / "fullchain.pem")
+    except CertError:
+        return False
+    return bool(info.ocsp_urls) and (live_dir / "chain.pem").is_file()
+
+
 def is_ip(name: str) -> bool:
     try:
         ipaddress.ip_address(name)

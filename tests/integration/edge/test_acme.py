@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
 import socket
 import ssl
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +19,7 @@ from appliance.certs.inspect import load_cert_info
 from appliance.certs.nginx_control import local_nginx
 from appliance.certs.renewal import renew
 from appliance.certs.store import CertPaths
+from tests.helpers import set_line
 from tests.integration.edge.acme import Pebble, running_pebble
 from tests.integration.edge.conftest import Edge, make_edge, need_tools, stop
 
@@ -98,6 +103,28 @@ def test_dry_run_asks_the_acme_server_but_changes_nothing(acme_edge) -> None:
     result = _renew(edge, pebble, alerts, force=True, dry_run=True)
     assert result.ok and not result.renewed and result.reason.startswith("dry run"), result.reason
     assert edge.cert_file.read_bytes() == before and alerts == []
+
+
+def test_cli_renew_and_status_against_pebble(acme_edge) -> None:
+    edge, pebble = acme_edge
+    config_dir = edge.root / "config"
+    set_line(config_dir / ".env", "ACME_DIRECTORY_URL", pebble.directory)
+    before = load_cert_info(edge.cert_file)
+    common = ["--env", str(config_dir / ".env"), "--secrets", str(config_dir / ".secrets"),
+              "--certs-dir", str(edge.layout.cert_dir)]  # fmt: skip
+    env = {**os.environ, "REQUESTS_CA_BUNDLE": str(pebble.ca_bundle)}
+    renewed = subprocess.run([sys.executable, "-m", "appliance", "certs", "renew", "--force", "--json",
+                              "--nginx-conf", str(edge.layout.conf_dir / "nginx.conf"), *common],
+                             capture_output=True, text=True, timeout=180, env=env, cwd=edge.root)  # fmt: skip
+    assert renewed.returncode == 0, renewed.stderr
+    result = json.loads(renewed.stdout)
+    assert result["renewed"] and int(result["serial"], 16) != before.serial
+    wait_served(edge, int(result["serial"], 16))
+    status = subprocess.run([sys.executable, "-m", "appliance", "certs", "status", "--json", *common],
+                            capture_output=True, text=True, timeout=60, env=env, cwd=edge.root)  # fmt: skip
+    facts = json.loads(status.stdout)
+    assert status.returncode == 0 and facts["mode"] == "acme" and facts["sans"] == [DOMAIN]
+    assert "Pebble" in facts["issuer"] and facts["serial"] == result["serial"]
 
 
 def test_failed_challenge_keeps_the_old_certificate_and_alerts(acme_edge) -> None:

@@ -33,16 +33,19 @@ class Ca:
             .sign(self.key, hashes.SHA256())
         )  # fmt: skip
 
-    def leaf(self, names: list[str], *, start: datetime = NOW - timedelta(days=1), days: int = 90):
+    def leaf(self, names: list[str], *, start: datetime = NOW - timedelta(days=1), days: int = 90, ocsp: str = ""):
         key = ec.generate_private_key(ec.SECP256R1())
-        cert = (
+        builder = (
             x509.CertificateBuilder().subject_name(_name(names[0])).issuer_name(self.cert.subject)
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(start).not_valid_after(start + timedelta(days=days))
             .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
-            .sign(self.key, hashes.SHA256())
         )  # fmt: skip
-        return cert, key
+        if ocsp:
+            access = x509.AccessDescription(x509.oid.AuthorityInformationAccessOID.OCSP,
+                                            x509.UniformResourceIdentifier(ocsp))  # fmt: skip
+            builder = builder.add_extension(x509.AuthorityInformationAccess([access]), critical=False)
+        return builder.sign(self.key, hashes.SHA256()), key
 
     def write(self, directory: Path, names: list[str], *, chain: bool = True, **dates) -> tuple[Path, Path]:
         cert, key = self.leaf(names, **dates)

@@ -91,3 +91,18 @@ def test_key_file_problems(tmp_path: Path) -> None:
     key.write_bytes(cert.read_bytes())
     with pytest.raises(CertError, match="expected an unencrypted PEM private key"):
         check_pair(cert, key, domain=DOMAIN, now=NOW)
+
+
+def test_ocsp_stapling_needs_a_responder_and_a_chain(tmp_path: Path) -> None:
+    from appliance.certs.inspect import ocsp_stapling_possible
+    from appliance.certs.selfsigned import issue_self_signed
+
+    issue_self_signed(tmp_path / "live", ["localhost"])
+    assert not ocsp_stapling_possible(tmp_path / "live")  # no OCSP URL in a self-signed certificate
+    assert not ocsp_stapling_possible(tmp_path / "missing")
+    live = tmp_path / "ca-issued"
+    Ca().write(live, [DOMAIN], ocsp="http://ocsp.example.com")
+    assert load_cert_info(live / "fullchain.pem").ocsp_urls == ("http://ocsp.example.com",)
+    assert not ocsp_stapling_possible(live)  # no chain.pem yet
+    (live / "chain.pem").write_bytes(b"issuer")
+    assert ocsp_stapling_possible(live)
