@@ -205,7 +205,7 @@ def _go_live(staging: Path, live: Path, info: CertInfo, alert: Alert, test_nginx
              current: CertInfo | None) -> RenewalResult:  # fmt: skip
     """Swap the staged pair in, then nginx -t and reload; any failure puts the previous pair back."""
     staging.chmod(0o755)
-    swap_in(staging, live)  # staging is now the live directory (the caller's clean-up finds nothing)
+    swap_in(staging, live)  # staging became the live version (the caller's clean-up finds nothing)
     try:
         if test_nginx:
             test_nginx()

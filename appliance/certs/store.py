@@ -1,7 +1,9 @@
 """Where certificates live and how they are swapped in: ``<root>/live/<name>/{fullchain,privkey}.pem``.
 
-A swap writes the new pair into a fresh sibling directory, then renames directories, so nginx never sees a
-certificate without its key; the previous pair is kept in ``<name>.previous`` until the next swap.
+``live/<name>`` is a relative symlink to a version directory ``live/.versions/<name>/<version>/`` (as
+certbot does with its archive). A swap writes the new pair into a fresh version directory, then replaces
+the symlink with ``os.replace`` — one atomic rename, so nginx always finds a complete pair, old or new.
+The previous version is kept for :func:`roll_back`; older ones are pruned.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,34 +74,50 @@ def write_pair(live_dir: Path, cert_pem: bytes, key_pem: bytes, chain_pem: bytes
         raise
 
 
-def previous_dir(live_dir: Path) -> Path:
-    return live_dir.with_name(live_dir.name + ".previous")
+def _versions(live_dir: Path) -> Path:
+    return live_dir.parent / ".versions" / live_dir.name
+
+
+def _target(live_dir: Path) -> Path | None:
+    if live_dir.is_symlink():
+        return (live_dir.parent / os.readlink(live_dir)).resolve()
+    return None
+
+
+def _point(live_dir: Path, version: Path) -> None:
+    """Atomically make ``live_dir`` a symlink to ``version`` (a relative link, valid inside a bind mount)."""
+    link = live_dir.parent / f".{live_dir.name}.link"
+    link.unlink(missing_ok=True)
+    os.symlink(os.path.relpath(version, live_dir.parent), link)
+    os.replace(link, live_dir)
 
 
 def swap_in(staging: Path, live_dir: Path) -> None:
-    """Make ``staging`` the live directory; the old one becomes ``<name>.previous`` (the rollback copy).
-
-    Two renames: old → previous, staging → live. Between them nginx may briefly find no files, but nginx
-    reads certificates only on start/reload, which the caller runs after the swap.
-    """
-    previous = previous_dir(live_dir)
-    if previous.exists():
-        shutil.rmtree(previous)
-    if live_dir.exists():
-        os.replace(live_dir, previous)
-    os.replace(staging, live_dir)
+    """Make ``staging`` the live pair (it is moved into the versions); keep the previous version."""
+    versions = _versions(live_dir)
+    versions.mkdir(parents=True, exist_ok=True)
+    if live_dir.exists() and not live_dir.is_symlink():  # a plain directory (placed by hand): adopt it once
+        os.replace(live_dir, versions / "0-adopted")
+    previous = _target(live_dir)
+    version = versions / f"{time.time_ns()}"
+    os.replace(staging, version)
+    _point(live_dir, version)
+    if previous is None and (versions / "0-adopted").exists():
+        previous = (versions / "0-adopted").resolve()
+    for old in versions.iterdir():
+        if old.resolve() not in {version.resolve(), previous}:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def roll_back(live_dir: Path) -> bool:
-    """Put ``<name>.previous`` back as the live pair (after a swapped-in pair failed nginx -t)."""
-    previous = previous_dir(live_dir)
-    if not previous.exists():
+    """Point ``live_dir`` back at the previous version (after a swapped-in pair failed nginx -t)."""
+    current = _target(live_dir)
+    versions = _versions(live_dir)
+    if current is None or not versions.is_dir():
         return False
-    failed = live_dir.with_name(live_dir.name + ".failed")
-    if failed.exists():
-        shutil.rmtree(failed)
-    if live_dir.exists():
-        os.replace(live_dir, failed)
-    os.replace(previous, live_dir)
-    shutil.rmtree(failed, ignore_errors=True)
+    others = sorted((v for v in versions.iterdir() if v.resolve() != current), key=lambda v: v.name)
+    if not others:
+        return False
+    _point(live_dir, others[-1])
+    shutil.rmtree(current, ignore_errors=True)
     return True
