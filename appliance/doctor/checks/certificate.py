@@ -46,7 +46,7 @@ class Certificate(Check):
             return [self.problem(Level.ERROR, "a PEM certificate", f"{path}: unreadable ({err})",
                                  "replace it (TLS_MODE=provided: TLS_CERT_PATH) or delete it to have it remade")]  # fmt: skip
         expected = f">= {WARN_DAYS} days left"
-        fix = "python -m appliance certs renew (see docs/runbooks/certificate-expiring.md)"
+        fix = "python -m appliance certs renew (see docs/runbooks/certificate-expiring-soon.md)"
         if left < FAIL_DAYS:
             return [self.problem(Level.ERROR, expected, f"{left:.1f} days left ({path})", fix)]
         if left < WARN_DAYS:
