@@ -9,7 +9,6 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
@@ -28,8 +27,8 @@ def load_key(path: Path) -> PrivateKeyTypes:
         return serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError) as err:
         found = "an encrypted key" if b"ENCRYPTED" in data else "no unencrypted PEM private key"
-        raise CertError(f"{path}: expected an unencrypted PEM private key, found {found}",
-                        ) from err  # fmt: skip
+        raise CertError(f"{path}: expected an unencrypted PEM private key, found {found} "
+                        "(hint: decrypt it with openssl pkey -in KEY -out KEY.plain)") from err  # fmt: skip
 
 
 def _public_bytes(key) -> bytes:
@@ -78,10 +77,4 @@ def check_pair(
 
 def chain_pem(cert_path: Path) -> bytes:
     """The issuer part of a full chain (everything after the leaf), for OCSP stapling."""
-    from cryptography.hazmat.primitives.serialization import Encoding
-
-    return b"".join(c.public_bytes(Encoding.PEM) for c in load_chain(cert_path)[1:])
-
-
-def as_x509(cert_path: Path) -> x509.Certificate:
-    return load_chain(cert_path)[0]
+    return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in load_chain(cert_path)[1:])
