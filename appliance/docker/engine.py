@@ -98,6 +98,12 @@ class DockerEngine:
     def kill(self, container_id: str, signal: str = "SIGKILL") -> None:
         _call(f"killing {container_id[:12]}", lambda: self._client.api.kill(container_id, signal=signal))
 
+    def exec(self, container_id: str, argv: list[str]) -> tuple[int, str]:
+        """Run ``argv`` inside a running container; (exit code, combined output)."""
+        result = _call(f"exec in {container_id[:12]}",
+                       lambda: self._client.containers.get(container_id).exec_run(argv, demux=False))  # fmt: skip
+        return int(result.exit_code or 0), (result.output or b"").decode(errors="replace")
+
     # --- events -----------------------------------------------------------------------------------
     def events(self, project: str, *, since: datetime | None = None) -> EventStream:
         """Container events of the project, from ``since`` (default now) on; blocking iterator."""

@@ -2,7 +2,7 @@
 
 Rename-then-reopen loses nothing: lines written before the writer reopens land in the renamed file,
 lines after it in the new one; each line is in exactly one file. The rotated file is compressed only
-after the reopen hook returned, so no writer holds it any more.
+once it stopped growing (the writer moved on to the new file).
 """
 
 from __future__ import annotations
@@ -54,10 +54,10 @@ def rotate_file(path: Path, policy: RotationPolicy, *, reopen: ReopenHook | None
     os.rename(path, moved)
     path.with_name(path.name + _BIRTH_SUFFIX).touch()
     if reopen is not None:
-        reopen()
-        wait_until_idle(moved, quiet_s=quiet_s)  # a signalled writer reopens a moment later
-    else:
-        path.touch()
+        reopen()  # e.g. SIGUSR1 to nginx; it reopens a moment later
+    # Without a hook the live file is not recreated here: writers that reopen when their path is gone
+    # (the audit log, logging.handlers.WatchedFileHandler) make it on their next line.
+    wait_until_idle(moved, quiet_s=quiet_s)
     archive = moved.with_name(moved.name + ".gz")
     with moved.open("rb") as source, gzip.open(archive, "wb") as target:
         shutil.copyfileobj(source, target)

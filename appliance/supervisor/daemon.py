@@ -10,6 +10,7 @@ from pathlib import Path
 
 from appliance.config import ApplianceConfig
 from appliance.docker.engine import DockerEngine
+from appliance.docker.nginx import NginxContainer
 from appliance.doctor.checks.certificate import certificate_path
 from appliance.logs.rotation_policy import RotationPolicy
 from appliance.supervisor.jobs import RenewalJob, RotationJob, every, load_renew
@@ -21,7 +22,6 @@ from appliance.telemetry.notifier import SupervisorNotifier
 from appliance.telemetry.supervisor_metrics import SupervisorMetrics
 
 _LOGGER = logging.getLogger(__name__)
-NGINX_CONTAINER_ENV = "APPLIANCE_NGINX_PID_FILE"
 
 
 def restart_policy(settings: object) -> RestartPolicy:
@@ -36,15 +36,6 @@ def rotation_policy(settings: object) -> RotationPolicy:
     s = settings
     return RotationPolicy(max_bytes=s.log_max_size_mb * 1024 * 1024, keep=s.log_rotate_keep,  # type: ignore[attr-defined]
                           retention_s=s.log_retention_days * 86400.0)  # type: ignore[attr-defined]  # fmt: skip
-
-
-def _nginx_reopen() -> None:
-    """nginx reopens its log files on SIGUSR1 (pid from APPLIANCE_NGINX_PID_FILE, shared pid namespace)."""
-    pid_file = Path(os.environ.get(NGINX_CONTAINER_ENV, "/run/nginx/nginx.pid"))
-    try:
-        os.kill(int(pid_file.read_text().strip()), signal.SIGUSR1)
-    except (OSError, ValueError) as err:
-        _LOGGER.warning("could not ask nginx to reopen its logs (%s): %s", pid_file, err)
 
 
 def build_notifier(config: ApplianceConfig, metrics: SupervisorMetrics) -> SupervisorNotifier:
@@ -70,10 +61,12 @@ async def supervise(config: ApplianceConfig, *, docker_host: str | None = None, 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    cert_path = certificate_path(s)
-    renewal = RenewalJob(config, notifier, cert_path=cert_path, renew=load_renew(), reload_nginx=None)
-    rotation = RotationJob(Path(s.log_dir), rotation_policy(s), notifier, {"nginx": _nginx_reopen, "access": _nginx_reopen,
-                                                                           "error": _nginx_reopen})  # fmt: skip
+    nginx = NginxContainer(engine, s.compose_project_name)
+    renewal = RenewalJob(config, notifier, cert_path=certificate_path(s), renew=load_renew(),
+                         reload_nginx=nginx.reload, test_nginx=nginx.test)  # fmt: skip
+    # nginx's files are access*.log / error*.log / nginx*.log under LOG_DIR; our own writers reopen by themselves
+    reopen = {prefix: nginx.reopen_logs for prefix in ("access", "error", "nginx")}
+    rotation = RotationJob(Path(s.log_dir), rotation_policy(s), notifier, reopen)
     _LOGGER.info("supervisor started for project %s", s.compose_project_name)
     tasks = [
         asyncio.ensure_future(watchdog.run(stop)),

@@ -63,9 +63,10 @@ def cert_days_left(path: Path, now: datetime | None = None) -> float | None:
 
 class RenewalJob:
     def __init__(self, config: Any, notifier: SupervisorNotifier, *, cert_path: Path | None,
-                 renew: Callable[..., Any] | None, reload_nginx: Callable[[], None] | None = None) -> None:  # fmt: skip
+                 renew: Callable[..., Any] | None, reload_nginx: Callable[[], None] | None = None,
+                 test_nginx: Callable[[], None] | None = None) -> None:  # fmt: skip
         self.config, self.notifier, self.cert_path = config, notifier, cert_path
-        self.renew, self.reload_nginx = renew, reload_nginx
+        self.renew, self.reload_nginx, self.test_nginx = renew, reload_nginx, test_nginx
 
     async def __call__(self) -> None:
         if self.cert_path is not None:
@@ -73,7 +74,10 @@ class RenewalJob:
         if self.renew is None:
             _LOGGER.info("certificate renewal: the certs module is not installed; only days left are reported")
             return
-        result = await asyncio.to_thread(self.renew, self.config, alert=self._alert, reload_nginx=self.reload_nginx)
+        kwargs: dict[str, Any] = {"alert": self._alert, "reload_nginx": self.reload_nginx}
+        if self.test_nginx is not None:
+            kwargs["test_nginx"] = self.test_nginx
+        result = await asyncio.to_thread(self.renew, self.config, **kwargs)
         ok, reason = bool(getattr(result, "ok", False)), str(getattr(result, "reason", ""))
         if getattr(result, "renewed", True) or not ok:
             self.notifier.renewal(ok, reason)

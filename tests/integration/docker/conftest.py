@@ -43,7 +43,7 @@ def compose(engine: Engine) -> Iterator[ComposeCli]:
                      docker_host=engine.url, binary=find_compose())  # fmt: skip
     yield cli
     with contextlib.suppress(Exception):
-        cli.run("--profile", "crash", "down", "--remove-orphans", "-t", "1", timeout=120)
+        cli.run("--profile", "crash", "--profile", "nginx", "down", "--remove-orphans", "-t", "1", timeout=120)
 
 
 def free_port() -> int:
