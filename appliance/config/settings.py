@@ -265,6 +265,9 @@ class Settings(BaseModel):
     log_dir: str = setting("data/logs", "Directory of the appliance's and nginx's log files that are rotated.", SUPERVISOR)
     log_rotate_keep: PositiveInt = setting(10, "Rotated (gzipped) files kept per log.", SUPERVISOR)
     log_rotate_interval_seconds: PositiveInt = setting(300, "Seconds between log rotation passes.", SUPERVISOR)
+    supervisor_doctor_interval_seconds: PositiveInt = setting(
+        300, "Seconds between the supervisor's doctor runs (results in appliance_supervisor_check_ok).", SUPERVISOR
+    )
 
     # --- per-field checks (types and ranges; cross-field rules are elsewhere) ----------------------
     @field_validator("http_port", "https_port", "serve_http_port", "supervisor_metrics_port")

@@ -13,7 +13,8 @@ from appliance.docker.engine import DockerEngine
 from appliance.docker.nginx import NginxContainer
 from appliance.doctor.checks.certificate import certificate_path
 from appliance.logs.rotation_policy import RotationPolicy
-from appliance.supervisor.jobs import RenewalJob, RotationJob, every, load_renew
+from appliance.doctor.context import DoctorContext
+from appliance.supervisor.jobs import DoctorJob, RenewalJob, RotationJob, every, load_renew
 from appliance.supervisor.policy import RestartPolicy
 from appliance.supervisor.state import StateStore
 from appliance.supervisor.watchdog import Watchdog
@@ -67,11 +68,13 @@ async def supervise(config: ApplianceConfig, *, docker_host: str | None = None, 
     # nginx's files are access*.log / error*.log / nginx*.log under LOG_DIR; our own writers reopen by themselves
     reopen = {prefix: nginx.reopen_logs for prefix in ("access", "error", "nginx")}
     rotation = RotationJob(Path(s.log_dir), rotation_policy(s), notifier, reopen)
+    doctor = DoctorJob(DoctorContext(files=config.files, config=config, docker_host=docker_host), notifier)
     _LOGGER.info("supervisor started for project %s", s.compose_project_name)
     tasks = [
         asyncio.ensure_future(watchdog.run(stop)),
         asyncio.ensure_future(every(s.cert_check_interval_hours * 3600.0, renewal, stop, first_delay_s=5.0)),
         asyncio.ensure_future(every(float(s.log_rotate_interval_seconds), rotation, stop, first_delay_s=10.0)),
+        asyncio.ensure_future(every(float(s.supervisor_doctor_interval_seconds), doctor, stop, first_delay_s=1.0)),
     ]
     stopper = asyncio.ensure_future(stop.wait())
     try:

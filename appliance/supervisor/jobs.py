@@ -112,3 +112,26 @@ class RotationJob:
         if failures:
             _LOGGER.error("log rotation: %d file(s) could not be rotated", failures)
         return failures
+
+
+class DoctorJob:
+    """Runs the doctor's checks that make sense from inside the stack; one 1/0 gauge per check."""
+
+    SLUGS = ("config", "docker-engine", "disk", "certificate", "clock", "unsafe-flags", "services", "restarts",
+             "gpu-driver", "gpu-count")  # fmt: skip
+
+    def __init__(self, ctx: Any, notifier: SupervisorNotifier) -> None:
+        self.ctx, self.notifier = ctx, notifier
+
+    async def __call__(self) -> None:
+        from appliance.doctor.checks import all_checks
+        from appliance.doctor.runner import run_checks
+
+        checks = [c for c in all_checks() if c.slug in self.SLUGS]
+        self.ctx.now = datetime.now(tz=UTC)
+        for result in await run_checks(checks, self.ctx):
+            ok = not any(f.level.is_problem for f in result.findings)
+            self.notifier.check_result(result.slug, ok)
+            if not ok:
+                _LOGGER.warning("doctor check %s: %s", result.slug,
+                                "; ".join(f"{f.found} (fix: {f.fix})" for f in result.findings if f.level.is_problem))  # fmt: skip

@@ -42,6 +42,9 @@ def test_killed_container_is_restarted_within_3_s(compose: ComposeCli, docker_ap
                and container(docker_api, compose.project, "web").started_at != web.started_at, 10, "web running again")  # fmt: skip
     assert time.monotonic() - killed <= 3.0
     wait_until(lambda: metric(sup.metrics(), "appliance_supervisor_restarts_total", service="web") == 1, 5, "restart metric")
+    # the supervisor's own doctor run: the engine answers, and every service is running and healthy again
+    wait_until(lambda: metric(sup.metrics(), "appliance_supervisor_check_ok", check="docker-engine") == 1, 10, "checks")
+    assert metric(sup.metrics(), "appliance_supervisor_check_ok", check="clock") == 1
     assert sup.stop() == 0  # graceful on SIGTERM
     assert '"supervisor stopped"' in sup.output() or "supervisor stopped" in sup.output()
 
