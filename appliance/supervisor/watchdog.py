@@ -83,7 +83,11 @@ class Watchdog:
                 if isinstance(item, Exception):
                     _LOGGER.error("docker events stream ended: %s; resubscribing", item)
                     await asyncio.sleep(1.0)
-                    self._stream = await asyncio.to_thread(self.engine.events, self.project, since=self.clock())
+                    try:
+                        self._stream = await asyncio.to_thread(self.engine.events, self.project, since=self.clock())
+                    except ApplianceDockerError as err:  # the engine is away: try again, keep the loop alive
+                        self._queue.put_nowait(err)
+                        continue
                     reader = loop.run_in_executor(None, self._read_events, loop)
                     await self._safely(self.reconcile())
                     continue
