@@ -130,3 +130,4 @@ def docker_engine(root: Path) -> Iterator[Engine]:
         _stop(engine.process)
         subprocess.run(["umount", "-R", str(root / "data")], capture_output=True, check=False)
         subprocess.run(["umount", "-R", str(root / "exec")], capture_output=True, check=False)
+        shutil.rmtree(root, ignore_errors=True)
