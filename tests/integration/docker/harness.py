@@ -83,6 +83,9 @@ def import_busybox(url: str, workdir: Path) -> str:
     busybox = next((p for p in BUSYBOX_CANDIDATES if Path(p).is_file()), None)
     if busybox is None:
         raise RuntimeError("busybox is missing: apt-get install busybox-static (make test does this)")
+    with open(busybox, "rb") as binary:
+        if b"ld-linux" in binary.read(65536):  # a dynamic build cannot run in a scratch image
+            raise RuntimeError(f"{busybox} is dynamically linked: apt-get install busybox-static")
     archive = workdir / "rootfs.tar"
     applets = subprocess.run([busybox, "--list-full"], capture_output=True, text=True, check=True).stdout.split()
     with tarfile.open(archive, "w") as tar:
