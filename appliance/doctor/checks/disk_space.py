@@ -36,7 +36,7 @@ class DiskSpace(Check):
             if free < minimum:
                 findings.append(self.problem(Level.ERROR if free < minimum / 4 else Level.WARNING,
                                              f"{label} ({path}): >= {minimum} GiB free", f"{free:.1f} GiB free",
-                                             f"free space on that file system or move it (LOG_DIR / HF_HOME)",
+                                             "free space on that file system or move it (LOG_DIR / HF_HOME)",
                                              title=f"free disk: {label}"))  # fmt: skip
             else:
                 findings.append(Finding(self.slug, Level.OK, f"free disk: {label}", f">= {minimum} GiB", f"{free:.0f} GiB"))

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from appliance.doctor.gpu_fit import (
-    GIB,
     OVERHEAD_PER_GPU,
     estimate_fit,
     find_model_dir,
