@@ -277,6 +277,13 @@ class Settings(BaseModel):
             raise expected("a port from 1 to 65535")
         return value
 
+    @field_validator("nginx_conn_limit")
+    @classmethod
+    def _conn_limit(cls, value: int) -> int:
+        if value > 65535:  # nginx refuses limit_conn values of 65536 and more
+            raise expected("at most 65535 connections (nginx's limit_conn maximum)")
+        return value
+
     @field_validator("domain")
     @classmethod
     def _domain(cls, value: str) -> str:

@@ -95,3 +95,11 @@ def test_templates_fail_loudly() -> None:
     with pytest.raises(TemplateError, match="t:2: an unrendered placeholder"):
         assert_fully_rendered("a\nlisten {{ Port }};", name="t")
     assert render_text("set $x {{ v }}; return 200 '{\"a\":{}}';", {"v": 1}, name="t") == "set $x 1; return 200 '{\"a\":{}}';"
+
+
+def test_conn_limit_above_what_nginx_accepts_is_a_config_error(tmp_path: Path) -> None:
+    from appliance.errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        _config(tmp_path, NGINX_CONN_LIMIT="65536")
+    assert any(i.key == "NGINX_CONN_LIMIT" and "65535" in i.render() for i in err.value.issues)
