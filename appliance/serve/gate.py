@@ -171,11 +171,11 @@ class Gate:
 
     async def _refuse(self, send: Send, err: ApiError, record: dict[str, Any], started: float) -> None:
         body = err.body()
+        record.update(status=err.status, error=err.code, latency_ms=round((time.monotonic() - started) * 1000, 1))
+        self.audit.write(record)  # before the answer: a client that got its refusal finds the line written
         await send({"type": "http.response.start", "status": err.status,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
-        record.update(status=err.status, error=err.code, latency_ms=round((time.monotonic() - started) * 1000, 1))
-        self.audit.write(record)
         self.metrics.request_done(model=record.get("model", "-"), status=err.status, key=record.get("key", "-"),
                                   latency=time.monotonic() - started, ttft=None,
                                   prompt_tokens=None, completion_tokens=None)  # fmt: skip

