@@ -63,6 +63,14 @@ def test_streaming_restores_placeholders_split_across_chunks(stack: Stack) -> No
 def test_chat_masks_every_message_and_restores_the_answer_stream(stack: Stack) -> None:
     client = stack.client(stack.keys["usera"])
     messages = [{"role": "system", "content": "You help David Johnson."}, {"role": "user", "content": PROMPT}]
+    # The engine's view of the templated chat prompt: vLLM's prompt_logprobs (the actual prompt tokens).
+    raw = stack.post("/v1/chat/completions", key=stack.keys["usera"], content=json.dumps(
+        {"model": "tiny-a", "messages": messages, "max_tokens": 1, "prompt_logprobs": 0}))  # fmt: skip
+    assert raw.status_code == 200, raw.text[:500]
+    positions = raw.json()["prompt_logprobs"]
+    engine_text = "".join(next(iter(p.values()))["decoded_token"] for p in positions if p)
+    _assert_masked(engine_text)
+    assert engine_text.count("<PERSON_1>") == 2, engine_text  # the system prompt's and the user's David Johnson
     chunks = list(client.chat.completions.create(model="tiny-a", messages=messages, max_tokens=8, stream=True))
     assert chunks[-1].choices[0].finish_reason == "length"
     reply = client.chat.completions.create(model="tiny-a", messages=messages, max_tokens=4)
