@@ -1,0 +1,44 @@
+"""The windowed phone recognizer finds exactly what Presidio's PhoneRecognizer finds, at the same offsets."""
+
+from __future__ import annotations
+
+import json
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from presidio_analyzer.predefined_recognizers import PhoneRecognizer
+
+from appliance.serve.pii.phone import WindowedPhoneRecognizer, windows
+from tests.helpers import ROOT
+
+STOCK = PhoneRecognizer()
+FAST = WindowedPhoneRecognizer.like(STOCK, None)
+
+
+def found(recognizer: PhoneRecognizer, text: str) -> list[tuple[int, int, float]]:
+    return sorted((r.start, r.end, r.score) for r in recognizer.analyze(text, ["PHONE_NUMBER"], None))
+
+
+def test_windows_cover_digit_runs_with_margins() -> None:
+    assert windows("no digits here") == []
+    text = "a" * 50 + "call 212-555-1234" + "b" * 50
+    (start, end), = windows(text)
+    assert start == 55 - 24 and end == 67 + 24
+    assert len(windows("1" + "x" * 100 + "2")) == 2
+
+
+def test_same_results_as_presidio_on_the_labelled_sample() -> None:
+    texts = [json.loads(line)["text"] for line in (ROOT / "scripts/data/pii_sample.jsonl").read_text().splitlines()]
+    joined = " ".join(texts)
+    for text in [*texts, joined[:4096], joined[4096:12288]]:
+        assert found(FAST, text) == found(STOCK, text), text[:200]
+
+
+PIECES = st.sampled_from(["+1 (212) 555-1234", "212.555.1234", "06-82237745", "+41 53 147 37 99", "ext. 12",
+                          "650-752-7354x549", "07700 316 475", " ", "tel:", "Call ", "a", "-", "(", "9", "0"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(PIECES, max_size=12).map("".join))
+def test_same_results_on_generated_texts(text: str) -> None:
+    assert found(FAST, text) == found(STOCK, text)
