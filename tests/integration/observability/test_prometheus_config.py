@@ -69,3 +69,24 @@ def test_real_prometheus_loads_config_and_every_rule(tmp_path: Path) -> None:
         wait_for("every scrape job", lambda: want <= jobs())
         flags = httpx.get(f"{base}/api/v1/status/flags", timeout=10).json()["data"]
         assert flags["storage.tsdb.retention.time"] == "1d"
+
+
+def test_rendered_files_pass_promtool_and_amtool(tmp_path: Path) -> None:
+    from appliance.config.render.prometheus import alertmanager_config, prometheus_config, slo_rules
+    from appliance.config.settings import Accelerator, Settings
+
+    settings = Settings(TTFT_SLO_SECONDS=0.5, ALERT_WEBHOOK_URL="https://hooks.example.com/a")
+    shutil.copytree(PROMETHEUS_DIR / "rules", tmp_path / "rules")
+    (tmp_path / "rules" / "slo.yml").write_text(slo_rules(settings))
+    for accelerator in (Accelerator.CPU, Accelerator.GPU):
+        (tmp_path / "prometheus.yml").write_text(prometheus_config((PROMETHEUS_DIR / "prometheus.yml").read_text(),
+                                                                   accelerator))  # fmt: skip
+        result = _promtool("check", "config", str(tmp_path / "prometheus.yml"))
+        assert result.returncode == 0, result.stdout + result.stderr
+    (tmp_path / "alertmanager.yml").write_text(alertmanager_config((PROMETHEUS_DIR / "alertmanager.yml").read_text(),
+                                                                   settings))  # fmt: skip
+    checked = subprocess.run([need_tool("amtool", "prometheus-alertmanager"), "check-config",
+                              str(tmp_path / "alertmanager.yml")], capture_output=True, text=True, check=False,
+                             timeout=60)  # fmt: skip
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "SUCCESS" in checked.stdout
