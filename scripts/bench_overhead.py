@@ -34,8 +34,13 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from tests.helpers import stop_ray  # noqa: E402
 CACHE = ROOT / ".cache" / "tiny-model"
 MODEL = "tiny"
+EXTRA_RAY_ENV: dict[str, str] = dict(
+    item.split("=", 1) for item in os.environ.get("BENCH_RAY_ENV", "").split() if "=" in item
+)
 
 
 @dataclass
@@ -160,7 +165,7 @@ def appliance(model_dir: Path, work: Path, port: int):
     token = work / "ray_token"
     token.write_text(secrets.token_hex(32))
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token), "APPLIANCE_GPU_COUNT": "0",
-           "RAY_USAGE_STATS_ENABLED": "0"}  # fmt: skip
+           "RAY_USAGE_STATS_ENABLED": "0", **EXTRA_RAY_ENV}  # fmt: skip
     cli = [sys.executable, "-m", "appliance"]
     key = subprocess.run([*cli, "keys", "create", "bench", "--role", "admin"], cwd=work, env=env, check=True,
                          capture_output=True, text=True).stdout.strip()  # fmt: skip
@@ -175,7 +180,7 @@ def appliance(model_dir: Path, work: Path, port: int):
         wait_http(f"http://127.0.0.1:{port}/health/ready", 900)
         yield f"http://127.0.0.1:{port}", key
     finally:
-        subprocess.run([ray, "stop", "--force"], env=env, capture_output=True, check=False)
+        stop_ray(ray, env, work / "ray")
 
 
 def _set(path: Path, values: dict[str, str]) -> None:
@@ -252,9 +257,10 @@ def main(argv: list[str] | None = None) -> int:
                   f"p99 {level.ttft_p99_ms:6.0f} ms  errors {level.errors}", flush=True)  # fmt: skip
             results.append(level)
 
-    print("raw vLLM OpenAI server …", flush=True)
-    with raw_vllm(CACHE, free_port()) as url:
-        measure("raw vLLM", url, None)
+    if os.environ.get("BENCH_SKIP_RAW") != "1":
+        print("raw vLLM OpenAI server …", flush=True)
+        with raw_vllm(CACHE, free_port()) as url:
+            measure("raw vLLM", url, None)
     print("appliance (Ray Serve + ingress, auth + audit on) …", flush=True)
     with tempfile.TemporaryDirectory() as tmp, appliance(CACHE, Path(tmp), free_port()) as (url, key):
         measure("appliance", url, key)

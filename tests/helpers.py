@@ -42,3 +42,35 @@ def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, s
         code = int(exit_.code or 0)
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+def stop_ray(ray_bin: str, env: dict[str, str], temp_dir: Path, timeout: float = 120) -> None:
+    """``ray stop --force`` for the cluster whose files live under ``temp_dir``, then kill what it leaves.
+
+    vLLM's engine core runs in a child process of the Serve replica; when ``ray stop --force`` kills the
+    replica, that child is orphaned and keeps a CPU core and ~2 GB busy. Every process of this cluster (its
+    command line names ``temp_dir``) and all their descendants are collected first and killed after.
+    """
+    import subprocess
+
+    import psutil
+
+    marker = str(temp_dir)
+    tree: dict[int, psutil.Process] = {}
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            if any(marker in part for part in proc.info["cmdline"] or ()):
+                tree[proc.pid] = proc
+                for child in proc.children(recursive=True):
+                    tree[child.pid] = child
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    subprocess.run([ray_bin, "stop", "--force"], env=env, capture_output=True, check=False, timeout=timeout)
+    for proc in tree.values():
+        try:
+            for child in proc.children(recursive=True):
+                child.kill()
+            proc.kill()
+        except psutil.NoSuchProcess:
+            continue
+    psutil.wait_procs(list(tree.values()), timeout=10)

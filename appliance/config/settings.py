@@ -145,7 +145,8 @@ class Settings(BaseModel):
     )
     serve_http_port: int = setting(8000, "Port of the Serve HTTP proxy inside the stack (Nginx forwards to it).", HARDWARE)
     serve_stream_batching_ms: NonNegativeFloat = setting(
-        50.0, "Window (ms) in which streamed tokens are batched between Ray actors; 0 = per token.", HARDWARE
+        50.0, "Streamed tokens sent between Ray actors at most once per this window (ms); a chunk that finds the "
+        "line idle (the first token) goes at once. 0 = one message per token (slower).", HARDWARE
     )
 
     # --- edge --------------------------------------------------------------------------------------

@@ -109,11 +109,15 @@ def build_app(config: ApplianceConfig, *, audit_path: str, secrets_path: str | N
     from ray.llm._internal.serve.core.configs.openai_api_models import to_model_metadata
     from ray.serve.llm import LLMConfig, build_llm_deployment
 
+    from appliance.serve.engine import ApplianceLLMServer
     from appliance.serve.ingress import make_ingress_class
     from appliance.serve.pii.service import build_deployment as build_pii_deployment
 
     llm_configs = [LLMConfig.model_validate(llm_config_dict(spec, config)) for spec in config.models]
-    deployments = {c.model_id: build_llm_deployment(c) for c in llm_configs}
+    deployments = {
+        c.model_id: build_llm_deployment(c, deployment_cls=ApplianceLLMServer, name_prefix="LLMServer:")
+        for c in llm_configs
+    }
     cards = {c.model_id: to_model_metadata(c.model_id, c) for c in llm_configs}
     ingress = IngressConfig.from_config(
         config, audit_path=audit_path, models=model_infos(config), secrets_path=secrets_path

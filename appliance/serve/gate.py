@@ -135,6 +135,15 @@ class Gate:
         scope = _replace_content_length(scope, len(body))
         self.metrics.in_flight(facts.model, +1)
         status = 500
+        finished = False
+
+        def finish() -> None:
+            nonlocal finished
+            if not finished:
+                finished = True
+                self.metrics.in_flight(facts.model, -1)
+                self._finish(record, facts, status, watcher, started)
+
         try:
             async def watched_send(message: Message) -> None:
                 nonlocal status
@@ -142,12 +151,13 @@ class Gate:
                     status = message["status"]
                 elif message["type"] == "http.response.body":
                     message = watcher.on_body(message, time.monotonic())
+                    if not message.get("more_body", False) or _ends_stream(message, facts.stream):
+                        finish()  # the audit line is written before the client sees the end of the response
                 await send(message)
 
             await self.app(scope, _replay(body, receive), watched_send)
         finally:
-            self.metrics.in_flight(facts.model, -1)
-            self._finish(record, facts, status, watcher, started)
+            finish()
 
     def _finish(
         self, record: dict[str, Any], facts: GenerationFacts, status: int, watcher: UsageWatcher, started: float
@@ -179,6 +189,11 @@ class Gate:
         self.metrics.request_done(model=record.get("model", "-"), status=err.status, key=record.get("key", "-"),
                                   latency=time.monotonic() - started, ttft=None,
                                   prompt_tokens=None, completion_tokens=None)  # fmt: skip
+
+
+def _ends_stream(message: Message, stream: bool) -> bool:
+    """True for the body chunk carrying an SSE stream's ``data: [DONE]`` (clients stop reading there)."""
+    return stream and b"data: [DONE]" in message.get("body", b"")
 
 
 def _model_named(raw: bytes) -> str | None:

@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import ROOT, set_line
+from tests.helpers import ROOT, set_line, stop_ray
 
 MODELS = ("tiny-a", "tiny-b")
 CACHE = ROOT / ".cache" / "tiny-model"
@@ -151,7 +151,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         _wait_pii(stack)
         yield stack
     finally:
-        subprocess.run([ray, "stop", "--force"], env=env, capture_output=True, check=False, timeout=120)
+        stop_ray(ray, env, root / "ray")
 
 
 def _wait_ready(stack: Stack) -> None:

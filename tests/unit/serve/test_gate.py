@@ -151,3 +151,33 @@ def test_refusals_name_the_model_and_reason(parts) -> None:
         (413, "body_too_large", None)]  # fmt: skip
     assert downstream.seen == []
     assert KEY not in (audit.read_text())
+
+
+def test_stream_audit_line_is_written_before_the_client_sees_done(tmp_path: Path) -> None:
+    """OpenAI clients stop reading at ``data: [DONE]``: the line must exist by then, not after the last frame."""
+    audit_path = tmp_path / "audit.log"
+
+    async def downstream(scope, receive, send) -> None:
+        await receive()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        chunk = {"choices": [{"index": 0, "delta": {"content": "x"}}], "usage": {"prompt_tokens": 1, "completion_tokens": 1}}
+        await send({"type": "http.response.body", "body": f"data: {json.dumps(chunk)}\n\n".encode(), "more_body": True})
+        await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    keys = KeyStore((ApiKeyRecord("alice", Role.USER, ("a",), hash_key(KEY)),))
+    gate = Gate(downstream, GateSettings(True, 1000, {"a": 16}), keys, AuditLog(audit_path), RecordingMetrics())
+    lines_when_done: list[int] = []
+
+    async def send(message) -> None:
+        if b"[DONE]" in message.get("body", b""):
+            lines_when_done.append(len(audit_path.read_text().splitlines()) if audit_path.exists() else 0)
+
+    async def receive():
+        return {"type": "http.request", "body": b'{"model":"a","messages":[],"stream":true}', "more_body": False}
+
+    scope = {"type": "http", "method": "POST", "path": "/v1/chat/completions", "client": ("10.0.0.1", 1),
+             "headers": [(b"authorization", f"Bearer {KEY}".encode()), (b"x-request-id", b"r-1")]}  # fmt: skip
+    asyncio.run(gate(scope, receive, send))
+    assert lines_when_done == [1]
+    assert len(audit_path.read_text().splitlines()) == 1, "written once"
