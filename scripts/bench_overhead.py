@@ -83,14 +83,18 @@ async def one_request(client: httpx.AsyncClient, url: str, key: str | None, toke
     produced = 0
     async with client.stream("POST", url + "/v1/chat/completions", json=body, headers=headers) as response:
         response.raise_for_status()
-        async for line in response.aiter_lines():
-            if not line.startswith("data: ") or line == "data: [DONE]":
-                continue
-            chunk = json.loads(line[6:])
-            if chunk.get("choices") and ttft is None and chunk["choices"][0].get("delta", {}).get("content"):
-                ttft = time.perf_counter() - started
-            if chunk.get("usage"):
-                produced = chunk["usage"]["completion_tokens"]
+        buffer = b""
+        async for data in response.aiter_bytes():  # split on b"\n" only: generated text may hold U+2028
+            buffer += data
+            *lines, buffer = buffer.split(b"\n")
+            for line in lines:
+                if not line.startswith(b"data: ") or line.strip() == b"data: [DONE]":
+                    continue
+                chunk = json.loads(line[6:])
+                if chunk.get("choices") and ttft is None and chunk["choices"][0].get("delta", {}).get("content"):
+                    ttft = time.perf_counter() - started
+                if chunk.get("usage"):
+                    produced = chunk["usage"]["completion_tokens"]
     return (ttft if ttft is not None else time.perf_counter() - started), produced
 
 
@@ -180,7 +184,7 @@ def appliance(model_dir: Path, work: Path, port: int):
         wait_http(f"http://127.0.0.1:{port}/health/ready", 900)
         yield f"http://127.0.0.1:{port}", key
     finally:
-        stop_ray(ray, env, work / "ray")
+        stop_ray(work / "ray")
 
 
 def _set(path: Path, values: dict[str, str]) -> None:

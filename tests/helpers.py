@@ -44,15 +44,14 @@ def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, s
     return code, captured.out, captured.err
 
 
-def stop_ray(ray_bin: str, env: dict[str, str], temp_dir: Path, timeout: float = 120) -> None:
-    """``ray stop --force`` for the cluster whose files live under ``temp_dir``, then kill what it leaves.
+def stop_ray(temp_dir: Path, timeout: float = 30) -> None:
+    """Stop the Ray cluster whose files live under ``temp_dir``, and only that one.
 
-    vLLM's engine core runs in a child process of the Serve replica; when ``ray stop --force`` kills the
-    replica, that child is orphaned and keeps a CPU core and ~2 GB busy. Every process of this cluster (its
-    command line names ``temp_dir``) and all their descendants are collected first and killed after.
+    ``ray stop --force`` would kill every Ray process on the machine (other test runs' clusters included)
+    and still orphan vLLM's engine core, which runs in a child process of the Serve replica and keeps a CPU
+    core and ~2 GB busy. Instead: every process whose command line names ``temp_dir`` (gcs, raylet, dashboard,
+    monitors) and all their descendants (workers, replicas, engine cores) get SIGTERM, then SIGKILL.
     """
-    import subprocess
-
     import psutil
 
     marker = str(temp_dir)
@@ -65,12 +64,16 @@ def stop_ray(ray_bin: str, env: dict[str, str], temp_dir: Path, timeout: float =
                     tree[child.pid] = child
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
-    subprocess.run([ray_bin, "stop", "--force"], env=env, capture_output=True, check=False, timeout=timeout)
-    for proc in tree.values():
+    procs = list(tree.values())
+    for proc in procs:
         try:
-            for child in proc.children(recursive=True):
-                child.kill()
+            proc.terminate()
+        except psutil.NoSuchProcess:
+            continue
+    _, alive = psutil.wait_procs(procs, timeout=timeout)
+    for proc in alive:
+        try:
             proc.kill()
         except psutil.NoSuchProcess:
             continue
-    psutil.wait_procs(list(tree.values()), timeout=10)
+    psutil.wait_procs(alive, timeout=10)

@@ -151,7 +151,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         _wait_pii(stack)
         yield stack
     finally:
-        stop_ray(ray, env, root / "ray")
+        stop_ray(root / "ray")
 
 
 def _wait_ready(stack: Stack) -> None:
