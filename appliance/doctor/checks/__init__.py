@@ -6,6 +6,7 @@ from appliance.doctor.checks.certificate import Certificate
 from appliance.doctor.checks.clock_skew import ClockSkew
 from appliance.doctor.checks.compose_v2 import ComposeV2
 from appliance.doctor.checks.config_valid import ConfigValid
+from appliance.doctor.checks.datadog import DatadogAgent
 from appliance.doctor.checks.disk_space import DiskSpace
 from appliance.doctor.checks.docker_engine import DockerEngineCheck
 from appliance.doctor.checks.domain_dns import DomainDns
@@ -26,5 +27,5 @@ def all_checks() -> list[Check]:
     return [
         ConfigValid(), DockerEngineCheck(), ComposeV2(), GpuDriver(), GpuRuntime(), GpuCount(), GpuMemory(),
         DiskSpace(), Ports(), DomainDns(), AcmeEmail(), SecretsFile(), Certificate(), ClockSkew(), UnsafeFlags(),
-        ServicesHealthy(), RestartCounts(), HealthReady(), PrometheusTargets(),
+        DatadogAgent(), ServicesHealthy(), RestartCounts(), HealthReady(), PrometheusTargets(),
     ]  # fmt: skip

@@ -20,10 +20,13 @@ TWO_GPUS = ONE_GPU + "1, NVIDIA GeForce RTX 4090, 24564, 23900, 550.54.15\n"
 
 @pytest.fixture
 def make_ctx(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., DoctorContext]:
-    def make(gpu_count: int = 0, models_yaml: str | None = None, **settings: str) -> DoctorContext:
+    def make(gpu_count: int = 0, models_yaml: str | None = None, secrets: dict[str, str] | None = None,
+             **settings: str) -> DoctorContext:  # fmt: skip
         make_config_dir(tmp_path)
         for key, value in settings.items():
             set_line(tmp_path / ".env", key, value)
+        for key, value in (secrets or {}).items():
+            set_line(tmp_path / ".secrets", key, value)
         files = ConfigFiles(env=tmp_path / ".env", secrets=tmp_path / ".secrets", models=tmp_path / "models.yaml")
         if models_yaml is not None:
             (tmp_path / "models.yaml").write_text(models_yaml)

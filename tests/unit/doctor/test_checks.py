@@ -276,3 +276,15 @@ def test_prometheus_targets(make_ctx, monkeypatch) -> None:
     monkeypatch.setattr(probes, "http_get_json", lambda url, timeout: (200, {"data": {"activeTargets": [up, down]}}))
     finding = PrometheusTargets().run(make_ctx())[0]
     assert finding.level is Level.ERROR and "supervisor" in finding.found and "connection refused" in finding.found
+
+
+def test_datadog_agent_on_only_with_a_key(make_ctx) -> None:
+    from appliance.doctor.checks.datadog import DatadogAgent
+
+    off = DatadogAgent().run(make_ctx())
+    assert levels(off) == [Level.INFO] and "off" in off[0].found
+    ctx = make_ctx(secrets={"DATADOG_API_KEY": "0123456789abcdef0123456789abcdef"}, DATADOG_SITE="datadoghq.eu",
+                   DATADOG_TAGS="team:ml")  # fmt: skip
+    on = DatadogAgent().run(ctx)
+    assert levels(on) == [Level.OK] and "datadoghq.eu" in on[0].found and "team:ml" in on[0].found
+    assert "0123456789abcdef" not in on[0].found, "the key itself is never shown"
