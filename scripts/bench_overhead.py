@@ -170,6 +170,8 @@ def appliance(model_dir: Path, work: Path, port: int):
     token.write_text(secrets.token_hex(32))
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token), "APPLIANCE_GPU_COUNT": "0",
            "RAY_USAGE_STATS_ENABLED": "0", **EXTRA_RAY_ENV}  # fmt: skip
+    if env.get("RAY_SERVE_THROUGHPUT_OPTIMIZED") == "1":  # direct ingress: the ingress replica binds this port
+        env.update(RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT=str(port), RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT=str(port + 1))
     cli = [sys.executable, "-m", "appliance"]
     key = subprocess.run([*cli, "keys", "create", "bench", "--role", "admin"], cwd=work, env=env, check=True,
                          capture_output=True, text=True).stdout.strip()  # fmt: skip

@@ -55,10 +55,12 @@ def stop_ray(temp_dir: Path, timeout: float = 30) -> None:
     import psutil
 
     marker = str(temp_dir)
+    me = psutil.Process()
+    spared = {me.pid} | {parent.pid for parent in me.parents()}  # the caller is never part of the cluster
     tree: dict[int, psutil.Process] = {}
     for proc in psutil.process_iter(["cmdline"]):
         try:
-            if any(marker in part for part in proc.info["cmdline"] or ()):
+            if proc.pid not in spared and any(marker in part for part in proc.info["cmdline"] or ()):
                 tree[proc.pid] = proc
                 for child in proc.children(recursive=True):
                     tree[child.pid] = child
