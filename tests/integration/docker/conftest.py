@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ import pytest
 
 from appliance.docker.compose import ComposeCli, find_compose
 from appliance.docker.engine import DockerEngine
-from tests.helpers import ROOT, make_config_dir, set_line
+from tests.helpers import ROOT, free_port, make_config_dir, set_line
 from tests.integration.docker.harness import Engine, docker_engine
 
 PROJECT_DIR = Path(__file__).parent / "project"
@@ -45,11 +44,6 @@ def compose(engine: Engine) -> Iterator[ComposeCli]:
     with contextlib.suppress(Exception):
         cli.run("--profile", "crash", "--profile", "nginx", "down", "--remove-orphans", "-t", "1", timeout=120)
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def scrape(port: int) -> str:

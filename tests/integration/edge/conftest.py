@@ -6,7 +6,6 @@ Rate-limited tests send from their own loopback source address (127.0.0.x) so th
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import socket
@@ -25,7 +24,7 @@ from appliance.certs.selfsigned import issue_self_signed
 from appliance.certs.store import CertPaths
 from appliance.config import ApplianceConfig, ConfigFiles, load_config
 from appliance.config.render.nginx import NginxLayout, cert_name, render_nginx, write_nginx
-from tests.helpers import make_config_dir, set_line
+from tests.helpers import free_port, make_config_dir, need, set_line
 
 HERE = Path(__file__).parent
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -41,16 +40,8 @@ def need_tools() -> None:
                if not ok]  # fmt: skip
     if not missing:
         return
-    why = f"missing: {', '.join(missing)}; `make test` installs them (TEST_TOOLS in the Makefile)"
-    if os.environ.get("CI") == "true":
-        pytest.fail(why, pytrace=False)
-    pytest.skip(why)
+    need(False, f"missing: {', '.join(missing)}; `make test` installs them (TEST_TOOLS in the Makefile)")
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_port(port: int, proc: subprocess.Popen, what: str, timeout: float = 20) -> None:

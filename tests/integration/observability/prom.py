@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -13,9 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
-from tests.helpers import ROOT
+from tests.helpers import ROOT, free_port, need
 
 PROMETHEUS_DIR = ROOT / "prometheus"
 START_TIMEOUT = 60
@@ -25,18 +23,9 @@ def need_tool(name: str, package: str) -> str:
     """The tool's path; fail under CI (``make test`` installs it: TEST_TOOLS), skip elsewhere."""
     path = shutil.which(name) or next((p for p in (f"/usr/bin/{name}", f"/usr/sbin/{name}") if os.access(p, os.X_OK)),
                                       None)  # fmt: skip
-    if path:
-        return path
-    why = f"{name} is missing (Debian package {package}); `make test` installs it"
-    if os.environ.get("CI") == "true":
-        pytest.fail(why, pytrace=False)
-    pytest.skip(why)
+    need(path is not None, f"{name} is missing (Debian package {package}); `make test` installs it")
+    return path
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for(what: str, probe: Callable[[], Any], timeout: float = START_TIMEOUT) -> Any:
