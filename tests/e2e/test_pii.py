@@ -13,7 +13,7 @@ import time
 
 import httpx
 
-from tests.e2e.conftest import Stack
+from tests.e2e.conftest import NO_EOS, Stack
 
 PROMPT = ("Hello, I am David Johnson, e-mail david.johnson@example.com, my phone number is (212) 555-1234 "
           "and my card is 4095-2609-9393-4932.")  # fmt: skip
@@ -71,7 +71,8 @@ def test_chat_masks_every_message_and_restores_the_answer_stream(stack: Stack) -
     engine_text = "".join(next(iter(p.values()))["decoded_token"] for p in positions if p)
     _assert_masked(engine_text)
     assert engine_text.count("<PERSON_1>") == 2, engine_text  # the system prompt's and the user's David Johnson
-    chunks = list(client.chat.completions.create(model="tiny-a", messages=messages, max_tokens=8, stream=True))
+    chunks = list(client.chat.completions.create(model="tiny-a", messages=messages, max_tokens=8, stream=True,
+                                                extra_body=NO_EOS))
     assert chunks[-1].choices[0].finish_reason == "length"
     reply = client.chat.completions.create(model="tiny-a", messages=messages, max_tokens=4)
     assert reply.choices[0].message.role == "assistant"

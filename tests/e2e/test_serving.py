@@ -10,7 +10,7 @@ import httpx
 import openai
 import pytest
 
-from tests.e2e.conftest import MODELS, Stack
+from tests.e2e.conftest import MODELS, NO_EOS, Stack
 
 
 def test_startup_showed_loading_then_ready(stack: Stack) -> None:
@@ -35,30 +35,31 @@ def test_live_and_ready_probes(stack: Stack) -> None:
 def test_chat_and_completions_streaming_and_not(stack: Stack) -> None:
     client = stack.client(stack.keys["usera"])
     chat = client.chat.completions.create(model="tiny-a", messages=[{"role": "user", "content": "hello"}],
-                                          max_tokens=8)  # fmt: skip
+                                          max_tokens=8, extra_body=NO_EOS)  # fmt: skip
     assert chat.choices[0].message.role == "assistant"
     assert chat.usage.completion_tokens == 8
 
     chunks = list(client.chat.completions.create(model="tiny-a", messages=[{"role": "user", "content": "hi"}],
-                                                 max_tokens=8, stream=True))  # fmt: skip
+                                                 max_tokens=8, stream=True, extra_body=NO_EOS))  # fmt: skip
     assert chunks and all(c.choices for c in chunks), "no usage-only chunk unless the client asked for one"
     assert chunks[-1].choices[0].finish_reason == "length"
 
     with_usage = list(client.chat.completions.create(model="tiny-a", messages=[{"role": "user", "content": "hi"}],
-                                                     max_tokens=4, stream=True,
+                                                     max_tokens=4, stream=True, extra_body=NO_EOS,
                                                      stream_options={"include_usage": True}))  # fmt: skip
     assert with_usage[-1].usage.completion_tokens == 4
 
-    completion = client.completions.create(model="tiny-a", prompt="Once upon", max_tokens=5)
+    completion = client.completions.create(model="tiny-a", prompt="Once upon", max_tokens=5, extra_body=NO_EOS)
     assert completion.usage.completion_tokens == 5
-    streamed = list(client.completions.create(model="tiny-a", prompt="Once upon", max_tokens=5, stream=True))
+    streamed = list(client.completions.create(model="tiny-a", prompt="Once upon", max_tokens=5, stream=True,
+                                             extra_body=NO_EOS))
     assert streamed[-1].choices[0].finish_reason == "length"
 
 
 def test_max_tokens_is_capped_per_model(stack: Stack) -> None:
     client = stack.client(stack.keys["admin"])
-    capped = client.completions.create(model="tiny-b", prompt="x", max_tokens=400)
-    assert capped.usage.completion_tokens <= 48
+    capped = client.completions.create(model="tiny-b", prompt="x", max_tokens=400, extra_body=NO_EOS)
+    assert capped.usage.completion_tokens == 48
 
 
 def test_auth_errors_in_openai_shape(stack: Stack) -> None:
@@ -117,7 +118,7 @@ def test_admin_endpoint_needs_admin_and_shows_pinning(stack: Stack) -> None:
 
 def test_request_id_is_honoured_and_audited(stack: Stack) -> None:
     response = stack.post("/v1/completions", key=stack.keys["usera"], headers={"X-Request-ID": "e2e-req-42"},
-                          content=b'{"model":"tiny-a","prompt":"secret prompt text","max_tokens":3}')  # fmt: skip
+                          content=b'{"model":"tiny-a","prompt":"secret prompt text","max_tokens":3,"ignore_eos":true}')  # fmt: skip
     assert response.status_code == 200
     assert response.headers["x-request-id"] == "e2e-req-42"
     lines = [json.loads(line) for line in stack.audit.read_text().splitlines()]
@@ -135,7 +136,8 @@ def test_request_id_is_honoured_and_audited(stack: Stack) -> None:
 def test_stream_audit_has_time_to_first_token(stack: Stack) -> None:
     client = stack.client(stack.keys["usera"])
     list(client.chat.completions.create(model="tiny-a", messages=[{"role": "user", "content": "ttft"}],
-                                        max_tokens=6, stream=True, extra_headers={"X-Request-ID": "e2e-stream-1"}))
+                                        max_tokens=6, stream=True, extra_headers={"X-Request-ID": "e2e-stream-1"},
+                                        extra_body=NO_EOS))
     line = next(json.loads(l) for l in stack.audit.read_text().splitlines() if "e2e-stream-1" in l)  # noqa: E741
     assert line["stream"] is True and line["status"] == 200
     assert 0 < line["ttft_ms"] <= line["latency_ms"]
