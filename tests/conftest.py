@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 
 TESTS = Path(__file__).parent
-TIERS = ("unit", "integration", "e2e")
+TIERS = ("unit", "integration", "e2e", "e2e_docker")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         tier = Path(str(item.path)).relative_to(TESTS).parts[0]
         if tier not in TIERS:
-            raise pytest.UsageError(f"{item.nodeid}: tests live under tests/unit, tests/integration or tests/e2e")
+            raise pytest.UsageError(f"{item.nodeid}: tests live under tests/unit, tests/integration, tests/e2e or tests/e2e_docker")
         item.add_marker(getattr(pytest.mark, tier))
 
 

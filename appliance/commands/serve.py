@@ -10,6 +10,9 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import Any
+
+from appliance.config import ApplianceConfig
 
 from appliance.commands.common import add_config_options, load
 from appliance.errors import ApplianceError, NotAvailableError
@@ -28,6 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--http-port", type=int, default=None, help="HTTP port (default: SERVE_HTTP_PORT)")
     parser.add_argument("--wait", action="store_true", help="return only when every model is running")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds --wait waits (default 1800)")
+    parser.add_argument("--head", action="store_true",
+                        help="start a Ray head node here first, deploy onto it and run until it stops (the serve "
+                        "container's command)")  # fmt: skip
     parser.set_defaults(handler=run)
 
 
@@ -41,6 +47,16 @@ def run(args: argparse.Namespace) -> int:
             f"the serve extra is not installed ({err.name} is missing): pip install '.[serve,cpu]' or use the "
             "serve image"
         ) from None
+    if args.head:
+        from appliance.serve.head import GCS_PORT, run_head
+
+        args.ray_address = f"127.0.0.1:{GCS_PORT}"
+        return run_head(config.settings, lambda: _deploy(args, config, ray, serve))
+    _deploy(args, config, ray, serve)
+    return 0
+
+
+def _deploy(args: argparse.Namespace, config: ApplianceConfig, ray: Any, serve: Any) -> None:
     from appliance.serve.builder import build_app
 
     ray.init(address=args.ray_address, log_to_driver=False, logging_level="WARNING")
@@ -54,7 +70,6 @@ def run(args: argparse.Namespace) -> int:
         f"models load in the background: GET /health/startup")  # fmt: skip
     if args.wait:
         _wait_running(serve, args.timeout)
-    return 0
 
 
 def _wait_running(serve: object, timeout: float) -> None:

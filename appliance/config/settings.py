@@ -192,7 +192,7 @@ class Settings(BaseModel):
         True, "Require an API key on /v1/. Turning it off is allowed but doctor flags it.", SECURITY
     )
     audit_log_file: str = setting(
-        "logs/audit.log", "Audit log file (one JSON line per API request); in the stack: the logs volume.", SECURITY
+        "data/logs/audit.log", "Audit log file (one JSON line per API request); rotated with LOG_DIR by the supervisor.", SECURITY
     )
     audit_log_prompts: Bool = setting(
         False, "Write prompts into the audit log (only the masked prompt when PII masking is on).", SECURITY

@@ -72,34 +72,40 @@ class ComposeCli:
     """``docker compose -p PROJECT -f FILE… COMMAND`` with the engine at ``docker_host``."""
 
     def __init__(self, project: str, files: list[Path], *, project_dir: Path | None = None,
-                 docker_host: str | None = None, binary: ComposeBinary | None = None) -> None:  # fmt: skip
+                 docker_host: str | None = None, binary: ComposeBinary | None = None,
+                 env: dict[str, str] | None = None, profiles: tuple[str, ...] = ()) -> None:  # fmt: skip
         self.project = project
         self.files = files
         self.project_dir = project_dir
         self.docker_host = docker_host
         self.binary = binary or find_compose()
+        self.env = dict(env or {})  # variables the compose files interpolate (over the process's own)
+        self.profiles = profiles
 
-    def run(self, *args: str, timeout: float = 600.0) -> str:
+    def run(self, *args: str, timeout: float = 600.0, stream: bool = False) -> str:
+        """Run ``docker compose … ARGS``; its output is returned, or with ``stream`` shown as it comes."""
         argv = [*self.binary.argv, "-p", self.project]
         for file in self.files:
             argv += ["-f", str(file)]
         if self.project_dir is not None:
             argv += ["--project-directory", str(self.project_dir)]
+        for profile in self.profiles:
+            argv += ["--profile", profile]
         argv += list(args)
-        env = dict(os.environ)
+        env = {**os.environ, **self.env}
         if self.docker_host:
             env["DOCKER_HOST"] = self.docker_host
         _LOGGER.info("running %s", " ".join(argv))
         try:
-            result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env, check=False)
+            result = subprocess.run(argv, capture_output=not stream, text=True, timeout=timeout, env=env, check=False)
         except subprocess.TimeoutExpired as err:
             raise ComposeError(f"docker compose {' '.join(args)} took longer than {timeout:.0f} s") from err
         except OSError as err:
             raise ComposeError(f"could not run {argv[0]}: {err.strerror}", hint=INSTALL_HINT) from err
         if result.returncode != 0:
-            tail = (result.stderr or result.stdout).strip().splitlines()[-5:]
+            tail = (result.stderr or result.stdout or "(output above)").strip().splitlines()[-5:]
             raise ComposeError(f"docker compose {' '.join(args)} failed (exit {result.returncode}): " + " | ".join(tail))
-        return result.stdout
+        return result.stdout or ""
 
     def up(self, *services: str, wait: bool = False, timeout: float = 600.0) -> None:
         args = ["up", "-d", "--remove-orphans"] + (["--wait"] if wait else []) + list(services)

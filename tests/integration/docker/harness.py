@@ -50,14 +50,14 @@ def _wait_for(url: str, process: subprocess.Popen[bytes], log: Path, timeout: fl
     raise RuntimeError(f"dockerd did not answer within {timeout:.0f} s:\n{log.read_text()[-3000:]}")
 
 
-def _start(root: Path, driver: str) -> Engine:
+def _start(root: Path, driver: str, extra_args: tuple[str, ...] = ("--userland-proxy=false",)) -> Engine:
     dockerd = shutil.which("dockerd") or "/usr/sbin/dockerd"
     socket = root / "docker.sock"
     log = root / f"dockerd-{driver}.log"
     argv = [
         dockerd, "-H", f"unix://{socket}", "--data-root", str(root / "data"), "--exec-root", str(root / "exec"),
         "--pidfile", str(root / "docker.pid"), "--iptables=false", "--ip6tables=false", "--storage-driver", driver,
-        "--log-level", "warn", "--userland-proxy=false",
+        "--log-level", "warn", *extra_args,
     ]  # fmt: skip
     process = subprocess.Popen(argv, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
     try:
@@ -110,18 +110,26 @@ def import_busybox(url: str, workdir: Path) -> str:
 
 
 @contextlib.contextmanager
-def docker_engine(root: Path) -> Iterator[Engine]:
-    """dockerd with overlay2 (vfs when overlay is unavailable); stopped, with its containers, at the end."""
-    if os.environ.get("APPLIANCE_NETNS_ISOLATED") != "1":
+def docker_engine(root: Path, *, keep: bool = False, isolated: bool = True, busybox: bool = True,
+                  extra_args: tuple[str, ...] = ("--userland-proxy=false",)) -> Iterator[Engine]:  # fmt: skip
+    """dockerd with overlay2 (vfs when overlay is unavailable); stopped, with its containers, at the end.
+
+    ``keep``: leave the data root (images, build cache) for the next run. ``isolated=False`` is for building
+    images with ``--network host`` (pass ``--bridge=none`` in ``extra_args`` so the host's network is untouched).
+    """
+    if isolated and os.environ.get("APPLIANCE_NETNS_ISOLATED") != "1":
         raise RuntimeError("start the Docker tests inside scripts/ci/isolated.sh (make test does)")
     root.mkdir(parents=True, exist_ok=True)
     try:
-        engine = _start(root, "overlay2")
+        engine = _start(root, "overlay2", extra_args)
     except RuntimeError:
+        if keep and (root / "data").exists():
+            raise  # never throw away a kept data root (images built before) on a start failure
         shutil.rmtree(root / "data", ignore_errors=True)
-        engine = _start(root, "vfs")
+        engine = _start(root, "vfs", extra_args)
     try:
-        import_busybox(engine.url, root)
+        if busybox:
+            import_busybox(engine.url, root)
         yield engine
     finally:
         with contextlib.suppress(Exception):
@@ -133,4 +141,5 @@ def docker_engine(root: Path) -> Iterator[Engine]:
         _stop(engine.process)
         subprocess.run(["umount", "-R", str(root / "data")], capture_output=True, check=False)
         subprocess.run(["umount", "-R", str(root / "exec")], capture_output=True, check=False)
-        shutil.rmtree(root, ignore_errors=True)
+        if not keep:
+            shutil.rmtree(root, ignore_errors=True)

@@ -1,0 +1,246 @@
+"""``python -m appliance up|down|logs``: the Docker Compose stack (``make up``, ``make down``, ``make logs``).
+
+``up``: a first admin API key when there is none (printed once), the validated config, pre-flight doctor,
+a bootstrap certificate, ``data/run/`` rendered, then ``docker compose up -d --build`` with the GPU or CPU
+files, progress while the models load (``/health/startup`` through nginx), and the URLs with snippets to
+paste. Run again after editing models.yaml or .env: only services whose configuration changed restart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import ssl
+import time
+import urllib.error
+import urllib.request
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from appliance.commands.common import add_config_options, config_files, load
+from appliance.config import ApplianceConfig
+from appliance.config.keys import create_key
+from appliance.config.secrets import Role
+from appliance.errors import ApplianceError
+from appliance.output import say
+from appliance.stack.plan import StackPlan, api_urls, local_health_url, plan_stack, socket_path
+
+FIRST_KEY_NAME = "admin"
+
+
+def show(message: str, *, style: str = "") -> None:
+    """What the user came for (the key, URLs, snippets) goes to stdout; progress goes to stderr (say)."""
+    from rich.text import Text
+
+    from appliance.output import out_console
+
+    out_console().print(Text(message, style=style), markup=False)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    up = sub.add_parser("up", help="build and start the stack; wait until the models are ready",
+                        description=__doc__.split("\n\n")[1])  # fmt: skip
+    _common(up)
+    up.add_argument("--local", action="store_true",
+                    help="build every image from a local base without any registry or index (compose/local.yml; "
+                    "needs --base-image and scripts/docker/wheelhouse.sh)")  # fmt: skip
+    up.add_argument("--base-image", default="debian:bookworm-slim", help="base image of every built image")
+    up.add_argument("--no-build", action="store_true", help="use the images built before")
+    up.add_argument("--no-wait", action="store_true", help="return once the containers are started")
+    up.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the models (default 3600)")
+    up.add_argument("--skip-preflight", action="store_true", help="do not run the pre-flight doctor first")
+    up.set_defaults(handler=run_up)
+
+    down = sub.add_parser("down", help="stop and remove the stack's containers and network (data is kept)",
+                          description="docker compose down. Named volumes (model cache, metrics) and data/ stay; "
+                          "--volumes removes the volumes too.")  # fmt: skip
+    _common(down)
+    down.add_argument("--volumes", action="store_true", help="also remove the named volumes (model cache, metrics)")
+    down.set_defaults(handler=run_down)
+
+    logs = sub.add_parser("logs", help="follow the stack's logs", description="docker compose logs --follow.")
+    _common(logs)
+    logs.add_argument("services", nargs="*", help="only these services (default: all)")
+    logs.add_argument("--tail", default="100", help="lines of history per service (default 100)")
+    logs.add_argument("--no-follow", action="store_true", help="print and return")
+    logs.set_defaults(handler=run_logs)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    add_config_options(parser)
+    parser.add_argument("--root", type=Path, default=Path("."), help="the appliance's directory (default: .)")
+    parser.add_argument("--docker-host", default=None, help="Docker Engine URL (default: DOCKER_HOST or the local socket)")
+
+
+def _version() -> str:
+    try:
+        return version("appliance")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def _compose(root: Path, config: ApplianceConfig, plan: StackPlan, docker_host: str | None):  # noqa: ANN202
+    from appliance.docker.compose import ComposeCli
+
+    return ComposeCli(config.settings.compose_project_name, [root / f for f in plan.files], project_dir=root,
+                      docker_host=docker_host, env=dict(plan.env), profiles=plan.profiles)  # fmt: skip
+
+
+def ensure_first_key(config: ApplianceConfig) -> str | None:
+    """Create the admin key when auth is on and .secrets has no key yet; returns it (to print once)."""
+    if not config.settings.auth_enabled or config.secrets.api_keys:
+        return None
+    key, _ = create_key(config.files.secrets, FIRST_KEY_NAME, Role.ADMIN, (), existing=(),
+                        served=[m.id for m in config.models])  # fmt: skip
+    return key
+
+
+def _preflight(args: argparse.Namespace, config: ApplianceConfig) -> None:
+    from appliance.doctor.checks import all_checks
+    from appliance.doctor.context import DoctorContext
+    from appliance.doctor.finding import Level
+    from appliance.doctor.report import print_table
+    from appliance.doctor.runner import exit_code, run_checks
+    from appliance.output import out_console
+
+    ctx = DoctorContext(files=config_files(args), config=config, preflight=True, docker_host=args.docker_host)
+    results = asyncio.run(run_checks(all_checks(), ctx))
+    levels = {f.level for r in results for f in r.findings}
+    if exit_code(results) != 0:
+        print_table(results, out_console(), 0.0)
+    if Level.ERROR in levels:
+        raise ApplianceError("pre-flight checks failed: fix the errors doctor shows above, then run make up again "
+                             "(or pass --skip-preflight)")  # fmt: skip
+    if Level.WARNING in levels:
+        say("pre-flight: warnings above (the stack starts anyway)", style="yellow")
+        return
+    say("pre-flight checks passed")
+
+
+def run_up(args: argparse.Namespace) -> int:
+    from appliance.certs.renewal import ensure_bootstrap
+    from appliance.certs.store import CertPaths
+    from appliance.stack.render import CERTS_DIR, render_run_dir
+
+    root = args.root.resolve()
+    config = load(args)
+    key = ensure_first_key(config)
+    if key:  # shown now, before anything below can fail: the next run will not make (or show) another
+        show(f"\nYour admin API key (shown once, stored only as a hash in {config.files.secrets}):\n\n  {key}\n",
+            style="bold")  # fmt: skip
+        config = load(args)
+    if not args.skip_preflight:
+        _preflight(args, config)
+    cert = ensure_bootstrap(config, CertPaths(CERTS_DIR))
+    self_signed = cert.issuer == cert.subject
+    if self_signed:
+        say("TLS: a self-signed certificate is in use (no DOMAIN / TLS_MODE=acme): clients must trust "
+            f"{CERTS_DIR}/live/*/fullchain.pem or skip verification", style="yellow")  # fmt: skip
+    rendered = render_run_dir(config, version=_version())
+    plan = plan_stack(config, rendered=rendered, local=args.local, base_image=args.base_image,
+                      docker_socket=socket_path(args.docker_host))  # fmt: skip
+    compose = _compose(root, config, plan, args.docker_host)
+    mode = config.accelerator.value.upper()
+    say(f"starting the stack in {mode} mode ({', '.join(plan.files)}); the first build takes a while")
+    up = ["up", "-d", "--remove-orphans"] + ([] if args.no_build else ["--build"])
+    compose.run(*up, timeout=7200, stream=True)
+    if not args.no_wait:
+        wait_ready(config, args.timeout)
+    _print_ready(config, key, self_signed)
+    return 0
+
+
+def _probe(url: str, timeout: float = 5.0) -> dict | None:
+    """GET a health URL through the local nginx; its JSON (200 or 503) or None when nothing answers."""
+    context = ssl.create_default_context()
+    context.check_hostname = False  # our own nginx on loopback; the certificate may be self-signed
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        with urllib.request.urlopen(url, timeout=timeout, context=context) as response:  # noqa: S310
+            return json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        try:
+            return json.loads(err.read())
+        except ValueError:
+            return None
+    except (OSError, ValueError):
+        return None
+
+
+def _describe(body: dict | None) -> str:
+    if body is None:
+        return "waiting for nginx"
+    models = body.get("models") or {}
+    if not isinstance(models, dict) or not models:
+        return "waiting for the serve container (Ray, then the engines)"
+    return ", ".join(f"{name}: {info.get('state', '?')}" for name, info in sorted(models.items())
+                     if isinstance(info, dict))  # fmt: skip
+
+
+def wait_ready(config: ApplianceConfig, timeout: float, interval: float = 3.0) -> None:
+    url = local_health_url(config)
+    started = time.monotonic()
+    last = ""
+    while True:
+        body = _probe(url)
+        if body is not None and body.get("status") == "ready":
+            say(f"every model is ready ({time.monotonic() - started:.0f} s)", style="green")
+            return
+        text = _describe(body)
+        if body is not None and body.get("status") == "failed":
+            raise ApplianceError(f"a model failed to load ({text}); see: make logs serve")
+        if text != last:
+            say(f"[{time.monotonic() - started:5.0f} s] {text}")
+            last = text
+        if time.monotonic() - started > timeout:
+            raise ApplianceError(f"the models were not ready after {timeout:.0f} s ({text}); the stack keeps "
+                                 "starting: watch make status / make logs")  # fmt: skip
+        time.sleep(interval)
+
+
+def _print_ready(config: ApplianceConfig, key: str | None, self_signed: bool) -> None:
+    urls = api_urls(config)
+    model = config.models[0].id if config.models else "MODEL"
+    shown_key = key or "$APPLIANCE_API_KEY"
+    cafile = next(iter(sorted(Path("data/certs/live").glob("*/fullchain.pem"))), None) if self_signed else None
+    show(f"API:        {urls['api']}\nGrafana:    {urls['grafana']}   (user admin, GRAFANA_ADMIN_PASSWORD in "
+        f"{config.files.secrets})\nPrometheus: {urls['prometheus']}\nHealth:     {urls['health']}\n")  # fmt: skip
+    cacert = f" --cacert {cafile}" if cafile else ""
+    show("curl:\n"
+        f"  curl{cacert} {urls['api']}/chat/completions -H 'Authorization: Bearer {shown_key}' \\\n"
+        f"    -H 'Content-Type: application/json' \\\n"
+        f"    -d '{{\"model\": \"{model}\", \"messages\": [{{\"role\": \"user\", \"content\": \"Hello!\"}}]}}'\n")
+    client = (f'OpenAI(base_url="{urls["api"]}", api_key="{shown_key}"'
+              + (f',\n                http_client=httpx.Client(verify=ssl.create_default_context(cafile="{cafile}")))'
+                 if cafile else ")"))  # fmt: skip
+    imports = "import ssl, httpx\n  " if cafile else ""
+    show("OpenAI Python:\n"
+        f"  {imports}from openai import OpenAI\n"
+        f"  client = {client}\n"
+        f"  reply = client.chat.completions.create(model=\"{model}\", messages=[{{\"role\": \"user\", \"content\": \"Hello!\"}}])\n"
+        "  print(reply.choices[0].message.content)\n")
+
+
+def run_down(args: argparse.Namespace) -> int:
+    root = args.root.resolve()
+    config = load(args)
+    plan = plan_stack(config, rendered={}, docker_socket=socket_path(args.docker_host))
+    compose = _compose(root, config, plan, args.docker_host)
+    compose.run("--profile", "datadog", "down", "--remove-orphans", "-t", "30",
+                *(["--volumes"] if args.volumes else []), timeout=600, stream=True)  # fmt: skip
+    say("the stack is down" + (" and its volumes removed" if args.volumes else "; data/ and the volumes are kept"))
+    return 0
+
+
+def run_logs(args: argparse.Namespace) -> int:
+    root = args.root.resolve()
+    config = load(args)
+    plan = plan_stack(config, rendered={}, docker_socket=socket_path(args.docker_host))
+    compose = _compose(root, config, plan, args.docker_host)
+    follow = [] if args.no_follow else ["--follow"]
+    try:
+        compose.run("logs", *follow, "--tail", args.tail, *args.services, timeout=10**9, stream=True)
+    except KeyboardInterrupt:
+        pass
+    return 0

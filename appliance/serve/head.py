@@ -1,0 +1,74 @@
+"""The serve container's process: a Ray head node, the Serve application deployed onto it, then waiting.
+
+``ray_start_argv`` is pure (settings and the machine's cores in, the command line out); ``run_head``
+starts ``ray start --head --block`` as a child, deploys once the head answers, and lives as long as the
+head does: when Ray dies the container exits and Docker (or the supervisor) restarts it. SIGTERM stops
+Ray cleanly.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from types import FrameType
+
+from appliance.config.settings import Settings
+from appliance.errors import ApplianceError
+
+GCS_PORT = 6379
+DASHBOARD_PORT = 8265
+METRICS_EXPORT_PORT = 8080  # Prometheus's `ray` job scrapes serve:8080
+MIN_LOGICAL_CPUS = 8  # the ingress and PII replicas must fit beside the engines (logical CPUs are tokens)
+
+
+def logical_cpus(settings: Settings, cores: int) -> int:
+    """RAY_NUM_CPUS, or max(8, cores) when it is 0."""
+    return settings.ray_num_cpus or max(MIN_LOGICAL_CPUS, cores)
+
+
+def ray_start_argv(settings: Settings, *, cores: int, ray: str = "ray") -> list[str]:
+    """``ray start --head`` for the container: every port fixed, the dashboard only when enabled."""
+    argv = [
+        ray, "start", "--head", "--block", f"--port={GCS_PORT}", f"--num-cpus={logical_cpus(settings, cores)}",
+        f"--metrics-export-port={METRICS_EXPORT_PORT}", "--disable-usage-stats",
+    ]  # fmt: skip
+    if settings.ray_dashboard_enabled:
+        argv += ["--include-dashboard=true", "--dashboard-host=0.0.0.0", f"--dashboard-port={DASHBOARD_PORT}"]
+    else:
+        argv += ["--include-dashboard=false"]
+    return argv
+
+
+def run_head(settings: Settings, deploy: Callable[[], None], *, wait_s: float = 120.0) -> int:
+    """Start the head, deploy, then wait for the head to exit; returns its exit status."""
+    ray = shutil.which("ray") or os.path.join(os.path.dirname(sys.executable), "ray")
+    head = subprocess.Popen(ray_start_argv(settings, cores=os.cpu_count() or 1, ray=ray))
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        head.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    deadline = time.monotonic() + wait_s
+    while True:
+        if head.poll() is not None:
+            raise ApplianceError(f"ray start --head exited with status {head.returncode} before it answered")
+        check = subprocess.run([ray, "status", f"--address=127.0.0.1:{GCS_PORT}"], capture_output=True, check=False)
+        if check.returncode == 0:
+            break
+        if time.monotonic() > deadline:
+            head.terminate()
+            raise ApplianceError(f"the Ray head did not answer within {wait_s:.0f} s")
+        time.sleep(1.0)
+    try:
+        deploy()
+    except BaseException:
+        head.terminate()
+        head.wait(timeout=60)
+        raise
+    return head.wait()

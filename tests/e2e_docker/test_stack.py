@@ -1,0 +1,88 @@
+"""``make up`` → a streaming chat over HTTPS → the supervisor heals a killed serve → ``make up`` again
+changes nothing → ``make down`` leaves nothing. One stack for the module; the tests run in this order."""
+
+from __future__ import annotations
+
+import json
+import ssl
+
+import docker
+import httpx
+import openai
+
+from tests.e2e_docker.conftest import DockerStack
+from tests.e2e_docker.prepare import PROJECT
+
+SERVICES = {"serve", "nginx", "supervisor", "prometheus", "alertmanager", "node-exporter"}
+
+
+def _by_service(stack: DockerStack) -> dict[str, dict]:
+    out = {}
+    for container in stack.containers():
+        container.reload()
+        state = container.attrs["State"]
+        out[container.labels["com.docker.compose.service"]] = {
+            "id": container.id, "started": state["StartedAt"], "status": state["Status"],
+            "health": (state.get("Health") or {}).get("Status"),
+        }  # fmt: skip
+    return out
+
+
+def test_make_up_prints_key_urls_and_snippets(docker_stack: DockerStack) -> None:
+    out = docker_stack.up_output
+    assert "self-signed" in out
+    assert f"https://127.0.0.1:{docker_stack.https_port}/v1" in out
+    assert "curl --cacert" in out and "from openai import OpenAI" in out
+    assert "every model is ready" in out
+    assert set(_by_service(docker_stack)) == SERVICES, "grafana/exporters/datadog are off in compose/local.yml"
+
+
+def test_streaming_chat_over_https_with_the_printed_key(docker_stack: DockerStack) -> None:
+    context = ssl.create_default_context(cafile=str(docker_stack.cafile))
+    client = openai.OpenAI(base_url=docker_stack.url + "/v1", api_key=docker_stack.key,
+                           http_client=httpx.Client(verify=context, timeout=120))  # fmt: skip
+    chunks = list(client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "hi"}],
+                                                 max_tokens=8, stream=True, extra_body={"ignore_eos": True}))  # fmt: skip
+    assert chunks and chunks[-1].choices[0].finish_reason == "length"
+    assert sum(1 for c in chunks if c.choices and c.choices[0].delta.content) >= 1
+    refused = httpx.post(docker_stack.url + "/v1/chat/completions", verify=context, timeout=30,
+                         headers={"Authorization": "Bearer sk-wrong"}, json={"model": "tiny", "messages": []})  # fmt: skip
+    assert refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_api_key"
+
+
+def test_killed_serve_is_brought_back_by_the_supervisor(docker_stack: DockerStack) -> None:
+    before = _by_service(docker_stack)["serve"]
+    client = docker.DockerClient(base_url=docker_stack.engine.url, timeout=30)
+    try:
+        client.containers.get(before["id"]).kill()
+    finally:
+        client.close()
+    recovered = docker_stack.wait_ready(timeout=600)
+    after = _by_service(docker_stack)["serve"]
+    assert after["started"] != before["started"], "serve was not restarted"
+    state = json.loads((docker_stack.root / "data" / "supervisor" / "watchdog.json").read_text())
+    assert state["services"]["serve"]["restarts"], "the supervisor's watchdog did not record the restart"
+    print(f"serve recovered in {recovered:.0f} s after docker kill")
+
+
+def test_make_up_again_restarts_nothing(docker_stack: DockerStack) -> None:
+    before = _by_service(docker_stack)
+    again = docker_stack.make("up", timeout=1800)
+    assert again.returncode == 0, again.stdout[-4000:] + again.stderr[-4000:]
+    after = _by_service(docker_stack)
+    assert {s: (v["id"], v["started"]) for s, v in after.items()} == {
+        s: (v["id"], v["started"]) for s, v in before.items()
+    }, "a second make up with nothing changed recreated or restarted a service"
+    assert "Your admin API key" not in again.stdout, "the first key is made (and shown) once"
+
+
+def test_make_down_leaves_no_containers_or_networks(docker_stack: DockerStack) -> None:
+    down = docker_stack.make("down", timeout=600)
+    assert down.returncode == 0, down.stdout[-3000:] + down.stderr[-3000:]
+    assert docker_stack.containers() == []
+    client = docker.DockerClient(base_url=docker_stack.engine.url, timeout=30)
+    try:
+        networks = client.networks.list(filters={"label": f"com.docker.compose.project={PROJECT}"})
+    finally:
+        client.close()
+    assert networks == []
