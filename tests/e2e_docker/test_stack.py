@@ -12,6 +12,7 @@ import openai
 
 from tests.e2e_docker.conftest import DockerStack
 from tests.e2e_docker.prepare import PROJECT
+from tests.helpers import set_line
 
 SERVICES = {"serve", "nginx", "supervisor", "prometheus", "alertmanager", "node-exporter"}
 
@@ -74,6 +75,18 @@ def test_make_up_again_restarts_nothing(docker_stack: DockerStack) -> None:
         s: (v["id"], v["started"]) for s, v in before.items()
     }, "a second make up with nothing changed recreated or restarted a service"
     assert "Your admin API key" not in again.stdout, "the first key is made (and shown) once"
+
+
+def test_an_nginx_setting_restarts_nginx_and_the_supervisor_only(docker_stack: DockerStack) -> None:
+    before = _by_service(docker_stack)
+    set_line(docker_stack.root / ".env", "NGINX_RATE_LIMIT_RPM", "1200")
+    again = docker_stack.make("up", timeout=1800)
+    assert again.returncode == 0, again.stdout[-4000:] + again.stderr[-4000:]
+    after = _by_service(docker_stack)
+    changed = {s for s in after if (after[s]["id"], after[s]["started"]) != (before[s]["id"], before[s]["started"])}
+    assert changed == {"nginx", "supervisor"}
+    assert "rate=1200r/m" in (docker_stack.root / "data/run/nginx/nginx.conf").read_text()
+    assert docker_stack.get("/health/ready").status_code == 200
 
 
 def test_make_down_leaves_no_containers_or_networks(docker_stack: DockerStack) -> None:

@@ -1,0 +1,81 @@
+"""`docker compose config` of the real stack files, in every mode `make up` picks: the structure the issue asks
+for (only nginx publishes ports, healthchecks, restart policies, log limits, GPU reservation only in GPU mode,
+registry-only services off in local mode, no secret in any environment)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import pytest
+
+from appliance.docker.compose import find_compose
+from tests.helpers import ROOT
+
+BUILT = {"serve", "nginx", "supervisor", "prometheus"}
+HEALTHCHECKED = {"serve", "nginx", "supervisor", "prometheus", "alertmanager", "grafana"}
+
+
+def _config(*files: str, profiles: tuple[str, ...] = (), **env: str) -> dict:
+    argv = [*find_compose().argv, "-p", "cfgtest", "--project-directory", str(ROOT)]
+    for file in ("docker-compose.yml", *files):
+        argv += ["-f", str(ROOT / file)]
+    for profile in profiles:
+        argv += ["--profile", profile]
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("APPLIANCE_", "COMPOSE_"))}
+    result = subprocess.run([*argv, "config", "--format", "json"], capture_output=True, text=True, check=False,
+                            env={**clean, **env}, cwd=ROOT, timeout=60)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+@pytest.mark.parametrize("mode", ["cpu", "gpu"])
+def test_structure(mode: str) -> None:
+    config = _config(f"compose/{mode}.yml", profiles=("datadog",), APPLIANCE_BASE_IMAGE="local/base:1",
+                     BIND_ADDRESS="127.0.0.1", HTTPS_PORT="8443")  # fmt: skip
+    services = config["services"]
+    expected = {"serve", "nginx", "supervisor", "prometheus", "alertmanager", "node-exporter", "nginx-exporter",
+                "grafana", "datadog-agent"} | ({"dcgm-exporter"} if mode == "gpu" else set())  # fmt: skip
+    assert set(services) == expected
+    for name, service in services.items():
+        assert service["restart"] == "unless-stopped", name
+        assert service["logging"]["driver"] == "json-file" and service["logging"]["options"]["max-size"], name
+        assert set(service["networks"]) == {"backend"}, name
+        assert not service.get("ports") or name == "nginx", f"{name} publishes ports: only nginx may"
+        for key, value in (service.get("environment") or {}).items():
+            assert not any(word in key for word in ("PASSWORD", "API_KEY", "TOKEN")), (name, key, value)
+    published = {(p["host_ip"], p["published"], p["target"]) for p in services["nginx"]["ports"]}
+    assert published == {("127.0.0.1", "80", 80), ("127.0.0.1", "8443", 443)}
+    for name in HEALTHCHECKED:
+        assert services[name]["healthcheck"]["test"], name
+    assert services["serve"]["healthcheck"]["start_period"] in ("30m0s", "1800s", "30m")
+    for name in BUILT:
+        assert services[name]["build"]["args"]["BASE_IMAGE"] == "local/base:1", name
+    assert services["serve"]["build"]["args"]["ENGINE"] == mode
+    devices = services["serve"].get("deploy", {}).get("resources", {}).get("reservations", {}).get("devices")
+    if mode == "gpu":
+        assert devices and devices[0]["driver"] == "nvidia" and devices[0]["capabilities"] == ["gpu"]
+    else:
+        assert not devices
+        assert services["serve"]["build"]["args"]["PIP_EXTRA_INDEX_URL"].startswith("https://download.pytorch.org")
+    assert {"model-cache", "prometheus-data", "grafana-data"} <= set(config["volumes"])
+    mounts = {v["target"]: v for v in services["supervisor"]["volumes"]}
+    assert mounts["/var/run/docker.sock"]["source"] == "/var/run/docker.sock"
+    assert mounts["/appliance"]["read_only"] is True
+    assert {v["target"]: v for v in services["serve"]["volumes"]}["/appliance"]["read_only"] is True
+
+
+def test_datadog_agent_only_with_its_profile() -> None:
+    assert "datadog-agent" not in _config("compose/cpu.yml")["services"]
+
+
+def test_local_mode_builds_offline_and_drops_registry_only_images() -> None:
+    config = _config("compose/cpu.yml", "compose/local.yml", APPLIANCE_PIP_OFFLINE="1",
+                     APPLIANCE_DOCKER_SOCKET="/tmp/d/docker.sock")  # fmt: skip
+    services = config["services"]
+    assert set(services) == {"serve", "nginx", "supervisor", "prometheus", "alertmanager", "node-exporter"}
+    assert services["serve"]["build"]["args"]["PIP_OFFLINE"] == "1"
+    assert services["serve"]["build"]["network"] == "host"
+    mounts = {v["target"]: v for v in services["supervisor"]["volumes"]}
+    assert mounts["/var/run/docker.sock"]["source"] == "/tmp/d/docker.sock"
