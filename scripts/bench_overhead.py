@@ -35,11 +35,18 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from appliance.config import ConfigFiles, load_config  # noqa: E402
+from appliance.serve.head import proxy_port, serving_env  # noqa: E402
 from tests.helpers import stop_ray  # noqa: E402
 CACHE = ROOT / ".cache" / "tiny-model"
 MODEL = "tiny"
+# Experiments: BENCH_RAY_ENV="K=V …" adds to Ray's environment; BENCH_SETTINGS="SERVE_DIRECT_INGRESS=false …"
+# overrides .env settings of the appliance under test.
 EXTRA_RAY_ENV: dict[str, str] = dict(
     item.split("=", 1) for item in os.environ.get("BENCH_RAY_ENV", "").split() if "=" in item
+)
+EXTRA_SETTINGS: dict[str, str] = dict(
+    item.split("=", 1) for item in os.environ.get("BENCH_SETTINGS", "").split() if "=" in item
 )
 
 
@@ -170,8 +177,11 @@ def appliance(model_dir: Path, work: Path, port: int):
     token.write_text(secrets.token_hex(32))
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token), "APPLIANCE_GPU_COUNT": "0",
            "RAY_USAGE_STATS_ENABLED": "0", **EXTRA_RAY_ENV}  # fmt: skip
-    if env.get("RAY_SERVE_THROUGHPUT_OPTIMIZED") == "1":  # direct ingress: the ingress replica binds this port
-        env.update(RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT=str(port), RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT=str(port + 1))
+    # the serving env the stack ships (direct ingress on SERVE_HTTP_PORT unless SERVE_DIRECT_INGRESS=false)
+    _set(work / ".env", {"SERVE_HTTP_PORT": str(port), **EXTRA_SETTINGS})
+    settings = load_config(ConfigFiles(env=work / ".env", secrets=work / ".secrets", models=work / "models.yaml"),
+                           gpu_count=0).settings  # fmt: skip
+    env.update(serving_env(settings))
     cli = [sys.executable, "-m", "appliance"]
     key = subprocess.run([*cli, "keys", "create", "bench", "--role", "admin"], cwd=work, env=env, check=True,
                          capture_output=True, text=True).stdout.strip()  # fmt: skip
@@ -181,7 +191,8 @@ def appliance(model_dir: Path, work: Path, port: int):
                     "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={work / 'ray'}"],
                    env=env, check=True, capture_output=True)  # fmt: skip
     try:
-        subprocess.run([*cli, "serve", "--ray-address", f"127.0.0.1:{gcs}", "--http-port", str(port)], cwd=work,
+        subprocess.run([*cli, "serve", "--ray-address", f"127.0.0.1:{gcs}", "--http-port", str(proxy_port(settings))],
+                       cwd=work,
                        env=env, check=True, capture_output=True)  # fmt: skip
         wait_http(f"http://127.0.0.1:{port}/health/ready", 900)
         yield f"http://127.0.0.1:{port}", key

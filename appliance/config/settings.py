@@ -143,7 +143,12 @@ class Settings(BaseModel):
     serve_max_ongoing_requests: PositiveInt = setting(
         256, "Requests one engine replica takes at once before Serve queues them.", HARDWARE
     )
-    serve_http_port: int = setting(8000, "Port of the Serve HTTP proxy inside the stack (Nginx forwards to it).", HARDWARE)
+    serve_http_port: int = setting(8000, "Port of the serving path's HTTP inside the stack (Nginx forwards to it).", HARDWARE)
+    serve_direct_ingress: Bool = setting(
+        True, "Serve HTTP straight from the ingress replica (Ray Serve's throughput-optimized mode: no proxy hop, "
+        "gRPC between replicas; lower TTFT, higher tok/s). Applies with SERVE_INGRESS_REPLICAS=1; false = through "
+        "Serve's HTTP proxy.", HARDWARE,
+    )
     serve_stream_batching_ms: NonNegativeFloat = setting(
         50.0, "Streamed tokens sent between Ray actors at most once per this window (ms); a chunk that finds the "
         "line idle (the first token) goes at once. 0 = one message per token (slower).", HARDWARE

@@ -44,9 +44,33 @@ def ray_start_argv(settings: Settings, *, cores: int, ray: str = "ray") -> list[
     return argv
 
 
+def direct_ingress(settings: Settings) -> bool:
+    """Direct ingress binds one port per ingress replica: with one replica it is SERVE_HTTP_PORT itself."""
+    return settings.serve_direct_ingress and settings.serve_ingress_replicas == 1
+
+
+def serving_env(settings: Settings) -> dict[str, str]:
+    """Environment of ``ray start`` (inherited by the controller and every replica) and of the deploying driver.
+
+    Direct ingress (``RAY_SERVE_THROUGHPUT_OPTIMIZED``): the ingress replica itself listens on SERVE_HTTP_PORT
+    (the range MIN..MAX is half-open) and replicas talk gRPC; Serve's own proxy moves to :func:`proxy_port`.
+    """
+    if not direct_ingress(settings):
+        return {}
+    port = settings.serve_http_port
+    return {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": str(port),
+            "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": str(port + 1)}  # fmt: skip
+
+
+def proxy_port(settings: Settings) -> int:
+    """Where Serve's HTTP proxy listens: SERVE_HTTP_PORT, or beside it when the ingress answers there itself."""
+    return settings.serve_http_port + 2 if direct_ingress(settings) else settings.serve_http_port
+
+
 def run_head(settings: Settings, deploy: Callable[[], None], *, wait_s: float = 120.0) -> int:
     """Start the head, deploy, then wait for the head to exit; returns its exit status."""
     ray = shutil.which("ray") or os.path.join(os.path.dirname(sys.executable), "ray")
+    os.environ.update(serving_env(settings))  # for ray start's processes and for this driver
     head = subprocess.Popen(ray_start_argv(settings, cores=os.cpu_count() or 1, ray=ray))
 
     def stop(signum: int, _frame: FrameType | None) -> None:

@@ -23,6 +23,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from appliance.config import ConfigFiles, load_config
+from appliance.serve.head import proxy_port, serving_env
 from tests.helpers import ROOT, free_port, need, set_line, stop_ray
 
 MODELS = ("tiny-a", "tiny-b")
@@ -122,6 +124,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         keys[name] = made.stdout.strip()
 
     gcs, metrics, http = free_port(), free_port(), free_port()
+    # The serving env of the settings, as the serve container's `serve --head` sets it (direct ingress on
+    # SERVE_HTTP_PORT by default, Serve's proxy beside it).
+    set_line(root / ".env", "SERVE_HTTP_PORT", str(http))
+    settings = load_config(ConfigFiles(env=root / ".env", secrets=root / ".secrets", models=root / "models.yaml"),
+                           gpu_count=0).settings  # fmt: skip
+    env.update(serving_env(settings))
     ray = str(Path(sys.executable).parent / "ray")
     started = subprocess.run(
         [ray, "start", "--head", f"--port={gcs}", "--num-cpus=8", "--node-ip-address=127.0.0.1",
@@ -131,7 +139,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     )  # fmt: skip
     assert started.returncode == 0, started.stdout + started.stderr
     try:
-        deployed = _cli(root, env, "serve", "--ray-address", f"127.0.0.1:{gcs}", "--http-port", str(http))
+        deployed = _cli(root, env, "serve", "--ray-address", f"127.0.0.1:{gcs}", "--http-port",
+                        str(proxy_port(settings)))  # fmt: skip
         assert deployed.returncode == 0, deployed.stdout + deployed.stderr
         stack = Stack(f"http://127.0.0.1:{http}", root, keys, audit, f"http://127.0.0.1:{metrics}/metrics", env, [])
         _wait_ready(stack)
