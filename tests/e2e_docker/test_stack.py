@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import ssl
+import time
 
 import docker
 import httpx
@@ -36,6 +37,15 @@ def test_make_up_prints_key_urls_and_snippets(docker_stack: DockerStack) -> None
     assert "curl --cacert" in out and "from openai import OpenAI" in out
     assert "every model is ready" in out
     assert set(_by_service(docker_stack)) == SERVICES, "grafana/exporters/datadog are off in compose/local.yml"
+    deadline = time.monotonic() + 180  # Prometheus and Alertmanager report healthy a little after the models
+    while True:
+        services = _by_service(docker_stack)
+        unwell = {s: (v["status"], v["health"]) for s, v in services.items()
+                  if v["status"] != "running" or v["health"] not in (None, "healthy")}  # fmt: skip
+        if not unwell:
+            break
+        assert time.monotonic() < deadline, f"not running and healthy: {unwell}"
+        time.sleep(3)
 
 
 def test_streaming_chat_over_https_with_the_printed_key(docker_stack: DockerStack) -> None:

@@ -60,6 +60,8 @@ def test_structure(mode: str) -> None:
         assert not devices
         assert services["serve"]["build"]["args"]["PIP_EXTRA_INDEX_URL"].startswith("https://download.pytorch.org")
     assert {"model-cache", "prometheus-data", "grafana-data"} <= set(config["volumes"])
+    for name in ("prometheus", "alertmanager", "node-exporter"):  # one image: the command names the program
+        assert services[name]["command"][0] in ("prometheus", "prometheus-alertmanager", "prometheus-node-exporter")
     mounts = {v["target"]: v for v in services["supervisor"]["volumes"]}
     assert mounts["/var/run/docker.sock"]["source"] == "/var/run/docker.sock"
     assert mounts["/appliance"]["read_only"] is True
