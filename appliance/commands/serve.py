@@ -12,9 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from appliance.config import ApplianceConfig
-
 from appliance.commands.common import add_config_options, load
+from appliance.config import ApplianceConfig
 from appliance.errors import ApplianceError, NotAvailableError
 from appliance.output import say
 

@@ -10,23 +10,29 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import ssl
 import time
-import urllib.error
-import urllib.request
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from appliance import __version__
 from appliance.commands.common import add_config_options, config_files, load
 from appliance.config import ApplianceConfig
 from appliance.config.keys import create_key
 from appliance.config.secrets import Role
 from appliance.errors import ApplianceError
 from appliance.output import say
-from appliance.stack.plan import StackPlan, api_urls, local_health_url, plan_stack, socket_path
+from appliance.stack.plan import DATADOG_PROFILE, StackPlan, api_urls, local_health_url, plan_stack, socket_path
 
 FIRST_KEY_NAME = "admin"
+
+
+def _certificate(config: ApplianceConfig) -> Path:
+    """The live certificate chain nginx serves (data/certs/live/<DOMAIN or localhost>/fullchain.pem)."""
+    from appliance.certs.renewal import DEFAULT_CERTS_ROOT
+    from appliance.certs.store import CertPaths
+    from appliance.config.render.nginx import cert_name
+
+    return CertPaths(DEFAULT_CERTS_ROOT).fullchain(cert_name(config))
 
 
 def show(message: str, *, style: str = "") -> None:
@@ -73,18 +79,14 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--docker-host", default=None, help="Docker Engine URL (default: DOCKER_HOST or the local socket)")
 
 
-def _version() -> str:
-    try:
-        return version("appliance")
-    except PackageNotFoundError:
-        return "0+unknown"
-
-
-def _compose(root: Path, config: ApplianceConfig, plan: StackPlan, docker_host: str | None):  # noqa: ANN202
+def _compose(args: argparse.Namespace, config: ApplianceConfig, plan: StackPlan,
+             profiles: tuple[str, ...] | None = None):  # noqa: ANN202  # fmt: skip
     from appliance.docker.compose import ComposeCli
 
+    root = args.root.resolve()
     return ComposeCli(config.settings.compose_project_name, [root / f for f in plan.files], project_dir=root,
-                      docker_host=docker_host, env=dict(plan.env), profiles=plan.profiles)  # fmt: skip
+                      docker_host=args.docker_host, env=dict(plan.env),
+                      profiles=plan.profiles if profiles is None else profiles)  # fmt: skip
 
 
 def ensure_first_key(config: ApplianceConfig) -> str | None:
@@ -119,11 +121,10 @@ def _preflight(args: argparse.Namespace, config: ApplianceConfig) -> None:
 
 
 def run_up(args: argparse.Namespace) -> int:
-    from appliance.certs.renewal import ensure_bootstrap
+    from appliance.certs.renewal import DEFAULT_CERTS_ROOT, ensure_bootstrap
     from appliance.certs.store import CertPaths
-    from appliance.stack.render import CERTS_DIR, render_run_dir
+    from appliance.stack.render import render_run_dir
 
-    root = args.root.resolve()
     config = load(args)
     key = ensure_first_key(config)
     if key:  # shown now, before anything below can fail: the next run will not make (or show) another
@@ -132,15 +133,15 @@ def run_up(args: argparse.Namespace) -> int:
         config = load(args)
     if not args.skip_preflight:
         _preflight(args, config)
-    cert = ensure_bootstrap(config, CertPaths(CERTS_DIR))
+    cert = ensure_bootstrap(config, CertPaths(DEFAULT_CERTS_ROOT))
     self_signed = cert.issuer == cert.subject
     if self_signed:
         say("TLS: a self-signed certificate is in use (no DOMAIN / TLS_MODE=acme): clients must trust "
-            f"{CERTS_DIR}/live/*/fullchain.pem or skip verification", style="yellow")  # fmt: skip
-    rendered = render_run_dir(config, version=_version())
+            f"{_certificate(config)} or skip verification", style="yellow")  # fmt: skip
+    rendered = render_run_dir(config, version=__version__)
     plan = plan_stack(config, rendered=rendered, local=args.local, base_image=args.base_image,
                       docker_socket=socket_path(args.docker_host))  # fmt: skip
-    compose = _compose(root, config, plan, args.docker_host)
+    compose = _compose(args, config, plan)
     mode = config.accelerator.value.upper()
     say(f"starting the stack in {mode} mode ({', '.join(plan.files)}); the first build takes a while")
     up = ["up", "-d", "--remove-orphans"] + ([] if args.no_build else ["--build"])
@@ -153,19 +154,16 @@ def run_up(args: argparse.Namespace) -> int:
 
 def _probe(url: str, timeout: float = 5.0) -> dict | None:
     """GET a health URL through the local nginx; its JSON (200 or 503) or None when nothing answers."""
+    from appliance.doctor.probes import http_get_json
+
     context = ssl.create_default_context()
     context.check_hostname = False  # our own nginx on loopback; the certificate may be self-signed
     context.verify_mode = ssl.CERT_NONE
     try:
-        with urllib.request.urlopen(url, timeout=timeout, context=context) as response:  # noqa: S310
-            return json.loads(response.read())
-    except urllib.error.HTTPError as err:
-        try:
-            return json.loads(err.read())
-        except ValueError:
-            return None
-    except (OSError, ValueError):
+        body = http_get_json(url, timeout, context)[1]
+    except OSError:
         return None
+    return body if isinstance(body, dict) else None
 
 
 def _describe(body: dict | None) -> str:
@@ -203,7 +201,7 @@ def _print_ready(config: ApplianceConfig, key: str | None, self_signed: bool) ->
     urls = api_urls(config)
     model = config.models[0].id if config.models else "MODEL"
     shown_key = key or "$APPLIANCE_API_KEY"
-    cafile = next(iter(sorted(Path("data/certs/live").glob("*/fullchain.pem"))), None) if self_signed else None
+    cafile = _certificate(config) if self_signed else None
     show(f"API:        {urls['api']}\nGrafana:    {urls['grafana']}   (user admin, GRAFANA_ADMIN_PASSWORD in "
         f"{config.files.secrets})\nPrometheus: {urls['prometheus']}\nHealth:     {urls['health']}\n")  # fmt: skip
     cacert = f" --cacert {cafile}" if cafile else ""
@@ -223,21 +221,20 @@ def _print_ready(config: ApplianceConfig, key: str | None, self_signed: bool) ->
 
 
 def run_down(args: argparse.Namespace) -> int:
-    root = args.root.resolve()
     config = load(args)
     plan = plan_stack(config, rendered={}, docker_socket=socket_path(args.docker_host))
-    compose = _compose(root, config, plan, args.docker_host)
-    compose.run("--profile", "datadog", "down", "--remove-orphans", "-t", "30",
+    # with the datadog profile always: an agent started while a key was set goes too
+    compose = _compose(args, config, plan, profiles=(DATADOG_PROFILE,))
+    compose.run("down", "--remove-orphans", "-t", "30",
                 *(["--volumes"] if args.volumes else []), timeout=600, stream=True)  # fmt: skip
     say("the stack is down" + (" and its volumes removed" if args.volumes else "; data/ and the volumes are kept"))
     return 0
 
 
 def run_logs(args: argparse.Namespace) -> int:
-    root = args.root.resolve()
     config = load(args)
     plan = plan_stack(config, rendered={}, docker_socket=socket_path(args.docker_host))
-    compose = _compose(root, config, plan, args.docker_host)
+    compose = _compose(args, config, plan)
     follow = [] if args.no_follow else ["--follow"]
     try:
         compose.run("logs", *follow, "--tail", args.tail, *args.services, timeout=10**9, stream=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import socket
+import ssl
 import subprocess
 import urllib.error
 import urllib.request
@@ -61,10 +62,10 @@ def local_addresses() -> set[str]:
     return found
 
 
-def http_get_json(url: str, timeout: float) -> tuple[int, Any]:
+def http_get_json(url: str, timeout: float, context: ssl.SSLContext | None = None) -> tuple[int, Any]:
     """(status, parsed JSON or text) of a GET; raises OSError when nothing answers."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (operator-given URL)
+        with urllib.request.urlopen(url, timeout=timeout, context=context) as response:  # noqa: S310 (operator-given URL)
             status, body = response.status, response.read().decode(errors="replace")
     except urllib.error.HTTPError as err:
         status, body = err.code, err.read().decode(errors="replace")

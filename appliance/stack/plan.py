@@ -34,15 +34,6 @@ class StackPlan:
     profiles: tuple[str, ...]
     env: Mapping[str, str] = field(default_factory=dict)
 
-    def compose_args(self) -> list[str]:
-        """``-f FILE … --profile P …`` for every compose command of this stack."""
-        args: list[str] = []
-        for file in self.files:
-            args += ["-f", file]
-        for profile in self.profiles:
-            args += ["--profile", profile]
-        return args
-
 
 def digest(*parts: object) -> str:
     text = json.dumps(parts, sort_keys=True, default=str, separators=(",", ":"))

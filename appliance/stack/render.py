@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from appliance.certs.inspect import ocsp_stapling_possible
+from appliance.certs.renewal import DEFAULT_CERTS_ROOT
 from appliance.config.loader import ApplianceConfig
 from appliance.config.render.htpasswd import htpasswd_line
 from appliance.config.render.nginx import NGINX_DIR, NginxLayout, cert_name, render_nginx
@@ -18,8 +19,7 @@ from appliance.config.render.prometheus import alertmanager_config, prometheus_c
 
 PROMETHEUS_DIR = NGINX_DIR.parent / "prometheus"
 RUN_DIR = Path("data/run")
-CERTS_DIR = Path("data/certs")
-LOG_DIR = Path("data/logs")
+CERTS_DIR = DEFAULT_CERTS_ROOT
 
 
 def _existing_salt(path: Path, user: str, password: str) -> str | None:
@@ -99,7 +99,7 @@ def render_run_dir(config: ApplianceConfig, *, version: str, run_dir: Path = RUN
                 _readable_by_nginx(written)
     write_if_changed(run_dir / "grafana_admin_password", config.secrets.grafana_admin_password.encode(), 0o600)
     write_if_changed(run_dir / "datadog.env", datadog_env(config, version), 0o600)
-    for directory in (LOG_DIR, certs_dir / "acme-webroot"):
+    for directory in (Path(config.settings.log_dir), certs_dir / "acme-webroot"):
         directory.mkdir(parents=True, exist_ok=True)
     return rendered
 

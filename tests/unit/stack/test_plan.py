@@ -35,7 +35,7 @@ def test_cpu_and_gpu_files_and_the_local_override(tmp_path: Path) -> None:
     local = plan_stack(_config(tmp_path), rendered={}, local=True, base_image="local/debian:12")
     assert local.files[-1] == "compose/local.yml" and local.env["APPLIANCE_PIP_OFFLINE"] == "1"
     assert local.env["APPLIANCE_BASE_IMAGE"] == "local/debian:12"
-    assert local.compose_args() == ["-f", "docker-compose.yml", "-f", "compose/cpu.yml", "-f", "compose/local.yml"]
+    assert local.files == ("docker-compose.yml", "compose/cpu.yml", "compose/local.yml")
 
 
 def test_datadog_profile_only_with_a_key(tmp_path: Path) -> None:
