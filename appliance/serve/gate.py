@@ -144,14 +144,20 @@ class Gate:
                 self.metrics.in_flight(facts.model, -1)
                 self._finish(record, facts, status, watcher, started)
 
+        length: int | None = None  # the response's content-length: a client stops reading once it has that much
+        sent = 0
+
         try:
             async def watched_send(message: Message) -> None:
-                nonlocal status
+                nonlocal status, length, sent
                 if message["type"] == "http.response.start":
                     status = message["status"]
+                    length = _content_length(message)
                 elif message["type"] == "http.response.body":
                     message = watcher.on_body(message, time.monotonic())
-                    if not message.get("more_body", False) or _ends_stream(message, facts.stream):
+                    sent += len(message.get("body", b""))
+                    if (not message.get("more_body", False) or _ends_stream(message, facts.stream)
+                            or (length is not None and sent >= length)):  # fmt: skip
                         finish()  # the audit line is written before the client sees the end of the response
                 await send(message)
 
@@ -189,6 +195,13 @@ class Gate:
         self.metrics.request_done(model=record.get("model", "-"), status=err.status, key=record.get("key", "-"),
                                   latency=time.monotonic() - started, ttft=None,
                                   prompt_tokens=None, completion_tokens=None)  # fmt: skip
+
+
+def _content_length(start: Message) -> int | None:
+    for name, value in start.get("headers", []):
+        if name.lower() == b"content-length" and value.isdigit():
+            return int(value)
+    return None
 
 
 def _ends_stream(message: Message, stream: bool) -> bool:

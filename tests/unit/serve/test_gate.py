@@ -181,3 +181,34 @@ def test_stream_audit_line_is_written_before_the_client_sees_done(tmp_path: Path
     asyncio.run(gate(scope, receive, send))
     assert lines_when_done == [1]
     assert len(audit_path.read_text().splitlines()) == 1, "written once"
+
+
+def test_plain_audit_line_is_written_once_the_client_has_content_length_bytes(tmp_path: Path) -> None:
+    """A body sent whole and then closed by an empty last frame: the client is done after the first frame."""
+    audit_path = tmp_path / "audit.log"
+    payload = json.dumps({"ok": True, "usage": {"prompt_tokens": 2, "completion_tokens": 3}}).encode()
+
+    async def downstream(scope, receive, send) -> None:
+        await receive()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]})
+        await send({"type": "http.response.body", "body": payload, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    keys = KeyStore((ApiKeyRecord("alice", Role.USER, ("a",), hash_key(KEY)),))
+    gate = Gate(downstream, GateSettings(True, 1000, {"a": 16}), keys, AuditLog(audit_path), RecordingMetrics())
+    lines_when_body: list[int] = []
+
+    async def send(message) -> None:
+        if message.get("body"):
+            lines_when_body.append(len(audit_path.read_text().splitlines()) if audit_path.exists() else 0)
+
+    async def receive():
+        return {"type": "http.request", "body": b'{"model":"a","prompt":"x"}', "more_body": False}
+
+    scope = {"type": "http", "method": "POST", "path": "/v1/completions", "client": ("10.0.0.1", 1),
+             "headers": [(b"authorization", f"Bearer {KEY}".encode())]}  # fmt: skip
+    asyncio.run(gate(scope, receive, send))
+    assert lines_when_body == [1]
+    line = audit_lines(audit_path)
+    assert len(line) == 1 and line[0]["completion_tokens"] == 3 and line[0]["status"] == 200
