@@ -105,7 +105,7 @@ def main() -> int:
     sample = test_pii.load(test_pii.DATA)
     sentences = [text for text, _ in sample]
     default = list(DEFAULT_PII_ENTITIES)
-    stock = {"only_configured_recognizers": False, "exclude_components": (), "phone_score": None}
+    stock = {"only_configured_recognizers": False, "exclude_components": (), "phone_score": None, "fast_ner": False}
     setups = [
         ("stock / all", PiiOptions(entities=PII_ENTITY_NAMES, spacy_model=args.model, **stock), list(PII_ENTITY_NAMES)),
         ("stock / default", PiiOptions(entities=DEFAULT_PII_ENTITIES, spacy_model=args.model, **stock), default),

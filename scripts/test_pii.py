@@ -115,7 +115,8 @@ def options_from_args(args: argparse.Namespace) -> PiiOptions:
     entities = tuple(e.strip() for e in args.entities.split(",") if e.strip())
     if args.stock:
         return PiiOptions(entities=entities, spacy_model=args.model, score_threshold=args.threshold,
-                          only_configured_recognizers=False, exclude_components=(), phone_score=None)  # fmt: skip
+                          only_configured_recognizers=False, exclude_components=(), phone_score=None,
+                          fast_ner=False)  # fmt: skip
     return PiiOptions(entities=entities, spacy_model=args.model, score_threshold=args.threshold)
 
 

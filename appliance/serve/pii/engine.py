@@ -4,8 +4,9 @@ Offline by construction: tldextract (used by the e-mail and URL recognizers) is 
 snapshot bundled in its wheel, and a spaCy model that is not installed is an error, never a download.
 
 Speed (see scripts/bench_pii.py and docs/guides/pii.md): only the recognizers of the configured entity types
-are loaded, spaCy runs only its NER (lower-cased tokens stand in for lemmas), and phone numbers are looked
-for only around digits (:mod:`appliance.serve.pii.phone`).
+are loaded, spaCy runs only its NER (lower-cased tokens stand in for lemmas) with numpy's BLAS and a chunked
+parse (:mod:`appliance.serve.pii.fastner`), and phone numbers are looked for only around digits
+(:mod:`appliance.serve.pii.phone`).
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ class PiiOptions:
     # Presidio scores a phone number that libphonenumber validates at 0.4, under the default threshold (0.5),
     # so without a context word ("phone") it is never masked; the appliance trusts the validation.
     phone_score: float | None = VALIDATED_PHONE_SCORE
+    # spaCy's NER with numpy's BLAS and a chunked parse: the same entities, about twice as fast (fastner.py).
+    fast_ner: bool = True
 
 
 def use_bundled_suffix_list() -> None:
@@ -78,6 +81,8 @@ def build_engines(options: PiiOptions) -> tuple[AnalyzerEngine, AnonymizerEngine
     from presidio_analyzer.nlp_engine import SpacyNlpEngine
     from presidio_anonymizer import AnonymizerEngine
 
+    from appliance.serve.pii.fastner import run_pipeline, use_openblas
+
     use_bundled_suffix_list()
     if not spacy.util.is_package(options.spacy_model):
         raise PiiModelMissing(
@@ -93,7 +98,14 @@ def build_engines(options: PiiOptions) -> tuple[AnalyzerEngine, AnonymizerEngine
             if "lemmatizer" in options.exclude_components:
                 _register_lower_lemma()
                 nlp.add_pipe(LOWER_LEMMA)
+            if options.fast_ner:
+                use_openblas(nlp)
             self.nlp = {options.language: nlp}
+
+        def process_text(self, text: str, language: str):  # type: ignore[no-untyped-def]
+            if not options.fast_ner:
+                return super().process_text(text, language)
+            return self._doc_to_nlp_artifact(run_pipeline(self.nlp[language], text), language)
 
     nlp_engine = _Engine(models=[{"lang_code": options.language, "model_name": options.spacy_model}])
     nlp_engine.load()

@@ -6,18 +6,61 @@ separators (plus an optional extension), and the matcher decides from the charac
 it on each digit run with a margin of context on both sides finds the same numbers at the same offsets
 (tested against the stock recognizer on the labelled sample). Presidio's scores and context handling apply
 unchanged.
+
+A region's matcher is also skipped on a window with too few digits to hold one of that region's numbers: a
+valid US number has 10 digits, so a window with a house number and a year never reaches the US matcher. The
+least is taken from libphonenumber's own metadata: the region's shortest number length, or, because a number
+in international form ("+49 30 1234", "00 49 ...") is matched under every region, the shortest country code
+plus number of any country (plus two digits for an international call prefix when no "+" is written).
 """
 
 from __future__ import annotations
 
 import re
+from functools import cache
 from typing import Any
 
+import phonenumbers
+from phonenumbers import PhoneMetadata
 from presidio_analyzer import EntityRecognizer, RecognizerResult
 from presidio_analyzer.predefined_recognizers import PhoneRecognizer
 
 _DIGIT_RUN = re.compile(r"[0-9０-９][0-9０-９\s()+\-./\u2010-\u2015\u00a0]*")
 MARGIN = 24
+PLUS_SIGNS = frozenset("+\uff0b")
+SHORTEST_IDD = 2  # international call prefixes ("00", "011", "810", ...) have at least two digits
+
+
+def _lengths(metadata: Any, possible: bool) -> list[int]:
+    desc = metadata.general_desc
+    found = list(desc.possible_length or ()) + (list(desc.possible_length_local_only or ()) if possible else [])
+    return [length for length in found if length > 0]
+
+
+@cache
+def shortest_international(possible: bool) -> int:
+    """Fewest digits of any number written with its country code (country code + shortest national number)."""
+    best = 99
+    for region in phonenumbers.SUPPORTED_REGIONS:
+        metadata = PhoneMetadata.metadata_for_region(region)
+        if metadata is not None and metadata.country_code and _lengths(metadata, possible):
+            best = min(best, len(str(metadata.country_code)) + min(_lengths(metadata, possible)))
+    for code in phonenumbers.COUNTRY_CODES_FOR_NON_GEO_REGIONS:
+        metadata = PhoneMetadata.metadata_for_nongeo_region(code)
+        if metadata is not None and _lengths(metadata, possible):
+            best = min(best, len(str(code)) + min(_lengths(metadata, possible)))
+    return best
+
+
+@cache
+def fewest_digits(region: str, leniency: int, plus: bool) -> int:
+    """Fewest digits a window needs for ``region``'s matcher to find anything there (0: always run it)."""
+    possible = leniency == phonenumbers.Leniency.POSSIBLE
+    metadata = PhoneMetadata.metadata_for_region(region)
+    if metadata is None or not _lengths(metadata, possible):
+        return 0
+    international = shortest_international(possible) + (0 if plus else SHORTEST_IDD)
+    return min(min(_lengths(metadata, possible)), international)
 
 
 def windows(text: str, margin: int = MARGIN) -> list[tuple[int, int]]:
@@ -38,11 +81,27 @@ class WindowedPhoneRecognizer(PhoneRecognizer):
     def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list[RecognizerResult]:
         results: list[RecognizerResult] = []
         for start, end in windows(text):
-            for result in super().analyze(text[start:end], entities, None):
-                result.start += start
-                result.end += start
-                results.append(result)
+            window = text[start:end]
+            digits = sum(char.isdigit() for char in window)
+            plus = not PLUS_SIGNS.isdisjoint(window)
+            for region in self.supported_regions:
+                if digits < fewest_digits(region, self.leniency, plus):
+                    continue
+                for match in phonenumbers.PhoneNumberMatcher(window, region, leniency=self.leniency):
+                    results.append(self._result(match, window, region, start))
         return EntityRecognizer.remove_duplicates(results)
+
+    def _result(self, match: Any, window: str, region: str, offset: int) -> RecognizerResult:
+        """What :meth:`PhoneRecognizer.analyze` records for ``match`` (the region named after the number's
+        own country when it parses), moved to the text's offsets."""
+        try:
+            region = phonenumbers.region_code_for_number(phonenumbers.parse(window[match.start:match.end]))
+        except phonenumbers.NumberParseException:
+            pass
+        result = self._get_recognizer_result(match, window, region, None)
+        result.start += offset
+        result.end += offset
+        return result
 
     @classmethod
     def like(cls, stock: PhoneRecognizer, score: float | None) -> WindowedPhoneRecognizer:

@@ -1,0 +1,116 @@
+"""The fast NER finds exactly the entities spaCy's own NER finds: same spans, same labels, on every text."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from appliance.serve.pii.engine import UNUSED_SPACY_COMPONENTS
+from appliance.serve.pii.fastner import chunk_starts, chunkable, openblas_ops, parse_entities, run_pipeline, use_openblas
+from tests.helpers import ROOT
+from tests.unit.serve.pii.conftest import TEST_SPACY_MODEL
+
+SENTENCES = [json.loads(line)["text"] for line in (ROOT / "scripts/data/pii_sample.jsonl").read_text().splitlines()]
+TRICKY = [
+    "",
+    " ",
+    "Hello",
+    "\n\n",
+    "Washington, D.C., is where John Smith, Jr. lives; Dr. A. B. Jones, Ph.D., visits Paris, France.",
+    "Send it to Mary-Ann O'Neil, 12 Baker St., London, UK. Or: Jean-Luc Picard! Or? Kathryn Janeway.",
+    "emails: a@b.com, c@d.org; names: Li Wei, Ana Lucía García, Ngozi Okonjo-Iweala.\n\nBye, Tom.",
+]
+
+
+@pytest.fixture(scope="module")
+def pipelines():
+    import spacy
+
+    if not spacy.util.is_package(TEST_SPACY_MODEL):
+        pytest.fail(f"the spaCy model package {TEST_SPACY_MODEL} is missing; `make test` installs it", pytrace=False)
+    stock = spacy.load(TEST_SPACY_MODEL, exclude=list(UNUSED_SPACY_COMPONENTS))
+    fast = spacy.load(TEST_SPACY_MODEL, exclude=list(UNUSED_SPACY_COMPONENTS))
+    use_openblas(fast)
+    return stock, fast
+
+
+def entities(doc) -> list[tuple[int, int, str]]:  # type: ignore[no-untyped-def]
+    return [(ent.start_char, ent.end_char, ent.label_) for ent in doc.ents]
+
+
+def corpus() -> list[str]:
+    rng = random.Random(7)
+    joined = " ".join(SENTENCES)
+    texts = [*SENTENCES, *TRICKY, joined[:1024], joined[1024:5120]]
+    texts += [rng.choice([" ", "\n", "  ", ", "]).join(rng.sample(SENTENCES, rng.randint(2, 10))) for _ in range(60)]
+    return texts
+
+
+def test_same_entities_as_spacy_everywhere(pipelines) -> None:
+    stock, fast = pipelines
+    for text in corpus():
+        assert entities(run_pipeline(fast, text)) == entities(stock(text)), text[:200]
+
+
+@pytest.mark.parametrize("min_tokens", [1, 2, 3, 5])
+def test_same_entities_when_entities_run_over_chunk_starts(pipelines, min_tokens: int) -> None:
+    """Chunks a few tokens long start inside entities all the time; the earlier chunk must carry on."""
+    stock, fast = pipelines
+    crossings = 0
+    for text in corpus():
+        expected = stock(text)
+        starts = set(chunk_starts(expected, min_tokens))
+        crossings += sum(1 for ent in expected.ents if starts & set(range(ent.start + 1, ent.end)))
+        doc = fast.make_doc(text)
+        for name, component in fast.pipeline:
+            doc = parse_entities(component, doc, min_tokens) if name == "ner" else component(doc)
+        assert entities(doc) == entities(expected), text[:200]
+    assert crossings >= 5  # the carry-on path really ran
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.sampled_from(SENTENCES[:80] + TRICKY[4:]), min_size=1, max_size=8),
+       st.sampled_from([" ", "\n", ", ", ". ", ""]), st.integers(min_value=1, max_value=24))  # fmt: skip
+def test_same_entities_on_generated_texts(pipelines, pieces: list[str], separator: str, min_tokens: int) -> None:
+    stock, fast = pipelines
+    text = separator.join(pieces)
+    doc = fast.make_doc(text)
+    parse_entities(fast.get_pipe("ner"), doc, min_tokens)
+    assert entities(doc) == entities(stock(text))
+
+
+def test_chunk_starts_are_increasing_and_spaced(pipelines) -> None:
+    _, fast = pipelines
+    doc = fast.make_doc(" ".join(SENTENCES[:30]))
+    starts = chunk_starts(doc, 8)
+    assert starts[0] == 0 and len(starts) > 5
+    assert all(later - earlier >= 8 for earlier, later in zip(starts, starts[1:]))
+    assert all(doc[start - 1].text in {".", "!", "?", ";", ":", ","} or doc[start - 1].is_space for start in starts[1:])
+    assert chunk_starts(fast.make_doc(""), 8) == [0]
+
+
+def test_only_a_greedy_ner_is_chunked(pipelines) -> None:
+    _, fast = pipelines
+    assert [name for name, component in fast.pipeline if chunkable(component)] == ["ner"]
+    assert not chunkable(object())
+
+
+@pytest.mark.parametrize(("trans1", "trans2"), [(False, False), (True, False), (False, True), (True, True)])
+def test_openblas_gemm_matches_thinc(trans1: bool, trans2: bool) -> None:
+    from thinc.api import NumpyOps
+
+    rng = numpy.random.default_rng(0)
+    x = rng.standard_normal((7, 5) if not trans1 else (5, 7)).astype("f")
+    y = rng.standard_normal((5, 3) if not trans2 else (3, 5)).astype("f")
+    expected = NumpyOps().gemm(x, y, trans1=trans1, trans2=trans2)
+    got = openblas_ops().gemm(x, y, trans1=trans1, trans2=trans2)
+    assert got.dtype == numpy.float32 and got.shape == (7, 3)
+    numpy.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    out = numpy.zeros((7, 3), dtype="f")
+    assert openblas_ops().gemm(x, y, out=out, trans1=trans1, trans2=trans2) is out
+    numpy.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
