@@ -60,6 +60,7 @@ class Level:
     ttft_p50_ms: float
     ttft_p99_ms: float
     errors: int
+    stream_tok_s_p50: float = 0.0  # per stream, from its first token to its last (no queueing, no TTFT)
 
     @property
     def tok_s(self) -> float:
@@ -80,9 +81,10 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
-async def one_request(client: httpx.AsyncClient, url: str, key: str | None, tokens: int) -> tuple[float, int]:
-    """(time to first token in s, output tokens) for one streamed chat completion."""
-    body = {"model": MODEL, "messages": [{"role": "user", "content": "Tell me a story."}], "max_tokens": tokens,
+async def one_request(client: httpx.AsyncClient, url: str, key: str | None, tokens: int,
+                      content: str = "Tell me a story.") -> tuple[float, int, float]:  # fmt: skip
+    """(time to first token in s, output tokens, total time in s) for one streamed chat completion."""
+    body = {"model": MODEL, "messages": [{"role": "user", "content": content}], "max_tokens": tokens,
             "stream": True, "ignore_eos": True, "stream_options": {"include_usage": True}}  # fmt: skip
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     started = time.perf_counter()
@@ -102,15 +104,18 @@ async def one_request(client: httpx.AsyncClient, url: str, key: str | None, toke
                     ttft = time.perf_counter() - started
                 if chunk.get("usage"):
                     produced = chunk["usage"]["completion_tokens"]
-    return (ttft if ttft is not None else time.perf_counter() - started), produced
+    total = time.perf_counter() - started
+    return (ttft if ttft is not None else total), produced, total
 
 
-async def run_level(target: str, url: str, key: str | None, concurrency: int, tokens: int, requests: int) -> Level:
+async def run_level(target: str, url: str, key: str | None, concurrency: int, tokens: int, requests: int,
+                    content: str = "Tell me a story.") -> Level:  # fmt: skip
     limits = httpx.Limits(max_connections=concurrency + 4, max_keepalive_connections=concurrency + 4)
     async with httpx.AsyncClient(timeout=600, limits=limits) as client:
-        await asyncio.gather(*(one_request(client, url, key, 8) for _ in range(min(concurrency, 4))))  # warm up
+        await asyncio.gather(*(one_request(client, url, key, 8, content) for _ in range(min(concurrency, 4))))  # warm
         queue = list(range(requests))
         ttfts: list[float] = []
+        rates: list[float] = []
         produced = 0
         errors = 0
 
@@ -119,8 +124,10 @@ async def run_level(target: str, url: str, key: str | None, concurrency: int, to
             while queue:
                 queue.pop()
                 try:
-                    ttft, count = await one_request(client, url, key, tokens)
+                    ttft, count, total = await one_request(client, url, key, tokens, content)
                     ttfts.append(ttft)
+                    if count > 1 and total > ttft:
+                        rates.append((count - 1) / (total - ttft))
                     produced += count
                 except httpx.HTTPError:
                     errors += 1
@@ -129,7 +136,7 @@ async def run_level(target: str, url: str, key: str | None, concurrency: int, to
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         seconds = time.perf_counter() - started
     return Level(target, concurrency, requests, produced, seconds, percentile(ttfts, 50) * 1000,
-                 percentile(ttfts, 99) * 1000, errors)  # fmt: skip
+                 percentile(ttfts, 99) * 1000, errors, percentile(rates, 50))  # fmt: skip
 
 
 def wait_http(url: str, timeout: float, ok: int = 200) -> None:
@@ -165,8 +172,9 @@ def raw_vllm(model_dir: Path, port: int):
 
 
 @contextmanager
-def appliance(model_dir: Path, work: Path, port: int):
-    """Ray head + ``python -m appliance serve`` with one model, auth and audit on."""
+def appliance(model_dir: Path, work: Path, port: int, settings: dict[str, str] | None = None):
+    """Ray head + ``python -m appliance serve`` with one model, auth and audit on (``settings``: .env overrides,
+    default BENCH_SETTINGS)."""
     shutil.copyfile(ROOT / ".env.example", work / ".env")
     shutil.copyfile(ROOT / ".secrets.example", work / ".secrets")
     (work / ".secrets").chmod(0o600)
@@ -178,10 +186,10 @@ def appliance(model_dir: Path, work: Path, port: int):
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token), "APPLIANCE_GPU_COUNT": "0",
            "RAY_USAGE_STATS_ENABLED": "0", **EXTRA_RAY_ENV}  # fmt: skip
     # the serving env the stack ships (direct ingress on SERVE_HTTP_PORT unless SERVE_DIRECT_INGRESS=false)
-    _set(work / ".env", {"SERVE_HTTP_PORT": str(port), **EXTRA_SETTINGS})
-    settings = load_config(ConfigFiles(env=work / ".env", secrets=work / ".secrets", models=work / "models.yaml"),
-                           gpu_count=0).settings  # fmt: skip
-    env.update(serving_env(settings))
+    _set(work / ".env", {"SERVE_HTTP_PORT": str(port), **(EXTRA_SETTINGS if settings is None else settings)})
+    loaded = load_config(ConfigFiles(env=work / ".env", secrets=work / ".secrets", models=work / "models.yaml"),
+                         gpu_count=0).settings  # fmt: skip
+    env.update(serving_env(loaded))
     cli = [sys.executable, "-m", "appliance"]
     key = subprocess.run([*cli, "keys", "create", "bench", "--role", "admin"], cwd=work, env=env, check=True,
                          capture_output=True, text=True).stdout.strip()  # fmt: skip
@@ -191,7 +199,7 @@ def appliance(model_dir: Path, work: Path, port: int):
                     "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={work / 'ray'}"],
                    env=env, check=True, capture_output=True)  # fmt: skip
     try:
-        subprocess.run([*cli, "serve", "--ray-address", f"127.0.0.1:{gcs}", "--http-port", str(proxy_port(settings))],
+        subprocess.run([*cli, "serve", "--ray-address", f"127.0.0.1:{gcs}", "--http-port", str(proxy_port(loaded))],
                        cwd=work,
                        env=env, check=True, capture_output=True)  # fmt: skip
         wait_http(f"http://127.0.0.1:{port}/health/ready", 900)

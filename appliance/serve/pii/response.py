@@ -3,7 +3,8 @@
 Each choice has its own text streams (``content``, ``reasoning_content``, completions' ``text``, and one per
 tool call's ``arguments``), each with its own :class:`~appliance.serve.pii.restore.StreamRestorer`. Text
 held back at the end of one event goes out in a later event of the same choice; a choice's
-``finish_reason`` flushes its streams into that event, and whatever is still held when the stream ends
+``finish_reason`` flushes its streams into that event (values restored into tool call arguments are
+JSON-escaped, since arguments are JSON text), and whatever is still held when the stream ends
 goes out in one extra event before ``data: [DONE]``. Events are parsed only once complete (``\\n\\n``), so a
 UTF-8 character split between two network chunks is never cut. Pure: bytes in, bytes out.
 """
@@ -33,7 +34,7 @@ def restore_json(body: bytes, restorer: Restorer) -> bytes:
         if not isinstance(choice, dict):
             continue
         for holder, name in _text_slots(choice, "message"):
-            restored = restorer.restore(holder[name])
+            restored = (restorer.json_escaped() if name == "arguments" else restorer).restore(holder[name])
             if restored != holder[name]:
                 holder[name] = restored
                 changed = True
@@ -141,7 +142,8 @@ class SseRestorer:
     def _stream(self, key: StreamKey) -> StreamRestorer:
         stream = self._streams.get(key)
         if stream is None:
-            stream = self._streams[key] = self._restorer.stream()
+            restorer = self._restorer.json_escaped() if key[1] == "tool" else self._restorer
+            stream = self._streams[key] = restorer.stream()
         return stream
 
     def _flush_choice(self, choice: dict[str, Any], index: int) -> bool:

@@ -15,6 +15,7 @@ UTF-8 character is never split.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from itertools import product
@@ -56,6 +57,7 @@ class Restorer:
 
     def __init__(self, originals: Mapping[str, str]) -> None:
         self.originals = dict(originals)
+        self._escaped: Restorer | None = None
         self._root = _Node()
         self._bare_root = _Node()  # the forms that start without '<' (need a word boundary before them)
         starts = {"<"}
@@ -76,6 +78,14 @@ class Restorer:
 
     def stream(self) -> StreamRestorer:
         return StreamRestorer(self)
+
+    def json_escaped(self) -> Restorer:
+        """The restorer for JSON text (tool call arguments): each value as it is written inside a JSON string,
+        so a value with ``"``, ``\\`` or a line break keeps the arguments valid JSON."""
+        if self._escaped is None:
+            self._escaped = Restorer({token: json.dumps(value, ensure_ascii=False)[1:-1]
+                                      for token, value in self.originals.items()})  # fmt: skip
+        return self._escaped
 
     def scan(self, text: str, *, prev: str, final: bool) -> tuple[str, int]:
         """Restore ``text`` from its start; stop (unless ``final``) where a placeholder might begin but the text

@@ -71,14 +71,39 @@ def test_every_text_of_a_chat_request_in_order() -> None:
         ("messages", 5, "content"),
         ("messages", 5, "name"),
     ]
+    assert [f.inner for f in fields][2:5] == [("who",), None, ("card",)]
+    assert fields[2].text == "Ann Lee"  # the JSON string's value, not the JSON text
     import copy
 
     body = replace_texts(copy.deepcopy(CHAT), fields, [f"T{i}" for i in range(len(fields))])
     assert body["messages"][1]["content"][0]["text"] == "T1"
     assert body["messages"][1]["content"][1]["image_url"]["url"] == "http://x/y.png"
-    assert body["messages"][2]["tool_calls"][0]["function"] == {"name": "lookup", "arguments": "T2"}
+    assert body["messages"][2]["tool_calls"][0]["function"] == {"name": "lookup", "arguments": '{"who": "T2"}'}
     assert body["messages"][3]["content"] == "T3"
+    assert body["messages"][4]["function_call"]["arguments"] == '{"card": "T4"}'
     assert body["messages"][5]["name"] == "T6"
+
+
+def test_json_arguments_are_masked_value_by_value_and_stay_valid_json() -> None:
+    import json
+
+    arguments = json.dumps({"to": 'Ann "Nan" O\'Lee', "cc": ["bo@example.com", 7, None], "n": {"deep": "x\ny"}})
+    body = {"messages": [{"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": arguments}}]}]}
+    fields = request_texts(body)
+    assert [(f.inner, f.text) for f in fields] == [
+        (("to",), 'Ann "Nan" O\'Lee'), (("cc", 0), "bo@example.com"), (("n", "deep"), "x\ny")]
+    replace_texts(body, fields, ['<PERSON_1> "x"', "<EMAIL_ADDRESS_1>", "é\n"])
+    masked = json.loads(body["messages"][0]["tool_calls"][0]["function"]["arguments"])
+    assert masked == {"to": '<PERSON_1> "x"', "cc": ["<EMAIL_ADDRESS_1>", 7, None], "n": {"deep": "é\n"}}
+
+
+def test_arguments_that_are_not_json_are_one_text() -> None:
+    for arguments in ("not json {", '"just a string"', "42"):
+        body = {"messages": [{"role": "assistant", "function_call": {"name": "f", "arguments": arguments}}]}
+        (field,) = request_texts(body)
+        assert field.inner is None and field.text == arguments
+        replace_texts(body, [field], ["T"])
+        assert body["messages"][0]["function_call"]["arguments"] == "T"
 
 
 def test_completion_prompts_and_suffix() -> None:

@@ -127,3 +127,35 @@ def test_any_byte_chunking_gives_the_same_stream(cuts: list[int]) -> None:
     out = run(COMPLETION, cuts)
     assert out == run(COMPLETION, [])
     assert texts_by_choice(out) == {0: "ŽŽofie Nováková😀", 1: "Žzofie@example.comé done"}
+
+
+TRICKY = Restorer({"<PERSON_1>": 'Ann "Nan" Lee', "<LOCATION_1>": "C:\\Temp\nNext line"})
+
+
+def test_values_put_into_tool_call_arguments_are_json_escaped() -> None:
+    body = {"choices": [{"index": 0, "message": {"role": "assistant", "content": "Hi <PERSON_1>", "tool_calls": [
+        {"id": "t", "type": "function", "function": {"name": "f", "arguments": '{"who": "<PERSON_1>", "at": "<LOCATION_1>"}'}}]}}]}  # fmt: skip
+    message = json.loads(restore_json(json.dumps(body).encode(), TRICKY))["choices"][0]["message"]
+    assert message["content"] == 'Hi Ann "Nan" Lee'  # plain text: the value as it is
+    assert json.loads(message["tool_calls"][0]["function"]["arguments"]) == {
+        "who": 'Ann "Nan" Lee', "at": "C:\\Temp\nNext line"}
+
+
+def test_streamed_tool_call_arguments_stay_valid_json() -> None:
+    raw = sse(
+        chat_event(0, content="To <PERS"),
+        chat_event(0, content="ON_1>", tool_calls=[{"index": 0, "id": "a", "function": {"name": "f", "arguments": '{"who": "<PER'}}]),
+        chat_event(0, tool_calls=[{"index": 0, "function": {"arguments": 'SON_1>", "at": "<LOCATION_1'}}]),
+        chat_event(0, tool_calls=[{"index": 0, "function": {"arguments": '>"}'}}]),
+        chat_event(0, finish="tool_calls"),
+    )  # fmt: skip
+    restorer = SseRestorer(TRICKY)
+    out = restorer.feed(raw) + restorer.finish()
+    content, arguments = "", ""
+    for payload in events(out):
+        delta = payload["choices"][0].get("delta") or {}
+        content += delta.get("content") or ""
+        for call in delta.get("tool_calls") or []:
+            arguments += call["function"].get("arguments", "")
+    assert content == 'To Ann "Nan" Lee'
+    assert json.loads(arguments) == {"who": 'Ann "Nan" Lee', "at": "C:\\Temp\nNext line"}
