@@ -123,8 +123,10 @@ def build_engines(options: PiiOptions) -> tuple[AnalyzerEngine, AnonymizerEngine
         for recognizer in registry.recognizers:
             if type(recognizer).__name__ == "PhoneRecognizer":
                 recognizer.SCORE = options.phone_score  # read by PhoneRecognizer.analyze
+    enhancer = _in_place_enhancer() if options.fast_ner else None
     analyzer = AnalyzerEngine(registry=registry, nlp_engine=nlp_engine, supported_languages=[options.language],
-                              default_score_threshold=options.score_threshold)  # fmt: skip
+                              default_score_threshold=options.score_threshold,
+                              context_aware_enhancer=enhancer)  # fmt: skip
     _LOGGER.info("PII analyzer ready: model %s, %d recognizers, entities %s", options.spacy_model,
                  len(registry.recognizers), ",".join(options.entities))  # fmt: skip
     return analyzer, AnonymizerEngine()
@@ -144,9 +146,29 @@ def _register_lower_lemma() -> None:
 
         @Language.component(LOWER_LEMMA)
         def lower_lemma(doc):  # type: ignore[no-untyped-def]
-            for token in doc:
-                token.lemma_ = token.lower_
+            from spacy.attrs import LEMMA, LOWER
+
+            if len(doc):
+                doc.from_array([LEMMA], doc.to_array([LOWER]))  # token.lemma_ = token.lower_, in one call
             return doc
+
+
+class _NoDeepCopy(list):  # type: ignore[type-arg]
+    def __deepcopy__(self, memo: dict) -> _NoDeepCopy:
+        return self
+
+
+def _in_place_enhancer() -> Any:
+    """Presidio's context enhancer without its defensive ``copy.deepcopy`` of every result: the analyzer makes
+    the results fresh for each call and reads only what the enhancer returns (a deep copy of ~10 results with
+    their explanations was ~5 % of a 1 KB analysis)."""
+    from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer
+
+    class InPlaceEnhancer(LemmaContextAwareEnhancer):
+        def enhance_using_context(self, text, raw_results, nlp_artifacts, recognizers, context=None):  # type: ignore[no-untyped-def]  # noqa: E501
+            return super().enhance_using_context(text, _NoDeepCopy(raw_results), nlp_artifacts, recognizers, context)
+
+    return InPlaceEnhancer()
 
 
 @dataclass
