@@ -114,3 +114,18 @@ def test_openblas_gemm_matches_thinc(trans1: bool, trans2: bool) -> None:
     out = numpy.zeros((7, 3), dtype="f")
     assert openblas_ops().gemm(x, y, out=out, trans1=trans1, trans2=trans2) is out
     numpy.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_preset_entities_are_left_to_spacy(pipelines) -> None:
+    """A document that already has entities takes spaCy's own parse (which keeps the preset ones)."""
+    from spacy.tokens import Span
+
+    stock, fast = pipelines
+    text = "Ann Lee met Bob Stone in Paris, then flew to Rome with Carla Diaz."
+    expected, doc = stock.make_doc(text), fast.make_doc(text)
+    expected.ents = [Span(expected, 3, 5, label="ORG")]
+    doc.ents = [Span(doc, 3, 5, label="ORG")]
+    stock.get_pipe("ner")(expected)
+    parse_entities(fast.get_pipe("ner"), doc)
+    assert entities(doc) == entities(expected)
+    assert ("Bob Stone", "ORG") in [(ent.text, ent.label_) for ent in doc.ents]
