@@ -29,9 +29,12 @@ it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import cache
 from typing import Any
 
 import numpy
+from thinc.api import NumpyOps
 
 # Punctuation after which a chunk may start (tokens' text), and the shortest chunk in tokens. Short chunks
 # mean fewer batched steps; too short and entities like "Washington, D.C." run over chunk ends (still exact,
@@ -40,40 +43,28 @@ CHUNK_AFTER = (".", "!", "?", ";", ":", ",")
 MIN_CHUNK_TOKENS = 8
 
 
-def _numpy_ops_class() -> type:
-    from thinc.api import NumpyOps
+class OpenBlasOps(NumpyOps):
+    """thinc's CPU ops with matrix products by ``numpy.matmul`` (numpy's OpenBLAS) instead of blis."""
 
-    class OpenBlasOps(NumpyOps):
-        """thinc's CPU ops with matrix products by ``numpy.matmul`` (numpy's OpenBLAS) instead of blis."""
+    name = "appliance_openblas"
 
-        name = "appliance_openblas"
-
-        def gemm(self, x, y, out=None, trans1=False, trans2=False):  # type: ignore[no-untyped-def]
-            a = x.T if trans1 else x
-            b = y.T if trans2 else y
-            if out is None:
-                return numpy.matmul(a, b)
-            numpy.matmul(a, b, out=out)
-            return out
-
-    return OpenBlasOps
+    def gemm(self, x, y, out=None, trans1=False, trans2=False):  # type: ignore[no-untyped-def]
+        a = x.T if trans1 else x
+        b = y.T if trans2 else y
+        if out is None:
+            return numpy.matmul(a, b)
+        numpy.matmul(a, b, out=out)
+        return out
 
 
-_OPS: Any = None
-
-
-def openblas_ops() -> Any:
+@cache
+def openblas_ops() -> OpenBlasOps:
     """The one :class:`OpenBlasOps` instance."""
-    global _OPS
-    if _OPS is None:
-        _OPS = _numpy_ops_class()()
-    return _OPS
+    return OpenBlasOps()
 
 
 def use_openblas(nlp: Any) -> None:
     """Every model node of ``nlp``'s components computes with :func:`openblas_ops` (CPU only)."""
-    from thinc.api import NumpyOps
-
     ops = openblas_ops()
     for _, component in nlp.pipeline:
         model = getattr(component, "model", None)
@@ -96,7 +87,7 @@ def chunkable(component: Any) -> bool:
             return False
         if not model.attrs.get("has_upper"):
             return False
-        _moves(component)
+        _Moves(component)
     except (KeyError, ValueError, AttributeError):
         return False
     return True
@@ -166,23 +157,13 @@ class _Moves:
         self.last, self.unit, self.out = (self.move == LAST) & labelled, (self.move == UNIT) & labelled, self.move == OUT
 
 
-_MOVES: dict[int, _Moves] = {}
-
-
-def _moves(ner: Any) -> _Moves:
-    found = _MOVES.get(id(ner))
-    if found is None:
-        found = _MOVES[id(ner)] = _Moves(ner)
-    return found
-
-
-def parse_entities(ner: Any, doc: Any, min_tokens: int = MIN_CHUNK_TOKENS) -> Any:
+def parse_entities(ner: Any, doc: Any, min_tokens: int = MIN_CHUNK_TOKENS, moves: _Moves | None = None) -> Any:
     """Run the greedy NER ``ner`` (see :func:`chunkable`) over ``doc`` in chunks; sets ``doc.ents``.
 
     The transition system is spaCy's BiluoPushDown for a document without preset entities (``doc.ents``
     empty: the only case used here; any other goes to the component itself): the validity rules of
     ``ner.pyx`` (``Begin/In/Last/Unit/Out.is_valid``) as array masks, the best valid move per chunk, and the
-    entity it opens or closes."""
+    entity it opens or closes. ``moves``: ``ner``'s moves, when the caller has them already."""
     from spacy.attrs import ENT_IOB, IS_SPACE, SENT_START
     from spacy.tokens import Span
 
@@ -194,7 +175,7 @@ def parse_entities(ner: Any, doc: Any, min_tokens: int = MIN_CHUNK_TOKENS) -> An
         return ner(doc)
     space = attrs[:, 1].astype(bool)
     next_starts = numpy.append(attrs[1:, 2] == 1, False)  # the next token starts a sentence
-    moves = _moves(ner)
+    moves = moves or _Moves(ner)
     score = _Scorer(ner, doc)
     starts = chunk_starts(doc, min_tokens)
     position = list(starts)  # per chunk: the next token
@@ -251,14 +232,29 @@ def parse_entities(ner: Any, doc: Any, min_tokens: int = MIN_CHUNK_TOKENS) -> An
     return doc
 
 
-def run_pipeline(nlp: Any, text: str) -> Any:
-    """``nlp(text)``, with every :func:`chunkable` NER run by :func:`parse_entities`."""
-    doc = nlp.make_doc(text)
+def fast_pipeline(nlp: Any) -> Callable[[str], Any]:
+    """``nlp`` as a function of the text, with every :func:`chunkable` NER run by :func:`parse_entities` (which
+    components those are is decided here, once)."""
+    steps: list[Callable[[Any], Any]] = []
     for _, component in nlp.pipeline:
-        if chunkable(component):
-            parse_entities(component, doc)
-            for hook in getattr(component, "postprocesses", ()):
+        if not chunkable(component):
+            steps.append(component)
+            continue
+        moves = _Moves(component)
+        hooks = tuple(getattr(component, "postprocesses", ()))
+
+        def ner(doc: Any, component: Any = component, moves: _Moves = moves, hooks: tuple = hooks) -> Any:
+            parse_entities(component, doc, moves=moves)
+            for hook in hooks:
                 hook(doc)
-        else:
-            doc = component(doc)
-    return doc
+            return doc
+
+        steps.append(ner)
+
+    def run(text: str) -> Any:
+        doc = nlp.make_doc(text)
+        for step in steps:
+            doc = step(doc)
+        return doc
+
+    return run

@@ -207,3 +207,38 @@ def test_audit_prompt_setting_is_respected(tmp_path: Path, pii_service, audit_pr
     post(gate, "/v1/completions", {"model": "a", "prompt": PROMPT})
     line = json.loads(audit.read_text().splitlines()[-1])
     assert ("prompt" in line) is audit_prompts
+
+
+class ToolEchoEngine:
+    """Answers with one tool call whose arguments are those of the first tool call it was sent."""
+
+    def __init__(self) -> None:
+        self.seen: list[bytes] = []
+
+    async def __call__(self, scope, receive, send) -> None:
+        raw = (await receive())["body"]
+        self.seen.append(raw)
+        arguments = json.loads(raw)["messages"][0]["tool_calls"][0]["function"]["arguments"]
+        answer = json.dumps({"choices": [{"index": 0, "message": {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "c2", "type": "function", "function": {"name": "send", "arguments": arguments}}]}}],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 1}}).encode()  # fmt: skip
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(answer))]})
+        await send({"type": "http.response.body", "body": answer})
+
+
+def test_tool_call_arguments_masked_as_json_and_restored_valid(tmp_path: Path, pii_service) -> None:
+    """Real Presidio: a value with a quote inside JSON arguments is masked as the value itself, the engine gets
+    valid JSON with placeholders, and the client gets valid JSON with the values back."""
+    gate, engine, _, _ = make_gate(tmp_path, pii_service.mask, engine=ToolEchoEngine())  # type: ignore[arg-type]
+    arguments = {"to": 'David "Dave" Johnson', "mail": "david.johnson@example.com", "note": "call (212) 555-1234"}
+    messages = [{"role": "assistant", "content": None, "tool_calls": [
+        {"id": "c1", "type": "function", "function": {"name": "send", "arguments": json.dumps(arguments)}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "sent"}]  # fmt: skip
+    status, _, body = post(gate, "/v1/chat/completions", {"model": "a", "messages": messages})
+    assert status == 200, body
+    seen = json.loads(json.loads(engine.seen[0])["messages"][0]["tool_calls"][0]["function"]["arguments"])
+    assert_no_secrets(json.dumps(seen))
+    assert "<EMAIL_ADDRESS_1>" in seen["mail"] and "<PHONE_NUMBER_1>" in seen["note"]
+    answer = json.loads(body)["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"]
+    assert json.loads(answer) == arguments
