@@ -75,6 +75,23 @@ def windows(text: str, margin: int = MARGIN) -> list[tuple[int, int]]:
     return spans
 
 
+class RegionMatcher(phonenumbers.PhoneNumberMatcher):
+    """libphonenumber's matcher that does not parse a candidate with too few digits for its region (the same
+    least as for a window, now per candidate: a window with a long number also holds years and house
+    numbers)."""
+
+    def __init__(self, text: str, region: str, leniency: int, plus: bool) -> None:
+        super().__init__(text, region, leniency=leniency)
+        self._fewest = fewest_digits(region, leniency, False)
+        self._fewest_plus = fewest_digits(region, leniency, True) if plus else self._fewest
+
+    def _extract_match(self, candidate: str, offset: int) -> Any:
+        plus = self._fewest_plus != self._fewest and not PLUS_SIGNS.isdisjoint(candidate)
+        if sum(char.isdigit() for char in candidate) < (self._fewest_plus if plus else self._fewest):
+            return None  # neither the candidate nor any part of it can be one of the region's numbers
+        return super()._extract_match(candidate, offset)
+
+
 class WindowedPhoneRecognizer(PhoneRecognizer):
     """Same results as :class:`PhoneRecognizer`, reading only the text around digits."""
 
@@ -87,7 +104,7 @@ class WindowedPhoneRecognizer(PhoneRecognizer):
             for region in self.supported_regions:
                 if digits < fewest_digits(region, self.leniency, plus):
                     continue
-                for match in phonenumbers.PhoneNumberMatcher(window, region, leniency=self.leniency):
+                for match in RegionMatcher(window, region, self.leniency, plus):
                     results.append(self._result(match, window, region, start))
         return EntityRecognizer.remove_duplicates(results)
 

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from appliance.serve.pii.engine import UNUSED_SPACY_COMPONENTS
-from appliance.serve.pii.fastner import chunk_starts, chunkable, fast_pipeline, openblas_ops, parse_entities, use_openblas
+from appliance.serve.pii.fastner import chunkable, fast_pipeline, openblas_ops, parse_entities, use_openblas
 from tests.helpers import ROOT
 from tests.unit.serve.pii.conftest import TEST_SPACY_MODEL
 
@@ -24,6 +24,11 @@ TRICKY = [
     "Washington, D.C., is where John Smith, Jr. lives; Dr. A. B. Jones, Ph.D., visits Paris, France.",
     "Send it to Mary-Ann O'Neil, 12 Baker St., London, UK. Or: Jean-Luc Picard! Or? Kathryn Janeway.",
     "emails: a@b.com, c@d.org; names: Li Wei, Ana Lucía García, Ngozi Okonjo-Iweala.\n\nBye, Tom.",
+    # ending inside what would be an entity: the last token must close it (I is not valid there)
+    "She works for the Bank of",
+    "Meet me in New",
+    "This letter is from Mr. John",
+    "Please forward it to Maria del Carmen Fernández de la",
 ]
 
 
@@ -58,41 +63,33 @@ def test_same_entities_as_spacy_everywhere(pipelines) -> None:
         assert entities(run(text)) == entities(stock(text)), text[:200]
 
 
-@pytest.mark.parametrize("min_tokens", [1, 2, 3, 5])
-def test_same_entities_when_entities_run_over_chunk_starts(pipelines, min_tokens: int) -> None:
-    """Chunks a few tokens long start inside entities all the time; the earlier chunk must carry on."""
-    stock, fast = pipelines
-    crossings = 0
+def test_the_corpus_has_entities_of_several_tokens_and_tokens_inside_them_that_begin_one(pipelines) -> None:
+    """The continuation path really runs, and so does a token's own move read where the walk never reaches:
+    a token inside an entity that would begin (or be) an entity of its own if it came first."""
+    stock, _ = pipelines
+    long_entities = inner_starts = 0
     for text in corpus():
         expected = stock(text)
-        starts = set(chunk_starts(expected, min_tokens))
-        crossings += sum(1 for ent in expected.ents if starts & set(range(ent.start + 1, ent.end)))
-        doc = fast.make_doc(text)
-        for name, component in fast.pipeline:
-            doc = parse_entities(component, doc, min_tokens) if name == "ner" else component(doc)
-        assert entities(doc) == entities(expected), text[:200]
-    assert crossings >= 5  # the carry-on path really ran
+        long_entities += sum(1 for ent in expected.ents if len(ent) >= 3)
+        for ent in expected.ents:
+            for token in expected[ent.start + 1 : ent.end]:
+                if inner_starts < 5 and not token.is_space:
+                    alone = stock(text[token.idx :])
+                    inner_starts += bool(alone.ents) and alone.ents[0].start == 0
+        if long_entities >= 10 and inner_starts >= 5:
+            return
+    pytest.fail(f"{long_entities} entities of 3+ tokens, {inner_starts} inner tokens that begin one alone")
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(st.lists(st.sampled_from(SENTENCES[:80] + TRICKY[4:]), min_size=1, max_size=8),
-       st.sampled_from([" ", "\n", ", ", ". ", ""]), st.integers(min_value=1, max_value=24))  # fmt: skip
-def test_same_entities_on_generated_texts(pipelines, pieces: list[str], separator: str, min_tokens: int) -> None:
+       st.sampled_from([" ", "\n", ", ", ". ", "", "\n\n", " and "]))  # fmt: skip
+def test_same_entities_on_generated_texts(pipelines, pieces: list[str], separator: str) -> None:
     stock, fast = pipelines
     text = separator.join(pieces)
     doc = fast.make_doc(text)
-    parse_entities(fast.get_pipe("ner"), doc, min_tokens)
+    parse_entities(fast.get_pipe("ner"), doc)
     assert entities(doc) == entities(stock(text))
-
-
-def test_chunk_starts_are_increasing_and_spaced(pipelines) -> None:
-    _, fast = pipelines
-    doc = fast.make_doc(" ".join(SENTENCES[:30]))
-    starts = chunk_starts(doc, 8)
-    assert starts[0] == 0 and len(starts) > 5
-    assert all(later - earlier >= 8 for earlier, later in zip(starts, starts[1:]))
-    assert all(doc[start - 1].text in {".", "!", "?", ";", ":", ","} or doc[start - 1].is_space for start in starts[1:])
-    assert chunk_starts(fast.make_doc(""), 8) == [0]
 
 
 def test_only_a_greedy_ner_is_chunked(pipelines) -> None:
