@@ -1,6 +1,6 @@
 """spaCy's NER with exactly spaCy's entities, about four times as fast on one core.
 
-Two costs dominate spaCy 3.8's NER on CPU, and neither is the model's arithmetic:
+Three costs dominate spaCy 3.8's NER on CPU, and none is the model's arithmetic:
 
 1. **thinc's matrix products go through the ``blis`` wheel, which is built for the generic reference kernel**
    (``BLIS_ARCH_DEBUG=1`` prints ``selecting sub-configuration 'generic'`` on an AVX-512 CPU); numpy's bundled
@@ -8,11 +8,14 @@ Two costs dominate spaCy 3.8's NER on CPU, and neither is the model's arithmetic
    :class:`NumpyOps` with ``gemm`` done by ``numpy.matmul``: same results (float32, same shapes).
 2. **The greedy transition loop pays for the GIL on every token.** spaCy's loop runs with the GIL released,
    and the state accessors its validity checks call many times per token (``StateC.B_``) take it back (the
-   compiled 3.8 wheels do this), so most of the loop is GIL hand-offs. :func:`parse_entities` runs the same
+   compiled 3.8 wheels do this), so most of the loop is GIL hand-offs. :meth:`ArrayNer.parse` runs the same
    greedy parse with arrays instead: the model's step (gather the precomputed features of the state's tokens,
    add, maxout, upper layer), the BILUO validity rules of ``ner.pyx`` as masks, the best valid move. Every
    token's move is decided side by side, then every entity begun is continued side by side, so a 1 KB text
    (~200 tokens) takes one step more than its longest entity has tokens instead of ~200 steps.
+3. **thinc's layer objects.** In the NER's own tok2vec, the bookkeeping of ~60 layer objects and thinc's
+   maxout kernel cost as much as a matrix product; :class:`_Tok2Vec` computes the same layers, in the same
+   order with the same operations, as plain array code (bit for bit the same vectors).
 
 Why that gives exactly the entities of the one-token-at-a-time parse: the NER's state features are the
 next token, the first token of the open entity and the token before the next one when an entity is open
@@ -67,8 +70,8 @@ def use_openblas(nlp: Any) -> None:
                 node.ops = ops
 
 
-def chunkable(component: Any) -> bool:
-    """True for a greedy NER whose parse :func:`parse_entities` may split (see the module's docstring)."""
+def array_parsable(component: Any) -> bool:
+    """True for a greedy NER that :class:`ArrayNer` runs (see the module's docstring)."""
     from spacy.pipeline import EntityRecognizer
 
     if not isinstance(component, EntityRecognizer) or component.cfg.get("beam_width", 1) != 1:
@@ -85,13 +88,92 @@ def chunkable(component: Any) -> bool:
     return True
 
 
+class _Tok2Vec:
+    """The NER's own tok2vec of spaCy's ``en_core_web_sm`` / ``md`` pipelines as array operations, without
+    thinc's layer objects: hash embeddings of NORM / PREFIX / SUFFIX / SHAPE, a maxout + layer norm, a
+    residual maxout window encoder (padded as thinc's ``with_array`` pads it) and the linear projection. The
+    same operations in the same order as thinc (bit for bit the same vectors, tested), ~25 % faster: thinc's
+    per-layer bookkeeping and its maxout kernel cost as much as a matrix product here."""
+
+    def __init__(self, model: Any) -> None:
+        nodes = list(model.walk())
+        named = lambda name: [node for node in nodes if node.name == name]  # noqa: E731
+        embeds = named("hashembed")
+        depth = len(named("expand_window"))
+        expected = (
+            "extract_features>>list2ragged>>with_array(" + "|".join(["ints-getitem>>hashembed"] * len(embeds))
+            + ")>>with_array(maxout>>layernorm>>dropout)>>ragged2list>>with_array("
+            + ">>".join(["residual(expand_window>>maxout>>layernorm>>dropout)"] * depth) + ")>>list2array>>linear"
+        )  # fmt: skip
+        if model.name != expected or not embeds or not depth:
+            raise ValueError(f"not the tok2vec this class computes: {model.name[:200]}")
+        self.columns = named("extract_features")[0].attrs["columns"]
+        self.embeds = []
+        for getitem, embed in zip(named("ints-getitem"), embeds):
+            rows, column = getitem.attrs["index"]
+            if rows != slice(0, None, None) or not isinstance(column, int):
+                raise ValueError(f"unexpected column selection {getitem.attrs['index']!r}")
+            self.embeds.append((column, embed.attrs["seed"], embed.get_param("E")))
+        maxouts, norms = named("maxout"), named("layernorm")
+        self.first = (self._maxout(maxouts[0]), self._norm(norms[0]))
+        windows = [node.attrs["window_size"] for node in named("expand_window")]
+        self.blocks = [(window, self._maxout(maxout), self._norm(norm))
+                       for window, maxout, norm in zip(windows, maxouts[1:], norms[1:])]  # fmt: skip
+        self.pad = next(node.attrs["pad"] for node in nodes if node.name.startswith("with_array(residual"))
+        linear = named("linear")[0]
+        self.linear = (linear.get_param("W"), linear.get_param("b"))
+        self.ops = NumpyOps()
+
+    @staticmethod
+    def _maxout(node: Any) -> tuple[numpy.ndarray, numpy.ndarray, int, int]:
+        out, pieces, into = node.get_dim("nO"), node.get_dim("nP"), node.get_dim("nI")
+        return node.get_param("W").reshape(out * pieces, into), node.get_param("b").reshape(out * pieces), out, pieces
+
+    @staticmethod
+    def _norm(node: Any) -> tuple[numpy.ndarray, numpy.ndarray]:
+        return node.get_param("G"), node.get_param("b")
+
+    @staticmethod
+    def _maxout_norm(inputs: numpy.ndarray, maxout: tuple, norm: tuple) -> numpy.ndarray:
+        """thinc's ``Maxout`` then ``LayerNorm`` (thinc/layers/maxout.py, layernorm.py), same arithmetic."""
+        weights, bias, out, pieces = maxout
+        summed = numpy.matmul(inputs, weights.T)
+        summed += bias
+        by_piece = summed.reshape(summed.shape[0], out, pieces)
+        best = by_piece[..., 0]
+        for piece in range(1, pieces):
+            best = numpy.maximum(best, by_piece[..., piece])  # 30x faster than .max(axis=2) on this shape
+        gain, shift = norm
+        mean = best.mean(axis=1, keepdims=True)
+        variance = best.var(axis=1, keepdims=True) + 1e-08
+        normed = (best - mean) * variance ** (-1.0 / 2.0)
+        normed = normed * gain
+        normed += shift
+        return normed
+
+    def __call__(self, doc: Any) -> numpy.ndarray:
+        ids = doc.to_array(self.columns).reshape(len(doc), -1)  # one column: a 1-d array
+        embedded = []
+        for column, seed, table in self.embeds:
+            keys = self.ops.hash(numpy.ascontiguousarray(ids[:, column], dtype="uint64"), seed) % table.shape[0]
+            embedded.append(self.ops.gather_add(table, keys))
+        vectors = self._maxout_norm(numpy.hstack(embedded), *self.first)
+        padding = numpy.zeros((self.pad, vectors.shape[1]), dtype=vectors.dtype)
+        vectors = numpy.concatenate([padding, vectors, padding])  # thinc's with_array(pad=...) on one document
+        for window, maxout, norm in self.blocks:
+            vectors = vectors + self._maxout_norm(self.ops.seq2col(vectors, window), maxout, norm)
+        weights, bias = self.linear
+        projected = numpy.matmul(vectors[self.pad : self.pad + len(doc)], weights.T)
+        projected += bias
+        return projected
+
+
 class _Scorer:
     """The NER model's step as a few array operations: the lower layer precomputed once for every token, then
     per step gather the state's features, add, maxout, and the upper layer (spaCy's ``predict_states``)."""
 
-    def __init__(self, ner: Any, doc: Any) -> None:
+    def __init__(self, ner: Any, tokvecs: numpy.ndarray) -> None:
         model = ner.model
-        tokvecs = model.get_ref("tok2vec").predict([doc])
         lower = model.get_ref("lower")
         self.features = lower.predict(tokvecs)  # (tokens + 1, nF, nO, nP); row 0 is the padding
         self.bias = lower.get_param("b")
@@ -153,59 +235,82 @@ class _Moves:
         self.last, self.unit, self.out = (self.move == LAST) & labelled, (self.move == UNIT) & labelled, self.move == OUT
 
 
-def parse_entities(ner: Any, doc: Any, moves: _Moves | None = None) -> Any:
-    """Run the greedy NER ``ner`` (see :func:`chunkable`) over ``doc``, every token side by side; sets
-    ``doc.ents``.
+class ArrayNer:
+    """A greedy NER (see :func:`array_parsable`) run by arrays: its tok2vec by :class:`_Tok2Vec` where that
+    class knows the architecture (thinc's ``predict`` otherwise), its parse by :meth:`parse`. Built once per
+    component; a callable pipeline step like the component itself."""
 
-    The transition system is spaCy's BiluoPushDown for a document without preset entities (``doc.ents``
-    empty: the only case used here; any other goes to the component itself), with the validity rules of
-    ``ner.pyx`` (``Begin/In/Last/Unit/Out.is_valid``) as array masks:
+    def __init__(self, ner: Any) -> None:
+        self.ner = ner
+        self.moves = _Moves(ner)
+        model = ner.model.get_ref("tok2vec")
+        try:
+            self.tok2vec: Callable[[Any], numpy.ndarray] = _Tok2Vec(model)
+        except (ValueError, KeyError, AttributeError, IndexError, StopIteration):
+            self.tok2vec = lambda doc: model.predict([doc])
+        self.hooks = tuple(getattr(ner, "postprocesses", ()))
 
-    1. one batched step decides every token's move as if no entity were open before it (O, U or B);
-    2. every entity begun (B) in step 1 is continued side by side, one batched step per token (I or L),
-       until it is closed (L);
-    3. the parse walks the tokens from the first: a token reached with no entity open takes its step-1 move,
-       and a B jumps to the end of its continuation. Moves of tokens jumped over are never read.
-
-    ``moves``: ``ner``'s moves, when the caller has them already."""
-    from spacy.attrs import ENT_IOB, IS_SPACE, SENT_START
-    from spacy.tokens import Span
-
-    length = len(doc)
-    if length == 0:
+    def __call__(self, doc: Any) -> Any:
+        doc = self.parse(doc)
+        for hook in self.hooks:
+            hook(doc)
         return doc
-    attrs = doc.to_array([ENT_IOB, IS_SPACE, SENT_START])
-    if attrs[:, 0].any():  # preset entities: spaCy's own parse
-        return ner(doc)
-    moves = moves or _Moves(ner)
-    score = _Scorer(ner, doc)
-    space = attrs[:, 1].astype(bool)
-    # an entity may go on past a token that is not the last and is not followed by a sentence start
-    goes_on = numpy.append(attrs[1:, 2] != 1, False)
-    valid = moves.out | (moves.begin & (goes_on & ~space)[:, None]) | (moves.unit & ~space[:, None])
-    first_moves = _best(score.alone(), valid)
-    kind, tag = moves.move[first_moves], moves.label[first_moves]
-    ends: dict[int, int] = {}  # entity's first token -> the token after its last
-    first = (kind == BEGIN).nonzero()[0]
-    at, open_label = first + 1, tag[first]
-    while at.size:
-        same_label = moves.label == open_label[:, None]
-        valid = same_label & ((moves.inside & goes_on[at][:, None]) | moves.last)
-        closing = moves.move[_best(score(numpy.stack([at, first, at - 1], axis=1)), valid)] == LAST
-        ends.update(zip(first[closing].tolist(), (at[closing] + 1).tolist()))
-        going = ~closing
-        first, at, open_label = first[going], at[going] + 1, open_label[going]
-    spans, token, kinds, tags = [], 0, kind.tolist(), tag.tolist()
-    while token < length:
-        if kinds[token] == BEGIN:
-            spans.append(Span(doc, token, ends[token], label=moves.names[tags[token]]))
-            token = ends[token]
-            continue
-        if kinds[token] == UNIT:
-            spans.append(Span(doc, token, token + 1, label=moves.names[tags[token]]))
-        token += 1
-    doc.set_ents(spans, default="outside")
-    return doc
+
+    def parse(self, doc: Any) -> Any:
+        """Set ``doc.ents`` as the NER's greedy parse sets them, every token side by side.
+
+        The transition system is spaCy's BiluoPushDown for a document without preset entities (``doc.ents``
+        empty: the only case used here; any other goes to the component itself), with the validity rules of
+        ``ner.pyx`` (``Begin/In/Last/Unit/Out.is_valid``) as array masks:
+
+        1. one batched step decides every token's move as if no entity were open before it (O, U or B);
+        2. every entity begun (B) in step 1 is continued side by side, one batched step per token (I or L),
+           until it is closed (L);
+        3. the parse walks the tokens from the first: a token reached with no entity open takes its step-1
+           move, and a B jumps to the end of its continuation. Moves of tokens jumped over are never read."""
+        from spacy.attrs import ENT_IOB, IS_SPACE, SENT_START
+        from spacy.tokens import Span
+
+        length = len(doc)
+        if length == 0:
+            return doc
+        attrs = doc.to_array([ENT_IOB, IS_SPACE, SENT_START])
+        if attrs[:, 0].any():  # preset entities: spaCy's own parse
+            return self.ner(doc)
+        moves = self.moves
+        score = _Scorer(self.ner, self.tok2vec(doc))
+        space = attrs[:, 1].astype(bool)
+        # an entity may go on past a token that is not the last and is not followed by a sentence start
+        goes_on = numpy.append(attrs[1:, 2] != 1, False)
+        valid = moves.out | (moves.begin & (goes_on & ~space)[:, None]) | (moves.unit & ~space[:, None])
+        first_moves = _best(score.alone(), valid)
+        kind, tag = moves.move[first_moves], moves.label[first_moves]
+        ends: dict[int, int] = {}  # entity's first token -> the token after its last
+        first = (kind == BEGIN).nonzero()[0]
+        at, open_label = first + 1, tag[first]
+        while at.size:
+            same_label = moves.label == open_label[:, None]
+            valid = same_label & ((moves.inside & goes_on[at][:, None]) | moves.last)
+            closing = moves.move[_best(score(numpy.stack([at, first, at - 1], axis=1)), valid)] == LAST
+            ends.update(zip(first[closing].tolist(), (at[closing] + 1).tolist()))
+            going = ~closing
+            first, at, open_label = first[going], at[going] + 1, open_label[going]
+        spans, token, kinds, tags = [], 0, kind.tolist(), tag.tolist()
+        while token < length:
+            if kinds[token] == BEGIN:
+                spans.append(Span(doc, token, ends[token], label=moves.names[tags[token]]))
+                token = ends[token]
+                continue
+            if kinds[token] == UNIT:
+                spans.append(Span(doc, token, token + 1, label=moves.names[tags[token]]))
+            token += 1
+        doc.set_ents(spans, default="outside")
+        return doc
+
+
+def parse_entities(ner: Any, doc: Any) -> Any:
+    """:meth:`ArrayNer.parse` of ``ner`` over ``doc`` (builds the :class:`ArrayNer`: for tests and one-offs)."""
+    return ArrayNer(ner).parse(doc)
 
 
 def _best(scores: numpy.ndarray, valid: numpy.ndarray) -> numpy.ndarray:
@@ -214,23 +319,9 @@ def _best(scores: numpy.ndarray, valid: numpy.ndarray) -> numpy.ndarray:
 
 
 def fast_pipeline(nlp: Any) -> Callable[[str], Any]:
-    """``nlp`` as a function of the text, with every :func:`chunkable` NER run by :func:`parse_entities` (which
-    components those are is decided here, once)."""
-    steps: list[Callable[[Any], Any]] = []
-    for _, component in nlp.pipeline:
-        if not chunkable(component):
-            steps.append(component)
-            continue
-        moves = _Moves(component)
-        hooks = tuple(getattr(component, "postprocesses", ()))
-
-        def ner(doc: Any, component: Any = component, moves: _Moves = moves, hooks: tuple = hooks) -> Any:
-            parse_entities(component, doc, moves)
-            for hook in hooks:
-                hook(doc)
-            return doc
-
-        steps.append(ner)
+    """``nlp`` as a function of the text, with every :func:`array_parsable` NER run by :class:`ArrayNer`
+    (which components those are is decided here, once)."""
+    steps = [ArrayNer(component) if array_parsable(component) else component for _, component in nlp.pipeline]
 
     def run(text: str) -> Any:
         doc = nlp.make_doc(text)

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from appliance.serve.pii.engine import UNUSED_SPACY_COMPONENTS
-from appliance.serve.pii.fastner import chunkable, fast_pipeline, openblas_ops, parse_entities, use_openblas
+from appliance.serve.pii.fastner import ArrayNer, _Tok2Vec, array_parsable, fast_pipeline, openblas_ops, parse_entities, use_openblas
 from tests.helpers import ROOT
 from tests.unit.serve.pii.conftest import TEST_SPACY_MODEL
 
@@ -92,10 +92,10 @@ def test_same_entities_on_generated_texts(pipelines, pieces: list[str], separato
     assert entities(doc) == entities(stock(text))
 
 
-def test_only_a_greedy_ner_is_chunked(pipelines) -> None:
+def test_only_a_greedy_ner_is_run_by_arrays(pipelines) -> None:
     _, fast = pipelines
-    assert [name for name, component in fast.pipeline if chunkable(component)] == ["ner"]
-    assert not chunkable(object())
+    assert [name for name, component in fast.pipeline if array_parsable(component)] == ["ner"]
+    assert not array_parsable(object())
 
 
 @pytest.mark.parametrize(("trans1", "trans2"), [(False, False), (True, False), (False, True), (True, True)])
@@ -127,3 +127,78 @@ def test_preset_entities_are_left_to_spacy(pipelines) -> None:
     parse_entities(fast.get_pipe("ner"), doc)
     assert entities(doc) == entities(expected)
     assert ("Bob Stone", "ORG") in [(ent.text, ent.label_) for ent in doc.ents]
+
+
+def test_tok2vec_vectors_are_thincs_bit_for_bit(pipelines) -> None:
+    _, fast = pipelines
+    model = fast.get_pipe("ner").model.get_ref("tok2vec")
+    ours = _Tok2Vec(model)
+    assert len(ours.embeds) == 4 and len(ours.blocks) == 4 and ours.pad == 4
+    for text in corpus()[::7]:
+        doc = fast.make_doc(text)
+        if len(doc):
+            numpy.testing.assert_array_equal(ours(doc), model.predict([doc]))
+
+
+def random_ner(tok2vec: dict, use_upper: bool = True):  # type: ignore[no-untyped-def]
+    """A blank English pipeline with an NER of random weights: a different shape from the packaged model, and
+    far more entities (random weights make entities everywhere, of every length)."""
+    import spacy
+
+    spacy.util.fix_random_seed(3)
+    nlp = spacy.blank("en")
+    model = {"@architectures": "spacy.TransitionBasedParser.v2", "state_type": "ner", "extra_state_tokens": False,
+             "hidden_width": 24, "maxout_pieces": 2, "use_upper": use_upper, "tok2vec": tok2vec}  # fmt: skip
+    ner = nlp.add_pipe("ner", config={"model": model})
+    for label in ("PERSON", "GPE", "ORG", "DATE"):
+        ner.add_label(label)
+    nlp.initialize()
+    rng = numpy.random.default_rng(3)
+    for node in ner.model.walk():  # spaCy starts the upper layer at zeros: every score equal, no entities
+        for name in node.param_names:
+            if node.has_param(name):
+                value = node.get_param(name)
+                node.set_param(name, rng.normal(0, 1, value.shape).astype(value.dtype))
+    # scores near a bias per move kind (B 1, I 1.2, U 0.5, others 0) with a little noise from the weights:
+    # entities of one, two and many tokens, all through the texts
+    if use_upper:
+        upper = ner.model.get_ref("upper")
+        shift = numpy.array([{"B": 1.0, "I": 1.2, "U": 0.5}.get(ner.moves.get_class_name(index)[0], 0.0)
+                             for index in range(ner.moves.n_moves)], dtype="f")  # fmt: skip
+        upper.set_param("W", upper.get_param("W") * 0.001)
+        upper.set_param("b", shift + upper.get_param("b") * 0.001)
+    use_openblas(nlp)
+    return nlp
+
+
+MAXOUT_CNN = {"@architectures": "spacy.HashEmbedCNN.v2", "pretrained_vectors": None, "width": 32, "depth": 2,
+              "embed_size": 300, "window_size": 1, "maxout_pieces": 2, "subword_features": False}  # fmt: skip
+MISH_CNN = {"@architectures": "spacy.Tok2Vec.v2",
+            "embed": {"@architectures": "spacy.MultiHashEmbed.v2", "width": 32, "attrs": ["NORM", "SHAPE"],
+                      "rows": [300, 100], "include_static_vectors": False},
+            "encode": {"@architectures": "spacy.MishWindowEncoder.v2", "width": 32, "window_size": 1, "depth": 2}}  # fmt: skip
+
+
+@pytest.mark.parametrize(("tok2vec", "ours"), [(MAXOUT_CNN, True), (MISH_CNN, False)], ids=["maxout", "mish"])
+def test_same_entities_as_spacy_with_other_ner_shapes(tok2vec: dict, ours: bool) -> None:
+    """A tok2vec :class:`_Tok2Vec` knows (one embedding, depth 2, 2 maxout pieces) and one it does not (Mish:
+    thinc's own ``predict``): the same entities as spaCy's parse, on texts where random weights find many."""
+    nlp = random_ner(tok2vec)
+    component = nlp.get_pipe("ner")
+    assert array_parsable(component)
+    assert isinstance(ArrayNer(component).tok2vec, _Tok2Vec) is ours
+    run = fast_pipeline(nlp)
+    lengths: list[int] = []
+    for text in corpus()[::3]:
+        expected = nlp(text)
+        lengths += [len(ent) for ent in expected.ents]
+        assert entities(run(text)) == entities(expected), text[:200]
+    assert sum(length == 1 for length in lengths) > 100 and sum(length >= 3 for length in lengths) > 50
+
+
+def test_a_ner_without_upper_layer_is_left_to_spacy() -> None:
+    nlp = random_ner(MAXOUT_CNN, use_upper=False)
+    assert not array_parsable(nlp.get_pipe("ner"))
+    run = fast_pipeline(nlp)
+    text = SENTENCES[0]
+    assert entities(run(text)) == entities(nlp(text))
