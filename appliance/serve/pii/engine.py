@@ -109,6 +109,12 @@ def build_engines(options: PiiOptions) -> tuple[AnalyzerEngine, AnonymizerEngine
                 return super().process_text(text, language)
             return self._doc_to_nlp_artifact(self.run(text), language)
 
+        def _doc_to_nlp_artifact(self, doc, language: str):  # type: ignore[no-untyped-def]
+            if not (options.fast_ner and "lemmatizer" in options.exclude_components):
+                return super()._doc_to_nlp_artifact(doc, language)
+            return _artifacts_of_lower_lemmas(self, doc, language)
+
+
     nlp_engine = _Engine(models=[{"lang_code": options.language, "model_name": options.spacy_model}])
     nlp_engine.load()
     registry = RecognizerRegistry(supported_languages=[options.language])
@@ -153,6 +159,26 @@ def _register_lower_lemma() -> None:
             if len(doc):
                 doc.from_array([LEMMA], doc.to_array([LOWER]))  # token.lemma_ = token.lower_, in one call
             return doc
+
+
+def _artifacts_of_lower_lemmas(engine: Any, doc: Any, language: str) -> Any:
+    """Presidio's ``SpacyNlpEngine._doc_to_nlp_artifact`` for a doc whose lemmas are its lower-cased tokens,
+    with the context keywords from the tokens' own stop-word and punctuation flags. Presidio looks each lemma
+    up in the vocabulary for those flags (``vocab[lemma].is_stop``): the same flags, since a lemma is the
+    token's lower case and spaCy's flags do not depend on case, but a third of the artifact's cost."""
+    from presidio_analyzer.nlp_engine import NlpArtifacts
+    from spacy.attrs import IS_PUNCT, IS_STOP
+
+    lemmas = [token.lemma_ for token in doc]
+    entities, scores = engine._get_updated_entities(engine._get_entities(doc), engine._get_scores_for_entities(doc))
+    artifacts = NlpArtifacts(entities=entities, tokens=doc, tokens_indices=[token.idx for token in doc],
+                             lemmas=lemmas, nlp_engine=None, language=language, scores=scores)  # fmt: skip
+    artifacts.nlp_engine = engine
+    flags = doc.to_array([IS_STOP, IS_PUNCT]).tolist() if len(doc) else []
+    artifacts.keywords = [part for lemma, (stop, punct) in zip(lemmas, flags)
+                          if not stop and not punct and lemma not in ("-PRON-", "be")
+                          for part in lemma.lower().split(":")]  # fmt: skip
+    return artifacts
 
 
 class _NoDeepCopy(list):  # type: ignore[type-arg]

@@ -63,3 +63,27 @@ def test_email_recognizer_works_without_network(pii_service, monkeypatch: pytest
     use_bundled_suffix_list()
     result = asyncio.run(pii_service.mask(["write to someone@university.ac.uk today"]))
     assert "someone@university.ac.uk" not in result["texts"][0]
+
+
+def test_nlp_artifacts_are_what_presidio_itself_makes_of_the_doc(pii_service) -> None:
+    """The engine's own artifact builder (keywords from the tokens' flags) against Presidio's, field by field,
+    on the labelled sample's texts (their context words decide scores: "phone", "card", "call me")."""
+    import json
+
+    from presidio_analyzer.nlp_engine import SpacyNlpEngine
+
+    from tests.helpers import ROOT
+
+    engine = pii_service._analyzer.nlp_engine
+    lines = (ROOT / "scripts/data/pii_sample.jsonl").read_text().splitlines()
+    texts = [json.loads(line)["text"] for line in lines] + ["", "Call me: +1 212 555 1234, or be there. It's I."]
+    keywords = 0
+    for text in texts:
+        doc = engine.run(text)
+        ours = engine._doc_to_nlp_artifact(doc, "en")
+        theirs = SpacyNlpEngine._doc_to_nlp_artifact(engine, doc, "en")
+        assert ours.keywords == theirs.keywords, text
+        assert (ours.lemmas, ours.tokens_indices, ours.scores) == (theirs.lemmas, theirs.tokens_indices, theirs.scores)
+        assert list(ours.entities) == list(theirs.entities) and ours.tokens is theirs.tokens
+        keywords += len(ours.keywords)
+    assert keywords > 1000
