@@ -9,7 +9,7 @@ labelled sample (scripts/data/pii_sample.jsonl, the appliance's default entity s
 - ``stock / all``: Presidio as it comes: every recognizer, full spaCy pipeline, all entity types.
 - ``stock / default``: the same engine asked only for the default entity set.
 - ``tuned / default``: the appliance's engine (only the configured recognizers; spaCy without parser, tagger,
-  attribute ruler and lemmatizer, lower-cased tokens as lemmas; the NER with OpenBLAS and a chunked parse;
+  attribute ruler and lemmatizer, lower-cased tokens as lemmas; the NER with OpenBLAS, array tok2vec and parse;
   phone numbers looked for around digits only; validated phone numbers trusted).
 
 Restore cost: the time :class:`SseRestorer` adds per streamed chunk (one token per SSE event), as a share of

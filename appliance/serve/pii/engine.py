@@ -4,9 +4,9 @@ Offline by construction: tldextract (used by the e-mail and URL recognizers) is 
 snapshot bundled in its wheel, and a spaCy model that is not installed is an error, never a download.
 
 Speed (see scripts/bench_pii.py and docs/guides/pii.md): only the recognizers of the configured entity types
-are loaded, spaCy runs only its NER (lower-cased tokens stand in for lemmas) with numpy's BLAS and a chunked
-parse (:mod:`appliance.serve.pii.fastner`), and phone numbers are looked for only around digits
-(:mod:`appliance.serve.pii.phone`).
+are loaded, spaCy runs only its NER (lower-cased tokens stand in for lemmas) with numpy's BLAS, an array
+tok2vec and an array parse of every token at once (:mod:`appliance.serve.pii.fastner`), and phone numbers are
+looked for only around digits (:mod:`appliance.serve.pii.phone`).
 """
 
 from __future__ import annotations
