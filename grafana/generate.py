@@ -121,6 +121,11 @@ PII = [
           description="Masking failures (the PiiServiceFailing alert fires when they last 5 minutes)."),
     Panel("Queue depth", [("sum(ray_pii_service_queue_depth)", "queued")],
           description="Mask requests waiting or running in the PII replicas."),
+    Panel("Analysis cache hit ratio", [
+        (f"sum(rate(ray_pii_cache_lookups_total{{result=\"hit\"}}[{R}])) / sum(rate(ray_pii_cache_lookups_total[{R}]))",
+         "hits"),
+    ], "percentunit", description="Texts whose analysis came from a replica's cache (a conversation's earlier "
+                                  "turns); PII_CACHE_ENTRIES, PII_CACHE_TTL_SECONDS."),
 ]
 
 APPLIANCE = [

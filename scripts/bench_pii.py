@@ -15,6 +15,9 @@ labelled sample (scripts/data/pii_sample.jsonl, the appliance's default entity s
 Restore cost: the time :class:`SseRestorer` adds per streamed chunk (one token per SSE event), as a share of
 the time between tokens of a stream at 1,023 tok/s (raw vLLM CPU, c=1, docs/ENVIRONMENT).
 
+A conversation: ten 1 KB messages, each request carrying every message so far (as chat clients send them):
+the time to mask each request with the analysis cache off and on (engine.mask_texts, anonymizer included).
+
 End to end (skipped with ``--no-e2e``): the appliance with the tiny model is started twice, PII masking off
 and on (same settings otherwise, auth and audit on), and streams chat completions whose prompt carries a
 name, an e-mail address and a phone number, at each of ``--concurrency``: output tok/s and TTFT, on vs off.
@@ -42,7 +45,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from appliance.config.settings import DEFAULT_PII_ENTITIES, PII_ENTITY_NAMES  # noqa: E402
-from appliance.serve.pii.engine import PiiOptions, build_engines  # noqa: E402
+from appliance.serve.pii.cache import AnalysisCache  # noqa: E402
+from appliance.serve.pii.engine import PiiOptions, build_engines, mask_texts  # noqa: E402
 from appliance.serve.pii.response import SseRestorer  # noqa: E402
 from appliance.serve.pii.restore import Restorer  # noqa: E402
 
@@ -102,6 +106,21 @@ def restore_cost(events: int = 4000) -> tuple[float, float]:
         stream.finish()
         results.append((time.perf_counter() - started) / events * 1e6)
     return results[0], results[1]
+
+
+def conversation(engines: tuple[Any, Any], options: PiiOptions, texts: list[str], repeats: int) -> list[float]:
+    """Masking time (ms, p50 over ``repeats`` conversations) of the request at each turn of a conversation whose
+    requests carry every message so far, without and with the analysis cache: [turn-1 off, turn-1 on, ...]."""
+    analyzer, anonymizer = engines
+    samples: list[list[float]] = [[] for _ in range(2 * len(texts))]
+    for _ in range(repeats):
+        cache = AnalysisCache(options.cache_entries, options.cache_ttl_seconds)  # a fresh conversation
+        for turn in range(1, len(texts) + 1):
+            for slot, used in enumerate((None, cache)):  # the two take turns, as the set-ups above
+                started = time.perf_counter()
+                mask_texts(analyzer, anonymizer, texts[:turn], options, used)
+                samples[2 * (turn - 1) + slot].append((time.perf_counter() - started) * 1000)
+    return [statistics.median(values) for values in samples]
 
 
 CLEAN_PROMPT = ("Please draft a short reply to the customer confirming that our colleague will meet them in the "
@@ -186,7 +205,8 @@ def main() -> int:
         ("stock / default", PiiOptions(entities=DEFAULT_PII_ENTITIES, spacy_model=args.model, **stock), default),
         ("tuned / default", PiiOptions(entities=DEFAULT_PII_ENTITIES, spacy_model=args.model), default),
     ]
-    analyzers = [(build_engines(options)[0], entities, options.score_threshold) for _, options, entities in setups]
+    engines = [build_engines(options) for _, options, _ in setups]
+    analyzers = [(built[0], entities, options.score_threshold) for built, (_, options, entities) in zip(engines, setups)]
     timings: dict[int, list[tuple[float, float]]] = {}
     for size in SIZES:
         timings[size] = time_analyses(analyzers, messages(sentences, size), args.runs)
@@ -198,6 +218,8 @@ def main() -> int:
         rows.append((name, {size: timings[size][slot] for size in SIZES}, total))
     plain, busy = restore_cost()
     token_interval_us = 1e6 / STREAM_TOK_PER_S
+    turns = messages(sentences, 1024)[:10]
+    per_turn = conversation(engines[-1], setups[-1][1], turns, max(3, args.runs // 10))
 
     lines = [f"PII analysis on one core, spaCy model {args.model}, {args.runs} runs per cell (ms)", "",
              "| set-up | " + " | ".join(f"{s} B p50 | {s} B p99" for s in SIZES) + " | precision | recall | F2 |",
@@ -209,6 +231,12 @@ def main() -> int:
               "| stream | µs per chunk | share of a token interval at 1,023 tok/s |", "|---|---|---|",
               f"| no placeholders | {plain:.1f} | {plain / token_interval_us:.2%} |",
               f"| placeholder every 10 chunks | {busy:.1f} | {busy / token_interval_us:.2%} |"]  # fmt: skip
+    lines += ["", "A conversation of 1 KB messages, each request carrying every message so far: time to mask the "
+              "request (tuned set-up, ms p50)", "", "| turn | messages | cache off | cache on |", "|---|---|---|---|"]
+    for turn in (1, 2, 5, 10):
+        off, on = per_turn[2 * (turn - 1)], per_turn[2 * (turn - 1) + 1]
+        lines.append(f"| {turn} | {turn} | {off:.1f} | {on:.1f} |")
+    lines.append(f"| whole conversation | 55 | {sum(per_turn[0::2]):.0f} | {sum(per_turn[1::2]):.0f} |")
     if not args.no_e2e:
         if all_cpus:
             os.sched_setaffinity(0, all_cpus)  # Ray and vLLM get every core, as in production

@@ -218,6 +218,13 @@ class Settings(BaseModel):
     pii_fail_open: Bool = setting(
         False, "Forward unmasked text when the analyzer fails (unsafe; doctor flags it).", PII
     )
+    pii_cache_entries: NonNegativeInt = setting(
+        4096,
+        "Texts per PII replica whose analysis is kept (entity offsets under a keyed hash, no text), so a "
+        "conversation's earlier turns are not analysed again; 0 turns it off.",
+        PII,
+    )
+    pii_cache_ttl_seconds: NonNegativeFloat = setting(600.0, "How long a text's analysis is kept.", PII)
 
     # --- logs --------------------------------------------------------------------------------------
     log_level: LogLevel = setting(

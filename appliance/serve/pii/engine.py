@@ -22,6 +22,8 @@ from appliance.serve.pii.placeholders import PlaceholderMap
 if TYPE_CHECKING:
     from presidio_analyzer import AnalyzerEngine
 
+    from appliance.serve.pii.cache import AnalysisCache
+
     from appliance.config.settings import Settings
     from presidio_anonymizer import AnonymizerEngine
 
@@ -54,6 +56,9 @@ class PiiOptions:
     timeout_seconds: float = 5.0
     fail_open: bool = False
     replicas: int = 1
+    # Analysis results of recent texts per replica (cache.py): entries (0: off) and their lifetime.
+    cache_entries: int = 4096
+    cache_ttl_seconds: float = 600.0
     # Speed-ups (on by default; off reproduces Presidio's stock set-up for the benchmark's "before").
     only_configured_recognizers: bool = True
     exclude_components: tuple[str, ...] = field(default=UNUSED_SPACY_COMPONENTS)
@@ -210,9 +215,14 @@ class MaskResult:
 
 
 def mask_texts(
-    analyzer: AnalyzerEngine, anonymizer: AnonymizerEngine, texts: Sequence[str], options: PiiOptions
+    analyzer: AnalyzerEngine,
+    anonymizer: AnonymizerEngine,
+    texts: Sequence[str],
+    options: PiiOptions,
+    cache: AnalysisCache | None = None,
 ) -> MaskResult:
-    """Every text with its personal data replaced by placeholders numbered across all of ``texts``."""
+    """Every text with its personal data replaced by placeholders numbered across all of ``texts``. ``cache``:
+    where the analyzer's results for recently seen texts are kept (the mapping itself is always made here)."""
     from presidio_anonymizer.entities import OperatorConfig
 
     mapping = PlaceholderMap(texts)
@@ -222,8 +232,12 @@ def mask_texts(
     }
     masked = []
     for text in texts:
-        results = analyzer.analyze(text, language=options.language, entities=list(options.entities),
-                                   score_threshold=options.score_threshold)  # fmt: skip
+        results = cache.get(text) if cache is not None else None
+        if results is None:
+            results = analyzer.analyze(text, language=options.language, entities=list(options.entities),
+                                       score_threshold=options.score_threshold)  # fmt: skip
+            if cache is not None:
+                cache.put(text, results)
         if not results:
             masked.append(text)
             continue
@@ -242,4 +256,6 @@ def options_from_settings(settings: Settings) -> PiiOptions:
         timeout_seconds=settings.pii_timeout_seconds,
         fail_open=settings.pii_fail_open,
         replicas=settings.pii_replicas,
+        cache_entries=settings.pii_cache_entries,
+        cache_ttl_seconds=settings.pii_cache_ttl_seconds,
     )

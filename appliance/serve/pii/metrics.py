@@ -2,7 +2,8 @@
 
 The names are a contract with the dashboards and alerts: ``pii_scan_latency_seconds``,
 ``pii_entities_detected_total{entity_type}``, ``pii_restore_latency_seconds``, ``pii_service_queue_depth``,
-``pii_failures_total{reason}``.
+``pii_failures_total{reason}``, and ``pii_cache_lookups_total{result}`` (``hit`` / ``miss``: texts whose
+analysis came from the replica's cache, see cache.py).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ class PiiMetrics(Protocol):
 
     def failure(self, reason: str) -> None: ...
 
+    def cache_lookups(self, hits: int, misses: int) -> None: ...
+
 
 class NoMetrics:
     """For code that runs outside Ray (scripts, benchmarks)."""
@@ -36,6 +39,9 @@ class NoMetrics:
         pass
 
     def failure(self, reason: str) -> None:
+        pass
+
+    def cache_lookups(self, hits: int, misses: int) -> None:
         pass
 
 
@@ -53,6 +59,8 @@ class RayPiiMetrics:
                                   boundaries=RESTORE_BUCKETS)  # fmt: skip
         self._queue = Gauge("pii_service_queue_depth", "Mask requests waiting or running in a PII replica.")
         self._failures = Counter("pii_failures", "Requests whose masking failed, by reason.", tag_keys=("reason",))
+        self._cache = Counter("pii_cache_lookups", "Texts looked up in a PII replica's analysis cache, by result.",
+                              tag_keys=("result",))  # fmt: skip
 
     def scanned(self, seconds: float, counts: dict[str, int]) -> None:
         self._scan.observe(seconds)
@@ -67,3 +75,9 @@ class RayPiiMetrics:
 
     def failure(self, reason: str) -> None:
         self._failures.inc(1, {"reason": reason})
+
+    def cache_lookups(self, hits: int, misses: int) -> None:
+        if hits:
+            self._cache.inc(hits, {"result": "hit"})
+        if misses:
+            self._cache.inc(misses, {"result": "miss"})

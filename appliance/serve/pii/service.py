@@ -13,6 +13,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from appliance.serve.pii.cache import AnalysisCache
 from appliance.serve.pii.engine import MaskResult, PiiOptions, build_engines, mask_texts
 from appliance.serve.pii.metrics import NoMetrics, PiiMetrics
 
@@ -29,6 +30,7 @@ class PIIService:
     def __init__(self, options: PiiOptions, *, ray_metrics: bool = True) -> None:
         self.options = options
         self._analyzer, self._anonymizer = build_engines(options)
+        self.cache = AnalysisCache(options.cache_entries, options.cache_ttl_seconds)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pii")
         self._waiting = 0
         self._metrics: PiiMetrics
@@ -38,16 +40,18 @@ class PIIService:
             self._metrics = RayPiiMetrics()
         else:
             self._metrics = NoMetrics()
-        self.mask_sync(["warm-up: John Smith, john@example.com"])  # first call pays spaCy's lazy set-up
+        self.mask_sync(["warm-up: John Smith, john@example.com"], cached=False)  # pays spaCy's lazy set-up
 
-    def mask_sync(self, texts: list[str]) -> MaskResult:
-        return mask_texts(self._analyzer, self._anonymizer, texts, self.options)
+    def mask_sync(self, texts: list[str], cached: bool = True) -> MaskResult:
+        """Mask ``texts``; ``cached``: reuse (and keep) the analysis of recently seen texts."""
+        return mask_texts(self._analyzer, self._anonymizer, texts, self.options, self.cache if cached else None)
 
     async def mask(self, texts: list[str]) -> dict[str, Any]:
         """Mask ``texts`` (every text of one request). Returns plain data: texts, originals, counts."""
         self._waiting += 1
         self._metrics.queue_depth(self._waiting)
         started = time.perf_counter()
+        hits, misses = self.cache.hits, self.cache.misses
         try:
             loop = asyncio.get_running_loop()
             result = await loop.run_in_executor(self._executor, self.mask_sync, list(texts))
@@ -55,12 +59,14 @@ class PIIService:
             self._waiting -= 1
             self._metrics.queue_depth(self._waiting)
         self._metrics.scanned(time.perf_counter() - started, result.counts)
+        self._metrics.cache_lookups(self.cache.hits - hits, self.cache.misses - misses)
         return {"texts": result.texts, "originals": result.originals, "counts": result.counts}
 
     async def check_health(self) -> None:
-        """Serve's health check: the engines answer on a tiny text."""
+        """Serve's health check: the engines answer on a tiny text (analysed each time, never from the cache)."""
         loop = asyncio.get_running_loop()
-        await asyncio.wait_for(loop.run_in_executor(self._executor, self.mask_sync, ["health"]), timeout=30)
+        check = loop.run_in_executor(self._executor, self.mask_sync, ["health: Jane Doe"], False)
+        await asyncio.wait_for(check, timeout=30)
 
 
 def deployment_options(options: PiiOptions) -> dict[str, Any]:
