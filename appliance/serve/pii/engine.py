@@ -21,11 +21,10 @@ from appliance.serve.pii.placeholders import PlaceholderMap
 
 if TYPE_CHECKING:
     from presidio_analyzer import AnalyzerEngine
-
-    from appliance.serve.pii.cache import AnalysisCache
+    from presidio_anonymizer import AnonymizerEngine
 
     from appliance.config.settings import Settings
-    from presidio_anonymizer import AnonymizerEngine
+    from appliance.serve.pii.cache import AnalysisCache
 
 _LOGGER = logging.getLogger(__name__)
 

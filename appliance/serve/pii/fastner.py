@@ -38,6 +38,7 @@ from typing import Any
 import numpy
 from thinc.api import NumpyOps
 
+
 class OpenBlasOps(NumpyOps):
     """thinc's CPU ops with matrix products by ``numpy.matmul`` (numpy's OpenBLAS) instead of blis."""
 

@@ -11,7 +11,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from appliance.serve.pii.engine import UNUSED_SPACY_COMPONENTS
-from appliance.serve.pii.fastner import ArrayNer, _Tok2Vec, array_parsable, fast_pipeline, openblas_ops, parse_entities, use_openblas
+from appliance.serve.pii.fastner import (
+    ArrayNer,
+    _Tok2Vec,
+    array_parsable,
+    fast_pipeline,
+    openblas_ops,
+    parse_entities,
+    use_openblas,
+)
 from tests.helpers import ROOT
 from tests.unit.serve.pii.conftest import TEST_SPACY_MODEL
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 
+import phonenumbers
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from presidio_analyzer.predefined_recognizers import PhoneRecognizer
-
-import phonenumbers
 
 from appliance.serve.pii.phone import PLUS_SIGNS, RegionMatcher, WindowedPhoneRecognizer, windows
 from tests.helpers import ROOT
