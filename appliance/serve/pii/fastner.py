@@ -90,24 +90,37 @@ def array_parsable(component: Any) -> bool:
 
 
 class _Tok2Vec:
-    """The NER's own tok2vec of spaCy's ``en_core_web_sm`` / ``md`` pipelines as array operations, without
-    thinc's layer objects: hash embeddings of NORM / PREFIX / SUFFIX / SHAPE, a maxout + layer norm, a
-    residual maxout window encoder (padded as thinc's ``with_array`` pads it) and the linear projection. The
-    same operations in the same order as thinc (bit for bit the same vectors, tested), ~25 % faster: thinc's
-    per-layer bookkeeping and its maxout kernel cost as much as a matrix product here."""
+    """The NER's own tok2vec of spaCy's trained pipelines (``spacy.Tok2Vec.v2``: ``MultiHashEmbed`` with or
+    without static vectors, ``MaxoutWindowEncoder``) as array operations, without thinc's layer objects: hash
+    embeddings of the token attributes (NORM, PREFIX, ...), the static vectors' projection when there are
+    any, a maxout + layer norm, a residual maxout window encoder (padded as thinc's ``with_array`` pads it) and
+    the linear projection. The same operations in the same order as thinc and spaCy (bit for bit the same
+    vectors, tested), ~25 % faster: thinc's per-layer bookkeeping and its maxout kernel cost as much as a
+    matrix product here. Any other architecture raises ValueError (the caller keeps thinc's ``predict``)."""
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Any, vocab: Any = None) -> None:
         nodes = list(model.walk())
         named = lambda name: [node for node in nodes if node.name == name]  # noqa: E731
         embeds = named("hashembed")
         depth = len(named("expand_window"))
+        static = named("static_vectors")
         expected = (
             "extract_features>>list2ragged>>with_array(" + "|".join(["ints-getitem>>hashembed"] * len(embeds))
-            + ")>>with_array(maxout>>layernorm>>dropout)>>ragged2list>>with_array("
-            + ">>".join(["residual(expand_window>>maxout>>layernorm>>dropout)"] * depth) + ")>>list2array>>linear"
+            + ")" + ("|static_vectors" if static else "") + ">>with_array(maxout>>layernorm>>dropout)>>ragged2list"
+            + ">>with_array(" + ">>".join(["residual(expand_window>>maxout>>layernorm>>dropout)"] * depth)
+            + ")>>list2array>>linear"
         )  # fmt: skip
         if model.name != expected or not embeds or not depth:
             raise ValueError(f"not the tok2vec this class computes: {model.name[:200]}")
+        self.static: tuple[numpy.ndarray, Any, int] | None = None
+        if static:  # spacy/ml/staticvectors.py: the vocabulary's vectors table, projected
+            from spacy.attrs import ORTH
+            from spacy.vectors import Mode, Vectors
+
+            vectors = getattr(vocab, "vectors", None)
+            if not isinstance(vectors, Vectors) or vectors.mode != Mode.default:
+                raise ValueError("static vectors other than a plain vectors table")
+            self.static = (static[0].get_param("W"), vectors, getattr(vectors, "attr", ORTH))
         self.columns = named("extract_features")[0].attrs["columns"]
         self.embeds = []
         for getitem, embed in zip(named("ints-getitem"), embeds):
@@ -158,6 +171,12 @@ class _Tok2Vec:
         for column, seed, table in self.embeds:
             keys = self.ops.hash(numpy.ascontiguousarray(ids[:, column], dtype="uint64"), seed) % table.shape[0]
             embedded.append(self.ops.gather_add(table, keys))
+        if self.static is not None:
+            projection, table, attr = self.static
+            rows = table.find(keys=doc.to_array(attr))
+            static = numpy.matmul(numpy.ascontiguousarray(table.data[rows]), projection.T)
+            static[rows < 0] = 0  # a word without a vector: zeros
+            embedded.append(static)
         vectors = self._maxout_norm(numpy.hstack(embedded), *self.first)
         padding = numpy.zeros((self.pad, vectors.shape[1]), dtype=vectors.dtype)
         vectors = numpy.concatenate([padding, vectors, padding])  # thinc's with_array(pad=...) on one document
@@ -246,7 +265,7 @@ class ArrayNer:
         self.moves = _Moves(ner)
         model = ner.model.get_ref("tok2vec")
         try:
-            self.tok2vec: Callable[[Any], numpy.ndarray] = _Tok2Vec(model)
+            self.tok2vec: Callable[[Any], numpy.ndarray] = _Tok2Vec(model, ner.vocab)
         except (ValueError, KeyError, AttributeError, IndexError, StopIteration):
             self.tok2vec = lambda doc: model.predict([doc])
         self.hooks = tuple(getattr(ner, "postprocesses", ()))
