@@ -8,10 +8,12 @@ it on each digit run with a margin of context on both sides finds the same numbe
 unchanged.
 
 A region's matcher is also skipped on a window with too few digits to hold one of that region's numbers: a
-valid US number has 10 digits, so a window with a house number and a year never reaches the US matcher. The
-least is taken from libphonenumber's own metadata: the region's shortest number length, or, because a number
-in international form ("+49 30 1234", "00 49 ...") is matched under every region, the shortest country code
-plus number of any country (plus two digits for an international call prefix when no "+" is written).
+window with only a year and a house number in it never reaches the US matcher. The
+least is taken from libphonenumber's own metadata: the shortest number length of any region sharing the
+region's country code (the US matcher also finds Canada's 7-digit "310-1234": country code 1), or, because a
+number in international form ("+49 30 1234", "00 49 ...") is matched under every region, the shortest country
+code plus number of any country (plus two digits for an international call prefix when no "+" is written).
+The matcher itself (:class:`RegionMatcher`) does not parse a candidate with too few digits either.
 """
 
 from __future__ import annotations
@@ -53,14 +55,30 @@ def shortest_international(possible: bool) -> int:
 
 
 @cache
+def shortest_national(region: str, possible: bool) -> int:
+    """Fewest digits of a national number that ``region``'s matcher can find without a country code written:
+    the shortest of every region sharing its country code (0: unknown, never skip)."""
+    metadata = PhoneMetadata.metadata_for_region(region)
+    if metadata is None or not metadata.country_code:
+        return 0
+    lengths = []
+    for member in phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(metadata.country_code, (region,)):
+        member_metadata = PhoneMetadata.metadata_for_region(member)
+        if member_metadata is None or not _lengths(member_metadata, possible):
+            return 0
+        lengths.append(min(_lengths(member_metadata, possible)))
+    return min(lengths, default=0)
+
+
+@cache
 def fewest_digits(region: str, leniency: int, plus: bool) -> int:
     """Fewest digits a window needs for ``region``'s matcher to find anything there (0: always run it)."""
     possible = leniency == phonenumbers.Leniency.POSSIBLE
-    metadata = PhoneMetadata.metadata_for_region(region)
-    if metadata is None or not _lengths(metadata, possible):
+    national = shortest_national(region, possible)
+    if not national:
         return 0
     international = shortest_international(possible) + (0 if plus else SHORTEST_IDD)
-    return min(min(_lengths(metadata, possible)), international)
+    return min(national, international)
 
 
 def windows(text: str, margin: int = MARGIN) -> list[tuple[int, int]]:

@@ -44,7 +44,10 @@ PIECES = st.sampled_from(["+1 (212) 555-1234", "212.555.1234", "06-82237745", "+
                           " on 3 May, ", "No. 42", "+31 6 1234 5678", "1-800-555-0199",
                           # the fewest digits of any valid number with its country code (6: Iran, Norway), with a
                           # "+" and with an international call prefix instead
-                          "+98 9601", "+47 02000", "0047 02000", "00 98 9601"])  # fmt: skip
+                          "+98 9601", "+47 02000", "0047 02000", "00 98 9601",
+                          # Canada's 7-digit universal access numbers, which the US matcher finds too (country
+                          # code 1): the fewest digits of a region are those of its whole country code
+                          "310-1234", " 310 1234."])  # fmt: skip
 
 
 @settings(max_examples=150, deadline=None)
@@ -61,3 +64,8 @@ def test_each_region_matches_what_libphonenumber_matches(region: str, text: str)
     plus = not PLUS_SIGNS.isdisjoint(text)
     ours = [(m.start, m.end) for m in RegionMatcher(text, region, STOCK.leniency, plus)]
     assert ours == [(m.start, m.end) for m in phonenumbers.PhoneNumberMatcher(text, region, leniency=STOCK.leniency)]
+
+
+def test_a_region_finds_the_numbers_of_its_whole_country_code() -> None:
+    for region in ("US", "CA"):
+        assert [m.raw_string for m in RegionMatcher("Call 310-1234 now.", region, STOCK.leniency, False)] == ["310-1234"]
