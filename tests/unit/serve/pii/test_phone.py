@@ -68,4 +68,5 @@ def test_each_region_matches_what_libphonenumber_matches(region: str, text: str)
 
 def test_a_region_finds_the_numbers_of_its_whole_country_code() -> None:
     for region in ("US", "CA"):
-        assert [m.raw_string for m in RegionMatcher("Call 310-1234 now.", region, STOCK.leniency, False)] == ["310-1234"]
+        found = [m.raw_string for m in RegionMatcher("Call 310-1234 now.", region, STOCK.leniency, False)]
+        assert found == ["310-1234"], region
