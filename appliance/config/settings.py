@@ -10,7 +10,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from appliance.config.fields import (
     EMAIL_RE,
@@ -190,7 +190,10 @@ class Settings(BaseModel):
     nginx_login_rate_limit_rpm: PositiveInt = setting(
         10, "Requests per minute per address on dashboard logins.", LIMITS
     )
-    max_request_body_mb: PositiveInt = setting(10, "Largest request body accepted, in MiB (Nginx and ingress).", LIMITS)
+    # At most 64 GiB: the ingress holds a body in memory, and far larger values overflow Nginx's size type.
+    max_request_body_mb: Annotated[int, Field(ge=1, le=65536)] = setting(
+        10, "Largest request body accepted, in MiB (Nginx and ingress; 1 to 65536).", LIMITS
+    )
 
     # --- security ----------------------------------------------------------------------------------
     auth_enabled: Bool = setting(

@@ -82,6 +82,8 @@ BROKEN: list[tuple[str, Mutation, list[str], list[str]]] = [
     ("typo-did-you-mean", append(".env", "NGINX_RATE_LIMT_RPM=5\n"), [".env:NGINX_RATE_LIMT_RPM"],
      ["unknown setting; did you mean NGINX_RATE_LIMIT_RPM?"]),
     ("burst-zero", env("NGINX_RATE_LIMIT_BURST", "0"), [".env:NGINX_RATE_LIMIT_BURST"], [">= 1"]),
+    ("body-size-overflow", env("MAX_REQUEST_BODY_MB", "99999999999999"), [".env:MAX_REQUEST_BODY_MB"],
+     ["at most 65536", "99999999999999"]),
     ("acme-needs-domain-and-email", env("TLS_MODE", "acme"), [".env:DOMAIN", ".env:ACME_EMAIL"], ["TLS_MODE=acme"]),
     ("acme-bad-email", both(env("TLS_MODE", "acme"), env("DOMAIN", "llm.example.com"), env("ACME_EMAIL", "nope")),
      [".env:ACME_EMAIL"], ["an e-mail address"]),
