@@ -118,7 +118,6 @@ def build_engines(options: PiiOptions) -> tuple[AnalyzerEngine, AnonymizerEngine
                 return super()._doc_to_nlp_artifact(doc, language)
             return _artifacts_of_lower_lemmas(self, doc, language)
 
-
     nlp_engine = _Engine(models=[{"lang_code": options.language, "model_name": options.spacy_model}])
     nlp_engine.load()
     registry = RecognizerRegistry(supported_languages=[options.language])

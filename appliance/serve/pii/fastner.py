@@ -188,19 +188,27 @@ class _Tok2Vec:
         return projected
 
 
-class _Scorer:
-    """The NER model's step as a few array operations: the lower layer precomputed once for every token, then
-    per step gather the state's features, add, maxout, and the upper layer (spaCy's ``predict_states``)."""
+class _Layers:
+    """The NER model's lower and upper layers, read once per component (not per document)."""
 
-    def __init__(self, ner: Any, tokvecs: numpy.ndarray) -> None:
+    def __init__(self, ner: Any) -> None:
         model = ner.model
-        lower = model.get_ref("lower")
-        self.features = lower.predict(tokvecs)  # (tokens + 1, nF, nO, nP); row 0 is the padding
-        self.bias = lower.get_param("b")
+        self.lower = model.get_ref("lower")
+        self.bias = self.lower.get_param("b")
         upper = model.get_ref("upper")
         self.weights_t = numpy.ascontiguousarray(upper.get_param("W").T)
         self.upper_bias = upper.get_param("b")
         self.unseen = sorted(model.attrs.get("unseen_classes") or ())
+
+
+class _Scorer:
+    """The NER model's step over one document as a few array operations: the lower layer precomputed once for
+    every token, then per step gather the state's features, add, maxout, and the upper layer (spaCy's
+    ``predict_states``)."""
+
+    def __init__(self, layers: _Layers, tokvecs: numpy.ndarray) -> None:
+        self.layers = layers
+        self.features = layers.lower.predict(tokvecs)  # (tokens + 1, nF, nO, nP); row 0 is the padding
 
     def __call__(self, ids: numpy.ndarray) -> numpy.ndarray:
         """Scores of every class for each state, ``ids`` (states, nF): its feature tokens, -1 for none. The
@@ -222,14 +230,15 @@ class _Scorer:
         return self._upper(hidden)
 
     def _upper(self, hidden: numpy.ndarray) -> numpy.ndarray:
-        hidden += self.bias  # (states, nO, nP)
+        layers = self.layers
+        hidden += layers.bias  # (states, nO, nP)
         pieces = hidden[..., 0]
         for piece in range(1, hidden.shape[2]):
             pieces = numpy.maximum(pieces, hidden[..., piece])
-        scores = numpy.matmul(pieces, self.weights_t)
-        scores += self.upper_bias
-        if self.unseen:
-            scores[:, self.unseen] = numpy.nanmin(scores)
+        scores = numpy.matmul(pieces, layers.weights_t)
+        scores += layers.upper_bias
+        if layers.unseen:
+            scores[:, layers.unseen] = numpy.nanmin(scores)
         return scores
 
 
@@ -252,7 +261,8 @@ class _Moves:
         self.names = {number: name for name, number in names.items()}
         labelled = self.label != 0
         self.begin, self.inside = (self.move == BEGIN) & labelled, (self.move == IN) & labelled
-        self.last, self.unit, self.out = (self.move == LAST) & labelled, (self.move == UNIT) & labelled, self.move == OUT
+        self.last, self.unit = (self.move == LAST) & labelled, (self.move == UNIT) & labelled
+        self.out = self.move == OUT
 
 
 class ArrayNer:
@@ -263,6 +273,7 @@ class ArrayNer:
     def __init__(self, ner: Any) -> None:
         self.ner = ner
         self.moves = _Moves(ner)
+        self.layers = _Layers(ner)
         model = ner.model.get_ref("tok2vec")
         try:
             self.tok2vec: Callable[[Any], numpy.ndarray] = _Tok2Vec(model, ner.vocab)
@@ -298,7 +309,7 @@ class ArrayNer:
         if attrs[:, 0].any():  # preset entities: spaCy's own parse
             return self.ner(doc)
         moves = self.moves
-        score = _Scorer(self.ner, self.tok2vec(doc))
+        score = _Scorer(self.layers, self.tok2vec(doc))
         space = attrs[:, 1].astype(bool)
         # an entity may go on past a token that is not the last and is not followed by a sentence start
         goes_on = numpy.append(attrs[1:, 2] != 1, False)
@@ -326,11 +337,6 @@ class ArrayNer:
             token += 1
         doc.set_ents(spans, default="outside")
         return doc
-
-
-def parse_entities(ner: Any, doc: Any) -> Any:
-    """:meth:`ArrayNer.parse` of ``ner`` over ``doc`` (builds the :class:`ArrayNer`: for tests and one-offs)."""
-    return ArrayNer(ner).parse(doc)
 
 
 def _best(scores: numpy.ndarray, valid: numpy.ndarray) -> numpy.ndarray:

@@ -8,12 +8,12 @@ it on each digit run with a margin of context on both sides finds the same numbe
 unchanged.
 
 A region's matcher is also skipped on a window with too few digits to hold one of that region's numbers: a
-window with only a year and a house number in it never reaches the US matcher. The
-least is taken from libphonenumber's own metadata: the shortest number length of any region sharing the
-region's country code (the US matcher also finds Canada's 7-digit "310-1234": country code 1), or, because a
-number in international form ("+49 30 1234", "00 49 ...") is matched under every region, the shortest country
-code plus number of any country (plus two digits for an international call prefix when no "+" is written).
-The matcher itself (:class:`RegionMatcher`) does not parse a candidate with too few digits either.
+window with only a year and a house number in it never reaches the US matcher. The least is taken from
+libphonenumber's own metadata: the shortest number length of any region sharing the region's country code (the
+US matcher also finds Canada's 7-digit "310-1234": country code 1), or, because a number in international form
+("+49 30 1234", "00 49 ...") is matched under every region, the shortest country code plus number of any
+country (plus two digits for an international call prefix when no "+" is written). The matcher itself
+(:class:`RegionMatcher`) does not parse a candidate with too few digits either.
 """
 
 from __future__ import annotations

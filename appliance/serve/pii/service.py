@@ -51,16 +51,22 @@ class PIIService:
         self._waiting += 1
         self._metrics.queue_depth(self._waiting)
         started = time.perf_counter()
-        hits, misses = self.cache.hits, self.cache.misses
         try:
             loop = asyncio.get_running_loop()
-            result = await loop.run_in_executor(self._executor, self.mask_sync, list(texts))
+            result, hits, misses = await loop.run_in_executor(self._executor, self._mask_counted, list(texts))
         finally:
             self._waiting -= 1
             self._metrics.queue_depth(self._waiting)
         self._metrics.scanned(time.perf_counter() - started, result.counts)
-        self._metrics.cache_lookups(self.cache.hits - hits, self.cache.misses - misses)
+        self._metrics.cache_lookups(hits, misses)
         return {"texts": result.texts, "originals": result.originals, "counts": result.counts}
+
+    def _mask_counted(self, texts: list[str]) -> tuple[MaskResult, int, int]:
+        """:meth:`mask_sync` with this call's cache hits and misses. Counted in the worker thread, which runs
+        one call at a time: counted around the await, calls waiting side by side would count each other."""
+        hits, misses = self.cache.hits, self.cache.misses
+        result = self.mask_sync(texts)
+        return result, self.cache.hits - hits, self.cache.misses - misses
 
     async def check_health(self) -> None:
         """Serve's health check: the engines answer on a tiny text (analysed each time, never from the cache)."""

@@ -99,3 +99,27 @@ def test_a_conversations_earlier_turns_are_not_analysed_again(pii_service, monke
     analysed.clear()
     asyncio.run(pii_service.check_health())
     assert analysed  # the health check always runs the analyzer
+
+
+def test_overlapping_requests_count_each_lookup_once(pii_service, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two requests waiting side by side for the replica's one worker: hits + misses add up to their texts."""
+    import uuid
+
+    from appliance.serve.pii.metrics import NoMetrics
+
+    counted: list[tuple[int, int]] = []
+
+    class Recording(NoMetrics):
+        def cache_lookups(self, hits: int, misses: int) -> None:
+            counted.append((hits, misses))
+
+    monkeypatch.setattr(pii_service, "_metrics", Recording())
+    tag = uuid.uuid4().hex
+    shared = f"{tag}: write to Tom Lee"
+
+    async def both() -> None:
+        await asyncio.gather(pii_service.mask([f"{tag} one", shared]),
+                             pii_service.mask([f"{tag} two", shared, f"{tag} three"]))  # fmt: skip
+
+    asyncio.run(both())
+    assert sorted(counted) == [(0, 2), (1, 2)]

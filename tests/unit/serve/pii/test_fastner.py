@@ -17,7 +17,6 @@ from appliance.serve.pii.fastner import (
     array_parsable,
     fast_pipeline,
     openblas_ops,
-    parse_entities,
     use_openblas,
 )
 from tests.helpers import ROOT
@@ -96,7 +95,7 @@ def test_same_entities_on_generated_texts(pipelines, pieces: list[str], separato
     stock, fast = pipelines
     text = separator.join(pieces)
     doc = fast.make_doc(text)
-    parse_entities(fast.get_pipe("ner"), doc)
+    ArrayNer(fast.get_pipe("ner")).parse(doc)
     assert entities(doc) == entities(stock(text))
 
 
@@ -132,7 +131,7 @@ def test_preset_entities_are_left_to_spacy(pipelines) -> None:
     expected.ents = [Span(expected, 3, 5, label="ORG")]
     doc.ents = [Span(doc, 3, 5, label="ORG")]
     stock.get_pipe("ner")(expected)
-    parse_entities(fast.get_pipe("ner"), doc)
+    ArrayNer(fast.get_pipe("ner")).parse(doc)
     assert entities(doc) == entities(expected)
     assert ("Bob Stone", "ORG") in [(ent.text, ent.label_) for ent in doc.ents]
 
