@@ -11,7 +11,7 @@ import docker
 import httpx
 import openai
 
-from tests.e2e_docker.conftest import DockerStack
+from tests.e2e_docker.stack import DockerStack
 from tests.e2e_docker.prepare import PROJECT
 from tests.helpers import set_line
 
