@@ -1,297 +1,272 @@
 #!/usr/bin/env python3
-"""What the appliance's serving path costs against raw vLLM: one run, same machine, same tiny model.
+"""What the appliance's serving path costs against raw vLLM, measured fairly, side by side in one run.
 
-    python scripts/bench_overhead.py [--concurrency 1,8,32] [--tokens 128] [--out bench-results]
+    python scripts/bench_overhead.py [--targets stack,host] [--concurrency 1,8,32] [--rounds 3]
+                                     [--tokens 128] [--out bench-results]
 
-Streams chat completions (``max_tokens`` output tokens each, ``ignore_eos`` so every request generates
-exactly that many) at each concurrency level, first against vLLM's own OpenAI server, then against the
-appliance (Ray Serve + the appliance ingress with auth and audit on, PII off), one after the other so they
-never share the CPU. Prints a table (output tok/s, TTFT p50/p99, appliance ÷ raw) and writes it as JSON
-and a PNG plot under ``--out``.
+Sides: raw vLLM's OpenAI server (the reference, with the appliance's engine arguments for the same tiny
+model), the compose stack as ``make up --local`` runs it, reached through nginx + TLS (``stack``: the figure
+of record), and the Serve app started on the host (``host``: quick to iterate on). Every side is started
+once, then frozen; in each round and at each concurrency level the sides take turns (the order reverses
+every round): the side measured is thawed, warmed up, measured, frozen again. Nothing else of the benchmark
+runs meanwhile, and the frozen sides' CPU use during each measurement is recorded (it must be ~0).
 
-Ray listens on every interface, so run this through ``make bench``, which gives it a loopback-only network
-namespace (scripts/ci/isolated.sh); it refuses to start otherwise.
+Load: streamed chat completions, ``--tokens`` output tokens each (``ignore_eos``), exactly c in flight,
+max(16, 4c) per level; TTFT is the time to the first SSE event with text. Auth and audit are on in the
+appliance, PII off. CPU: every process of a side (its cgroup), and the part outside the vLLM engine
+processes (EngineCore / Worker), per 1,000 streamed tokens.
+
+Prints per level the median and min–max over the rounds of each side's tok/s, of appliance ÷ raw (taken
+within each round) and of the TTFT p50 difference; writes bench_overhead.{md,json,png} and the run's
+conditions into ``--out``. Run it through ``make bench`` (a loopback-only network namespace, as root: Ray
+listens on every interface, and freezing uses cgroups).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
-import secrets
-import shutil
-import signal
+import resource
 import socket
+import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
-import httpx
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib.client import Level, run_level  # noqa: E402
+from benchlib.targets import CACHE, ROOT, Side, docker_session, free_port, host_side, raw_vllm, stack_side  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-from appliance.config import ConfigFiles, load_config  # noqa: E402
-from appliance.serve.head import proxy_port, serving_env  # noqa: E402
-from tests.helpers import stop_ray  # noqa: E402
-CACHE = ROOT / ".cache" / "tiny-model"
-MODEL = "tiny"
-# Experiments: BENCH_RAY_ENV="K=V …" adds to Ray's environment; BENCH_SETTINGS="SERVE_DIRECT_INGRESS=false …"
-# overrides .env settings of the appliance under test.
-EXTRA_RAY_ENV: dict[str, str] = dict(
-    item.split("=", 1) for item in os.environ.get("BENCH_RAY_ENV", "").split() if "=" in item
-)
-EXTRA_SETTINGS: dict[str, str] = dict(
-    item.split("=", 1) for item in os.environ.get("BENCH_SETTINGS", "").split() if "=" in item
-)
+SETTLE_S = 1.0  # after a thaw, before the warm-up: let the thawed side's timers catch up
+RAW = "raw vLLM"
 
 
-@dataclass
-class Level:
-    target: str
-    concurrency: int
-    requests: int
-    output_tokens: int
-    seconds: float
-    ttft_p50_ms: float
-    ttft_p99_ms: float
-    errors: int
-    stream_tok_s_p50: float = 0.0  # per stream, from its first token to its last (no queueing, no TTFT)
-
-    @property
-    def tok_s(self) -> float:
-        return self.output_tokens / self.seconds if self.seconds else 0.0
+def _client_cpu_ns() -> int:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return int((usage.ru_utime + usage.ru_stime) * 1e9)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def major_faults() -> int:
+    """Major page faults on the whole machine so far: pages read back from disk (this VM's kernel pages out
+    memory that went cold, e.g. of a side that was frozen, and a thawed side can stall on reading it back)."""
+    for line in Path("/proc/vmstat").read_text().splitlines():
+        if line.startswith("pgmajfault "):
+            return int(line.split()[1])
+    return 0
 
 
-def percentile(values: list[float], q: float) -> float:
+def measure(side: Side, others: list[Side], c: int, tokens: int, requests: int) -> dict:
+    """One level on one side (thawed here, frozen again after); its Level and CPU figures."""
+    side.group.thaw()
+    time.sleep(SETTLE_S)
+    load = os.getloadavg()[0]
+    engines = side.group.engine_pids()
+    marks: dict[str, tuple[int, int, int, list[int]]] = {}
+
+    def mark(when: str) -> None:
+        marks[when] = (side.group.cpu_ns(), side.group.engine_cpu_ns(engines), _client_cpu_ns(),
+                       [o.group.cpu_ns() for o in others], major_faults())  # fmt: skip
+
+    try:
+        level = asyncio.run(run_level(side.name, side.url, side.key, c, tokens, requests, cafile=side.cafile,
+                                      mark=mark))  # fmt: skip
+    finally:
+        side.group.freeze()
+    (all0, eng0, cli0, oth0, maj0), (all1, eng1, cli1, oth1, maj1) = marks["start"], marks["end"]
+    per_k = 1000 / level.output_tokens / 1e6 if level.output_tokens else float("nan")  # ns → ms per 1k tokens
+    return {
+        **asdict(level), "tok_s": level.tok_s, "load_before": round(load, 2), "engine_pids": len(engines),
+        "cpu_ms_per_1k": round((all1 - all0) * per_k, 1),
+        "cpu_ms_per_1k_outside_engine": round(((all1 - all0) - (eng1 - eng0)) * per_k, 1),
+        "client_cpu_ms_per_1k": round((cli1 - cli0) * per_k, 1),
+        "frozen_sides_cpu_ms": round(sum(b - a for a, b in zip(oth0, oth1)) / 1e6, 1),
+        "major_faults": maj1 - maj0,
+    }  # fmt: skip
+
+
+def parse_target(text: str) -> tuple[str, dict[str, str]]:
+    """'stack' / 'host', optionally ':KEY=VALUE,KEY=VALUE' (.env settings of that side)."""
+    kind, _, rest = text.strip().partition(":")
+    if kind not in ("stack", "host"):
+        raise ValueError(f"unknown side {kind!r}; expected stack or host")
+    settings = {}
+    for item in filter(None, (part.strip() for part in rest.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.isupper():
+            raise ValueError(f"{item!r} is not KEY=VALUE")
+        settings[key] = value
+    return kind, settings
+
+
+def _spread(values: list[float], fmt: str = "{:,.0f}") -> str:
     if not values:
-        return float("nan")
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return ordered[index]
+        return "–"
+    med = statistics.median(values)
+    if len(values) == 1:
+        return fmt.format(med)
+    return f"{fmt.format(med)} ({fmt.format(min(values))}–{fmt.format(max(values))})"
 
 
-async def one_request(client: httpx.AsyncClient, url: str, key: str | None, tokens: int,
-                      content: str = "Tell me a story.") -> tuple[float, int, float]:  # fmt: skip
-    """(time to first token in s, output tokens, total time in s) for one streamed chat completion."""
-    body = {"model": MODEL, "messages": [{"role": "user", "content": content}], "max_tokens": tokens,
-            "stream": True, "ignore_eos": True, "stream_options": {"include_usage": True}}  # fmt: skip
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
-    started = time.perf_counter()
-    ttft = None
-    produced = 0
-    async with client.stream("POST", url + "/v1/chat/completions", json=body, headers=headers) as response:
-        response.raise_for_status()
-        buffer = b""
-        async for data in response.aiter_bytes():  # split on b"\n" only: generated text may hold U+2028
-            buffer += data
-            *lines, buffer = buffer.split(b"\n")
-            for line in lines:
-                if not line.startswith(b"data: ") or line.strip() == b"data: [DONE]":
-                    continue
-                chunk = json.loads(line[6:])
-                if chunk.get("choices") and ttft is None and chunk["choices"][0].get("delta", {}).get("content"):
-                    ttft = time.perf_counter() - started
-                if chunk.get("usage"):
-                    produced = chunk["usage"]["completion_tokens"]
-    total = time.perf_counter() - started
-    return (ttft if ttft is not None else total), produced, total
-
-
-async def run_level(target: str, url: str, key: str | None, concurrency: int, tokens: int, requests: int,
-                    content: str = "Tell me a story.") -> Level:  # fmt: skip
-    limits = httpx.Limits(max_connections=concurrency + 4, max_keepalive_connections=concurrency + 4)
-    async with httpx.AsyncClient(timeout=600, limits=limits) as client:
-        await asyncio.gather(*(one_request(client, url, key, 8, content) for _ in range(min(concurrency, 4))))  # warm
-        queue = list(range(requests))
-        ttfts: list[float] = []
-        rates: list[float] = []
-        produced = 0
-        errors = 0
-
-        async def worker() -> None:
-            nonlocal produced, errors
-            while queue:
-                queue.pop()
-                try:
-                    ttft, count, total = await one_request(client, url, key, tokens, content)
-                    ttfts.append(ttft)
-                    if count > 1 and total > ttft:
-                        rates.append((count - 1) / (total - ttft))
-                    produced += count
-                except httpx.HTTPError:
-                    errors += 1
-
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        seconds = time.perf_counter() - started
-    return Level(target, concurrency, requests, produced, seconds, percentile(ttfts, 50) * 1000,
-                 percentile(ttfts, 99) * 1000, errors, percentile(rates, 50))  # fmt: skip
-
-
-def wait_http(url: str, timeout: float, ok: int = 200) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=5).status_code == ok:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(1)
-    raise TimeoutError(f"{url} did not answer {ok} within {timeout:.0f}s")
-
-
-@contextmanager
-def raw_vllm(model_dir: Path, port: int):
-    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
-    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
-           "--served-model-name", MODEL, "--host", "127.0.0.1", "--port", str(port), "--max-model-len", "1024",
-           "--gpu-memory-utilization", "0.3"]  # fmt: skip
-    log = open(Path(tempfile.gettempdir()) / "bench_raw_vllm.log", "w")  # noqa: SIM115
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        wait_http(f"http://127.0.0.1:{port}/health", 600)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
-
-
-@contextmanager
-def appliance(model_dir: Path, work: Path, port: int, settings: dict[str, str] | None = None):
-    """Ray head + ``python -m appliance serve`` with one model, auth and audit on (``settings``: .env overrides,
-    default BENCH_SETTINGS)."""
-    shutil.copyfile(ROOT / ".env.example", work / ".env")
-    shutil.copyfile(ROOT / ".secrets.example", work / ".secrets")
-    (work / ".secrets").chmod(0o600)
-    _set(work / ".env", {"ACCELERATOR": "cpu", "AUDIT_LOG_FILE": str(work / "audit.log"), "AUTH_ENABLED": "true"})
-    (work / "models.yaml").write_text(f"models:\n  - id: {MODEL}\n    source: {model_dir}\n    max_model_len: 1024\n"
-                                      "    gpu_memory_utilization: 0.3\n    max_tokens_cap: 4096\n")  # fmt: skip
-    token = work / "ray_token"
-    token.write_text(secrets.token_hex(32))
-    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token), "APPLIANCE_GPU_COUNT": "0",
-           "RAY_USAGE_STATS_ENABLED": "0", **EXTRA_RAY_ENV}  # fmt: skip
-    # the serving env the stack ships (direct ingress on SERVE_HTTP_PORT unless SERVE_DIRECT_INGRESS=false)
-    _set(work / ".env", {"SERVE_HTTP_PORT": str(port), **(EXTRA_SETTINGS if settings is None else settings)})
-    loaded = load_config(ConfigFiles(env=work / ".env", secrets=work / ".secrets", models=work / "models.yaml"),
-                         gpu_count=0).settings  # fmt: skip
-    env.update(serving_env(loaded))
-    cli = [sys.executable, "-m", "appliance"]
-    key = subprocess.run([*cli, "keys", "create", "bench", "--role", "admin"], cwd=work, env=env, check=True,
-                         capture_output=True, text=True).stdout.strip()  # fmt: skip
-    gcs = free_port()
-    ray = str(Path(sys.executable).parent / "ray")
-    subprocess.run([ray, "start", "--head", f"--port={gcs}", "--num-cpus=8", "--node-ip-address=127.0.0.1",
-                    "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={work / 'ray'}"],
-                   env=env, check=True, capture_output=True)  # fmt: skip
-    try:
-        subprocess.run([*cli, "serve", "--ray-address", f"127.0.0.1:{gcs}", "--http-port", str(proxy_port(loaded))],
-                       cwd=work,
-                       env=env, check=True, capture_output=True)  # fmt: skip
-        wait_http(f"http://127.0.0.1:{port}/health/ready", 900)
-        yield f"http://127.0.0.1:{port}", key
-    finally:
-        stop_ray(work / "ray")
-
-
-def _set(path: Path, values: dict[str, str]) -> None:
-    lines = [line for line in path.read_text().splitlines() if line.split("=", 1)[0] not in values]
-    path.write_text("\n".join(lines + [f"{k}={v}" for k, v in values.items()]) + "\n")
-
-
-def render(levels: list[Level], out: Path) -> str:
-    raw = {lv.concurrency: lv for lv in levels if lv.target == "raw vLLM"}
-    rows = ["| concurrency | raw vLLM tok/s | raw TTFT p50 / p99 ms | appliance tok/s | appliance TTFT p50 / p99 ms "
-            "| tok/s ratio | TTFT p50 Δ ms |", "|---|---|---|---|---|---|---|"]  # fmt: skip
-    for lv in (lv for lv in levels if lv.target == "appliance"):
-        base = raw.get(lv.concurrency)
-        if base is None:
+def summarise(runs: list[dict], targets: list[str], levels: list[int]) -> tuple[str, dict]:
+    """Markdown tables (one per appliance side) and the numbers behind them."""
+    by = {(r["target"], r["concurrency"], r["round"]): r for r in runs}
+    rounds = sorted({r["round"] for r in runs})
+    out: dict = {}
+    text = []
+    for target in targets:
+        if target == RAW:
             continue
-        rows.append(f"| {lv.concurrency} | {base.tok_s:,.0f} | {base.ttft_p50_ms:,.0f} / {base.ttft_p99_ms:,.0f} | "
-                    f"{lv.tok_s:,.0f} | {lv.ttft_p50_ms:,.0f} / {lv.ttft_p99_ms:,.0f} | "
-                    f"{lv.tok_s / base.tok_s:.2f} | {lv.ttft_p50_ms - base.ttft_p50_ms:+,.0f} |")  # fmt: skip
-    table = "\n".join(rows)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "bench_overhead.json").write_text(json.dumps([asdict(lv) | {"tok_s": lv.tok_s} for lv in levels], indent=2))
-    (out / "bench_overhead.md").write_text(table + "\n")
-    _plot(levels, out / "bench_overhead.png")
-    return table
+        text += [f"### {target} ÷ {RAW}", "",
+                 "| c | raw tok/s | appliance tok/s | ratio | raw TTFT p50 ms | appliance TTFT p50 ms | Δ TTFT ms "
+                 "| CPU-ms/1k tok outside engine: raw / appliance | errors |",
+                 "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        for c in levels:
+            pairs = [(by[(RAW, c, n)], by[(target, c, n)]) for n in rounds if (RAW, c, n) in by and (target, c, n) in by]
+            if not pairs:
+                continue
+            raw_tps = [r["tok_s"] for r, _ in pairs]
+            app_tps = [a["tok_s"] for _, a in pairs]
+            ratio = [a["tok_s"] / r["tok_s"] for r, a in pairs if r["tok_s"]]
+            delta = [a["ttft_p50_ms"] - r["ttft_p50_ms"] for r, a in pairs]
+            cpu_raw = [r["cpu_ms_per_1k_outside_engine"] for r, _ in pairs]
+            cpu_app = [a["cpu_ms_per_1k_outside_engine"] for _, a in pairs]
+            errors = sum(r["errors"] + a["errors"] for r, a in pairs)
+            out[f"{target} c={c}"] = {"ratio_median": statistics.median(ratio), "ratio_min": min(ratio),
+                                      "ratio_max": max(ratio), "ttft_delta_median_ms": statistics.median(delta),
+                                      "cpu_outside_engine_raw": statistics.median(cpu_raw),
+                                      "cpu_outside_engine_appliance": statistics.median(cpu_app)}  # fmt: skip
+            text.append(f"| {c} | {_spread(raw_tps)} | {_spread(app_tps)} | {_spread(ratio, '{:.2f}')} | "
+                        f"{_spread([r['ttft_p50_ms'] for r, _ in pairs])} | {_spread([a['ttft_p50_ms'] for _, a in pairs])} | "
+                        f"{_spread(delta, '{:+,.0f}')} | {statistics.median(cpu_raw):,.0f} / "
+                        f"{statistics.median(cpu_app):,.0f} | {errors} |")  # fmt: skip
+        text.append("")
+    return "\n".join(text), out
 
 
-def _plot(levels: list[Level], path: Path) -> None:
+def plot(runs: list[dict], targets: list[str], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    for target, marker in (("raw vLLM", "o"), ("appliance", "s")):
-        points = sorted((lv.concurrency, lv.tok_s, lv.ttft_p50_ms) for lv in levels if lv.target == target)
-        if not points:
-            continue
-        xs = [p[0] for p in points]
-        left.plot(xs, [p[1] for p in points], marker=marker, label=target)
-        right.plot(xs, [p[2] for p in points], marker=marker, label=target)
-    for axis, title, unit in ((left, "Output throughput", "tokens/s"), (right, "Time to first token (p50)", "ms")):
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for target, marker in zip(targets, "osd^"):
+        levels = sorted({r["concurrency"] for r in runs if r["target"] == target})
+        tps = [[r["tok_s"] for r in runs if r["target"] == target and r["concurrency"] == c] for c in levels]
+        ttft = [[r["ttft_p50_ms"] for r in runs if r["target"] == target and r["concurrency"] == c] for c in levels]
+        for axis, values in ((left, tps), (right, ttft)):
+            med = [statistics.median(v) for v in values]
+            axis.errorbar(levels, med, yerr=[[m - min(v) for m, v in zip(med, values)],
+                                             [max(v) - m for m, v in zip(med, values)]],
+                          marker=marker, capsize=4, label=target)  # fmt: skip
+    for axis, title, unit in ((left, "Output throughput (median, min–max)", "tokens/s"),
+                              (right, "Time to first token p50 (median, min–max)", "ms")):  # fmt: skip
         axis.set_xscale("log", base=2)
         axis.set_xlabel("concurrent streams")
         axis.set_ylabel(unit)
         axis.set_title(title)
         axis.grid(True, alpha=0.3)
-        axis.legend()
-    fig.suptitle("Appliance serving path vs raw vLLM (tiny model, CPU, streaming)")
+        axis.legend(fontsize=8)
+    fig.suptitle("Appliance vs raw vLLM: tiny model on CPU, streaming, sides taking turns, idle side frozen")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--targets", default="stack;host",
+                        help="appliance sides besides raw vLLM, ';'-separated: stack, host, or either with .env "
+                             "settings to compare, e.g. 'stack;stack:SERVE_STREAM_BATCHING_MS=100,RAY_WORKER_NICENESS=0'")
     parser.add_argument("--concurrency", default="1,8,32", help="comma-separated concurrency levels")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of turns (at least 3 for a figure to quote)")
     parser.add_argument("--tokens", type=int, default=128, help="output tokens per request")
     parser.add_argument("--requests", type=int, default=0, help="requests per level (default: max(16, 4 × c))")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench-results", help="where the table, JSON, PNG go")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench-results", help="where the results go")
     args = parser.parse_args(argv)
     if [name for _, name in socket.if_nameindex()] != ["lo"]:
         print("bench_overhead: run it through `make bench` (a loopback-only network namespace): Ray listens on "
               "every interface", file=sys.stderr)  # fmt: skip
         return 2
-    levels_c = [int(c) for c in args.concurrency.split(",")]
+    try:
+        wanted = [parse_target(t) for t in args.targets.split(";") if t.strip()]
+    except ValueError as err:
+        parser.error(f"--targets: {err}")
+    levels = [int(c) for c in args.concurrency.split(",")]
     if not (CACHE / "config.json").exists():
         subprocess.run([sys.executable, str(ROOT / "scripts/make_tiny_model.py"), str(CACHE)], check=True)
-    results: list[Level] = []
-
-    def measure(target: str, url: str, key: str | None) -> None:
-        for c in levels_c:
-            n = args.requests or max(16, 4 * c)
-            level = asyncio.run(run_level(target, url, key, c, args.tokens, n))
-            print(f"  {target:>9} c={c:<3} {level.tok_s:8.0f} tok/s  TTFT p50 {level.ttft_p50_ms:6.0f} ms  "
-                  f"p99 {level.ttft_p99_ms:6.0f} ms  errors {level.errors}", flush=True)  # fmt: skip
-            results.append(level)
-
-    if os.environ.get("BENCH_SKIP_RAW") != "1":
-        print("raw vLLM OpenAI server …", flush=True)
-        with raw_vllm(CACHE, free_port()) as url:
-            measure("raw vLLM", url, None)
-    print("appliance (Ray Serve + ingress, auth + audit on) …", flush=True)
-    with tempfile.TemporaryDirectory() as tmp, appliance(CACHE, Path(tmp), free_port()) as (url, key):
-        measure("appliance", url, key)
-    print()
-    print(render(results, args.out))
-    print(f"\nwritten: {args.out / 'bench_overhead.md'}, .json, .png")
+    args.out.mkdir(parents=True, exist_ok=True)
+    runs: list[dict] = []
+    started = time.time()
+    with contextlib.ExitStack() as stack:
+        sides: list[Side] = []
+        engine = stack.enter_context(docker_session()) if any(k == "stack" for k, _ in wanted) else None
+        variants = 0
+        for kind, settings in [("raw", {}), *wanted]:
+            label = f" [{', '.join(f'{k}={v}' for k, v in settings.items())}]" if settings else ""
+            print(f"starting {kind}{label} …", flush=True)
+            if kind == "raw":
+                side = stack.enter_context(raw_vllm(CACHE, free_port()))
+            elif kind == "host":
+                side = stack.enter_context(host_side(CACHE, free_port(), settings, label))
+            else:
+                side = stack.enter_context(stack_side(CACHE, engine, settings, label, variants))
+                variants += 1
+            side.group.freeze()
+            sides.append(side)
+        starts = {s.name: s.group.starts() for s in sides if hasattr(s.group, "starts")}
+        engines = {s.name: s.group.engine_pids() for s in sides}
+        for s in sides:
+            s.group.thaw()
+            engines[s.name] = s.group.engine_pids()
+            s.group.freeze()
+        print("every side is up and frozen; engine processes: "
+              + ", ".join(f"{k}: {len(v)}" for k, v in engines.items()), flush=True)  # fmt: skip
+        for n in range(1, args.rounds + 1):
+            order = sides if n % 2 else sides[::-1]
+            for c in levels:
+                requests = args.requests or max(16, 4 * c)
+                for side in order:
+                    result = measure(side, [o for o in sides if o is not side], c, args.tokens, requests)
+                    result["round"] = n
+                    runs.append(result)
+                    print(f"  round {n} {side.name:>28} c={c:<3} {result['tok_s']:7.0f} tok/s  TTFT p50 "
+                          f"{result['ttft_p50_ms']:6.1f} ms  p99 {result['ttft_p99_ms']:6.0f} ms  CPU-ms/1k outside "
+                          f"engine {result['cpu_ms_per_1k_outside_engine']:6.0f}  major faults {result['major_faults']:5d}  "
+                          f"errors {result['errors']}"
+                          f"{'  ' + result['first_error'] if result['errors'] else ''}", flush=True)  # fmt: skip
+        for s in sides:
+            if hasattr(s.group, "starts") and s.group.starts() != starts[s.name]:
+                print(f"WARNING: a container of {s.name} restarted during the run: its figures are void",
+                      file=sys.stderr)  # fmt: skip
+        notes = {s.name: s.notes for s in sides}
+    names = [s.name for s in sides]
+    table, numbers = summarise(runs, names, levels)
+    conditions = {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)), "seconds": round(time.time() - started),
+        "rounds": args.rounds, "levels": levels, "tokens": args.tokens, "cores": os.cpu_count(),
+        "freezing": "each side not being measured frozen: host sides through a cgroup freezer, the compose "
+                    "stack's containers with docker pause; the frozen sides' CPU during each run is in runs[]",
+        "order": "per round and level the sides take turns; the order reverses every round",
+        "appliance": "auth and audit on, PII off; the compose stack with every default of .env.example except "
+                     "ports, BIND_ADDRESS and the nginx per-address limits (raised so that the benchmark's single "
+                     "address is not throttled)",
+        "sides": notes,
+    }  # fmt: skip
+    header = (f"Streaming chat, {args.tokens} output tokens, tiny model on CPU ({os.cpu_count()} cores), "
+              f"{args.rounds} rounds taking turns, idle sides frozen; median (min–max) over rounds.\n")  # fmt: skip
+    (args.out / "bench_overhead.md").write_text(header + "\n" + table)
+    (args.out / "bench_overhead.json").write_text(json.dumps({"conditions": conditions, "summary": numbers,
+                                                              "runs": runs}, indent=2))  # fmt: skip
+    plot(runs, names, args.out / "bench_overhead.png")
+    frozen = max((r["frozen_sides_cpu_ms"] for r in runs), default=0)
+    print("\n" + header + "\n" + table)
+    print(f"frozen sides used at most {frozen:.0f} ms of CPU during a measurement")
+    print(f"written: {args.out / 'bench_overhead.md'}, .json, .png")
     return 0
 
 

@@ -137,26 +137,27 @@ def end_to_end(model: str, concurrency: list[int], tokens: int) -> list[str]:
     import asyncio
     import tempfile
 
-    import bench_overhead as bo
+    from benchlib.client import Level, run_level
+    from benchlib.targets import CACHE, free_port, host_appliance
 
-    if not (bo.CACHE / "config.json").exists():
+    if not (CACHE / "config.json").exists():
         import subprocess
 
-        subprocess.run([sys.executable, str(ROOT / "scripts/make_tiny_model.py"), str(bo.CACHE)], check=True)
+        subprocess.run([sys.executable, str(ROOT / "scripts/make_tiny_model.py"), str(CACHE)], check=True)
     if _OWN_OMP:
         os.environ.pop("OMP_NUM_THREADS", None)
-    measured: dict[tuple[str, int], bo.Level] = {}
+    measured: dict[tuple[str, int], Level] = {}
     runs = {"off": [("off", E2E_PROMPT)], "on": [("on", E2E_PROMPT), ("on, no PII in prompt", CLEAN_PROMPT)]}
     for label, enabled in (("off", "false"), ("on", "true")):
         settings = {"PII_ENABLED": enabled, "PII_SPACY_MODEL": model}
         print(f"end to end, PII masking {label} …", file=sys.stderr, flush=True)
-        with tempfile.TemporaryDirectory() as tmp, bo.appliance(bo.CACHE, Path(tmp), bo.free_port(), settings) as (
+        with tempfile.TemporaryDirectory() as tmp, host_appliance(CACHE, Path(tmp), free_port(), settings) as (
             url,
             key,
         ):
             for c in concurrency:
                 for name, prompt in runs[label]:
-                    level = asyncio.run(bo.run_level(f"PII {name}", url, key, c, tokens, max(16, 4 * c), prompt))
+                    level = asyncio.run(run_level(f"PII {name}", url, key, c, tokens, max(16, 4 * c), prompt))
                     measured[(name, c)] = level
                     print(f"  PII {name} c={c}: {level.tok_s:.0f} tok/s, TTFT p50 {level.ttft_p50_ms:.0f} ms, "
                           f"per stream {level.stream_tok_s_p50:.0f} tok/s, errors {level.errors}", file=sys.stderr,
