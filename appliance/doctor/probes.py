@@ -26,8 +26,11 @@ def run_command(argv: list[str], timeout: float) -> tuple[int, str, str] | None:
 NVIDIA_QUERY = "index,name,memory.total,memory.free,driver_version"
 
 
-def nvidia_smi_query(timeout: float = 1.0) -> str | None:
-    """``nvidia-smi --query-gpu=... --format=csv,noheader,nounits`` output; None without a working driver."""
+def nvidia_smi_query(timeout: float = 5.0) -> str | None:
+    """``nvidia-smi --query-gpu=... --format=csv,noheader,nounits`` output; None without a working driver.
+
+    The timeout is the GPU count's (config/gpus.py): a driver without persistence mode can take over a second
+    to answer its first query, and 1 s made doctor report "no driver" where validate had counted the GPUs."""
     result = run_command(["nvidia-smi", f"--query-gpu={NVIDIA_QUERY}", "--format=csv,noheader,nounits"], timeout)
     if result is None or result[0] != 0:
         return None

@@ -8,6 +8,10 @@ from appliance.doctor.context import DoctorContext
 from appliance.doctor.gpu_fit import Gpu, parse_nvidia_smi
 
 
+# nvidia-smi's own timeout (probes.nvidia_smi_query) plus a second for the check around it
+GPU_QUERY_TIMEOUT_S = 6.0
+
+
 def gpu_mode(ctx: DoctorContext) -> bool:
     return ctx.config is not None and ctx.config.accelerator == Accelerator.GPU
 

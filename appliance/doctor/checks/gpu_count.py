@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from appliance.doctor.base import Check
-from appliance.doctor.checks._gpu import gpu_mode, query_gpus
+from appliance.doctor.checks._gpu import GPU_QUERY_TIMEOUT_S, gpu_mode, query_gpus
 from appliance.doctor.context import DoctorContext
 from appliance.doctor.finding import Finding, Level
 
@@ -11,6 +11,7 @@ from appliance.doctor.finding import Finding, Level
 class GpuCount(Check):
     slug = "gpu-count"
     title = "GPUs for tensor × pipeline parallelism"
+    timeout_s = GPU_QUERY_TIMEOUT_S
 
     def applies(self, ctx: DoctorContext) -> bool:
         return gpu_mode(ctx)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from appliance.doctor.base import Check
-from appliance.doctor.checks._gpu import gpu_mode, query_gpus
+from appliance.doctor.checks._gpu import GPU_QUERY_TIMEOUT_S, gpu_mode, query_gpus
 from appliance.doctor.checks.docker_engine import version_tuple
 from appliance.doctor.context import DoctorContext
 from appliance.doctor.finding import Finding, Level
@@ -14,6 +14,7 @@ MIN_DRIVER = (535,)
 class GpuDriver(Check):
     slug = "gpu-driver"
     title = "NVIDIA driver"
+    timeout_s = GPU_QUERY_TIMEOUT_S
 
     def applies(self, ctx: DoctorContext) -> bool:
         return gpu_mode(ctx)

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from appliance.doctor.base import Check
-from appliance.doctor.checks._gpu import gpu_mode, query_gpus
+from appliance.doctor.checks._gpu import GPU_QUERY_TIMEOUT_S, gpu_mode, query_gpus
 from appliance.doctor.context import DoctorContext
 from appliance.doctor.finding import Finding, Level
 from appliance.doctor.gpu_fit import estimate_fit, find_model_dir, fmt_gib, safetensors_params, shape_from_config
@@ -24,6 +24,7 @@ def hub_cache(ctx: DoctorContext) -> Path:
 class GpuMemory(Check):
     slug = "gpu-memory"
     title = "GPU memory fit"
+    timeout_s = GPU_QUERY_TIMEOUT_S
 
     def applies(self, ctx: DoctorContext) -> bool:
         return gpu_mode(ctx)

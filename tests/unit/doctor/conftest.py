@@ -44,6 +44,6 @@ def nvidia_smi(monkeypatch: pytest.MonkeyPatch) -> Callable[[str | None], None]:
     """Patch the one subprocess call the GPU checks make."""
 
     def fake(output: str | None) -> None:
-        monkeypatch.setattr(probes, "nvidia_smi_query", lambda timeout=1.0: output)
+        monkeypatch.setattr(probes, "nvidia_smi_query", lambda timeout=5.0: output)
 
     return fake
