@@ -76,7 +76,8 @@ def llm_config_dict(spec: ModelSpec, config: ApplianceConfig) -> dict[str, Any]:
         "model_loading_config": {"model_id": spec.id, "model_source": spec.source},
         "engine_kwargs": engine_kwargs(spec),
         "deployment_config": deployment_config(spec, settings),
-        "experimental_configs": {"stream_batching_interval_ms": settings.serve_stream_batching_ms},
+        "experimental_configs": {"stream_batching_interval_ms": settings.serve_stream_batching_ms,
+                                 "appliance_stream_batching_max_ms": settings.serve_stream_batching_max_ms},
     }
     pg = placement(spec, config.accelerator)
     if pg is not None:

@@ -44,7 +44,8 @@ def test_llm_config_from_a_validated_config(tmp_path: Path, monkeypatch) -> None
     data = llm_config_dict(config.models[0], config)
     assert data["model_loading_config"] == {"model_id": "qwen2.5-0.5b-instruct", "model_source": "Qwen/Qwen2.5-0.5B-Instruct"}
     assert data["engine_kwargs"]["revision"] == "7ae557604adf67be50417f59c2c2f167def9a775"
-    assert data["experimental_configs"] == {"stream_batching_interval_ms": 20.0}
+    assert data["experimental_configs"] == {"stream_batching_interval_ms": 20.0,
+                                            "appliance_stream_batching_max_ms": 150.0}
     assert data["runtime_env"]["env_vars"] == {"VLLM_CPU_KVCACHE_SPACE": "1", "HF_TOKEN": "hf_secret_token_value"}
     ingress = IngressConfig.from_config(config, audit_path="a.log", models=())
     assert ingress.caps == {"qwen2.5-0.5b-instruct": 2048}
