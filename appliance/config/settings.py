@@ -136,6 +136,11 @@ class Settings(BaseModel):
     ray_num_cpus: NonNegativeInt = setting(
         0, "Logical CPUs Ray schedules with; 0 = max(8, cores) so the ingress fits beside engines.", HARDWARE
     )
+    ray_worker_niceness: Annotated[int, Field(ge=0, le=19)] = setting(
+        15, "Niceness of Ray's worker processes: the engines, the ingress and PII replicas (0-19; Ray's own "
+        "default is 15). 0 puts them level with nginx and Prometheus; measured on 2 cores it did not help "
+        "(docs/guides/operator.md, Performance).", HARDWARE
+    )
     ray_dashboard_enabled: Bool = setting(
         True, "Run the Ray dashboard (reachable only through Nginx with dashboard basic auth).", HARDWARE
     )
@@ -152,6 +157,11 @@ class Settings(BaseModel):
     serve_stream_batching_ms: NonNegativeFloat = setting(
         50.0, "Streamed tokens sent between Ray actors at most once per this window (ms); a chunk that finds the "
         "line idle (the first token) goes at once. 0 = one message per token (slower).", HARDWARE
+    )
+    serve_stream_batching_max_ms: NonNegativeFloat = setting(
+        150.0, "The widest that window grows under load (ms): above 8 streams in flight in an engine replica the "
+        "window widens with them (the same Ray messages per second), up to this; the first token still goes at "
+        "once. Equal to SERVE_STREAM_BATCHING_MS = a fixed window.", HARDWARE
     )
 
     # --- edge --------------------------------------------------------------------------------------

@@ -52,14 +52,17 @@ def direct_ingress(settings: Settings) -> bool:
 def serving_env(settings: Settings) -> dict[str, str]:
     """Environment of ``ray start`` (inherited by the controller and every replica) and of the deploying driver.
 
+    ``RAY_worker_niceness`` (RAY_WORKER_NICENESS): Ray starts its workers, and so the engines (a worker and its
+    children), at that niceness; 15, Ray's own default, unless the operator says otherwise.
     Direct ingress (``RAY_SERVE_THROUGHPUT_OPTIMIZED``): the ingress replica itself listens on SERVE_HTTP_PORT
     (the range MIN..MAX is half-open) and replicas talk gRPC; Serve's own proxy moves to :func:`proxy_port`.
     """
-    if not direct_ingress(settings):
-        return {}
-    port = settings.serve_http_port
-    return {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": str(port),
-            "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": str(port + 1)}  # fmt: skip
+    env = {"RAY_worker_niceness": str(settings.ray_worker_niceness)}
+    if direct_ingress(settings):
+        port = settings.serve_http_port
+        env.update({"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": str(port),
+                    "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": str(port + 1)})  # fmt: skip
+    return env
 
 
 def proxy_port(settings: Settings) -> int:

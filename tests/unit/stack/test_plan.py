@@ -111,11 +111,13 @@ def test_direct_ingress_env_and_proxy_port(tmp_path: Path) -> None:
     from appliance.serve.head import proxy_port, serving_env
 
     settings = _config(tmp_path, SERVE_HTTP_PORT="8000").settings
-    assert serving_env(settings) == {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+    assert serving_env(settings) == {"RAY_worker_niceness": "15", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
                                      "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": "8000",
                                      "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": "8001"}  # fmt: skip
     assert proxy_port(settings) == 8002, "Serve's proxy moves out of the way of the ingress"
     two = _config(tmp_path, SERVE_INGRESS_REPLICAS="2").settings
-    assert serving_env(two) == {} and proxy_port(two) == 8000, "several ingress replicas: through the proxy"
+    assert serving_env(two) == {"RAY_worker_niceness": "15"} and proxy_port(two) == 8000, "several ingress replicas: through the proxy"
     off = _config(tmp_path, SERVE_INGRESS_REPLICAS="1", SERVE_DIRECT_INGRESS="false").settings
-    assert serving_env(off) == {} and proxy_port(off) == 8000
+    assert serving_env(off) == {"RAY_worker_niceness": "15"} and proxy_port(off) == 8000
+    level = _config(tmp_path, RAY_WORKER_NICENESS="0").settings
+    assert serving_env(level)["RAY_worker_niceness"] == "0", "the operator's niceness reaches ray start"
