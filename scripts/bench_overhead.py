@@ -30,6 +30,7 @@ import contextlib
 import json
 import os
 import resource
+import signal
 import socket
 import statistics
 import subprocess
@@ -197,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         parser.error(f"--targets: {err}")
     levels = [int(c) for c in args.concurrency.split(",")]
+    # a stopped benchmark still thaws, stops and removes every side it started (the context managers below)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if not (CACHE / "config.json").exists():
         subprocess.run([sys.executable, str(ROOT / "scripts/make_tiny_model.py"), str(CACHE)], check=True)
     args.out.mkdir(parents=True, exist_ok=True)

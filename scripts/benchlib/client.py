@@ -55,8 +55,12 @@ def _data(event: bytes) -> bytes | None:
 async def one_request(session: aiohttp.ClientSession, url: str, key: str | None, tokens: int,
                       content: str = PROMPT, ssl_context: ssl.SSLContext | None = None) -> tuple[float, int, float]:  # fmt: skip
     """(time to first text in s, output tokens, total time in s) for one streamed chat completion."""
+    # Greedy: every side generates the very same tokens, so the first event with text (TTFT) is the same token
+    # everywhere. With sampling, the tiny random model's first tokens are often incomplete UTF-8 that the
+    # detokenizer holds back, and TTFT would depend on which random tokens a side happened to draw.
     body = {"model": MODEL, "messages": [{"role": "user", "content": content}], "max_tokens": tokens,
-            "stream": True, "ignore_eos": True, "stream_options": {"include_usage": True}}  # fmt: skip
+            "temperature": 0, "stream": True, "ignore_eos": True,
+            "stream_options": {"include_usage": True}}  # fmt: skip
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     started = time.perf_counter()
     ttft = None
