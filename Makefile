@@ -18,7 +18,7 @@ MISMATCHED_WHEELS := torchvision torchaudio torchcodec
 PYTEST_ARGS ?=
 UP_ARGS ?=
 
-.PHONY: help up down status doctor logs validate keys test test-unit test-integration test-e2e test-e2e-docker bench docs clean
+.PHONY: help up down status doctor logs validate keys lint test test-unit test-integration test-e2e test-e2e-docker bench docs clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -64,8 +64,12 @@ validate: $(VENV)/.installed-base ## check .env, .secrets and models.yaml
 	@$(PY) -m appliance validate
 
 # --- tests and benchmarks ------------------------------------------------------------------------------
+lint: $(VENV)/.installed-test ## ruff's checks over the code, the tests and the scripts (make test runs it first)
+	@$(VENV)/bin/ruff check appliance tests scripts
+
 # The tests run in a network namespace of their own with only loopback (scripts/ci/isolated.sh).
-test: $(VENV)/.installed-test ## set up everything and run every test tier (unit, integration, e2e, e2e-docker)
+test: $(VENV)/.installed-test ## set up everything, lint, and run every test tier (unit, integration, e2e, e2e-docker)
+	@$(VENV)/bin/ruff check appliance tests scripts
 	@scripts/ci/ensure_tools.sh $(TEST_TOOLS)
 	@$(PY) -m tests.e2e_docker.prepare
 	@scripts/ci/isolated.sh $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \

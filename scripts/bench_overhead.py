@@ -40,7 +40,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib.client import Level, run_level  # noqa: E402
+from benchlib.client import run_level  # noqa: E402
 from benchlib.targets import CACHE, ROOT, Side, docker_session, free_port, host_side, raw_vllm, stack_side  # noqa: E402
 
 SETTLE_S = 1.0  # after a thaw, before the warm-up: let the thawed side's timers catch up

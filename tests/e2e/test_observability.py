@@ -7,11 +7,9 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx

@@ -4,7 +4,6 @@ the supervisor sends, OpenMetrics checks on the endpoints Prometheus scrapes, JS
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import yaml
 
