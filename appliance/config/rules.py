@@ -127,6 +127,11 @@ def _gpu_rules(
     s: Settings, models: list[tuple[int, ModelSpec]], where: Where, gpu_count: int | None
 ) -> list[ConfigIssue]:
     if gpu_count is None:
+        if s.accelerator is Accelerator.AUTO:  # resolve_accelerator picks CPU: say so, it may be a slow driver
+            return [where.env("ACCELERATOR", "is auto, but the GPUs could not be counted (nvidia-smi failed or did "
+                              "not answer in time): CPU mode is used",
+                              "check 'nvidia-smi -L'; set ACCELERATOR=gpu (or cpu) to choose without asking it",
+                              Severity.WARNING)]  # fmt: skip
         return []
     if s.accelerator is Accelerator.GPU and gpu_count == 0:
         return [where.env("ACCELERATOR", "expected at least one NVIDIA GPU with ACCELERATOR=gpu, found none",

@@ -188,6 +188,19 @@ def test_warnings_do_not_fail(cfg: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert flagged == {(".env", "AUTH_ENABLED"), (".env", "MODEL_ID"), (".secrets", "(file)")}
 
 
+def test_auto_mode_says_when_the_gpus_could_not_be_counted(cfg: Path, capsys: pytest.CaptureFixture[str],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    monkeypatch.setenv("APPLIANCE_GPU_COUNT", "unknown")  # what a failing or slow nvidia-smi gives: no count
+    code, out, _ = run_cli(capsys, "validate", "--json")
+    report = json.loads(out)
+    assert code == 0 and report["accelerator"] == "cpu"
+    [issue] = [i for i in report["issues"] if i["key"] == "ACCELERATOR"]
+    assert issue["severity"] == "warning" and "could not be counted" in issue["message"]
+    set_line(cfg / ".env", "ACCELERATOR", "cpu")
+    code, out, _ = run_cli(capsys, "validate", "--json")
+    assert not [i for i in json.loads(out)["issues"] if i["key"] == "ACCELERATOR"], "an explicit choice asks nothing"
+
+
 def test_secret_values_never_printed(cfg: Path, capsys: pytest.CaptureFixture[str]) -> None:
     secret_values = ["Sup3rSecretGrafanaPw!", "0123456789abcdef0123456789abcdeX", "hf_tokenvalue_XYZ"]
     set_line(cfg / ".secrets", "GRAFANA_ADMIN_PASSWORD", secret_values[0])
