@@ -41,6 +41,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib.client import run_level  # noqa: E402
+from benchlib.sides import processes_cpu_ns  # noqa: E402
 from benchlib.targets import CACHE, ROOT, Side, docker_session, free_port, host_side, raw_vllm, stack_side  # noqa: E402
 
 SETTLE_S = 1.0  # after a thaw, before the warm-up: let the thawed side's timers catch up
@@ -70,7 +71,7 @@ def measure(side: Side, others: list[Side], c: int, tokens: int, requests: int) 
     marks: dict[str, tuple[int, int, int, list[int]]] = {}
 
     def mark(when: str) -> None:
-        marks[when] = (side.group.cpu_ns(), side.group.engine_cpu_ns(engines), _client_cpu_ns(),
+        marks[when] = (side.group.cpu_ns(), processes_cpu_ns(engines), _client_cpu_ns(),
                        [o.group.cpu_ns() for o in others], major_faults())  # fmt: skip
 
     try:

@@ -26,5 +26,5 @@ class ApplianceLLMServer(LLMServer):
         if self._stream_window is None:
             base_ms = self._get_batch_interval_ms()
             max_ms = self._llm_config.experimental_configs.get(MAX_WINDOW_KEY, base_ms)
-            self._stream_window = StreamWindow(base_ms / 1000, max(base_ms, max_ms) / 1000)
+            self._stream_window = StreamWindow(base_ms / 1000, max_ms / 1000)
         return windowed_batches(generator, self._stream_window)

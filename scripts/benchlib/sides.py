@@ -40,6 +40,20 @@ def is_engine(pid: int) -> bool:
     return any(marker in cmdline for marker in ENGINE_MARKERS)
 
 
+def cgroup_cpu_ns(path: Path) -> int:
+    """CPU time of every process in the cgroup directory ``path`` so far (ns), v1 (cpuacct) or v2."""
+    if cgroup_v2():
+        for line in (path / "cpu.stat").read_text().splitlines():
+            if line.startswith("usage_usec "):
+                return int(line.split()[1]) * 1000
+        return 0
+    return int((path / "cpuacct.usage").read_text())
+
+
+def processes_cpu_ns(pids: list[int]) -> int:
+    return sum(process_cpu_ns(pid) for pid in pids)
+
+
 class Group(ABC):
     """Processes that are frozen and thawed together."""
 
@@ -60,9 +74,6 @@ class Group(ABC):
 
     def engine_pids(self) -> list[int]:
         return [pid for pid in self.pids() if is_engine(pid)]
-
-    def engine_cpu_ns(self, pids: list[int]) -> int:
-        return sum(process_cpu_ns(pid) for pid in pids)
 
 
 class HostGroup(Group):
@@ -103,12 +114,7 @@ class HostGroup(Group):
         self._freezer(False)
 
     def cpu_ns(self) -> int:
-        if self.v2:
-            for line in (self.dirs["all"] / "cpu.stat").read_text().splitlines():
-                if line.startswith("usage_usec "):
-                    return int(line.split()[1]) * 1000
-            return 0
-        return int((self.dirs["cpuacct"] / "cpuacct.usage").read_text())
+        return cgroup_cpu_ns(self.dirs["all" if self.v2 else "cpuacct"])
 
     def pids(self) -> list[int]:
         path = self.dirs["all" if self.v2 else "cpuacct"] / "cgroup.procs"
@@ -196,14 +202,7 @@ class ContainerGroup(Group):
             container.unpause()  # type: ignore[attr-defined]
 
     def cpu_ns(self) -> int:
-        total = sum(process_cpu_ns(pid) for pid in self.proxies)
-        for path in self.cgroups.values():
-            if cgroup_v2():
-                stat = dict(line.split() for line in (path / "cpu.stat").read_text().splitlines())
-                total += int(stat["usage_usec"]) * 1000
-            else:
-                total += int((path / "cpuacct.usage").read_text())
-        return total
+        return processes_cpu_ns(self.proxies) + sum(cgroup_cpu_ns(path) for path in self.cgroups.values())
 
     def pids(self) -> list[int]:
         inside = [int(p) for path in self.cgroups.values() for p in (path / "cgroup.procs").read_text().split()]

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import os
-import re
 import secrets
 import shutil
 import signal
@@ -34,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 from appliance.config import ApplianceConfig, ConfigFiles, load_config  # noqa: E402
 from appliance.serve.builder import engine_kwargs, runtime_env  # noqa: E402
 from appliance.serve.head import proxy_port, serving_env  # noqa: E402
-from tests.helpers import stop_ray  # noqa: E402
+from tests.helpers import free_port, set_line, stop_ray  # noqa: E402
 
 CACHE = ROOT / ".cache" / "tiny-model"
 BENCH_STACK = ROOT / ".cache" / "bench-stack"
@@ -54,14 +53,6 @@ class Side:
     notes: dict[str, Any] = field(default_factory=dict)
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def wait_http(url: str, timeout: float, ok: int = 200, verify: Any = True) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -74,17 +65,13 @@ def wait_http(url: str, timeout: float, ok: int = 200, verify: Any = True) -> No
     raise TimeoutError(f"{url} did not answer {ok} within {timeout:.0f}s")
 
 
-def set_values(path: Path, values: dict[str, str]) -> None:
-    lines = [line for line in path.read_text().splitlines() if line.split("=", 1)[0] not in values]
-    path.write_text("\n".join(lines + [f"{k}={v}" for k, v in values.items()]) + "\n")
-
-
 def write_config(work: Path, model_source: str, values: dict[str, str]) -> ApplianceConfig:
     """.env (the example's defaults plus ``values``), .secrets and models.yaml in ``work``; the loaded config."""
     shutil.copyfile(ROOT / ".env.example", work / ".env")
     shutil.copyfile(ROOT / ".secrets.example", work / ".secrets")
     (work / ".secrets").chmod(0o600)
-    set_values(work / ".env", {"ACCELERATOR": "cpu", **values})
+    for key, value in {"ACCELERATOR": "cpu", **values}.items():
+        set_line(work / ".env", key, value)
     (work / "models.yaml").write_text(MODELS_YAML.format(model=MODEL, source=model_source))
     files = ConfigFiles(env=work / ".env", secrets=work / ".secrets", models=work / "models.yaml")
     return load_config(files, gpu_count=0)
@@ -194,9 +181,6 @@ def docker_session() -> Iterator[Any]:
         yield engine
 
 
-KEY_RE = re.compile(r"Your admin API key.*?(sk-[A-Za-z0-9_\-]+)", re.DOTALL)
-
-
 @contextmanager
 def stack_side(model_dir: Path, engine: Any, settings: dict[str, str] | None = None, label: str = "",
                variant: int = 0) -> Iterator[Side]:  # fmt: skip
@@ -209,7 +193,7 @@ def stack_side(model_dir: Path, engine: Any, settings: dict[str, str] | None = N
     import docker
 
     from tests.e2e_docker.prepare import PROJECT
-    from tests.e2e_docker.stack import copy_stack, make
+    from tests.e2e_docker.stack import KEY_RE, copy_stack, make
 
     project = PROJECT if not variant else f"{PROJECT}-v{variant}"
     root = BENCH_STACK.with_name(f"{BENCH_STACK.name}-{project}")

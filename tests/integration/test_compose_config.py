@@ -11,6 +11,7 @@ import subprocess
 import pytest
 
 from appliance.docker.compose import find_compose
+from appliance.docker.model import WATCH_LABEL
 from tests.helpers import ROOT
 
 BUILT = {"serve", "nginx", "supervisor", "prometheus"}
@@ -66,6 +67,9 @@ def test_structure(mode: str) -> None:
     assert mounts["/var/run/docker.sock"]["source"] == "/var/run/docker.sock"
     assert mounts["/appliance"]["read_only"] is True
     assert {v["target"]: v for v in services["serve"]["volumes"]}["/appliance"]["read_only"] is True
+    # the watchdog's label (appliance.docker.model.WATCH_LABEL): it never restarts its own container
+    unwatched = {name for name, svc in services.items() if (svc.get("labels") or {}).get(WATCH_LABEL) == "false"}
+    assert unwatched == {"supervisor"}
 
 
 def test_datadog_agent_only_with_its_profile() -> None:

@@ -90,6 +90,7 @@ def test_window_grows_with_the_streams_in_flight_up_to_its_max() -> None:
     assert window.interval() == pytest.approx(0.15)
     assert StreamWindow(base_s=0, max_s=0.15, active=100).interval() == 0, "0 stays one message per chunk"
     assert StreamWindow(base_s=0.05, max_s=0.05, active=100).interval() == 0.05, "max = base: a fixed window"
+    assert StreamWindow(base_s=0.05, max_s=0.01, active=100).interval() == 0.05, "a max below the base: the base"
 
 
 def test_windowed_streams_count_while_they_run_and_the_first_chunk_still_goes_at_once() -> None:
