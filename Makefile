@@ -68,8 +68,7 @@ lint: $(VENV)/.installed-test ## ruff's checks over the code, the tests and the 
 	@$(VENV)/bin/ruff check appliance tests scripts
 
 # The tests run in a network namespace of their own with only loopback (scripts/ci/isolated.sh).
-test: $(VENV)/.installed-test ## set up everything, lint, and run every test tier (unit, integration, e2e, e2e-docker)
-	@$(VENV)/bin/ruff check appliance tests scripts
+test: $(VENV)/.installed-test lint ## set up everything, lint, and run every test tier (unit, integration, e2e, e2e-docker)
 	@scripts/ci/ensure_tools.sh $(TEST_TOOLS)
 	@$(PY) -m tests.e2e_docker.prepare
 	@scripts/ci/isolated.sh $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
