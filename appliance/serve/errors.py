@@ -30,6 +30,7 @@ class ApiError(Exception):
     message: str
     code: str
     param: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()  # extra response headers (Retry-After, x-ratelimit-*)
 
     @property
     def type(self) -> str:

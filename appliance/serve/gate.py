@@ -189,8 +189,9 @@ class Gate:
         body = err.body()
         record.update(status=err.status, error=err.code, latency_ms=round((time.monotonic() - started) * 1000, 1))
         self.audit.write(record)  # before the answer: a client that got its refusal finds the line written
-        await send({"type": "http.response.start", "status": err.status,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        headers += [(name.encode("latin-1"), value.encode("latin-1")) for name, value in err.headers]
+        await send({"type": "http.response.start", "status": err.status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
         self.metrics.request_done(model=record.get("model", "-"), status=err.status, key=record.get("key", "-"),
                                   latency=time.monotonic() - started, ttft=None,

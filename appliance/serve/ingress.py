@@ -151,7 +151,7 @@ def _overall(states: dict[str, dict[str, Any]]) -> str:
 
 
 def _api_error(err: ApiError) -> JSONResponse:
-    return JSONResponse(status_code=err.status, content=json.loads(err.body()))
+    return JSONResponse(status_code=err.status, content=json.loads(err.body()), headers=dict(err.headers))
 
 
 def make_ingress_class(config: IngressConfig) -> type:
