@@ -169,11 +169,10 @@ def _probe(url: str, timeout: float = 5.0) -> dict | None:
 def _describe(body: dict | None) -> str:
     if body is None:
         return "waiting for nginx"
-    models = body.get("models") or {}
-    if not isinstance(models, dict) or not models:
+    ready, total = body.get("models_ready"), body.get("models_total")
+    if not isinstance(ready, int) or not isinstance(total, int) or not total:  # the public body has no model ids
         return "waiting for the serve container (Ray, then the engines)"
-    return ", ".join(f"{name}: {info.get('state', '?')}" for name, info in sorted(models.items())
-                     if isinstance(info, dict))  # fmt: skip
+    return f"{ready} of {total} model(s) ready ({body.get('status', '?')})"
 
 
 def wait_ready(config: ApplianceConfig, timeout: float, interval: float = 3.0) -> None:

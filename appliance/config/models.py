@@ -21,6 +21,19 @@ class AutoscalingSpec(BaseModel):
     )
 
 
+class RequestLimitsSpec(BaseModel):
+    """Per-model bounds on request parameters; an unset one takes the REQUEST_MAX_* setting."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_n: PositiveInt | None = Field(None, description="Largest 'n' / 'best_of'.")
+    max_logprobs: NonNegativeInt | None = Field(None, description="Largest 'logprobs' / 'top_logprobs'.")
+    max_messages: PositiveInt | None = Field(None, description="Most chat messages.")
+    max_prompts: PositiveInt | None = Field(None, description="Most prompts in one completions request.")
+    max_tools: PositiveInt | None = Field(None, description="Most tools in one request.")
+    max_stop: PositiveInt | None = Field(None, description="Most stop sequences / stop token ids.")
+
+
 class ModelSpec(BaseModel):
     """One served model. Engine arguments not named here go through ``engine_kwargs`` unchanged."""
 
@@ -38,6 +51,12 @@ class ModelSpec(BaseModel):
     replicas: PositiveInt | None = Field(None, description="Fixed replica count; none = 1. Exclusive with autoscaling.")
     autoscaling: AutoscalingSpec | None = Field(None, description="Autoscaling instead of fixed replicas.")
     max_tokens_cap: PositiveInt = Field(2048, description="Largest max_tokens a request may ask for.")
+    request_limits: RequestLimitsSpec = Field(
+        default_factory=RequestLimitsSpec, description="Bounds on request parameters (REQUEST_MAX_* by default)."
+    )
+    allow_client_chat_template: bool = Field(
+        False, description="Let requests send their own chat_template / chat_template_kwargs (refused by default)."
+    )
     trust_remote_code: bool = Field(False, description="Run the model repo's own Python code (unsafe).")
     allow_pickle_weights: bool = Field(
         False, description="Accept .bin/.pt (pickle) weights; by default only safetensors are loaded."

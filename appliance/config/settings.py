@@ -200,6 +200,17 @@ class Settings(BaseModel):
     nginx_login_rate_limit_rpm: PositiveInt = setting(
         10, "Requests per minute per address on dashboard logins.", LIMITS
     )
+    # Request parameters the ingress bounds (a model in models.yaml may set its own under request_limits).
+    request_max_n: PositiveInt = setting(
+        4, "Largest 'n' / 'best_of' (choices generated per request); larger requests get 400.", LIMITS
+    )
+    request_max_logprobs: NonNegativeInt = setting(
+        20, "Largest 'logprobs' (completions) / 'top_logprobs' (chat) a request may ask for.", LIMITS
+    )
+    request_max_messages: PositiveInt = setting(512, "Most chat messages in one request.", LIMITS)
+    request_max_prompts: PositiveInt = setting(32, "Most prompts in one completions request (a prompt list).", LIMITS)
+    request_max_tools: PositiveInt = setting(128, "Most tools (function definitions) in one request.", LIMITS)
+    request_max_stop: PositiveInt = setting(8, "Most stop sequences (and stop token ids) in one request.", LIMITS)
     # At most 64 GiB: the ingress holds a body in memory, and far larger values overflow Nginx's size type.
     max_request_body_mb: Annotated[int, Field(ge=1, le=65536)] = setting(
         10, "Largest request body accepted, in MiB (Nginx and ingress; 1 to 65536).", LIMITS

@@ -18,7 +18,7 @@ from typing import IO, Any
 _LOGGER = logging.getLogger(__name__)
 
 FIELDS = ("time", "request_id", "key", "role", "model", "endpoint", "method", "stream", "status", "error",
-          "prompt_tokens", "completion_tokens", "latency_ms", "ttft_ms", "client")  # fmt: skip
+          "prompt_tokens", "completion_tokens", "latency_ms", "ttft_ms", "client", "client_request_id")  # fmt: skip
 
 
 class AuditLog:

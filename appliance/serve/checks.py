@@ -18,6 +18,9 @@ from appliance.serve.errors import ApiError
 
 GENERATION_PATHS = frozenset({"/v1/chat/completions", "/v1/completions"})
 _REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}\Z")
+_BEARER_RE = re.compile(r"Bearer ([\x21-\x7e]{1,512})\Z")  # printable ASCII, no spaces
+MESSAGE_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+ECHO_LIMIT = 64  # characters of client input an error message may repeat
 
 
 @dataclass(frozen=True)
@@ -55,14 +58,17 @@ def valid_request_id(value: str | None) -> str | None:
 
 
 def authenticate(authorization: str | None, records: tuple[ApiKeyRecord, ...], *, auth_enabled: bool) -> Principal:
+    """The caller of a request. Only the canonical ``Bearer <key>`` (one space, nothing around it) is accepted:
+    nginx rate-limits per key on the normalised token, and any other spelling must not be a second bucket."""
     if not auth_enabled:
         return ANONYMOUS
     if not authorization:
         raise ApiError(401, "Missing API key: send 'Authorization: Bearer <key>'.", "missing_api_key")
-    scheme, _, token = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise ApiError(401, "Malformed Authorization header: expected 'Bearer <key>'.", "invalid_api_key")
-    record = find_key(token.strip(), records)
+    match = _BEARER_RE.match(authorization)
+    if match is None:
+        raise ApiError(401, "Malformed Authorization header: expected exactly 'Bearer <key>' (one space, no other "
+                       "whitespace).", "invalid_api_key")  # fmt: skip
+    record = find_key(match.group(1), records)
     if record is None:
         raise ApiError(401, "Invalid API key.", "invalid_api_key")
     return Principal.from_record(record)
@@ -73,31 +79,66 @@ def require_admin(principal: Principal) -> None:
         raise ApiError(403, "This endpoint needs an admin key.", "admin_required")
 
 
-def check_generation(
-    raw: bytes, principal: Principal, caps: Mapping[str, int], *, log_prompt: bool = False
-) -> tuple[bytes, GenerationFacts]:
-    """Check a chat/completions body. Returns the body to forward (max_tokens capped, usage requested for
-    streams so the audit log gets token counts) and the facts about it."""
+@dataclass(frozen=True)
+class RequestLimits:
+    """Bounds on one model's request parameters (``MODEL_MAX_TOKENS_CAP``, ``REQUEST_MAX_*``, models.yaml)."""
+
+    max_tokens: int
+    max_n: int = 4
+    max_logprobs: int = 20
+    max_messages: int = 512
+    max_prompts: int = 32
+    max_tools: int = 128
+    max_stop: int = 8
+    allow_chat_template: bool = False
+
+
+def echo(value: object) -> str:
+    """Client input as an error message may repeat it: repr'd and cut to ``ECHO_LIMIT`` characters."""
+    text = repr(value)
+    return text if len(text) <= ECHO_LIMIT else text[: ECHO_LIMIT - 1] + "…"
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def parse_body(raw: bytes) -> dict[str, Any]:
+    """The request body as a JSON object; NaN and Infinity (which Python's json accepts) are refused."""
     try:
-        body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ApiError(400, f"Malformed JSON body: {err}", "invalid_json") from None
+        body = json.loads(raw, parse_constant=_refuse_constant)
+    except ValueError as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        message = str(err) if "JSON allows" in str(err) else f"{type(err).__name__}: {err}"[:200]
+        raise ApiError(400, f"Malformed JSON body: {message}", "invalid_json") from None
     if not isinstance(body, dict):
         raise ApiError(400, "The request body must be a JSON object.", "invalid_body")
+    return body
+
+
+def check_generation(
+    raw: bytes, principal: Principal, caps: Mapping[str, RequestLimits | int], *, log_prompt: bool = False,
+    chat: bool | None = None,
+) -> tuple[bytes, GenerationFacts]:  # fmt: skip
+    """Check a chat/completions body. Returns the body to forward (max_tokens capped, usage requested for
+    streams so the audit log gets token counts) and the facts about it. ``chat`` says which endpoint (None:
+    told by the body: ``messages`` means chat)."""
+    body = parse_body(raw)
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise ApiError(400, "'model' is required and must be a string.", "invalid_model", "model")
     allowed = sorted(m for m in caps if principal.allows(m))
     if model not in caps:
-        raise ApiError(404, f"The model {model!r} does not exist. Available models: {', '.join(allowed) or 'none'}.",
+        raise ApiError(404, f"The model {echo(model)} does not exist. Available models: {', '.join(allowed) or 'none'}.",
                        "model_not_found", "model")  # fmt: skip
     if not principal.allows(model):
-        raise ApiError(403, f"This key may not use the model {model!r}. Allowed: {', '.join(allowed) or 'none'}.",
+        raise ApiError(403, f"This key may not use the model {echo(model)}. Allowed: {', '.join(allowed) or 'none'}.",
                        "model_not_allowed", "model")  # fmt: skip
+    limits = _limits(caps[model])
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise ApiError(400, "'stream' must be true or false.", "invalid_type", "stream")
-    changed = _cap_tokens(body, caps[model])
+    changed = _cap_tokens(body, limits.max_tokens)
+    check_parameters(body, limits, chat="messages" in body if chat is None else chat)
     options = body.get("stream_options")
     if options is not None and not isinstance(options, dict):
         raise ApiError(400, "'stream_options' must be an object.", "invalid_type", "stream_options")
@@ -110,6 +151,100 @@ def check_generation(
     return forwarded, GenerationFacts(model=model, stream=stream, wants_usage=wants_usage, prompt=prompt)
 
 
+def _limits(value: RequestLimits | int) -> RequestLimits:
+    return value if isinstance(value, RequestLimits) else RequestLimits(max_tokens=value)
+
+
+def _too_many(param: str, found: int, cap: int, what: str) -> ApiError:
+    return ApiError(400, f"'{param}' is {found}; this model allows at most {cap} {what}.", "parameter_above_limit",
+                    param)  # fmt: skip
+
+
+def _count(body: dict[str, Any], param: str) -> int | None:
+    """An integer parameter's value (None when absent); a wrong type is a 400 naming it."""
+    value = body.get(param)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ApiError(400, f"'{param}' must be an integer, found {echo(value)}.", "invalid_type", param)
+    if value < 0:
+        raise ApiError(400, f"'{param}' must not be negative, found {value}.", "invalid_value", param)
+    return value
+
+
+def check_parameters(body: dict[str, Any], limits: RequestLimits, *, chat: bool) -> None:
+    """Bounds on what one request may ask of the engine, and the message structure OpenAI requires."""
+    for param in ("n", "best_of"):
+        found = _count(body, param)
+        if found is not None and found > limits.max_n:
+            raise _too_many(param, found, limits.max_n, "choices per request")
+    for param in ("top_logprobs", "prompt_logprobs") + (() if chat else ("logprobs",)):
+        found = _count(body, param)
+        if found is not None and found > limits.max_logprobs:
+            raise _too_many(param, found, limits.max_logprobs, "log-probabilities per token")
+    min_tokens = _count(body, "min_tokens")
+    most = body.get("max_tokens") or body.get("max_completion_tokens") or limits.max_tokens
+    if min_tokens is not None and min_tokens > most:
+        raise ApiError(400, f"'min_tokens' is {min_tokens}, above the request's max_tokens {most}.",
+                       "parameter_above_limit", "min_tokens")  # fmt: skip
+    for param in ("stop", "stop_token_ids"):
+        value = body.get(param)
+        if isinstance(value, list) and len(value) > limits.max_stop:
+            raise _too_many(param, len(value), limits.max_stop, "stop sequences")
+    for param in ("tools", "functions"):
+        value = body.get(param)
+        if value is None:
+            continue
+        if not isinstance(value, list):
+            raise ApiError(400, f"'{param}' must be a list.", "invalid_type", param)
+        if len(value) > limits.max_tools:
+            raise _too_many(param, len(value), limits.max_tools, "tools")
+    if not limits.allow_chat_template:
+        for param in ("chat_template", "chat_template_kwargs"):
+            if body.get(param) is not None:
+                raise ApiError(400, f"'{param}' may not be set by clients for this model (the operator can allow it "
+                               "with allow_client_chat_template in models.yaml).", "parameter_not_allowed", param)
+    if chat:
+        _check_messages(body.get("messages"), limits)
+    else:
+        _check_prompt(body.get("prompt"), limits)
+
+
+def _check_prompt(prompt: Any, limits: RequestLimits) -> None:
+    if isinstance(prompt, list) and prompt and not isinstance(prompt[0], int) and len(prompt) > limits.max_prompts:
+        raise _too_many("prompt", len(prompt), limits.max_prompts, "prompts per request")
+
+
+def _check_messages(messages: Any, limits: RequestLimits) -> None:
+    if messages is None:
+        return  # the engine's own validation says it is required
+    if not isinstance(messages, list):
+        raise ApiError(400, "'messages' must be a list.", "invalid_type", "messages")
+    if len(messages) > limits.max_messages:
+        raise _too_many("messages", len(messages), limits.max_messages, "messages")
+    for index, message in enumerate(messages):
+        where = f"messages[{index}]"
+        if not isinstance(message, dict):
+            raise ApiError(400, f"'{where}' must be an object.", "invalid_type", where)
+        role = message.get("role")
+        if role not in MESSAGE_ROLES:
+            raise ApiError(400, f"'{where}.role' is {echo(role)}; expected one of {', '.join(sorted(MESSAGE_ROLES))}.",
+                           "invalid_value", f"{where}.role")  # fmt: skip
+        if role == "tool" and not (isinstance(message.get("tool_call_id"), str) and message["tool_call_id"]):
+            raise ApiError(400, f"'{where}.tool_call_id' is required for a message with role 'tool'.",
+                           "missing_parameter", f"{where}.tool_call_id")  # fmt: skip
+        calls = message.get("tool_calls")
+        if calls is not None:
+            if role != "assistant" or not isinstance(calls, list):
+                raise ApiError(400, f"'{where}.tool_calls' must be a list on an assistant message.", "invalid_type",
+                               f"{where}.tool_calls")  # fmt: skip
+            for number, call in enumerate(calls):
+                function = call.get("function") if isinstance(call, dict) else None
+                if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+                    raise ApiError(400, f"'{where}.tool_calls[{number}].function.name' is required.",
+                                   "missing_parameter", f"{where}.tool_calls[{number}].function.name")  # fmt: skip
+
+
 def _cap_tokens(body: dict[str, Any], cap: int) -> bool:
     changed = False
     for field in ("max_tokens", "max_completion_tokens"):
@@ -117,7 +252,7 @@ def _cap_tokens(body: dict[str, Any], cap: int) -> bool:
         if value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ApiError(400, f"'{field}' must be an integer.", "invalid_type", field)
+            raise ApiError(400, f"'{field}' must be an integer, found {echo(value)}.", "invalid_type", field)
         if value < 1:
             raise ApiError(400, f"'{field}' must be at least 1.", "invalid_value", field)
         if value > cap:

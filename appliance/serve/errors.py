@@ -22,7 +22,7 @@ _TYPES = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)  # not frozen: Python sets __traceback__ on exceptions as they travel (contextlib does)
 class ApiError(Exception):
     """An error answered to the client. ``code`` is a stable machine-readable reason."""
 
@@ -34,12 +34,16 @@ class ApiError(Exception):
 
     @property
     def type(self) -> str:
-        return _TYPES.get(self.status, "invalid_request_error" if self.status < 500 else "internal_server_error")
+        return error_type(self.status)
 
     def body(self) -> bytes:
         return error_body(self.status, self.message, self.code, self.param)
 
 
+def error_type(status: int) -> str:
+    """OpenAI's error ``type`` for an HTTP status."""
+    return _TYPES.get(status, "invalid_request_error" if status < 500 else "internal_server_error")
+
+
 def error_body(status: int, message: str, code: str, param: str | None = None) -> bytes:
-    kind = _TYPES.get(status, "invalid_request_error" if status < 500 else "internal_server_error")
-    return json.dumps({"error": {"message": message, "type": kind, "param": param, "code": code}}).encode()
+    return json.dumps({"error": {"message": message, "type": error_type(status), "param": param, "code": code}}).encode()

@@ -7,8 +7,10 @@ and watches the response go by to record status, time to first token and token u
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
@@ -20,8 +22,10 @@ from appliance.serve.checks import (
     GENERATION_PATHS,
     GenerationFacts,
     Principal,
+    RequestLimits,
     authenticate,
     check_generation,
+    echo,
     require_admin,
     valid_request_id,
 )
@@ -29,7 +33,7 @@ from appliance.serve.errors import ApiError
 from appliance.serve.keystore import KeyStore
 from appliance.serve.metrics import Metrics
 from appliance.serve.pii.bookend import Bookend
-from appliance.serve.usage import UsageWatcher
+from appliance.serve.usage import UsageWatcher, clean_error
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -40,15 +44,48 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 PRINCIPAL_STATE = "appliance_principal"
-OPEN_PREFIXES = ("/health/",)
-GUARDED_PREFIXES = ("/v1/", "/admin/")
+DETAIL_STATE = "appliance_health_detail"  # True: the caller may see health details (admin key or internal)
+OTHER_LABEL = "other"  # the metric label of a model that is not configured
+
+# Every route the app serves, by name (the ingress's endpoint map uses the same names): the gate lets nothing
+# else through. Public routes need no key; every other one does.
+ROUTES: dict[str, tuple[str, str]] = {
+    "models": ("GET", "/v1/models"),
+    "model_data": ("GET", "/v1/models/{model:path}"),
+    "completions": ("POST", "/v1/completions"),
+    "chat": ("POST", "/v1/chat/completions"),
+    "health_live": ("GET", "/health/live"),
+    "health_startup": ("GET", "/health/startup"),
+    "health_ready": ("GET", "/health/ready"),
+    "admin_models": ("GET", "/admin/models"),
+}
+PUBLIC_ROUTES = frozenset({"health_live", "health_startup", "health_ready"})
+
+
+def _route_pattern(template: str) -> re.Pattern[str]:
+    """A route template as Starlette matches it: ``{name}`` is one path segment, ``{name:path}`` the rest."""
+    parts = re.split(r"(\{[^}]+\})", template)
+    regex = "".join(("(.+)" if p.endswith(":path}") else "([^/]+)") if p.startswith("{") else re.escape(p)
+                    for p in parts)  # fmt: skip
+    return re.compile(regex + r"\Z")
+
+
+_PATTERNS = {name: _route_pattern(path) for name, (_method, path) in ROUTES.items()}
+
+
+def route_of(path: str) -> str | None:
+    """The name of the route ``path`` (root_path already stripped) belongs to, or None."""
+    for name, pattern in _PATTERNS.items():
+        if pattern.match(path):
+            return name
+    return None
 
 
 @dataclass(frozen=True)
 class GateSettings:
     auth_enabled: bool
     max_body_bytes: int
-    caps: dict[str, int]  # model id -> max_tokens cap
+    caps: dict[str, RequestLimits | int]  # model id -> its request limits (an int: only a max_tokens cap)
     audit_prompts: bool = False
 
 
@@ -73,7 +110,7 @@ class Gate:
             await self.app(scope, receive, send)
             return
         headers = _headers(scope)
-        incoming = valid_request_id(headers.get("x-request-id"))
+        incoming = valid_request_id(headers.get("x-request-id"))  # nginx's (or Ray's proxy's), never a client's
         request_id = incoming or new_request_id()
         # Ray Serve's proxy puts an X-Request-ID on every request and echoes it in the response itself.
         send = send if "x-request-id" in headers else _with_request_id(send, request_id)
@@ -84,13 +121,19 @@ class Gate:
             REQUEST_ID.reset(token)
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str], rid: str) -> None:
-        path: str = scope["path"]
-        if path.startswith(OPEN_PREFIXES) or not path.startswith(GUARDED_PREFIXES):
-            await self.app(scope, receive, send)
+        path = _route_path(scope)
+        route = route_of(path)
+        if route is None:
+            await _answer(send, ApiError(404, f"Not found: {echo(path)}. The API is under /v1/.", "not_found"))
             return
+        if route in PUBLIC_ROUTES:
+            await self.app(self._public_scope(scope, headers), receive, send)
+            return
+        send = _errors_cleaned(send, rid)
         started = time.monotonic()
         record: dict[str, Any] = {"request_id": rid, "endpoint": path, "method": scope.get("method"),
-                                  "client": _client_address(scope, headers)}  # fmt: skip
+                                  "client": _client_address(scope, headers),
+                                  "client_request_id": valid_request_id(headers.get("x-client-request-id"))}  # fmt: skip
         try:
             principal = authenticate(headers.get("authorization"), self.keys.records(),
                                      auth_enabled=self.settings.auth_enabled)  # fmt: skip
@@ -101,7 +144,7 @@ class Gate:
         record.update(key=principal.name, role=principal.role.value)
         scope = _downstream_scope(scope, principal)
         try:
-            if path.startswith("/admin/"):
+            if route == "admin_models":
                 require_admin(principal)
             if scope.get("method") == "POST" and path in GENERATION_PATHS:
                 await self._generation(scope, receive, send, principal, record, started)
@@ -113,13 +156,32 @@ class Gate:
             return
         await self.app(scope, receive, send)
 
+    def _public_scope(self, scope: Scope, headers: dict[str, str]) -> Scope:
+        """A health probe's scope: whether it may see details (an admin key, or a probe from inside the container)."""
+        detail = _internal(scope, headers)
+        if not detail and headers.get("authorization"):
+            try:
+                principal = authenticate(headers["authorization"], self.keys.records(),
+                                         auth_enabled=self.settings.auth_enabled)  # fmt: skip
+                detail = principal.role.value == "admin"
+            except ApiError:
+                detail = False
+        scope = _downstream_scope(scope, None)
+        scope["state"][DETAIL_STATE] = detail
+        return scope
+
+    def label(self, model: str | None) -> str:
+        """A model as a metric label: a configured id, else ``other`` (client input never becomes a label)."""
+        return model if model is not None and model in self.settings.caps else OTHER_LABEL
+
     async def _generation(
         self, scope: Scope, receive: Receive, send: Send, principal: Principal, record: dict[str, Any], started: float
     ) -> None:
         raw = await _read_body(scope, receive, self.settings.max_body_bytes)
         try:
             log_prompt = self.settings.audit_prompts and self.bookend is None  # with PII on: the masked one only
-            body, facts = check_generation(raw, principal, self.settings.caps, log_prompt=log_prompt)
+            body, facts = check_generation(raw, principal, self.settings.caps, log_prompt=log_prompt,
+                                           chat=scope["path"].endswith("/chat/completions"))  # fmt: skip
         except ApiError:
             record["model"] = _model_named(raw)
             raise
@@ -131,7 +193,8 @@ class Gate:
             body, send = masked.body, masked.restoring(send)
             if self.settings.audit_prompts:
                 record["prompt"] = masked.prompt
-        watcher = UsageWatcher(stream=facts.stream, strip_usage=facts.stream and not facts.wants_usage)
+        watcher = UsageWatcher(stream=facts.stream, strip_usage=facts.stream and not facts.wants_usage,
+                               request_id=record["request_id"])  # fmt: skip
         scope = _replace_content_length(scope, len(body))
         self.metrics.in_flight(facts.model, +1)
         status = 500
@@ -156,8 +219,7 @@ class Gate:
                 elif message["type"] == "http.response.body":
                     message = watcher.on_body(message, time.monotonic())
                     sent += len(message.get("body", b""))
-                    if (not message.get("more_body", False) or _ends_stream(message, facts.stream)
-                            or (length is not None and sent >= length)):  # fmt: skip
+                    if not message.get("more_body", False) or watcher.done or (length is not None and sent >= length):
                         finish()  # the audit line is written before the client sees the end of the response
                 await send(message)
 
@@ -181,19 +243,15 @@ class Gate:
         )
         self.audit.write(record)
         self.metrics.request_done(
-            model=facts.model, status=status, key=record.get("key", "-"), latency=latency, ttft=ttft,
+            model=self.label(facts.model), status=status, key=record.get("key", "-"), latency=latency, ttft=ttft,
             prompt_tokens=usage.get("prompt_tokens"), completion_tokens=usage.get("completion_tokens"),
         )  # fmt: skip
 
     async def _refuse(self, send: Send, err: ApiError, record: dict[str, Any], started: float) -> None:
-        body = err.body()
         record.update(status=err.status, error=err.code, latency_ms=round((time.monotonic() - started) * 1000, 1))
         self.audit.write(record)  # before the answer: a client that got its refusal finds the line written
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-        headers += [(name.encode("latin-1"), value.encode("latin-1")) for name, value in err.headers]
-        await send({"type": "http.response.start", "status": err.status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
-        self.metrics.request_done(model=record.get("model", "-"), status=err.status, key=record.get("key", "-"),
+        await _answer(send, err)
+        self.metrics.request_done(model=self.label(record.get("model")), status=err.status, key=record.get("key", "-"),
                                   latency=time.monotonic() - started, ttft=None,
                                   prompt_tokens=None, completion_tokens=None)  # fmt: skip
 
@@ -203,11 +261,6 @@ def _content_length(start: Message) -> int | None:
         if name.lower() == b"content-length" and value.isdigit():
             return int(value)
     return None
-
-
-def _ends_stream(message: Message, stream: bool) -> bool:
-    """True for the body chunk carrying an SSE stream's ``data: [DONE]`` (clients stop reading there)."""
-    return stream and b"data: [DONE]" in message.get("body", b"")
 
 
 def _model_named(raw: bytes) -> str | None:
@@ -224,21 +277,90 @@ def _headers(scope: Scope) -> dict[str, str]:
 
 
 def _client_address(scope: Scope, headers: dict[str, str]) -> str | None:
+    """The caller's address: the entry the nearest proxy wrote (nginx sets X-Forwarded-For to $remote_addr;
+    earlier entries, were there any, are what the client claimed)."""
     forwarded = headers.get("x-forwarded-for")
     if forwarded:
-        return forwarded.split(",")[0].strip()
+        return forwarded.rsplit(",", 1)[-1].strip()[:64] or None
     client = scope.get("client")
     return client[0] if client else None
 
 
-def _downstream_scope(scope: Scope, principal: Principal) -> Scope:
+def _internal(scope: Scope, headers: dict[str, str]) -> bool:
+    """A request made from inside the serve container (its health check), not one forwarded by nginx."""
+    if "x-forwarded-for" in headers or "x-real-ip" in headers:
+        return False
+    client = scope.get("client")
+    try:
+        return bool(client) and ipaddress.ip_address(client[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def _route_path(scope: Scope) -> str:
+    """The path as the app's routes see it (Starlette strips root_path)."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return path[len(root):] if root and path.startswith(root) else path
+
+
+def _downstream_scope(scope: Scope, principal: Principal | None) -> Scope:
     """The scope the OpenAI app sees: the caller's identity in state, the API key removed from headers."""
     scope = dict(scope)
     scope["headers"] = [(k, v) for k, v in scope.get("headers", []) if k.lower() != b"authorization"]
     state = dict(scope.get("state") or {})
-    state[PRINCIPAL_STATE] = principal
+    if principal is not None:
+        state[PRINCIPAL_STATE] = principal
     scope["state"] = state
     return scope
+
+
+async def _answer(send: Send, err: ApiError) -> None:
+    body = err.body()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers += [(name.encode("latin-1"), value.encode("latin-1")) for name, value in err.headers]
+    await send({"type": "http.response.start", "status": err.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+_MAX_ERROR_BODY = 64 * 1024
+
+
+def _errors_cleaned(send: Send, request_id: str) -> Send:
+    """``send`` with the app's JSON error bodies (status >= 400) rewritten by :func:`clean_error`."""
+    start: Message | None = None
+    parts: list[bytes] = []
+
+    async def cleaned(message: Message) -> None:
+        nonlocal start
+        if message["type"] == "http.response.start":
+            content_type = dict(message.get("headers", [])).get(b"content-type", b"")
+            if message["status"] >= 400 and content_type.startswith(b"application/json"):
+                start = message  # held until the whole body is here
+                return
+        elif message["type"] == "http.response.body" and start is not None:
+            parts.append(message.get("body", b""))
+            more = message.get("more_body", False)
+            if more and sum(map(len, parts)) < _MAX_ERROR_BODY:
+                return
+            body, held, start = b"".join(parts), start, None
+            parts.clear()
+            payload = None
+            if not more:
+                try:
+                    payload = json.loads(body)
+                except ValueError:
+                    payload = None
+            if isinstance(payload, dict) and "error" in payload:  # else: not an error object, passed on unchanged
+                body = json.dumps({"error": clean_error(payload["error"], held["status"], request_id)}).encode()
+                headers = [(k, v) for k, v in held.get("headers", []) if k.lower() != b"content-length"]
+                held = {**held, "headers": headers + [(b"content-length", str(len(body)).encode())]}
+            await send(held)
+            await send({"type": "http.response.body", "body": body, "more_body": more})
+            return
+        await send(message)
+
+    return cleaned
 
 
 def _replace_content_length(scope: Scope, length: int) -> Scope:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -22,9 +23,9 @@ from ray.llm._internal.serve.core.ingress.middleware import add_exception_handli
 from ray.serve.llm.ingress import OpenAiIngress, make_fastapi_ingress
 
 from appliance.serve.audit import AuditLog
-from appliance.serve.checks import ANONYMOUS, Principal
+from appliance.serve.checks import Principal
 from appliance.serve.errors import ApiError, error_body
-from appliance.serve.gate import PRINCIPAL_STATE, Gate, GateSettings
+from appliance.serve.gate import DETAIL_STATE, PRINCIPAL_STATE, ROUTES, Gate, GateSettings
 from appliance.serve.health import ModelHealth, ReadyCache
 from appliance.serve.ingress_config import IngressConfig
 from appliance.serve.keystore import KeyStore
@@ -33,16 +34,7 @@ from appliance.serve.pii.bookend import make_bookend
 
 _LOGGER = logging.getLogger(__name__)
 
-ENDPOINTS = {
-    "models": lambda app: app.get("/v1/models"),
-    "model_data": lambda app: app.get("/v1/models/{model:path}"),
-    "completions": lambda app: app.post("/v1/completions"),
-    "chat": lambda app: app.post("/v1/chat/completions"),
-    "health_live": lambda app: app.get("/health/live"),
-    "health_startup": lambda app: app.get("/health/startup"),
-    "health_ready": lambda app: app.get("/health/ready"),
-    "admin_models": lambda app: app.get("/admin/models"),
-}
+ENDPOINTS = {name: (lambda app, m=method, p=path: getattr(app, m.lower())(p)) for name, (method, path) in ROUTES.items()}
 
 
 class GateMiddleware(Gate):
@@ -67,12 +59,27 @@ def build_fastapi_app(config: IngressConfig) -> FastAPI:
     app = FastAPI(title="LLM appliance", docs_url=None, redoc_url=None, openapi_url=None)
     add_exception_handling_middleware(app)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(ApiError, _api_error_handler)
     app.add_middleware(GateMiddleware, config=config)
     return app
 
 
+async def _api_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return _api_error(exc)
+
+
 def principal_of(request: Request) -> Principal:
-    return request.scope.get("state", {}).get(PRINCIPAL_STATE, ANONYMOUS)
+    """The caller the gate authenticated; a request that reached a route without one is refused (deny by default)."""
+    principal = request.scope.get("state", {}).get(PRINCIPAL_STATE)
+    if not isinstance(principal, Principal):
+        raise ApiError(401, "Missing API key: send 'Authorization: Bearer <key>'.", "missing_api_key")
+    return principal
+
+
+def detail_allowed(request: Request) -> bool:
+    """Whether a health probe may see model ids and errors (an admin key, or a probe from inside the container)."""
+    return request.scope.get("state", {}).get(DETAIL_STATE) is True
 
 
 class ApplianceIngress(OpenAiIngress):
@@ -96,18 +103,24 @@ class ApplianceIngress(OpenAiIngress):
         return await super().model_data(model)
 
     async def health_live(self) -> dict[str, Any]:
-        return {"status": "alive", "uptime_s": round(time.time() - self._started, 1)}
+        return {"status": "alive"}
 
-    async def health_startup(self) -> JSONResponse:
+    async def health_startup(self, request: Request) -> JSONResponse:
         states = await self._health.states()
         overall = _overall(states)
-        return JSONResponse(status_code=200 if overall == "ready" else 503, content={"status": overall, "models": states})
+        content: dict[str, Any] = {"status": overall, **_counts(s["state"] == "ready" for s in states.values())}
+        if detail_allowed(request):
+            content["models"] = states
+        return JSONResponse(status_code=200 if overall == "ready" else 503, content=content)
 
-    async def health_ready(self) -> JSONResponse:
+    async def health_ready(self, request: Request) -> JSONResponse:
         result = await self._ready.get()
         ready = bool(result) and all(r["ready"] for r in result.values())
-        return JSONResponse(status_code=200 if ready else 503,
-                            content={"status": "ready" if ready else "not_ready", "models": result})  # fmt: skip
+        content: dict[str, Any] = {"status": "ready" if ready else "not_ready",
+                                   **_counts(r["ready"] for r in result.values())}  # fmt: skip
+        if detail_allowed(request):
+            content["models"] = result
+        return JSONResponse(status_code=200 if ready else 503, content=content)
 
     async def admin_models(self) -> dict[str, Any]:
         states = await self._health.states()
@@ -137,10 +150,25 @@ class ApplianceIngress(OpenAiIngress):
                         break
                 return model_id, {"ready": True, "probe_ms": round((time.monotonic() - started) * 1000, 1)}
             except Exception as err:  # noqa: BLE001 - a probe reports any failure as not ready
-                return model_id, {"ready": False, "error": f"{type(err).__name__}: {err}"[:300]}
+                return model_id, {"ready": False, "error": _probe_error(err)}
 
         results = await asyncio.gather(*(probe(mid) for mid in self._model_cards))
         return dict(results)
+
+
+def _counts(flags: Any) -> dict[str, int]:
+    """How many models are ready, of how many: what a public health body says besides its status."""
+    values = list(flags)
+    return {"models_ready": sum(1 for v in values if v), "models_total": len(values)}
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def _probe_error(err: BaseException) -> str:
+    """A failed probe as an admin sees it: the error's first line, without terminal codes (never public)."""
+    text = _ANSI.sub("", str(err)).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}"[:300]
 
 
 def _overall(states: dict[str, dict[str, Any]]) -> str:

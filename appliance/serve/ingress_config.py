@@ -9,7 +9,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from appliance.config.loader import ApplianceConfig
+from appliance.config.models import ModelSpec
 from appliance.config.secrets import ApiKeyRecord
+from appliance.config.settings import Settings
+from appliance.serve.checks import RequestLimits
 from appliance.serve.pii.engine import PiiOptions, options_from_settings
 
 
@@ -28,7 +31,7 @@ class ModelInfo:
 class IngressConfig:
     auth_enabled: bool
     max_body_bytes: int
-    caps: dict[str, int]
+    caps: dict[str, RequestLimits]  # model id -> the bounds on its requests
     audit_path: str
     audit_prompts: bool
     secrets_path: str | None
@@ -51,7 +54,7 @@ class IngressConfig:
         return cls(
             auth_enabled=settings.auth_enabled,
             max_body_bytes=settings.max_request_body_mb * 1024 * 1024,
-            caps={m.id: m.max_tokens_cap for m in config.models},
+            caps={m.id: request_limits(m, settings) for m in config.models},
             audit_path=audit_path,
             audit_prompts=settings.audit_log_prompts,  # with PII on, the gate logs only the masked prompt
             secrets_path=secrets_path,
@@ -59,3 +62,22 @@ class IngressConfig:
             models=models,
             pii=options_from_settings(settings) if settings.pii_enabled else None,
         )
+
+
+def request_limits(model: ModelSpec, settings: Settings) -> RequestLimits:
+    """A model's request bounds: its own ``request_limits`` in models.yaml, else the ``REQUEST_MAX_*`` settings."""
+    own = model.request_limits
+
+    def pick(value: int | None, default: int) -> int:
+        return default if value is None else value
+
+    return RequestLimits(
+        max_tokens=model.max_tokens_cap,
+        max_n=pick(own.max_n, settings.request_max_n),
+        max_logprobs=pick(own.max_logprobs, settings.request_max_logprobs),
+        max_messages=pick(own.max_messages, settings.request_max_messages),
+        max_prompts=pick(own.max_prompts, settings.request_max_prompts),
+        max_tools=pick(own.max_tools, settings.request_max_tools),
+        max_stop=pick(own.max_stop, settings.request_max_stop),
+        allow_chat_template=model.allow_client_chat_template,
+    )

@@ -1,61 +1,120 @@
-"""Watching a response go by: time of the first token, and the token usage the engine reports.
+"""Watching a response go by: time of the first token, the token usage the engine reports, the stream's end.
 
 For streams the gate asks the engine for a final usage chunk (``stream_options.include_usage``). When the
 client did not ask for it, that chunk is taken out again here so the client sees exactly the stream it
 asked for.
+
+A stream is read as whole SSE events (``…\\n\\n``): an event split across body chunks is held back until it is
+complete, so nothing is decided on a fragment. The stream has ended only at an event whose data is exactly
+``[DONE]``: a model reply that *says* ``data: [DONE]`` is JSON-escaped inside a data line and does not count.
+Error events relayed from the engine are rewritten to the OpenAI message alone (:func:`clean_error`).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import MutableMapping
 from typing import Any
 
+from appliance.serve.errors import error_type
+
 _USAGE_MARK = b'"usage":{'
+_ERROR_MARK = b'"error":{'
+_CHOICE_MARK = b'"choices":[{'
+_DONE = (b"data: [DONE]", b"data:[DONE]")
 _MAX_CAPTURE = 4 * 1024 * 1024
+_MAX_TAIL = 8 * 1024 * 1024  # a partial event larger than this is passed on as it is
+
+# ray.llm wraps an engine error as "Message: <m> (Request ID: …), Internal exception: …, original exception: …"
+_RAY_WRAPPED = re.compile(r"\AMessage: (?P<message>.*?), Internal exception: ", re.S)
+_RAY_REQUEST_ID = re.compile(r"\s*\(Request ID: [^)]*\)")
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def clean_error(error: Any, status: int, request_id: str) -> dict[str, Any]:
+    """An engine's error object as the client may see it: OpenAI's fields, the message without Ray's wrapping,
+    class names or terminal codes, and the appliance's own request id."""
+    error = error if isinstance(error, dict) else {}
+    message = error.get("message")
+    message = message if isinstance(message, str) else "The request failed."
+    wrapped = _RAY_WRAPPED.match(message)
+    if wrapped:
+        message = wrapped.group("message")
+    message = _ANSI.sub("", _RAY_REQUEST_ID.sub("", message)).strip()[:2000] or "The request failed."
+    code = error.get("code")
+    param = error.get("param")
+    return {"message": f"{message} (request id: {request_id})", "type": error_type(status),
+            "param": param if isinstance(param, str) else None, "code": code if isinstance(code, str) else None}
 
 
 class UsageWatcher:
-    def __init__(self, *, stream: bool, strip_usage: bool) -> None:
+    def __init__(self, *, stream: bool, strip_usage: bool, request_id: str = "-") -> None:
         self.stream = stream
         self.strip_usage = strip_usage
+        self.request_id = request_id
         self.first_token_at: float | None = None
+        self.done = False  # the stream's [DONE] event has gone by
         self._usage: dict[str, Any] = {}
         self._captured: list[bytes] = []
         self._captured_size = 0
+        self._tail = b""
 
     def on_body(self, message: MutableMapping[str, Any], now: float) -> MutableMapping[str, Any]:
         chunk: bytes = message.get("body", b"")
-        if not chunk:
+        if not self.stream:
+            if chunk and self._captured_size < _MAX_CAPTURE:
+                self._captured.append(chunk)
+                self._captured_size += len(chunk)
             return message
-        if self.stream:
-            if self.first_token_at is None and b'"choices":[{' in chunk.replace(b": ", b":"):
-                self.first_token_at = now
-            if _USAGE_MARK in chunk.replace(b": ", b":"):
-                kept = self._take_usage_events(chunk)
-                if kept is not chunk:
-                    message = dict(message)
-                    message["body"] = kept
-        elif self._captured_size < _MAX_CAPTURE:
-            self._captured.append(chunk)
-            self._captured_size += len(chunk)
+        last = not message.get("more_body", False)
+        parts = (self._tail + chunk if self._tail else chunk).split(b"\n\n")
+        tail = parts.pop()  # an incomplete event (b"" when the data ended with a separator)
+        out: list[bytes] = []
+        for event in parts:
+            kept = self._on_event(event, now)
+            if kept is not None:
+                out.append(kept + b"\n\n")
+        if last and tail:
+            kept = self._on_event(tail, now)
+            out.append(kept or b"")
+            tail = b""
+        elif len(tail) > _MAX_TAIL:  # not an SSE stream after all: pass it on rather than hold it
+            out.append(tail)
+            tail = b""
+        self._tail = tail
+        body = b"".join(out)
+        if body == chunk:
+            return message
+        message = dict(message)
+        message["body"] = body
         return message
 
-    def _take_usage_events(self, chunk: bytes) -> bytes:
-        """Record usage from the SSE events in ``chunk``; drop usage-only events if asked to."""
-        kept: list[bytes] = []
-        dropped = False
-        for event in chunk.split(b"\n\n"):
-            data = event.strip()
-            if data.startswith(b"data:") and _USAGE_MARK in data.replace(b": ", b":"):
-                payload = _json(data[5:].strip())
-                if isinstance(payload, dict) and isinstance(payload.get("usage"), dict):
-                    self._usage = payload["usage"]
-                    if self.strip_usage and not payload.get("choices"):
-                        dropped = True
-                        continue
-            kept.append(event)
-        return b"\n\n".join(kept) if dropped else chunk
+    def _on_event(self, event: bytes, now: float) -> bytes | None:
+        """The event to pass on (None: drop it), after recording what it says."""
+        data = event.strip()
+        if not data:
+            return event
+        if data in _DONE:
+            self.done = True
+            return event
+        compact = data.replace(b": ", b":")
+        if self.first_token_at is None and _CHOICE_MARK in compact:
+            self.first_token_at = now
+        if _USAGE_MARK in compact and data.startswith(b"data:"):
+            payload = _json(data[5:].strip())
+            if isinstance(payload, dict) and isinstance(payload.get("usage"), dict):
+                self._usage = payload["usage"]
+                if self.strip_usage and not payload.get("choices"):
+                    return None
+        if _ERROR_MARK in compact and data.startswith(b"data:"):
+            payload = _json(data[5:].strip())
+            if isinstance(payload, dict) and "error" in payload and "choices" not in payload:
+                error = payload["error"]
+                status = error.get("code") if isinstance(error, dict) and isinstance(error.get("code"), int) else 500
+                cleaned = {"error": clean_error(error, status, self.request_id)}
+                return b"data: " + json.dumps(cleaned, separators=(",", ":")).encode()
+        return event
 
     def usage(self) -> dict[str, Any]:
         if not self.stream and self._captured:

@@ -48,5 +48,6 @@ def test_llm_config_from_a_validated_config(tmp_path: Path, monkeypatch) -> None
                                             "appliance_stream_batching_max_ms": 150.0}
     assert data["runtime_env"]["env_vars"] == {"VLLM_CPU_KVCACHE_SPACE": "1", "HF_TOKEN": "hf_secret_token_value"}
     ingress = IngressConfig.from_config(config, audit_path="a.log", models=())
-    assert ingress.caps == {"qwen2.5-0.5b-instruct": 2048}
+    assert {m: limits.max_tokens for m, limits in ingress.caps.items()} == {"qwen2.5-0.5b-instruct": 2048}
+    assert ingress.caps["qwen2.5-0.5b-instruct"].max_n == 4 and not ingress.caps["qwen2.5-0.5b-instruct"].allow_chat_template
     assert ingress.max_body_bytes == 10 * 1024 * 1024 and ingress.auth_enabled

@@ -111,7 +111,8 @@ def test_health_is_open_and_other_paths_guarded(parts) -> None:
 def test_generation_is_checked_capped_and_audited(parts) -> None:
     gate, downstream, metrics, audit = parts
     status, headers, body = call(gate, "/v1/completions", b'{"model":"a","prompt":"p","max_tokens":999}',
-                                 auth({"x-request-id": "rid-1", "x-forwarded-for": "1.2.3.4, 10.0.0.1"}))  # fmt: skip
+                                 auth({"x-request-id": "rid-1", "x-forwarded-for": "1.2.3.4, 10.0.0.1",
+                                       "x-client-request-id": "mine-7"}))  # fmt: skip
     assert status == 200 and json.loads(body)["ok"]
     seen = downstream.seen[0]
     assert seen["body"]["max_tokens"] == 16
@@ -123,8 +124,9 @@ def test_generation_is_checked_capped_and_audited(parts) -> None:
     assert line | {"latency_ms": 0, "time": 0} == {
         "time": 0, "request_id": "rid-1", "key": "alice", "role": "user", "model": "a", "endpoint": "/v1/completions",
         "method": "POST", "stream": False, "status": 200, "error": None, "prompt_tokens": 3, "completion_tokens": 1,
-        "latency_ms": 0, "ttft_ms": None, "client": "1.2.3.4",
+        "latency_ms": 0, "ttft_ms": None, "client": "10.0.0.1", "client_request_id": "mine-7",
     }  # fmt: skip
+    # the client's own X-Forwarded-For entries (before the one nginx wrote) are not what is recorded
     assert metrics.flight == [("a", 1), ("a", -1)]
     assert metrics.done[0]["completion_tokens"] == 1
 
