@@ -1,17 +1,26 @@
-"""``python -m appliance keys create|list|revoke``: API keys, shown once, stored as SHA-256 hashes."""
+"""``python -m appliance keys create|update|list|revoke``: API keys, shown once, stored as SHA-256 hashes."""
 
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from appliance.commands.common import add_config_options, load
-from appliance.config.keys import create_key, revoke_key
-from appliance.config.secrets import ALL_MODELS, Role
+from appliance.config.keys import create_key, limit_warnings, parse_limit, revoke_key, update_key
+from appliance.config import ApplianceConfig
+from appliance.config.secrets import ALL_MODELS, LIMIT_FIELDS, ApiKeyRecord, KeyLimits, Role
 from appliance.output import print_json, print_table, say
+
+# (flag, KeyLimits field, help)
+_LIMIT_FLAGS = (
+    ("--rpm", "rpm", "requests per minute"),
+    ("--tpm", "tpm", "prompt + completion tokens per minute"),
+    ("--daily-tokens", "tokens_per_day", "prompt + completion tokens per UTC day"),
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("keys", help="create, list and revoke API keys",
+    parser = sub.add_parser("keys", help="create, update, list and revoke API keys",
                             description="API keys live in .secrets as SHA-256 hashes; a key is shown once.")  # fmt: skip
     keys = parser.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
 
@@ -21,12 +30,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     create.add_argument("--role", choices=[r.value for r in Role], default=Role.USER.value,
                         help="admin: every model and the admin endpoints; user: --models only (default)")  # fmt: skip
     create.add_argument("--models", dest="allowed_models", default="", help="comma-separated model ids the key may use, or '*'")
+    for flag, field, text in _LIMIT_FLAGS:
+        create.add_argument(flag, dest=field, metavar="N", default=None, help=f"budget: {text} (default: unlimited)")
     create.add_argument("--force", action="store_true", help="replace an existing key of that name")
     create.add_argument("--json", action="store_true", help="print the key and its record as JSON")
     add_config_options(create, models_flag="--models-file")
     create.set_defaults(handler=run_create)
 
-    listing = keys.add_parser("list", help="list key names, roles and models (never the keys)")
+    update = keys.add_parser("update", help="change a key's role, models or budgets; the key stays the same",
+                             description="Rewrite a key's line in .secrets (atomically), keeping its hash: clients "
+                             "keep using the same key. Options not given stay as they are.")  # fmt: skip
+    update.add_argument("name", help="key name")
+    update.add_argument("--role", choices=[r.value for r in Role], default=None, help="admin or user")
+    update.add_argument("--models", dest="allowed_models", default=None, help="comma-separated model ids, or '*'")
+    for flag, field, text in _LIMIT_FLAGS:
+        update.add_argument(flag, dest=field, metavar="N|none", default=None, help=f"budget: {text}; 'none' = unlimited")
+    update.add_argument("--json", action="store_true", help="print the new record as JSON")
+    add_config_options(update, models_flag="--models-file")
+    update.set_defaults(handler=run_update)
+
+    listing = keys.add_parser("list", help="list key names, roles, models and budgets (never the keys)")
     listing.add_argument("--json", action="store_true", help="print JSON")
     add_config_options(listing)
     listing.set_defaults(handler=run_list)
@@ -37,30 +60,73 @@ def register(sub: argparse._SubParsersAction) -> None:
     revoke.set_defaults(handler=run_revoke)
 
 
+def _models(text: str) -> tuple[str, ...]:
+    return tuple(m.strip() for m in text.split(",") if m.strip())
+
+
+def _describe(record: ApiKeyRecord) -> dict[str, Any]:
+    models = "all" if ALL_MODELS in record.models or record.role is Role.ADMIN else ", ".join(record.models)
+    return {"name": record.name, "role": record.role.value, "models": models, **record.limits.as_dict()}
+
+
+def _budgets(limits: KeyLimits) -> str:
+    return ", ".join(f"{name} {value}" for name, value in limits.as_dict().items() if value is not None) or "unlimited"
+
+
+def _warn(record: ApiKeyRecord, config: ApplianceConfig) -> None:
+    for warning in limit_warnings(record, {m.id: m.max_tokens_cap for m in config.models}):
+        say(f"note: {warning}", style="yellow")
+
+
 def run_create(args: argparse.Namespace) -> int:
     config = load(args)
-    models = tuple(m.strip() for m in args.allowed_models.split(",") if m.strip())
+    limits = KeyLimits(**{field: parse_limit(flag, getattr(args, field))
+                          for flag, field, _ in _LIMIT_FLAGS if getattr(args, field) is not None})  # fmt: skip
     key, record = create_key(
-        config.files.secrets, args.name, Role(args.role), models,
-        existing=config.secrets.api_keys, served=[m.id for m in config.models], replace=args.force,
+        config.files.secrets, args.name, Role(args.role), _models(args.allowed_models),
+        existing=config.secrets.api_keys, served=[m.id for m in config.models], replace=args.force, limits=limits,
     )  # fmt: skip
     if args.json:
-        print_json({"name": record.name, "role": record.role.value, "models": list(record.models), "key": key})
+        print_json({"name": record.name, "role": record.role.value, "models": list(record.models),
+                    **record.limits.as_dict(), "key": key})  # fmt: skip
     else:
-        say(f"created key {record.name!r} (role {record.role.value}, models {','.join(record.models)}); "
-            "it is shown once — store it now:")  # fmt: skip
+        say(f"created key {record.name!r} (role {record.role.value}, models {','.join(record.models)}, "
+            f"budgets: {_budgets(record.limits)}); it is shown once — store it now:")  # fmt: skip
         print(key)
+    _warn(record, config)
+    return 0
+
+
+def run_update(args: argparse.Namespace) -> int:
+    config = load(args)
+    changes = {field: parse_limit(flag, getattr(args, field), allow_none=True)
+               for flag, field, _ in _LIMIT_FLAGS if getattr(args, field) is not None}  # fmt: skip
+    record = update_key(
+        config.files.secrets, args.name, existing=config.secrets.api_keys, served=[m.id for m in config.models],
+        role=Role(args.role) if args.role else None,
+        models=_models(args.allowed_models) if args.allowed_models is not None else None, limits=changes,
+    )  # fmt: skip
+    if record is None:
+        say(f"no key named {args.name.lower()!r}; see: python -m appliance keys list", style="red")
+        return 1
+    if args.json:
+        print_json(_describe(record))
+    else:
+        say(f"updated key {record.name!r} (role {record.role.value}, models {','.join(record.models)}, "
+            f"budgets: {_budgets(record.limits)}); the key itself is unchanged; the ingress applies it within seconds")  # fmt: skip
+    _warn(record, config)
     return 0
 
 
 def run_list(args: argparse.Namespace) -> int:
     config = load(args)
-    rows = [[r.name, r.role.value, "all" if ALL_MODELS in r.models or r.role is Role.ADMIN else ", ".join(r.models)]
-            for r in sorted(config.secrets.api_keys, key=lambda r: r.name)]  # fmt: skip
+    described = [_describe(r) for r in sorted(config.secrets.api_keys, key=lambda r: r.name)]
     if args.json:
-        print_json([{"name": n, "role": role, "models": m} for n, role, m in rows])
-    elif rows:
-        print_table("API keys", ["name", "role", "models"], rows)
+        print_json(described)
+    elif described:
+        rows = [[d["name"], d["role"], d["models"], *("-" if d[f] is None else str(d[f]) for f in LIMIT_FIELDS)]
+                for d in described]  # fmt: skip
+        print_table("API keys (budgets: - = unlimited)", ["name", "role", "models", "rpm", "tpm", "tokens/day"], rows)
     else:
         say("no API keys yet: python -m appliance keys create admin --role admin")
     return 0

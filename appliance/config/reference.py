@@ -28,6 +28,7 @@ _SECRETS_HEADER = """\
 # passwords. Never commit .secrets. API keys are added with: python -m appliance keys create NAME
 # and stored only as SHA-256 hashes, one line per key:
 #   API_KEY_<NAME>=sha256:<64 hex digits>;role=admin|user;models=<model ids, comma-separated, or *>
+# optionally followed by budgets (absent = unlimited): ;rpm=N;tpm=N;tokens_per_day=N  (keys create/update)
 """
 GUIDE_BEGIN = "<!-- BEGIN GENERATED SETTINGS (python -m appliance config reference) -->"
 GUIDE_END = "<!-- END GENERATED SETTINGS -->"

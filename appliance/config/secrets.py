@@ -2,11 +2,13 @@
 
 An API key is one line per key::
 
-    API_KEY_ALICE=sha256:<64 hex digits>;role=user;models=qwen2.5-0.5b-instruct,llama-8b
+    API_KEY_ALICE=sha256:<64 hex digits>;role=user;models=qwen2.5-0.5b-instruct,llama-8b;rpm=60;tpm=100000
 
 ``role`` is ``admin`` (every model and the admin endpoints) or ``user`` (its listed models only;
-``models=*`` means every model). The key itself is shown once by ``python -m appliance keys create`` and
-never stored.
+``models=*`` means every model). ``rpm``, ``tpm`` and ``tokens_per_day`` are the key's optional budgets
+(requests per minute, prompt + completion tokens per minute, tokens per UTC day; absent = unlimited), enforced
+by the ingress (:mod:`appliance.serve.budget`). The key itself is shown once by
+``python -m appliance keys create`` and never stored.
 """
 
 from __future__ import annotations
@@ -34,14 +36,39 @@ class Role(StrEnum):
     USER = "user"
 
 
+MAX_LIMIT = 10**12  # larger than any real budget; keeps the arithmetic and the headers sane
+LIMIT_FIELDS = ("rpm", "tpm", "tokens_per_day")  # their names in a key's line, in KeyLimits and the CLI's JSON
+
+
+@dataclass(frozen=True)
+class KeyLimits:
+    """One key's budgets; ``None`` = unlimited. Here (not in ``serve``) so config and serve both import it."""
+
+    rpm: int | None = None  # requests per minute
+    tpm: int | None = None  # prompt + completion tokens per minute
+    tokens_per_day: int | None = None  # prompt + completion tokens per UTC day
+
+    @property
+    def unlimited(self) -> bool:
+        return self.rpm is None and self.tpm is None and self.tokens_per_day is None
+
+    def fields(self) -> str:
+        """The ``;rpm=…;tpm=…;tokens_per_day=…`` tail of a key's line (set limits only)."""
+        return "".join(f";{name}={value}" for name, value in self.as_dict().items() if value is not None)
+
+    def as_dict(self) -> dict[str, int | None]:
+        return {name: getattr(self, name) for name in LIMIT_FIELDS}
+
+
 @dataclass(frozen=True)
 class ApiKeyRecord:
-    """One stored API key: its name, role, allowed models (``("*",)`` = all) and SHA-256 hex digest."""
+    """One stored API key: its name, role, allowed models (``("*",)`` = all), SHA-256 hex digest and budgets."""
 
     name: str
     role: Role
     models: tuple[str, ...]
     sha256: str
+    limits: KeyLimits = KeyLimits()
 
     @property
     def env_key(self) -> str:
@@ -51,7 +78,7 @@ class ApiKeyRecord:
         return self.role is Role.ADMIN or ALL_MODELS in self.models or model_id in self.models
 
     def to_env_value(self) -> str:
-        return f"sha256:{self.sha256};role={self.role.value};models={','.join(self.models)}"
+        return f"sha256:{self.sha256};role={self.role.value};models={','.join(self.models)}{self.limits.fields()}"
 
 
 class ApiKeyFormatError(ValueError):
@@ -71,7 +98,7 @@ def parse_api_key(env_key: str, value: str) -> ApiKeyRecord:
     for part in (p.strip() for p in value.split(";")):
         label, sep, content = part.partition(":" if part.startswith("sha256:") else "=")
         if not sep:
-            raise ApiKeyFormatError("sha256:<64 hex digits>;role=admin|user;models=<ids or *>")
+            raise ApiKeyFormatError("sha256:<64 hex digits>;role=admin|user;models=<ids or *>[;rpm=N;tpm=N;tokens_per_day=N]")
         fields[label.strip()] = content.strip()
     digest = fields.get("sha256", "")
     if not _HASH_RE.match(digest):
@@ -83,10 +110,17 @@ def parse_api_key(env_key: str, value: str) -> ApiKeyRecord:
     models = tuple(m.strip() for m in fields.get("models", "").split(",") if m.strip())
     if role is Role.USER and not models:
         raise ApiKeyFormatError("models=<comma-separated model ids, or *> for a user key")
-    unknown = set(fields) - {"sha256", "role", "models"}
+    unknown = set(fields) - {"sha256", "role", "models", *LIMIT_FIELDS}
     if unknown:
-        raise ApiKeyFormatError("only the fields sha256, role and models")
-    return ApiKeyRecord(name.lower(), role, models or (ALL_MODELS,), digest)
+        raise ApiKeyFormatError("only the fields sha256, role, models, rpm, tpm and tokens_per_day")
+    limits = KeyLimits(**{name: _limit(name, fields[name]) for name in LIMIT_FIELDS if name in fields})
+    return ApiKeyRecord(name.lower(), role, models or (ALL_MODELS,), digest, limits)
+
+
+def _limit(name: str, text: str) -> int:
+    if not re.fullmatch(r"[0-9]{1,13}", text) or not 1 <= int(text) <= MAX_LIMIT:
+        raise ApiKeyFormatError(f"{name}=<a whole number from 1 to {MAX_LIMIT}>, or no {name} field for no limit")
+    return int(text)
 
 
 def parse_api_keys(values: Iterable[tuple[str, str]]) -> tuple[list[ApiKeyRecord], list[tuple[str, ApiKeyFormatError]]]:

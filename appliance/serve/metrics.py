@@ -24,6 +24,8 @@ class Metrics(Protocol):
 
     def auth_failure(self, reason: str) -> None: ...
 
+    def budget_refused(self, key: str, limit: str) -> None: ...  # limit: BudgetError.limit (a fixed string)
+
 
 class RayMetrics:
     """:class:`Metrics` on ``ray.util.metrics``; create it inside a Ray worker (an ingress replica)."""
@@ -45,6 +47,9 @@ class RayMetrics:
                                 tag_keys=("model",))  # fmt: skip
         self._auth_failures = Counter("appliance_auth_failures", "Requests refused for a missing or bad API key.",
                                       tag_keys=("reason",))  # fmt: skip
+        self._budget_refusals = Counter("appliance_budget_refusals", "Requests refused by a key's budget, by key name "
+                                        "and limit (rpm, tpm, tokens_per_day, too_large).",
+                                        tag_keys=("key", "limit"))  # fmt: skip
         self._flight: dict[str, int] = {}
 
     def request_done(
@@ -66,3 +71,6 @@ class RayMetrics:
 
     def auth_failure(self, reason: str) -> None:
         self._auth_failures.inc(1, {"reason": reason})
+
+    def budget_refused(self, key: str, limit: str) -> None:
+        self._budget_refusals.inc(1, {"key": key, "limit": limit})
