@@ -129,6 +129,20 @@ class Edge:
         return Path(self.layout.error_log).read_text(errors="replace")
 
 
+def raw_exchange(port: int, request: bytes, *, source: str = "127.0.0.1", cafile: Path | None = None) -> tuple[int, bytes]:
+    """Send ``request`` exactly as given (no client library tidies its header bytes) over TLS when ``cafile``
+    is given, else plain; returns (status, body). The request should say ``Connection: close``."""
+    data = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(source, 0)) as sock:
+        context = ssl.create_default_context(cafile=str(cafile)) if cafile is not None else None
+        with context.wrap_socket(sock, server_hostname="localhost") if context else sock as conn:
+            conn.sendall(request)
+            while chunk := conn.recv(65536):
+                data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body
+
+
 def start_backend(port: int) -> subprocess.Popen:
     proc = subprocess.Popen([sys.executable, str(HERE / "backend.py"), str(port)])
     wait_port(port, proc, "the test backend")
@@ -152,9 +166,11 @@ def backend_port() -> Iterator[int]:
     stop(proc)
 
 
-def make_edge(root: Path, backend_port: int, **env: str) -> Edge:
+def make_edge(root: Path, backend_port: int, *, published_https: int | None = None, **env: str) -> Edge:
+    """nginx listening on free ports; ``published_https``: the HTTPS_PORT the config names when it is not
+    nginx's own listen port (as compose publishes the container's 443 on another host port)."""
     http, https, status = free_port(), free_port(), free_port()
-    config = edge_config(root / "config", HTTPS_PORT=str(https), HTTP_PORT=str(http), **env)
+    config = edge_config(root / "config", HTTPS_PORT=str(published_https or https), HTTP_PORT=str(http), **env)
     layout = local_layout(root, http=http, https=https, status=status, backend=f"127.0.0.1:{backend_port}")
     (root / "run").mkdir(parents=True, exist_ok=True)
     paths = CertPaths(layout.cert_dir)
