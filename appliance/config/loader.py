@@ -17,6 +17,7 @@ from appliance.config.secrets import API_KEY_PREFIX, Secrets, parse_api_keys, se
 from appliance.config.settings import Accelerator, Settings, setting_names
 from appliance.config.yamlfile import YamlDocument, format_path, load_yaml
 from appliance.errors import ConfigError
+from appliance.logs.setup import register_secret
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -96,6 +97,9 @@ def load_config(files: ConfigFiles = ConfigFiles(), *, gpu_count: int | None = N
     parsed_secrets = parse_dotenv(secrets_text or "", secrets_label, secret=True)
     issues += parsed_secrets.issues
     secrets = _typed_secrets(parsed_secrets, secrets_label, issues)
+    for name, entry in parsed_secrets.entries.items():  # passwords and tokens never reach a log line
+        if not name.startswith(API_KEY_PREFIX):  # API keys are stored as hashes: nothing to hide
+            register_secret(entry.value)
     if secrets_text is not None:
         issues += _secrets_mode(files.secrets, secrets_label)
 

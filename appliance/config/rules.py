@@ -116,10 +116,30 @@ def _model_rules(
                                       f"expected 1 on a single node, found {model.pipeline_parallel_size}",
                                       "pipeline parallelism needs more than one node: set RAY_WORKER_NODES to the "
                                       "worker nodes that will join, or use tensor_parallel_size instead"))  # fmt: skip
+        issues += _engine_kwargs_rules(index, model, where)
         if model.trust_remote_code:
             issues.append(where.model(index, "trust_remote_code", "is on: the model repo's own Python code will run",
                                       "turn it on only for a repo you trust, pinned by revision", Severity.WARNING))
     issues += _gpu_rules(s, models, where, gpu_count)
+    return issues
+
+
+# Engine arguments that a model's own field sets (and whose safety rules apply to that field only).
+_TYPED_ENGINE_ARGS = {
+    "trust_remote_code": "trust_remote_code", "load_format": "allow_pickle_weights",
+    "tensor_parallel_size": "tensor_parallel_size", "pipeline_parallel_size": "pipeline_parallel_size",
+    "gpu_memory_utilization": "gpu_memory_utilization", "dtype": "dtype", "max_model_len": "max_model_len",
+    "revision": "revision", "tokenizer_revision": "revision", "model": "source", "tokenizer": "source",
+}  # fmt: skip
+
+
+def _engine_kwargs_rules(index: int, model: ModelSpec, where: Where) -> list[ConfigIssue]:
+    """``engine_kwargs`` may not set what a typed field sets: that would slip past the field's rules."""
+    issues = []
+    for name in sorted(set(model.engine_kwargs) & set(_TYPED_ENGINE_ARGS)):
+        field = _TYPED_ENGINE_ARGS[name]
+        issues.append(where.model(index, f"engine_kwargs.{name}", f"expected no '{name}' in engine_kwargs, found one",
+                                  f"set the model's '{field}' instead: it is validated (and flagged when unsafe)"))
     return issues
 
 

@@ -65,3 +65,14 @@ def test_text_format_on_request(stream: io.StringIO) -> None:
     logging.getLogger().removeHandler(handler)
     assert "INFO" in buffer.getvalue() and "[r9]" in buffer.getvalue() and "hello" in buffer.getvalue()
     assert not buffer.getvalue().startswith("{")
+
+
+def test_loading_the_config_registers_every_secret_value(stream: io.StringIO, tmp_path) -> None:
+    from appliance.config import ConfigFiles, load_config
+    from tests.helpers import make_config_dir, set_line
+
+    make_config_dir(tmp_path)
+    set_line(tmp_path / ".secrets", "DASHBOARD_PASSWORD", "dash-pass-4711-unique")
+    load_config(ConfigFiles(env=tmp_path / ".env", secrets=tmp_path / ".secrets", models=tmp_path / "models.yaml"))
+    logging.getLogger("x").warning("connecting with %s", "dash-pass-4711-unique")
+    assert "dash-pass-4711-unique" not in stream.getvalue() and "<redacted>" in stream.getvalue()
