@@ -15,10 +15,12 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from appliance.config.loader import ApplianceConfig
 from appliance.config.render import template
 from appliance.config.render.htpasswd import htpasswd_line
+from appliance.stack.plan import api_urls
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -73,6 +75,19 @@ class RenderedNginx:
 def cert_name(config: ApplianceConfig) -> str:
     """The ``live/<name>/`` directory of the certificate: the domain, or ``localhost`` without one."""
     return config.settings.domain or "localhost"
+
+
+def redirect_origin(config: ApplianceConfig) -> str:
+    """Where port 80 sends a request (``https://name[:port]``): never the client's ``Host`` header.
+
+    With a DOMAIN that name (the ``server_name``), with the published HTTPS_PORT when it is not 443. Without
+    one there is no public name to send a client to, so the redirect names the address ``up`` prints for the
+    API (``api_urls``: BIND_ADDRESS when it is a single address, else 127.0.0.1): right on this machine, and a
+    client elsewhere gets a fixed address instead of one an attacker's ``Host`` header chose. Set DOMAIN for a
+    redirect that works from everywhere.
+    """
+    url = urlsplit(api_urls(config)["api"])
+    return f"https://{url.netloc}"
 
 
 def retry_after_seconds(rpm: int) -> int:
@@ -138,7 +153,7 @@ def render_nginx(
         "status_listen": layout.status_listen,
         "server_name": s.domain or "_",
         "acme_webroot": layout.acme_webroot,
-        "https_port_suffix": "" if s.https_port == 443 else f":{s.https_port}",
+        "https_origin": redirect_origin(config),
         "cert_file": live / "fullchain.pem",
         "key_file": live / "privkey.pem",
         "ocsp": sub("snippets/ocsp.conf", chain_file=live / "chain.pem") if ocsp else "",

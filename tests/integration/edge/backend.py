@@ -1,6 +1,7 @@
 """A small backend that stands in for the services behind nginx in the edge tests (run as a subprocess).
 
-- ``/v1/echo``: the request as JSON (method, path, headers, body length).
+- ``/v1/echo``: the request as JSON (method, path, headers, body length), with an ``X-Request-ID`` (and an
+  ``X-Client-Request-ID``) of its own in the response headers, as the real gate sends.
 - ``/v1/stream``: an SSE stream that sends one event, then waits until ``/v1/release`` is called before
   the rest — a buffering proxy would never deliver the first event before the release.
 - ``/v1/fail``: a 500, as a broken service would answer.
@@ -19,8 +20,11 @@ RELEASE = asyncio.Event()
 
 async def echo(request: web.Request) -> web.Response:
     body = await request.read()
+    # Like the real gate, the answer names a request id of its own: nginx must hide it (one X-Request-ID).
+    own_ids = {"X-Request-ID": f"backend-{request.headers.get('X-Request-ID', 'none')}",
+               "X-Client-Request-ID": "backend-client-id"}  # fmt: skip
     return web.json_response({"method": request.method, "path": request.path_qs,
-                              "headers": dict(request.headers), "body_bytes": len(body)})  # fmt: skip
+                              "headers": dict(request.headers), "body_bytes": len(body)}, headers=own_ids)  # fmt: skip
 
 
 async def stream(request: web.Request) -> web.StreamResponse:

@@ -56,7 +56,8 @@ def test_cbc_and_non_forward_secret_ciphers_are_refused(edge: Edge) -> None:
 def test_plain_http_redirects_to_https_and_serves_acme_challenges(edge: Edge) -> None:
     response = httpx.get(f"http://127.0.0.1:{edge.http}/v1/models?x=1", headers={"Host": "llm.test"})
     assert response.status_code == 301
-    assert response.headers["location"] == f"https://llm.test:{edge.https}/v1/models?x=1"
+    # No DOMAIN: the address `up` prints (127.0.0.1 here), never the client's Host header.
+    assert response.headers["location"] == f"https://127.0.0.1:{edge.https}/v1/models?x=1"
     token = edge.layout.acme_webroot / ".well-known" / "acme-challenge" / "tok-123"
     token.parent.mkdir(parents=True, exist_ok=True)
     token.write_text("tok-123.thumbprint")
@@ -78,13 +79,17 @@ def test_security_headers_request_id_and_forwarding(edge: Edge) -> None:
         assert "nginx/" not in headers.get("server", "") and headers.get("server") == "nginx"
         generated = headers["x-request-id"]
         assert len(generated) == 32 and response.json()["headers"]["X-Request-ID"] == generated
+        assert "X-Client-Request-ID" not in response.json()["headers"]
 
         echoed = client.get("/v1/echo", headers={"X-Request-ID": "client-id-42"})
         seen = echoed.json()["headers"]
-        assert echoed.headers["x-request-id"] == "client-id-42" and seen["X-Request-ID"] == "client-id-42"
+        # nginx's id is the request id; the client's travels on as X-Client-Request-ID.
+        assert seen["X-Request-ID"] == echoed.headers["x-request-id"] != "client-id-42"
+        assert seen["X-Client-Request-ID"] == "client-id-42"
         assert seen["X-Forwarded-Proto"] == "https" and seen["X-Forwarded-For"] == "127.0.0.2"
         bogus = client.get("/v1/echo", headers={"X-Request-ID": "bad id with spaces"})
-        assert bogus.json()["headers"]["X-Request-ID"] != "bad id with spaces"
+        assert "X-Client-Request-ID" not in bogus.json()["headers"]
+        assert bogus.json()["headers"]["X-Request-ID"] == bogus.headers["x-request-id"] != "bad id with spaces"
 
 
 def test_streamed_response_arrives_before_the_backend_finishes(edge: Edge) -> None:

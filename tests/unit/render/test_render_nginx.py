@@ -25,17 +25,19 @@ def _config(tmp_path: Path, **env: str):
 
 
 def test_defaults_render_for_the_compose_stack(tmp_path: Path) -> None:
-    rendered = render_nginx(_config(tmp_path))
+    config = _config(tmp_path)
+    rendered = render_nginx(config)
     conf = rendered.conf
     assert "{{" not in conf
     assert 'set $appliance_upstream "serve:8000";' in conf and '"grafana:3000"' in conf
-    assert '"prometheus:9090"' in conf and '"serve:8265"' in conf
+    assert '"prometheus:9090"' in conf and ('"serve:8265"' in conf) is config.settings.ray_dashboard_enabled
     assert "ssl_certificate /etc/appliance/certs/live/localhost/fullchain.pem;" in conf
     assert "rate=600r/m" in conf and "burst=50 nodelay" in conf and "limit_conn per_address 64;" in conf
     assert "rate=10r/m" in conf  # dashboard logins
     assert "client_max_body_size 10m;" in conf
     assert "ssl_protocols TLSv1.2 TLSv1.3;" in conf and "ssl_session_tickets off;" in conf
-    assert "return 301 https://$host$request_uri;" in conf  # port 443: no port in the redirect
+    # no DOMAIN: the address `up` prints; port 443: no port in the redirect
+    assert "return 301 https://127.0.0.1$request_uri;" in conf
     assert "add_header Retry-After 1 always;" in conf
     assert "ssl_stapling" not in conf and "Access-Control-Allow-Origin" not in conf
     assert PASSWORD not in conf and PASSWORD not in rendered.files["htpasswd"]
@@ -48,7 +50,7 @@ def test_settings_reach_the_config(tmp_path: Path) -> None:
                                 DASHBOARDS_ENABLED="false", RAY_DASHBOARD_ENABLED="false"),
                         ocsp=True).conf  # fmt: skip
     assert "server_name llm.example.com;" in conf and "live/llm.example.com/fullchain.pem" in conf
-    assert "return 301 https://$host:8443$request_uri;" in conf
+    assert "return 301 https://llm.example.com:8443$request_uri;" in conf
     assert "rate=30r/m" in conf and "burst=7 nodelay" in conf and "limit_conn per_address 9;" in conf
     assert "client_max_body_size 3m;" in conf and "Retry-After 2 always" in conf
     assert "/prometheus/" not in conf and "/ray/" not in conf and "/grafana/" not in conf
@@ -103,3 +105,31 @@ def test_conn_limit_above_what_nginx_accepts_is_a_config_error(tmp_path: Path) -
     with pytest.raises(ConfigError) as err:
         _config(tmp_path, NGINX_CONN_LIMIT="65536")
     assert any(i.key == "NGINX_CONN_LIMIT" and "65535" in i.render() for i in err.value.issues)
+
+
+@pytest.mark.security
+def test_port_80_redirect_never_names_the_clients_host(tmp_path: Path) -> None:
+    def redirect(**env: str) -> str:
+        conf = render_nginx(_config(tmp_path, **env)).conf
+        return re.search(r"location / \{\s*return 301 (\S+);", conf).group(1)
+
+    assert redirect() == "https://127.0.0.1$request_uri"  # no DOMAIN: the address `up` prints
+    assert redirect(BIND_ADDRESS="192.168.1.20", HTTPS_PORT="8443") == "https://192.168.1.20:8443$request_uri"
+    assert redirect(DOMAIN="LLM.Example.com") == "https://llm.example.com$request_uri"
+    assert "$host$request_uri" not in render_nginx(_config(tmp_path)).conf
+
+
+@pytest.mark.security
+def test_header_contract_cipher_order_and_relative_redirects(tmp_path: Path) -> None:
+    conf = render_nginx(_config(tmp_path, DASHBOARDS_ENABLED="true", RAY_DASHBOARD_ENABLED="true")).conf
+    proxied = conf.count("proxy_pass http://$appliance_upstream;")
+    for line in ("proxy_set_header X-Request-ID $request_id;",
+                 "proxy_set_header X-Client-Request-ID $appliance_client_request_id;",
+                 "proxy_set_header X-Forwarded-For $remote_addr;", "proxy_set_header X-Real-IP $remote_addr;",
+                 'proxy_set_header Forwarded "";', "proxy_hide_header X-Request-ID;",
+                 "proxy_hide_header X-Client-Request-ID;"):  # fmt: skip
+        assert conf.count(line) == proxied, line  # every proxied location states the whole contract
+    assert "$proxy_add_x_forwarded_for" not in conf and "$http_x_request_id;" in conf  # only in the client map
+    assert "ssl_prefer_server_ciphers on;" in conf
+    https_server = conf.split("# --- port 443")[1].split("# --- internal")[0]
+    assert "absolute_redirect off;" in https_server
