@@ -218,3 +218,33 @@ def test_smoke_script_passes_against_the_stack(stack: Stack) -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     assert "8 passed, 0 failed" in result.stdout
+
+
+@pytest.mark.security
+def test_public_health_says_status_only_and_admins_see_details(stack: Stack) -> None:
+    forwarded = {"X-Forwarded-For": "203.0.113.7"}  # as nginx forwards every outside request
+    public = httpx.get(stack.url + "/health/ready", headers=forwarded, timeout=60)
+    assert public.status_code == 200 and set(public.json()) == {"status", "models_ready", "models_total"}
+    assert public.json()["models_ready"] == public.json()["models_total"] == len(MODELS)
+    admin = httpx.get(stack.url + "/health/startup", timeout=60,
+                      headers={**forwarded, "Authorization": f"Bearer {stack.keys['admin']}"})  # fmt: skip
+    assert set(admin.json()["models"]) == set(MODELS)
+    assert httpx.get(stack.url + "/docs", timeout=30).status_code == 404
+    assert httpx.get(stack.url + "/openapi.json", timeout=30).status_code == 404
+
+
+@pytest.mark.security
+def test_engine_errors_carry_no_internals_and_bad_roles_are_refused(stack: Stack) -> None:
+    key = stack.keys["usera"]
+    too_long = stack.post("/v1/completions", key=key, headers={"X-Request-ID": "e2e-long-1"},
+                          content=json.dumps({"model": "tiny-a", "prompt": "hello world " * 3000, "max_tokens": 2}))  # fmt: skip
+    assert too_long.status_code == 400, too_long.text
+    error = too_long.json()["error"]
+    for internal in ("Internal exception", "original exception", "Request ID: None", "ray.", "OpenAIHTTPException"):
+        assert internal not in error["message"], error
+    assert error["message"].endswith("(request id: e2e-long-1)") and error["type"] == "invalid_request_error"
+    for messages, param in (([{"role": "wizard", "content": "x"}], "messages[0].role"),
+                            ([{"role": "tool", "content": "x"}], "messages[0].tool_call_id")):  # fmt: skip
+        refused = stack.post("/v1/chat/completions", key=key,
+                             content=json.dumps({"model": "tiny-a", "messages": messages, "max_tokens": 2}))  # fmt: skip
+        assert refused.status_code == 400 and refused.json()["error"]["param"] == param
