@@ -114,3 +114,11 @@ def test_no_token_is_not_counted_and_other_tokens_differ(digest_port: int) -> No
     digests = [_digest(digest_port, other) for other in others]
     assert len({digest for _, digest in digests}) == len(others)
     assert hashlib.sha256(KEY).hexdigest() not in {digest for _, digest in digests}
+
+
+def test_two_authorization_headers_are_refused_by_nginx(edge: Edge) -> None:
+    """So the gate never reads another key than the one nginx counted."""
+    request = (b"GET /v1/echo HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer " + KEY +
+               b"\r\nAuthorization: Bearer sk-another\r\nConnection: close\r\n\r\n")  # fmt: skip
+    status, body = raw_exchange(edge.https, request, source="127.0.5.200", cafile=edge.cert_file)
+    assert status == 400 and b"<center>nginx</center>" in body
