@@ -1,8 +1,10 @@
-"""The API keys the ingress accepts, reloaded from ``.secrets`` when the file changes.
+"""The API keys the ingress accepts, reloaded from the key file when it changes.
 
-``keys create`` / ``keys revoke`` take effect within ``reload_interval`` seconds without a restart. If the
-file becomes unreadable or invalid, the last good set stays in force and the problem is logged (without
-values).
+The file is ``.secrets`` outside the stack, or in the stack the hash-only copy ``make up`` and ``keys
+create|revoke`` render (``data/run/serve/api_keys``). ``keys create`` / ``keys revoke`` take effect within
+``reload_interval`` seconds without a restart. A file that is gone means no key at all (every request is
+refused) until it comes back; a file that is there but unreadable or not UTF-8 keeps the last good set in
+force. Either is logged once, without values.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ from appliance.config.dotenv import parse_dotenv
 from appliance.config.secrets import ApiKeyRecord, parse_api_keys
 
 _LOGGER = logging.getLogger(__name__)
+
+Stamp = tuple[int, int, int, int]  # inode, mtime and ctime in ns (ctime: a chmod), size
+MISSING: Stamp = (-1, -1, -1, -1)
 
 
 def read_key_records(path: Path) -> tuple[ApiKeyRecord, ...]:
@@ -32,17 +37,20 @@ class KeyStore:
         self._records = records
         self._path = path
         self._interval = reload_interval
-        self._checked = time.monotonic()
-        self._stamp = self._file_stamp()
+        self._checked = float("-inf")  # the first call looks at the file
+        self._stamp: Stamp | None = None
 
-    def _file_stamp(self) -> tuple[int, int] | None:
+    def _file_stamp(self) -> Stamp | None:
+        """The file's identity and version; MISSING when it is gone, None when it cannot be examined."""
         if self._path is None:
             return None
         try:
             stat = self._path.stat()
+        except FileNotFoundError:
+            return MISSING
         except OSError:
             return None
-        return (stat.st_mtime_ns, stat.st_size)
+        return (stat.st_ino, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_size)
 
     def records(self) -> tuple[ApiKeyRecord, ...]:
         now = time.monotonic()
@@ -50,10 +58,22 @@ class KeyStore:
             self._checked = now
             stamp = self._file_stamp()
             if stamp is not None and stamp != self._stamp:
-                try:
-                    self._records = read_key_records(self._path)
-                    self._stamp = stamp
-                    _LOGGER.info("reloaded %d API key(s) from %s", len(self._records), self._path)
-                except (OSError, UnicodeDecodeError) as err:
-                    _LOGGER.error("could not reload API keys from %s: %s", self._path, err)
+                self._reload(self._path, stamp)
         return self._records
+
+    def _reload(self, path: Path, stamp: Stamp) -> None:
+        if stamp == MISSING:
+            self._records, self._stamp = (), stamp
+            _LOGGER.error("the API key file %s is gone: every key is refused until it is back", path)
+            return
+        try:
+            self._records = read_key_records(path)
+        except FileNotFoundError:  # removed between stat and read: the next check sees it gone
+            return
+        except (OSError, UnicodeDecodeError) as err:
+            self._stamp = stamp  # logged once per version of the file, not on every check
+            _LOGGER.error("could not reload API keys from %s (%s): the last good keys stay in force", path,
+                          type(err).__name__)  # fmt: skip
+            return
+        self._stamp = stamp
+        _LOGGER.info("reloaded %d API key(s) from %s", len(self._records), path)

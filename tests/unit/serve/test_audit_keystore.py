@@ -1,4 +1,5 @@
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -60,3 +61,40 @@ def test_keystore_reloads_on_change_and_keeps_last_good(tmp_path: Path) -> None:
     assert len(store.records()) == 2, "an unreadable file keeps the last good keys"
     path.write_text("API_KEY_C=garbage\n")
     assert store.records() == (), "a parseable file with no valid key means no keys"
+
+
+def test_a_deleted_key_file_refuses_every_key_and_says_so_once(tmp_path: Path, caplog) -> None:  # noqa: ANN001
+    path = tmp_path / "api_keys"
+    path.write_text(f"API_KEY_A=sha256:{hash_key('k1')};role=user;models=m\n")
+    store = KeyStore(read_key_records(path), path, reload_interval=0)
+    assert [r.name for r in store.records()] == ["a"]
+    path.unlink()
+    with caplog.at_level(logging.ERROR, logger="appliance.serve.keystore"):
+        assert store.records() == (), "a missing file is an empty key set, not the last good one"
+        assert store.records() == ()
+    gone = [r for r in caplog.records if "gone" in r.getMessage()]
+    assert len(gone) == 1, "logged once while the file stays missing"
+    assert hash_key("k1") not in caplog.text
+    path.write_text(f"API_KEY_B=sha256:{hash_key('k2')};role=admin\n")
+    assert [r.name for r in store.records()] == ["b"], "the keys come back with the file"
+
+
+def test_a_key_file_missing_from_the_start_refuses_every_key(tmp_path: Path) -> None:
+    record = read_key_records(_write(tmp_path / "first", "k1"))
+    store = KeyStore(record, tmp_path / "never-written", reload_interval=0)
+    assert store.records() == ()
+
+
+def test_an_atomically_replaced_file_of_the_same_size_is_reloaded(tmp_path: Path) -> None:
+    path = _write(tmp_path / "api_keys", "k1")
+    store = KeyStore(read_key_records(path), path, reload_interval=0)
+    stat = path.stat()
+    replacement = _write(tmp_path / "next", "k2")  # same length, another inode
+    os.utime(replacement, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    os.replace(replacement, path)
+    assert [r.sha256 for r in store.records()] == [hash_key("k2")]
+
+
+def _write(path: Path, key: str) -> Path:
+    path.write_text(f"API_KEY_A=sha256:{hash_key(key)};role=user;models=m\n")
+    return path
