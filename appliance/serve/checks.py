@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from appliance.config.keys import find_key
-from appliance.config.secrets import ALL_MODELS, ApiKeyRecord, Role
+from appliance.config.secrets import ALL_MODELS, ApiKeyRecord, KeyLimits, Role
+from appliance.serve.budget import reservation_tokens
 from appliance.serve.errors import ApiError
 
 GENERATION_PATHS = frozenset({"/v1/chat/completions", "/v1/completions"})
@@ -30,13 +31,14 @@ class Principal:
     name: str
     role: Role
     models: tuple[str, ...]
+    limits: KeyLimits = KeyLimits()  # per-key budgets (none: unlimited)
 
     def allows(self, model_id: str) -> bool:
         return self.role is Role.ADMIN or ALL_MODELS in self.models or model_id in self.models
 
     @classmethod
     def from_record(cls, record: ApiKeyRecord) -> Principal:
-        return cls(record.name, record.role, record.models)
+        return cls(record.name, record.role, record.models, record.limits)
 
 
 ANONYMOUS = Principal("anonymous", Role.ADMIN, (ALL_MODELS,))
@@ -50,6 +52,7 @@ class GenerationFacts:
     stream: bool
     wants_usage: bool
     prompt: str | None
+    reserve_tokens: int = 1  # what a budget reserves before forwarding: the prompt's estimate + the most generated
 
 
 def valid_request_id(value: str | None) -> str | None:
@@ -148,7 +151,9 @@ def check_generation(
         changed = True
     prompt = _prompt_text(body) if log_prompt else None
     forwarded = json.dumps(body).encode() if changed else raw
-    return forwarded, GenerationFacts(model=model, stream=stream, wants_usage=wants_usage, prompt=prompt)
+    reserve = reservation_tokens(body, default_max_tokens=limits.max_tokens)
+    return forwarded, GenerationFacts(model=model, stream=stream, wants_usage=wants_usage, prompt=prompt,
+                                      reserve_tokens=reserve)  # fmt: skip
 
 
 def _limits(value: RequestLimits | int) -> RequestLimits:

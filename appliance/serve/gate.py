@@ -18,6 +18,7 @@ from typing import Any
 
 from appliance.logs.setup import REQUEST_ID, new_request_id
 from appliance.serve.audit import AuditLog
+from appliance.serve.budget import BudgetError, Budgets
 from appliance.serve.checks import (
     GENERATION_PATHS,
     GenerationFacts,
@@ -97,8 +98,9 @@ class Gate:
     """ASGI middleware. One instance per ingress replica."""
 
     def __init__(self, app: ASGIApp, settings: GateSettings, keys: KeyStore, audit: AuditLog, metrics: Metrics,
-                 bookend: Bookend | None = None):  # fmt: skip
+                 bookend: Bookend | None = None, budgets: Budgets | None = None):  # fmt: skip
         self.app = app
+        self.budgets = budgets or Budgets()  # per-key rpm / tpm / daily tokens, in this replica
         self.settings = settings
         self.keys = keys
         self.audit = audit
@@ -188,11 +190,21 @@ class Gate:
         record.update(model=facts.model, stream=facts.stream)
         if facts.prompt is not None:
             record["prompt"] = facts.prompt
+        try:
+            reservation = self.budgets.reserve(principal.name, principal.limits, facts.reserve_tokens)
+        except BudgetError as err:
+            self.metrics.budget_refused(principal.name, err.limit)
+            raise
         if self.bookend is not None:
-            masked = await self.bookend.mask(body)  # ApiError 503 when it cannot mask: nothing is forwarded
+            try:
+                masked = await self.bookend.mask(body)  # ApiError 503 when it cannot mask: nothing is forwarded
+            except BaseException:
+                self.budgets.refund(reservation)
+                raise
             body, send = masked.body, masked.restoring(send)
             if self.settings.audit_prompts:
                 record["prompt"] = masked.prompt
+        rate_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in self.budgets.headers(reservation)]
         watcher = UsageWatcher(stream=facts.stream, strip_usage=facts.stream and not facts.wants_usage,
                                request_id=record["request_id"])  # fmt: skip
         scope = _replace_content_length(scope, len(body))
@@ -205,7 +217,12 @@ class Gate:
             if not finished:
                 finished = True
                 self.metrics.in_flight(facts.model, -1)
-                self._finish(record, facts, status, watcher, started)
+                usage = self._finish(record, facts, status, watcher, started)
+                used = (usage.get("prompt_tokens") or 0) + (usage.get("completion_tokens") or 0)
+                if status < 400 and used:
+                    self.budgets.settle(reservation, used)
+                else:
+                    self.budgets.refund(reservation)
 
         length: int | None = None  # the response's content-length: a client stops reading once it has that much
         sent = 0
@@ -216,6 +233,8 @@ class Gate:
                 if message["type"] == "http.response.start":
                     status = message["status"]
                     length = _content_length(message)
+                    if rate_headers:
+                        message = {**message, "headers": [*message.get("headers", []), *rate_headers]}
                 elif message["type"] == "http.response.body":
                     message = watcher.on_body(message, time.monotonic())
                     sent += len(message.get("body", b""))
@@ -229,7 +248,7 @@ class Gate:
 
     def _finish(
         self, record: dict[str, Any], facts: GenerationFacts, status: int, watcher: UsageWatcher, started: float
-    ) -> None:
+    ) -> dict[str, Any]:
         now = time.monotonic()
         latency = now - started
         ttft = watcher.first_token_at - started if facts.stream and watcher.first_token_at else None
@@ -246,6 +265,7 @@ class Gate:
             model=self.label(facts.model), status=status, key=record.get("key", "-"), latency=latency, ttft=ttft,
             prompt_tokens=usage.get("prompt_tokens"), completion_tokens=usage.get("completion_tokens"),
         )  # fmt: skip
+        return usage
 
     async def _refuse(self, send: Send, err: ApiError, record: dict[str, Any], started: float) -> None:
         record.update(status=err.status, error=err.code, latency_ms=round((time.monotonic() - started) * 1000, 1))

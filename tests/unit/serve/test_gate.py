@@ -33,6 +33,9 @@ class RecordingMetrics:
     def auth_failure(self, reason: str) -> None:
         self.auth.append(reason)
 
+    def budget_refused(self, key: str, limit: str) -> None:
+        self.auth.append(f"budget:{key}:{limit}")
+
 
 class Downstream:
     """Echoes what it received; streams three SSE events plus a usage event when asked to stream."""

@@ -242,3 +242,93 @@ def test_engine_errors_reach_the_client_without_internals(parts) -> None:
     assert error == {"message": "This model's maximum context length is 64 tokens. (request id: rid-9)",
                      "type": "invalid_request_error", "param": None, "code": None}  # fmt: skip
     assert audit_lines(audit)[0]["status"] == 400
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _budget_gate(tmp_path: Path, limits, downstream=None):
+    from appliance.config.secrets import KeyLimits
+    from appliance.serve.budget import Budgets
+
+    clock = FakeClock()
+    keys = KeyStore((ApiKeyRecord("alice", Role.USER, ("a",), hash_key(KEY), KeyLimits(**limits)),))
+    metrics = RecordingMetrics()
+    gate = Gate(downstream or Downstream(), GateSettings(True, 1 << 20, {"a": 16}), keys,
+                AuditLog(tmp_path / "audit.log"), metrics, budgets=Budgets(clock=clock, wall=lambda: 1_700_000_000.0))  # fmt: skip
+    return gate, clock, metrics
+
+
+def test_budget_rpm_refuses_with_retry_after_and_openai_headers(tmp_path: Path) -> None:
+    gate, clock, metrics = _budget_gate(tmp_path, {"rpm": 2})
+    body = b'{"model":"a","prompt":"p","max_tokens":4}'
+    first = call(gate, "/v1/completions", body, auth())
+    assert first[0] == 200 and first[1][b"x-ratelimit-limit-requests"] == b"2"
+    assert first[1][b"x-ratelimit-remaining-requests"] == b"1"
+    assert call(gate, "/v1/completions", body, auth())[0] == 200
+    status, headers, answer = call(gate, "/v1/completions", body, auth())
+    assert status == 429 and json.loads(answer)["error"]["type"] == "rate_limit_error"
+    assert int(headers[b"retry-after"]) >= 1 and b"x-ratelimit-reset-requests" in headers
+    assert "budget:alice:rpm" in metrics.auth
+    clock.now += 60
+    assert call(gate, "/v1/completions", body, auth())[0] == 200, "the bucket refills"
+
+
+def test_budget_settles_streams_to_usage_and_refunds_failures_under_concurrency(tmp_path: Path) -> None:
+    import asyncio
+
+    from appliance.serve.budget import Budgets
+
+    class Streams:
+        """Streams that report 5 tokens used; every third request fails with a 500 instead."""
+
+        def __init__(self) -> None:
+            self.count = 0
+
+        async def __call__(self, scope, receive, send) -> None:
+            await receive()
+            self.count += 1
+            if self.count % 3 == 0:
+                await send({"type": "http.response.start", "status": 500, "headers": []})
+                await send({"type": "http.response.body", "body": b""})
+                return
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
+            for _ in range(3):
+                await asyncio.sleep(0)  # let the other streams run
+                chunk = {"choices": [{"index": 0, "delta": {"content": "x"}}]}
+                await send({"type": "http.response.body", "body": f"data: {json.dumps(chunk)}\n\n".encode(), "more_body": True})
+            usage = {"choices": [], "usage": {"prompt_tokens": 2, "completion_tokens": 3}}
+            await send({"type": "http.response.body", "body": f"data: {json.dumps(usage)}\n\ndata: [DONE]\n\n".encode()})
+
+    gate, _clock, _ = _budget_gate(tmp_path, {"tpm": 10_000, "tokens_per_day": 100_000}, Streams())
+    budgets: Budgets = gate.budgets
+
+    async def one() -> int:
+        sent: list[dict[str, Any]] = []
+        body = b'{"model":"a","prompt":"p","max_tokens":16,"stream":true}'
+        incoming = [{"type": "http.request", "body": body, "more_body": False}]
+
+        async def receive():
+            return incoming.pop(0) if incoming else {"type": "http.disconnect"}
+
+        async def send(message):
+            sent.append(message)
+
+        scope = {"type": "http", "method": "POST", "path": "/v1/completions", "client": ("10.0.0.1", 1),
+                 "headers": [(b"authorization", f"Bearer {KEY}".encode())]}  # fmt: skip
+        await gate(scope, receive, send)
+        return sent[0]["status"]
+
+    async def many() -> list[int]:
+        return await asyncio.gather(*(one() for _ in range(30)))
+
+    statuses = asyncio.run(many())
+    assert statuses.count(200) == 20 and statuses.count(500) == 10
+    snapshot = budgets.snapshot("alice")
+    assert snapshot.tokens_today == 20 * 5, snapshot  # settled to usage; failures refunded
+    assert snapshot.tokens == 10_000 - 20 * 5, snapshot  # the clock stood still: no refill hides a leak
