@@ -23,7 +23,7 @@ from ray.llm._internal.serve.core.ingress.middleware import add_exception_handli
 from ray.serve.llm.ingress import OpenAiIngress, make_fastapi_ingress
 
 from appliance.serve.audit import AuditLog
-from appliance.serve.checks import Principal
+from appliance.serve.checks import Principal, echo
 from appliance.serve.errors import ApiError, error_body
 from appliance.serve.gate import DETAIL_STATE, PRINCIPAL_STATE, ROUTES, Gate, GateSettings
 from appliance.serve.health import ModelHealth, ReadyCache
@@ -99,7 +99,7 @@ class ApplianceIngress(OpenAiIngress):
 
     async def model_data(self, model: str, request: Request) -> Any:
         if not principal_of(request).allows(model):
-            return _api_error(ApiError(404, f"The model {model!r} does not exist.", "model_not_found", "model"))
+            return _api_error(ApiError(404, f"The model {echo(model)} does not exist.", "model_not_found", "model"))
         return await super().model_data(model)
 
     async def health_live(self) -> dict[str, Any]:
