@@ -60,12 +60,13 @@ def placement(spec: ModelSpec, accelerator: Accelerator) -> dict[str, Any] | Non
     return None
 
 
-def runtime_env(accelerator: Accelerator, hf_token: str) -> dict[str, Any]:
+def runtime_env(accelerator: Accelerator) -> dict[str, Any]:
+    """Environment of the engine replicas. Never a secret: Ray keeps runtime envs in its GCS and shows them in
+    its dashboard and state API. The Hugging Face token reaches huggingface_hub as a file (HF_TOKEN_PATH, set
+    for the serve container by docker-compose.yml; the file is rendered by ``make up``)."""
     env: dict[str, str] = {}
     if accelerator is Accelerator.CPU:
         env["VLLM_CPU_KVCACHE_SPACE"] = CPU_KV_CACHE_GIB
-    if hf_token:
-        env["HF_TOKEN"] = hf_token
     return {"env_vars": env} if env else {}
 
 
@@ -82,7 +83,7 @@ def llm_config_dict(spec: ModelSpec, config: ApplianceConfig) -> dict[str, Any]:
     pg = placement(spec, config.accelerator)
     if pg is not None:
         data["placement_group_config"] = pg
-    env = runtime_env(config.accelerator, config.secrets.hf_token)
+    env = runtime_env(config.accelerator)
     if env:
         data["runtime_env"] = env
     return data

@@ -46,7 +46,9 @@ def test_llm_config_from_a_validated_config(tmp_path: Path, monkeypatch) -> None
     assert data["engine_kwargs"]["revision"] == "7ae557604adf67be50417f59c2c2f167def9a775"
     assert data["experimental_configs"] == {"stream_batching_interval_ms": 20.0,
                                             "appliance_stream_batching_max_ms": 150.0}
-    assert data["runtime_env"]["env_vars"] == {"VLLM_CPU_KVCACHE_SPACE": "1", "HF_TOKEN": "hf_secret_token_value"}
+    # the HF token is a file in the serve container (HF_TOKEN_PATH), never a Ray runtime-env variable
+    assert data["runtime_env"]["env_vars"] == {"VLLM_CPU_KVCACHE_SPACE": "1"}
+    assert "hf_secret_token_value" not in repr(data)
     ingress = IngressConfig.from_config(config, audit_path="a.log", models=())
     assert {m: limits.max_tokens for m, limits in ingress.caps.items()} == {"qwen2.5-0.5b-instruct": 2048}
     assert ingress.caps["qwen2.5-0.5b-instruct"].max_n == 4 and not ingress.caps["qwen2.5-0.5b-instruct"].allow_chat_template
