@@ -1,13 +1,20 @@
-"""``python -m appliance keys create|update|list|revoke``: API keys, shown once, stored as SHA-256 hashes."""
+"""``python -m appliance keys create|update|list|revoke``: API keys, shown once, stored as SHA-256 hashes.
+
+``.secrets`` is the one source; the serve container never sees it. ``create``, ``update`` and ``revoke`` also
+rewrite the hash-only copy ``make up`` renders for serve (``data/run/serve/api_keys`` beside that ``.secrets``),
+which the running ingress reloads within a second. After editing ``.secrets`` by hand, run ``make up`` (it
+renders the copy again; a key change restarts nothing).
+"""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from appliance.commands.common import add_config_options, load
-from appliance.config.keys import create_key, limit_warnings, parse_limit, revoke_key, update_key
 from appliance.config import ApplianceConfig
+from appliance.config.keys import create_key, limit_warnings, parse_limit, revoke_key, update_key
 from appliance.config.secrets import ALL_MODELS, LIMIT_FIELDS, ApiKeyRecord, KeyLimits, Role
 from appliance.output import print_json, print_table, say
 
@@ -86,6 +93,7 @@ def run_create(args: argparse.Namespace) -> int:
         config.files.secrets, args.name, Role(args.role), _models(args.allowed_models),
         existing=config.secrets.api_keys, served=[m.id for m in config.models], replace=args.force, limits=limits,
     )  # fmt: skip
+    _refresh_serve_keys(config.files.secrets)
     if args.json:
         print_json({"name": record.name, "role": record.role.value, "models": list(record.models),
                     **record.limits.as_dict(), "key": key})  # fmt: skip
@@ -109,6 +117,7 @@ def run_update(args: argparse.Namespace) -> int:
     if record is None:
         say(f"no key named {args.name.lower()!r}; see: python -m appliance keys list", style="red")
         return 1
+    _refresh_serve_keys(config.files.secrets)
     if args.json:
         print_json(_describe(record))
     else:
@@ -135,7 +144,16 @@ def run_list(args: argparse.Namespace) -> int:
 def run_revoke(args: argparse.Namespace) -> int:
     config = load(args)
     if revoke_key(config.files.secrets, args.name):
+        _refresh_serve_keys(config.files.secrets)
         say(f"revoked key {args.name.lower()!r}")
         return 0
     say(f"no key named {args.name.lower()!r}; see: python -m appliance keys list", style="red")
     return 1
+
+
+def _refresh_serve_keys(secrets_file: Path) -> None:
+    """The stack's hash-only key file follows .secrets (when ``make up`` has rendered one beside it)."""
+    from appliance.serve.keystore import read_key_records
+    from appliance.stack.render import RUN_DIR, refresh_api_keys
+
+    refresh_api_keys(read_key_records(secrets_file), secrets_file.resolve().parent / RUN_DIR)

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from appliance.commands.common import add_config_options, load
-from appliance.config import ApplianceConfig
+from appliance.config import ApplianceConfig, ConfigFiles, load_config
+from appliance.stack.plan import SERVE_API_KEYS, SERVE_MODELS, SERVE_MOUNT, SERVE_SETTINGS
 from appliance.errors import ApplianceError, NotAvailableError
 from appliance.output import say
 
@@ -33,11 +34,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--head", action="store_true",
                         help="start a Ray head node here first, deploy onto it and run until it stops (the serve "
                         "container's command)")  # fmt: skip
+    parser.add_argument("--in-stack", action="store_true",
+                        help=f"read the files make up renders for the serve container ({SERVE_MOUNT}: settings, "
+                        "models, API key hashes) instead of --env/--secrets/--models (the container's command)")  # fmt: skip
     parser.set_defaults(handler=run)
 
 
+def in_stack_files(mount: Path = Path(SERVE_MOUNT)) -> ConfigFiles:
+    """The serve container's configuration: a copy of .env, of models.yaml when there is one, and the API key
+    lines of .secrets (its only secrets). ``make up`` validated the whole configuration on the host; this is the
+    same settings and models, checked again here, with the key file in place of .secrets (its passwords and
+    tokens never reach this container)."""
+    return ConfigFiles(env=mount / SERVE_SETTINGS, secrets=mount / SERVE_API_KEYS, models=mount / SERVE_MODELS)
+
+
+def load_serve_config(args: argparse.Namespace) -> ApplianceConfig:
+    if not args.in_stack:
+        return load(args)
+    from appliance.config.gpus import detect_gpu_count
+
+    return load_config(in_stack_files(), gpu_count=detect_gpu_count())
+
+
 def run(args: argparse.Namespace) -> int:
-    config = load(args)
+    config = load_serve_config(args)
     try:
         import ray
         from ray import serve

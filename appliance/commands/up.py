@@ -1,7 +1,8 @@
 """``python -m appliance up|down|logs``: the Docker Compose stack (``make up``, ``make down``, ``make logs``).
 
 ``up``: a first admin API key when there is none (printed once), the validated config, pre-flight doctor,
-a bootstrap certificate, ``data/run/`` rendered, then ``docker compose up -d --build`` with the GPU or CPU
+a bootstrap certificate, ``data/run/`` rendered (with what the non-root serve container may read), ``docker
+compose build``, the model cache handed to serve's user, then ``docker compose up -d`` with the GPU or CPU
 files, progress while the models load (``/health/startup`` through nginx), and the URLs with snippets to
 paste. Run again after editing models.yaml or .env: only services whose configuration changed restart.
 """
@@ -144,12 +145,25 @@ def run_up(args: argparse.Namespace) -> int:
     compose = _compose(args, config, plan)
     mode = config.accelerator.value.upper()
     say(f"starting the stack in {mode} mode ({', '.join(plan.files)}); the first build takes a while")
-    up = ["up", "-d", "--remove-orphans"] + ([] if args.no_build else ["--build"])
-    compose.run(*up, timeout=7200, stream=True)
+    if not args.no_build:
+        compose.run("build", timeout=7200, stream=True)
+    own_model_cache(compose, plan)
+    compose.run("up", "-d", "--remove-orphans", timeout=7200, stream=True)
     if not args.no_wait:
         wait_ready(config, args.timeout)
     _print_ready(config, key, self_signed)
     return 0
+
+
+MODEL_CACHE = "/var/cache/huggingface"
+
+
+def own_model_cache(compose, plan: StackPlan) -> None:  # noqa: ANN001
+    """The model-cache volume belongs to the serve container's user (it runs as that user, never root). A new
+    volume takes that from the image; one written by an older, root-run serve is handed over here, once per
+    ``up`` (a one-off container as root that only chowns; the watchdog ignores one-offs)."""
+    compose.run("run", "--rm", "--no-deps", "-T", "--user", "0", "--entrypoint", "chown", "serve", "-R",
+                plan.env["APPLIANCE_SERVE_USER"], MODEL_CACHE, timeout=1800)  # fmt: skip
 
 
 def _probe(url: str, timeout: float = 5.0) -> dict | None:

@@ -142,7 +142,9 @@ class Settings(BaseModel):
         "(docs/guides/operator.md, Performance).", HARDWARE
     )
     ray_dashboard_enabled: Bool = setting(
-        True, "Run the Ray dashboard (reachable only through Nginx with dashboard basic auth).", HARDWARE
+        False, "Run the Ray dashboard, at /ray/ through Nginx (off by default: whoever reaches it can submit a Ray "
+        "job, which runs code in serve). When on it asks for Ray's own token (data/run/serve/ray_auth_token), not "
+        "the dashboard password; Ray's metrics reach Prometheus either way.", HARDWARE
     )
     serve_ingress_replicas: PositiveInt = setting(1, "Replicas of the appliance ingress deployment.", HARDWARE)
     serve_max_ongoing_requests: PositiveInt = setting(

@@ -23,6 +23,7 @@ from appliance.docker.model import (
     ContainerEvent,
     ContainerState,
     event_from_raw,
+    is_oneoff,
     state_from_inspect,
 )
 
@@ -83,7 +84,8 @@ class DockerEngine:
             f"listing containers of project {project!r}",
             lambda: self._client.containers.list(all=True, filters={"label": f"{PROJECT_LABEL}={project}"}),
         )
-        return [state_from_inspect(c.attrs) for c in containers]
+        states = [state_from_inspect(c.attrs) for c in containers]
+        return [state for state in states if not is_oneoff(state.labels)]
 
     def inspect(self, container_id: str) -> ContainerState:
         attrs = _call(f"inspecting {container_id[:12]}", lambda: self._client.api.inspect_container(container_id))
@@ -125,7 +127,7 @@ class EventStream:
         try:
             for item in self._raw:
                 event = event_from_raw(item)
-                if event is not None:
+                if event is not None and not is_oneoff(event.attributes):
                     yield event
         except (requests.exceptions.ConnectionError, OSError, docker.errors.DockerException) as err:
             raise DockerUnreachableError(f"the events stream broke ({err})", hint=UNREACHABLE_HINT) from err

@@ -12,6 +12,12 @@ SERVICE_LABEL = "com.docker.compose.service"
 START_PERIOD_LABEL = "appliance.watchdog.start-period"
 # A service with this label set to "false" is never restarted by the watchdog.
 WATCH_LABEL = "appliance.watchdog"
+# `docker compose run` containers (e.g. `make up`'s model-cache ownership fix): one-offs, never a service's state.
+ONEOFF_LABEL = "com.docker.compose.oneoff"
+
+
+def is_oneoff(labels: dict[str, str]) -> bool:
+    return labels.get(ONEOFF_LABEL, "False").lower() == "true"
 
 
 @dataclass(frozen=True)

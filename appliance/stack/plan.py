@@ -2,7 +2,7 @@
 
 A service's digest covers exactly what it reads at start; it goes into the compose file as a label, so
 ``docker compose up`` recreates a service when, and only when, its digest changed ("only what changed
-restarts"). API keys are not in any digest: the ingress reloads ``.secrets`` by itself, and nginx re-reads
+restarts"). API keys are not in any digest: the ingress reloads its key file by itself, and nginx re-reads
 its htpasswd file on every request.
 """
 
@@ -23,6 +23,19 @@ GPU_FILE = "compose/gpu.yml"
 LOCAL_FILE = "compose/local.yml"
 DATADOG_PROFILE = "datadog"
 DEFAULT_BASE_IMAGE = "debian:bookworm-slim"
+# The serve container's user (compose/serve/Dockerfile) and the files `make up` renders for it: data/run/serve
+# on the host, mounted read-only at SERVE_MOUNT. It sees nothing else of the project but models/ and the logs.
+SERVE_UID = 10001
+SERVE_RUN_SUBDIR = "serve"
+SERVE_MOUNT = "/run/appliance"
+SERVE_SETTINGS = "settings.env"  # a copy of .env (no secrets live there)
+SERVE_MODELS = "models.yaml"  # a copy of models.yaml, when there is one
+SERVE_API_KEYS = "api_keys"  # the API_KEY_* lines of .secrets: hashes, roles, models; nothing else
+SERVE_RAY_TOKEN = "ray_auth_token"  # Ray's control-plane token (RAY_AUTH_TOKEN_PATH)
+SERVE_HF_TOKEN = "hf_token"  # the Hugging Face token (HF_TOKEN_PATH), absent when there is none
+# Files whose change must recreate serve: Ray's processes read the token at start (a new one locks out the old
+# cluster's workers). The API keys are reloaded live; settings and models go through serve_digest.
+SERVE_RESTART_FILES = (SERVE_RAY_TOKEN,)
 # Settings the serve container reads (engines, Ray, ingress, audit, PII, its logging).
 SERVE_SETTING_PREFIXES = ("model_", "accelerator", "ray_", "serve_", "auth_", "audit_", "pii_", "log_level",
                           "log_format", "max_request_body_mb", "compose_project_name")  # fmt: skip
@@ -59,10 +72,12 @@ def files_digest(files: Mapping[str, bytes]) -> str:
 
 
 def plan_stack(config: ApplianceConfig, *, rendered: Mapping[str, Mapping[str, bytes]], local: bool = False,
-               base_image: str = DEFAULT_BASE_IMAGE, docker_socket: str = "/var/run/docker.sock") -> StackPlan:  # fmt: skip
+               base_image: str = DEFAULT_BASE_IMAGE, docker_socket: str = "/var/run/docker.sock",
+               euid: int | None = None, egid: int | None = None) -> StackPlan:  # fmt: skip
     """Which files and profiles, and the variables ``docker compose`` interpolates (see docker-compose.yml).
 
-    ``rendered``: the files written for nginx and prometheus (``{"nginx": {name: bytes}, "prometheus": …}``).
+    ``rendered``: the files written for the services (``{"nginx": {name: bytes}, "prometheus": …, "serve": …}``).
+    ``euid``/``egid``: who runs ``make up`` (default: this process).
     """
     files = [COMPOSE_FILE, GPU_FILE if config.accelerator is Accelerator.GPU else CPU_FILE]
     if local:
@@ -73,12 +88,26 @@ def plan_stack(config: ApplianceConfig, *, rendered: Mapping[str, Mapping[str, b
         "APPLIANCE_BASE_IMAGE": base_image,
         "APPLIANCE_PIP_OFFLINE": "1" if local else "0",
         "APPLIANCE_DOCKER_SOCKET": docker_socket,
-        "APPLIANCE_SERVE_CONFIG_HASH": serve_digest(config),
+        "APPLIANCE_SERVE_CONFIG_HASH": digest(serve_digest(config), files_digest(
+            {n: d for n, d in rendered.get("serve", {}).items() if n in SERVE_RESTART_FILES})),
+        "APPLIANCE_SERVE_USER": serve_user(euid if euid is not None else os.geteuid(),
+                                           egid if egid is not None else os.getegid()),
         "APPLIANCE_SUPERVISOR_CONFIG_HASH": supervisor_digest(config),
         "APPLIANCE_NGINX_CONFIG_HASH": files_digest(rendered.get("nginx", {})),
         "APPLIANCE_PROMETHEUS_CONFIG_HASH": files_digest(rendered.get("prometheus", {})),
     }
     return StackPlan(tuple(files), tuple(profiles), env)
+
+
+def serve_gid(euid: int, egid: int) -> int:
+    """The serve container's group: its own when ``make up`` runs as root (which can give files that group),
+    else the group of the user running it (who owns data/run/serve and data/logs, and cannot chgrp to another)."""
+    return SERVE_UID if euid == 0 else egid
+
+
+def serve_user(euid: int, egid: int) -> str:
+    """``user:`` of the serve container: never root, whoever runs ``make up``."""
+    return f"{SERVE_UID}:{serve_gid(euid, egid)}"
 
 
 def socket_path(docker_host: str | None) -> str:

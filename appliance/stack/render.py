@@ -1,11 +1,14 @@
 """Write what the stack's containers mount from ``data/run/``: nginx's and Prometheus's rendered files,
-Grafana's admin password, the Datadog agent's environment. Files are rewritten only when their content
-changes (so a second ``make up`` changes nothing), secrets with mode 0600.
+Grafana's admin password, the Datadog agent's environment and API key file, and ``data/run/serve/`` — all the
+serve container sees of the configuration (settings, models, API key hashes, the Ray and HF tokens; mode 0640,
+group = the serve container's). Files are rewritten only when their content changes (so a second ``make up``
+changes nothing), secrets with mode 0600.
 """
 
 from __future__ import annotations
 
 import os
+import secrets as _random
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,10 +19,21 @@ from appliance.config.loader import ApplianceConfig
 from appliance.config.render.htpasswd import htpasswd_line
 from appliance.config.render.nginx import NGINX_DIR, NginxLayout, cert_name, render_nginx
 from appliance.config.render.prometheus import alertmanager_config, prometheus_config, slo_rules
+from appliance.config.secrets import ApiKeyRecord
+from appliance.stack.plan import (
+    SERVE_API_KEYS,
+    SERVE_HF_TOKEN,
+    SERVE_MODELS,
+    SERVE_RAY_TOKEN,
+    SERVE_RUN_SUBDIR,
+    SERVE_SETTINGS,
+    serve_gid,
+)
 
 PROMETHEUS_DIR = NGINX_DIR.parent / "prometheus"
 RUN_DIR = Path("data/run")
 CERTS_DIR = DEFAULT_CERTS_ROOT
+MODELS_DIR = Path("models")  # local weights, mounted read-only into serve at /appliance/models
 
 
 def _existing_salt(path: Path, user: str, password: str) -> str | None:
@@ -54,14 +68,87 @@ def prometheus_files(config: ApplianceConfig, shipped: Path = PROMETHEUS_DIR) ->
 
 
 def datadog_env(config: ApplianceConfig, version: str) -> bytes:
-    """The agent's environment file: the key from .secrets, site/env/tags from .env (empty when no key)."""
+    """The agent's environment file: site/env/tags from .env (empty when no key). The key itself is not in it: it
+    goes to the agent as a file (:func:`datadog_api_key_file`, a compose secret)."""
     s = config.settings
     if not config.secrets.datadog_api_key:
         return b"# no DATADOG_API_KEY in .secrets: the datadog-agent service is not started\n"
-    lines = [f"DD_API_KEY={config.secrets.datadog_api_key}", f"DD_SITE={s.datadog_site}", f"DD_ENV={s.datadog_env}",
+    lines = [f"DD_SITE={s.datadog_site}", f"DD_ENV={s.datadog_env}",
              f"DD_TAGS={' '.join(s.datadog_tags)}", f"DD_VERSION={version}", "DD_SERVICE=appliance",
              "DD_DOGSTATSD_NON_LOCAL_TRAFFIC=true", "DD_LOGS_ENABLED=true"]  # fmt: skip
     return ("\n".join(lines) + "\n").encode()
+
+
+def datadog_api_key_file(config: ApplianceConfig) -> bytes:
+    """The key alone, no newline (the agent's ENC[file@…] helper reads the whole file)."""
+    return config.secrets.datadog_api_key.encode()
+
+
+def api_key_lines(records: tuple[ApiKeyRecord, ...]) -> bytes:
+    """The API_KEY_* lines of .secrets and nothing else: what the serve container's ingress checks keys against."""
+    header = "# API key hashes from .secrets, rendered by make up and keys create|revoke; do not edit\n"
+    return (header + "".join(f"{r.env_key}={r.to_env_value()}\n" for r in records)).encode()
+
+
+def serve_files(config: ApplianceConfig, run_dir: Path = RUN_DIR) -> dict[str, bytes]:
+    """What the serve container reads, in data/run/serve/. Ray's token is made once and kept (serve is recreated
+    when it changes); the HF token file is there only when HF_TOKEN is set."""
+    files = {SERVE_SETTINGS: config.files.env.read_bytes(), SERVE_API_KEYS: api_key_lines(config.secrets.api_keys)}
+    if config.models_from_yaml:
+        files[SERVE_MODELS] = config.files.models.read_bytes()
+    if config.secrets.hf_token:
+        files[SERVE_HF_TOKEN] = config.secrets.hf_token.encode()
+    try:
+        token = (run_dir / SERVE_RUN_SUBDIR / SERVE_RAY_TOKEN).read_bytes()
+    except OSError:
+        token = b""
+    files[SERVE_RAY_TOKEN] = token if len(token.strip()) >= 32 else _random.token_hex(32).encode()
+    return files
+
+
+def write_serve_files(files: dict[str, bytes], run_dir: Path = RUN_DIR) -> None:
+    """data/run/serve/ holds exactly ``files``, readable by the serve container's group only."""
+    directory = run_dir / SERVE_RUN_SUBDIR
+    directory.mkdir(parents=True, exist_ok=True)
+    _serve_group(directory, 0o750)
+    for name, data in files.items():
+        write_if_changed(directory / name, data, 0o640)
+        _serve_group(directory / name, 0o640)
+    for stale in (SERVE_MODELS, SERVE_HF_TOKEN):  # models from .env again, HF_TOKEN removed
+        if stale not in files:
+            (directory / stale).unlink(missing_ok=True)
+
+
+def refresh_api_keys(records: tuple[ApiKeyRecord, ...], run_dir: Path) -> bool:
+    """Rewrite the serve container's key file after ``keys create|revoke``, when ``make up`` made one there;
+    the ingress reloads it within a second. True when there was one to refresh."""
+    path = run_dir / SERVE_RUN_SUBDIR / SERVE_API_KEYS
+    if not path.parent.is_dir():
+        return False
+    write_if_changed(path, api_key_lines(records), 0o640)
+    _serve_group(path, 0o640)
+    return True
+
+
+def _serve_group(path: Path, mode: int) -> None:
+    """The serve container's group may read it (root can give it that group; anyone else already has it)."""
+    euid = os.geteuid()
+    if euid == 0:
+        os.chown(path, -1, serve_gid(euid, os.getegid()))
+    if (path.stat().st_mode & 0o7777) != mode:
+        path.chmod(mode)
+
+
+def prepare_log_dir(log_dir: Path) -> None:
+    """The serve container (not root) appends the audit log here: the directory is its group's (setgid, so new
+    files are too), and log files an older root-run serve left get the group's write bit."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    _serve_group(log_dir, 0o2770)
+    if os.geteuid() != 0:
+        return
+    for path in log_dir.glob("*.log"):
+        if path.is_file() and not path.is_symlink():
+            _serve_group(path, (path.stat().st_mode & 0o777) | 0o060)
 
 
 def write_if_changed(path: Path, data: bytes, mode: int = 0o644) -> bool:
@@ -99,7 +186,11 @@ def render_run_dir(config: ApplianceConfig, *, version: str, run_dir: Path = RUN
                 _readable_by_nginx(written)
     write_if_changed(run_dir / "grafana_admin_password", config.secrets.grafana_admin_password.encode(), 0o600)
     write_if_changed(run_dir / "datadog.env", datadog_env(config, version), 0o600)
-    for directory in (Path(config.settings.log_dir), certs_dir / "acme-webroot"):
+    write_if_changed(run_dir / "datadog_api_key", datadog_api_key_file(config), 0o600)
+    rendered["serve"] = serve_files(config, run_dir)
+    write_serve_files(dict(rendered["serve"]), run_dir)
+    prepare_log_dir(Path(config.settings.log_dir))
+    for directory in (certs_dir / "acme-webroot", MODELS_DIR):
         directory.mkdir(parents=True, exist_ok=True)
     return rendered
 

@@ -27,6 +27,8 @@ STACK_FILES = ("appliance", "compose", "nginx", "prometheus", "grafana", "datado
                "pyproject.toml", "README.md", "Makefile", ".env.example", ".secrets.example", ".dockerignore")  # fmt: skip
 MODEL_IN_CONTAINER = "/appliance/models/tiny"
 KEY_RE = re.compile(r"Your admin API key.*?(sk-[A-Za-z0-9_\-]+)", re.DOTALL)
+# HF_TOKEN of the tier's .secrets: test_security looks for it where it must not be (serve's environment)
+HF_TOKEN_CANARY = "hf_e2e_canary_not_a_real_token_0123456789"
 
 
 @dataclass
@@ -129,6 +131,10 @@ def configure(root: Path, http_port: int, https_port: int) -> None:
                        "RAY_DASHBOARD_ENABLED": "false", "WATCHDOG_SETTLE_SECONDS": "1",
                        "WATCHDOG_BACKOFF_BASE_SECONDS": "1", "SUPERVISOR_DOCTOR_INTERVAL_SECONDS": "3600"}.items():  # fmt: skip
         set_line(env, key, value)
+    secrets = root / ".secrets"
+    shutil.copyfile(root / ".secrets.example", secrets)
+    secrets.chmod(0o600)
+    set_line(secrets, "HF_TOKEN", HF_TOKEN_CANARY)
     (root / "models.yaml").write_text(
         "models:\n  - id: tiny\n    source: " + MODEL_IN_CONTAINER + "\n    max_model_len: 512\n"
         "    gpu_memory_utilization: 0.3\n    max_tokens_cap: 64\n"

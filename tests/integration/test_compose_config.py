@@ -42,10 +42,14 @@ def test_structure(mode: str) -> None:
     for name, service in services.items():
         assert service["restart"] == "unless-stopped", name
         assert service["logging"]["driver"] == "json-file" and service["logging"]["options"]["max-size"], name
-        assert set(service["networks"]) == {"backend"}, name
+        # Ray (GCS, dashboard = code execution) shares a network with nginx and Prometheus only
+        expected_networks = {"serve": {"serving"}, "nginx": {"backend", "serving"},
+                             "prometheus": {"backend", "serving"}}.get(name, {"backend"})  # fmt: skip
+        assert set(service["networks"]) == expected_networks, name
         assert not service.get("ports") or name == "nginx", f"{name} publishes ports: only nginx may"
         for key, value in (service.get("environment") or {}).items():
-            assert not any(word in key for word in ("PASSWORD", "API_KEY", "TOKEN")), (name, key, value)
+            if any(word in key for word in ("PASSWORD", "API_KEY", "TOKEN")):  # only where a file is, or a mode
+                assert str(value).startswith(("/run/", "ENC[file@/run/secrets/")) or value == "token", (name, key, value)
     published = {(p["host_ip"], p["published"], p["target"]) for p in services["nginx"]["ports"]}
     assert published == {("127.0.0.1", "80", 80), ("127.0.0.1", "8443", 443)}
     for name in HEALTHCHECKED:
@@ -66,7 +70,8 @@ def test_structure(mode: str) -> None:
     mounts = {v["target"]: v for v in services["supervisor"]["volumes"]}
     assert mounts["/var/run/docker.sock"]["source"] == "/var/run/docker.sock"
     assert mounts["/appliance"]["read_only"] is True
-    assert {v["target"]: v for v in services["serve"]["volumes"]}["/appliance"]["read_only"] is True
+    _serve_sees_only_what_it_reads(services["serve"])
+    _datadog_key_is_a_file(services["datadog-agent"], config["secrets"])
     # the watchdog's label (appliance.docker.model.WATCH_LABEL): it never restarts its own container
     unwatched = {name for name, svc in services.items() if (svc.get("labels") or {}).get(WATCH_LABEL) == "false"}
     assert unwatched == {"supervisor"}
@@ -85,3 +90,31 @@ def test_local_mode_builds_offline_and_drops_registry_only_images() -> None:
     assert services["serve"]["build"]["network"] == "host"
     mounts = {v["target"]: v for v in services["supervisor"]["volumes"]}
     assert mounts["/var/run/docker.sock"]["source"] == "/tmp/d/docker.sock"
+
+
+def _serve_sees_only_what_it_reads(serve: dict) -> None:
+    """Not root; no mount of the project (.secrets, TLS keys, data/run's other credentials); tokens as files."""
+    uid = str(serve["user"]).split(":")[0]
+    assert uid not in ("", "0", "root"), serve.get("user")
+    mounts = {v["target"]: v for v in serve["volumes"]}
+    assert set(mounts) == {"/run/appliance", "/appliance/models", "/appliance/data/logs", "/var/cache/huggingface"}
+    assert mounts["/run/appliance"]["source"].endswith("/data/run/serve") and mounts["/run/appliance"]["read_only"]
+    assert mounts["/appliance/models"]["read_only"] is True
+    assert not any(m["source"].rstrip("/").endswith(("/certs", "/data/run", "/data")) for m in mounts.values()
+                   if m["type"] == "bind")  # fmt: skip
+    env = serve["environment"]
+    assert env["RAY_AUTH_MODE"] == "token" and env["RAY_AUTH_TOKEN_PATH"].startswith("/run/appliance/")
+    assert env["HF_TOKEN_PATH"].startswith("/run/appliance/") and "HF_TOKEN" not in env and "RAY_AUTH_TOKEN" not in env
+
+
+def _datadog_key_is_a_file(agent: dict, secrets: dict) -> None:
+    assert not agent.get("env_file") or all("datadog.env" in str(f.get("path", f)) for f in agent["env_file"])
+    assert agent["environment"]["DD_API_KEY"] == "ENC[file@/run/secrets/datadog_api_key]"
+    assert agent["environment"]["DD_SECRET_BACKEND_COMMAND"] == "/readsecret_multiple_providers.sh"
+    assert {s["target"] for s in agent["secrets"]} == {"/run/secrets/datadog_api_key"}
+    assert secrets["datadog_api_key"]["file"].endswith("/data/run/datadog_api_key")
+
+
+def test_serve_user_follows_make_up() -> None:
+    config = _config("compose/cpu.yml", APPLIANCE_SERVE_USER="10001:1000")
+    assert config["services"]["serve"]["user"] == "10001:1000"

@@ -87,7 +87,9 @@ def test_ray_head_command(tmp_path: Path) -> None:
     argv = ray_start_argv(settings, cores=2)
     assert argv[:4] == ["ray", "start", "--head", "--block"]
     assert "--num-cpus=8" in argv and "--metrics-export-port=8080" in argv and "--port=6379" in argv
-    assert "--include-dashboard=true" in argv and "--dashboard-host=0.0.0.0" in argv
+    assert "--include-dashboard=false" in argv, "the Ray dashboard is off by default"
+    shown = ray_start_argv(_config(tmp_path, RAY_DASHBOARD_ENABLED="true").settings, cores=2)
+    assert "--include-dashboard=true" in shown and "--dashboard-host=0.0.0.0" in shown
     quiet = ray_start_argv(_config(tmp_path, RAY_DASHBOARD_ENABLED="false", RAY_NUM_CPUS="3").settings, cores=64)
     assert "--include-dashboard=false" in quiet and "--num-cpus=3" in quiet
     assert "--num-cpus=64" in ray_start_argv(settings, cores=64)
