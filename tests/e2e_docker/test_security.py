@@ -53,11 +53,12 @@ def test_serve_cannot_read_the_project_secrets(docker_stack: DockerStack) -> Non
     assert all(passwords), "make up generated them"
     code, out = _sh(serve, "ls -A /appliance; ls -A /run/appliance")
     assert ".secrets" not in out.split() and ".env" not in out.split(), out
-    assert sorted(out.split()) == sorted(["data", "models", "api_keys", "hf_token", "ray_auth_token", "settings.env"])
-    # no private key, no other service's credential anywhere it can look
-    code, out = _sh(serve, "find / \\( -path /proc -o -path /sys \\) -prune -o \\( -name 'privkey*' -o -name '*.key' "
-                           "-o -name .secrets -o -name grafana_admin_password -o -name 'datadog*' -o -name htpasswd \\) "
-                           "-print 2>/dev/null")  # fmt: skip
+    assert sorted(out.split()) == sorted(["data", "models", "api_keys", "hf_token", "models.yaml", "ray_auth_token",
+                                          "settings.env"])  # fmt: skip
+    # no private key, no other service's credential where data could be (not the image's own /usr, /opt)
+    code, out = _sh(serve, "find /appliance /run /home /tmp /var /etc /srv /mnt /root \\( -name 'privkey*' -o -name "
+                           "'*.key' -o -name .secrets -o -name grafana_admin_password -o -name 'datadog*' -o -name "
+                           "htpasswd \\) -print 2>/dev/null")  # fmt: skip
     assert out.strip() == "", out
     for password in passwords:
         code, out = _sh(serve, f"grep -rlF -- '{password}' /appliance /run/appliance /etc /home /tmp 2>/dev/null")
