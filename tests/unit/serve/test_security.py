@@ -332,3 +332,44 @@ def test_budget_settles_streams_to_usage_and_refunds_failures_under_concurrency(
     snapshot = budgets.snapshot("alice")
     assert snapshot.tokens_today == 20 * 5, snapshot  # settled to usage; failures refunded
     assert snapshot.tokens == 10_000 - 20 * 5, snapshot  # the clock stood still: no refill hides a leak
+
+
+_PARAMS = ["model", "prompt", "messages", "n", "best_of", "logprobs", "top_logprobs", "prompt_logprobs", "stop",
+           "stop_token_ids", "min_tokens", "max_tokens", "max_completion_tokens", "tools", "functions", "stream",
+           "stream_options", "chat_template", "chat_template_kwargs", "temperature", "user", "tool_choice"]
+
+
+def _json_values():
+    from hypothesis import strategies as st
+
+    leaves = st.none() | st.booleans() | st.integers(-5, 10**6) | st.floats(allow_nan=False, allow_infinity=False) \
+        | st.text(max_size=12) | st.sampled_from(["a", "b", "user", "tool", "assistant"])
+    return st.recursive(leaves, lambda inner: st.lists(inner, max_size=6)
+                        | st.dictionaries(st.sampled_from(["role", "content", "tool_call_id", "tool_calls", "function",
+                                                           "name", "type", "include_usage", "text"]), inner, max_size=5),
+                        max_leaves=25)  # fmt: skip
+
+
+def test_fuzzed_bodies_get_a_clean_answer_never_an_exception() -> None:
+    """Any JSON body: check_generation forwards it or refuses it with an ApiError, nothing else escapes."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from appliance.serve.checks import Principal, check_generation
+    from appliance.serve.errors import ApiError
+
+    principal = Principal("alice", Role.USER, ("a",))
+
+    @settings(max_examples=1500, deadline=None, derandomize=True)
+    @given(st.dictionaries(st.sampled_from(_PARAMS), _json_values(), max_size=8), st.booleans())
+    def check(body: dict[str, Any], chat: bool) -> None:
+        body.setdefault("model", "a")
+        try:
+            forwarded, facts = check_generation(json.dumps(body).encode(), principal, {"a": LIMITS}, chat=chat,
+                                                log_prompt=True)  # fmt: skip
+        except ApiError as err:
+            assert 400 <= err.status < 500 and json.loads(err.body())["error"]["message"]
+            return
+        assert facts.reserve_tokens >= 1 and json.loads(forwarded)["model"] == "a"
+
+    check()
