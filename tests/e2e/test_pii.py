@@ -12,6 +12,7 @@ import re
 import time
 
 import httpx
+import pytest
 
 from tests.e2e.conftest import NO_EOS, Stack
 
@@ -110,3 +111,21 @@ def test_pii_metrics_are_exported(stack: Stack) -> None:
     audit = stack.audit.read_text()
     for secret in SECRETS:
         assert secret not in audit
+
+
+@pytest.mark.security
+def test_fields_outside_the_allowlist_are_refused_and_ignored_ones_dropped(stack: Stack) -> None:
+    """The coverage table on the real path: a field vLLM would ignore but that is not on the allowlist is refused
+    with 400 naming it; ``user``/``metadata`` (ignored by vLLM) are dropped; ``stop`` and ``documents`` masked."""
+    key = stack.keys["usera"]
+    base = {"model": "tiny-a", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+    refused = stack.post("/v1/chat/completions", key=key, content=json.dumps(
+        {**base, "functions": [{"name": "lookup", "description": PROMPT}]}))  # fmt: skip
+    assert refused.status_code == 400, refused.text[:500]
+    error = refused.json()["error"]
+    assert error["code"] == "pii_field_not_allowed" and error["param"] == "functions"
+    assert all(secret not in refused.text for secret in SECRETS)
+    accepted = stack.post("/v1/chat/completions", key=key, content=json.dumps(
+        {**base, "user": "david.johnson@example.com", "metadata": {"who": "David Johnson"}, "stop": ["David Johnson"],
+         "documents": [{"title": "card", "text": PROMPT}]}))  # fmt: skip
+    assert accepted.status_code == 200, accepted.text[:500]

@@ -1,6 +1,9 @@
 """The bookend in the ingress: mask a generation body through the PII service, restore the response going out.
 
-:meth:`Bookend.mask` sends every text of the request to the PII service with a timeout. Any failure
+:meth:`Bookend.mask` first walks the body with the coverage table (:mod:`appliance.serve.pii.coverage`): a
+field outside the allowlist, media, or token ids are refused with 400 and fields the engine ignores are
+dropped. It then sends every text the model will see, and every string that cannot be masked (names, ids,
+schema keys; refused with 400 if they hold personal data), to the PII service with a timeout. Any failure
 (error, timeout, no replica) refuses the request with 503 in the OpenAI shape and the body is never
 forwarded; only ``PII_FAIL_OPEN`` (off by default, flagged by doctor) forwards it unmasked instead.
 :meth:`Masked.restoring` wraps the ASGI ``send`` so the client gets its own values back. The mapping lives
@@ -20,7 +23,7 @@ from typing import Any
 from appliance.serve.checks import _prompt_text
 from appliance.serve.errors import ApiError
 from appliance.serve.pii.engine import PiiOptions
-from appliance.serve.pii.fields import replace_texts, request_texts
+from appliance.serve.pii.fields import plan_request, replace_texts
 from appliance.serve.pii.metrics import PiiMetrics
 from appliance.serve.pii.response import SseRestorer, restore_json
 from appliance.serve.pii.restore import Restorer
@@ -131,23 +134,31 @@ class Bookend:
         self._metrics = metrics
 
     async def mask(self, body: bytes) -> Masked:
-        """The masked request, or ApiError 503 (400 for a body that cannot be masked)."""
+        """The masked request, or ApiError: 400 for a body that may not go out with PII on (a field outside the
+        allowlist, personal data where it cannot be masked, token ids or media), 503 when masking failed."""
         payload = json.loads(body)  # already checked by the gate
-        fields = request_texts(payload)
-        if not fields:
+        plan = plan_request(payload)  # drops the fields the engine ignores; ApiError 400 for refused ones
+        if plan.dropped:
+            body = json.dumps(payload).encode()
+        texts = [field.text for field in plan.masked] + [check.text for check in plan.checks]
+        if not texts:
             return Masked(body, payload, Restorer({}), self._metrics)
         try:
             async with asyncio.timeout(self.settings.timeout_seconds):
-                result = await self._call([field.text for field in fields])
-            texts, originals = result["texts"], result["originals"]
-            if len(texts) != len(fields):
-                raise ValueError(f"the PII service answered {len(texts)} texts for {len(fields)}")
+                result = await self._call(texts)
+            answered, originals = result["texts"], result["originals"]
+            if len(answered) != len(texts):
+                raise ValueError(f"the PII service answered {len(answered)} texts for {len(texts)}")
         except TimeoutError:
             return self._failed("timeout", body, payload)
         except Exception as err:  # noqa: BLE001 - any failure of the service is a refusal (fail closed)
             _LOGGER.warning("PII service failed: %s", type(err).__name__)
             return self._failed("error", body, payload)
-        replace_texts(payload, fields, texts)
+        masked, checked = answered[: len(plan.masked)], answered[len(plan.masked) :]
+        for check, seen in zip(plan.checks, checked, strict=True):
+            if seen != check.text:
+                raise check.refusal()
+        replace_texts(payload, plan.masked, masked)
         return Masked(json.dumps(payload).encode(), payload, Restorer(originals), self._metrics)
 
     def _failed(self, reason: str, body: bytes, payload: dict[str, Any]) -> Masked:

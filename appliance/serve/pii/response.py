@@ -1,5 +1,6 @@
 """Restoring an OpenAI response body: a whole JSON answer, or a Server-Sent-Events stream chunk by chunk.
 
+A choice's ``stop_reason`` (the stop string that ended it: ``stop`` is masked too) is restored whole.
 Each choice has its own text streams (``content``, ``reasoning_content``, completions' ``text``, and one per
 tool call's ``arguments``), each with its own :class:`~appliance.serve.pii.restore.StreamRestorer`. Text
 held back at the end of one event goes out in a later event of the same choice; a choice's
@@ -33,12 +34,23 @@ def restore_json(body: bytes, restorer: Restorer) -> bytes:
     for choice in payload["choices"]:
         if not isinstance(choice, dict):
             continue
+        changed |= _restore_stop_reason(choice, restorer)
         for holder, name in _text_slots(choice, "message"):
             restored = (restorer.json_escaped() if name == "arguments" else restorer).restore(holder[name])
             if restored != holder[name]:
                 holder[name] = restored
                 changed = True
     return json.dumps(payload, ensure_ascii=False).encode() if changed else body
+
+
+def _restore_stop_reason(choice: dict[str, Any], restorer: Restorer) -> bool:
+    """vLLM's ``stop_reason``: the stop string that ended the choice (a masked one names a placeholder)."""
+    reason = choice.get("stop_reason")
+    if not isinstance(reason, str):
+        return False
+    restored = restorer.restore(reason)
+    choice["stop_reason"] = restored
+    return restored != reason
 
 
 def _text_slots(choice: dict[str, Any], container: str) -> list[tuple[dict[str, Any], str]]:
@@ -110,7 +122,7 @@ class SseRestorer:
 
     def _choice(self, choice: dict[str, Any], payload: dict[str, Any]) -> bool:
         index = choice.get("index", 0) if isinstance(choice.get("index"), int) else 0
-        changed = False
+        changed = _restore_stop_reason(choice, self._restorer)
         for holder, name, key in self._slots(choice, index):
             text = holder[name]
             restored = self._stream(key).feed(text)

@@ -159,3 +159,15 @@ def test_streamed_tool_call_arguments_stay_valid_json() -> None:
             arguments += call["function"].get("arguments", "")
     assert content == 'To Ann "Nan" Lee'
     assert json.loads(arguments) == {"who": 'Ann "Nan" Lee', "at": "C:\\Temp\nNext line"}
+
+
+def test_stop_reason_is_restored() -> None:
+    """``stop`` strings are masked, so vLLM's ``stop_reason`` names a placeholder: the client gets its value."""
+    answer = {"choices": [{"index": 0, "text": "Hi ", "finish_reason": "stop", "stop_reason": "<PERSON_1>"}]}
+    restored = json.loads(restore_json(json.dumps(answer).encode(), RESTORER))
+    assert restored["choices"][0]["stop_reason"] == "Žofie Nováková"
+    end = {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop", "stop_reason": "<PERSON_1>"}]}
+    out = events(run(sse(chat_event(0, content="Hi"), end), []))
+    assert out[-1]["choices"][0]["stop_reason"] == "Žofie Nováková"
+    numeric = {"choices": [{"index": 0, "text": "x", "finish_reason": "stop", "stop_reason": 2}]}
+    assert restore_json(json.dumps(numeric).encode(), RESTORER) == json.dumps(numeric).encode()
