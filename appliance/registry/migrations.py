@@ -1,0 +1,146 @@
+"""The registry's schema as numbered migrations, each with its way up and its way down, per dialect.
+
+``registry_schema`` holds one row per applied migration; the schema's version is the highest. A migration runs
+in one transaction with its row, so a version is either fully applied or not at all (PostgreSQL and SQLite
+both have transactional DDL). Never edit a released migration: add the next one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from appliance.registry.db import Dialect, Transaction
+from appliance.registry.states import Environment, Status
+
+VERSION_TABLE = """CREATE TABLE IF NOT EXISTS registry_schema (
+    version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"""
+
+
+def _in(values: list[str]) -> str:
+    return "(" + ", ".join(f"'{v}'" for v in values) + ")"
+
+
+_STATUSES = _in([s.value for s in Status])
+_ENVIRONMENTS = _in([e.value for e in Environment])
+
+
+def _entries(id_column: str) -> str:
+    # Times are ISO 8601 text in UTC on both dialects: one schema, and they sort as text.
+    return f"""CREATE TABLE model_registry_entries (
+    id {id_column},
+    model_id TEXT NOT NULL,
+    environment TEXT NOT NULL CHECK (environment IN {_ENVIRONMENTS}),
+    source TEXT NOT NULL,
+    revision TEXT NOT NULL DEFAULT '',
+    manifest_digest TEXT NOT NULL DEFAULT '',
+    engine_digest TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN {_STATUSES}),
+    created_at TEXT NOT NULL,
+    changed_at TEXT NOT NULL,
+    last_health_check TEXT,
+    reason TEXT NOT NULL DEFAULT '',
+    UNIQUE (model_id, environment, source, revision, manifest_digest, engine_digest))"""
+
+
+def _history(id_column: str) -> str:
+    return f"""CREATE TABLE model_registry_history (
+    id {id_column},
+    entry_id INTEGER NOT NULL REFERENCES model_registry_entries (id),
+    model_id TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    from_status TEXT CHECK (from_status IN {_STATUSES}),
+    to_status TEXT NOT NULL CHECK (to_status IN {_STATUSES}),
+    reason TEXT NOT NULL,
+    at TEXT NOT NULL)"""
+
+
+_SQLITE_ID = "INTEGER PRIMARY KEY AUTOINCREMENT"
+_POSTGRES_ID = "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    up: dict[Dialect, tuple[str, ...]]
+    down: dict[Dialect, tuple[str, ...]]
+
+
+_INDEXES = (
+    "CREATE INDEX model_registry_entries_model ON model_registry_entries (model_id, environment, changed_at)",
+    "CREATE INDEX model_registry_history_model ON model_registry_history (model_id, at)",
+    "CREATE INDEX model_registry_history_entry ON model_registry_history (entry_id, id)",
+)
+_DROP_TABLES = ("DROP TABLE model_registry_history", "DROP TABLE model_registry_entries")
+
+_PG_APPEND_ONLY = """CREATE FUNCTION model_registry_history_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'model_registry_history is append-only';
+END $$"""
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1, "entries and history",
+        up={Dialect.SQLITE: (_entries(_SQLITE_ID), _history(_SQLITE_ID), *_INDEXES),
+            Dialect.POSTGRESQL: (_entries(_POSTGRES_ID), _history(_POSTGRES_ID), *_INDEXES)},
+        down={Dialect.SQLITE: _DROP_TABLES, Dialect.POSTGRESQL: _DROP_TABLES},
+    ),
+    Migration(
+        2, "history is append-only",
+        up={
+            Dialect.SQLITE: tuple(
+                f"CREATE TRIGGER model_registry_history_no_{op.lower()} BEFORE {op} ON model_registry_history "
+                "BEGIN SELECT RAISE(ABORT, 'model_registry_history is append-only'); END"
+                for op in ("UPDATE", "DELETE")
+            ),
+            Dialect.POSTGRESQL: (
+                _PG_APPEND_ONLY,
+                "CREATE TRIGGER model_registry_history_append_only BEFORE UPDATE OR DELETE ON model_registry_history "
+                "FOR EACH ROW EXECUTE FUNCTION model_registry_history_append_only()",
+            ),
+        },
+        down={
+            Dialect.SQLITE: ("DROP TRIGGER model_registry_history_no_update",
+                             "DROP TRIGGER model_registry_history_no_delete"),
+            Dialect.POSTGRESQL: ("DROP TRIGGER model_registry_history_append_only ON model_registry_history",
+                                 "DROP FUNCTION model_registry_history_append_only()"),
+        },
+    ),
+)  # fmt: skip
+HEAD = MIGRATIONS[-1].version
+
+
+def current_version(tx: Transaction, *, create: bool = True) -> int:
+    """The schema's version (0: empty). ``create=False`` reads only: no version table is version 0."""
+    if create:
+        tx.execute(VERSION_TABLE)
+    elif not _has_version_table(tx):
+        return 0
+    row = tx.one("SELECT MAX(version) AS version FROM registry_schema")
+    return int(row["version"]) if row and row["version"] is not None else 0
+
+
+def plan(current: int, target: int) -> list[tuple[Migration, bool]]:
+    """The migrations between ``current`` and ``target`` in the order they run, each with True for up."""
+    if not 0 <= target <= HEAD:
+        raise ValueError(f"a schema version from 0 to {HEAD}, not {target}")
+    if target >= current:
+        return [(m, True) for m in MIGRATIONS if current < m.version <= target]
+    return [(m, False) for m in reversed(MIGRATIONS) if target < m.version <= current]
+
+
+def apply(tx: Transaction, migration: Migration, up: bool, now: str) -> None:
+    for statement in (migration.up if up else migration.down)[tx.dialect]:
+        tx.execute(statement)
+    if up:
+        tx.execute("INSERT INTO registry_schema (version, name, applied_at) VALUES (?, ?, ?)",
+                   (migration.version, migration.name, now))  # fmt: skip
+    else:
+        tx.execute("DELETE FROM registry_schema WHERE version = ?", (migration.version,))
+
+
+def _has_version_table(tx: Transaction) -> bool:
+    if tx.dialect is Dialect.SQLITE:
+        return tx.one("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'registry_schema'") is not None
+    row = tx.one("SELECT to_regclass('registry_schema') IS NOT NULL AS present")
+    return bool(row and row["present"])

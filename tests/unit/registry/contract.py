@@ -1,0 +1,121 @@
+"""What every registry backend must do, as plain functions of a fresh store (SQLite in the unit tier,
+a real PostgreSQL server in the integration tier run the same list)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from appliance.registry import migrations
+from appliance.registry.db import RegistryError
+from appliance.registry.states import Environment, Status
+from appliance.registry.store import RegistryStore, RevisionKey, TransitionRefused
+
+T0 = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+
+
+def key(model_id: str = "tiny", digest: str = "m1", env: Environment = Environment.PRODUCTION) -> RevisionKey:
+    return RevisionKey(model_id, env, "/models/tiny", "", digest, "e1")
+
+
+def tables(store: RegistryStore) -> set[str]:
+    with store.db.transaction(write=False) as tx:
+        if tx.dialect.value == "sqlite":
+            rows = tx.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'model_registry%'")
+        else:
+            rows = tx.execute("SELECT tablename AS name FROM pg_tables WHERE tablename LIKE 'model_registry%'")
+    return {r["name"] for r in rows}
+
+
+def migrations_up_and_down(store: RegistryStore) -> None:
+    assert store.version() == 0
+    assert not store.ready()
+    assert store.migrate(now=T0) == [(1, True), (2, True)]
+    assert store.version() == migrations.HEAD == 2 and store.ready()
+    assert tables(store) == {"model_registry_entries", "model_registry_history"}
+    assert store.migrate() == []  # idempotent
+    assert store.migrate(1) == [(2, False)]
+    assert store.version() == 1
+    entry = store.record(key(), reason="deploy", now=T0)  # schema 1 works without the trigger
+    assert entry.status is Status.PENDING
+    assert store.migrate(0) == [(1, False)]
+    assert store.version() == 0 and tables(store) == set()
+    assert store.migrate() == [(1, True), (2, True)]  # and up again, three times in all
+    assert store.entries() == []
+    with pytest.raises(ValueError):
+        migrations.plan(0, migrations.HEAD + 1)
+
+
+def lifecycle_with_history(store: RegistryStore) -> None:
+    store.migrate()
+    entry = store.record(key(), reason="deploy from models.yaml", now=T0)
+    assert (entry.status, entry.reason, entry.created_at) == (Status.PENDING, "deploy from models.yaml", entry.changed_at)
+    steps = [(Status.LOADING, "engine starting"), (Status.SMOKE_TESTING, "engine up"), (Status.READY, "smoke ok"),
+             (Status.DISABLED, "operator"), (Status.READY, "enabled")]  # fmt: skip
+    for minutes, (status, reason) in enumerate(steps, start=1):
+        entry = store.transition(entry.id, status, reason=reason, now=T0 + timedelta(minutes=minutes))
+        assert entry.status is status and entry.reason == reason
+    assert entry.created_at < entry.changed_at
+    history = store.history("tiny")
+    assert [(e.from_status, e.to_status) for e in history] == [
+        (None, Status.PENDING), (Status.PENDING, Status.LOADING), (Status.LOADING, Status.SMOKE_TESTING),
+        (Status.SMOKE_TESTING, Status.READY), (Status.READY, Status.DISABLED), (Status.DISABLED, Status.READY)]  # fmt: skip
+    assert [e.reason for e in history][-1] == "enabled"
+    assert store.history(entry_id=entry.id) == history
+    store.record_health_check(entry.id, now=T0 + timedelta(hours=1))
+    assert store.entry(entry.id).last_health_check.startswith("2026-12-04T13:00:00")  # type: ignore[union-attr]
+
+
+def refused_transition_writes_nothing(store: RegistryStore) -> None:
+    store.migrate()
+    entry = store.record(key(), reason="deploy", now=T0)
+    with pytest.raises(TransitionRefused, match="pending may change to failed, loading; not to ready"):
+        store.transition(entry.id, Status.READY, reason="skip ahead", now=T0)
+    assert store.entry(entry.id).status is Status.PENDING  # type: ignore[union-attr]
+    assert len(store.history()) == 1
+    with pytest.raises(RegistryError, match="no registry entry 999"):
+        store.transition(999, Status.LOADING, reason="x", now=T0)
+
+
+def same_revision_is_one_entry(store: RegistryStore) -> None:
+    store.migrate()
+    first = store.record(key(), reason="deploy", now=T0)
+    assert store.record(key(), reason="deploy again", now=T0).id == first.id  # pending: returned as is
+    store.transition(first.id, Status.LOADING, reason="load", now=T0)
+    store.transition(first.id, Status.FAILED, reason="engine died: OOM", now=T0)
+    again = store.record(key(), reason="retry", now=T0 + timedelta(minutes=5))
+    assert (again.id, again.status, again.reason) == (first.id, Status.PENDING, "retry")
+    other = store.record(key(digest="m2"), reason="new weights", now=T0 + timedelta(minutes=6))
+    staging = store.record(key(env=Environment.STAGING), reason="stage", now=T0 + timedelta(minutes=7))
+    assert len({first.id, other.id, staging.id}) == 3
+    assert [e.id for e in store.entries("tiny")] == [first.id, other.id, staging.id]
+    current = store.current("tiny")
+    assert [(e.environment, e.id) for e in current] == [(Environment.PRODUCTION, other.id),
+                                                          (Environment.STAGING, staging.id)]  # fmt: skip
+    assert store.entries("other") == [] and store.current("other") == []
+
+
+def history_is_append_only(store: RegistryStore) -> None:
+    store.migrate()
+    store.record(key(), reason="deploy", now=T0)
+    for statement in ("UPDATE model_registry_history SET reason = 'rewritten'", "DELETE FROM model_registry_history"):
+        with pytest.raises(RegistryError, match="append-only"):
+            with store.db.transaction() as tx:
+                tx.execute(statement)
+    assert [e.reason for e in store.history()] == ["deploy"]
+
+
+def database_checks_statuses(store: RegistryStore) -> None:
+    store.migrate()
+    entry = store.record(key(), reason="deploy", now=T0)
+    with pytest.raises(RegistryError):
+        with store.db.transaction() as tx:
+            tx.execute("UPDATE model_registry_entries SET status = 'exploded' WHERE id = ?", (entry.id,))
+
+
+CONTRACT: list[Callable[[RegistryStore], None]] = [
+    migrations_up_and_down, lifecycle_with_history, refused_transition_writes_nothing, same_revision_is_one_entry,
+    history_is_append_only, database_checks_statuses,
+]  # fmt: skip
