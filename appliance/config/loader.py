@@ -121,7 +121,8 @@ def load_config(files: ConfigFiles = ConfigFiles(), *, gpu_count: int | None = N
         models_from_yaml=models_from_yaml,
     )
     already = {issue.location() for issue in issues}
-    rule_issues = check_rules(settings, secrets, models or [], where=where, gpu_count=gpu_count)
+    rule_issues = check_rules(settings, secrets, models or [], where=where, gpu_count=gpu_count,
+                              sources=_observe_sources(models or [], settings))  # fmt: skip
     if models_from_yaml:
         rule_issues += _ignored_model_settings(env, settings, env_label, models_label)
     issues += [issue for issue in rule_issues if issue.location() not in already]
@@ -140,6 +141,15 @@ def load_config(files: ConfigFiles = ConfigFiles(), *, gpu_count: int | None = N
         models_from_yaml=models_from_yaml,
         warnings=tuple(issues),
     )
+
+
+def _observe_sources(models: IndexedModels, settings: Settings) -> dict[int, Any]:
+    """What is on disk for each local model source (for the rules; nothing is hashed)."""
+    from appliance.lifecycle.integrity import observe_with_manifest
+    from appliance.lifecycle.manifest import ManifestStore
+
+    manifests = ManifestStore(Path(settings.registry_manifest_dir))
+    return {index: observe_with_manifest(model.source, manifests) for index, model in models}
 
 
 def _typed_settings(env: ParsedEnv, label: str, issues: list[ConfigIssue]) -> Settings:

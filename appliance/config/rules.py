@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from appliance.config.issues import ConfigIssue, Severity
 from appliance.config.models import ModelSpec
 from appliance.config.secrets import ALL_MODELS, Role, Secrets
-from appliance.config.settings import Accelerator, Settings, TlsMode
+from appliance.config.settings import HIDDEN_PASSWORD, Accelerator, Settings, TlsMode
+from appliance.lifecycle.sources import SourceFacts, source_problems
 
 
 @dataclass(frozen=True)
@@ -54,12 +55,16 @@ def check_rules(
     *,
     where: Where,
     gpu_count: int | None,
+    sources: Mapping[int, SourceFacts] | None = None,
 ) -> list[ConfigIssue]:
+    """``sources``: what the loader saw of each model's local files, by the model's index (none: not checked)."""
     issues: list[ConfigIssue] = []
     issues += _tls_rules(settings, where)
     issues += _port_rules(settings, where)
     issues += _model_rules(settings, models, where, gpu_count)
     issues += _security_rules(settings, secrets, models, where)
+    issues += _registry_rules(settings, where)
+    issues += model_source_rules(models, sources or {}, where)
     return issues
 
 
@@ -191,4 +196,27 @@ def _security_rules(
             issues.append(where.secret(record.env_key, f"expected models that are served, found {', '.join(missing)}",
                                        "served: " + ", ".join(sorted(model_ids)) +
                                        f"; fix with python -m appliance keys create {record.name} --force ..."))
+    return issues
+
+
+def _registry_rules(s: Settings, where: Where) -> list[ConfigIssue]:
+    if HIDDEN_PASSWORD in s.registry_url:
+        return [where.env("REGISTRY_URL", "expected no password in the URL, found one (not shown)",
+                          "put it in ~/.pgpass or the file PGPASSFILE names (libpq reads it there)")]  # fmt: skip
+    return []
+
+
+def model_source_rules(models: list[tuple[int, ModelSpec]], sources: Mapping[int, SourceFacts],
+                       where: Where) -> list[ConfigIssue]:  # fmt: skip
+    """A local source that is missing, has no config.json, holds pickle weights it may not load, or files its
+    manifest does not cover. Warnings: the host may see the files differently from the serve container, which
+    refuses such a load itself (appliance.lifecycle.integrity); ``doctor`` reports them as errors."""
+    issues = []
+    for index, model in models:
+        facts = sources.get(index)
+        if facts is None:
+            continue
+        for problem in source_problems(facts, allow_pickle_weights=model.allow_pickle_weights):
+            issues.append(where.model(index, problem.field, f"expected {problem.expected}, found {problem.found}",
+                                      problem.fix, Severity.WARNING))  # fmt: skip
     return issues

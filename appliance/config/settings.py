@@ -8,7 +8,8 @@ and group of every field are the single source of ``.env.example`` and of the re
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
@@ -29,8 +30,25 @@ from appliance.config.fields import (
     split_csv,
 )
 from appliance.config.issues import did_you_mean
+from appliance.registry.db import DEFAULT_REGISTRY_URL, parse_registry_url
 
 Bool = Annotated[bool, BeforeValidator(parse_bool_strict)]
+
+
+HIDDEN_PASSWORD = ":<redacted>@"
+
+
+def _hide_url_password(value: Any) -> Any:
+    """A password written into a URL is dropped here, before anything can show it; a rule reports that there
+    was one (``appliance.config.rules``: pydantic's errors would quote the value as it was written)."""
+    try:
+        password = urlsplit(value).password if isinstance(value, str) else None
+    except ValueError:
+        return value
+    return value.replace(f":{password}@", HIDDEN_PASSWORD, 1) if password else value
+
+
+UrlWithoutPassword = Annotated[str, BeforeValidator(_hide_url_password)]
 CsvList = Annotated[list[str], BeforeValidator(split_csv)]
 
 # Presidio's predefined recognizers (presidio-analyzer 2.2) and the spaCy NER entities it maps.
@@ -83,6 +101,7 @@ OBSERVE = "Dashboards, metrics and alerts"
 DATADOG = "Datadog"
 STACK = "Stack"
 SUPERVISOR = "Supervisor: watchdog, renewals, log rotation"
+REGISTRY = "Model registry and integrity"
 
 
 class Settings(BaseModel):
@@ -277,6 +296,17 @@ class Settings(BaseModel):
     # --- stack -------------------------------------------------------------------------------------
     compose_project_name: NonEmptyStr = setting("appliance", "Docker Compose project name (container prefix).", STACK)
 
+    # --- model registry and integrity ---------------------------------------------------------------
+    registry_url: UrlWithoutPassword = setting(
+        DEFAULT_REGISTRY_URL, "Where the model registry lives: sqlite:///FILE (relative to the project; four "
+        "slashes for an absolute path) or postgresql://USER@HOST:PORT/DB (password in ~/.pgpass, never here; "
+        "needs the registry-postgres extra).", REGISTRY,
+    )  # fmt: skip
+    registry_manifest_dir: NonEmptyStr = setting(
+        "data/registry/manifests", "Directory of the model manifests (SHA-256 of every weight, config and tokenizer "
+        "file, written the first time a local model is loaded and compared before every load).", REGISTRY,
+    )  # fmt: skip
+
     # --- supervisor (watchdog, schedules, its metrics) ---------------------------------------------
     supervisor_metrics_port: int = setting(9464, "Port of the supervisor's own Prometheus /metrics.", SUPERVISOR)
     supervisor_state_file: str = setting(
@@ -342,6 +372,17 @@ class Settings(BaseModel):
     def _url(cls, value: str) -> str:
         if value and not value.startswith(("https://", "http://")):
             raise expected("an http:// or https:// URL")
+        return value
+
+    @field_validator("registry_url")
+    @classmethod
+    def _registry_url(cls, value: str) -> str:
+        if HIDDEN_PASSWORD in value:
+            return value  # reported by the rules, without the password
+        try:
+            parse_registry_url(value)
+        except ValueError as err:
+            raise expected(str(err)) from None
         return value
 
     @field_validator("cors_allowed_origins")
