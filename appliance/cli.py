@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from appliance import __version__
-from appliance.commands import certs, config_docs, doctor, init, keys, serve, status, supervise, up, validate
+from appliance.commands import certs, config_docs, doctor, init, keys, models, serve, status, supervise, up, validate
 from appliance.errors import ApplianceError, ConfigError
 from appliance.logs.setup import setup_logging
 from appliance.output import print_issues, say
@@ -41,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.register(sub)
     status.register(sub)
     up.register(sub)
+    models.register(sub)
     return parser
 
 

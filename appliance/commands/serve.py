@@ -8,6 +8,7 @@ or, with ``--wait``, once every model is up.
 from __future__ import annotations
 
 import argparse
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -77,19 +78,41 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _deploy(args: argparse.Namespace, config: ApplianceConfig, ray: Any, serve: Any) -> None:
-    from appliance.serve.builder import build_app
+    from appliance.lifecycle.start import verify_and_record
+    from appliance.serve.builder import build_app, engine_kwargs
 
-    ray.init(address=args.ray_address, log_to_driver=False, logging_level="WARNING")
-    audit = Path(config.settings.audit_log_file).resolve()
-    app = build_app(config, audit_path=str(audit), secrets_path=str(config.files.secrets.resolve()))
-    port = args.http_port or config.settings.serve_http_port
-    serve.start(http_options={"host": args.http_host, "port": port})
-    serve.run_many([serve.RunTarget(target=app, name=APP_NAME, route_prefix="/")],
-                   wait_for_applications_running=False)  # fmt: skip
+    # every model's files are verified (and the deploy recorded) before Ray is touched: a refusal leaves a
+    # running application as it is
+    recorder = verify_and_record(config, {spec.id: engine_kwargs(spec) for spec in config.models})
+    try:
+        ray.init(address=args.ray_address, log_to_driver=False, logging_level="WARNING")
+        audit = Path(config.settings.audit_log_file).resolve()
+        app = build_app(config, audit_path=str(audit), secrets_path=str(config.files.secrets.resolve()))
+        port = args.http_port or config.settings.serve_http_port
+        serve.start(http_options={"host": args.http_host, "port": port})
+        serve.run_many([serve.RunTarget(target=app, name=APP_NAME, route_prefix="/")],
+                       wait_for_applications_running=False)  # fmt: skip
+    except Exception as err:  # recorded as failed, then raised as it was
+        recorder.finish(False, f"deploy failed: {type(err).__name__}")
+        raise
     say(f"deployed '{APP_NAME}' with {len(config.models)} model(s) on http://{args.http_host}:{port}; "
         f"models load in the background: GET /health/startup")  # fmt: skip
     if args.wait:
-        _wait_running(serve, args.timeout)
+        _wait_and_record(serve, args.timeout, recorder)
+    elif args.head:  # the container's process lives on: record ready (or failed) when Serve says so
+        threading.Thread(target=_wait_and_record, args=(serve, args.timeout, recorder, False), daemon=True,
+                         name="registry-deploy-recorder").start()  # fmt: skip
+
+
+def _wait_and_record(serve: object, timeout: float, recorder: Any, reraise: bool = True) -> None:
+    try:
+        _wait_running(serve, timeout)
+    except ApplianceError as err:
+        recorder.finish(False, str(err))
+        if reraise:
+            raise
+        return
+    recorder.finish(True, "the application is running")
 
 
 def _wait_running(serve: object, timeout: float) -> None:

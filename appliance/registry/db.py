@@ -119,11 +119,11 @@ class Database:
     def _sqlite(self, write: bool) -> Iterator[Transaction]:
         assert self.location.path is not None
         path = self.location.path
-        if write:
-            path.parent.mkdir(parents=True, exist_ok=True)
         try:
+            if write:
+                path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT_S, isolation_level=None)
-        except sqlite3.Error as err:
+        except (OSError, sqlite3.Error) as err:
             raise RegistryError(f"cannot open the registry {path}: {err}") from err
         try:
             conn.execute("PRAGMA foreign_keys = ON")

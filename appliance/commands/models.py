@@ -1,0 +1,93 @@
+"""``python -m appliance models list|status|history``: the model registry (REGISTRY_URL), read-only.
+
+``list``: every recorded revision. ``status [ID]``: per model and environment, the revision changed last,
+and configured models never deployed. ``history [ID]``: every state change, oldest first. ``--json`` on each.
+Deploys are recorded by ``serve`` (``make up`` starts it); deploy, promote, rollback and enable/disable come
+next (issue #16).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from appliance.commands.common import add_config_options, load
+from appliance.errors import UsageError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("models", help="the model registry: deployed revisions, their status and history",
+                            description=__doc__.split("\n\n")[0])  # fmt: skip
+    actions = parser.add_subparsers(dest="models_action", metavar="ACTION", required=True)
+    for name, helptext in (("list", "every recorded model revision"),
+                           ("status", "each model's current revision (exit 1: one failed or never deployed)"),
+                           ("history", "every state change, oldest first")):  # fmt: skip
+        action = actions.add_parser(name, help=helptext, description=helptext)
+        add_config_options(action)
+        if name != "list":
+            action.add_argument("model_id", nargs="?", metavar="ID", help="one model (default: all)")
+        else:
+            action.add_argument("--model", dest="model_id", metavar="ID", help="only this model's revisions")
+        if name == "history":
+            action.add_argument("--limit", type=int, default=0, metavar="N", help="only the last N changes")
+        action.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+        action.set_defaults(handler=_run)
+
+
+def _short(digest: str) -> str:
+    return digest.removeprefix("sha256:")[:12] or "-"
+
+
+def _run(args: argparse.Namespace) -> int:
+    from appliance.output import print_json, print_table, say
+    from appliance.registry.store import RegistryStore
+
+    config = load(args)
+    store = RegistryStore.open(config.settings.registry_url)
+    where = store.location.describe()
+    configured = [m.id for m in config.models]
+    if args.model_id and args.model_id not in configured and store.ready() and not store.entries(args.model_id):
+        raise UsageError(f"no model {args.model_id!r} in the configuration or the registry; configured: "
+                         f"{', '.join(configured)}")  # fmt: skip
+    if not store.ready():
+        if args.json:
+            print_json({"registry": where, "ready": False, args.models_action: [], "configured": configured})
+        else:
+            say(f"the model registry ({where}) has no deploy yet: serve records each deploy (make up)", style="yellow")
+        return 1 if args.models_action == "status" else 0
+    if args.models_action == "list":
+        entries = store.entries(args.model_id)
+        if args.json:
+            print_json({"registry": where, "ready": True, "list": [e.to_json() for e in entries]})
+        else:
+            print_table(f"model revisions ({where})",
+                        ["entry", "model", "env", "status", "revision", "manifest", "engine args", "changed", "reason"],
+                        [[str(e.id), e.model_id, e.environment.value, e.status.value, e.revision or "-",
+                          _short(e.manifest_digest), _short(e.engine_digest), e.changed_at, e.reason]
+                         for e in entries])  # fmt: skip
+        return 0
+    if args.models_action == "history":
+        events = store.history(args.model_id)
+        if args.limit > 0:
+            events = events[-args.limit :]
+        if args.json:
+            print_json({"registry": where, "ready": True, "history": [e.to_json() for e in events]})
+        else:
+            print_table(f"model history ({where})", ["at", "model", "env", "entry", "change", "reason"],
+                        [[e.at, e.model_id, e.environment.value, str(e.entry_id),
+                          f"{e.from_status.value if e.from_status else 'new'} → {e.to_status.value}", e.reason]
+                         for e in events])  # fmt: skip
+        return 0
+    current = store.current(args.model_id)
+    recorded = {e.model_id for e in current}
+    never = [m for m in configured if m not in recorded and (not args.model_id or m == args.model_id)]
+    problem = bool(never) or any(e.status.value == "failed" for e in current)
+    if args.json:
+        print_json({"registry": where, "ready": True, "status": [e.to_json() for e in current],
+                    "never_deployed": never, "ok": not problem})  # fmt: skip
+    else:
+        rows = [[e.model_id, e.environment.value, e.status.value, str(e.id), e.changed_at, e.last_health_check or "-",
+                 e.reason] for e in current]  # fmt: skip
+        rows += [[m, "-", "never deployed", "-", "-", "-", "in the configuration, not in the registry"] for m in never]
+        print_table(f"models ({where})", ["model", "env", "status", "entry", "changed", "last health check", "reason"],
+                    rows)  # fmt: skip
+    return 1 if problem else 0
