@@ -53,6 +53,8 @@ class DeployRecorder:
         self.environment = environment
         self.clock = clock
         self.entries: dict[str, Entry] = {}
+        # run once the application is running; each returns model id → manifest digest learnt only now
+        self.after_ready: list[Callable[[], Mapping[str, str]]] = []
 
     @classmethod
     def open(cls, url: str, **kwargs: Any) -> DeployRecorder:
@@ -116,3 +118,22 @@ class DeployRecorder:
                 self.entries[entry.model_id] = store.transition(entry.id, target, reason=_short(reason), now=self.clock())
 
             self._safely(f"{target.value} for {model_id}", done)
+        if ok:
+            self._run_after_ready()
+
+    def _run_after_ready(self) -> None:
+        for hook in self.after_ready:
+            try:
+                digests = hook()
+            except (OSError, ApplianceError) as err:
+                _LOGGER.warning("after the deploy: %s", err)
+                continue
+            for model_id, digest in digests.items():
+                entry = self.entries.get(model_id)
+                if entry is None:
+                    continue
+
+                def fill(store: RegistryStore, entry: Entry = entry, digest: str = digest) -> None:
+                    self.entries[entry.model_id] = store.fill_manifest_digest(entry.id, digest) or entry
+
+                self._safely(f"the manifest digest of {model_id}", fill)

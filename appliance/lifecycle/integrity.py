@@ -5,8 +5,11 @@ files again and compares: a changed, missing or unlisted file refuses the load w
 the expected and the found digest. Pickle weights are refused unless the model allows them. Every model is
 checked, then one error lists every refusal (nothing is deployed when one fails).
 
-A Hugging Face repo id is not verified yet (its files are downloaded by the engine as it loads): its result
-says so, with an empty manifest digest.
+A Hugging Face repo id pinned to a commit (``revision:`` 40 hex digits) is verified the same way once its
+files are in the hub cache: the first deploy downloads them as the engine loads (its result says
+``pending_download``), and :func:`seal_downloads` writes the manifest once the application runs; every later
+load is verified before it starts. An unpinned repo id is not verified (a branch can move): its result says so,
+with an empty manifest digest.
 """
 
 from __future__ import annotations
@@ -18,7 +21,14 @@ from pathlib import Path
 
 from appliance.errors import ApplianceError
 from appliance.lifecycle.manifest import Manifest, ManifestStore, compare, hash_directory, revision_of
-from appliance.lifecycle.sources import SourceFacts, is_local, observe_source, source_problems
+from appliance.lifecycle.sources import (
+    SourceFacts,
+    default_hub_cache,
+    hub_snapshot_dir,
+    is_local,
+    observe_source,
+    source_problems,
+)
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -49,6 +59,7 @@ class Verified:
     manifest_digest: str  # "" when not verified (a Hugging Face repo id)
     manifest_path: Path | None
     written: bool  # the manifest was written now (first sight)
+    pending_download: Path | None = None  # a pinned hub model not in the cache yet: sealed once it runs
 
 
 def observe_with_manifest(source: str, manifests: ManifestStore) -> SourceFacts:
@@ -60,25 +71,35 @@ def observe_with_manifest(source: str, manifests: ManifestStore) -> SourceFacts:
     return observe_source(source, manifest_files=manifest.paths if manifest else None)
 
 
-def verify_model(model: ModelToVerify, manifests: ManifestStore, *, now: str) -> Verified:
+def verify_model(model: ModelToVerify, manifests: ManifestStore, *, now: str,
+                 hub_cache: Path | None = None) -> Verified:  # fmt: skip
     """Verify one model's files (writing its manifest on first sight); IntegrityError says why not."""
+    key = model.source
     facts = observe_source(model.source)
     if facts.directory is None:
-        return Verified(model.model_id, model.source, None, model.revision, "", None, False)
+        snapshot = hub_snapshot_dir(model.source, model.revision, hub_cache or default_hub_cache())
+        if snapshot is None:
+            return Verified(model.model_id, model.source, None, model.revision, "", None, False)
+        if not snapshot.is_dir():
+            return Verified(model.model_id, model.source, None, model.revision, "", None, False,
+                            pending_download=snapshot)  # fmt: skip
+        key = f"{model.source}@{model.revision}"
+        facts = observe_source(str(snapshot))
     problems = source_problems(facts, allow_pickle_weights=model.allow_pickle_weights)
     if problems:
         raise IntegrityError([(model.model_id, "; ".join(f"expected {p.expected}, found {p.found} ({p.fix})"
                                                          for p in problems))])  # fmt: skip
+    assert facts.directory is not None
     directory = facts.directory
-    path = manifests.path_for(model.source)
+    path = manifests.path_for(key)
     try:
-        manifest = manifests.load(model.source)
+        manifest = manifests.load(key)
     except ValueError as err:
         raise IntegrityError([(model.model_id, f"its manifest cannot be trusted: {err}; delete it to write it "
                                                "again from the files as they are now")]) from None  # fmt: skip
     found = hash_directory(directory)
     if manifest is None:
-        manifest = Manifest(model.source, revision_of(directory, model.revision), found, now)
+        manifest = Manifest(key, revision_of(directory, model.revision), found, now)
         try:
             manifests.save(manifest)
         except OSError as err:
@@ -96,14 +117,37 @@ def verify_model(model: ModelToVerify, manifests: ManifestStore, *, now: str) ->
     return Verified(model.model_id, model.source, directory, manifest.revision, manifest.digest, path, False)
 
 
-def verify_models(models: Iterable[ModelToVerify], manifests: ManifestStore, *, now: str) -> list[Verified]:
+def verify_models(models: Iterable[ModelToVerify], manifests: ManifestStore, *, now: str,
+                  hub_cache: Path | None = None) -> list[Verified]:  # fmt: skip
     """Verify every model, then raise one IntegrityError listing every failure (none: the results)."""
     results, failures = [], []
     for model in models:
         try:
-            results.append(verify_model(model, manifests, now=now))
+            results.append(verify_model(model, manifests, now=now, hub_cache=hub_cache))
         except IntegrityError as err:
             failures += err.failures
     if failures:
         raise IntegrityError(failures)
     return results
+
+
+def seal_downloads(verified: Iterable[Verified], manifests: ManifestStore, *, now: str) -> dict[str, str]:
+    """Once the application runs: the manifest of each pinned hub model downloaded by this deploy (first
+    sight). Returns model id → manifest digest for those written; one that cannot be written is logged."""
+    sealed = {}
+    for item in verified:
+        snapshot = item.pending_download
+        if snapshot is None or not snapshot.is_dir():
+            continue
+        key = f"{item.source}@{item.revision}"
+        if manifests.path_for(key).exists():
+            continue
+        manifest = Manifest(key, item.revision, hash_directory(snapshot), now)
+        try:
+            manifests.save(manifest)
+        except OSError as err:
+            _LOGGER.warning("model %s: manifest of the downloaded files not written (%s)", item.model_id, err.strerror)
+            continue
+        _LOGGER.info("model %s: manifest of the downloaded files written (%d files)", item.model_id, len(manifest.files))
+        sealed[item.model_id] = manifest.digest
+    return sealed

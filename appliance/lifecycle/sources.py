@@ -9,6 +9,7 @@ A ``source`` is local when it is an absolute path. The serve container sees the 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -22,8 +23,26 @@ _DOC_SUFFIXES = frozenset({".md", ".png", ".jpg", ".jpeg", ".gif", ".svg", ".pdf
 _DOC_PREFIXES = ("README", "LICENSE", "NOTICE", "USE_POLICY")
 
 
+_COMMIT_RE = re.compile(r"[0-9a-f]{40}")
+
+
 def is_local(source: str) -> bool:
     return os.path.isabs(source)
+
+
+def default_hub_cache() -> Path:
+    """huggingface_hub's cache: HF_HUB_CACHE, else HF_HOME/hub (the serve image sets HF_HOME), else ~/.cache."""
+    if explicit := os.environ.get("HF_HUB_CACHE"):
+        return Path(explicit)
+    return Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")) / "hub"
+
+
+def hub_snapshot_dir(source: str, revision: str | None, hub_cache: Path) -> Path | None:
+    """Where the hub cache keeps ``org/name`` at a pinned commit; None unless ``revision`` is a full commit hash
+    (a branch or tag may move to other files between two loads: nothing fixed to verify)."""
+    if is_local(source) or not revision or not _COMMIT_RE.fullmatch(revision):
+        return None
+    return hub_cache / f"models--{source.replace('/', '--')}" / "snapshots" / revision
 
 
 def local_model_dir(source: str, project_dir: Path | None = None) -> Path | None:

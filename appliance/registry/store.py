@@ -168,6 +168,14 @@ class RegistryStore:
         with self.db.transaction() as tx:
             return _change(tx, self._locked(tx, entry_id), target, reason, now)
 
+    def fill_manifest_digest(self, entry_id: int, digest: str) -> Entry | None:
+        """Set the digest of an entry deployed before its weights were there to hash (a hub model's first
+        download): once, only where it is empty (not a status change: no history row). None if it was not."""
+        with self.db.transaction() as tx:
+            row = tx.one(f"UPDATE model_registry_entries SET manifest_digest = ? WHERE id = ? AND manifest_digest = '' "
+                         f"RETURNING {_ENTRY_COLUMNS}", (digest, entry_id))  # fmt: skip
+        return Entry.from_row(row) if row else None
+
     def record_health_check(self, entry_id: int, *, now: datetime) -> None:
         with self.db.transaction() as tx:
             tx.execute("UPDATE model_registry_entries SET last_health_check = ? WHERE id = ?", (timestamp(now), entry_id))

@@ -119,3 +119,17 @@ CONTRACT: list[Callable[[RegistryStore], None]] = [
     migrations_up_and_down, lifecycle_with_history, refused_transition_writes_nothing, same_revision_is_one_entry,
     history_is_append_only, database_checks_statuses,
 ]  # fmt: skip
+
+
+def manifest_digest_is_filled_once(store: RegistryStore) -> None:
+    store.migrate()
+    entry = store.record(key(digest=""), reason="deploy (weights still to download)", now=T0)
+    filled = store.fill_manifest_digest(entry.id, "sha256:abc")
+    assert filled is not None and filled.manifest_digest == "sha256:abc" and filled.status is entry.status
+    assert store.fill_manifest_digest(entry.id, "sha256:other") is None, "never overwritten"
+    assert store.entry(entry.id).manifest_digest == "sha256:abc"  # type: ignore[union-attr]
+    assert store.record(key(digest="sha256:abc"), reason="next start", now=T0).id == entry.id
+    assert len(store.history()) == 1, "not a status change"
+
+
+CONTRACT.append(manifest_digest_is_filled_once)
