@@ -2,7 +2,8 @@
 
 ``list``: every recorded revision. ``status [ID]``: per model and environment, the revision changed last,
 and configured models never deployed. ``history [ID]``: every state change, oldest first. ``disable ID`` /
-``enable ID``: the model's current revision ready → disabled and back, with a reason. ``--json`` on each.
+``enable ID``: the model's current revision ready → disabled and back, with a reason. ``migrate [--to N]``:
+the registry's schema up (default: the newest) or down to version N. ``--json`` on each.
 Deploys are recorded by ``serve`` (``make up`` starts it); deploy, promote and rollback come next (issue #16).
 """
 
@@ -45,6 +46,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         action.add_argument("--reason", default="", help="why (kept in the history)")
         action.add_argument("--json", action="store_true", help="machine-readable output on stdout")
         action.set_defaults(handler=_switch)
+    action = actions.add_parser("migrate", help="bring the registry's schema up to date (or down, with --to)",
+                                description="Apply the registry's schema migrations up to the newest, or down to "
+                                "--to VERSION (0 removes every table; their data is lost). serve migrates up by "
+                                "itself.")  # fmt: skip
+    add_config_options(action)
+    action.add_argument("--to", type=int, default=None, metavar="VERSION", help="the schema version to reach")
+    action.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    action.set_defaults(handler=_migrate)
 
 
 def _short(digest: str) -> str:
@@ -133,4 +142,25 @@ def _switch(args: argparse.Namespace) -> int:
     else:
         say(f"✓ model {entry.model_id} ({environment.value}, entry {entry.id}) is {entry.status.value}; "
             f"{NOT_ROUTED_YET}", style="green")  # fmt: skip
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from appliance.output import print_json, say
+    from appliance.registry import migrations
+    from appliance.registry.store import RegistryStore
+
+    config = load(args)
+    if args.to is not None and not 0 <= args.to <= migrations.HEAD:
+        raise UsageError(f"--to: expected a schema version from 0 to {migrations.HEAD}, found {args.to}")
+    store = RegistryStore.open(config.settings.registry_url)
+    steps = store.migrate(args.to)
+    version = store.version()
+    if args.json:
+        print_json({"registry": store.location.describe(), "version": version, "head": migrations.HEAD,
+                    "steps": [{"version": v, "direction": "up" if up else "down"} for v, up in steps]})  # fmt: skip
+    else:
+        done = ", ".join(f"{'up to' if up else 'down from'} {v}" for v, up in steps) or "nothing to do"
+        say(f"✓ registry {store.location.describe()}: schema version {version} (newest {migrations.HEAD}); {done}",
+            style="green")  # fmt: skip
     return 0

@@ -8,6 +8,7 @@ or, with ``--wait``, once every model is up.
 from __future__ import annotations
 
 import argparse
+import logging
 import threading
 import time
 from pathlib import Path
@@ -20,6 +21,7 @@ from appliance.errors import ApplianceError, NotAvailableError
 from appliance.output import say
 
 APP_NAME = "appliance"
+_LOGGER = logging.getLogger(__name__)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -99,12 +101,16 @@ def _deploy(args: argparse.Namespace, config: ApplianceConfig, ray: Any, serve: 
         f"models load in the background: GET /health/startup")  # fmt: skip
     if args.wait:
         _wait_and_record(serve, args.timeout, recorder)
-    elif args.head:  # the container's process lives on: record ready (or failed) when Serve says so
-        threading.Thread(target=_wait_and_record, args=(serve, args.timeout, recorder, False), daemon=True,
-                         name="registry-deploy-recorder").start()  # fmt: skip
+    elif args.head:  # the container's process lives on: record ready (or failed), then each health check
+        threading.Thread(target=_wait_and_record, args=(serve, args.timeout, recorder, False, HEALTH_RECORD_S),
+                         daemon=True, name="registry-deploy-recorder").start()  # fmt: skip
 
 
-def _wait_and_record(serve: object, timeout: float, recorder: Any, reraise: bool = True) -> None:
+HEALTH_RECORD_S = 30.0  # how often the container's process writes the models' last health check
+
+
+def _wait_and_record(serve: Any, timeout: float, recorder: Any, reraise: bool = True,
+                     heartbeat_s: float | None = None) -> None:  # fmt: skip
     try:
         _wait_running(serve, timeout)
     except ApplianceError as err:
@@ -113,6 +119,15 @@ def _wait_and_record(serve: object, timeout: float, recorder: Any, reraise: bool
             raise
         return
     recorder.finish(True, "the application is running")
+    while heartbeat_s:
+        time.sleep(heartbeat_s)
+        try:
+            status = serve.status().applications.get(APP_NAME)
+        except Exception:  # the loop's boundary: Ray going away ends the container anyway
+            _LOGGER.warning("serve status unavailable; the registry's health checks stop", exc_info=True)
+            return
+        if status is not None and getattr(status.status, "value", status.status) == "RUNNING":
+            recorder.health_checked()
 
 
 def _wait_running(serve: object, timeout: float) -> None:

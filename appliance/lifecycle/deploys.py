@@ -121,6 +121,17 @@ class DeployRecorder:
         if ok:
             self._run_after_ready()
 
+    def health_checked(self) -> None:
+        """The application answered healthy: the time goes into each ready model's last health check."""
+        for model_id, entry in self.entries.items():
+            if entry.status is not Status.READY:
+                continue
+
+            def check(store: RegistryStore, entry: Entry = entry) -> None:
+                store.record_health_check(entry.id, now=self.clock())
+
+            self._safely(f"the health check of {model_id}", check)
+
     def _run_after_ready(self) -> None:
         for hook in self.after_ready:
             try:

@@ -163,3 +163,34 @@ def test_models_commands_say_when_there_is_nothing(project: Path, capsys: pytest
     start(config(project))
     code, _out, err = run_cli(capsys, "models", "status", "nope")
     assert code == 2 and "no model 'nope'" in err
+
+
+class EndingServe(FakeServe):
+    """RUNNING for a few status calls, then Ray is gone (ends the container process's health loop)."""
+
+    def __init__(self, calls: int) -> None:
+        super().__init__("RUNNING")
+        self.left = calls
+
+    def status(self) -> Any:
+        self.left -= 1
+        if self.left < 0:
+            raise ConnectionError("Ray is gone")
+        return super().status()
+
+
+def test_the_container_process_records_ready_then_health_checks(project: Path, capsys: pytest.CaptureFixture[str],
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    import threading
+
+    monkeypatch.setattr("appliance.serve.builder.build_app", lambda *a, **kw: "app")
+    monkeypatch.setattr(serve_command, "HEALTH_RECORD_S", 0.01)
+    args = argparse.Namespace(ray_address="auto", http_host="127.0.0.1", http_port=None, wait=False, timeout=5,
+                              head=True)  # fmt: skip
+    serve_command._deploy(args, config(project), SimpleNamespace(init=lambda **kw: None), EndingServe(4))
+    [watcher] = [t for t in threading.enumerate() if t.name == "registry-deploy-recorder"]
+    watcher.join(timeout=10)
+    assert not watcher.is_alive(), "the loop ends when Serve's status is gone"
+    code, data = cli_json(capsys, "status")
+    assert code == 0 and {s["status"] for s in data["status"]} == {"ready"}
+    assert all(s["last_health_check"] for s in data["status"])

@@ -74,3 +74,14 @@ def test_an_unreadable_registry_keeps_the_last_answer(store: RegistryStore, tmp_
         clock[0] = tick
         assert routing.is_disabled("qwen2.5-0.5b-instruct")
     assert caplog.text.count("model registry unreadable") == 1
+
+
+def test_migrate_down_and_up_from_the_cli(store: RegistryStore, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _err = run_cli(capsys, "models", "migrate", "--to", "1", "--json")
+    assert code == 0 and json.loads(out)["steps"] == [{"version": 2, "direction": "down"}]
+    code, _out, err = run_cli(capsys, "models", "migrate")
+    assert code == 0 and "schema version 2 (newest 2); up to 2" in err
+    code, _out, err = run_cli(capsys, "models", "migrate")
+    assert code == 0 and "nothing to do" in err
+    code, _out, err = run_cli(capsys, "models", "migrate", "--to", "9")
+    assert code == 2 and "from 0 to 2" in err
