@@ -118,7 +118,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
     keys = {}
     for name, extra in (("admin", ["--role", "admin"]), ("usera", ["--models", "tiny-a"]),
-                        ("userb", ["--models", "tiny-b"])):  # fmt: skip
+                        ("userb", ["--models", "tiny-b"]),
+                        ("budget", ["--models", "tiny-a", "--tpm", "200", "--rpm", "100"])):  # fmt: skip
         made = _cli(root, env, "keys", "create", name, *extra)
         assert made.returncode == 0, made.stderr
         keys[name] = made.stdout.strip()

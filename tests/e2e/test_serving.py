@@ -248,3 +248,25 @@ def test_engine_errors_carry_no_internals_and_bad_roles_are_refused(stack: Stack
         refused = stack.post("/v1/chat/completions", key=key,
                              content=json.dumps({"model": "tiny-a", "messages": messages, "max_tokens": 2}))  # fmt: skip
         assert refused.status_code == 400 and refused.json()["error"]["param"] == param
+
+
+@pytest.mark.security
+def test_token_budget_headers_and_429_with_retry_after(stack: Stack) -> None:
+    key = stack.keys["budget"]  # tpm 200, rpm 100; tiny-a's max_tokens_cap is 48
+    body = json.dumps({"model": "tiny-a", "prompt": "Once upon", "max_tokens": 40, "stream": True, "ignore_eos": True})
+    first = stack.post("/v1/completions", key=key, content=body)
+    assert first.status_code == 200, first.text
+    assert first.headers["x-ratelimit-limit-tokens"] == "200" and first.headers["x-ratelimit-limit-requests"] == "100"
+    assert int(first.headers["x-ratelimit-remaining-tokens"]) < 200
+    statuses = [first.status_code]
+    for _ in range(8):
+        response = stack.post("/v1/completions", key=key, content=body)
+        statuses.append(response.status_code)
+        if response.status_code == 429:
+            break
+    assert statuses[-1] == 429, statuses
+    assert response.json()["error"]["code"] == "rate_limit_exceeded" and int(response.headers["retry-after"]) >= 1
+    lines = [json.loads(line) for line in stack.audit.read_text().splitlines() if '"key":"budget"' in line]
+    completed = [line for line in lines if line["status"] == 200]
+    assert completed and all(line["completion_tokens"] == 40 for line in completed), "usage settles every stream"
+    assert lines[-1]["status"] == 429
