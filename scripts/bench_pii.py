@@ -8,9 +8,12 @@ labelled sample (scripts/data/pii_sample.jsonl, the appliance's default entity s
 
 - ``stock / all``: Presidio as it comes: every recognizer, full spaCy pipeline, all entity types.
 - ``stock / default``: the same engine asked only for the default entity set.
-- ``tuned / default``: the appliance's engine (only the configured recognizers; spaCy without parser, tagger,
-  attribute ruler and lemmatizer, lower-cased tokens as lemmas; the NER with OpenBLAS, array tok2vec and parse;
-  phone numbers looked for around digits only; validated phone numbers trusted).
+- ``tuned, no recall recognizers / default``: the appliance's engine before the recall recognizers (only the
+  configured recognizers; spaCy without parser, tagger, attribute ruler and lemmatizer, lower-cased tokens as
+  lemmas; the NER with OpenBLAS, array tok2vec and parse; phone numbers looked for around digits only;
+  validated phone numbers trusted).
+- ``tuned / default``: the appliance's engine as shipped: the above plus the recall recognizers (streets,
+  places, postcodes, names, cards, cued phone numbers) and the merge of overlapping results.
 
 Restore cost: the time :class:`SseRestorer` adds per streamed chunk (one token per SSE event), as a share of
 the time between tokens of a stream at 1,023 tok/s (raw vLLM CPU, c=1, docs/ENVIRONMENT).
@@ -202,10 +205,13 @@ def main() -> int:
     sample = test_pii.load(test_pii.DATA)
     sentences = [text for text, _ in sample]
     default = list(DEFAULT_PII_ENTITIES)
-    stock = {"only_configured_recognizers": False, "exclude_components": (), "phone_score": None, "fast_ner": False}
+    stock = {"only_configured_recognizers": False, "exclude_components": (), "phone_score": None, "fast_ner": False,
+             "recall_recognizers": False}
     setups = [
         ("stock / all", PiiOptions(entities=PII_ENTITY_NAMES, spacy_model=args.model, **stock), list(PII_ENTITY_NAMES)),
         ("stock / default", PiiOptions(entities=DEFAULT_PII_ENTITIES, spacy_model=args.model, **stock), default),
+        ("tuned, no recall recognizers / default",
+         PiiOptions(entities=DEFAULT_PII_ENTITIES, spacy_model=args.model, recall_recognizers=False), default),
         ("tuned / default", PiiOptions(entities=DEFAULT_PII_ENTITIES, spacy_model=args.model), default),
     ]
     engines = [build_engines(options) for _, options, _ in setups]

