@@ -270,6 +270,14 @@ class Settings(BaseModel):
         PII,
     )
     pii_cache_ttl_seconds: NonNegativeFloat = setting(600.0, "How long a text's analysis is kept.", PII)
+    pii_deny_list: CsvList = setting(
+        [], "Comma-separated TYPE=term entries always masked as TYPE (e.g. PROJECT=Blue Falcon); a bare term is "
+        "masked as CUSTOM.", PII
+    )
+    pii_patterns: str = setting(
+        "", "JSON object of TYPE to a regular expression (or a list) always masked as TYPE, in single quotes, e.g. "
+        """'{"EMPLOYEE_ID": "EMP-[0-9]{6}"}'.""", PII
+    )
 
     # --- logs --------------------------------------------------------------------------------------
     log_level: LogLevel = setting(
@@ -406,6 +414,28 @@ class Settings(BaseModel):
                 raise expected(f"Presidio entity types; {name!r} is not one ({tip})")
         if not value:
             raise expected("at least one entity type")
+        return value
+
+    @field_validator("pii_deny_list")
+    @classmethod
+    def _deny_list(cls, value: list[str]) -> list[str]:
+        from appliance.serve.pii.custom import parse_deny_list
+
+        try:
+            parse_deny_list(value)
+        except ValueError as err:
+            raise expected(str(err)) from None
+        return value
+
+    @field_validator("pii_patterns")
+    @classmethod
+    def _patterns(cls, value: str) -> str:
+        from appliance.serve.pii.custom import parse_patterns
+
+        try:
+            parse_patterns(value)
+        except ValueError as err:
+            raise expected(str(err)) from None
         return value
 
     @field_validator("datadog_tags")

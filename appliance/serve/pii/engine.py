@@ -70,6 +70,16 @@ class PiiOptions:
     # The recall recognizers (places.py, names.py, cards.py) and the merge of overlapping results (merge.py);
     # off reproduces the analyzer before them (and stock Presidio, with the options above off).
     recall_recognizers: bool = True
+    # The operator's own terms and patterns (PII_DENY_LIST, PII_PATTERNS; custom.py): (TYPE, term or regex).
+    deny_list: tuple[tuple[str, str], ...] = ()
+    patterns: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def masked_types(self) -> tuple[str, ...]:
+        """Every entity type masked: the configured Presidio types and the operator's own."""
+        from appliance.serve.pii.custom import custom_types
+
+        return tuple(dict.fromkeys((*self.entities, *custom_types(self.deny_list, self.patterns))))
 
 
 def use_bundled_suffix_list() -> None:
@@ -139,6 +149,10 @@ def build_engines(options: PiiOptions) -> tuple[AnalyzerEngine, AnonymizerEngine
                 recognizer.SCORE = options.phone_score  # read by PhoneRecognizer.analyze
     if options.recall_recognizers:
         registry.recognizers.extend(_recall_recognizers(options))
+    if options.deny_list or options.patterns:
+        from appliance.serve.pii.custom import build_recognizers
+
+        registry.recognizers.extend(build_recognizers(options.deny_list, options.patterns, options.language))
     enhancer = _in_place_enhancer() if options.fast_ner else None
     engine_class = _resolving_analyzer_class() if options.recall_recognizers else AnalyzerEngine
     analyzer = engine_class(registry=registry, nlp_engine=nlp_engine, supported_languages=[options.language],
@@ -260,15 +274,15 @@ def mask_texts(
     from presidio_anonymizer.entities import OperatorConfig
 
     mapping = PlaceholderMap(texts)
+    types = options.masked_types
     operators = {
-        entity: OperatorConfig("custom", {"lambda": partial(mapping.placeholder_for, entity)})
-        for entity in options.entities
+        entity: OperatorConfig("custom", {"lambda": partial(mapping.placeholder_for, entity)}) for entity in types
     }
     masked = []
     for text in texts:
         results = cache.get(text) if cache is not None else None
         if results is None:
-            results = analyzer.analyze(text, language=options.language, entities=list(options.entities),
+            results = analyzer.analyze(text, language=options.language, entities=list(types),
                                        score_threshold=options.score_threshold)  # fmt: skip
             if cache is not None:
                 cache.put(text, results)
@@ -282,6 +296,8 @@ def mask_texts(
 
 def options_from_settings(settings: Settings) -> PiiOptions:
     """The PII options of the validated settings (``PII_*``)."""
+    from appliance.serve.pii.custom import parse_deny_list, parse_patterns
+
     return PiiOptions(
         entities=tuple(settings.pii_entities),
         score_threshold=settings.pii_score_threshold,
@@ -292,4 +308,6 @@ def options_from_settings(settings: Settings) -> PiiOptions:
         replicas=settings.pii_replicas,
         cache_entries=settings.pii_cache_entries,
         cache_ttl_seconds=settings.pii_cache_ttl_seconds,
+        deny_list=tuple(parse_deny_list(settings.pii_deny_list)),
+        patterns=tuple(parse_patterns(settings.pii_patterns)),
     )

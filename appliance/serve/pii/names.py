@@ -41,6 +41,7 @@ CUES = frozenset({"dear", "hi", "hello", "hey", "signed", "cardholder", "attn", 
                   "named", "spoke", "called", "met", "with", "name"})  # fmt: skip
 PHRASES = (("my", "name", "is"), ("name", "is"), ("i", "am"), ("i", "'m"), ("this", "is"), ("call", "me"),
            ("name", ":"), ("contact", ":"), ("from", ":"), ("c", "/", "o"))  # fmt: skip
+CUE_STARTS = TITLES | CUES | {phrase[0] for phrase in PHRASES}
 # Cues that only say "a name may follow": the run must start with a known first or last name.
 WEAK_CUES = frozenset({"with", "called", "met", "spoke", "name", "this", "is", "am", "'m", "me"})
 PARTICLES = frozenset({"de", "van", "der", "von", "da", "di", "le", "la", "del", "della", "bin", "ibn", "al",
@@ -70,7 +71,7 @@ class NameRecognizer(EntityRecognizer):
         pass
 
     def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list[RecognizerResult]:
-        view = token_view(nlp_artifacts)
+        view = token_view(nlp_artifacts, text)
         if ENTITY not in entities or view is None or not len(view):
             return []
         texts, lowers, starts, ends = view.texts, view.folded, view.starts, view.ends
@@ -78,6 +79,9 @@ class NameRecognizer(EntityRecognizer):
         ner_places = {ent.start_char for ent in nlp_artifacts.tokens.ents if ent.label_ in ("GPE", "LOC")}
         index, count = 0, len(texts)
         while index < count:
+            if not (texts[index][:1].isupper() or lowers[index] in CUE_STARTS):
+                index += 1  # most tokens: neither a capitalised word nor the start of a cue
+                continue
             cue = self._cue(view, index)
             if cue:
                 start = index + cue

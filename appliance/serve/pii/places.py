@@ -175,6 +175,8 @@ class LocationRecognizer(EntityRecognizer):
         super().__init__(supported_entities=[ENTITY], supported_language=supported_language,
                          name="LocationRecognizer")  # fmt: skip
         self.places = place_names()
+        # first words of the places of several words ("sidi" of "Sidi El Heni"): only there longer runs are tried
+        self.prefixes = frozenset(re.split(r"[ -]", name, maxsplit=1)[0] for name in self.places if re.search(r"[ -]", name))
         self.common = common_words()
         self.first, self.last = person_names()
 
@@ -184,7 +186,7 @@ class LocationRecognizer(EntityRecognizer):
     def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list[RecognizerResult]:
         if ENTITY not in entities:
             return []
-        view = token_view(nlp_artifacts)
+        view = token_view(nlp_artifacts, text)
         spans = _streets(text, view)
         for pattern in (_UK_POSTCODE, _CA_POSTCODE):
             spans.extend((m.start(), m.end(), POSTCODE_SCORE) for m in pattern.finditer(text))
@@ -213,7 +215,8 @@ class LocationRecognizer(EntityRecognizer):
             if not (first.isupper() and first.isalpha()):
                 index += 1
                 continue
-            for size in range(min(4, count - index), 0, -1):
+            longest = min(4, count - index) if view.folded[index] in self.prefixes else 1
+            for size in range(longest, 0, -1):
                 last = index + size - 1
                 if size > 1 and not texts[last][:1].isalpha():
                     continue

@@ -28,8 +28,9 @@ class TokenView:
         return len(self.texts)
 
 
-def token_view(nlp_artifacts: Any) -> TokenView | None:
-    """The tokens of ``nlp_artifacts.tokens`` (a spaCy ``Doc``), cached on the artifacts; None without a doc."""
+def token_view(nlp_artifacts: Any, text: str) -> TokenView | None:
+    """The tokens of ``nlp_artifacts.tokens`` (a spaCy ``Doc`` of ``text``: ``Doc.text`` is rebuilt token by
+    token on every access), cached on the artifacts; None without a doc."""
     if nlp_artifacts is None:
         return None
     view = getattr(nlp_artifacts, _CACHED, None)
@@ -40,7 +41,6 @@ def token_view(nlp_artifacts: Any) -> TokenView | None:
         return None
     from spacy.attrs import IDX, LENGTH, SENT_START, SPACY
 
-    text = doc.text
     rows = doc.to_array([IDX, LENGTH, SPACY, SENT_START]).tolist() if len(doc) else []
     texts = [text[start : start + length] for start, length, _, _ in rows]
     lowers = [token.lower() for token in texts]
