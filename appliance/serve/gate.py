@@ -98,8 +98,10 @@ class Gate:
     """ASGI middleware. One instance per ingress replica."""
 
     def __init__(self, app: ASGIApp, settings: GateSettings, keys: KeyStore, audit: AuditLog, metrics: Metrics,
-                 bookend: Bookend | None = None, budgets: Budgets | None = None):  # fmt: skip
+                 bookend: Bookend | None = None, budgets: Budgets | None = None,
+                 disabled: Callable[[str], bool] | None = None):  # fmt: skip
         self.app = app
+        self.disabled = disabled  # the registry's disabled models (answered 404 like an unknown one)
         self.budgets = budgets or Budgets()  # per-key rpm / tpm / daily tokens, in this replica
         self.settings = settings
         self.keys = keys
@@ -188,6 +190,9 @@ class Gate:
             record["model"] = _model_named(raw)
             raise
         record.update(model=facts.model, stream=facts.stream)
+        if self.disabled is not None and self.disabled(facts.model):
+            raise ApiError(404, f"The model {echo(facts.model)} does not exist (it is disabled).", "model_not_found",
+                           "model")  # fmt: skip
         if facts.prompt is not None:
             record["prompt"] = facts.prompt
         try:

@@ -6,10 +6,12 @@ Plain data only (it is pickled into every replica); no Ray or FastAPI imports he
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from appliance.config.loader import ApplianceConfig
 from appliance.config.models import ModelSpec
+from appliance.registry.db import Dialect, parse_registry_url
 from appliance.config.secrets import ApiKeyRecord
 from appliance.config.settings import Settings
 from appliance.serve.checks import RequestLimits
@@ -40,6 +42,7 @@ class IngressConfig:
     ready_cache_seconds: float = 5.0
     ready_timeout_seconds: float = 60.0
     pii: PiiOptions | None = None  # PII masking, None when PII_ENABLED is off
+    registry_url: str | None = None  # the model registry (disabled models answer 404); None: not consulted
 
     @classmethod
     def from_config(
@@ -61,6 +64,7 @@ class IngressConfig:
             keys=config.secrets.api_keys,
             models=models,
             pii=options_from_settings(settings) if settings.pii_enabled else None,
+            registry_url=absolute_registry_url(settings.registry_url, config.files.env.resolve().parent),
         )
 
 
@@ -81,3 +85,11 @@ def request_limits(model: ModelSpec, settings: Settings) -> RequestLimits:
         max_stop=pick(own.max_stop, settings.request_max_stop),
         allow_chat_template=model.allow_client_chat_template,
     )
+
+
+def absolute_registry_url(url: str, root: Path) -> str:
+    """REGISTRY_URL as the ingress replicas can open it: a relative SQLite path is the project's, not their cwd's."""
+    location = parse_registry_url(url)
+    if location.dialect is Dialect.SQLITE and location.path is not None and not location.path.is_absolute():
+        return f"sqlite:///{root / location.path}"  # three slashes + an absolute path = four
+    return url

@@ -217,3 +217,24 @@ def test_plain_audit_line_is_written_once_the_client_has_content_length_bytes(tm
     assert lines_when_body == [1]
     line = audit_lines(audit_path)
     assert len(line) == 1 and line[0]["completion_tokens"] == 3 and line[0]["status"] == 200
+
+
+def test_a_model_disabled_in_the_registry_answers_404(tmp_path: Path) -> None:
+    disabled = {"a"}
+    keys = KeyStore((ApiKeyRecord("alice", Role.USER, ("a",), hash_key(KEY)),))
+    downstream = Downstream()
+    gate = Gate(downstream, GateSettings(True, 1000, {"a": 16}), keys, AuditLog(tmp_path / "audit.log"),
+                RecordingMetrics(), disabled=lambda model: model in disabled)  # fmt: skip
+    status, _, body = call(gate, "/v1/completions", b'{"model":"a","prompt":"p"}', auth())
+    assert status == 404 and json.loads(body)["error"]["code"] == "model_not_found" and downstream.seen == []
+    disabled.clear()
+    assert call(gate, "/v1/completions", b'{"model":"a","prompt":"p"}', auth())[0] == 200
+
+
+def test_the_registry_url_is_made_absolute_for_the_replicas(tmp_path: Path) -> None:
+    from appliance.serve.ingress_config import absolute_registry_url
+
+    assert absolute_registry_url("sqlite:///data/registry/registry.db", tmp_path) == \
+        f"sqlite:///{tmp_path}/data/registry/registry.db"  # fmt: skip
+    assert absolute_registry_url("sqlite:////srv/r.db", tmp_path) == "sqlite:////srv/r.db"
+    assert absolute_registry_url("postgresql://u@h:5432/db", tmp_path) == "postgresql://u@h:5432/db"
