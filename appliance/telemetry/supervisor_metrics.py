@@ -22,7 +22,10 @@ class SupervisorMetrics:
         self.check_ok = Gauge("appliance_supervisor_check_ok", "Doctor check results (1 ok, 0 not).", ["check"], registry=r)
         self.cert_days_left = Gauge("appliance_certificate_days_left", "Days until the TLS certificate expires.", registry=r)
         self.renewals = Counter("appliance_certificate_renewals", "Certificate renewal attempts.", ["result"], registry=r)
-        self.last_renewal_ok = Gauge("appliance_certificate_last_renewal_ok", "1 when the last renewal worked.", registry=r)
+        self.last_renewal_ok = Gauge("appliance_certificate_last_renewal_ok",
+                                     "0 when the last renewal attempt failed, else 1 (also before any attempt).",
+                                     registry=r)  # fmt: skip
+        self.last_renewal_ok.set(1)  # nothing has failed yet: a fresh stack must not fire CertificateRenewalFailed
         self.rotated_bytes = Counter("appliance_log_rotated_bytes", "Bytes moved out of live logs.", ["log"], registry=r)
         self.up = Gauge("appliance_supervisor_up", "1 while the supervisor runs.", registry=r)
         self.up.set(1)

@@ -60,13 +60,21 @@ def test_real_prometheus_loads_config_and_every_rule(tmp_path: Path) -> None:
         loaded = [rule for group in groups for rule in group["rules"]]
         assert len(loaded) == expected
         assert all(rule["health"] != "err" for rule in loaded), [r for r in loaded if r["health"] == "err"]
-        want = {"ray", "supervisor", "nginx", "node", "gpu", "prometheus", "alertmanager"}
+        # every job but nginx: its exporter is found by name in Docker's DNS, which does not answer here
+        want = {"ray", "supervisor", "node", "gpu", "prometheus", "alertmanager"}
 
         def jobs() -> set[str]:
             targets = httpx.get(f"{base}/api/v1/targets", timeout=10).json()["data"]["activeTargets"]
             return {target["labels"]["job"] for target in targets}
 
         wait_for("every scrape job", lambda: want <= jobs())
+        # a switched-off nginx-exporter (local mode) is no target at all: no up == 0, no ServiceDown
+        assert "nginx" not in jobs()
+        up = httpx.get(f"{base}/api/v1/query", params={"query": 'up{job="nginx"}'}, timeout=10).json()["data"]
+        assert up["result"] == []
+        config_text = httpx.get(f"{base}/api/v1/status/config", timeout=10).json()["data"]["yaml"]
+        (nginx_job,) = [j for j in yaml.safe_load(config_text)["scrape_configs"] if j["job_name"] == "nginx"]
+        assert nginx_job["dns_sd_configs"][0]["names"] == ["nginx-exporter"]
         flags = httpx.get(f"{base}/api/v1/status/flags", timeout=10).json()["data"]
         assert flags["storage.tsdb.retention.time"] == "1d"
 
