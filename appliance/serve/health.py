@@ -2,16 +2,20 @@
 
 ``model_state`` is pure; :class:`ModelHealth` reads Serve's status (at most once a second) and remembers
 since when each model is in its state; :class:`ReadyCache` runs the readiness probe in the background so a
-probe never waits behind real traffic when an earlier answer is at hand.
+probe never waits behind real traffic when an earlier answer is at hand; :class:`EngineWatch` learns of an
+engine's death within about a second (Serve's own health check needs up to three 10 s periods).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
+
+_LOGGER = logging.getLogger(__name__)
 
 LOADING, READY, FAILED = "loading", "ready", "failed"
 _FAILED = {"DEPLOY_FAILED", "UNHEALTHY"}
@@ -90,6 +94,10 @@ class ReadyCache:
         self._at = 0.0
         self._task: asyncio.Task[dict[str, dict[str, Any]]] | None = None
 
+    def invalidate(self) -> None:
+        """The next :meth:`get` starts a new probe (a model went down or came back)."""
+        self._at = 0.0
+
     async def get(self) -> dict[str, dict[str, Any]]:
         fresh = self._result is not None and time.monotonic() - self._at < self._ttl
         if fresh:
@@ -104,3 +112,87 @@ class ReadyCache:
         result = await self._probe()
         self._result, self._at = result, time.monotonic()
         return result
+
+
+class EngineWatch:
+    """Which models cannot take a request now: their engine said it is dead, their replica is gone, or Serve
+    does not call them ready.
+
+    Every ``period`` seconds it asks each model's replica ``check_health`` (what Serve's controller asks
+    every 10 s: vLLM answers at once with EngineDeadError once its engine process is gone) and, from ``states``
+    (:class:`ModelHealth`), whether Serve has a running replica. A check that times out (a busy or restarting
+    replica) keeps the model's last verdict; a request that failed may report a model down at once
+    (:meth:`mark_down`). ``on_change`` is called when a model goes down or comes back.
+    """
+
+    def __init__(
+        self,
+        checks: dict[str, Callable[[], Awaitable[Any]]],
+        states: Callable[[], Awaitable[dict[str, dict[str, Any]]]],
+        *,
+        period: float = 0.5,
+        timeout: float = 2.0,
+        on_change: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._checks = checks
+        self._states = states
+        self._period = period
+        self._timeout = timeout
+        self._on_change = on_change
+        self._dead: dict[str, float] = {}  # model id -> since (monotonic): its engine said it is dead
+        self._not_ready: set[str] = set()  # Serve does not call it ready (no running replica, failed, loading)
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Watch from now on (idempotent; needs a running event loop)."""
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def down(self, model_id: str) -> bool:
+        return model_id in self._dead or model_id in self._not_ready
+
+    def down_models(self) -> set[str]:
+        return set(self._dead) | self._not_ready
+
+    def mark_down(self, model_id: str) -> None:
+        if model_id in self._checks and model_id not in self._dead:
+            self._dead[model_id] = time.monotonic()
+            _LOGGER.warning("model %s: its engine is not answering; requests get 503 until it is back", model_id)
+            self._on_change()
+
+    async def check(self, model_id: str) -> bool | None:
+        """Ask the model's replica once: True alive, False dead (recorded), None no answer in time."""
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self._checks[model_id]()
+        except TimeoutError:
+            return None
+        except Exception:  # noqa: BLE001 - any failure of the check means the engine cannot serve
+            self.mark_down(model_id)
+            return False
+        if self._dead.pop(model_id, None) is not None:
+            _LOGGER.info("model %s: its engine answers again", model_id)
+            self._on_change()
+        return True
+
+    async def sweep(self) -> None:
+        """One round: every model's check and Serve's view, concurrently."""
+        await asyncio.gather(*(self.check(mid) for mid in self._checks))
+        try:
+            states = await self._states()
+        except Exception:  # noqa: BLE001 - Serve's status unreadable: keep the last view
+            _LOGGER.warning("Serve's status could not be read; readiness keeps its last view", exc_info=True)
+            return
+        not_ready = {mid for mid in self._checks if states.get(mid, {}).get("state") != READY}
+        if not_ready != self._not_ready:
+            self._not_ready = not_ready
+            self._on_change()
+
+    async def _run(self) -> None:
+        while True:
+            started = time.monotonic()
+            try:
+                await self.sweep()
+            except Exception:  # noqa: BLE001 - the watch outlives any one round
+                _LOGGER.exception("engine watch round failed")
+            await asyncio.sleep(max(0.0, self._period - (time.monotonic() - started)))

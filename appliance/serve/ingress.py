@@ -12,27 +12,31 @@ import json
 import logging
 import re
 import time
+from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from ray.llm._internal.serve.core.configs.openai_api_models import CompletionRequest, ModelList
+from ray.llm._internal.serve.core.configs.openai_api_models import CompletionRequest, ErrorResponse, ModelList
 from ray.llm._internal.serve.core.ingress.middleware import add_exception_handling_middleware
 from ray.serve.llm.ingress import OpenAiIngress, make_fastapi_ingress
 
+from appliance.errors import ApplianceError
 from appliance.serve.audit import AuditLog
 from appliance.serve.checks import Principal, echo
 from appliance.serve.errors import ApiError, error_body
 from appliance.serve.gate import DETAIL_STATE, PRINCIPAL_STATE, ROUTES, Gate, GateSettings
-from appliance.serve.health import ModelHealth, ReadyCache
+from appliance.serve.health import EngineWatch, ModelHealth, ReadyCache
 from appliance.serve.ingress_config import IngressConfig
 from appliance.serve.keystore import KeyStore
 from appliance.serve.metrics import RayMetrics
 from appliance.serve.pii.bookend import make_bookend
 
 _LOGGER = logging.getLogger(__name__)
+
+RETRY_AFTER_SECONDS = 5  # what a client told 503 waits before it retries (nginx's @upstream_down says the same)
 
 ENDPOINTS = {name: (lambda app, m=method, p=path: getattr(app, m.lower())(p)) for name, (method, path) in ROUTES.items()}
 
@@ -44,7 +48,22 @@ class GateMiddleware(Gate):
         keys = KeyStore(config.keys, Path(config.secrets_path) if config.secrets_path else None)
         settings = GateSettings(config.auth_enabled, config.max_body_bytes, dict(config.caps), config.audit_prompts)
         bookend = make_bookend(config.pii) if config.pii is not None else None
-        super().__init__(app, settings, keys, AuditLog(Path(config.audit_path)), RayMetrics(), bookend)
+        super().__init__(app, settings, keys, AuditLog(Path(config.audit_path)), RayMetrics(), bookend,
+                         disabled=disabled_models(config))  # fmt: skip
+
+
+def disabled_models(config: IngressConfig) -> Callable[[str], bool] | None:
+    """Whether a model is disabled in the registry (read at most once a second), or None without a registry."""
+    if not config.registry_url:
+        return None
+    from appliance.lifecycle.routing import DisabledModels
+    from appliance.registry.store import RegistryStore
+
+    try:
+        return DisabledModels(RegistryStore.open(config.registry_url), ttl_s=1.0).is_disabled
+    except ApplianceError as err:
+        _LOGGER.warning("model registry not consulted (disabled models are served): %s", err)
+        return None
 
 
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -88,14 +107,60 @@ class ApplianceIngress(OpenAiIngress):
         # pii_service: the PIIService handle; bound here so Serve deploys it, called by name from the gate
         super().__init__(llm_deployments, model_cards, **kwargs)
         self._config = ingress_config
+        self._disabled = disabled_models(ingress_config)
         self._started = time.time()
         self._health = ModelHealth({mid: handle.deployment_name for mid, handle in llm_deployments.items()})
         self._ready = ReadyCache(self._probe_models, ttl=ingress_config.ready_cache_seconds)
+        checks = {mid: (lambda h=handle: h.check_health.remote()) for mid, handle in llm_deployments.items()}
+        self._watch = EngineWatch(checks, self._health.states, on_change=self._ready.invalidate)
+
+    async def check_health(self) -> None:
+        """Serve's periodic check of the ingress: starts the engine watch early (it needs the replica's loop)."""
+        self._watch.start()
+
+    async def _get_response(self, *, body: Any, call_method: str, raw_request: Request | None = None
+                            ) -> AsyncGenerator[Any, None]:  # fmt: skip
+        """The stock call to the model, answered 503 + Retry-After while the model cannot take it (its engine
+        dead or restarting, no running replica) instead of Ray's 500; a stream cut by an engine crash ends with
+        an OpenAI error event (then ``[DONE]``) instead of a dropped connection."""
+        self._watch.start()
+        model = body.model
+        if model in self._model_cards and self._watch.down(model):
+            raise _unavailable(model)
+        started = False
+        try:
+            async for response in super()._get_response(body=body, call_method=call_method, raw_request=raw_request):
+                if not started and _server_error(response) and await self._engine_gone(model):
+                    raise _unavailable(model)
+                if started and _stream_server_error(response) and await self._engine_gone(model):
+                    yield _error_event(model)  # the engine's own event says only "InternalServerError"
+                    return
+                started = True
+                yield response
+        except (ApiError, asyncio.CancelledError, GeneratorExit):
+            raise
+        except Exception as err:
+            if not await self._engine_gone(model, err):
+                raise
+            if not started:
+                raise _unavailable(model) from err
+            _LOGGER.warning("model %s: a stream was cut by the engine (%s)", model, type(err).__name__)
+            yield _error_event(model)
+
+    async def _engine_gone(self, model: str, err: BaseException | None = None) -> bool:
+        """Whether a failure came from the model's engine or replica being gone (asked once, at most ~2 s)."""
+        if model not in self._model_cards:
+            return False
+        if err is not None and _replica_gone(err):
+            self._watch.mark_down(model)
+            return True
+        return self._watch.down(model) or await self._watch.check(model) is False
 
     async def models(self, request: Request) -> ModelList:
         listing = await super().models()
         principal = principal_of(request)
-        return ModelList(data=[card for card in listing.data if principal.allows(card.id)])
+        return ModelList(data=[card for card in listing.data if principal.allows(card.id)
+                               and not (self._disabled is not None and self._disabled(card.id))])  # fmt: skip
 
     async def model_data(self, model: str, request: Request) -> Any:
         if not principal_of(request).allows(model):
@@ -114,7 +179,10 @@ class ApplianceIngress(OpenAiIngress):
         return JSONResponse(status_code=200 if overall == "ready" else 503, content=content)
 
     async def health_ready(self, request: Request) -> JSONResponse:
-        result = await self._ready.get()
+        self._watch.start()
+        result = dict(await self._ready.get())
+        for model_id in self._watch.down_models() & result.keys():  # known now; the cached probe may be older
+            result[model_id] = {"ready": False, "error": "the engine is not answering (dead or restarting)"}
         ready = bool(result) and all(r["ready"] for r in result.values())
         content: dict[str, Any] = {"status": "ready" if ready else "not_ready",
                                    **_counts(r["ready"] for r in result.values())}  # fmt: skip
@@ -139,6 +207,8 @@ class ApplianceIngress(OpenAiIngress):
 
         async def probe(model_id: str) -> tuple[str, dict[str, Any]]:
             started = time.monotonic()
+            if self._watch.down(model_id):  # no generation sent to an engine known to be gone
+                return model_id, {"ready": False, "error": "the engine is not answering (dead or restarting)"}
             try:
                 handle = self._get_configured_serve_handle(model_id)
                 request = CompletionRequest(model=model_id, prompt="ping", max_tokens=1, stream=False)
@@ -176,6 +246,50 @@ def _overall(states: dict[str, dict[str, Any]]) -> str:
     if "failed" in values:
         return "failed"
     return "ready" if values == {"ready"} else "loading"
+
+
+def _unavailable(model: str) -> ApiError:
+    return ApiError(503, f"The model {model} is restarting; retry after {RETRY_AFTER_SECONDS} s.",
+                    "model_unavailable", headers=(("Retry-After", str(RETRY_AFTER_SECONDS)),))  # fmt: skip
+
+
+def _error_event(model: str) -> str:
+    """The SSE event that ends a stream the engine's crash cut (OpenAI's clients raise it as an APIError)."""
+    error = json.loads(_unavailable(model).body())
+    return f"data: {json.dumps(error)}\n\n"
+
+
+def _server_error(response: Any) -> bool:
+    """A first chunk that is an engine's 5xx error (vLLM answers EngineDeadError as a 500 ErrorResponse)."""
+    first = response[0] if isinstance(response, list) and response else response
+    return isinstance(first, ErrorResponse) and int(first.error.code or 500) >= 500
+
+
+def _stream_server_error(response: Any) -> bool:
+    """A stream chunk (SSE text, or a batch of them) carrying an engine's 5xx error event."""
+    texts = response if isinstance(response, list) else [response]
+    for text in texts:
+        if not isinstance(text, str) or '"error"' not in text:
+            continue
+        for event in text.split("\n\n"):
+            data = event.strip()
+            if not data.startswith("data:"):
+                continue
+            try:
+                error = json.loads(data[5:]).get("error")
+            except (ValueError, AttributeError):
+                continue
+            if isinstance(error, dict) and isinstance(error.get("code"), int) and error["code"] >= 500:
+                return True
+    return False
+
+
+def _replica_gone(err: BaseException) -> bool:
+    """Ray's word for a replica that died or cannot be reached, or Serve's for a deployment without one."""
+    from ray.exceptions import RayActorError
+    from ray.serve.exceptions import DeploymentUnavailableError
+
+    return isinstance(err, (RayActorError, DeploymentUnavailableError))
 
 
 def _api_error(err: ApiError) -> JSONResponse:

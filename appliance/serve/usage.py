@@ -111,7 +111,7 @@ class UsageWatcher:
             payload = _json(data[5:].strip())
             if isinstance(payload, dict) and "error" in payload and "choices" not in payload:
                 error = payload["error"]
-                status = error.get("code") if isinstance(error, dict) and isinstance(error.get("code"), int) else 500
+                status = _event_status(error)
                 cleaned = {"error": clean_error(error, status, self.request_id)}
                 return b"data: " + json.dumps(cleaned, separators=(",", ":")).encode()
         return event
@@ -122,6 +122,16 @@ class UsageWatcher:
             if isinstance(payload, dict) and isinstance(payload.get("usage"), dict):
                 self._usage = payload["usage"]
         return self._usage
+
+
+def _event_status(error: Any) -> int:
+    """The status an error event stands for: the engine's numeric code, else the one of its OpenAI type
+    (the ingress's own 503 event says ``service_unavailable_error``), else 500."""
+    if not isinstance(error, dict):
+        return 500
+    if isinstance(error.get("code"), int):
+        return int(error["code"])
+    return 503 if error.get("type") == "service_unavailable_error" else 500
 
 
 def _json(data: bytes) -> Any:

@@ -53,3 +53,83 @@ def test_ready_cache_serves_fresh_results_without_probing() -> None:
 
     asyncio.run(scenario())
     assert count == 1
+
+
+def _watch_with(alive: dict[str, object], states: dict[str, str], changes: list[str]):
+    from appliance.serve.health import EngineWatch
+
+    async def check(mid: str) -> None:
+        what = alive[mid]
+        if what == "hang":
+            await asyncio.sleep(10)
+        elif what is not True:
+            raise RuntimeError("EngineCore encountered an issue")
+
+    async def read_states():
+        return {mid: {"state": state} for mid, state in states.items()}
+
+    checks = {mid: (lambda m=mid: check(m)) for mid in alive}
+    return EngineWatch(checks, read_states, timeout=0.05, on_change=lambda: changes.append("changed"))
+
+
+def test_engine_watch_flips_on_a_dead_engine_and_back_when_it_answers() -> None:
+    alive: dict[str, object] = {"a": True, "b": True}
+    states = {"a": READY, "b": READY}
+    changes: list[str] = []
+    watch = _watch_with(alive, states, changes)
+
+    async def scenario():
+        await watch.sweep()
+        assert watch.down_models() == set() and changes == []
+        alive["a"] = False  # the engine process died: check_health raises
+        await watch.sweep()
+        assert watch.down("a") and not watch.down("b") and changes == ["changed"]
+        alive["a"] = "hang"  # its replica is being replaced: no answer is not an all-clear
+        states["a"] = LOADING
+        await watch.sweep()
+        assert watch.down("a")
+        alive["a"] = True  # the new replica answers, Serve calls it ready
+        await watch.sweep()
+        assert watch.down("a")  # still loading in Serve's view
+        states["a"] = READY
+        await watch.sweep()
+        assert not watch.down("a")
+
+    asyncio.run(scenario())
+    assert len(changes) >= 3
+
+
+def test_engine_watch_takes_a_failed_request_at_its_word_and_ignores_unknown_models() -> None:
+    changes: list[str] = []
+    watch = _watch_with({"a": True}, {"a": READY}, changes)
+    watch.mark_down("a")
+    watch.mark_down("a")
+    watch.mark_down("not-configured")
+    assert watch.down_models() == {"a"} and changes == ["changed"]
+    assert asyncio.run(watch.check("a")) is True
+    assert not watch.down("a")
+
+
+def test_engine_watch_a_slow_check_keeps_the_last_verdict() -> None:
+    watch = _watch_with({"a": "hang"}, {"a": READY}, [])
+    assert asyncio.run(watch.check("a")) is None
+    assert not watch.down("a")
+
+
+def test_ready_cache_invalidate_starts_a_new_probe() -> None:
+    count = 0
+
+    async def probe():
+        nonlocal count
+        count += 1
+        return {"m": {"ready": True}}
+
+    async def scenario():
+        cache = ReadyCache(probe, ttl=60)
+        await cache.get()
+        cache.invalidate()
+        await cache.get()
+        await asyncio.sleep(0)
+
+    asyncio.run(scenario())
+    assert count == 2
