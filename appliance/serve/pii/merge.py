@@ -4,17 +4,20 @@ Recognizers overlap: spaCy calls ``Scura 127`` a person inside the street ``Via 
 recognizer and the card recognizer both see ``4095-2609-9393-4932``, an address comes as street, city and
 postcode pieces. :func:`resolve` (pure) turns the analyzer's results into non-overlapping spans:
 
-1. results that overlap form a group; the group becomes one result over the union of their spans (nothing of
-   a partly covered value is left in the clear), typed by its longest member, with three tie-breaks: a checked
-   format (e-mail, card, IBAN, phone...) always wins over a name or a place, a street found by its shape
-   wins over a name (spaCy's small model calls many streets persons), and among equally long members
-   the higher score (a cued name over a gazetteer place), then the higher type priority (:data:`PRIORITY`);
+1. results are taken best first, and each keeps only what the results taken before it do not cover (so
+   nothing of a partly covered value is left in the clear, and ``Verena Schuur Apt`` from spaCy beside the
+   unit ``Apt. 961`` keeps ``Verena Schuur`` as a name). Best: a checked format (e-mail, card, IBAN,
+   phone...) before a name or a place, a street found by its shape before a name (spaCy's small model calls
+   many streets persons), then the longer, then the higher score (a cued name over a gazetteer place), then
+   the higher type priority (:data:`PRIORITY`). A leftover is trimmed to its first and last letter or digit;
+   one with neither is dropped (it holds no value);
 2. LOCATION results separated only by spaces, commas, semicolons or line breaks (an escaped ``\\n`` too)
    become one: a street, its city and postcode are one placeholder.
 """
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -40,6 +43,17 @@ def _street(result: Any) -> bool:
     return result.entity_type == "LOCATION" and bool(metadata.get(STREET_KEY))
 
 
+def _uncovered(start: int, end: int, kept: list[Any]) -> list[tuple[int, int]]:
+    """The parts of ``[start, end)`` that no result in ``kept`` covers."""
+    parts = [(start, end)]
+    for other in kept:
+        if other.end <= start or other.start >= end:
+            continue
+        parts = [piece for s, e in parts
+                 for piece in ((s, min(e, other.start)), (max(s, other.end), e)) if piece[0] < piece[1]]  # fmt: skip
+    return parts
+
+
 def resolve(results: Sequence[Any], text: str) -> list[Any]:
     """Non-overlapping results (see the module docstring); the result objects are reused and changed."""
     for result in results:  # spaCy's spans may take the white space after a name ("Svratka\n ")
@@ -47,22 +61,20 @@ def resolve(results: Sequence[Any], text: str) -> list[Any]:
             result.end -= 1
         while result.start < result.end - 1 and text[result.start].isspace():
             result.start += 1
-    ordered = sorted(results, key=lambda r: (r.start, -r.end))
-    groups: list[list[Any]] = []
-    end = -1
-    for result in ordered:
-        if groups and result.start < end:
-            groups[-1].append(result)
-            end = max(end, result.end)
-        else:
-            groups.append([result])
-            end = result.end
-    merged = []
-    for group in groups:
-        best = max(group, key=_rank)
-        best.start, best.end = min(r.start for r in group), max(r.end for r in group)
-        best.score = max(r.score for r in group if r.entity_type == best.entity_type)
-        merged.append(best)
+    kept: list[Any] = []  # non-overlapping, the best-ranked first
+    for result in sorted(results, key=_rank, reverse=True):
+        pieces = _uncovered(result.start, result.end, kept)
+        for number, (start, end) in enumerate(pieces):
+            while start < end and not text[start].isalnum():
+                start += 1
+            while end > start and not text[end - 1].isalnum():
+                end -= 1
+            if start >= end:
+                continue
+            piece = result if number == 0 else copy.copy(result)
+            piece.start, piece.end = start, end
+            kept.append(piece)
+    merged = sorted(kept, key=lambda r: r.start)
     joined: list[Any] = []
     for result in merged:
         last = joined[-1] if joined else None

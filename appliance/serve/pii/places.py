@@ -34,7 +34,7 @@ STREET_SCORE = 0.7
 PLACE_SCORE = 0.6
 STREET_KEY = "appliance_street"  # in a result's recognition_metadata: found by an address's shape (merge.py)
 SURE_PLACE_SCORE = 0.86  # above spaCy's 0.85
-POSTCODE_SCORE = 0.6
+POSTCODE_SCORE = STREET_SCORE  # found by its shape too: flagged as part of an address (merge.py)
 
 _CAP = r"[A-ZÀ-ÖØ-ÞĀ-ſ][\w'’.-]*"  # a capitalised word (Latin letters, accents)
 _EN_TYPES = (
@@ -114,6 +114,7 @@ _NEIGHBOUR = re.compile(r"\b(?:[0-9]{4,6}(?:-[0-9]{4})?|[0-9]{4}\s?[A-Z]{2}|[0-9
 _POSTCODE_END = re.compile(r"\b(?:[0-9]{4,6}|[0-9]{4} ?[A-Z]{2})$")  # "10969 Berlin", "1015 CJ Amsterdam"
 _LEAD = re.compile(r"(?:[\s,;]|\\n)*")
 _GAP = re.compile(r"^(?:[\s,;]|\\n)*$")  # what may separate two pieces of one address
+_GAP_RUN = re.compile(r"(?:[\s,;]|\\n)*")  # the same, for fullmatch(text, start, end)
 _PLACE_PREPOSITIONS = frozenset({"in", "from", "to", "at", "near", "of", "via", "into", "around", "visit",
                                  "visiting", "moved", "live", "lives", "living", "based", "born"})
 
@@ -279,17 +280,19 @@ class LocationRecognizer(EntityRecognizer):
 
     @staticmethod
     def _neighbours(text: str, anchors: list[tuple[int, int]]) -> list[tuple[int, int, float]]:
-        """Postcodes and region codes that touch a location piece (one pass each way, so a chain of pieces —
-        ``Austin, TX 78701`` — is followed from the city)."""
+        """Postcodes and region codes that touch a location piece: after it (``Austin, TX 78701``: the code
+        after the city, the postcode after the code) or before it (``10969 Berlin``). A piece may be up to six
+        characters of spaces, commas and line breaks away."""
         if not anchors:
             return []
-        found: list[tuple[int, int, float]] = []
-        pieces = sorted(set(anchors))
-        candidates = [m for m in _NEIGHBOUR.finditer(text)]
+        candidates = list(_NEIGHBOUR.finditer(text))
         if not candidates:
             return []
+        ends = {end for _, end in anchors}
+        starts = {start for start, _ in anchors}
+        found: list[tuple[int, int, float]] = []
         taken: set[int] = set()
-        for _ in range(3):
+        for _ in range(3):  # a chain of pieces grows one piece per pass
             grew = False
             for match in candidates:
                 if match.start() in taken:
@@ -297,20 +300,17 @@ class LocationRecognizer(EntityRecognizer):
                 value = match.group()
                 if value.isalpha() and value not in REGION_CODES:
                     continue
-                for start, end in pieces:
-                    if start <= match.start() < end or start < match.end() <= end:
-                        break
-                    before = text[end:match.start()] if end <= match.start() else None
-                    after = text[match.end():start] if match.end() <= start else None
-                    gap = before if before is not None else after
-                    if gap is not None and len(gap) <= 6 and _GAP.match(gap):
-                        if value.isalpha() and before is None:
-                            continue  # a region code follows its city, never precedes it
-                        found.append((match.start(), match.end(), POSTCODE_SCORE))
-                        taken.add(match.start())
-                        grew = True
-                        break
+                after = any(end in ends and _GAP_RUN.fullmatch(text, end, match.start())
+                            for end in range(max(0, match.start() - 6), match.start() + 1))  # fmt: skip
+                before = not value.isalpha() and any(  # a region code follows its city, never precedes it
+                    start in starts and _GAP_RUN.fullmatch(text, match.end(), start)
+                    for start in range(match.end(), min(len(text), match.end() + 6) + 1))  # fmt: skip
+                if after or before:
+                    found.append((match.start(), match.end(), POSTCODE_SCORE))
+                    taken.add(match.start())
+                    ends.add(match.end())
+                    starts.add(match.start())
+                    grew = True
             if not grew:
                 break
-            pieces = sorted(set(pieces) | {(s, e) for s, e, _ in found})
         return found

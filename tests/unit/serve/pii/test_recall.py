@@ -126,12 +126,17 @@ def result(kind: str, start: int, end: int, score: float = 0.8, street: bool = F
     return RecognizerResult(kind, start, end, score, recognition_metadata={"appliance_street": street})
 
 
-def test_overlaps_become_one_result_over_their_union() -> None:
+def test_overlaps_leave_no_part_of_a_value_unmasked() -> None:
     text = "lives at Via Pasquale Scura 127 today"
     merged = resolve([result("PERSON", 22, 31, 0.85), result("LOCATION", 9, 31, 0.7, street=True)], text)
     assert [(r.entity_type, text[r.start : r.end]) for r in merged] == [("LOCATION", "Via Pasquale Scura 127")]
+    # spaCy's "Verena Schuur Apt" beside the unit "Apt. 961": the name keeps what the unit does not cover
+    text = "Dr. Verena Schuur Apt. 961 Lascano"
+    merged = resolve([result("PERSON", 4, 21, 0.85), result("LOCATION", 18, 26, 0.7, street=True)], text)
+    assert [(r.entity_type, text[r.start : r.end]) for r in merged] == [("PERSON", "Verena Schuur"),
+                                                                        ("LOCATION", "Apt. 961")]  # fmt: skip
     partial = resolve([result("PERSON", 0, 5), result("LOCATION", 3, 12, 0.6)], "abcdefghijklmn")
-    assert [(r.entity_type, r.start, r.end) for r in partial] == [("LOCATION", 0, 12)]
+    assert [(r.entity_type, r.start, r.end) for r in partial] == [("PERSON", 0, 3), ("LOCATION", 3, 12)]
 
 
 def test_a_checked_format_wins_over_a_longer_name_or_place() -> None:
@@ -139,7 +144,8 @@ def test_a_checked_format_wins_over_a_longer_name_or_place() -> None:
     merged = resolve([result("PERSON", 5, 15, 0.85), result("EMAIL_ADDRESS", 5, 27, 1.0)], text)
     assert [(r.entity_type, r.start, r.end) for r in merged] == [("EMAIL_ADDRESS", 5, 27)]
     merged = resolve([result("LOCATION", 0, 30, 0.6), result("PHONE_NUMBER", 10, 20, 0.6)], "x" * 40)
-    assert [r.entity_type for r in merged] == ["PHONE_NUMBER"]
+    assert [(r.entity_type, r.start, r.end) for r in merged] == [
+        ("LOCATION", 0, 10), ("PHONE_NUMBER", 10, 20), ("LOCATION", 20, 30)]  # fmt: skip
 
 
 def test_address_pieces_are_joined_and_white_space_trimmed() -> None:
