@@ -139,6 +139,20 @@ def _serve_group(path: Path, mode: int) -> None:
         path.chmod(mode)
 
 
+def prepare_models_dir(models_dir: Path) -> None:
+    """Local weights under models/ are read by the serve container's user (not root): its group may read them
+    (directories: enter). Files whose mode this user cannot change are left as they are."""
+    models_dir.mkdir(parents=True, exist_ok=True)
+    for path in [models_dir, *models_dir.rglob("*")]:
+        if path.is_symlink():
+            continue
+        try:
+            mode = path.stat().st_mode & 0o7777
+            _serve_group(path, mode | (0o050 if path.is_dir() else 0o040))
+        except PermissionError:
+            continue
+
+
 def prepare_log_dir(log_dir: Path) -> None:
     """The serve container (not root) appends the audit log here: the directory is its group's (setgid, so new
     files are too), and log files an older root-run serve left get the group's write bit."""
@@ -190,8 +204,8 @@ def render_run_dir(config: ApplianceConfig, *, version: str, run_dir: Path = RUN
     rendered["serve"] = serve_files(config, run_dir)
     write_serve_files(dict(rendered["serve"]), run_dir)
     prepare_log_dir(Path(config.settings.log_dir))
-    for directory in (certs_dir / "acme-webroot", MODELS_DIR):
-        directory.mkdir(parents=True, exist_ok=True)
+    prepare_models_dir(MODELS_DIR)
+    (certs_dir / "acme-webroot").mkdir(parents=True, exist_ok=True)
     return rendered
 
 

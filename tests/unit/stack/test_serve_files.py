@@ -117,3 +117,15 @@ def test_datadog_key_is_a_file_not_environment(tmp_path: Path, monkeypatch: pyte
     assert SECRET_VALUES["DATADOG_API_KEY"].encode() not in (run / "datadog.env").read_bytes()
     assert (run / "datadog_api_key").read_bytes() == SECRET_VALUES["DATADOG_API_KEY"].encode()
     assert stat.S_IMODE((run / "datadog_api_key").stat().st_mode) == 0o600
+
+
+def test_local_weights_become_readable_by_the_serve_group(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    weights = tmp_path / "models" / "tiny" / "model.safetensors"
+    weights.parent.mkdir(parents=True)
+    weights.write_bytes(b"w")
+    weights.chmod(0o600)
+    weights.parent.chmod(0o700)
+    _render(tmp_path, _project(tmp_path))
+    assert stat.S_IMODE(weights.stat().st_mode) == 0o640
+    assert stat.S_IMODE(weights.parent.stat().st_mode) == 0o750
