@@ -153,15 +153,23 @@ def prepare_models_dir(models_dir: Path) -> None:
             continue
 
 
+REGISTRY_DIR = Path("data/registry")  # the default SQLite registry and the manifests; serve writes both
+
+
 def prepare_log_dir(log_dir: Path) -> None:
-    """The serve container (not root) appends the audit log here: the directory is its group's (setgid, so new
-    files are too), and log files an older root-run serve left get the group's write bit."""
+    """The serve container (not root) writes here (the audit log; the registry's database and manifests): the
+    directories are its group's (setgid, so new files are too), and files an older root-run serve left get the
+    group's write bit."""
     log_dir.mkdir(parents=True, exist_ok=True)
     _serve_group(log_dir, 0o2770)
     if os.geteuid() != 0:
         return
-    for path in log_dir.glob("*.log"):
-        if path.is_file() and not path.is_symlink():
+    for path in log_dir.rglob("*"):
+        if path.is_symlink():
+            continue
+        if path.is_dir():
+            _serve_group(path, 0o2770)
+        elif path.is_file():
             _serve_group(path, (path.stat().st_mode & 0o777) | 0o060)
 
 
@@ -203,7 +211,8 @@ def render_run_dir(config: ApplianceConfig, *, version: str, run_dir: Path = RUN
     write_if_changed(run_dir / "datadog_api_key", datadog_api_key_file(config), 0o600)
     rendered["serve"] = serve_files(config, run_dir)
     write_serve_files(dict(rendered["serve"]), run_dir)
-    prepare_log_dir(Path(config.settings.log_dir))
+    for writable in (Path(config.settings.log_dir), REGISTRY_DIR):
+        prepare_log_dir(writable)
     prepare_models_dir(MODELS_DIR)
     (certs_dir / "acme-webroot").mkdir(parents=True, exist_ok=True)
     return rendered
