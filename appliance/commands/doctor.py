@@ -23,8 +23,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--preflight", action="store_true", help="only the checks that need no running stack")
     parser.add_argument("--json", action="store_true", help="machine-readable output on stdout")
     parser.add_argument("--docker-host", default=None, help="Docker Engine URL (default: DOCKER_HOST or the local socket)")
-    parser.add_argument("--health-url", default="http://127.0.0.1:8000/health/ready", help="the serving path's readiness URL")
-    parser.add_argument("--prometheus-url", default="http://127.0.0.1:9090", help="Prometheus base URL")
+    parser.add_argument("--health-url", default=None,
+                        help="the serving path's readiness URL (default: /health/ready through nginx's HTTPS port)")
+    parser.add_argument("--prometheus-url", default=None,
+                        help="Prometheus base URL (default: /prometheus through nginx, with the dashboard login)")
     parser.add_argument("--model-cache", type=Path, default=None, help="Hugging Face hub cache (default: HF_HUB_CACHE/HF_HOME)")
     parser.set_defaults(handler=_run)
 

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import base64
+import ssl
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from appliance.config import ApplianceConfig, ConfigFiles
 from appliance.config.issues import ConfigIssue
+
+
+@dataclass(frozen=True)
+class StackEndpoint:
+    """A URL of the running stack and how to ask it (TLS trust, credentials)."""
+
+    url: str
+    context: ssl.SSLContext | None = None
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -17,7 +28,50 @@ class DoctorContext:
     config_issues: list[ConfigIssue] = field(default_factory=list)
     preflight: bool = False  # only the checks that need no running stack
     docker_host: str | None = None
-    health_url: str = "http://127.0.0.1:8000/health/ready"
-    prometheus_url: str = "http://127.0.0.1:9090"
+    # None: the way the host reaches them, through nginx's published HTTPS port (only nginx publishes ports)
+    health_url: str | None = None
+    prometheus_url: str | None = None
     model_cache: Path | None = None  # the Hugging Face hub cache (default: HF_HUB_CACHE / HF_HOME / ~/.cache)
     now: datetime = field(default_factory=lambda: datetime.now(tz=UTC))
+
+    def health_endpoint(self) -> StackEndpoint | None:
+        """/health/ready: the given URL, else through nginx (None without a config to tell where nginx is)."""
+        if self.health_url is not None:
+            return StackEndpoint(self.health_url)
+        if self.config is None:
+            return None
+        return StackEndpoint(_through_nginx(self.config, "/health/ready"), _appliance_tls(self.config))
+
+    def prometheus_endpoint(self) -> StackEndpoint | None:
+        """Prometheus's base URL: the given one, else /prometheus behind nginx with the dashboard login (None
+        without a config, or when DASHBOARDS_ENABLED=false leaves it unpublished)."""
+        if self.prometheus_url is not None:
+            return StackEndpoint(self.prometheus_url.rstrip("/"))
+        if self.config is None or not self.config.settings.dashboards_enabled:
+            return None
+        secrets = self.config.secrets
+        token = base64.b64encode(f"{secrets.dashboard_user}:{secrets.dashboard_password}".encode()).decode()
+        return StackEndpoint(_through_nginx(self.config, "/prometheus"), _appliance_tls(self.config),
+                             (("Authorization", f"Basic {token}"),))  # fmt: skip
+
+
+def _through_nginx(config: ApplianceConfig, path: str) -> str:
+    from appliance.stack.plan import local_health_url  # the one owner of nginx's address on this host
+
+    return local_health_url(config, path)
+
+
+def _appliance_tls(config: ApplianceConfig) -> ssl.SSLContext:
+    """Trust for our own nginx on loopback: the system's CAs and the certificate it serves (a self-signed one
+    is its own anchor). The address is 127.0.0.1 while the certificate names DOMAIN: no host name check."""
+    from appliance.doctor.checks.certificate import certificate_path
+
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    cert = certificate_path(config.settings)
+    if cert is not None and cert.is_file():
+        try:
+            context.load_verify_locations(cafile=str(cert))
+        except (OSError, ssl.SSLError):
+            pass  # the check then reports the TLS failure it meets
+    return context

@@ -1,4 +1,4 @@
-"""With the stack up: the serving path answers /health/ready with 200."""
+"""With the stack up: the serving path answers /health/ready with 200 (through nginx, as the host reaches it)."""
 
 from __future__ import annotations
 
@@ -14,13 +14,18 @@ class HealthReady(Check):
     needs_stack = True
 
     def run(self, ctx: DoctorContext) -> list[Finding]:
+        endpoint = ctx.health_endpoint()
+        if endpoint is None:
+            return [self.problem(Level.INFO, "a valid configuration (where nginx listens)", "none",
+                                 "fix the configuration first (see the config check)")]  # fmt: skip
         try:
-            status, body = probes.http_get_json(ctx.health_url, timeout=1.0)
+            status, body = probes.http_get_json(endpoint.url, timeout=5.0, context=endpoint.context,
+                                                headers=endpoint.headers)  # fmt: skip
         except OSError as err:
-            return [self.problem(Level.ERROR, f"200 from {ctx.health_url}", f"no answer ({err})",
+            return [self.problem(Level.ERROR, f"200 from {endpoint.url}", f"no answer ({err})",
                                  "is the stack up? python -m appliance status; docker compose logs serve")]  # fmt: skip
         if status != 200:
             detail = body if isinstance(body, str) else str(body)[:200]
-            return [self.problem(Level.ERROR, f"200 from {ctx.health_url}", f"{status}: {detail}",
+            return [self.problem(Level.ERROR, f"200 from {endpoint.url}", f"{status}: {detail}",
                                  "models may still be loading; else docker compose logs serve")]  # fmt: skip
         return [self.ok(found="200", expected="200")]

@@ -1,4 +1,4 @@
-"""With the stack up: every Prometheus scrape target is up."""
+"""With the stack up: every Prometheus scrape target is up (asked through nginx with the dashboard login)."""
 
 from __future__ import annotations
 
@@ -14,11 +14,16 @@ class PrometheusTargets(Check):
     needs_stack = True
 
     def run(self, ctx: DoctorContext) -> list[Finding]:
-        url = ctx.prometheus_url.rstrip("/") + "/api/v1/targets?state=active"
+        endpoint = ctx.prometheus_endpoint()
+        if endpoint is None:
+            return [self.problem(Level.INFO, "Prometheus published at /prometheus/ behind nginx",
+                                 "not published (no valid configuration, or DASHBOARDS_ENABLED=false)",
+                                 "pass --prometheus-url to check it from where it is reachable")]  # fmt: skip
+        url = endpoint.url + "/api/v1/targets?state=active"
         try:
-            status, body = probes.http_get_json(url, timeout=1.0)
+            status, body = probes.http_get_json(url, timeout=5.0, context=endpoint.context, headers=endpoint.headers)
         except OSError as err:
-            return [self.problem(Level.WARNING, f"Prometheus at {ctx.prometheus_url}", f"no answer ({err})",
+            return [self.problem(Level.WARNING, f"Prometheus at {endpoint.url}", f"no answer ({err})",
                                  "docker compose logs prometheus")]  # fmt: skip
         if status != 200 or not isinstance(body, dict):
             return [self.problem(Level.WARNING, "the targets API", f"HTTP {status}", "docker compose logs prometheus")]

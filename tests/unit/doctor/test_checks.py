@@ -255,12 +255,12 @@ def test_restart_counts(make_ctx, monkeypatch, tmp_path: Path) -> None:
 
 
 def test_health_ready(make_ctx, monkeypatch) -> None:
-    monkeypatch.setattr(probes, "http_get_json", lambda url, timeout: (200, {"status": "ready"}))
+    monkeypatch.setattr(probes, "http_get_json", lambda url, timeout, **_: (200, {"status": "ready"}))
     assert levels(HealthReady().run(make_ctx())) == [Level.OK]
-    monkeypatch.setattr(probes, "http_get_json", lambda url, timeout: (503, {"status": "loading"}))
+    monkeypatch.setattr(probes, "http_get_json", lambda url, timeout, **_: (503, {"status": "loading"}))
     assert levels(HealthReady().run(make_ctx())) == [Level.ERROR]
 
-    def refused(url, timeout):
+    def refused(url, timeout, **_):
         raise ConnectionRefusedError(111, "Connection refused")
 
     monkeypatch.setattr(probes, "http_get_json", refused)
@@ -271,9 +271,9 @@ def test_prometheus_targets(make_ctx, monkeypatch) -> None:
     up = {"labels": {"job": "serve"}, "health": "up", "scrapeUrl": "http://serve:8080/metrics"}
     down = {"labels": {"job": "supervisor"}, "health": "down", "scrapeUrl": "http://supervisor:9464/metrics",
             "lastError": "connection refused"}  # fmt: skip
-    monkeypatch.setattr(probes, "http_get_json", lambda url, timeout: (200, {"data": {"activeTargets": [up]}}))
+    monkeypatch.setattr(probes, "http_get_json", lambda url, timeout, **_: (200, {"data": {"activeTargets": [up]}}))
     assert levels(PrometheusTargets().run(make_ctx())) == [Level.OK]
-    monkeypatch.setattr(probes, "http_get_json", lambda url, timeout: (200, {"data": {"activeTargets": [up, down]}}))
+    monkeypatch.setattr(probes, "http_get_json", lambda url, timeout, **_: (200, {"data": {"activeTargets": [up, down]}}))
     finding = PrometheusTargets().run(make_ctx())[0]
     assert finding.level is Level.ERROR and "supervisor" in finding.found and "connection refused" in finding.found
 
@@ -288,3 +288,28 @@ def test_datadog_agent_on_only_with_a_key(make_ctx) -> None:
     on = DatadogAgent().run(ctx)
     assert levels(on) == [Level.OK] and "datadoghq.eu" in on[0].found and "team:ml" in on[0].found
     assert "0123456789abcdef" not in on[0].found, "the key itself is never shown"
+
+
+def test_stack_probes_go_through_nginx_with_the_appliance_tls_and_the_dashboard_login(make_ctx, monkeypatch) -> None:
+    """Only nginx publishes ports: the host-side doctor asks /health/ready and /prometheus through it (#17)."""
+    seen = []
+
+    def answer(url, timeout, context=None, headers=()):
+        seen.append((url, context, dict(headers)))
+        return 200, {"status": "ready", "data": {"activeTargets": []}}
+
+    monkeypatch.setattr(probes, "http_get_json", answer)
+    ctx = make_ctx(secrets={"DASHBOARD_PASSWORD": "pw-of-the-dashboards"}, HTTPS_PORT="8443")
+    assert levels(HealthReady().run(ctx)) == [Level.OK]
+    assert levels(PrometheusTargets().run(ctx)) == [Level.OK]
+    (health_url, health_tls, _), (prom_url, prom_tls, prom_headers) = seen
+    assert health_url == "https://127.0.0.1:8443/health/ready" and health_tls is not None
+    assert prom_url == "https://127.0.0.1:8443/prometheus/api/v1/targets?state=active" and prom_tls is not None
+    assert prom_headers["Authorization"].startswith("Basic ")
+    off = make_ctx(DASHBOARDS_ENABLED="false")
+    assert levels(PrometheusTargets().run(off)) == [Level.INFO]
+    seen.clear()
+    given = make_ctx()
+    given.health_url = "http://10.0.0.5:8000/health/ready"
+    HealthReady().run(given)
+    assert seen[0][0] == "http://10.0.0.5:8000/health/ready"
