@@ -38,9 +38,7 @@ def engine() -> Iterator[Engine]:
     need((DATA_ROOT / "data").is_dir(),
          f"no prepared images in {DATA_ROOT}: run python -m tests.e2e_docker.prepare first (make test does)")
     # The userland proxy publishes nginx's ports on 127.0.0.1 (there are no iptables rules here).
-    # --ip-forward=false: no routing between bridge networks, as the isolation rules of a dockerd with iptables
-    # give production (this one runs without iptables); test_security checks serve is unreachable off its network
-    with docker_engine(DATA_ROOT, keep=True, busybox=False, extra_args=("--ip-forward=false",)) as started:
+    with docker_engine(DATA_ROOT, keep=True, busybox=False, extra_args=()) as started:
         client = docker.DockerClient(base_url=started.url, timeout=30)
         try:
             need(any(BASE_IMAGE in image.tags for image in client.images.list()),
