@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 import time
 from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
@@ -27,6 +26,7 @@ from appliance.errors import ApplianceError
 from appliance.serve.audit import AuditLog
 from appliance.serve.checks import Principal, echo
 from appliance.serve.errors import ApiError, error_body
+from appliance.serve.usage import ANSI_CODES
 from appliance.serve.gate import DETAIL_STATE, PRINCIPAL_STATE, ROUTES, Gate, GateSettings
 from appliance.serve.health import EngineWatch, ModelHealth, ReadyCache
 from appliance.serve.ingress_config import IngressConfig
@@ -232,12 +232,9 @@ def _counts(flags: Any) -> dict[str, int]:
     return {"models_ready": sum(1 for v in values if v), "models_total": len(values)}
 
 
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
-
-
 def _probe_error(err: BaseException) -> str:
     """A failed probe as an admin sees it: the error's first line, without terminal codes (never public)."""
-    text = _ANSI.sub("", str(err)).strip().splitlines()
+    text = ANSI_CODES.sub("", str(err)).strip().splitlines()
     return f"{type(err).__name__}: {text[0] if text else ''}"[:300]
 
 

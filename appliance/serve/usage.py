@@ -29,7 +29,7 @@ _MAX_TAIL = 8 * 1024 * 1024  # a partial event larger than this is passed on as 
 # ray.llm wraps an engine error as "Message: <m> (Request ID: …), Internal exception: …, original exception: …"
 _RAY_WRAPPED = re.compile(r"\AMessage: (?P<message>.*?), Internal exception: ", re.S)
 _RAY_REQUEST_ID = re.compile(r"\s*\(Request ID: [^)]*\)")
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+ANSI_CODES = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")  # terminal colour codes (Ray's exception text has them)
 
 
 def clean_error(error: Any, status: int, request_id: str) -> dict[str, Any]:
@@ -41,7 +41,7 @@ def clean_error(error: Any, status: int, request_id: str) -> dict[str, Any]:
     wrapped = _RAY_WRAPPED.match(message)
     if wrapped:
         message = wrapped.group("message")
-    message = _ANSI.sub("", _RAY_REQUEST_ID.sub("", message)).strip()[:2000] or "The request failed."
+    message = ANSI_CODES.sub("", _RAY_REQUEST_ID.sub("", message)).strip()[:2000] or "The request failed."
     code = error.get("code")
     param = error.get("param")
     return {"message": f"{message} (request id: {request_id})", "type": error_type(status),
