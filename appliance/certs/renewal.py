@@ -219,6 +219,6 @@ def _go_live(staging: Path, live: Path, info: CertInfo, alert: Alert, test_nginx
             except Exception:  # noqa: BLE001 - nginx keeps its old config loaded when a reload fails
                 _LOGGER.exception("reload after roll-back failed")
         return _failed(alert, live.name, f"nginx refused the new certificate: {err}", current)
-    _LOGGER.info("certificate live", extra={"name": live.name, "serial": f"{info.serial:x}",
+    _LOGGER.info("certificate live", extra={"certificate": live.name, "serial": f"{info.serial:x}",
                                             "not_after": info.not_after.isoformat()})  # fmt: skip
     return RenewalResult(True, "renewed", info, renewed=True)
