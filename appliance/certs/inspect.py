@@ -11,6 +11,7 @@ from cryptography import x509
 from cryptography.x509.oid import ExtensionOID, NameOID
 
 from appliance.certs.errors import CertError
+from appliance.certs.store import CHAIN, FULLCHAIN
 
 
 @dataclass(frozen=True)
@@ -106,10 +107,10 @@ def ocsp_stapling_possible(live_dir: Path) -> bool:
     """True when the live certificate names an OCSP responder and its issuer chain is there (chain.pem):
     the renderer turns stapling on only then (``render_nginx(..., ocsp=...)``)."""
     try:
-        info = load_cert_info(live_dir / "fullchain.pem")
+        info = load_cert_info(live_dir / FULLCHAIN)
     except CertError:
         return False
-    return bool(info.ocsp_urls) and (live_dir / "chain.pem").is_file()
+    return bool(info.ocsp_urls) and (live_dir / CHAIN).is_file()
 
 
 def is_ip(name: str) -> bool:

@@ -20,16 +20,24 @@ from appliance.certs.certbot import CertbotRequest, run_certbot
 from appliance.certs.errors import CertError
 from appliance.certs.inspect import CertInfo, days_left, load_cert_info, utc_now
 from appliance.certs.selfsigned import host_names, make_self_signed
-from appliance.certs.store import CHAIN, FULLCHAIN, PRIVKEY, CertPaths, roll_back, swap_in, write_pair
+from appliance.certs.store import (
+    CHAIN,
+    DEFAULT_CERTS_ROOT,
+    FULLCHAIN,
+    PRIVKEY,
+    CertPaths,
+    roll_back,
+    served_name,
+    swap_in,
+    write_pair,
+)
 from appliance.certs.validate import chain_pem, check_pair
 from appliance.config.loader import ApplianceConfig
-from appliance.config.render.nginx import cert_name
 from appliance.config.settings import TlsMode
 
 _LOGGER = logging.getLogger(__name__)
 
 Alert = Callable[[str, str], None]
-DEFAULT_CERTS_ROOT = Path("data/certs")
 
 
 def should_renew(cert: CertInfo, now: datetime, *, renew_before_days: int = 30) -> bool:
@@ -69,7 +77,7 @@ def renew(
     paths = paths or CertPaths(DEFAULT_CERTS_ROOT)
     clock = (lambda: now) if now else utc_now  # noqa: E731 - the new pair is checked at the time it arrives
     now = clock()
-    name = cert_name(config)
+    name = served_name(config.settings)
     s = config.settings
     current = _current(paths, name)
     due = not fits(current, config) or should_renew(current, now, renew_before_days=s.cert_renew_before_days)
@@ -112,7 +120,7 @@ def fits(current: CertInfo | None, config: ApplianceConfig) -> bool:
 def ensure_bootstrap(config: ApplianceConfig, paths: CertPaths, *, now: datetime | None = None) -> CertInfo:
     """A live pair nginx can start with: the existing one, else a self-signed one (ACME needs nginx up to
     answer its first challenge; provided mode replaces it on the first ``renew``)."""
-    name = cert_name(config)
+    name = served_name(config.settings)
     current = _current(paths, name)
     if current is not None:
         return current

@@ -1,5 +1,8 @@
 """Where certificates live and how they are swapped in: ``<root>/live/<name>/{fullchain,privkey}.pem``.
 
+Which ``<name>`` nginx serves for a config is answered here once (:func:`served_name`): nginx's renderer,
+renewal, doctor, the supervisor's days-left metric and ``up`` all ask it.
+
 ``live/<name>`` is a relative symlink to a version directory ``live/.versions/<name>/<version>/`` (as
 certbot does with its archive). A swap writes the new pair into a fresh version directory, then replaces
 the symlink with ``os.replace`` — one atomic rename, so nginx always finds a complete pair, old or new.
@@ -14,7 +17,13 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+if TYPE_CHECKING:
+    from appliance.config.settings import Settings
+
+DEFAULT_CERTS_ROOT = Path("data/certs")  # on the host, relative to the project (the supervisor's too)
+SELF_SIGNED_NAME = "localhost"  # the live name without a DOMAIN
 FULLCHAIN = "fullchain.pem"
 PRIVKEY = "privkey.pem"
 CHAIN = "chain.pem"
@@ -39,6 +48,16 @@ class CertPaths:
     def privkey(self, name: str) -> Path:
         return self.live_dir(name) / PRIVKEY
 
+    def served_dir(self, settings: Settings) -> Path:
+        """The live directory nginx serves for these settings (see :func:`served_name`)."""
+        return self.live_dir(served_name(settings))
+
+    def served_fullchain(self, settings: Settings) -> Path:
+        return self.served_dir(settings) / FULLCHAIN
+
+    def served_privkey(self, settings: Settings) -> Path:
+        return self.served_dir(settings) / PRIVKEY
+
     @property
     def webroot(self) -> Path:
         return self.root / "acme-webroot"
@@ -46,6 +65,17 @@ class CertPaths:
     @property
     def certbot_dir(self) -> Path:
         return self.root / "certbot"
+
+
+def served_name(settings: Settings) -> str:
+    """The ``live/<name>`` nginx serves: DOMAIN when set, else ``localhost`` (the self-signed pair). Whatever
+    else is under ``live/`` (a pair left from an earlier DOMAIN) is not served and not watched."""
+    return settings.domain or SELF_SIGNED_NAME
+
+
+def served_certificate(settings: Settings, root: Path = DEFAULT_CERTS_ROOT) -> Path:
+    """The certificate chain (fullchain.pem) nginx serves for these settings."""
+    return CertPaths(root).served_fullchain(settings)
 
 
 def _write(path: Path, data: bytes, mode: int) -> None:

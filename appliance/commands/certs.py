@@ -9,10 +9,9 @@ from pathlib import Path
 from appliance.certs.errors import CertError
 from appliance.certs.inspect import days_left, load_cert_info, utc_now
 from appliance.certs.nginx_control import local_nginx
-from appliance.certs.renewal import DEFAULT_CERTS_ROOT, fits, renew, should_renew
-from appliance.certs.store import CertPaths
+from appliance.certs.renewal import fits, renew, should_renew
+from appliance.certs.store import DEFAULT_CERTS_ROOT, CertPaths, served_name
 from appliance.commands.common import add_config_options, load
-from appliance.config.render.nginx import cert_name
 from appliance.output import print_json, print_table, say
 
 _LOGGER = logging.getLogger(__name__)
@@ -54,7 +53,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
 def run_status(args: argparse.Namespace) -> int:
     config = load(args)
     paths = CertPaths(args.certs_dir)
-    name = cert_name(config)
+    name = served_name(config.settings)
     mode = config.settings.tls_mode.value
     now = utc_now()
     path = paths.fullchain(name)

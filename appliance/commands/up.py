@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from appliance import __version__
+from appliance.certs.store import served_certificate
 from appliance.commands.common import add_config_options, config_files, load
 from appliance.config import ApplianceConfig
 from appliance.config.keys import create_key
@@ -25,15 +26,6 @@ from appliance.output import say
 from appliance.stack.plan import DATADOG_PROFILE, StackPlan, api_urls, local_health_url, plan_stack, socket_path
 
 FIRST_KEY_NAME = "admin"
-
-
-def _certificate(config: ApplianceConfig) -> Path:
-    """The live certificate chain nginx serves (data/certs/live/<DOMAIN or localhost>/fullchain.pem)."""
-    from appliance.certs.renewal import DEFAULT_CERTS_ROOT
-    from appliance.certs.store import CertPaths
-    from appliance.config.render.nginx import cert_name
-
-    return CertPaths(DEFAULT_CERTS_ROOT).fullchain(cert_name(config))
 
 
 def show(message: str, *, style: str = "") -> None:
@@ -122,8 +114,8 @@ def _preflight(args: argparse.Namespace, config: ApplianceConfig) -> None:
 
 
 def run_up(args: argparse.Namespace) -> int:
-    from appliance.certs.renewal import DEFAULT_CERTS_ROOT, ensure_bootstrap
-    from appliance.certs.store import CertPaths
+    from appliance.certs.renewal import ensure_bootstrap
+    from appliance.certs.store import DEFAULT_CERTS_ROOT, CertPaths
     from appliance.stack.render import render_run_dir
 
     config = load(args)
@@ -138,7 +130,7 @@ def run_up(args: argparse.Namespace) -> int:
     self_signed = cert.issuer == cert.subject
     if self_signed:
         say("TLS: a self-signed certificate is in use (no DOMAIN / TLS_MODE=acme): clients must trust "
-            f"{_certificate(config)} or skip verification", style="yellow")  # fmt: skip
+            f"{served_certificate(config.settings)} or skip verification", style="yellow")  # fmt: skip
     rendered = render_run_dir(config, version=__version__)
     plan = plan_stack(config, rendered=rendered, local=args.local, base_image=args.base_image,
                       docker_socket=socket_path(args.docker_host))  # fmt: skip
@@ -214,7 +206,7 @@ def _print_ready(config: ApplianceConfig, key: str | None, self_signed: bool) ->
     urls = api_urls(config)
     model = config.models[0].id if config.models else "MODEL"
     shown_key = key or "$APPLIANCE_API_KEY"
-    cafile = _certificate(config) if self_signed else None
+    cafile = served_certificate(config.settings) if self_signed else None
     show(f"API:        {urls['api']}\nGrafana:    {urls['grafana']}   (user admin, GRAFANA_ADMIN_PASSWORD in "
         f"{config.files.secrets})\nPrometheus: {urls['prometheus']}\nHealth:     {urls['health']}\n")  # fmt: skip
     cacert = f" --cacert {cafile}" if cafile else ""

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from appliance.certs.store import DEFAULT_CERTS_ROOT, served_certificate
 from appliance.config import ApplianceConfig, ConfigFiles
 from appliance.config.issues import ConfigIssue
 
@@ -32,6 +33,7 @@ class DoctorContext:
     health_url: str | None = None
     prometheus_url: str | None = None
     model_cache: Path | None = None  # the Hugging Face hub cache (default: HF_HUB_CACHE / HF_HOME / ~/.cache)
+    certs_root: Path = DEFAULT_CERTS_ROOT  # the certificate area (live/<name>/…)
     now: datetime = field(default_factory=lambda: datetime.now(tz=UTC))
 
     def health_endpoint(self) -> StackEndpoint | None:
@@ -40,7 +42,8 @@ class DoctorContext:
             return StackEndpoint(self.health_url)
         if self.config is None:
             return None
-        return StackEndpoint(_through_nginx(self.config, "/health/ready"), _appliance_tls(self.config))
+        tls = _appliance_tls(self.config, self.certs_root)
+        return StackEndpoint(_through_nginx(self.config, "/health/ready"), tls)
 
     def prometheus_endpoint(self) -> StackEndpoint | None:
         """Prometheus's base URL: the given one, else /prometheus behind nginx with the dashboard login (None
@@ -51,8 +54,8 @@ class DoctorContext:
             return None
         secrets = self.config.secrets
         token = base64.b64encode(f"{secrets.dashboard_user}:{secrets.dashboard_password}".encode()).decode()
-        return StackEndpoint(_through_nginx(self.config, "/prometheus"), _appliance_tls(self.config),
-                             (("Authorization", f"Basic {token}"),))  # fmt: skip
+        tls = _appliance_tls(self.config, self.certs_root)
+        return StackEndpoint(_through_nginx(self.config, "/prometheus"), tls, (("Authorization", f"Basic {token}"),))
 
 
 def _through_nginx(config: ApplianceConfig, path: str) -> str:
@@ -61,15 +64,13 @@ def _through_nginx(config: ApplianceConfig, path: str) -> str:
     return local_health_url(config, path)
 
 
-def _appliance_tls(config: ApplianceConfig) -> ssl.SSLContext:
+def _appliance_tls(config: ApplianceConfig, certs_root: Path) -> ssl.SSLContext:
     """Trust for our own nginx on loopback: the system's CAs and the certificate it serves (a self-signed one
     is its own anchor). The address is 127.0.0.1 while the certificate names DOMAIN: no host name check."""
-    from appliance.doctor.checks.certificate import certificate_path
-
     context = ssl.create_default_context()
     context.check_hostname = False
-    cert = certificate_path(config.settings)
-    if cert is not None and cert.is_file():
+    cert = served_certificate(config.settings, certs_root)
+    if cert.is_file():
         try:
             context.load_verify_locations(cafile=str(cert))
         except (OSError, ssl.SSLError):

@@ -14,10 +14,10 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from appliance.certs.inspect import ocsp_stapling_possible
-from appliance.certs.renewal import DEFAULT_CERTS_ROOT
+from appliance.certs.store import DEFAULT_CERTS_ROOT, CertPaths
 from appliance.config.loader import ApplianceConfig
 from appliance.config.render.htpasswd import htpasswd_line
-from appliance.config.render.nginx import NGINX_DIR, NginxLayout, cert_name, render_nginx
+from appliance.config.render.nginx import NGINX_DIR, NginxLayout, render_nginx
 from appliance.config.render.prometheus import alertmanager_config, prometheus_config, slo_rules
 from appliance.config.secrets import ApiKeyRecord
 from appliance.stack.plan import (
@@ -52,7 +52,7 @@ def _existing_salt(path: Path, user: str, password: str) -> str | None:
 def nginx_files(config: ApplianceConfig, run_dir: Path = RUN_DIR, certs_dir: Path = CERTS_DIR) -> dict[str, bytes]:
     layout = NginxLayout()
     secrets = config.secrets
-    ocsp = ocsp_stapling_possible(certs_dir / "live" / cert_name(config))
+    ocsp = ocsp_stapling_possible(CertPaths(certs_dir).served_dir(config.settings))
     salt = _existing_salt(run_dir / "nginx" / "htpasswd", secrets.dashboard_user, secrets.dashboard_password)
     rendered = render_nginx(config, layout, ocsp=ocsp, htpasswd_salt=salt)
     return {name: text.encode() for name, text in rendered.files.items()}

@@ -8,13 +8,14 @@ import os
 import signal
 from pathlib import Path
 
+from appliance.certs.renewal import renew
+from appliance.certs.store import served_certificate
 from appliance.config import ApplianceConfig
 from appliance.docker.engine import DockerEngine
 from appliance.docker.nginx import NginxContainer
-from appliance.doctor.checks.certificate import certificate_path
 from appliance.logs.rotation_policy import RotationPolicy
 from appliance.doctor.context import DoctorContext
-from appliance.supervisor.jobs import DoctorJob, RenewalJob, RotationJob, every, load_renew
+from appliance.supervisor.jobs import DoctorJob, RenewalJob, RotationJob, every
 from appliance.supervisor.policy import RestartPolicy
 from appliance.supervisor.state import StateStore
 from appliance.supervisor.watchdog import Watchdog
@@ -63,7 +64,7 @@ async def supervise(config: ApplianceConfig, *, docker_host: str | None = None, 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     nginx = NginxContainer(engine, s.compose_project_name)
-    renewal = RenewalJob(config, notifier, cert_path=certificate_path(s), renew=load_renew(),
+    renewal = RenewalJob(config, notifier, cert_path=served_certificate(s), renew=renew,
                          reload_nginx=nginx.reload, test_nginx=nginx.test)  # fmt: skip
     # nginx's files are access*.log / error*.log / nginx*.log under LOG_DIR; our own writers reopen by themselves
     reopen = {prefix: nginx.reopen_logs for prefix in ("access", "error", "nginx")}

@@ -1,14 +1,13 @@
 """The supervisor's scheduled jobs: certificate renewal check and log rotation, run on a jittered timer.
 
-The renewal job takes the certs module's ``renew`` by injection (``appliance.certs.renewal.renew`` when
-present); the rotation job rotates every ``*.log`` under LOG_DIR (audit, appliance, nginx) and asks nginx
+The renewal job takes the certs module's ``renew`` by injection (the daemon passes
+``appliance.certs.renewal.renew``) and reports the days left of the certificate nginx serves; the rotation job rotates every ``*.log`` under LOG_DIR (audit, appliance, nginx) and asks nginx
 to reopen its files through the reopen hook.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -16,6 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from appliance.certs.errors import CertError
+from appliance.certs.inspect import days_left, load_cert_info, utc_now
 from appliance.logs.rotation import ReopenHook, rotate_file
 from appliance.logs.rotation_policy import RotationPolicy
 from appliance.telemetry.notifier import SupervisorNotifier
@@ -40,30 +41,18 @@ async def every(interval_s: float, job: Callable[[], Awaitable[None]], stop: asy
         delay = interval_s * (1 + jitter * (2 * random.random() - 1))
 
 
-def load_renew() -> Callable[..., Any] | None:
-    """The certs module's ``renew`` when it is installed (it arrives with the edge issue)."""
-    try:
-        module = importlib.import_module("appliance.certs.renewal")
-    except ImportError:
-        return None
-    return getattr(module, "renew", None)
-
-
 def cert_days_left(path: Path, now: datetime | None = None) -> float | None:
-    """Days until the PEM certificate at ``path`` expires (None when there is none)."""
-    from cryptography import x509
-
+    """Days until the certificate at ``path`` expires (None when there is none, or it does not parse)."""
     try:
-        cert = x509.load_pem_x509_certificate(path.read_bytes())
-    except (OSError, ValueError):
+        info = load_cert_info(path)
+    except CertError:
         return None
-    now = now or datetime.now(tz=UTC)
-    return (cert.not_valid_after_utc - now).total_seconds() / 86400
+    return days_left(info, now or utc_now())
 
 
 class RenewalJob:
     def __init__(self, config: Any, notifier: SupervisorNotifier, *, cert_path: Path | None,
-                 renew: Callable[..., Any] | None, reload_nginx: Callable[[], None] | None = None,
+                 renew: Callable[..., Any], reload_nginx: Callable[[], None] | None = None,
                  test_nginx: Callable[[], None] | None = None) -> None:  # fmt: skip
         self.config, self.notifier, self.cert_path = config, notifier, cert_path
         self.renew, self.reload_nginx, self.test_nginx = renew, reload_nginx, test_nginx
@@ -71,9 +60,6 @@ class RenewalJob:
     async def __call__(self) -> None:
         if self.cert_path is not None:
             self.notifier.certificate(await asyncio.to_thread(cert_days_left, self.cert_path))
-        if self.renew is None:
-            _LOGGER.info("certificate renewal: the certs module is not installed; only days left are reported")
-            return
         kwargs: dict[str, Any] = {"alert": self._alert, "reload_nginx": self.reload_nginx}
         if self.test_nginx is not None:
             kwargs["test_nginx"] = self.test_nginx

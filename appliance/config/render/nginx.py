@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from appliance.certs.store import CHAIN, FULLCHAIN, PRIVKEY, CertPaths
 from appliance.config.loader import ApplianceConfig
 from appliance.config.render import template
 from appliance.config.render.htpasswd import htpasswd_line
@@ -72,11 +73,6 @@ class RenderedNginx:
         return self.files["nginx.conf"]
 
 
-def cert_name(config: ApplianceConfig) -> str:
-    """The ``live/<name>/`` directory of the certificate: the domain, or ``localhost`` without one."""
-    return config.settings.domain or "localhost"
-
-
 def redirect_origin(config: ApplianceConfig) -> str:
     """Where port 80 sends a request (``https://name[:port]``): never the client's ``Host`` header.
 
@@ -109,8 +105,7 @@ def render_nginx(
 ) -> RenderedNginx:
     """The rendered files. ``ocsp``: the certificate names an OCSP responder (see certs.inspect)."""
     s = config.settings
-    name = cert_name(config)
-    live = layout.cert_dir / "live" / name
+    live = CertPaths(layout.cert_dir).served_dir(s)
     read = lambda rel: template.load(templates, rel)  # noqa: E731
     common = {
         "burst": s.nginx_rate_limit_burst,
@@ -154,9 +149,9 @@ def render_nginx(
         "server_name": s.domain or "_",
         "acme_webroot": layout.acme_webroot,
         "https_origin": redirect_origin(config),
-        "cert_file": live / "fullchain.pem",
-        "key_file": live / "privkey.pem",
-        "ocsp": sub("snippets/ocsp.conf", chain_file=live / "chain.pem") if ocsp else "",
+        "cert_file": live / FULLCHAIN,
+        "key_file": live / PRIVKEY,
+        "ocsp": sub("snippets/ocsp.conf", chain_file=live / CHAIN) if ocsp else "",
         "resolver": layout.resolver,
         "max_body": f"{s.max_request_body_mb}m",
         "max_body_mib": s.max_request_body_mb,

@@ -1,33 +1,18 @@
-"""The TLS certificate's days left: warning under 14, error under 3."""
+"""The certificate nginx serves: servable (key matches, SAN covers DOMAIN, chain in order, valid now) and its
+days left: warning under 14, error under 3."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from pathlib import Path
-
-from cryptography import x509
-
-from appliance.config.settings import Settings
+from appliance.certs.errors import CertError
+from appliance.certs.inspect import days_left
+from appliance.certs.store import CertPaths
+from appliance.certs.validate import check_pair
 from appliance.doctor.base import Check
 from appliance.doctor.context import DoctorContext
 from appliance.doctor.finding import Finding, Level
 
 WARN_DAYS = 14
 FAIL_DAYS = 3
-CERTS_ROOT = Path("data/certs")
-
-
-def certificate_path(settings: Settings) -> Path | None:
-    """TLS_CERT_PATH, else the live pair the certs module keeps under data/certs/live/<name>/."""
-    if settings.tls_cert_path:
-        return Path(settings.tls_cert_path)
-    live = sorted((CERTS_ROOT / "live").glob("*/fullchain.pem"))
-    return live[0] if live else None
-
-
-def days_left(path: Path, now: datetime) -> float:
-    cert = x509.load_pem_x509_certificate(path.read_bytes())
-    return (cert.not_valid_after_utc - now).total_seconds() / 86400
 
 
 class Certificate(Check):
@@ -36,19 +21,23 @@ class Certificate(Check):
 
     def run(self, ctx: DoctorContext) -> list[Finding]:
         assert ctx.config is not None
-        path = certificate_path(ctx.config.settings)
-        if path is None or not path.exists():
-            return [self.problem(Level.INFO, "a certificate", "none yet (made on the first make up)",
+        s = ctx.config.settings
+        paths = CertPaths(ctx.certs_root)
+        cert, key = paths.served_fullchain(s), paths.served_privkey(s)
+        if not cert.exists():
+            return [self.problem(Level.INFO, "a certificate", f"none yet at {cert} (made on the first make up)",
                                  "python -m appliance up creates or requests it")]  # fmt: skip
         try:
-            left = days_left(path, ctx.now)
-        except ValueError as err:
-            return [self.problem(Level.ERROR, "a PEM certificate", f"{path}: unreadable ({err})",
-                                 "replace it (TLS_MODE=provided: TLS_CERT_PATH) or delete it to have it remade")]  # fmt: skip
+            info = check_pair(cert, key, domain=s.domain, now=ctx.now)
+        except CertError as err:
+            return [self.problem(Level.ERROR, "a certificate nginx can serve for this config", str(err),
+                                 "python -m appliance certs renew --force (TLS_MODE=provided: fix the files at "
+                                 "TLS_CERT_PATH/TLS_KEY_PATH first)")]  # fmt: skip
+        left = days_left(info, ctx.now)
         expected = f">= {WARN_DAYS} days left"
         fix = "python -m appliance certs renew (see docs/runbooks/certificate-expiring-soon.md)"
         if left < FAIL_DAYS:
-            return [self.problem(Level.ERROR, expected, f"{left:.1f} days left ({path})", fix)]
+            return [self.problem(Level.ERROR, expected, f"{left:.1f} days left ({cert})", fix)]
         if left < WARN_DAYS:
-            return [self.problem(Level.WARNING, expected, f"{left:.1f} days left ({path})", fix)]
-        return [self.ok(found=f"{left:.0f} days left", expected=expected)]
+            return [self.problem(Level.WARNING, expected, f"{left:.1f} days left ({cert})", fix)]
+        return [self.ok(found=f"{left:.0f} days left ({cert.parent.name})", expected=expected)]

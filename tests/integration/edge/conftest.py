@@ -23,7 +23,7 @@ import pytest
 from appliance.certs.selfsigned import issue_self_signed
 from appliance.certs.store import CertPaths
 from appliance.config import ApplianceConfig, ConfigFiles, load_config
-from appliance.config.render.nginx import NginxLayout, cert_name, render_nginx, write_nginx
+from appliance.config.render.nginx import NginxLayout, render_nginx, write_nginx
 from tests.helpers import free_port, make_config_dir, need, set_line
 
 HERE = Path(__file__).parent
@@ -112,7 +112,7 @@ class Edge:
 
     @property
     def cert_file(self) -> Path:
-        return self.layout.cert_dir / "live" / cert_name(self.config) / "fullchain.pem"
+        return CertPaths(self.layout.cert_dir).served_fullchain(self.config.settings)
 
     def client(self, source: str = "127.0.0.1", *, trust_cert: bool = True, **kwargs) -> httpx.Client:
         """An HTTPS client from the loopback source address ``source``, trusting the (self-signed) test
@@ -175,7 +175,7 @@ def make_edge(root: Path, backend_port: int, *, published_https: int | None = No
     (root / "run").mkdir(parents=True, exist_ok=True)
     paths = CertPaths(layout.cert_dir)
     paths.webroot.mkdir(parents=True, exist_ok=True)
-    issue_self_signed(paths.live_dir(cert_name(config)), ["localhost", "127.0.0.1"])
+    issue_self_signed(paths.served_dir(config.settings), ["localhost", "127.0.0.1"])
     write_nginx(render_nginx(config, layout), layout.conf_dir)
     return Edge(root, config, layout, http, https, status, backend_port, start_nginx(layout))
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from appliance.certs.selfsigned import issue_self_signed
-from appliance.certs.store import CertPaths
-from appliance.config.render.nginx import cert_name, render_nginx, write_nginx
+from appliance.certs.store import CertPaths, served_name
+from appliance.config.render.nginx import render_nginx, write_nginx
 from tests.integration.edge.conftest import edge_config, local_layout, need_tools, nginx_test
 
 TLS = {
@@ -34,10 +34,10 @@ def test_nginx_accepts_every_variant(tmp_path: Path, tls: str, pii: bool, dashbo
     assert bool(config.secrets.datadog_api_key) is datadog
     layout = local_layout(root, http=18080, https=18443, status=18081, backend="127.0.0.1:18000")
     (root / "run").mkdir(parents=True)
-    issue_self_signed(CertPaths(layout.cert_dir).live_dir(cert_name(config)), [cert_name(config)])
+    issue_self_signed(CertPaths(layout.cert_dir).served_dir(config.settings), [served_name(config.settings)])
     rendered = render_nginx(config, layout, ocsp=tls == "acme")
     if tls == "acme":  # OCSP stapling reads the issuer chain
-        live = CertPaths(layout.cert_dir).live_dir(cert_name(config))
+        live = CertPaths(layout.cert_dir).served_dir(config.settings)
         (live / "chain.pem").write_bytes((live / "fullchain.pem").read_bytes())
     write_nginx(rendered, layout.conf_dir)
     checked = nginx_test(layout)

@@ -12,16 +12,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from appliance.docker.errors import DockerUnreachableError
 from appliance.docker.model import ContainerState
 from appliance.doctor import probes
 from appliance.doctor.checks import (
-    AcmeEmail, Certificate, ClockSkew, ConfigValid, DiskSpace, DockerEngineCheck, DomainDns, GpuCount, GpuDriver,
+    AcmeEmail, ClockSkew, ConfigValid, DiskSpace, DockerEngineCheck, DomainDns, GpuCount, GpuDriver,
     GpuMemory, GpuRuntime, HealthReady, Ports, PrometheusTargets, RestartCounts, SecretsFile, ServicesHealthy,
     UnsafeFlags,
 )  # fmt: skip
@@ -210,27 +206,6 @@ def test_domain_dns(make_ctx, monkeypatch) -> None:
 
     monkeypatch.setattr(socket, "getaddrinfo", offline)
     assert levels(DomainDns().run(ctx)) == [Level.WARNING]
-
-
-def _cert(path: Path, days: float) -> None:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "llm.example.com")])
-    now = datetime.now(tz=UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(1).not_valid_before(now - timedelta(days=80)).not_valid_after(now + timedelta(days=days))
-            .sign(key, hashes.SHA256()))  # fmt: skip
-    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-
-
-@pytest.mark.parametrize(("days", "level"), [(60, Level.OK), (10, Level.WARNING), (2, Level.ERROR)])
-def test_certificate_days_left(make_ctx, tmp_path: Path, days: float, level: Level) -> None:
-    _cert(tmp_path / "cert.pem", days)
-    _cert(tmp_path / "key.pem", days)  # placeholder: provided mode wants both paths set
-    ctx = make_ctx(TLS_MODE="provided", DOMAIN="llm.example.com", TLS_CERT_PATH=str(tmp_path / "cert.pem"),
-                   TLS_KEY_PATH=str(tmp_path / "key.pem"))  # fmt: skip
-    if ctx.config is None:
-        pytest.fail(f"config rejected: {[i.render() for i in ctx.config_issues]}")
-    assert levels(Certificate().run(ctx)) == [level]
 
 
 # --- running stack --------------------------------------------------------------------------------------
