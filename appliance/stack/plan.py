@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from appliance.config.loader import ApplianceConfig
-from appliance.config.settings import Accelerator
+from appliance.config.settings import Accelerator, Settings
 
 COMPOSE_FILE = "docker-compose.yml"
 CPU_FILE = "compose/cpu.yml"
@@ -71,10 +71,27 @@ def files_digest(files: Mapping[str, bytes]) -> str:
     return digest({name: hashlib.sha256(data).hexdigest() for name, data in sorted(files.items())})
 
 
+def compose_settings(settings: Settings) -> dict[str, str]:
+    """The settings docker-compose.yml interpolates, from the validated settings under their ``.env`` names.
+
+    ``up``/``down``/``logs`` export them to ``docker compose`` (over the process's environment, which wins over
+    Compose's own reading of ``.env``), so the file given with ``--env`` is the one that counts, validated.
+    """
+    s = settings
+    return {
+        "BIND_ADDRESS": s.bind_address,
+        "HTTP_PORT": str(s.http_port),
+        "HTTPS_PORT": str(s.https_port),
+        "DOMAIN": s.domain,
+        "SUPERVISOR_METRICS_PORT": str(s.supervisor_metrics_port),
+        "PROMETHEUS_RETENTION_DAYS": str(s.prometheus_retention_days),
+    }
+
+
 def plan_stack(config: ApplianceConfig, *, rendered: Mapping[str, Mapping[str, bytes]], local: bool = False,
                base_image: str = DEFAULT_BASE_IMAGE, docker_socket: str = "/var/run/docker.sock",
                euid: int | None = None, egid: int | None = None) -> StackPlan:  # fmt: skip
-    """Which files and profiles, and the variables ``docker compose`` interpolates (see docker-compose.yml).
+    """Which files and profiles, and every variable ``docker compose`` interpolates (see docker-compose.yml).
 
     ``rendered``: the files written for the services (``{"nginx": {name: bytes}, "prometheus": …, "serve": …}``).
     ``euid``/``egid``: who runs ``make up`` (default: this process).
@@ -84,6 +101,7 @@ def plan_stack(config: ApplianceConfig, *, rendered: Mapping[str, Mapping[str, b
         files.append(LOCAL_FILE)
     profiles = [DATADOG_PROFILE] if config.secrets.datadog_api_key else []
     env = {
+        **compose_settings(config.settings),
         "COMPOSE_PROJECT_NAME": config.settings.compose_project_name,
         "APPLIANCE_BASE_IMAGE": base_image,
         "APPLIANCE_PIP_OFFLINE": "1" if local else "0",

@@ -119,3 +119,36 @@ def _datadog_key_is_a_file(agent: dict, secrets: dict) -> None:
 def test_serve_user_follows_make_up() -> None:
     config = _config("compose/cpu.yml", APPLIANCE_SERVE_USER="10001:1000")
     assert config["services"]["serve"]["user"] == "10001:1000"
+
+
+def test_up_with_another_env_file_publishes_its_ports(tmp_path) -> None:
+    """``up --env other.env``: compose gets every value from that file's validated settings (through the stack
+    plan and the one compose door), not from its own reading of the project's .env."""
+    import shutil
+
+    from appliance.cli import build_parser
+    from appliance.commands.common import load
+    from appliance.commands.up import _compose
+    from appliance.stack.plan import plan_stack
+    from tests.helpers import make_config_dir, set_line
+
+    shutil.copyfile(ROOT / "docker-compose.yml", tmp_path / "docker-compose.yml")
+    shutil.copytree(ROOT / "compose", tmp_path / "compose", ignore=shutil.ignore_patterns("wheels"))
+    make_config_dir(tmp_path)
+    (tmp_path / "other.env").write_text((tmp_path / ".env").read_text())
+    for key, value in {"BIND_ADDRESS": "0.0.0.0", "HTTP_PORT": "80", "HTTPS_PORT": "443",
+                       "PROMETHEUS_RETENTION_DAYS": "15", "DOMAIN": "stale.example.com"}.items():  # fmt: skip
+        set_line(tmp_path / ".env", key, value)
+    for key, value in {"BIND_ADDRESS": "127.0.0.1", "HTTP_PORT": "8080", "HTTPS_PORT": "8443",
+                       "PROMETHEUS_RETENTION_DAYS": "30", "DOMAIN": "llm.example.com"}.items():  # fmt: skip
+        set_line(tmp_path / "other.env", key, value)
+    args = build_parser().parse_args(["up", "--env", str(tmp_path / "other.env"),
+                                      "--secrets", str(tmp_path / ".secrets"), "--root", str(tmp_path)])  # fmt: skip
+    config = load(args)
+    config_json = _compose(args, config, plan_stack(config, rendered={})).run("config", "--format", "json")
+    services = json.loads(config_json)["services"]
+    published = {(p["host_ip"], p["published"], p["target"]) for p in services["nginx"]["ports"]}
+    assert published == {("127.0.0.1", "8080", 80), ("127.0.0.1", "8443", 443)}
+    assert "--storage.tsdb.retention.time=30d" in services["prometheus"]["command"]
+    assert services["grafana"]["environment"]["GF_SERVER_DOMAIN"] == "llm.example.com"
+    print(f"published: {sorted(published)}")

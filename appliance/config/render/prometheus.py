@@ -15,7 +15,6 @@ from appliance.config.settings import Accelerator, Settings
 
 GPU_JOB = "gpu"
 RECEIVER = "operator"
-SUB_PATH = "/prometheus/"
 
 
 def prometheus_config(shipped: str, accelerator: Accelerator) -> str:
@@ -41,15 +40,3 @@ def alertmanager_config(shipped: str, settings: Settings) -> str:
     if settings.alert_webhook_url:
         receiver["webhook_configs"] = [{"url": settings.alert_webhook_url, "send_resolved": True}]
     return yaml.safe_dump(config, sort_keys=False)
-
-
-def prometheus_flags(settings: Settings, *, config_file: str = "/etc/prometheus/prometheus.yml") -> list[str]:
-    """Prometheus's command line in the stack: retention from the settings, served under /prometheus/."""
-    return [
-        f"--config.file={config_file}",
-        "--storage.tsdb.path=/prometheus",
-        f"--storage.tsdb.retention.time={settings.prometheus_retention_days}d",
-        f"--web.external-url={SUB_PATH}",
-        f"--web.route-prefix={SUB_PATH}",
-        "--web.enable-lifecycle",
-    ]

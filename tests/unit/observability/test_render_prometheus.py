@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import yaml
 
-from appliance.config.render.prometheus import alertmanager_config, prometheus_config, prometheus_flags, slo_rules
+from appliance.config.render.prometheus import alertmanager_config, prometheus_config, slo_rules
 from appliance.config.settings import Accelerator, Settings
 from tests.helpers import ROOT
 
@@ -36,9 +36,3 @@ def test_webhook_only_when_set() -> None:
     hooked = yaml.safe_load(alertmanager_config(ALERTMANAGER, Settings(ALERT_WEBHOOK_URL=url)))
     assert hooked["receivers"][0]["webhook_configs"] == [{"url": url, "send_resolved": True}]
     assert hooked["route"] == yaml.safe_load(ALERTMANAGER)["route"]
-
-
-def test_flags_carry_retention_and_sub_path() -> None:
-    flags = prometheus_flags(Settings(PROMETHEUS_RETENTION_DAYS=30))
-    assert "--storage.tsdb.retention.time=30d" in flags
-    assert "--web.route-prefix=/prometheus/" in flags and "--web.external-url=/prometheus/" in flags

@@ -123,3 +123,23 @@ def test_direct_ingress_env_and_proxy_port(tmp_path: Path) -> None:
     assert serving_env(off) == {"RAY_worker_niceness": "15"} and proxy_port(off) == 8000
     level = _config(tmp_path, RAY_WORKER_NICENESS="0").settings
     assert serving_env(level)["RAY_worker_niceness"] == "0", "the operator's niceness reaches ray start"
+
+
+def test_every_variable_compose_interpolates_comes_from_the_plan(tmp_path: Path) -> None:
+    """Compose never falls back to its own reading of .env: each ${NAME} of the stack files is exported."""
+    import re
+
+    from tests.helpers import ROOT
+
+    names = set()
+    for path in [ROOT / "docker-compose.yml", *sorted((ROOT / "compose").glob("*.yml"))]:
+        names |= set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", path.read_text()))
+    assert {"BIND_ADDRESS", "HTTPS_PORT", "PROMETHEUS_RETENTION_DAYS"} <= names  # the scan finds them
+    config = _config(tmp_path, BIND_ADDRESS="127.0.0.2", HTTP_PORT="8080", HTTPS_PORT="8443", DOMAIN="llm.example.com",
+                     PROMETHEUS_RETENTION_DAYS="30", SUPERVISOR_METRICS_PORT="9500")  # fmt: skip
+    env = plan_stack(config, rendered={}).env
+    assert names <= set(env), f"not exported by plan_stack: {sorted(names - set(env))}"
+    assert {k: env[k] for k in ("BIND_ADDRESS", "HTTP_PORT", "HTTPS_PORT", "DOMAIN", "PROMETHEUS_RETENTION_DAYS",
+                                "SUPERVISOR_METRICS_PORT")} == {
+        "BIND_ADDRESS": "127.0.0.2", "HTTP_PORT": "8080", "HTTPS_PORT": "8443", "DOMAIN": "llm.example.com",
+        "PROMETHEUS_RETENTION_DAYS": "30", "SUPERVISOR_METRICS_PORT": "9500"}  # fmt: skip
