@@ -174,6 +174,11 @@ def _gpu_rules(
     return issues
 
 
+# Settings that are unsafe in production: judged once, by _security_rules, as warnings; doctor shows these in
+# its unsafe-flags check (and not again among the config check's warnings).
+UNSAFE_SETTINGS = ("AUTH_ENABLED", "PII_FAIL_OPEN")
+
+
 def _security_rules(
     s: Settings, secrets: Secrets, models: list[tuple[int, ModelSpec]], where: Where
 ) -> list[ConfigIssue]:

@@ -1,10 +1,16 @@
-"""Settings that are unsafe in production: authentication disabled, PII forwarded unmasked on errors."""
+"""Settings that are unsafe in production: authentication disabled, PII forwarded unmasked on errors.
+
+The rule is the config's own (``appliance.config.rules``, UNSAFE_SETTINGS); this check shows its warnings.
+"""
 
 from __future__ import annotations
 
+from appliance.config.rules import UNSAFE_SETTINGS
 from appliance.doctor.base import Check
 from appliance.doctor.context import DoctorContext
 from appliance.doctor.finding import Finding, Level
+
+TITLES = {"AUTH_ENABLED": "authentication disabled", "PII_FAIL_OPEN": "PII fail-open"}
 
 
 class UnsafeFlags(Check):
@@ -13,13 +19,7 @@ class UnsafeFlags(Check):
 
     def run(self, ctx: DoctorContext) -> list[Finding]:
         assert ctx.config is not None
-        s = ctx.config.settings
-        findings = []
-        if not s.auth_enabled:
-            findings.append(self.problem(Level.WARNING, "AUTH_ENABLED=true", "false: anyone who reaches the port can "
-                                         "use the models", "set AUTH_ENABLED=true and create keys: python -m appliance "
-                                         "keys create NAME", title="authentication disabled"))  # fmt: skip
-        if s.pii_enabled and s.pii_fail_open:
-            findings.append(self.problem(Level.WARNING, "PII_FAIL_OPEN=false", "true: unmasked text reaches the model "
-                                         "when the analyzer fails", "set PII_FAIL_OPEN=false", title="PII fail-open"))  # fmt: skip
+        findings = [self.problem(Level.WARNING, f"a safe {issue.key}", f"{issue.location()}: {issue.message}",
+                                 issue.hint, title=TITLES.get(issue.key, issue.key))
+                    for issue in ctx.config.warnings if issue.key in UNSAFE_SETTINGS]  # fmt: skip
         return findings or [self.ok(found="auth on; PII fail-closed", expected="no unsafe flag")]

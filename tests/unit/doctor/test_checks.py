@@ -84,8 +84,13 @@ def test_secrets_mode(make_ctx) -> None:
 
 def test_unsafe_flags(make_ctx) -> None:
     assert levels(UnsafeFlags().run(make_ctx())) == [Level.OK]
-    findings = UnsafeFlags().run(make_ctx(AUTH_ENABLED="false", PII_ENABLED="true", PII_FAIL_OPEN="true"))
+    ctx = make_ctx(AUTH_ENABLED="false", PII_ENABLED="true", PII_FAIL_OPEN="true")
+    findings = UnsafeFlags().run(ctx)
     assert [f.title for f in findings] == ["authentication disabled", "PII fail-open"]
+    # one rule (appliance.config.rules), one message: the config check does not show them again
+    rule_messages = {i.message for i in ctx.config.warnings if i.key in ("AUTH_ENABLED", "PII_FAIL_OPEN")}
+    assert len(rule_messages) == 2 and all(any(m in f.found for f in findings) for m in rule_messages)
+    assert not any(m in f.found for f in ConfigValid().run(ctx) for m in rule_messages)
 
 
 def test_acme_email(make_ctx) -> None:
