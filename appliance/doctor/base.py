@@ -14,6 +14,7 @@ class Check:
     timeout_s: ClassVar[float] = 1.5
     needs_config: ClassVar[bool] = True
     needs_stack: ClassVar[bool] = False  # only with the stack up (skipped by --preflight)
+    in_stack: ClassVar[bool] = False  # the supervisor also runs it from inside the stack (one 1/0 gauge each)
 
     def applies(self, ctx: DoctorContext) -> bool:
         return True

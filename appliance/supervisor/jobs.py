@@ -101,10 +101,7 @@ class RotationJob:
 
 
 class DoctorJob:
-    """Runs the doctor's checks that make sense from inside the stack; one 1/0 gauge per check."""
-
-    SLUGS = ("config", "docker-engine", "disk", "certificate", "clock", "unsafe-flags", "services", "restarts",
-             "gpu-driver", "gpu-count")  # fmt: skip
+    """Runs the doctor's checks that make sense from inside the stack (``Check.in_stack``); one 1/0 gauge each."""
 
     def __init__(self, ctx: Any, notifier: SupervisorNotifier) -> None:
         self.ctx, self.notifier = ctx, notifier
@@ -113,7 +110,7 @@ class DoctorJob:
         from appliance.doctor.checks import all_checks
         from appliance.doctor.runner import run_checks
 
-        checks = [c for c in all_checks() if c.slug in self.SLUGS]
+        checks = [c for c in all_checks() if c.in_stack]
         self.ctx.now = datetime.now(tz=UTC)
         for result in await run_checks(checks, self.ctx):
             ok = not any(f.level.is_problem for f in result.findings)

@@ -18,6 +18,7 @@ FAIL_DAYS = 3
 class Certificate(Check):
     slug = "certificate"
     title = "certificate days left"
+    in_stack = True
 
     def run(self, ctx: DoctorContext) -> list[Finding]:
         assert ctx.config is not None

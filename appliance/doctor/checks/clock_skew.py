@@ -15,6 +15,7 @@ MAX_SKEW_S = 5.0
 class ClockSkew(Check):
     slug = "clock"
     title = "clock skew"
+    in_stack = True
     needs_config = False
 
     def run(self, ctx: DoctorContext) -> list[Finding]:

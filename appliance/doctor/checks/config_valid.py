@@ -12,6 +12,7 @@ from appliance.doctor.finding import Finding, Level
 class ConfigValid(Check):
     slug = "config"
     title = "configuration valid"
+    in_stack = True
     needs_config = False
 
     def run(self, ctx: DoctorContext) -> list[Finding]:

@@ -25,6 +25,7 @@ def _existing(path: Path) -> Path:
 class DiskSpace(Check):
     slug = "disk"
     title = "free disk space"
+    in_stack = True
 
     def run(self, ctx: DoctorContext) -> list[Finding]:
         assert ctx.config is not None

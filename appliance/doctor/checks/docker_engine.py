@@ -23,6 +23,7 @@ def version_tuple(text: str) -> tuple[int, ...]:
 class DockerEngineCheck(Check):
     slug = "docker-engine"
     title = "Docker Engine reachable"
+    in_stack = True
     needs_config = False
 
     def run(self, ctx: DoctorContext) -> list[Finding]:

@@ -11,6 +11,7 @@ from appliance.doctor.finding import Finding, Level
 class GpuCount(Check):
     slug = "gpu-count"
     title = "GPUs for tensor × pipeline parallelism"
+    in_stack = True
     timeout_s = GPU_QUERY_TIMEOUT_S
 
     def applies(self, ctx: DoctorContext) -> bool:

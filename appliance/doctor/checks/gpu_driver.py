@@ -14,6 +14,7 @@ MIN_DRIVER = (535,)
 class GpuDriver(Check):
     slug = "gpu-driver"
     title = "NVIDIA driver"
+    in_stack = True
     timeout_s = GPU_QUERY_TIMEOUT_S
 
     def applies(self, ctx: DoctorContext) -> bool:

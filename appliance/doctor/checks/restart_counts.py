@@ -16,6 +16,7 @@ MAX_RESTARTS = 3
 class RestartCounts(Check):
     slug = "restarts"
     title = "restart counts"
+    in_stack = True
     needs_stack = True
 
     def run(self, ctx: DoctorContext) -> list[Finding]:

@@ -11,6 +11,7 @@ from appliance.doctor.finding import Finding, Level
 class ServicesHealthy(Check):
     slug = "services"
     title = "services running and healthy"
+    in_stack = True
     needs_stack = True
 
     def run(self, ctx: DoctorContext) -> list[Finding]:

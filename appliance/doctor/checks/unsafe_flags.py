@@ -16,6 +16,7 @@ TITLES = {"AUTH_ENABLED": "authentication disabled", "PII_FAIL_OPEN": "PII fail-
 class UnsafeFlags(Check):
     slug = "unsafe-flags"
     title = "unsafe settings"
+    in_stack = True
 
     def run(self, ctx: DoctorContext) -> list[Finding]:
         assert ctx.config is not None
