@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from appliance.config.envfile import write_atomic
+from appliance.atomic import write_atomic
 from appliance.config.reference import (
     render_env_example,
     render_reference,

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from pathlib import Path
+
+from appliance.atomic import write_atomic
 
 _SAFE_VALUE = re.compile(r"[A-Za-z0-9_.,:;=*/@+-]*\Z")
 
@@ -51,19 +51,3 @@ def remove_key(path: Path, key: str, *, mode: int = 0o600) -> bool:
         return False
     write_atomic(path, "\n".join(kept) + "\n", mode=mode)
     return True
-
-
-def write_atomic(path: Path, text: str, *, mode: int = 0o600) -> None:
-    """Write through a temporary file in the same directory, fsync, then rename over ``path``."""
-    directory = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import os
 import secrets as _random
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
+from appliance.atomic import write_atomic
 from appliance.certs.inspect import ocsp_stapling_possible
 from appliance.certs.store import DEFAULT_CERTS_ROOT, CertPaths
 from appliance.config.loader import ApplianceConfig
@@ -182,16 +182,7 @@ def write_if_changed(path: Path, data: bytes, mode: int = 0o644) -> bool:
             return False
     except OSError:
         pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, data, mode=mode)
     return True
 
 

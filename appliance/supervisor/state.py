@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+
+from appliance.atomic import write_atomic
 
 _LOGGER = logging.getLogger(__name__)
 KEEP_RESTARTS = 50
@@ -54,7 +54,7 @@ class StateStore:
                         stopped_by_operator=bool(item.get("stopped_by_operator")),
                         pending=pending,
                     )
-            except (ValueError, KeyError, TypeError) as err:
+            except (OSError, ValueError, KeyError, TypeError) as err:
                 _LOGGER.warning("ignoring unreadable watchdog state %s: %s", path, err)
 
     def get(self, service: str) -> ServiceRecord:
@@ -66,10 +66,4 @@ class StateStore:
         for record in self.services.values():
             record.restarts = record.restarts[-KEEP_RESTARTS:]
         data = {"services": {name: asdict(rec) for name, rec in self.services.items()}}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".watchdog-", suffix=".json")
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=1)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.path)
+        write_atomic(self.path, json.dumps(data, indent=1), mode=0o600)

@@ -1,7 +1,7 @@
 """Render nginx's configuration from the validated config: one ``nginx.conf`` plus the ``htpasswd`` file.
 
 Pure: ``render_nginx`` takes the typed config and an :class:`NginxLayout` (where things are, as nginx sees
-them, and the upstream addresses) and returns file contents; ``write_nginx`` puts them on disk atomically.
+them, and the upstream addresses) and returns file contents (``appliance.stack.render`` writes them).
 The compose stack uses the layout's defaults (service names ``serve:8000``, ``grafana:3000`` …); tests
 point the upstreams and listeners at local processes.
 """
@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -189,22 +187,3 @@ def _log_extra(config: ApplianceConfig) -> str:
         return ""
     env = config.settings.datadog_env.replace('"', "")
     return f',"service":"nginx","env":"{env}"'
-
-
-def write_nginx(rendered: RenderedNginx, conf_dir: Path) -> list[Path]:
-    """Write every file atomically (temp file + rename); htpasswd is 0640, the rest 0644."""
-    conf_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, content in rendered.files.items():
-        target = conf_dir / name
-        fd, tmp = tempfile.mkstemp(dir=conf_dir, prefix=f".{name}.")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(content)
-            os.chmod(tmp, 0o640 if name == "htpasswd" else 0o644)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        written.append(target)
-    return written

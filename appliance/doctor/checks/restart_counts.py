@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from appliance.doctor.base import Check
 from appliance.doctor.checks._stack import project_containers
 from appliance.doctor.context import DoctorContext
 from appliance.doctor.finding import Finding, Level
+from appliance.supervisor.state import StateStore
 
 MAX_RESTARTS = 3
 
@@ -22,13 +22,12 @@ class RestartCounts(Check):
     def run(self, ctx: DoctorContext) -> list[Finding]:
         assert ctx.config is not None
         containers = project_containers(ctx) or []
-        watchdog = _watchdog_state(Path(ctx.config.settings.supervisor_state_file))
+        watchdog = StateStore(Path(ctx.config.settings.supervisor_state_file)).services  # read only: never saved
         findings = []
         for c in sorted(containers, key=lambda c: c.service):
-            by_watchdog = len(watchdog.get(c.service, {}).get("restarts", []))
-            gave_up = watchdog.get(c.service, {}).get("gave_up", False)
-            total = c.restart_count + by_watchdog
-            if gave_up:
+            record = watchdog.get(c.service)
+            total = c.restart_count + (len(record.restarts) if record else 0)
+            if record and record.gave_up:
                 findings.append(self.problem(Level.ERROR, "the watchdog watching", f"{c.service}: it gave up",
                                              "see docs/runbooks/watchdog-gave-up.md", title=f"restarts: {c.service}"))  # fmt: skip
             elif total > MAX_RESTARTS:
@@ -37,9 +36,3 @@ class RestartCounts(Check):
                                              title=f"restarts: {c.service}"))  # fmt: skip
         return findings or [self.ok(found=f"{len(containers)} container(s), few restarts", expected=f"<= {MAX_RESTARTS}")]
 
-
-def _watchdog_state(path: Path) -> dict[str, dict]:
-    try:
-        return dict(json.loads(path.read_text()).get("services", {}))
-    except (OSError, ValueError):
-        return {}

@@ -23,7 +23,8 @@ import pytest
 from appliance.certs.selfsigned import issue_self_signed
 from appliance.certs.store import CertPaths
 from appliance.config import ApplianceConfig, ConfigFiles, load_config
-from appliance.config.render.nginx import NginxLayout, render_nginx, write_nginx
+from appliance.config.render.nginx import NginxLayout, RenderedNginx, render_nginx
+from appliance.stack.render import write_if_changed
 from tests.helpers import free_port, make_config_dir, need, set_line
 
 HERE = Path(__file__).parent
@@ -85,6 +86,12 @@ def local_layout(root: Path, *, http: int, https: int, status: int, backend: str
         http_listen=f"127.0.0.1:{http}", https_listen=f"127.0.0.1:{https}", status_listen=f"127.0.0.1:{status}",
         module_dir=JS_MODULE.parent, resolver="127.0.0.1", worker_user="root",
     ).with_upstreams(serve=backend, grafana=backend, prometheus=backend, ray_dashboard=backend)  # fmt: skip
+
+
+def write_rendered(rendered: RenderedNginx, conf_dir: Path) -> None:
+    """Put the rendered files where the test nginx reads them, as ``make up`` does (stack.render's writer)."""
+    for name, text in rendered.files.items():
+        write_if_changed(conf_dir / name, text.encode(), 0o640 if name == "htpasswd" else 0o644)
 
 
 def nginx_cmd(layout: NginxLayout, *args: str) -> list[str]:
@@ -176,7 +183,7 @@ def make_edge(root: Path, backend_port: int, *, published_https: int | None = No
     paths = CertPaths(layout.cert_dir)
     paths.webroot.mkdir(parents=True, exist_ok=True)
     issue_self_signed(paths.served_dir(config.settings), ["localhost", "127.0.0.1"])
-    write_nginx(render_nginx(config, layout), layout.conf_dir)
+    write_rendered(render_nginx(config, layout), layout.conf_dir)
     return Edge(root, config, layout, http, https, status, backend_port, start_nginx(layout))
 
 

@@ -9,8 +9,8 @@ import pytest
 
 from appliance.certs.selfsigned import issue_self_signed
 from appliance.certs.store import CertPaths, served_name
-from appliance.config.render.nginx import render_nginx, write_nginx
-from tests.integration.edge.conftest import edge_config, local_layout, need_tools, nginx_test
+from appliance.config.render.nginx import render_nginx
+from tests.integration.edge.conftest import edge_config, local_layout, need_tools, nginx_test, write_rendered
 
 TLS = {
     "self-signed": {"TLS_MODE": "self-signed"},
@@ -39,7 +39,7 @@ def test_nginx_accepts_every_variant(tmp_path: Path, tls: str, pii: bool, dashbo
     if tls == "acme":  # OCSP stapling reads the issuer chain
         live = CertPaths(layout.cert_dir).served_dir(config.settings)
         (live / "chain.pem").write_bytes((live / "fullchain.pem").read_bytes())
-    write_nginx(rendered, layout.conf_dir)
+    write_rendered(rendered, layout.conf_dir)
     checked = nginx_test(layout)
     assert checked.returncode == 0, checked.stderr
     conf = rendered.conf

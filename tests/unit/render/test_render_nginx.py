@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from appliance.config import ConfigFiles, load_config
-from appliance.config.render.nginx import NginxLayout, render_nginx, retry_after_seconds, write_nginx
+from appliance.config.render.nginx import NginxLayout, render_nginx, retry_after_seconds
 from appliance.config.render.template import TemplateError, assert_fully_rendered, render_text
 from tests.helpers import make_config_dir, set_line
 
@@ -73,10 +73,7 @@ def test_layout_moves_listeners_paths_and_upstreams(tmp_path: Path) -> None:
     rendered = render_nginx(_config(tmp_path), layout)
     assert "listen 127.0.0.1:1443 ssl http2 default_server;" in rendered.conf
     assert '"127.0.0.1:9000"' in rendered.conf and f"js_import apikey from {tmp_path / 'c'}/apikey.js;" in rendered.conf
-    written = write_nginx(rendered, layout.conf_dir)
-    assert sorted(p.name for p in written) == ["apikey.js", "htpasswd", "nginx.conf"]
-    assert (layout.conf_dir / "htpasswd").stat().st_mode & 0o777 == 0o640
-    assert not [p for p in layout.conf_dir.iterdir() if p.name.startswith(".")]  # no temp files left
+    assert sorted(rendered.files) == ["apikey.js", "htpasswd", "nginx.conf"]
 
 
 def test_empty_dashboard_password_renders_an_empty_user_file(tmp_path: Path) -> None:
