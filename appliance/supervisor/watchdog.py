@@ -188,7 +188,7 @@ class Watchdog:
             await asyncio.sleep(decision.delay_s)
             await self._consider(cid, service, reason)
             return
-        now = time.time()
+        now = self._epoch()
         record.pending = Pending(container_id=cid, reason=reason.value, due=now + decision.delay_s, decided_at=now)
         self.state.save()
         await self._restart_when_due(service)
@@ -204,14 +204,14 @@ class Watchdog:
         pending = record.pending
         if pending is None:
             return
-        await asyncio.sleep(max(0.0, pending.due - time.time()))
+        await asyncio.sleep(max(0.0, pending.due - self._epoch()))
         reason = Reason(pending.reason)
         container = await asyncio.to_thread(self.engine.inspect, pending.container_id)
         if not self._still_bad(container, reason) or record.stopped_by_operator:
             _LOGGER.info("%s recovered before its restart; nothing to do", service)
         else:
             self._acting[container.id] = time.monotonic()
-            record.restarts.append(time.time())
+            record.restarts.append(self._epoch())
             record.pending = None
             self.state.save()
             try:
@@ -227,6 +227,10 @@ class Watchdog:
             return
         record.pending = None
         self.state.save()
+
+    def _epoch(self) -> float:
+        """The injected clock as epoch seconds: what the state file records is what the policy decides on."""
+        return self.clock().timestamp()
 
     def _schedule(self, service: str, coro: object) -> None:
         self._cancel(service)
