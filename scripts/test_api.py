@@ -2,6 +2,7 @@
 """Check a running appliance the way a user would, with the official OpenAI client; print a pass/fail table.
 
     python scripts/test_api.py --url https://llm.example.com --key sk-...
+    python scripts/test_api.py --url https://127.0.0.1 --key sk-... --cacert data/certs/live/localhost/fullchain.pem
     python scripts/test_api.py --url http://127.0.0.1:8000 --key sk-... --model qwen2.5-0.5b-instruct --insecure
 
 Checks: the health probes, /v1/models, a chat completion, a streamed chat completion (first event before
@@ -12,6 +13,7 @@ Exit 0 when every check passes, 1 otherwise.
 from __future__ import annotations
 
 import argparse
+import ssl
 import sys
 import time
 from collections.abc import Callable
@@ -38,7 +40,7 @@ def _error_shape(response: httpx.Response, status: int) -> str:
     return f"{status} {error['code']}"
 
 
-def run_checks(url: str, key: str, model: str | None, verify: bool) -> list[Result]:
+def run_checks(url: str, key: str, model: str | None, verify: bool | ssl.SSLContext) -> list[Result]:
     http = httpx.Client(base_url=url, verify=verify, timeout=120)
     client = OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0, http_client=httpx.Client(verify=verify))
     results: list[Result] = []
@@ -108,14 +110,34 @@ def run_checks(url: str, key: str, model: str | None, verify: bool) -> list[Resu
     return results
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", required=True, help="base URL of the appliance (https://HOST or http://HOST:PORT)")
     parser.add_argument("--key", required=True, help="an API key (python -m appliance keys create …)")
     parser.add_argument("--model", help="model to call (default: the first one the key may use)")
-    parser.add_argument("--insecure", action="store_true", help="accept a self-signed certificate")
-    args = parser.parse_args(argv)
-    results = run_checks(args.url.rstrip("/"), args.key, args.model, verify=not args.insecure)
+    trust = parser.add_mutually_exclusive_group()
+    trust.add_argument("--cacert", type=argparse.FileType("rb"), metavar="FILE",
+                       help="also trust this certificate (PEM), e.g. the self-signed one `make up` names")  # fmt: skip
+    trust.add_argument("--insecure", action="store_true", help="verify no certificate at all")
+    return parser.parse_args(argv)
+
+
+def tls_verify(args: argparse.Namespace) -> bool | ssl.SSLContext:
+    """httpx's ``verify``: the system's CAs plus --cacert, or nothing with --insecure."""
+    if args.insecure:
+        return False
+    if args.cacert is None:
+        return True
+    with args.cacert:
+        pem = args.cacert.read().decode("ascii", errors="replace")
+    context = ssl.create_default_context()
+    context.load_verify_locations(cadata=pem)
+    return context
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    results = run_checks(args.url.rstrip("/"), args.key, args.model, verify=tls_verify(args))
     table = Table(title=f"appliance API checks: {args.url}", title_justify="left")
     for column in ("check", "result", "detail", "time"):
         table.add_column(column)

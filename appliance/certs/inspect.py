@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -111,14 +110,6 @@ def ocsp_stapling_possible(live_dir: Path) -> bool:
     except CertError:
         return False
     return bool(info.ocsp_urls) and (live_dir / CHAIN).is_file()
-
-
-def is_ip(name: str) -> bool:
-    try:
-        ipaddress.ip_address(name)
-    except ValueError:
-        return False
-    return True
 
 
 def utc_now() -> datetime:

@@ -143,7 +143,7 @@ def run_up(args: argparse.Namespace) -> int:
     compose.run("up", "-d", "--remove-orphans", timeout=7200, stream=True)
     if not args.no_wait:
         wait_ready(config, args.timeout)
-    _print_ready(config, key, self_signed)
+    _print_ready(config, key, self_signed, local=args.local)
     return 0
 
 
@@ -192,7 +192,7 @@ def wait_ready(config: ApplianceConfig, timeout: float, interval: float = 3.0) -
             return
         text = _describe(body)
         if body is not None and body.get("status") == "failed":
-            raise ApplianceError(f"a model failed to load ({text}); see: make logs serve")
+            raise ApplianceError(f"a model failed to load ({text}); see: python -m appliance logs serve")
         if text != last:
             say(f"[{time.monotonic() - started:5.0f} s] {text}")
             last = text
@@ -202,13 +202,23 @@ def wait_ready(config: ApplianceConfig, timeout: float, interval: float = 3.0) -
         time.sleep(interval)
 
 
-def _print_ready(config: ApplianceConfig, key: str | None, self_signed: bool) -> None:
+def dashboard_lines(config: ApplianceConfig, *, local: bool) -> str:
+    """The Grafana and Prometheus lines of ``up``'s output: their URLs, or why they are off."""
+    urls = api_urls(config)
+    if not config.settings.dashboards_enabled:
+        off = "off (DASHBOARDS_ENABLED=false)"
+        return f"Grafana:    {off}\nPrometheus: {off}\n"
+    grafana = ("off (--local: its image comes only from a registry; compose/local.yml)" if local else
+               f"{urls['grafana']}   (user admin, GRAFANA_ADMIN_PASSWORD in {config.files.secrets})")  # fmt: skip
+    return f"Grafana:    {grafana}\nPrometheus: {urls['prometheus']}\n"
+
+
+def _print_ready(config: ApplianceConfig, key: str | None, self_signed: bool, *, local: bool = False) -> None:
     urls = api_urls(config)
     model = config.models[0].id if config.models else "MODEL"
     shown_key = key or "$APPLIANCE_API_KEY"
     cafile = served_certificate(config.settings) if self_signed else None
-    show(f"API:        {urls['api']}\nGrafana:    {urls['grafana']}   (user admin, GRAFANA_ADMIN_PASSWORD in "
-        f"{config.files.secrets})\nPrometheus: {urls['prometheus']}\nHealth:     {urls['health']}\n")  # fmt: skip
+    show(f"API:        {urls['api']}\n{dashboard_lines(config, local=local)}Health:     {urls['health']}\n")
     cacert = f" --cacert {cafile}" if cafile else ""
     show("curl:\n"
         f"  curl{cacert} {urls['api']}/chat/completions -H 'Authorization: Bearer {shown_key}' \\\n"

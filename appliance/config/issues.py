@@ -8,7 +8,6 @@ the secrets file are never shown: :func:`describe_found` is given ``secret=True`
 from __future__ import annotations
 
 import difflib
-import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from enum import StrEnum
@@ -133,6 +132,3 @@ class Redactor:
             issue.file, issue.key, self(issue.message), self(issue.hint), issue.severity, issue.line
         )
 
-
-def issues_to_json(issues: Iterable[ConfigIssue]) -> str:
-    return json.dumps([i.to_dict() for i in issues], indent=2)

@@ -1,1 +1,1 @@
-"""The supervisor daemon: watchdog, scheduler, jobs (arrives with the supervisor issue)."""
+"""The supervisor daemon: watchdog, scheduler, jobs (certificate renewal, log rotation, in-stack doctor)."""
