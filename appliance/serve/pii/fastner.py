@@ -26,7 +26,9 @@ continuation does. Tested against spaCy's own parse, entity for entity (tests/un
 
 Used only where that argument holds: a greedy (``beam_width == 1``) ``EntityRecognizer`` with 3 state
 features, maxout and an upper layer, on a document without preset entities; anything else runs as spaCy runs
-it.
+it. And used only when it proves itself at load (:func:`checked_fast_pipeline`): on the fixed
+:data:`CANARY_TEXTS` it must find spaCy's own entities, else the replica runs spaCy's NER (a spaCy, thinc or
+model version this code was not written against shows there, not in what gets masked).
 """
 
 from __future__ import annotations
@@ -59,16 +61,24 @@ def openblas_ops() -> OpenBlasOps:
     return OpenBlasOps()
 
 
-def use_openblas(nlp: Any) -> None:
-    """Every model node of ``nlp``'s components computes with :func:`openblas_ops` (CPU only)."""
+def use_openblas(nlp: Any) -> Callable[[], None]:
+    """Every model node of ``nlp``'s components computes with :func:`openblas_ops` (CPU only); returns the undo."""
     ops = openblas_ops()
+    changed: list[tuple[Any, Any]] = []
     for _, component in nlp.pipeline:
         model = getattr(component, "model", None)
         if model is None or not hasattr(model, "walk"):
             continue
         for node in model.walk():
-            if isinstance(node.ops, NumpyOps):
+            if isinstance(node.ops, NumpyOps) and node.ops is not ops:
+                changed.append((node, node.ops))
                 node.ops = ops
+
+    def undo() -> None:
+        for node, previous in changed:
+            node.ops = previous
+
+    return undo
 
 
 def array_parsable(component: Any) -> bool:
@@ -356,3 +366,40 @@ def fast_pipeline(nlp: Any) -> Callable[[str], Any]:
         return doc
 
     return run
+
+
+# What the fast NER must parse exactly as spaCy does before a replica uses it: names, places and organisations
+# of one and several tokens, punctuation inside entities, a text ending inside one, line breaks, an empty text.
+CANARY_TEXTS = (
+    "John Smith flew from Paris to New York with Maria García on Monday, 3 March 2025.",
+    "Send the contract to Dr. A. B. Jones, 12 Baker St., London, UK, or to Jean-Luc Picard in Lyon.",
+    "Washington, D.C., is where Ngozi Okonjo-Iweala met the chief executive of Deutsche Bank AG.",
+    "emails: a@b.com, c@d.org; names: Li Wei, Ana Lucía García, Tom O'Neil.\n\nBye, Kathryn Janeway.",
+    "She works for the Bank of",
+    "This letter is from Mr. John",
+    "",
+)
+
+
+def entity_spans(doc: Any) -> list[tuple[int, int, str]]:
+    return [(ent.start_char, ent.end_char, ent.label_) for ent in doc.ents]
+
+
+def checked_fast_pipeline(
+    nlp: Any, texts: tuple[str, ...] = CANARY_TEXTS
+) -> tuple[Callable[[str], Any] | None, list[str]]:
+    """:func:`fast_pipeline` (with :func:`use_openblas`) when it finds spaCy's own entities on every text of
+    ``texts``: ``(run, [])``. Otherwise ``(None, what differed)``, and ``nlp`` is left computing as before."""
+    stock = [entity_spans(nlp(text)) for text in texts]
+    undo = use_openblas(nlp)
+    try:
+        run = fast_pipeline(nlp)
+        fast = [entity_spans(run(text)) for text in texts]
+    except Exception as err:  # noqa: BLE001 - whatever the array code trips over, spaCy's own NER runs instead
+        undo()
+        return None, [f"the fast NER failed: {type(err).__name__}: {err}"]
+    differences = [f"{text!r}: spaCy {want}, fast {got}" for text, want, got in zip(texts, stock, fast) if want != got]
+    if differences:
+        undo()
+        return None, differences
+    return run, []

@@ -2,8 +2,9 @@
 
 The names are a contract with the dashboards and alerts: ``pii_scan_latency_seconds``,
 ``pii_entities_detected_total{entity_type}``, ``pii_restore_latency_seconds``, ``pii_service_queue_depth``,
-``pii_failures_total{reason}``, and ``pii_cache_lookups_total{result}`` (``hit`` / ``miss``: texts whose
-analysis came from the replica's cache, see cache.py).
+``pii_failures_total{reason}``, ``pii_cache_lookups_total{result}`` (``hit`` / ``miss``: texts whose
+analysis came from the replica's cache, see cache.py), and ``pii_fast_ner_active`` (1: the replica's fast NER
+passed its canary check against spaCy's at load; 0: it differed and the replica runs spaCy's own NER).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ class PiiMetrics(Protocol):
 
     def cache_lookups(self, hits: int, misses: int) -> None: ...
 
+    def fast_ner(self, active: bool) -> None: ...
+
 
 class NoMetrics:
     """For code that runs outside Ray (scripts, benchmarks)."""
@@ -44,6 +47,9 @@ class NoMetrics:
     def cache_lookups(self, hits: int, misses: int) -> None:
         pass
 
+    def fast_ner(self, active: bool) -> None:
+        pass
+
 
 class RayPiiMetrics:
     """:class:`PiiMetrics` on ``ray.util.metrics``; create it inside a Ray worker."""
@@ -61,6 +67,8 @@ class RayPiiMetrics:
         self._failures = Counter("pii_failures", "Requests whose masking failed, by reason.", tag_keys=("reason",))
         self._cache = Counter("pii_cache_lookups", "Texts looked up in a PII replica's analysis cache, by result.",
                               tag_keys=("result",))  # fmt: skip
+        self._fast_ner = Gauge("pii_fast_ner_active", "1: the fast NER passed its canary check against spaCy's at "
+                               "load; 0: it differed, and this replica runs spaCy's own NER.")  # fmt: skip
 
     def scanned(self, seconds: float, counts: dict[str, int]) -> None:
         self._scan.observe(seconds)
@@ -81,3 +89,6 @@ class RayPiiMetrics:
             self._cache.inc(hits, {"result": "hit"})
         if misses:
             self._cache.inc(misses, {"result": "miss"})
+
+    def fast_ner(self, active: bool) -> None:
+        self._fast_ner.set(1 if active else 0)

@@ -40,6 +40,9 @@ class PIIService:
             self._metrics = RayPiiMetrics()
         else:
             self._metrics = NoMetrics()
+        fast_ner = getattr(self._analyzer.nlp_engine, "fast_ner_active", None)
+        if fast_ner is not None:
+            self._metrics.fast_ner(fast_ner)
         self.mask_sync(["warm-up: John Smith, john@example.com"], cached=False)  # pays spaCy's lazy set-up
 
     def mask_sync(self, texts: list[str], cached: bool = True) -> MaskResult:
