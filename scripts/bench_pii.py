@@ -49,7 +49,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from appliance.config.settings import DEFAULT_PII_ENTITIES, PII_ENTITY_NAMES  # noqa: E402
 from appliance.serve.pii.cache import AnalysisCache  # noqa: E402
-from appliance.serve.pii.engine import PiiOptions, build_engines, mask_texts  # noqa: E402
+from appliance.serve.pii.engine import STOCK, TUNED, PiiOptions, PiiSetup, build_engines, mask_texts  # noqa: E402
 from appliance.serve.pii.response import SseRestorer  # noqa: E402
 from appliance.serve.pii.restore import Restorer  # noqa: E402
 
@@ -205,26 +205,25 @@ def main() -> int:
     sample = test_pii.load(test_pii.DATA)
     sentences = [text for text, _ in sample]
     default = list(DEFAULT_PII_ENTITIES)
-    stock = {"only_configured_recognizers": False, "exclude_components": (), "phone_score": None, "fast_ner": False,
-             "recall_recognizers": False}
+    every = PiiOptions(entities=PII_ENTITY_NAMES, spacy_model=args.model)
+    tuned = PiiOptions(entities=DEFAULT_PII_ENTITIES, spacy_model=args.model)
     setups = [
-        ("stock / all", PiiOptions(entities=PII_ENTITY_NAMES, spacy_model=args.model, **stock), list(PII_ENTITY_NAMES)),
-        ("stock / default", PiiOptions(entities=DEFAULT_PII_ENTITIES, spacy_model=args.model, **stock), default),
-        ("tuned, no recall recognizers / default",
-         PiiOptions(entities=DEFAULT_PII_ENTITIES, spacy_model=args.model, recall_recognizers=False), default),
-        ("tuned / default", PiiOptions(entities=DEFAULT_PII_ENTITIES, spacy_model=args.model), default),
+        ("stock / all", every, STOCK, list(PII_ENTITY_NAMES)),
+        ("stock / default", tuned, STOCK, default),
+        ("tuned, no recall recognizers / default", tuned, PiiSetup(recall_recognizers=False), default),
+        ("tuned / default", tuned, TUNED, default),
     ]
-    engines = [build_engines(options) for _, options, _ in setups]
+    engines = [build_engines(options, setup) for _, options, setup, _ in setups]
     analyzers = [(analyzer, entities, options.score_threshold)
-                 for (analyzer, _), (_, options, entities) in zip(engines, setups)]  # fmt: skip
+                 for (analyzer, _), (_, options, _, entities) in zip(engines, setups)]  # fmt: skip
     timings: dict[int, list[tuple[float, float]]] = {}
     for size in SIZES:
         timings[size] = time_analyses(analyzers, messages(sentences, size), args.runs)
         print(f"timed: {size} B", file=sys.stderr)
     rows = []
-    for slot, (name, options, _) in enumerate(setups):
+    for slot, (name, options, setup, _) in enumerate(setups):
         scoring = PiiOptions(**{**options.__dict__, "entities": DEFAULT_PII_ENTITIES})
-        total = test_pii.overall(test_pii.evaluate(scoring, sample))
+        total = test_pii.overall(test_pii.evaluate(scoring, sample, setup=setup))
         rows.append((name, {size: timings[size][slot] for size in SIZES}, total))
     plain, busy = restore_cost()
     token_interval_us = 1e6 / STREAM_TOK_PER_S

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from appliance.config.settings import DEFAULT_PII_ENTITIES  # noqa: E402
-from appliance.serve.pii.engine import PiiModelMissing, PiiOptions, build_engines  # noqa: E402
+from appliance.serve.pii.engine import STOCK, TUNED, PiiModelMissing, PiiOptions, PiiSetup, build_engines  # noqa: E402
 
 DATA = ROOT / "scripts" / "data" / "pii_sample.jsonl"
 HOLDOUT = ROOT / "scripts" / "data" / "pii_holdout.jsonl"
@@ -90,11 +90,11 @@ def score(gold: Iterable[Span], predicted: Iterable[Span], entities: set[str], s
 
 
 def evaluate(options: PiiOptions, samples: list[tuple[str, list[Span]]], analyzer: object = None,
-             misses: list[str] | None = None) -> dict[str, Score]:
-    """Per-type scores of ``options``' analyzer (or ``analyzer``, built from them) on ``samples``; ``misses``:
-    where to describe each missed (``-``) and spurious (``+``) span."""
+             misses: list[str] | None = None, setup: PiiSetup = TUNED) -> dict[str, Score]:
+    """Per-type scores of ``options``' analyzer (or ``analyzer``, built from them and ``setup``) on ``samples``;
+    ``misses``: where to describe each missed (``-``) and spurious (``+``) span."""
     if analyzer is None:
-        analyzer, _ = build_engines(options)
+        analyzer, _ = build_engines(options, setup)
     entities = set(options.entities)
     scores: dict[str, Score] = {}
     for text, gold in samples:
@@ -135,14 +135,12 @@ def table(scores: dict[str, Score]) -> str:
     return "\n".join(lines)
 
 
-def options_from_args(args: argparse.Namespace) -> PiiOptions:
+def options_from_args(args: argparse.Namespace) -> tuple[PiiOptions, PiiSetup]:
     entities = tuple(e.strip() for e in args.entities.split(",") if e.strip())
+    options = PiiOptions(entities=entities, spacy_model=args.model, score_threshold=args.threshold)
     if args.stock:
-        return PiiOptions(entities=entities, spacy_model=args.model, score_threshold=args.threshold,
-                          only_configured_recognizers=False, exclude_components=(), phone_score=None,
-                          fast_ner=False, recall_recognizers=False)  # fmt: skip
-    return PiiOptions(entities=entities, spacy_model=args.model, score_threshold=args.threshold,
-                      recall_recognizers=not args.no_recall)  # fmt: skip
+        return options, STOCK
+    return options, PiiSetup(recall_recognizers=not args.no_recall)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -164,9 +162,9 @@ def main(argv: list[str] | None = None) -> int:
         if not path.is_file():
             print(f"test_pii: no labelled data at {path}", file=sys.stderr)
             return 2
-    options = options_from_args(args)
+    options, setup = options_from_args(args)
     try:
-        analyzer, _ = build_engines(options)
+        analyzer, _ = build_engines(options, setup)
     except PiiModelMissing as err:
         print(f"test_pii: {err}", file=sys.stderr)
         return 2

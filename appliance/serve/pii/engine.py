@@ -58,18 +58,6 @@ class PiiOptions:
     # Analysis results of recent texts per replica (cache.py): entries (0: off) and their lifetime.
     cache_entries: int = 4096
     cache_ttl_seconds: float = 600.0
-    # Speed-ups (on by default; off reproduces Presidio's stock set-up for the benchmark's "before").
-    only_configured_recognizers: bool = True
-    exclude_components: tuple[str, ...] = field(default=UNUSED_SPACY_COMPONENTS)
-    # Presidio scores a phone number that libphonenumber validates at 0.4, under the default threshold (0.5),
-    # so without a context word ("phone") it is never masked; the appliance trusts the validation.
-    phone_score: float | None = VALIDATED_PHONE_SCORE
-    # spaCy's NER with numpy's BLAS and an array parse (fastner.py), Presidio's context enhancer without its deep
-    # copy: the same results, about twice as fast. Off reproduces stock Presidio for the benchmark.
-    fast_ner: bool = True
-    # The recall recognizers (places.py, names.py, cards.py) and the merge of overlapping results (merge.py);
-    # off reproduces the analyzer before them (and stock Presidio, with the options above off).
-    recall_recognizers: bool = True
     # The operator's own terms and patterns (PII_DENY_LIST, PII_PATTERNS; custom.py): (TYPE, term or regex).
     deny_list: tuple[tuple[str, str], ...] = ()
     patterns: tuple[tuple[str, str], ...] = ()
@@ -82,6 +70,30 @@ class PiiOptions:
         return tuple(dict.fromkeys((*self.entities, *custom_types(self.deny_list, self.patterns))))
 
 
+@dataclass(frozen=True)
+class PiiSetup:
+    """How Presidio is built: the appliance's tuned set-up (:data:`TUNED`, the only one the appliance runs), or,
+    for the benchmark and the accuracy script only, with its pieces off to reproduce stock Presidio
+    (:data:`STOCK`). Not settings: nothing in ``.env`` reaches them."""
+
+    # only the recognizers of the configured types, phone numbers looked for only around digits (phone.py)
+    only_configured_recognizers: bool = True
+    exclude_components: tuple[str, ...] = field(default=UNUSED_SPACY_COMPONENTS)
+    # Presidio scores a phone number that libphonenumber validates at 0.4, under the default threshold (0.5),
+    # so without a context word ("phone") it is never masked; the appliance trusts the validation.
+    phone_score: float | None = VALIDATED_PHONE_SCORE
+    # spaCy's NER with numpy's BLAS and an array parse (fastner.py; checked against spaCy's at load), Presidio's
+    # context enhancer without its deep copy: the same results, about twice as fast.
+    fast_ner: bool = True
+    # The recall recognizers (places.py, names.py, cards.py) and the merge of overlapping results (merge.py).
+    recall_recognizers: bool = True
+
+
+TUNED = PiiSetup()
+STOCK = PiiSetup(only_configured_recognizers=False, exclude_components=(), phone_score=None, fast_ner=False,
+                 recall_recognizers=False)  # fmt: skip
+
+
 def use_bundled_suffix_list() -> None:
     """Make ``tldextract.extract`` use the public suffix list shipped in the wheel, never the network."""
     import tldextract.tldextract as tld
@@ -92,8 +104,9 @@ def use_bundled_suffix_list() -> None:
         tld.TLD_EXTRACTOR = extractor
 
 
-def build_engines(options: PiiOptions) -> tuple[AnalyzerEngine, AnonymizerEngine]:
-    """One analyzer and one anonymizer for ``options`` (seconds: loads the spaCy model)."""
+def build_engines(options: PiiOptions, setup: PiiSetup = TUNED) -> tuple[AnalyzerEngine, AnonymizerEngine]:
+    """One analyzer and one anonymizer for ``options`` (seconds: loads the spaCy model); ``setup``: see
+    :class:`PiiSetup` (the appliance always runs :data:`TUNED`)."""
     import spacy
     from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
     from presidio_analyzer.nlp_engine import SpacyNlpEngine
@@ -110,14 +123,14 @@ def build_engines(options: PiiOptions) -> tuple[AnalyzerEngine, AnonymizerEngine
 
     class _Engine(SpacyNlpEngine):
         def load(self) -> None:
-            nlp = spacy.load(options.spacy_model, exclude=list(options.exclude_components))
-            if options.exclude_components:
+            nlp = spacy.load(options.spacy_model, exclude=list(setup.exclude_components))
+            if setup.exclude_components:
                 _drop_unheard_tok2vec(nlp)
-            if "lemmatizer" in options.exclude_components:
+            if "lemmatizer" in setup.exclude_components:
                 _register_lower_lemma()
                 nlp.add_pipe(LOWER_LEMMA)
-            self.fast_ner_active: bool | None = None  # None: not asked for (PiiOptions.fast_ner)
-            if options.fast_ner:
+            self.fast_ner_active: bool | None = None  # None: not asked for (PiiSetup.fast_ner)
+            if setup.fast_ner:
                 fast, differences = checked_fast_pipeline(nlp)
                 self.fast_ner_active = fast is not None
                 self.run = fast or nlp  # nlp(text): spaCy's own pipeline, as SpacyNlpEngine runs it
@@ -128,12 +141,12 @@ def build_engines(options: PiiOptions) -> tuple[AnalyzerEngine, AnonymizerEngine
             self.nlp = {options.language: nlp}
 
         def process_text(self, text: str, language: str):  # type: ignore[no-untyped-def]
-            if not options.fast_ner:
+            if not setup.fast_ner:
                 return super().process_text(text, language)
             return self._doc_to_nlp_artifact(self.run(text), language)
 
         def _doc_to_nlp_artifact(self, doc, language: str):  # type: ignore[no-untyped-def]
-            if not (options.fast_ner and "lemmatizer" in options.exclude_components):
+            if not (setup.fast_ner and "lemmatizer" in setup.exclude_components):
                 return super()._doc_to_nlp_artifact(doc, language)
             return _artifacts_of_lower_lemmas(self, doc, language)
 
@@ -141,26 +154,26 @@ def build_engines(options: PiiOptions) -> tuple[AnalyzerEngine, AnonymizerEngine
     nlp_engine.load()
     registry = RecognizerRegistry(supported_languages=[options.language])
     registry.load_predefined_recognizers(languages=[options.language], nlp_engine=nlp_engine)
-    if options.only_configured_recognizers:
+    if setup.only_configured_recognizers:
         wanted = set(options.entities)
         registry.recognizers = [r for r in registry.recognizers if wanted & set(r.supported_entities)]
-    if options.only_configured_recognizers:  # the tuned set-up: phone numbers looked for only around digits
+    if setup.only_configured_recognizers:  # the tuned set-up: phone numbers looked for only around digits
         from appliance.serve.pii.phone import WindowedPhoneRecognizer
 
-        registry.recognizers = [WindowedPhoneRecognizer.like(r, options.phone_score)
+        registry.recognizers = [WindowedPhoneRecognizer.like(r, setup.phone_score)
                                 if type(r).__name__ == "PhoneRecognizer" else r for r in registry.recognizers]  # fmt: skip
-    elif options.phone_score is not None:
+    elif setup.phone_score is not None:
         for recognizer in registry.recognizers:
             if type(recognizer).__name__ == "PhoneRecognizer":
-                recognizer.SCORE = options.phone_score  # read by PhoneRecognizer.analyze
-    if options.recall_recognizers:
+                recognizer.SCORE = setup.phone_score  # read by PhoneRecognizer.analyze
+    if setup.recall_recognizers:
         registry.recognizers.extend(_recall_recognizers(options))
     if options.deny_list or options.patterns:
         from appliance.serve.pii.custom import build_recognizers
 
         registry.recognizers.extend(build_recognizers(options.deny_list, options.patterns, options.language))
-    enhancer = _in_place_enhancer() if options.fast_ner else None
-    engine_class = _resolving_analyzer_class() if options.recall_recognizers else AnalyzerEngine
+    enhancer = _in_place_enhancer() if setup.fast_ner else None
+    engine_class = _resolving_analyzer_class() if setup.recall_recognizers else AnalyzerEngine
     analyzer = engine_class(registry=registry, nlp_engine=nlp_engine, supported_languages=[options.language],
                               default_score_threshold=options.score_threshold,
                               context_aware_enhancer=enhancer)  # fmt: skip
