@@ -11,6 +11,7 @@ from pathlib import Path
 from appliance.certs.renewal import renew
 from appliance.certs.store import served_certificate
 from appliance.config import ApplianceConfig
+from appliance.config.settings import Settings
 from appliance.docker.engine import DockerEngine
 from appliance.docker.nginx import NginxContainer
 from appliance.logs.rotation_policy import RotationPolicy
@@ -26,18 +27,16 @@ from appliance.telemetry.supervisor_metrics import SupervisorMetrics
 _LOGGER = logging.getLogger(__name__)
 
 
-def restart_policy(settings: object) -> RestartPolicy:
-    s = settings
+def restart_policy(s: Settings) -> RestartPolicy:
     return RestartPolicy(
-        budget=float(s.watchdog_restart_budget), half_life_s=float(s.watchdog_budget_half_life_seconds),  # type: ignore[attr-defined]
-        backoff_base_s=s.watchdog_backoff_base_seconds, backoff_max_s=s.watchdog_backoff_max_seconds,  # type: ignore[attr-defined]
+        budget=float(s.watchdog_restart_budget), half_life_s=float(s.watchdog_budget_half_life_seconds),
+        backoff_base_s=s.watchdog_backoff_base_seconds, backoff_max_s=s.watchdog_backoff_max_seconds,
     )  # fmt: skip
 
 
-def rotation_policy(settings: object) -> RotationPolicy:
-    s = settings
-    return RotationPolicy(max_bytes=s.log_max_size_mb * 1024 * 1024, keep=s.log_rotate_keep,  # type: ignore[attr-defined]
-                          retention_s=s.log_retention_days * 86400.0)  # type: ignore[attr-defined]  # fmt: skip
+def rotation_policy(s: Settings) -> RotationPolicy:
+    return RotationPolicy(max_bytes=s.log_max_size_mb * 1024 * 1024, keep=s.log_rotate_keep,
+                          retention_s=s.log_retention_days * 86400.0)  # fmt: skip
 
 
 def build_notifier(config: ApplianceConfig, metrics: SupervisorMetrics) -> SupervisorNotifier:
