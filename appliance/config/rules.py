@@ -187,6 +187,10 @@ def _security_rules(
     if s.pii_enabled and s.pii_fail_open:
         issues.append(where.env("PII_FAIL_OPEN", "is true: unmasked text reaches the model when the analyzer fails",
                                 "set PII_FAIL_OPEN=false to answer 503 instead", Severity.WARNING))  # fmt: skip
+    if s.ray_dashboard_enabled:
+        issues.append(where.env("RAY_DASHBOARD_ENABLED", "is true: whoever passes the dashboard login and Ray's "
+                                "token can submit a Ray job, which runs code in serve",
+                                "switch it on only while you need it; see docs/guides/stack.md", Severity.WARNING))
     model_ids = {m.id for _index, m in models}
     for record in secrets.api_keys:
         if record.role is Role.ADMIN:
