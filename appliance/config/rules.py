@@ -121,6 +121,12 @@ def _model_rules(
                                       f"expected 1 on a single node, found {model.pipeline_parallel_size}",
                                       "pipeline parallelism needs more than one node: set RAY_WORKER_NODES to the "
                                       "worker nodes that will join, or use tensor_parallel_size instead"))  # fmt: skip
+        others = sorted({n for n in model.nodes or [] if n != s.ray_node_name})
+        if others and s.ray_worker_nodes == 0:
+            issues.append(where.model(index, "nodes", f"expected only this node ({s.ray_node_name!r}) while no worker "
+                                      f"node is configured, found {', '.join(others)}",
+                                      "set RAY_WORKER_NODES to the workers that will join (python -m appliance "
+                                      "join on each), or remove the names; RAY_NODE_NAME names this node"))
         issues += _engine_kwargs_rules(index, model, where)
         if model.trust_remote_code:
             issues.append(where.model(index, "trust_remote_code", "is on: the model repo's own Python code will run",
