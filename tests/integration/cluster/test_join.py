@@ -50,7 +50,7 @@ class Where:
 serve.start(proxy_location="Disabled")
 handle = serve.run(Where.bind(), name="where", route_prefix=None)
 placed = handle.remote().result(timeout_s=60)
-print(json.dumps({"nodes": nodes, "placed_on": nodes.get(placed)}))
+print("RESULT " + json.dumps({"nodes": nodes, "placed_on": nodes.get(placed)}), flush=True)
 serve.shutdown()
 """
 
@@ -115,7 +115,9 @@ def test_a_worker_joins_and_a_pinned_replica_runs_on_it(head: tuple[HeadAddress,
         driver = subprocess.run([sys.executable, "-c", DRIVER, str(address), selector], env=_env(token),
                                 capture_output=True, text=True, timeout=240, check=False)  # fmt: skip
         assert driver.returncode == 0, driver.stderr[-3000:] + _stop(worker)[-2000:]
-        seen = json.loads(driver.stdout.strip().splitlines()[-1])
+        result = [line for line in driver.stdout.splitlines() if line.startswith("RESULT ")]  # Ray logs to stdout too
+        assert len(result) == 1, driver.stdout[-3000:]
+        seen = json.loads(result[0].removeprefix("RESULT "))
         print(f"\njoined and placed in {time.monotonic() - started:.1f} s: {seen}")
         assert sorted(seen["nodes"].values()) == ["head", "worker-1"], seen
         assert seen["placed_on"] == "worker-1", seen
@@ -124,7 +126,7 @@ def test_a_worker_joins_and_a_pinned_replica_runs_on_it(head: tuple[HeadAddress,
 
 
 ALIVE = "import ray, sys; ray.init(address=sys.argv[1], logging_level='ERROR'); " \
-        "print(sorted(n.get('Labels', {}).get('appliance.io/node', '?') for n in ray.nodes() if n['Alive']))"
+        "print('RESULT', sorted(n.get('Labels', {}).get('appliance.io/node', '?') for n in ray.nodes() if n['Alive']))"
 
 
 def test_a_worker_with_another_token_is_refused(head: tuple[HeadAddress, Path], tmp_path: Path) -> None:
@@ -145,4 +147,4 @@ def test_a_worker_with_another_token_is_refused(head: tuple[HeadAddress, Path], 
     alive = subprocess.run([sys.executable, "-c", ALIVE, str(address)], env=_env(token), capture_output=True,
                            text=True, timeout=120, check=False)  # fmt: skip
     assert alive.returncode == 0, alive.stderr[-3000:]
-    assert alive.stdout.strip().splitlines()[-1] == "['head']", alive.stdout
+    assert "RESULT ['head']" in alive.stdout.splitlines(), alive.stdout[-3000:]
