@@ -32,6 +32,10 @@ class Panel:
 
 M = 'model=~"$model"'
 R = "$__rate_interval"
+# The DiskSpaceLow alert's ratio (prometheus/rules/alerts.yml, without its threshold; a test holds them equal).
+_FS = 'fstype!~"tmpfs|ramfs|squashfs|overlay|nsfs"'
+DISK_FREE_RATIO = (f"node_filesystem_avail_bytes{{{_FS}}} / (node_filesystem_size_bytes{{{_FS}}}"
+                   f" - node_filesystem_free_bytes{{{_FS}}} + node_filesystem_avail_bytes{{{_FS}}})")
 
 LLM_SERVING = [
     Panel("Requests per second", [(f"sum by (model) (rate(ray_appliance_requests_total{{{M}}}[{R}]))", "{{model}}")],
@@ -146,9 +150,9 @@ APPLIANCE = [
           extra={"mappings": [{"type": "value", "options": {"1": {"text": "ok", "color": "green"},
                                                               "0": {"text": "failing", "color": "red"}}}]}),
     Panel("Disk free", [
-        ('node_filesystem_avail_bytes{fstype!~"tmpfs|ramfs|squashfs|overlay|nsfs"}'
-         ' / node_filesystem_size_bytes{fstype!~"tmpfs|ramfs|squashfs|overlay|nsfs"}', "{{mountpoint}}"),
-    ], "percentunit", max=1, description="Free space per filesystem (the DiskSpaceLow alert fires under 10%)."),
+        (DISK_FREE_RATIO, "{{mountpoint}}"),
+    ], "percentunit", max=1, description="Free space per filesystem, as df counts it (of used + available: "
+       "root's reserved blocks are neither); the DiskSpaceLow alert fires under 10%."),
     Panel("CPU and memory", [
         (f'1 - avg(rate(node_cpu_seconds_total{{mode="idle"}}[{R}]))', "CPU busy"),
         ("1 - node_memory_MemAvailable_bytes / node_memory_MemTotal_bytes", "memory used"),

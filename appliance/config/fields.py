@@ -55,6 +55,14 @@ def _model_id(value: str) -> str:
     return value
 
 
+def _node_name(value: str) -> str:
+    from appliance.cluster.placement import NODE_NAME_RE, NODE_NAME_RULE
+
+    if not NODE_NAME_RE.fullmatch(value):
+        raise expected(f"a Ray node name: {NODE_NAME_RULE}")
+    return value
+
+
 def _non_empty(value: str) -> str:
     if not value.strip():
         raise expected("a non-empty value")
@@ -70,3 +78,4 @@ UnitInterval = Annotated[float, Field(ge=0, le=1)]
 Dtype = Literal["auto", "bfloat16", "float16", "float32"]
 ModelId = Annotated[str, AfterValidator(_model_id)]
 NonEmptyStr = Annotated[str, AfterValidator(_non_empty)]
+NodeName = Annotated[str, AfterValidator(_node_name)]

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from appliance.config.fields import Dtype, Fraction, ModelId, NonEmptyStr, NonNegativeInt, PositiveInt
+from appliance.config.fields import Dtype, Fraction, ModelId, NodeName, NonEmptyStr, NonNegativeInt, PositiveInt
 
 
 class AutoscalingSpec(BaseModel):
@@ -63,6 +63,10 @@ class ModelSpec(BaseModel):
     )
     engine_kwargs: dict[str, Any] = Field(
         default_factory=dict, description="Extra vLLM engine arguments passed through unchanged."
+    )
+    nodes: list[NodeName] | None = Field(
+        None, description="Ray nodes this model may run on (RAY_NODE_NAME of the head, the names workers joined "
+        "with); none = wherever Ray finds room."
     )
 
     @property

@@ -121,6 +121,12 @@ def _model_rules(
                                       f"expected 1 on a single node, found {model.pipeline_parallel_size}",
                                       "pipeline parallelism needs more than one node: set RAY_WORKER_NODES to the "
                                       "worker nodes that will join, or use tensor_parallel_size instead"))  # fmt: skip
+        others = sorted({n for n in model.nodes or [] if n != s.ray_node_name})
+        if others and s.ray_worker_nodes == 0:
+            issues.append(where.model(index, "nodes", f"expected only this node ({s.ray_node_name!r}) while no worker "
+                                      f"node is configured, found {', '.join(others)}",
+                                      "set RAY_WORKER_NODES to the workers that will join (python -m appliance "
+                                      "join on each), or remove the names; RAY_NODE_NAME names this node"))
         issues += _engine_kwargs_rules(index, model, where)
         if model.trust_remote_code:
             issues.append(where.model(index, "trust_remote_code", "is on: the model repo's own Python code will run",
@@ -192,6 +198,10 @@ def _security_rules(
     if s.pii_enabled and s.pii_fail_open:
         issues.append(where.env("PII_FAIL_OPEN", "is true: unmasked text reaches the model when the analyzer fails",
                                 "set PII_FAIL_OPEN=false to answer 503 instead", Severity.WARNING))  # fmt: skip
+    if s.ray_dashboard_enabled:
+        issues.append(where.env("RAY_DASHBOARD_ENABLED", "is true: whoever passes the dashboard login and Ray's "
+                                "token can submit a Ray job, which runs code in serve",
+                                "switch it on only while you need it; see docs/guides/stack.md", Severity.WARNING))
     model_ids = {m.id for _index, m in models}
     for record in secrets.api_keys:
         if record.role is Role.ADMIN:

@@ -19,6 +19,7 @@ from appliance.config.fields import (
     Dtype,
     Fraction,
     ModelId,
+    NodeName,
     NonEmptyStr,
     NonNegativeFloat,
     NonNegativeInt,
@@ -151,6 +152,10 @@ class Settings(BaseModel):
     )
     ray_worker_nodes: NonNegativeInt = setting(
         0, "Ray worker nodes that will join this head node (needed for pipeline parallelism).", HARDWARE
+    )
+    ray_node_name: NodeName = setting(
+        "head", "This machine's name in the Ray cluster (the label appliance.io/node); models.yaml `nodes:` "
+        "pins a model to named nodes.", HARDWARE
     )
     ray_num_cpus: NonNegativeInt = setting(
         0, "Logical CPUs Ray schedules with; 0 = max(8, cores) so the ingress fits beside engines.", HARDWARE

@@ -45,6 +45,12 @@ class ContainerState:
     def running_and_healthy(self) -> bool:
         return self.status == "running" and self.health in (None, "healthy")
 
+    @property
+    def not_failing(self) -> bool:
+        """Running and not failing its health check: still ``starting`` (inside its start period, loading a
+        model) counts as not failing, so a gauge built on it does not call a starting service unhealthy."""
+        return self.status == "running" and self.health != "unhealthy"
+
 
 def parse_time(value: str | None) -> datetime | None:
     """Docker's RFC 3339 timestamps (nanoseconds, 'Z'); the zero time is None."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from appliance.cluster.placement import bundle_label_selector
 from appliance.config.loader import ApplianceConfig
 from appliance.config.models import ModelSpec
 from appliance.config.settings import Accelerator, Settings
@@ -49,6 +50,8 @@ def deployment_config(spec: ModelSpec, settings: Settings) -> dict[str, Any]:
         }
     else:
         options["num_replicas"] = spec.replicas or 1
+    if spec.nodes:  # every bundle of every replica (engine and its workers) on the named nodes only
+        options["placement_group_bundle_label_selector"] = bundle_label_selector(spec.nodes)
     return options
 
 

@@ -82,6 +82,10 @@ def route_of(path: str) -> str | None:
     return None
 
 
+AUDIT_UNAVAILABLE = ApiError(503, "The audit log cannot be written (its disk is full or failing); requests are "
+                             "refused until it can.", "audit_unavailable", headers=(("Retry-After", "30"),))
+
+
 @dataclass(frozen=True)
 class GateSettings:
     auth_enabled: bool
@@ -151,6 +155,8 @@ class Gate:
             if route == "admin_models":
                 require_admin(principal)
             if scope.get("method") == "POST" and path in GENERATION_PATHS:
+                if not self.audit.available():  # an audited request is never served unaudited
+                    raise AUDIT_UNAVAILABLE
                 await self._generation(scope, receive, send, principal, record, started)
                 return
         except ApiError as err:

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from types import FrameType
 
+from appliance.cluster.placement import node_labels
 from appliance.config.settings import Settings
 from appliance.errors import ApplianceError
 
@@ -36,6 +37,7 @@ def ray_start_argv(settings: Settings, *, cores: int, ray: str = "ray") -> list[
     argv = [
         ray, "start", "--head", "--block", f"--port={GCS_PORT}", f"--num-cpus={logical_cpus(settings, cores)}",
         f"--metrics-export-port={METRICS_EXPORT_PORT}", "--disable-usage-stats",
+        f"--labels={node_labels(settings.ray_node_name)}",
     ]  # fmt: skip
     if settings.ray_dashboard_enabled:
         argv += ["--include-dashboard=true", "--dashboard-host=0.0.0.0", f"--dashboard-port={DASHBOARD_PORT}"]

@@ -254,7 +254,7 @@ class Watchdog:
         containers = await asyncio.to_thread(self.engine.project_containers, self.project)
         for container in containers:
             service = container.service
-            self.notifier.service_health(service, container.running_and_healthy)
+            self.notifier.service_health(service, container.not_failing)  # 'starting' is not unhealthy
             busy = service in self._tasks and not self._tasks[service].done()
             if busy or container.id in self._acting:
                 continue

@@ -13,6 +13,9 @@ import os
 import subprocess
 import sys
 import time
+from urllib.parse import parse_qs, urlsplit
+
+import yaml
 
 from tests.e2e_docker.stack import DockerStack
 
@@ -76,3 +79,17 @@ def test_make_doctor_on_the_host_finds_nothing_wrong_with_the_healthy_stack(dock
     assert levels["health-ready"] == {"ok"} and levels["prometheus-targets"] == {"ok"}, report
     assert {p for p in problems if p[0] not in HOST_DEPENDENT_CHECKS} == set(), sorted(problems)
     assert doctor.returncode == (1 if problems else 0), doctor.stderr[-2000:]
+
+
+def test_the_datadog_agents_ray_endpoint_is_served_by_prometheus_federation(docker_stack: DockerStack) -> None:
+    """The agent reads Ray's metrics from Prometheus's /federate (it cannot reach serve): the URL in
+    datadog/conf.d answers with the ingress's and the engines' series (asked through nginx, same path)."""
+    conf = yaml.safe_load((docker_stack.root / "datadog/conf.d/openmetrics.d/conf.yaml").read_text())
+    url = urlsplit(next(i["openmetrics_endpoint"] for i in conf["instances"] if "federate" in i["openmetrics_endpoint"]))
+    auth = (_secret(docker_stack, "DASHBOARD_USER"), _secret(docker_stack, "DASHBOARD_PASSWORD"))
+    response = docker_stack.get(url.path, params={k: v[0] for k, v in parse_qs(url.query).items()}, auth=auth)
+    assert response.status_code == 200, response.text[:500]
+    names = {line.split("{")[0] for line in response.text.splitlines() if line and not line.startswith("#")}
+    print(f"\nfederation: {len(names)} metric names, e.g. {sorted(names)[:5]}")
+    assert any(n.startswith("ray_serve_") for n in names), sorted(names)[:50]
+    assert any(n.startswith("ray_vllm_") for n in names), sorted(names)[:50]

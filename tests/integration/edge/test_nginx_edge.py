@@ -146,7 +146,8 @@ def test_dashboards_refuse_unauthenticated_access(edge: Edge, path: str, source:
         ok = client.get(path, auth=("admin", DASHBOARD_PASSWORD))
         assert ok.status_code == 200
         assert ok.headers["x-frame-options"] == "SAMEORIGIN"
-        assert "Authorization" in ok.json()["headers"]
+        # Ray reads an Authorization header as its own token (403 for a basic-auth one): nginx keeps it back.
+        assert ("Authorization" in ok.json()["headers"]) is (not path.startswith("/ray/"))
     htpasswd = (edge.layout.conf_dir / "htpasswd").read_text()
     assert DASHBOARD_PASSWORD not in htpasswd and htpasswd.startswith("admin:$6$")
     assert DASHBOARD_PASSWORD not in (edge.layout.conf_dir / "nginx.conf").read_text()

@@ -193,6 +193,25 @@ def test_warnings_do_not_fail(cfg: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert flagged == {(".env", "AUTH_ENABLED"), (".env", "MODEL_ID"), (".secrets", "(file)")}
 
 
+def test_the_ray_dashboard_switched_on_is_a_warning_naming_the_key(cfg: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, "validate", "--json")
+    assert code == 0 and "RAY_DASHBOARD_ENABLED" not in out
+    set_line(cfg / ".env", "RAY_DASHBOARD_ENABLED", "true")
+    code, out, _ = run_cli(capsys, "validate", "--json")
+    assert code == 0
+    issue = next(i for i in json.loads(out)["issues"] if i["key"] == "RAY_DASHBOARD_ENABLED")
+    assert issue["file"] == ".env" and issue["severity"] == "warning" and "Ray job" in issue["message"]
+
+
+def test_a_model_pinned_to_a_worker_needs_worker_nodes(cfg: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = (cfg / "models.yaml").read_text()
+    (cfg / "models.yaml").write_text(text.replace("    source:", "    nodes: [head, gpu-b]\n    source:", 1))
+    code, _, err = run_cli(capsys, "validate")
+    assert code == 2 and "models[0].nodes: expected only this node ('head')" in err and "gpu-b" in err
+    set_line(cfg / ".env", "RAY_WORKER_NODES", "1")
+    assert run_cli(capsys, "validate")[0] == 0
+
+
 def test_auto_mode_says_when_the_gpus_could_not_be_counted(cfg: Path, capsys: pytest.CaptureFixture[str],
                                                            monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     monkeypatch.setenv("APPLIANCE_GPU_COUNT", "unknown")  # what a failing or slow nvidia-smi gives: no count

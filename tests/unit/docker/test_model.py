@@ -23,6 +23,11 @@ def test_state_from_inspect() -> None:
     assert state.health == "starting" and state.start_period_s == 600
     assert state.started_at == datetime(2026, 11, 23, 11, 30, 1, 123456, tzinfo=UTC)
     assert state.finished_at is None and state.watched and not state.running_and_healthy
+    assert state.not_failing, "a container still in its start period is not failing (no false ServiceUnhealthy)"
+    from dataclasses import replace
+
+    assert not replace(state, health="unhealthy").not_failing and not replace(state, status="exited").not_failing
+    assert replace(state, health=None).not_failing and replace(state, health="healthy").running_and_healthy
 
 
 def test_start_period_label_overrides_the_healthcheck() -> None:

@@ -101,3 +101,18 @@ def test_grafana_is_under_a_sub_path_with_the_secret_password_and_no_anonymous_a
     assert ini["security"]["admin_password"].startswith("$__file{"), "the password comes from .secrets, not here"
     assert ini["users"].getboolean("allow_sign_up") is False
 
+
+
+def test_the_disk_panel_shows_the_ratio_the_disk_alert_fires_on() -> None:
+    import yaml
+
+    sys.path.insert(0, str(GRAFANA))
+    try:
+        import generate  # grafana/generate.py
+    finally:
+        sys.path.remove(str(GRAFANA))
+    rules = yaml.safe_load((GRAFANA.parent / "prometheus/rules/alerts.yml").read_text())
+    expr = next(r["expr"] for g in rules["groups"] for r in g["rules"] if r.get("alert") == "DiskSpaceLow")
+    assert " ".join(expr.split()) == " ".join(generate.DISK_FREE_RATIO.split()) + " < 0.10"
+    exprs = {t["expr"] for panel in _load(GRAFANA / "dashboards/appliance.json")["panels"] for t in panel.get("targets", [])}
+    assert generate.DISK_FREE_RATIO in exprs

@@ -4,6 +4,7 @@ the supervisor sends, OpenMetrics checks on the endpoints Prometheus scrapes, JS
 from __future__ import annotations
 
 import re
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -61,7 +62,10 @@ def test_openmetrics_checks_cover_the_prometheus_targets() -> None:
     prom = yaml.safe_load((ROOT / "prometheus" / "prometheus.yml").read_text())
     targets = {job["job_name"]: job["static_configs"][0]["targets"][0] for job in prom["scrape_configs"]
                if "static_configs" in job}  # fmt: skip
-    assert endpoints == {f"http://{targets['ray']}/metrics", f"http://{targets['supervisor']}/metrics"}
+    # Ray's export through Prometheus's federation of the `ray` job (the agent has no network path to serve).
+    assert targets["ray"] == "serve:8080"
+    assert endpoints == {"http://prometheus:9090/prometheus/federate?match[]=%7Bjob%3D%22ray%22%7D",
+                         f"http://{targets['supervisor']}/metrics"}
     covered = set()
     for instance in instances:
         assert instance["namespace"] == "appliance" and instance["service"] == "appliance"
@@ -71,3 +75,14 @@ def test_openmetrics_checks_cover_the_prometheus_targets() -> None:
             assert matched, f"{pattern} matches none of the exported names"
             covered |= matched
     assert covered == EXPORTED
+
+
+def test_every_openmetrics_endpoint_is_on_a_network_the_agent_shares() -> None:
+    """The agent is on `backend` only (whatever reaches serve can submit a Ray job): an endpoint on a service it
+    shares no network with would fail at every collection, silently for the operator."""
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    agent_networks = set(services["datadog-agent"]["networks"])
+    for instance in _yaml("conf.d/openmetrics.d/conf.yaml")["instances"]:
+        host = urlsplit(instance["openmetrics_endpoint"]).hostname
+        assert host in services, f"{instance['openmetrics_endpoint']}: {host} is not a compose service"
+        assert agent_networks & set(services[host]["networks"]), f"{host}: {services[host]['networks']}"

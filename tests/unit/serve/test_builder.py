@@ -30,6 +30,12 @@ def test_replicas_or_autoscaling() -> None:
     assert "num_replicas" not in auto
 
 
+def test_a_model_pinned_to_nodes_selects_them_for_every_bundle() -> None:
+    pinned = deployment_config(spec(nodes=["gpu-b", "gpu-a"]), Settings())
+    assert pinned["placement_group_bundle_label_selector"] == [{"appliance.io/node": "in(gpu-a,gpu-b)"}]
+    assert "placement_group_bundle_label_selector" not in deployment_config(spec(), Settings())
+
+
 def test_cpu_mode_asks_for_cpu_bundles_gpu_mode_leaves_the_default() -> None:
     assert placement(spec(), Accelerator.CPU) == {"bundles": [{"CPU": 1}]}
     assert placement(spec(tensor_parallel_size=2), Accelerator.GPU) is None

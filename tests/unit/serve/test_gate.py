@@ -238,3 +238,41 @@ def test_the_registry_url_is_made_absolute_for_the_replicas(tmp_path: Path) -> N
         f"sqlite:///{tmp_path}/data/registry/registry.db"  # fmt: skip
     assert absolute_registry_url("sqlite:////srv/r.db", tmp_path) == "sqlite:////srv/r.db"
     assert absolute_registry_url("postgresql://u@h:5432/db", tmp_path) == "postgresql://u@h:5432/db"
+
+
+def test_no_request_is_served_unaudited_when_the_audit_disk_is_full(parts, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The free-space check is the real statvfs of the log's filesystem: asking for more than it has is a full
+    disk as the gate sees it; 503 + Retry-After, nothing forwarded; served again once there is room."""
+    import os
+
+    from appliance.serve import audit as audit_module
+
+    gate, downstream, metrics, audit = parts
+    monkeypatch.setattr(audit_module, "FREE_CHECK_INTERVAL_S", 0.0)
+    stat = os.statvfs(audit.parent)
+    gate.audit.min_free_bytes = stat.f_blocks * stat.f_frsize + 1  # more than the whole filesystem
+    status, headers, body = call(gate, "/v1/completions", b'{"model":"a","prompt":"x"}', auth())
+    error = json.loads(body)["error"]
+    assert (status, error["code"], error["type"]) == (503, "audit_unavailable", "service_unavailable_error")
+    assert {k.lower(): v for k, v in headers.items()}[b"retry-after"] == b"30" and downstream.seen == []
+    assert call(gate, "/v1/models", b"", auth(), method="GET")[0] == 200  # nothing to audit: still served
+    gate.audit.min_free_bytes = 0
+    assert call(gate, "/v1/completions", b'{"model":"a","prompt":"x"}', auth())[0] == 200
+    assert len(downstream.seen) == 2 and audit_lines(audit)[-1]["status"] == 200
+
+
+def test_a_failed_audit_write_refuses_until_the_log_opens_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
+    from appliance.serve import audit as audit_module
+
+    monkeypatch.setattr(audit_module, "FREE_CHECK_INTERVAL_S", 0.0)
+    path = tmp_path / "audit.log"
+    log = AuditLog(path, min_free_bytes=0)
+    path.mkdir()  # in the file's place: opening it for appending fails (EISDIR), as a broken disk would
+    log.write({"request_id": "r-1", "status": 200})
+    assert "could not write the audit log" in caplog.text and "r-1" not in caplog.text
+    assert not log.available() and not log.available()
+    path.rmdir()
+    assert log.available()
+    log.write({"request_id": "r-2", "status": 200})
+    assert [line["request_id"] for line in audit_lines(path)] == ["r-2"]

@@ -93,6 +93,8 @@ def test_ray_head_command(tmp_path: Path) -> None:
     quiet = ray_start_argv(_config(tmp_path, RAY_DASHBOARD_ENABLED="false", RAY_NUM_CPUS="3").settings, cores=64)
     assert "--include-dashboard=false" in quiet and "--num-cpus=3" in quiet
     assert "--num-cpus=64" in ray_start_argv(settings, cores=64)
+    assert "--labels=appliance.io/node=head" in argv
+    assert "--labels=appliance.io/node=gpu-a" in ray_start_argv(_config(tmp_path, RAY_NODE_NAME="gpu-a").settings, cores=2)
 
 
 def test_urls_and_socket(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -140,3 +140,27 @@ def test_broken_event_stream_is_resubscribed(tmp_path: Path) -> None:
     watchdog = make(tmp_path, engine)
     asyncio.run(drive(watchdog, engine, [(DockerUnreachableError("stream broke"), 1.5)]))
     assert len(engine.streams) == 2
+
+
+class HealthNotes:
+    def __init__(self) -> None:
+        self.health: list[tuple[str, bool]] = []
+
+    def restarted(self, service: str, reason: str) -> None: ...
+
+    def gave_up(self, service: str, why: str) -> None: ...
+
+    def service_health(self, service: str, healthy: bool) -> None:
+        self.health.append((service, healthy))
+
+
+def test_reconcile_reports_a_starting_service_as_not_unhealthy(tmp_path: Path) -> None:
+    """A container loading its model (health 'starting') must not set the gauge ServiceUnhealthy fires on."""
+    for health, expected in (("starting", True), ("healthy", True), (None, True), ("unhealthy", False)):
+        notes = HealthNotes()
+        engine = FakeEngine(state(health=health))
+        asyncio.run(make(tmp_path, engine, notifier=notes).reconcile())
+        assert notes.health == [("web", expected)], health
+    notes = HealthNotes()
+    asyncio.run(make(tmp_path, FakeEngine(state(status="exited")), notifier=notes).reconcile())
+    assert notes.health == [("web", False)]

@@ -1,0 +1,1 @@
+"""Several machines in one Ray cluster: node names, placement of models on named nodes, workers joining."""

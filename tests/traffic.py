@@ -1,0 +1,103 @@
+"""For outage tests: the engine process of a model, and steady client traffic: one model's completions, one after another, streamed and not.
+
+Each outcome is recorded with its time: ``"200"``, another status as text, ``"stream-error-event"`` (a stream that
+ended with an OpenAI-shaped error event and ``[DONE]``), ``"stream-cut"`` (a stream that ended without ``[DONE]``)
+or ``"transport:<Error>"`` (no HTTP answer at all). Refusals must be 503 with ``Retry-After`` in the OpenAI shape;
+anything else lands in ``problems``. The request ids of completed (200) requests are kept for audit checks.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import threading
+import time
+
+import httpx
+import psutil
+
+NO_EOS = {"ignore_eos": True}  # the tiny test models are random: without this they may stop early at </s>
+
+
+class Traffic(threading.Thread):
+    def __init__(self, base_url: str, key: str, model: str, stop: threading.Event, *,
+                 verify: ssl.SSLContext | bool = True, max_tokens: int = 48, pause_s: float = 0.05) -> None:  # fmt: skip
+        super().__init__(daemon=True)
+        self.base_url, self.key, self.model, self.stop, self.verify = base_url, key, model, stop, verify
+        self.max_tokens, self.pause_s = max_tokens, pause_s
+        self.outcomes: list[tuple[float, str]] = []  # (monotonic time, outcome)
+        self.problems: list[str] = []
+        self.completed_ids: list[str] = []  # X-Request-ID of every 200
+
+    def between(self, start: float, end: float | None = None) -> list[str]:
+        return [what for t, what in self.outcomes if t >= start and (end is None or t <= end)]
+
+    def run(self) -> None:
+        headers = {"Authorization": f"Bearer {self.key}"}
+        with httpx.Client(base_url=self.base_url, headers=headers, timeout=60, verify=self.verify) as client:
+            n = 0
+            while not self.stop.is_set():
+                n += 1
+                body = {"model": self.model, "prompt": "resilience", "max_tokens": self.max_tokens,
+                        "stream": n % 2 == 0, **NO_EOS}  # fmt: skip
+                try:
+                    self.outcomes.append((time.monotonic(), self._one(client, body)))
+                except httpx.HTTPError as err:  # no HTTP answer: a dropped or refused connection
+                    self.outcomes.append((time.monotonic(), f"transport:{type(err).__name__}"))
+                time.sleep(self.pause_s)
+
+    def _one(self, client: httpx.Client, body: dict) -> str:
+        if not body["stream"]:
+            response = client.post("/v1/completions", json=body)
+            self._check_refusal(response.status_code, response.headers, response.text)
+            if response.status_code == 200:
+                self.completed_ids.append(response.headers.get("x-request-id", ""))
+            return str(response.status_code)
+        with client.stream("POST", "/v1/completions", json=body) as response:
+            text = response.read().decode() if response.status_code != 200 else ""
+            if response.status_code != 200:
+                self._check_refusal(response.status_code, response.headers, text)
+                return str(response.status_code)
+            request_id = response.headers.get("x-request-id", "")
+            events = "".join(response.iter_text()).split("\n\n")
+        data = [e.strip() for e in events if e.strip()]
+        if not data or data[-1] != "data: [DONE]":
+            self.problems.append(f"stream ended without [DONE]: {data[-2:]}")
+            return "stream-cut"
+        errors = [json.loads(e[5:])["error"] for e in data if e.startswith("data:") and '"error"' in e[:20]]
+        if errors:
+            if errors[-1].get("type") != "service_unavailable_error":
+                self.problems.append(f"stream error event not a 503: {errors[-1]}")
+            return "stream-error-event"
+        self.completed_ids.append(request_id)
+        return "200"
+
+    def _check_refusal(self, status: int, headers: httpx.Headers, text: str) -> None:
+        if status == 200:
+            return
+        if status != 503:
+            self.problems.append(f"{status}: {text[:300]}")
+            return
+        try:
+            error = json.loads(text)["error"]
+        except (ValueError, KeyError, TypeError):
+            self.problems.append(f"503 not in the OpenAI shape: {text[:300]}")
+            return
+        if "retry-after" not in headers or error.get("type") != "service_unavailable_error":
+            self.problems.append(f"503 without Retry-After or OpenAI type: {dict(headers)} {text[:300]}")
+
+
+def engine_process(model: str) -> psutil.Process:
+    """The vLLM EngineCore process (title ``VLLM::EngineCore``) under the Serve replica of ``model`` (the replica
+    actor's title names its deployment, which ray.serve.llm names after the model id)."""
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            if "EngineCore" in " ".join(proc.info["cmdline"] or []) and any(
+                    "ServeReplica" in " ".join(p.cmdline()) and model in " ".join(p.cmdline())
+                    for p in proc.parents()):  # fmt: skip
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    assert len(found) == 1, f"expected one EngineCore under {model}'s replica, found {[p.pid for p in found]}"
+    return found[0]
