@@ -3,7 +3,10 @@
 Each outcome is recorded with its time: ``"200"``, another status as text, ``"stream-error-event"`` (a stream that
 ended with an OpenAI-shaped error event and ``[DONE]``), ``"stream-cut"`` (a stream that ended without ``[DONE]``)
 or ``"transport:<Error>"`` (no HTTP answer at all). Refusals must be 503 with ``Retry-After`` in the OpenAI shape;
-anything else lands in ``problems``. The request ids of completed (200) requests are kept for audit checks.
+anything else lands in ``problems``. Like the official OpenAI clients, it waits what ``Retry-After`` says (at most
+``MAX_RETRY_AFTER_S``) before its next request: a client hammering through an outage meets the per-key rate
+limit (429), which is the limiter doing its job, not the outage. The request ids of completed (200) requests are
+kept for audit checks.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import time
 import httpx
 import psutil
 
+MAX_RETRY_AFTER_S = 5.0
 NO_EOS = {"ignore_eos": True}  # the tiny test models are random: without this they may stop early at </s>
 
 
@@ -28,6 +32,7 @@ class Traffic(threading.Thread):
         self.outcomes: list[tuple[float, str]] = []  # (monotonic time, outcome)
         self.problems: list[str] = []
         self.completed_ids: list[str] = []  # X-Request-ID of every 200
+        self._retry_after = 0.0  # what the last refusal asked the client to wait
 
     def between(self, start: float, end: float | None = None) -> list[str]:
         return [what for t, what in self.outcomes if t >= start and (end is None or t <= end)]
@@ -44,7 +49,8 @@ class Traffic(threading.Thread):
                     self.outcomes.append((time.monotonic(), self._one(client, body)))
                 except httpx.HTTPError as err:  # no HTTP answer: a dropped or refused connection
                     self.outcomes.append((time.monotonic(), f"transport:{type(err).__name__}"))
-                time.sleep(self.pause_s)
+                wait, self._retry_after = max(self.pause_s, self._retry_after), 0.0
+                self.stop.wait(wait)
 
     def _one(self, client: httpx.Client, body: dict) -> str:
         if not body["stream"]:
@@ -85,6 +91,11 @@ class Traffic(threading.Thread):
             return
         if "retry-after" not in headers or error.get("type") != "service_unavailable_error":
             self.problems.append(f"503 without Retry-After or OpenAI type: {dict(headers)} {text[:300]}")
+            return
+        try:
+            self._retry_after = min(float(headers["retry-after"]), MAX_RETRY_AFTER_S)
+        except ValueError:
+            self.problems.append(f"Retry-After is not a number of seconds: {headers['retry-after']!r}")
 
 
 def engine_process(model: str) -> psutil.Process:
