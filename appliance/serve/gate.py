@@ -219,7 +219,9 @@ class Gate:
             except BaseException:
                 self.budgets.refund(reservation)
                 raise
-            body, send = masked.body, masked.restoring(send)
+            body = masked.body
+            if path not in ("/v1/embeddings", "/v1/score"):  # answers without text need no restoring (nor buffering)
+                send = masked.restoring(send)
             if self.settings.audit_prompts:
                 record["prompt"] = masked.prompt
         rate_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in self.budgets.headers(reservation)]
