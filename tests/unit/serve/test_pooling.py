@@ -184,3 +184,15 @@ def test_score_and_rerank_reach_the_engine(gate) -> None:
     assert post(gate, "/v1/score", {"model": "emb", "text_1": "q", "text_2": ["a", "b"]})[0] == 200
     assert post(gate, "/v1/rerank", {"model": "emb", "query": "q", "documents": ["a"], "top_n": 1})[0] == 200
     assert [seen["path"] for seen in engine.seen] == ["/v1/score", "/v1/rerank"]
+
+
+def test_readiness_probes_each_model_with_a_request_of_its_kind() -> None:
+    from appliance.serve.ingress import ENDPOINTS, _probe_request
+
+    method, request = _probe_request("emb", CAPS["emb"])
+    assert method == "embeddings" and request.input == "ping" and request.model == "emb"
+    method, request = _probe_request("rank", CAPS["rank"])
+    assert method == "score" and (request.text_1, request.text_2) == ("ping", "ping")
+    method, request = _probe_request("gen", CAPS["gen"])
+    assert method == "completions" and request.max_tokens == 1
+    assert {"embeddings", "score", "rerank"} <= ENDPOINTS.keys()
