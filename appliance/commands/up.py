@@ -212,7 +212,7 @@ def wait_ready(config: ApplianceConfig, timeout: float, interval: float = 3.0) -
 
 def _print_ready(config: ApplianceConfig, key: str | None, self_signed: bool) -> None:
     urls = api_urls(config)
-    model = config.models[0].id if config.models else "MODEL"
+    model = next((m.id for m in config.models if m.task == "generate"), "MODEL")  # the snippet is a chat call
     shown_key = key or "$APPLIANCE_API_KEY"
     cafile = _certificate(config) if self_signed else None
     show(f"API:        {urls['api']}\nGrafana:    {urls['grafana']}   (user admin, GRAFANA_ADMIN_PASSWORD in "
