@@ -5,7 +5,8 @@
     python scripts/test_api.py --url http://127.0.0.1:8000 --key sk-... --model qwen2.5-0.5b-instruct --insecure
 
 Checks: the health probes, /v1/models, a chat completion, a streamed chat completion (first event before
-the last), a text completion, a named tool call and a json_schema answer (valid JSON of the schema), the
+the last), a text completion, a named tool call (on a model with a tool_call_parser) and a json_schema answer
+(valid JSON of the schema), the
 error shapes for a wrong key, an unknown model and a malformed body, and — when the key may use an
 embedding (task embed) or scoring (task score) model — embeddings (float and base64), score and rerank.
 Checks for a kind of model the key cannot use are shown as skipped. Exit 0 when no check fails, 1 otherwise.
@@ -65,10 +66,14 @@ def run_checks(url: str, key: str, model: str | None, verify: bool) -> list[Resu
     def models() -> str:
         listed = list(client.models.list())
         assert listed, "no model visible to this key"
-        tasks = {m.id: (getattr(m, "metadata", None) or {}).get("task", "generate") for m in listed}
+        metadata = {m.id: getattr(m, "metadata", None) or {} for m in listed}
+        tasks = {mid: data.get("task", "generate") for mid, data in metadata.items()}
         generating = [mid for mid, task in tasks.items() if task == "generate"]
         if model or generating:
             state["model"] = model or generating[0]
+        with_tools = [mid for mid in generating if "named" in metadata[mid].get("tool_choice", ())]
+        if with_tools:  # vLLM needs the model's tool_call_parser for a named tool_choice
+            state["tools"] = state["model"] if state["model"] in with_tools else with_tools[0]
         for mid, task in tasks.items():
             if task == "embed":
                 state.setdefault("embed", mid)
@@ -101,7 +106,7 @@ def run_checks(url: str, key: str, model: str | None, verify: bool) -> list[Resu
 
     def tool_call() -> str:
         tool = {"type": "function", "function": {"name": "paint", "parameters": schema}}
-        reply = client.chat.completions.create(model=state["model"], max_tokens=32, tools=[tool],
+        reply = client.chat.completions.create(model=state["tools"], max_tokens=32, tools=[tool],
                                                tool_choice={"type": "function", "function": {"name": "paint"}},
                                                messages=[{"role": "user", "content": "Pick a colour."}])  # fmt: skip
         call = reply.choices[0].message.tool_calls[0]
@@ -150,7 +155,7 @@ def run_checks(url: str, key: str, model: str | None, verify: bool) -> list[Resu
             "Authorization": f"Bearer {key}", "content-type": "application/json"})  # fmt: skip
         return _error_shape(response, 400)
 
-    needs = {"chat": "model", "chat, streamed": "model", "completion": "model", "tool call (named)": "model",
+    needs = {"chat": "model", "chat, streamed": "model", "completion": "model", "tool call (named)": "tools",
              "json_schema answer": "model", "embeddings": "embed", "score and rerank": "score"}  # fmt: skip
     for name, fn in (("health probes", health), ("models", models), ("chat", chat), ("chat, streamed", stream),
                      ("completion", completion), ("tool call (named)", tool_call), ("json_schema answer", json_schema),
@@ -158,7 +163,8 @@ def run_checks(url: str, key: str, model: str | None, verify: bool) -> list[Resu
                      ("unknown model → 404", unknown_model), ("malformed body → 400", malformed)):  # fmt: skip
         need = needs.get(name)
         if need is not None and need not in state:
-            kind = {"model": "generating", "embed": "embedding", "score": "embedding or scoring"}[need]
+            kind = {"model": "generating", "tools": "tool-calling (tool_call_parser)", "embed": "embedding",
+                    "score": "embedding or scoring"}[need]  # fmt: skip
             results.append(Result(name, False, f"no {kind} model for this key", 0.0, skipped=True))
             continue
         check(name, fn)

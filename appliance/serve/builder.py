@@ -57,8 +57,16 @@ def task_kwargs(spec: ModelSpec) -> dict[str, Any]:
 
 
 def card_metadata(spec: ModelSpec) -> dict[str, Any]:
-    """What ``/v1/models`` says a model does: its task and the routes that take it."""
-    return {"task": spec.task, "endpoints": list(TASK_ROUTES[spec.task])}
+    """What ``/v1/models`` says a model does: its task, the routes that take it, and for a generating model the
+    ``tool_choice`` values it accepts (vLLM 0.32 needs a tool-call parser for any but "none", and
+    ``enable_auto_tool_choice`` as well for "auto")."""
+    data: dict[str, Any] = {"task": spec.task, "endpoints": list(TASK_ROUTES[spec.task])}
+    if spec.task == "generate":
+        choices = ["none"]
+        if spec.tool_call_parser:
+            choices += ["required", "named"] + (["auto"] if spec.enable_auto_tool_choice else [])
+        data["tool_choice"] = choices
+    return data
 
 
 def deployment_config(spec: ModelSpec, settings: Settings) -> dict[str, Any]:

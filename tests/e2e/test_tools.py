@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 
 import jsonschema
-import openai
 import pytest
 
 from tests.e2e.conftest import Stack
@@ -53,15 +52,14 @@ def test_required_tool_choice(stack: Stack) -> None:
     assert set(json.loads(calls[0].function.arguments)) == {"u"}
 
 
-def test_auto_tool_choice_needs_the_models_parser(stack: Stack) -> None:
-    # tiny-b has tool_call_parser + enable_auto_tool_choice in models.yaml; tiny-a has neither
+def test_auto_tool_choice_where_models_yaml_turns_it_on(stack: Stack) -> None:
+    # both tiny models have tool_call_parser in models.yaml; tiny-b has enable_auto_tool_choice too
     answer = stack.client(stack.keys["userb"]).chat.completions.create(
         model="tiny-b", messages=ASK, tools=[PAINT], tool_choice="auto", max_tokens=8)
     assert answer.choices[0].message.role == "assistant"
-    with pytest.raises(openai.BadRequestError) as caught:
-        stack.client(stack.keys["usera"]).chat.completions.create(model="tiny-a", messages=ASK, tools=[PAINT],
-                                                                  tool_choice="auto", max_tokens=8)  # fmt: skip
-    assert "auto" in caught.value.body["message"] and "Traceback" not in caught.value.body["message"]
+    models = {m.id: m for m in stack.client(stack.keys["admin"]).models.list()}
+    assert models["tiny-b"].metadata["tool_choice"] == ["none", "required", "named", "auto"]
+    assert models["tiny-a"].metadata["tool_choice"] == ["none", "required", "named"]
 
 
 @pytest.mark.parametrize("stream", [False, True])
