@@ -100,7 +100,8 @@ class ModelSpec(BaseModel):
         None, description="vLLM's tool-call parser for this model's chat template (e.g. hermes, llama3_json)."
     )
     enable_auto_tool_choice: bool = Field(
-        False, description="Let the model decide to call tools (tool_choice 'auto'); needs tool_call_parser."
+        False, description="Tool calling (tool_choice auto, required or named; vLLM 0.32 loads the parser only with "
+        "it); needs tool_call_parser."
     )
     trust_remote_code: bool = Field(False, description="Run the model repo's own Python code (unsafe).")
     allow_pickle_weights: bool = Field(

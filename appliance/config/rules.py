@@ -169,6 +169,10 @@ def _task_rules(index: int, model: ModelSpec, where: Where) -> list[ConfigIssue]
         issues.append(where.model(index, "tool_call_parser", f"expected one of vLLM's tool-call parsers, found "
                                   f"{parser!r}", f"did you mean {close!r}?" if close else
                                   "see vLLM's tool calling docs for the parser of your model's chat template"))
+    if parser is not None and not model.enable_auto_tool_choice and model.task == "generate":
+        issues.append(where.model(index, "tool_call_parser", "is set without enable_auto_tool_choice: vLLM then "
+                                  "loads no parser and refuses every tool_choice but 'none'",
+                                  "add enable_auto_tool_choice: true", Severity.WARNING))  # fmt: skip
     if model.enable_auto_tool_choice and parser is None:
         issues.append(where.model(index, "enable_auto_tool_choice", "expected a tool_call_parser with it, found none",
                                   "set tool_call_parser to the parser of the model's chat template (vLLM refuses "

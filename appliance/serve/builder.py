@@ -58,14 +58,12 @@ def task_kwargs(spec: ModelSpec) -> dict[str, Any]:
 
 def card_metadata(spec: ModelSpec) -> dict[str, Any]:
     """What ``/v1/models`` says a model does: its task, the routes that take it, and for a generating model the
-    ``tool_choice`` values it accepts (vLLM 0.32 needs a tool-call parser for any but "none", and
-    ``enable_auto_tool_choice`` as well for "auto")."""
+    ``tool_choice`` values it accepts (vLLM 0.32 loads the tool-call parser only with auto tool choice on, and
+    refuses any tool_choice but "none" without it)."""
     data: dict[str, Any] = {"task": spec.task, "endpoints": list(TASK_ROUTES[spec.task])}
     if spec.task == "generate":
-        choices = ["none"]
-        if spec.tool_call_parser:
-            choices += ["required", "named"] + (["auto"] if spec.enable_auto_tool_choice else [])
-        data["tool_choice"] = choices
+        tools = bool(spec.tool_call_parser and spec.enable_auto_tool_choice)
+        data["tool_choice"] = ["none", "auto", "required", "named"] if tools else ["none"]
     return data
 
 

@@ -91,13 +91,13 @@ def _write_config(root: Path, model_dir: Path, audit: Path) -> None:
     set_line(root / ".env", "PII_SPACY_MODEL", PII_SPACY_MODEL)
     set_line(root / ".env", "REQUEST_MAX_INPUTS", str(EMBED_MAX_INPUTS))
     # Guided decoding without free whitespace: random weights would otherwise pad JSON with spaces until
-    # max_tokens (tests/e2e/test_tools.py). Both have a tool-call parser (vLLM 0.32 needs one for any
-    # tool_choice but "none"); tiny-b has auto tool choice as well.
+    # max_tokens (tests/e2e/test_tools.py). Tool calling: vLLM 0.32 needs a parser and auto tool choice for
+    # any tool_choice but "none".
     models = "models:\n" + "".join(
         f"  - id: {mid}\n    source: {model_dir}\n    max_model_len: 512\n    gpu_memory_utilization: 0.3\n"
         f"    max_tokens_cap: 48\n"
         "    engine_kwargs: {structured_outputs_config: {backend: xgrammar, disable_any_whitespace: true}}\n"
-        + "    tool_call_parser: pythonic\n" + ("    enable_auto_tool_choice: true\n" if mid == "tiny-b" else "")
+        "    tool_call_parser: pythonic\n    enable_auto_tool_choice: true\n"
         for mid in MODELS
     )
     models += (f"  - id: {EMBED_MODEL}\n    source: {_matryoshka_copy(model_dir, root / 'tiny-embed')}\n"

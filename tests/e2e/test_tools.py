@@ -53,13 +53,13 @@ def test_required_tool_choice(stack: Stack) -> None:
 
 
 def test_auto_tool_choice_where_models_yaml_turns_it_on(stack: Stack) -> None:
-    # both tiny models have tool_call_parser in models.yaml; tiny-b has enable_auto_tool_choice too
+    # the tiny models have tool_call_parser and enable_auto_tool_choice in models.yaml
     answer = stack.client(stack.keys["userb"]).chat.completions.create(
         model="tiny-b", messages=ASK, tools=[PAINT], tool_choice="auto", max_tokens=8)
     assert answer.choices[0].message.role == "assistant"
     models = {m.id: m for m in stack.client(stack.keys["admin"]).models.list()}
-    assert models["tiny-b"].metadata["tool_choice"] == ["none", "required", "named", "auto"]
-    assert models["tiny-a"].metadata["tool_choice"] == ["none", "required", "named"]
+    assert models["tiny-b"].metadata["tool_choice"] == ["none", "auto", "required", "named"]
+    assert "tool_choice" not in models["tiny-embed"].metadata
 
 
 @pytest.mark.parametrize("stream", [False, True])

@@ -234,3 +234,14 @@ def test_secret_values_never_printed(cfg: Path, capsys: pytest.CaptureFixture[st
         for value in secret_values:
             assert value not in out + err
         assert "DATADOG_API_KEY" in out + err
+
+
+def test_a_tool_parser_without_auto_tool_choice_is_a_warning(cfg: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (cfg / "models.yaml").write_text(ONE_MODEL + "    tool_call_parser: hermes\n")
+    code, out, _ = run_cli(capsys, "validate", "--json")
+    assert code == 0
+    issues = [i for i in json.loads(out)["issues"] if i["key"] == "models[0].tool_call_parser"]
+    assert len(issues) == 1 and issues[0]["severity"] == "warning" and "enable_auto_tool_choice" in issues[0]["message"]
+    (cfg / "models.yaml").write_text(ONE_MODEL + "    tool_call_parser: hermes\n    enable_auto_tool_choice: true\n")
+    code, out, _ = run_cli(capsys, "validate", "--json")
+    assert code == 0 and not [i for i in json.loads(out)["issues"] if "tool" in i["key"]]
