@@ -6,13 +6,18 @@
     python scripts/test_api.py --url http://127.0.0.1:8000 --key sk-... --model qwen2.5-0.5b-instruct --insecure
 
 Checks: the health probes, /v1/models, a chat completion, a streamed chat completion (first event before
-the last), a text completion, and the error shapes for a wrong key, an unknown model and a malformed body.
-Exit 0 when every check passes, 1 otherwise.
+the last), a text completion, a named tool call (on a model with a tool_call_parser) and a json_schema answer
+(valid JSON of the schema), the
+error shapes for a wrong key, an unknown model and a malformed body, and — when the key may use an
+embedding (task embed) or scoring (task score) model — embeddings (float and base64), score and rerank.
+Checks for a kind of model the key cannot use are shown as skipped. Exit 0 when no check fails, 1 otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import json
 import ssl
 import sys
 import time
@@ -31,6 +36,7 @@ class Result:
     ok: bool
     detail: str
     seconds: float
+    skipped: bool = False
 
 
 def _error_shape(response: httpx.Response, status: int) -> str:
@@ -60,10 +66,22 @@ def run_checks(url: str, key: str, model: str | None, verify: bool | ssl.SSLCont
         return "live, started, ready"
 
     def models() -> str:
-        ids = [m.id for m in client.models.list()]
-        assert ids, "no model visible to this key"
-        state["model"] = model or ids[0]
-        return ", ".join(ids)
+        listed = list(client.models.list())
+        assert listed, "no model visible to this key"
+        metadata = {m.id: getattr(m, "metadata", None) or {} for m in listed}
+        tasks = {mid: data.get("task", "generate") for mid, data in metadata.items()}
+        generating = [mid for mid, task in tasks.items() if task == "generate"]
+        if model or generating:
+            state["model"] = model or generating[0]
+        with_tools = [mid for mid in generating if "named" in metadata[mid].get("tool_choice", ())]
+        if with_tools:  # vLLM needs the model's tool_call_parser for a named tool_choice
+            state["tools"] = state["model"] if state["model"] in with_tools else with_tools[0]
+        for mid, task in tasks.items():
+            if task == "embed":
+                state.setdefault("embed", mid)
+            if task in ("embed", "score"):
+                state.setdefault("score", mid)
+        return ", ".join(f"{mid} ({task})" for mid, task in tasks.items())
 
     def chat() -> str:
         reply = client.chat.completions.create(model=state["model"], max_tokens=16,
@@ -85,6 +103,45 @@ def run_checks(url: str, key: str, model: str | None, verify: bool | ssl.SSLCont
         reply = client.completions.create(model=state["model"], prompt="Once upon a time", max_tokens=8)
         return f"{reply.usage.completion_tokens} tokens" if reply.usage else "ok"
 
+    schema = {"type": "object", "properties": {"colour": {"type": "string", "enum": ["red", "blue"]}},
+              "required": ["colour"], "additionalProperties": False}  # fmt: skip
+
+    def tool_call() -> str:
+        tool = {"type": "function", "function": {"name": "paint", "parameters": schema}}
+        reply = client.chat.completions.create(model=state["tools"], max_tokens=32, tools=[tool],
+                                               tool_choice={"type": "function", "function": {"name": "paint"}},
+                                               messages=[{"role": "user", "content": "Pick a colour."}])  # fmt: skip
+        call = reply.choices[0].message.tool_calls[0]
+        arguments = json.loads(call.function.arguments)
+        assert call.function.name == "paint" and arguments["colour"] in ("red", "blue"), call
+        return call.function.arguments
+
+    def json_schema() -> str:
+        reply = client.chat.completions.create(model=state["model"], max_tokens=32, messages=[
+            {"role": "user", "content": "Pick a colour, as JSON."}], response_format={
+            "type": "json_schema", "json_schema": {"name": "colour", "schema": schema}})  # fmt: skip
+        content = reply.choices[0].message.content or ""
+        assert json.loads(content)["colour"] in ("red", "blue"), content
+        return content
+
+    def embeddings() -> str:
+        floats = client.embeddings.create(model=state["embed"], input=["hello", "world"], encoding_format="float")
+        assert len(floats.data) == 2 and floats.data[0].embedding, "no embedding"
+        raw = http.post("/v1/embeddings", json={"model": state["embed"], "input": "hello", "encoding_format": "base64"},
+                        headers={"Authorization": f"Bearer {key}"}).json()  # fmt: skip
+        size = len(base64.b64decode(raw["data"][0]["embedding"])) // 4
+        assert size == len(floats.data[0].embedding), f"base64 has {size} floats"
+        return f"{len(floats.data)} × {size} floats; base64 agrees"
+
+    def rerank() -> str:
+        ranked = client.post("/rerank", cast_to=httpx.Response, body={
+            "model": state["score"], "query": "a cat", "documents": ["a cat sat", "blue sky"], "top_n": 1}).json()
+        assert len(ranked["results"]) == 1 and "relevance_score" in ranked["results"][0], ranked
+        scored = client.post("/score", cast_to=httpx.Response, body={
+            "model": state["score"], "text_1": "a cat", "text_2": ["a cat sat", "blue sky"]}).json()
+        assert len(scored["data"]) == 2, scored
+        return f"best document {ranked['results'][0]['index']}; scores {[round(d['score'], 3) for d in scored['data']]}"
+
     def wrong_key() -> str:
         return _error_shape(http.get("/v1/models", headers={"Authorization": "Bearer sk-wrong"}), 401)
 
@@ -100,11 +157,17 @@ def run_checks(url: str, key: str, model: str | None, verify: bool | ssl.SSLCont
             "Authorization": f"Bearer {key}", "content-type": "application/json"})  # fmt: skip
         return _error_shape(response, 400)
 
+    needs = {"chat": "model", "chat, streamed": "model", "completion": "model", "tool call (named)": "tools",
+             "json_schema answer": "model", "embeddings": "embed", "score and rerank": "score"}  # fmt: skip
     for name, fn in (("health probes", health), ("models", models), ("chat", chat), ("chat, streamed", stream),
-                     ("completion", completion), ("wrong key → 401", wrong_key),
+                     ("completion", completion), ("tool call (named)", tool_call), ("json_schema answer", json_schema),
+                     ("embeddings", embeddings), ("score and rerank", rerank), ("wrong key → 401", wrong_key),
                      ("unknown model → 404", unknown_model), ("malformed body → 400", malformed)):  # fmt: skip
-        if name in ("chat", "chat, streamed", "completion") and "model" not in state:
-            results.append(Result(name, False, "skipped: no model to call", 0.0))
+        need = needs.get(name)
+        if need is not None and need not in state:
+            kind = {"model": "generating", "tools": "tool-calling (tool_call_parser)", "embed": "embedding",
+                    "score": "embedding or scoring"}[need]  # fmt: skip
+            results.append(Result(name, False, f"no {kind} model for this key", 0.0, skipped=True))
             continue
         check(name, fn)
     return results
@@ -142,10 +205,12 @@ def main(argv: list[str] | None = None) -> int:
     for column in ("check", "result", "detail", "time"):
         table.add_column(column)
     for r in results:
-        table.add_row(r.name, "[green]pass[/]" if r.ok else "[red]FAIL[/]", r.detail, f"{r.seconds:.2f}s")
+        verdict = "[yellow]skip[/]" if r.skipped else "[green]pass[/]" if r.ok else "[red]FAIL[/]"
+        table.add_row(r.name, verdict, r.detail, f"{r.seconds:.2f}s")
     Console().print(table)
-    failed = sum(not r.ok for r in results)
-    print(f"{len(results) - failed} passed, {failed} failed")
+    skipped = sum(r.skipped for r in results)
+    failed = sum(not r.ok and not r.skipped for r in results)
+    print(f"{len(results) - failed - skipped} passed, {failed} failed" + (f", {skipped} skipped" if skipped else ""))
     return 1 if failed else 0
 
 

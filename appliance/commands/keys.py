@@ -81,7 +81,7 @@ def _budgets(limits: KeyLimits) -> str:
 
 
 def _warn(record: ApiKeyRecord, config: ApplianceConfig) -> None:
-    for warning in limit_warnings(record, {m.id: m.max_tokens_cap for m in config.models}):
+    for warning in limit_warnings(record, {m.id: m.max_tokens_cap for m in config.models if m.task == "generate"}):
         say(f"note: {warning}", style="yellow")
 
 

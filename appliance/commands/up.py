@@ -215,7 +215,7 @@ def dashboard_lines(config: ApplianceConfig, *, local: bool) -> str:
 
 def _print_ready(config: ApplianceConfig, key: str | None, self_signed: bool, *, local: bool = False) -> None:
     urls = api_urls(config)
-    model = config.models[0].id if config.models else "MODEL"
+    model = next((m.id for m in config.models if m.task == "generate"), "MODEL")  # the snippet is a chat call
     shown_key = key or "$APPLIANCE_API_KEY"
     cafile = served_certificate(config.settings) if self_signed else None
     show(f"API:        {urls['api']}\n{dashboard_lines(config, local=local)}Health:     {urls['health']}\n")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -32,6 +32,42 @@ class RequestLimitsSpec(BaseModel):
     max_prompts: PositiveInt | None = Field(None, description="Most prompts in one completions request.")
     max_tools: PositiveInt | None = Field(None, description="Most tools in one request.")
     max_stop: PositiveInt | None = Field(None, description="Most stop sequences / stop token ids.")
+    max_inputs: PositiveInt | None = Field(
+        None, description="Most inputs in one embeddings request / documents in one score or rerank request."
+    )
+
+
+# What a model is served for: text generation (chat, completions), embeddings, or scoring (score, rerank).
+Task = Literal["generate", "embed", "score"]
+TASK_ROUTES: dict[str, tuple[str, ...]] = {
+    "generate": ("/v1/chat/completions", "/v1/completions"),
+    "embed": ("/v1/embeddings", "/v1/score", "/v1/rerank"),  # vLLM scores with an embedding model (cosine)
+    "score": ("/v1/score", "/v1/rerank"),
+}
+
+
+class PoolingSpec(BaseModel):
+    """vLLM's pooler options for an ``embed`` / ``score`` model (its ``pooler_config``); unset: the model's own."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    pooling_type: Literal["MEAN", "LAST", "CLS"] | None = Field(
+        None, description="How token states become one vector: MEAN, LAST or CLS."
+    )
+    use_activation: bool | None = Field(
+        None, description="Normalise embeddings / apply the score activation (vLLM's default: on)."
+    )
+    dimensions: PositiveInt | None = Field(
+        None, description="Default embedding size for a Matryoshka model (requests may ask with 'dimensions')."
+    )
+    max_embed_len: PositiveInt | None = Field(None, description="Longest input accepted for embedding.")
+    enable_chunked_processing: bool = Field(
+        False, description="Embed inputs longer than the model's context in chunks, averaged."
+    )
+
+    def pooler_config(self) -> dict[str, Any]:
+        """The options that are set, as vLLM's ``pooler_config``."""
+        return self.model_dump(exclude_none=True, exclude_defaults=True)
 
 
 class ModelSpec(BaseModel):
@@ -56,6 +92,16 @@ class ModelSpec(BaseModel):
     )
     allow_client_chat_template: bool = Field(
         False, description="Let requests send their own chat_template / chat_template_kwargs (refused by default)."
+    )
+    task: Task = Field("generate", description="generate (chat, completions), embed (embeddings, score, rerank) "
+                       "or score (score, rerank: a cross-encoder).")
+    pooling: PoolingSpec | None = Field(None, description="Pooler options of an embed / score model.")
+    tool_call_parser: str | None = Field(
+        None, description="vLLM's tool-call parser for this model's chat template (e.g. hermes, llama3_json)."
+    )
+    enable_auto_tool_choice: bool = Field(
+        False, description="Tool calling (tool_choice auto, required or named; vLLM 0.32 loads the parser only with "
+        "it); needs tool_call_parser."
     )
     trust_remote_code: bool = Field(False, description="Run the model repo's own Python code (unsafe).")
     allow_pickle_weights: bool = Field(

@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from appliance.config.models import AutoscalingSpec, ModelSpec
+from appliance.config.models import AutoscalingSpec, ModelSpec, PoolingSpec, RequestLimitsSpec
 from appliance.config.secrets import Secrets
 from appliance.config.settings import Settings
 
@@ -94,6 +94,8 @@ def render_reference() -> str:
     out += ["\n### `models.yaml`\n", "Each entry of the `models:` list:\n", "| Key | Default | Meaning |", "|---|---|---|"]
     out += _model_rows(ModelSpec, "")
     out += _model_rows(AutoscalingSpec, "autoscaling.")
+    out += _model_rows(RequestLimitsSpec, "request_limits.")
+    out += _model_rows(PoolingSpec, "pooling.")
     out.append("\n" + GUIDE_END)
     return "\n".join(out)
 

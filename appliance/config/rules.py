@@ -6,8 +6,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from appliance.config.issues import ConfigIssue, Severity
+from appliance.config.issues import ConfigIssue, Severity, did_you_mean
 from appliance.config.models import ModelSpec
+from appliance.config.parsers import TOOL_CALL_PARSERS
 from appliance.config.secrets import ALL_MODELS, Role, Secrets
 from appliance.config.settings import HIDDEN_PASSWORD, Accelerator, Settings, TlsMode
 from appliance.lifecycle.sources import SourceFacts, source_problems
@@ -128,6 +129,7 @@ def _model_rules(
                                       "set RAY_WORKER_NODES to the workers that will join (python -m appliance "
                                       "join on each), or remove the names; RAY_NODE_NAME names this node"))
         issues += _engine_kwargs_rules(index, model, where)
+        issues += _task_rules(index, model, where)
         if model.trust_remote_code:
             issues.append(where.model(index, "trust_remote_code", "is on: the model repo's own Python code will run",
                                       "turn it on only for a repo you trust, pinned by revision", Severity.WARNING))
@@ -141,6 +143,8 @@ _TYPED_ENGINE_ARGS = {
     "tensor_parallel_size": "tensor_parallel_size", "pipeline_parallel_size": "pipeline_parallel_size",
     "gpu_memory_utilization": "gpu_memory_utilization", "dtype": "dtype", "max_model_len": "max_model_len",
     "revision": "revision", "tokenizer_revision": "revision", "model": "source", "tokenizer": "source",
+    "runner": "task", "convert": "task", "pooler_config": "pooling", "tool_call_parser": "tool_call_parser",
+    "enable_auto_tool_choice": "enable_auto_tool_choice",
 }  # fmt: skip
 
 
@@ -151,6 +155,34 @@ def _engine_kwargs_rules(index: int, model: ModelSpec, where: Where) -> list[Con
         field = _TYPED_ENGINE_ARGS[name]
         issues.append(where.model(index, f"engine_kwargs.{name}", f"expected no '{name}' in engine_kwargs, found one",
                                   f"set the model's '{field}' instead: it is validated (and flagged when unsafe)"))
+    return issues
+
+
+def _task_rules(index: int, model: ModelSpec, where: Where) -> list[ConfigIssue]:
+    """Pooling options only on pooling models, tool calling only on generating ones, a parser vLLM knows."""
+    issues = []
+    if model.pooling is not None and model.task == "generate":
+        issues.append(where.model(index, "pooling", "expected pooling options only with task embed or score, found "
+                                  "them on a generate model", "set task: embed (or score), or remove pooling"))
+    if model.task != "generate":
+        for field in ("tool_call_parser", "enable_auto_tool_choice"):
+            if getattr(model, field):
+                issues.append(where.model(index, field, f"expected no {field} on a {model.task} model, found one",
+                                          "tool calling needs task: generate"))  # fmt: skip
+    parser = model.tool_call_parser
+    if parser is not None and parser not in TOOL_CALL_PARSERS:
+        close = did_you_mean(parser, TOOL_CALL_PARSERS)
+        issues.append(where.model(index, "tool_call_parser", f"expected one of vLLM's tool-call parsers, found "
+                                  f"{parser!r}", f"did you mean {close!r}?" if close else
+                                  "see vLLM's tool calling docs for the parser of your model's chat template"))
+    if parser is not None and not model.enable_auto_tool_choice and model.task == "generate":
+        issues.append(where.model(index, "tool_call_parser", "is set without enable_auto_tool_choice: vLLM then "
+                                  "loads no parser and refuses every tool_choice but 'none'",
+                                  "add enable_auto_tool_choice: true", Severity.WARNING))  # fmt: skip
+    if model.enable_auto_tool_choice and parser is None:
+        issues.append(where.model(index, "enable_auto_tool_choice", "expected a tool_call_parser with it, found none",
+                                  "set tool_call_parser to the parser of the model's chat template (vLLM refuses "
+                                  "auto tool choice without one)"))  # fmt: skip
     return issues
 
 

@@ -84,6 +84,11 @@ class LogFormat(StrEnum):
     TEXT = "text"
 
 
+class PiiEmbeddings(StrEnum):
+    MASK = "mask"
+    REFUSE = "refuse"
+
+
 class LogLevel(StrEnum):
     DEBUG = "DEBUG"
     INFO = "INFO"
@@ -237,6 +242,9 @@ class Settings(BaseModel):
     request_max_prompts: PositiveInt = setting(32, "Most prompts in one completions request (a prompt list).", LIMITS)
     request_max_tools: PositiveInt = setting(128, "Most tools (function definitions) in one request.", LIMITS)
     request_max_stop: PositiveInt = setting(8, "Most stop sequences (and stop token ids) in one request.", LIMITS)
+    request_max_inputs: PositiveInt = setting(
+        256, "Most inputs in one embeddings request, and documents in one score / rerank request.", LIMITS
+    )
     # At most 64 GiB: the ingress holds a body in memory, and far larger values overflow Nginx's size type.
     max_request_body_mb: Annotated[int, Field(ge=1, le=65536)] = setting(
         10, "Largest request body accepted, in MiB (Nginx and ingress; 1 to 65536).", LIMITS
@@ -275,6 +283,11 @@ class Settings(BaseModel):
         PII,
     )
     pii_cache_ttl_seconds: NonNegativeFloat = setting(600.0, "How long a text's analysis is kept.", PII)
+    pii_embeddings: PiiEmbeddings = setting(
+        PiiEmbeddings.MASK, "Inputs of /v1/embeddings, /v1/score and /v1/rerank with personal data: mask (the masked "
+        "text is what gets embedded, so its vector differs from the original's) or refuse (400).", PII,
+        choices=tuple(mode.value for mode in PiiEmbeddings),
+    )
     pii_deny_list: CsvList = setting(
         [], "Comma-separated TYPE=term entries always masked as TYPE (e.g. PROJECT=Blue Falcon); a bare term is "
         "masked as CUSTOM.", PII

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from appliance.cluster.placement import bundle_label_selector
 from appliance.config.loader import ApplianceConfig
-from appliance.config.models import ModelSpec
+from appliance.config.models import TASK_ROUTES, ModelSpec
 from appliance.config.settings import Accelerator, Settings
 from appliance.serve.ingress_config import IngressConfig, ModelInfo
 
@@ -36,8 +36,36 @@ def engine_kwargs(spec: ModelSpec) -> dict[str, Any]:
         kwargs["tokenizer_revision"] = spec.revision
     if not spec.allow_pickle_weights:
         kwargs["load_format"] = "safetensors"
+    kwargs.update(task_kwargs(spec))
     kwargs.update(spec.engine_kwargs)
     return kwargs
+
+
+def task_kwargs(spec: ModelSpec) -> dict[str, Any]:
+    """vLLM arguments for the model's task: the pooling runner for embed / score models (vLLM converts a
+    decoder into an embedding model itself: ``convert`` auto), the tool-call parser of a generating one."""
+    kwargs: dict[str, Any] = {}
+    if spec.task != "generate":
+        kwargs["runner"] = "pooling"
+        pooler = spec.pooling.pooler_config() if spec.pooling is not None else {}
+        if pooler:
+            kwargs["pooler_config"] = pooler
+    if spec.tool_call_parser:
+        kwargs["tool_call_parser"] = spec.tool_call_parser
+    if spec.enable_auto_tool_choice:
+        kwargs["enable_auto_tool_choice"] = True
+    return kwargs
+
+
+def card_metadata(spec: ModelSpec) -> dict[str, Any]:
+    """What ``/v1/models`` says a model does: its task, the routes that take it, and for a generating model the
+    ``tool_choice`` values it accepts (vLLM 0.32 loads the tool-call parser only with auto tool choice on, and
+    refuses any tool_choice but "none" without it)."""
+    data: dict[str, Any] = {"task": spec.task, "endpoints": list(TASK_ROUTES[spec.task])}
+    if spec.task == "generate":
+        tools = bool(spec.tool_call_parser and spec.enable_auto_tool_choice)
+        data["tool_choice"] = ["none", "auto", "required", "named"] if tools else ["none"]
+    return data
 
 
 def deployment_config(spec: ModelSpec, settings: Settings) -> dict[str, Any]:
@@ -123,7 +151,8 @@ def build_app(config: ApplianceConfig, *, audit_path: str, secrets_path: str | N
         c.model_id: build_llm_deployment(c, deployment_cls=ApplianceLLMServer, name_prefix="LLMServer:")
         for c in llm_configs
     }
-    cards = {c.model_id: to_model_metadata(c.model_id, c) for c in llm_configs}
+    specs = {spec.id: spec for spec in config.models}
+    cards = {c.model_id: to_model_metadata(c.model_id, c, card_metadata(specs[c.model_id])) for c in llm_configs}
     ingress = IngressConfig.from_config(
         config, audit_path=audit_path, models=model_infos(config), secrets_path=secrets_path
     )

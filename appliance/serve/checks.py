@@ -14,10 +14,15 @@ from typing import Any
 
 from appliance.config.keys import find_key
 from appliance.config.secrets import ALL_MODELS, ApiKeyRecord, KeyLimits, Role
-from appliance.serve.budget import reservation_tokens
+from appliance.serve.budget import estimate_prompt_tokens, reservation_tokens
 from appliance.serve.errors import ApiError
 
 GENERATION_PATHS = frozenset({"/v1/chat/completions", "/v1/completions"})
+POOLING_PATHS = frozenset({"/v1/embeddings", "/v1/score", "/v1/rerank"})
+# The model tasks (models.yaml ``task``) each route serves: vLLM scores with an embedding model too (cosine).
+PATH_TASKS = {"/v1/chat/completions": ("generate",), "/v1/completions": ("generate",), "/v1/embeddings": ("embed",),
+              "/v1/score": ("embed", "score"), "/v1/rerank": ("embed", "score")}  # fmt: skip
+EMBEDDING_ENCODINGS = ("float", "base64")  # vLLM's binary "bytes" answers are not JSON: not offered
 _REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}\Z")
 _BEARER_RE = re.compile(r"Bearer ([\x21-\x7e]{1,512})\Z")  # printable ASCII, no spaces
 MESSAGE_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
@@ -94,6 +99,8 @@ class RequestLimits:
     max_tools: int = 128
     max_stop: int = 8
     allow_chat_template: bool = False
+    task: str = "generate"  # models.yaml ``task``: which routes take the model (PATH_TASKS)
+    max_inputs: int = 256  # embeddings inputs / score and rerank documents per request
 
 
 def echo(value: object) -> str:
@@ -126,22 +133,13 @@ def check_generation(
     streams so the audit log gets token counts) and the facts about it. ``chat`` says which endpoint (None:
     told by the body: ``messages`` means chat)."""
     body = parse_body(raw)
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise ApiError(400, "'model' is required and must be a string.", "invalid_model", "model")
-    allowed = sorted(m for m in caps if principal.allows(m))
-    if model not in caps:
-        raise ApiError(404, f"The model {echo(model)} does not exist. Available models: {', '.join(allowed) or 'none'}.",
-                       "model_not_found", "model")  # fmt: skip
-    if not principal.allows(model):
-        raise ApiError(403, f"This key may not use the model {echo(model)}. Allowed: {', '.join(allowed) or 'none'}.",
-                       "model_not_allowed", "model")  # fmt: skip
-    limits = _limits(caps[model])
+    chat = "messages" in body if chat is None else chat
+    model, limits = resolve_model(body, principal, caps, "/v1/chat/completions" if chat else "/v1/completions")
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise ApiError(400, "'stream' must be true or false.", "invalid_type", "stream")
     changed = _cap_tokens(body, limits.max_tokens)
-    check_parameters(body, limits, chat="messages" in body if chat is None else chat)
+    check_parameters(body, limits, chat=chat)
     options = body.get("stream_options")
     if options is not None and not isinstance(options, dict):
         raise ApiError(400, "'stream_options' must be an object.", "invalid_type", "stream_options")
@@ -154,6 +152,93 @@ def check_generation(
     reserve = reservation_tokens(body, default_max_tokens=limits.max_tokens)
     return forwarded, GenerationFacts(model=model, stream=stream, wants_usage=wants_usage, prompt=prompt,
                                       reserve_tokens=reserve)  # fmt: skip
+
+
+def resolve_model(
+    body: dict[str, Any], principal: Principal, caps: Mapping[str, RequestLimits | int], path: str
+) -> tuple[str, RequestLimits]:
+    """The configured model a body names, if this key may use it on this route: 404 unknown, 403 not allowed,
+    400 a model of another kind (an embedding model asked for chat, a generating model for embeddings)."""
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise ApiError(400, "'model' is required and must be a string.", "invalid_model", "model")
+    allowed = sorted(m for m in caps if principal.allows(m))
+    if model not in caps:
+        raise ApiError(404, f"The model {echo(model)} does not exist. Available models: {', '.join(allowed) or 'none'}.",
+                       "model_not_found", "model")  # fmt: skip
+    if not principal.allows(model):
+        raise ApiError(403, f"This key may not use the model {echo(model)}. Allowed: {', '.join(allowed) or 'none'}.",
+                       "model_not_allowed", "model")  # fmt: skip
+    limits = _limits(caps[model])
+    tasks = PATH_TASKS[path]
+    if limits.task not in tasks:
+        fitting = [m for m in allowed if _limits(caps[m]).task in tasks]
+        raise ApiError(400, f"The model {echo(model)} is a {limits.task} model; {path} takes {' or '.join(tasks)} "
+                       f"models (for this key: {', '.join(fitting) or 'none'}). GET /v1/models lists each model's "
+                       "task.", "wrong_model_type", "model")  # fmt: skip
+    return model, limits
+
+
+def check_pooling(
+    raw: bytes, principal: Principal, caps: Mapping[str, RequestLimits | int], path: str, *, log_prompt: bool = False
+) -> tuple[bytes, GenerationFacts]:
+    """Check an embeddings / score / rerank body: the model's kind, the number of inputs, the encoding. Returns
+    the body unchanged and the facts (no stream; the budget reserves the inputs' estimate)."""
+    body = parse_body(raw)
+    model, limits = resolve_model(body, principal, caps, path)
+    if path == "/v1/embeddings":
+        _check_inputs(body, "input", limits, required=False)  # or 'messages' (vLLM's chat-style embeddings)
+        if "messages" in body:
+            _check_messages(body["messages"], limits)
+        encoding = body.get("encoding_format", "float")
+        if encoding not in EMBEDDING_ENCODINGS:
+            raise ApiError(400, f"'encoding_format' is {echo(encoding)}; expected one of "
+                           f"{', '.join(EMBEDDING_ENCODINGS)}.", "invalid_value", "encoding_format")  # fmt: skip
+        dimensions = _count(body, "dimensions")
+        if dimensions == 0:
+            raise ApiError(400, "'dimensions' must be at least 1.", "invalid_value", "dimensions")
+    elif path == "/v1/score":
+        for param in ("text_1", "text_2"):
+            _check_inputs(body, param, limits, required=True)
+    else:
+        _check_inputs(body, "query", limits, required=True)
+        _check_inputs(body, "documents", limits, required=True)
+        _count(body, "top_n")
+    prompt = _pooling_text(body) if log_prompt else None
+    reserve = estimate_prompt_tokens(body)
+    return raw, GenerationFacts(model=model, stream=False, wants_usage=True, prompt=prompt, reserve_tokens=reserve)
+
+
+def _check_inputs(body: dict[str, Any], param: str, limits: RequestLimits, *, required: bool) -> None:
+    """A text input: a string, or a list of strings (or token ids) within ``max_inputs``."""
+    value = body.get(param)
+    if value is None:
+        if required:
+            raise ApiError(400, f"'{param}' is required.", "missing_parameter", param)
+        return
+    if isinstance(value, str):
+        return
+    if not isinstance(value, list):
+        raise ApiError(400, f"'{param}' must be a string or a list of strings.", "invalid_type", param)
+    if value and all(isinstance(item, int) and not isinstance(item, bool) for item in value):
+        return  # one input as token ids
+    if len(value) > limits.max_inputs:
+        raise _too_many(param, len(value), limits.max_inputs, "inputs per request")
+
+
+def _pooling_text(body: dict[str, Any]) -> str:
+    """The texts of an embeddings / score / rerank body, for the audit log's prompt."""
+    parts: list[str] = []
+    for param in ("input", "text_1", "text_2", "query", "documents"):
+        value = body.get(param)
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, str):
+                parts.append(item)
+            elif isinstance(item, dict) and isinstance(item.get("text"), str):
+                parts.append(item["text"])
+    if isinstance(body.get("messages"), list):
+        parts.append(_prompt_text(body))
+    return "\n".join(parts)
 
 
 def _limits(value: RequestLimits | int) -> RequestLimits:

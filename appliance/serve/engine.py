@@ -1,12 +1,14 @@
 """The engine deployment: ray.serve.llm's ``LLMServer`` with a stream batcher that does not delay the first token
 and widens its window under load.
 
+It also answers ``rerank`` (vLLM's own implementation; ray.serve.llm 2.60 has none).
 Everything else (the vLLM engine, the OpenAI protocol, health checks, LoRA) is ray.serve.llm's own; only the
 batching of streamed chunks between this replica and the ingress changes (see :mod:`appliance.serve.streaming`).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncGenerator
 from typing import Any
 
@@ -28,3 +30,32 @@ class ApplianceLLMServer(LLMServer):
             max_ms = self._llm_config.experimental_configs.get(MAX_WINDOW_KEY, base_ms)
             self._stream_window = StreamWindow(base_ms / 1000, max_ms / 1000)
         return windowed_batches(generator, self._stream_window)
+
+    async def rerank(self, request: Any, raw_request_info: Any = None) -> AsyncGenerator[Any, None]:
+        """vLLM's own rerank (its ``ServingScores`` with a ``RerankRequest``, as ``vllm serve`` answers
+        ``/v1/rerank``): ray.serve.llm 2.60 routes ``/v1/score`` but has no rerank call, so it is added here."""
+        await self._maybe_add_request_id_to_request(request)
+        return _rerank(self.engine, request, raw_request_info)
+
+
+async def _rerank(engine: Any, request: Any, raw_request_info: Any) -> AsyncGenerator[Any, None]:
+    """One rerank answer (a dict in vLLM's Cohere/Jina shape) or an ``ErrorResponse``."""
+    from ray.llm._internal.serve.core.configs.openai_api_models import ErrorInfo, ErrorResponse
+    from ray.llm._internal.serve.core.protocol import RawRequestInfo
+    from ray.llm._internal.serve.engines.vllm.vllm_engine import _canonicalize_request_id_header
+    from vllm.exceptions import VLLMClientError
+
+    serving = getattr(engine, "_oai_serving_scores", None)
+    if serving is None:
+        yield ErrorResponse(error=ErrorInfo(message="This model does not support the 'score' task. The rerank "
+                                            "endpoint is not available for this model.",
+                                            type="invalid_request_error", code=400))  # fmt: skip
+        return
+    raw_request_info = _canonicalize_request_id_header(request, raw_request_info)
+    raw_request = RawRequestInfo.to_starlette_request_optional(raw_request_info)
+    try:
+        response = await serving(request, raw_request=raw_request)
+    except (ValueError, VLLMClientError) as err:
+        yield engine._make_error_response(serving, err)
+        return
+    yield json.loads(response.body)

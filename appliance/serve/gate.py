@@ -21,11 +21,13 @@ from appliance.serve.audit import AuditLog
 from appliance.serve.budget import BudgetError, Budgets
 from appliance.serve.checks import (
     GENERATION_PATHS,
+    POOLING_PATHS,
     GenerationFacts,
     Principal,
     RequestLimits,
     authenticate,
     check_generation,
+    check_pooling,
     echo,
     require_admin,
     valid_request_id,
@@ -34,6 +36,7 @@ from appliance.serve.errors import ApiError
 from appliance.serve.keystore import KeyStore
 from appliance.serve.metrics import Metrics
 from appliance.serve.pii.bookend import Bookend
+from appliance.serve.pii.pooling import pooling_fields
 from appliance.serve.usage import UsageWatcher, clean_error
 
 _LOGGER = logging.getLogger(__name__)
@@ -59,6 +62,9 @@ ROUTES: dict[str, tuple[str, str]] = {
     "health_startup": ("GET", "/health/startup"),
     "health_ready": ("GET", "/health/ready"),
     "admin_models": ("GET", "/admin/models"),
+    "embeddings": ("POST", "/v1/embeddings"),
+    "score": ("POST", "/v1/score"),
+    "rerank": ("POST", "/v1/rerank"),
 }
 PUBLIC_ROUTES = frozenset({"health_live", "health_startup", "health_ready"})
 
@@ -92,6 +98,7 @@ class GateSettings:
     max_body_bytes: int
     caps: dict[str, RequestLimits | int]  # model id -> its request limits (an int: only a max_tokens cap)
     audit_prompts: bool = False
+    pii_embeddings: str = "mask"  # PII_EMBEDDINGS: "mask" or "refuse" inputs of the pooling routes
 
 
 class ClientDisconnected(Exception):
@@ -154,10 +161,10 @@ class Gate:
         try:
             if route == "admin_models":
                 require_admin(principal)
-            if scope.get("method") == "POST" and path in GENERATION_PATHS:
+            if scope.get("method") == "POST" and (path in GENERATION_PATHS or path in POOLING_PATHS):
                 if not self.audit.available():  # an audited request is never served unaudited
                     raise AUDIT_UNAVAILABLE
-                await self._generation(scope, receive, send, principal, record, started)
+                await self._generation(scope, receive, send, principal, record, started, path)
                 return
         except ApiError as err:
             await self._refuse(send, err, record, started)
@@ -185,13 +192,17 @@ class Gate:
         return model if model is not None and model in self.settings.caps else OTHER_LABEL
 
     async def _generation(
-        self, scope: Scope, receive: Receive, send: Send, principal: Principal, record: dict[str, Any], started: float
+        self, scope: Scope, receive: Receive, send: Send, principal: Principal, record: dict[str, Any], started: float,
+        path: str = "/v1/completions",
     ) -> None:
         raw = await _read_body(scope, receive, self.settings.max_body_bytes)
         try:
             log_prompt = self.settings.audit_prompts and self.bookend is None  # with PII on: the masked one only
-            body, facts = check_generation(raw, principal, self.settings.caps, log_prompt=log_prompt,
-                                           chat=scope["path"].endswith("/chat/completions"))  # fmt: skip
+            if path in POOLING_PATHS:
+                body, facts = check_pooling(raw, principal, self.settings.caps, path, log_prompt=log_prompt)
+            else:
+                body, facts = check_generation(raw, principal, self.settings.caps, log_prompt=log_prompt,
+                                               chat=path.endswith("/chat/completions"))  # fmt: skip
         except ApiError:
             record["model"] = _model_named(raw)
             raise
@@ -207,12 +218,16 @@ class Gate:
             self.metrics.budget_refused(principal.name, err.limit)
             raise
         if self.bookend is not None:
+            refuse = self.settings.pii_embeddings == "refuse"
+            fields = pooling_fields(path, refuse=refuse) if path in POOLING_PATHS else None
             try:
-                masked = await self.bookend.mask(body)  # ApiError 503 when it cannot mask: nothing is forwarded
+                masked = await self.bookend.mask(body, fields)  # ApiError 503 when it cannot mask: nothing forwarded
             except BaseException:
                 self.budgets.refund(reservation)
                 raise
-            body, send = masked.body, masked.restoring(send)
+            body = masked.body
+            if path not in ("/v1/embeddings", "/v1/score"):  # answers without text need no restoring (nor buffering)
+                send = masked.restoring(send)
             if self.settings.audit_prompts:
                 record["prompt"] = masked.prompt
         rate_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in self.budgets.headers(reservation)]

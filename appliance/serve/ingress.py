@@ -18,9 +18,19 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from ray.llm._internal.serve.core.configs.openai_api_models import CompletionRequest, ErrorResponse, ModelList
+from ray.llm._internal.serve.constants import DEFAULT_LLM_ROUTER_HTTP_TIMEOUT
+from ray.llm._internal.serve.core.configs.openai_api_models import (
+    CompletionRequest,
+    EmbeddingCompletionRequest,
+    ErrorResponse,
+    ModelList,
+    OpenAIHTTPException,
+    ScoreRequest,
+)
+from ray.llm._internal.serve.core.ingress.ingress import router_request_timeout
 from ray.llm._internal.serve.core.ingress.middleware import add_exception_handling_middleware
 from ray.serve.llm.ingress import OpenAiIngress, make_fastapi_ingress
+from vllm.entrypoints.pooling.scoring.protocol import RerankRequest
 
 from appliance.errors import ApplianceError
 from appliance.serve.audit import AuditLog
@@ -46,7 +56,8 @@ class GateMiddleware(Gate):
 
     def __init__(self, app: Any, config: IngressConfig) -> None:
         keys = KeyStore(config.keys, Path(config.secrets_path) if config.secrets_path else None)
-        settings = GateSettings(config.auth_enabled, config.max_body_bytes, dict(config.caps), config.audit_prompts)
+        settings = GateSettings(config.auth_enabled, config.max_body_bytes, dict(config.caps), config.audit_prompts,
+                                config.pii_embeddings)  # fmt: skip
         bookend = make_bookend(config.pii) if config.pii is not None else None
         super().__init__(app, settings, keys, AuditLog(Path(config.audit_path)), RayMetrics(), bookend,
                          disabled=disabled_models(config))  # fmt: skip
@@ -167,6 +178,15 @@ class ApplianceIngress(OpenAiIngress):
             return _api_error(ApiError(404, f"The model {echo(model)} does not exist.", "model_not_found", "model"))
         return await super().model_data(model)
 
+    async def rerank(self, body: RerankRequest, request: Request) -> Any:
+        """``POST /v1/rerank`` (Cohere/Jina shape, vLLM's own answer): the stock ingress routes score but not rerank."""
+        async with router_request_timeout(DEFAULT_LLM_ROUTER_HTTP_TIMEOUT):
+            result = await self._get_response(body=body, call_method="rerank", raw_request=request).__anext__()
+        if isinstance(result, ErrorResponse):
+            raise OpenAIHTTPException(message=result.error.message, status_code=result.error.code,
+                                      type=result.error.type)  # fmt: skip
+        return JSONResponse(content=result)
+
     async def health_live(self) -> dict[str, Any]:
         return {"status": "alive"}
 
@@ -211,9 +231,9 @@ class ApplianceIngress(OpenAiIngress):
                 return model_id, {"ready": False, "error": "the engine is not answering (dead or restarting)"}
             try:
                 handle = self._get_configured_serve_handle(model_id)
-                request = CompletionRequest(model=model_id, prompt="ping", max_tokens=1, stream=False)
+                method, request = _probe_request(model_id, self._config.caps.get(model_id))
                 async with asyncio.timeout(self._config.ready_timeout_seconds):
-                    async for chunk in handle.completions.remote(request, None):
+                    async for chunk in getattr(handle, method).remote(request, None):
                         first = chunk[0] if isinstance(chunk, list) else chunk
                         if getattr(first, "error", None) is not None:
                             raise RuntimeError(first.error.message)
@@ -224,6 +244,16 @@ class ApplianceIngress(OpenAiIngress):
 
         results = await asyncio.gather(*(probe(mid) for mid in self._model_cards))
         return dict(results)
+
+
+def _probe_request(model_id: str, limits: Any) -> tuple[str, Any]:
+    """The smallest request of the model's kind: one generated token, one embedding or one score."""
+    task = getattr(limits, "task", "generate")
+    if task == "embed":
+        return "embeddings", EmbeddingCompletionRequest(model=model_id, input="ping")
+    if task == "score":
+        return "score", ScoreRequest(model=model_id, text_1="ping", text_2="ping")
+    return "completions", CompletionRequest(model=model_id, prompt="ping", max_tokens=1, stream=False)
 
 
 def _counts(flags: Any) -> dict[str, int]:

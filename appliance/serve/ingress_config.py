@@ -43,6 +43,7 @@ class IngressConfig:
     ready_timeout_seconds: float = 60.0
     pii: PiiOptions | None = None  # PII masking, None when PII_ENABLED is off
     registry_url: str | None = None  # the model registry (disabled models answer 404); None: not consulted
+    pii_embeddings: str = "mask"  # PII_EMBEDDINGS: embeddings / score / rerank inputs with personal data
 
     @classmethod
     def from_config(
@@ -65,6 +66,7 @@ class IngressConfig:
             models=models,
             pii=options_from_settings(settings) if settings.pii_enabled else None,
             registry_url=absolute_registry_url(settings.registry_url, config.files.env.resolve().parent),
+            pii_embeddings=settings.pii_embeddings.value,
         )
 
 
@@ -84,6 +86,8 @@ def request_limits(model: ModelSpec, settings: Settings) -> RequestLimits:
         max_tools=pick(own.max_tools, settings.request_max_tools),
         max_stop=pick(own.max_stop, settings.request_max_stop),
         allow_chat_template=model.allow_client_chat_template,
+        task=model.task,
+        max_inputs=pick(own.max_inputs, settings.request_max_inputs),
     )
 
 

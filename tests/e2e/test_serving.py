@@ -10,7 +10,7 @@ import httpx
 import openai
 import pytest
 
-from tests.e2e.conftest import MODELS, NO_EOS, Stack
+from tests.e2e.conftest import ALL_MODELS, MODELS, NO_EOS, Stack
 
 
 def test_startup_showed_loading_then_ready(stack: Stack) -> None:
@@ -100,7 +100,7 @@ def test_oversized_body_is_413(stack: Stack) -> None:
 def test_models_list_is_filtered_per_key(stack: Stack) -> None:
     assert [m.id for m in stack.client(stack.keys["usera"]).models.list()] == ["tiny-a"]
     assert [m.id for m in stack.client(stack.keys["userb"]).models.list()] == ["tiny-b"]
-    assert sorted(m.id for m in stack.client(stack.keys["admin"]).models.list()) == list(MODELS)
+    assert sorted(m.id for m in stack.client(stack.keys["admin"]).models.list()) == sorted(ALL_MODELS)
     assert stack.get("/v1/models/tiny-b", stack.keys["usera"]).status_code == 404
 
 
@@ -109,7 +109,7 @@ def test_admin_endpoint_needs_admin_and_shows_pinning(stack: Stack) -> None:
     response = stack.get("/admin/models", stack.keys["admin"])
     assert response.status_code == 200
     models = {m["id"]: m for m in response.json()["models"]}
-    assert set(models) == set(MODELS)
+    assert set(models) == set(ALL_MODELS)
     assert models["tiny-a"]["state"] == "ready"
     assert models["tiny-a"]["engine_kwargs"]["load_format"] == "safetensors"
     assert models["tiny-a"]["engine_kwargs"]["trust_remote_code"] is False
@@ -212,12 +212,14 @@ def test_smoke_script_passes_against_the_stack(stack: Stack) -> None:
 
     from tests.helpers import ROOT
 
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts/test_api.py"), "--url", stack.url, "--key", stack.keys["usera"]],
-        capture_output=True, text=True, check=False, timeout=600,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "8 passed, 0 failed" in result.stdout
+    for key, summary in (("usera", "10 passed, 0 failed, 2 skipped"), ("admin", "12 passed, 0 failed\n"),
+                         ("embedder", "7 passed, 0 failed, 5 skipped")):  # fmt: skip
+        result = subprocess.run(
+            [sys.executable, str(ROOT / "scripts/test_api.py"), "--url", stack.url, "--key", stack.keys[key]],
+            capture_output=True, text=True, check=False, timeout=600,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert summary in result.stdout, (key, result.stdout)
 
 
 @pytest.mark.security
@@ -225,10 +227,10 @@ def test_public_health_says_status_only_and_admins_see_details(stack: Stack) -> 
     forwarded = {"X-Forwarded-For": "203.0.113.7"}  # as nginx forwards every outside request
     public = httpx.get(stack.url + "/health/ready", headers=forwarded, timeout=60)
     assert public.status_code == 200 and set(public.json()) == {"status", "models_ready", "models_total"}
-    assert public.json()["models_ready"] == public.json()["models_total"] == len(MODELS)
+    assert public.json()["models_ready"] == public.json()["models_total"] == len(ALL_MODELS)
     admin = httpx.get(stack.url + "/health/startup", timeout=60,
                       headers={**forwarded, "Authorization": f"Bearer {stack.keys['admin']}"})  # fmt: skip
-    assert set(admin.json()["models"]) == set(MODELS)
+    assert set(admin.json()["models"]) == set(ALL_MODELS)
     assert httpx.get(stack.url + "/docs", timeout=30).status_code == 404
     assert httpx.get(stack.url + "/openapi.json", timeout=30).status_code == 404
 

@@ -16,17 +16,18 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
-from appliance.serve.checks import _prompt_text
+from appliance.serve.checks import _pooling_text, _prompt_text
 from appliance.serve.errors import ApiError
 from appliance.serve.pii.engine import PiiOptions
 from appliance.serve.pii.fields import plan_request, replace_texts
 from appliance.serve.pii.metrics import PiiMetrics
 from appliance.serve.pii.response import SseRestorer, restore_json
 from appliance.serve.pii.restore import Restorer
+from appliance.serve.pii.walker import Spec
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -55,7 +56,10 @@ class Masked:
     @property
     def prompt(self) -> str:
         """The masked prompt, for the audit log ("" when the request went out unmasked under PII_FAIL_OPEN)."""
-        return _prompt_text(self._payload) if self._payload is not None else ""
+        if self._payload is None:
+            return ""
+        pooling = any(name in self._payload for name in ("input", "text_1", "query"))  # embeddings, score, rerank
+        return _pooling_text(self._payload) if pooling else _prompt_text(self._payload)
 
     def restoring(self, send: Send) -> Send:
         """``send`` with the response's placeholders replaced by the user's values (only 200 answers)."""
@@ -133,11 +137,12 @@ class Bookend:
         self._call = call
         self._metrics = metrics
 
-    async def mask(self, body: bytes) -> Masked:
+    async def mask(self, body: bytes, fields: Mapping[str, Spec] | None = None) -> Masked:
         """The masked request, or ApiError: 400 for a body that may not go out with PII on (a field outside the
-        allowlist, personal data where it cannot be masked, token ids or media), 503 when masking failed."""
+        allowlist, personal data where it cannot be masked, token ids or media), 503 when masking failed.
+        ``fields``: the coverage table of the route (None: chat / completions)."""
         payload = json.loads(body)  # already checked by the gate
-        plan = plan_request(payload)  # drops the fields the engine ignores; ApiError 400 for refused ones
+        plan = plan_request(payload) if fields is None else plan_request(payload, fields)  # drops the fields the engine ignores; ApiError 400 for refused ones
         if plan.dropped:
             body = json.dumps(payload).encode()
         texts = [field.text for field in plan.masked] + [check.text for check in plan.checks]

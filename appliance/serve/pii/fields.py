@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
 from appliance.serve.pii.coverage import FIELDS
-from appliance.serve.pii.walker import Check, Path, TextField, Walk, walk_object
+from appliance.serve.pii.walker import Check, Path, Spec, TextField, Walk, walk_object
 
 __all__ = ["Check", "Path", "RequestPlan", "TextField", "plan_request", "replace_texts", "request_texts"]
 
@@ -32,16 +33,17 @@ class RequestPlan:
     dropped: tuple[str, ...]  # fields removed from the body
 
 
-def _walk(body: dict[str, Any]) -> Walk:
+def _walk(body: dict[str, Any], fields: Mapping[str, Spec] = FIELDS) -> Walk:
     walk = Walk()
-    walk_object(walk, body, FIELDS, (), "")
+    walk_object(walk, body, fields, (), "")
     return walk
 
 
-def plan_request(body: dict[str, Any]) -> RequestPlan:
+def plan_request(body: dict[str, Any], fields: Mapping[str, Spec] = FIELDS) -> RequestPlan:
     """What to do with ``body`` before it may go to the engine; drops the ignored fields from ``body`` (in
-    place). Raises ApiError 400 for a field outside the allowlist or a value that cannot be masked."""
-    walk = _walk(body)
+    place). Raises ApiError 400 for a field outside the allowlist or a value that cannot be masked. ``fields``:
+    the coverage table (generation by default; :mod:`appliance.serve.pii.pooling` for embeddings and scores)."""
+    walk = _walk(body, fields)
     if walk.refusals:
         raise walk.refusals[0].error()
     for name in walk.dropped:

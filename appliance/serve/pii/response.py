@@ -28,6 +28,8 @@ def restore_json(body: bytes, restorer: Restorer) -> bytes:
         payload = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError):
         return body
+    if isinstance(payload, dict) and isinstance(payload.get("results"), list):
+        return _restore_rerank(payload, body, restorer)
     if not isinstance(payload, dict) or not isinstance(payload.get("choices"), list):
         return body
     changed = False
@@ -40,6 +42,18 @@ def restore_json(body: bytes, restorer: Restorer) -> bytes:
             if restored != holder[name]:
                 holder[name] = restored
                 changed = True
+    return json.dumps(payload, ensure_ascii=False).encode() if changed else body
+
+
+def _restore_rerank(payload: dict[str, Any], body: bytes, restorer: Restorer) -> bytes:
+    """A rerank answer: the documents it returns (``results[].document.text``) with the user's values back."""
+    changed = False
+    for result in payload["results"]:
+        document = result.get("document") if isinstance(result, dict) else None
+        if isinstance(document, dict) and isinstance(document.get("text"), str):
+            restored = restorer.restore(document["text"])
+            changed |= restored != document["text"]
+            document["text"] = restored
     return json.dumps(payload, ensure_ascii=False).encode() if changed else body
 
 

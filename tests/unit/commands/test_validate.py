@@ -137,6 +137,19 @@ BROKEN: list[tuple[str, Mutation, list[str], list[str]]] = [
      ["set the model's 'allow_pickle_weights' instead", "set the model's 'trust_remote_code' instead"]),
     ("request-limits-unknown", models(ONE_MODEL + "    request_limits: {max_nn: 2}\n"),
      ["models.yaml:models[0].request_limits.max_nn"], ["max_n"]),
+    ("pooling-on-generate", models(ONE_MODEL + "    pooling: {pooling_type: MEAN}\n"),
+     ["models.yaml:models[0].pooling"], ["only with task embed or score"]),
+    ("task-unknown", models(ONE_MODEL + "    task: rerank\n"), ["models.yaml:models[0].task"], ["embed"]),
+    ("pooling-type", models(ONE_MODEL + "    task: embed\n    pooling: {pooling_type: SUM}\n"),
+     ["models.yaml:models[0].pooling.pooling_type"], ["MEAN"]),
+    ("tool-parser-typo", models(ONE_MODEL + "    tool_call_parser: herme\n"),
+     ["models.yaml:models[0].tool_call_parser"], ["did you mean 'hermes'"]),
+    ("auto-tools-without-parser", models(ONE_MODEL + "    enable_auto_tool_choice: true\n"),
+     ["models.yaml:models[0].enable_auto_tool_choice"], ["expected a tool_call_parser"]),
+    ("tools-on-embed-model", models(ONE_MODEL + "    task: embed\n    tool_call_parser: hermes\n"),
+     ["models.yaml:models[0].tool_call_parser"], ["tool calling needs task: generate"]),
+    ("engine-kwargs-shadow-task", models(ONE_MODEL + "    engine_kwargs: {runner: pooling}\n"),
+     ["models.yaml:models[0].engine_kwargs.runner"], ["set the model's 'task' instead"]),
     ("missing-env-file", lambda d: (d / ".env").unlink(), [".env:(file)"], ["copy .env.example"]),
     ("secrets-is-a-directory", lambda d: ((d / ".secrets").unlink(), (d / ".secrets").mkdir()),
      [".secrets:(file)"], ["a directory"]),
@@ -240,3 +253,14 @@ def test_secret_values_never_printed(cfg: Path, capsys: pytest.CaptureFixture[st
         for value in secret_values:
             assert value not in out + err
         assert "DATADOG_API_KEY" in out + err
+
+
+def test_a_tool_parser_without_auto_tool_choice_is_a_warning(cfg: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (cfg / "models.yaml").write_text(ONE_MODEL + "    tool_call_parser: hermes\n")
+    code, out, _ = run_cli(capsys, "validate", "--json")
+    assert code == 0
+    issues = [i for i in json.loads(out)["issues"] if i["key"] == "models[0].tool_call_parser"]
+    assert len(issues) == 1 and issues[0]["severity"] == "warning" and "enable_auto_tool_choice" in issues[0]["message"]
+    (cfg / "models.yaml").write_text(ONE_MODEL + "    tool_call_parser: hermes\n    enable_auto_tool_choice: true\n")
+    code, out, _ = run_cli(capsys, "validate", "--json")
+    assert code == 0 and not [i for i in json.loads(out)["issues"] if "tool" in i["key"]]

@@ -59,3 +59,59 @@ def test_llm_config_from_a_validated_config(tmp_path: Path, monkeypatch) -> None
     assert {m: limits.max_tokens for m, limits in ingress.caps.items()} == {"qwen2.5-0.5b-instruct": 2048}
     assert ingress.caps["qwen2.5-0.5b-instruct"].max_n == 4 and not ingress.caps["qwen2.5-0.5b-instruct"].allow_chat_template
     assert ingress.max_body_bytes == 10 * 1024 * 1024 and ingress.auth_enabled
+
+
+def test_embed_and_score_models_use_vllms_pooling_runner() -> None:
+    from appliance.serve.builder import card_metadata
+
+    embed = engine_kwargs(spec(task="embed", pooling={"pooling_type": "MEAN", "use_activation": True}))
+    assert embed["runner"] == "pooling" and "convert" not in embed  # vLLM converts a decoder itself
+    assert embed["pooler_config"] == {"pooling_type": "MEAN", "use_activation": True}
+    assert engine_kwargs(spec(task="score"))["runner"] == "pooling"
+    assert "pooler_config" not in engine_kwargs(spec(task="score"))
+    plain = engine_kwargs(spec())
+    assert not {"runner", "pooler_config", "tool_call_parser", "enable_auto_tool_choice"} & plain.keys()
+    assert card_metadata(spec(task="embed")) == {"task": "embed",
+                                                 "endpoints": ["/v1/embeddings", "/v1/score", "/v1/rerank"]}
+    assert card_metadata(spec())["endpoints"] == ["/v1/chat/completions", "/v1/completions"]
+    assert card_metadata(spec())["tool_choice"] == ["none"]
+    assert card_metadata(spec(tool_call_parser="hermes"))["tool_choice"] == ["none"]  # vLLM loads no parser
+    tools = card_metadata(spec(tool_call_parser="hermes", enable_auto_tool_choice=True))["tool_choice"]
+    assert tools == ["none", "auto", "required", "named"]
+
+
+def test_tool_calling_settings_reach_vllms_frontend_arguments() -> None:
+    kwargs = engine_kwargs(spec(tool_call_parser="hermes", enable_auto_tool_choice=True))
+    assert kwargs["tool_call_parser"] == "hermes" and kwargs["enable_auto_tool_choice"] is True
+    # ray.serve.llm splits engine_kwargs into vLLM's engine and frontend arguments by field name: these are
+    # frontend ones, and the pooling ones engine ones (an unknown name would fail the deployment)
+    import dataclasses
+
+    from vllm.engine.arg_utils import AsyncEngineArgs
+    from vllm.entrypoints.launchers.cli_args import FrontendArgs
+
+    frontend = {f.name for f in dataclasses.fields(FrontendArgs)}
+    engine = {f.name for f in dataclasses.fields(AsyncEngineArgs)}
+    assert {"tool_call_parser", "enable_auto_tool_choice"} <= frontend
+    assert {"runner", "pooler_config"} <= engine
+
+
+def test_pooling_options_are_vllms_pooler_config() -> None:
+    from vllm.config.pooler import PoolerConfig
+
+    from appliance.config.models import PoolingSpec
+
+    options = PoolingSpec(pooling_type="LAST", use_activation=False, dimensions=64, max_embed_len=1024,
+                          enable_chunked_processing=True).pooler_config()  # fmt: skip
+    made = PoolerConfig(**options)
+    assert (made.seq_pooling_type, made.use_activation, made.dimensions) == ("LAST", False, 64)
+    assert PoolingSpec().pooler_config() == {}
+
+
+def test_tool_call_parser_names_are_vllms() -> None:
+    from vllm.tool_parsers import ToolParserManager
+
+    from appliance.config.parsers import TOOL_CALL_PARSERS
+
+    registered = set(ToolParserManager.tool_parsers) | set(ToolParserManager.lazy_parsers)
+    assert set(TOOL_CALL_PARSERS) == registered

@@ -36,3 +36,20 @@ def test_non_stream_usage_from_the_body_in_pieces() -> None:
         watcher.on_body({"type": "http.response.body", "body": part}, 0.0)
     assert watcher.usage() == {"prompt_tokens": 2, "completion_tokens": 3}
     assert watcher.first_token_at is None
+
+
+def test_usage_at_the_end_of_a_body_too_large_to_keep() -> None:
+    """A big embeddings answer (over the 4 MiB kept whole): its usage still settles the key's budget."""
+    vectors = [{"index": i, "embedding": [0.123456789] * 4096} for i in range(128)]
+    body = json.dumps({"object": "list", "data": vectors, "usage": {"prompt_tokens": 321, "total_tokens": 321}})
+    raw = body.encode()
+    assert len(raw) > 4 * 1024 * 1024
+    watcher = UsageWatcher(stream=False, strip_usage=False)
+    pieces = [raw[i : i + 65536] for i in range(0, len(raw), 65536)]
+    for index, piece in enumerate(pieces):
+        assert watcher.on_body({"body": piece, "more_body": index < len(pieces) - 1}, 0.0)["body"] == piece
+    assert watcher.usage() == {"prompt_tokens": 321, "total_tokens": 321}
+    truncated = UsageWatcher(stream=False, strip_usage=False)
+    for piece in pieces[:-1]:
+        truncated.on_body({"body": piece, "more_body": True}, 0.0)
+    assert truncated.usage() == {}  # a body cut before its usage: nothing made up
