@@ -52,4 +52,5 @@ def prometheus_flags(settings: Settings, *, config_file: str = "/etc/prometheus/
         f"--web.external-url={SUB_PATH}",
         f"--web.route-prefix={SUB_PATH}",
         "--web.enable-lifecycle",
+        "--web.enable-admin-api",  # backups' TSDB snapshots; nginx refuses /prometheus/api/v1/admin
     ]
