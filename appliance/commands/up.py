@@ -204,7 +204,8 @@ def _describe(body: dict | None) -> str:
     ready, total = body.get("models_ready"), body.get("models_total")
     if not isinstance(ready, int) or not isinstance(total, int) or not total:  # the public body has no model ids
         return "waiting for the serve container (Ray, then the engines)"
-    return f"{ready} of {total} model(s) ready ({body.get('status', '?')})"
+    pii = f", PII service {body['pii']}" if isinstance(body.get("pii"), str) else ""  # present when masking is on
+    return f"{ready} of {total} model(s) ready{pii} ({body.get('status', '?')})"
 
 
 def wait_ready(config: ApplianceConfig, timeout: float, interval: float = 3.0) -> None:
@@ -218,7 +219,8 @@ def wait_ready(config: ApplianceConfig, timeout: float, interval: float = 3.0) -
             return
         text = _describe(body)
         if body is not None and body.get("status") == "failed":
-            raise ApplianceError(f"a model failed to load ({text}); see: make logs serve")
+            what = "the PII service failed to start" if body.get("pii") == "failed" else "a model failed to load"
+            raise ApplianceError(f"{what} ({text}); see: make logs serve")
         if text != last:
             say(f"[{time.monotonic() - started:5.0f} s] {text}")
             last = text
