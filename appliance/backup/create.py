@@ -32,10 +32,17 @@ class BackupResult:
 
 
 def _own_like_parent(path: Path) -> None:
-    """Run as root (the supervisor), the archive goes to whoever owns its directory (the operator)."""
+    """Run as root (the supervisor), the archive and a directory made for it go to whoever owns the directory
+    above (the operator, who owns data/), not to root."""
     if os.geteuid() == 0:
         st = path.parent.stat()
         os.chown(path, st.st_uid, st.st_gid)
+
+
+def _ensure_dest(dest: Path) -> None:
+    if not dest.is_dir():
+        dest.mkdir(parents=True, mode=0o700)
+        _own_like_parent(dest)
 
 
 def _add_volume(writer: ArchiveWriter, files: object, container: object, vol: StackVolume) -> str:
@@ -65,6 +72,7 @@ def create_backup(root: Path, dest: Path, plan: HostPlan, *, project: str, now: 
     notes = list(plan.notes)
     parts: dict[str, tuple[str, ...]] = {k: v for k, v in plan.parts.items() if v}
     volumes: dict[str, str] = {}
+    _ensure_dest(dest)
     with ArchiveWriter(dest, now) as writer, tempfile.TemporaryDirectory(prefix=".backup-", dir=dest) as tmp:
         def skip(rel: str) -> bool:
             return rel in plan.skipped

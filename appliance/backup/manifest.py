@@ -132,7 +132,10 @@ def member_problem(name: str) -> str | None:
 
 
 def symlink_problem(path: str, target: str) -> str | None:
-    """A symlink may only point to a relative place inside the archive's own tree (certificates use these)."""
+    """A host file symlink may only point to a relative place inside the archive's own tree (certificates use
+    these). Links inside a volume are Docker's to extract, within the container (any target is harmless)."""
+    if path.startswith(VOLUMES_PREFIX):
+        return None
     if target.startswith("/"):
         return f"{path} points to an absolute path"
     joined = posixpath.normpath(posixpath.join(posixpath.dirname(path), target))

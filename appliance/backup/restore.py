@@ -122,10 +122,12 @@ class _Stager:
 
 
 def restore_archive(path: Path, root: Path, *, refill_volume: Callable[[str, Path], None] | None,
-                    top: str = "volume", now: datetime | None = None) -> RestoreResult:  # fmt: skip
-    """Verify ``path``, stage it, refill its volumes with ``refill_volume(volume, tar)`` and swap the host
-    paths in under ``root``. The caller has made sure the stack is down."""
-    manifest = check_archive(path)
+                    top: str = "volume", now: datetime | None = None,
+                    manifest: Manifest | None = None) -> RestoreResult:  # fmt: skip
+    """Verify ``path`` (unless ``manifest`` says it was, by :func:`check_archive`), stage it (checked again as
+    it is read), refill its volumes with ``refill_volume(volume, tar)`` and swap the host paths in under
+    ``root``. The caller has made sure the stack is down."""
+    manifest = manifest or check_archive(path)
     if manifest.volumes and refill_volume is None:
         raise BackupError("the archive holds volumes but Docker is not reachable to restore them")
     stamp = (now or datetime.now(tz=UTC)).strftime("%Y%m%dT%H%M%SZ")

@@ -116,7 +116,7 @@ def run_restore(args: argparse.Namespace) -> int:
             say(f"restoring volume {manifest.project}_{volume}")
             files.refill_volume(manifest.project, volume, tar, image)
 
-        result = restore_archive(args.archive, root, refill_volume=refill, top=RESTORE_TOP)
+        result = restore_archive(args.archive, root, refill_volume=refill, top=RESTORE_TOP, manifest=manifest)
     say(f"restored: {', '.join(result.restored)}. Start the stack: python -m appliance up", style="green")
     if result.previous is not None:
         say(f"the files it replaced are in {result.previous} (delete them once the stack works)")

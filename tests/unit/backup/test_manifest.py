@@ -101,3 +101,8 @@ def test_a_manifest_round_trips_and_a_foreign_one_is_refused() -> None:
     newer = manifest.to_json().replace(b'"version": 1', b'"version": 2')
     with pytest.raises(BackupError, match="version 2 is not one this appliance reads"):
         manifest_from_json(newer)
+
+
+def test_links_inside_a_volume_are_left_to_docker() -> None:
+    link = Entry("volumes/prometheus-data/lock-link", "symlink", 0o777, target="/prometheus/lock")
+    assert verify(_manifest(link), {link.path: link}) == []
