@@ -13,6 +13,7 @@ import stat
 import tarfile
 import threading
 import time
+import urllib.parse
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -107,7 +108,7 @@ def _container(api: DockerEngine, project: str, service: str) -> str:
 def _samples(api: DockerEngine, project: str, at: float | None = None) -> int:
     """How many samples of `up` Prometheus holds for the hour before ``at`` (default now), asked inside its
     container."""
-    query = "count_over_time(up[1h]" + (f"%20@%20{at:.3f}" if at is not None else "") + ")"
+    query = urllib.parse.quote("count_over_time(up[1h]" + (f" @ {at:.3f}" if at is not None else "") + ")")
     code, out = api.exec(_container(api, project, "prometheus"),
                          ["wget", "-qO-", f"http://127.0.0.1:9090/prometheus/api/v1/query?query={query}"])  # fmt: skip
     result = json.loads(out)["data"]["result"] if code == 0 else []
