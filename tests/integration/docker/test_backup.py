@@ -77,7 +77,7 @@ def site(tmp_path: Path, engine: Engine) -> Iterator[tuple[Path, ComposeCli, str
     (root / "prom/prometheus.yml").write_text(PROM_CONFIG)
     (root / "curl").write_text(CURL_SHIM)
     (root / "curl").chmod(0o755)
-    (root / "compose.yaml").write_text(COMPOSE.format(image=IMAGE, prom=PROM_BINARY))
+    (root / "compose.yaml").write_text(COMPOSE.replace("{image}", IMAGE).replace("{prom}", str(PROM_BINARY)))
     client = docker.DockerClient(base_url=engine.url, timeout=60)
     client.images.get(IMAGE).tag(f"{project}-prometheus", "latest")  # restore's helper image, as `make up` builds it
     compose = ComposeCli(project, [root / "compose.yaml"], project_dir=root, docker_host=engine.url, binary=find_compose())
