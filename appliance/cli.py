@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from appliance import __version__
-from appliance.commands import certs, config_docs, doctor, init, keys, models, serve, status, supervise, up, validate
+from appliance.commands import backup, certs, config_docs, doctor, init, keys, models, serve, status, supervise, up, validate
 from appliance.errors import ApplianceError, ConfigError
 from appliance.logs.setup import setup_logging
 from appliance.output import print_issues, say
@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.register(sub)
     up.register(sub)
     models.register(sub)
+    backup.register(sub)
     return parser
 
 

@@ -29,6 +29,19 @@ def _watchdog(path: Path) -> dict[str, dict]:
         return {}
 
 
+def _watchdog_column(container: object, record: dict) -> str:
+    """What keeps the service up: the watchdog, or nobody (unwatched, or stopped by hand: Docker's restart policy
+    never restarts a manual stop)."""
+    stopped = getattr(container, "status", "") == "exited"
+    if record.get("gave_up"):
+        return "gave up"
+    if record.get("stopped_by_operator") or (stopped and not getattr(container, "watched", True)):
+        return "stopped by hand: start it"
+    if not getattr(container, "watched", True):
+        return "not watched (Docker restarts a crash)"
+    return "watching"
+
+
 def _run(args: argparse.Namespace) -> int:
     from appliance.docker.engine import DockerEngine
     from appliance.output import print_json, print_table, say
@@ -43,8 +56,7 @@ def _run(args: argparse.Namespace) -> int:
         record = watchdog.get(c.service, {})
         rows.append({"service": c.service, "container": c.name, "state": c.status, "health": c.health or "-",
                      "restarts": c.restart_count + len(record.get("restarts", [])),
-                     "watchdog": "gave up" if record.get("gave_up") else
-                     "stopped on purpose" if record.get("stopped_by_operator") else "watching"})  # fmt: skip
+                     "watchdog": _watchdog_column(c, record)})  # fmt: skip
     healthy = bool(containers) and all(c.running_and_healthy for c in containers)
     if args.json:
         print_json({"project": project, "healthy": healthy, "services": rows})

@@ -131,7 +131,7 @@ def run_up(args: argparse.Namespace) -> int:
     if self_signed:
         say("TLS: a self-signed certificate is in use (no DOMAIN / TLS_MODE=acme): clients must trust "
             f"{served_certificate(config.settings)} or skip verification", style="yellow")  # fmt: skip
-    rendered = render_run_dir(config, version=__version__)
+    rendered = render_run_dir(config, version=__version__, local=args.local)
     plan = plan_stack(config, rendered=rendered, local=args.local, base_image=args.base_image,
                       docker_socket=socket_path(args.docker_host))  # fmt: skip
     compose = _compose(args, config, plan)
@@ -139,12 +139,30 @@ def run_up(args: argparse.Namespace) -> int:
     say(f"starting the stack in {mode} mode ({', '.join(plan.files)}); the first build takes a while")
     if not args.no_build:
         compose.run("build", timeout=7200, stream=True)
+    check_pii_model(config, local=args.local, docker_host=args.docker_host)
     own_model_cache(compose, plan)
     compose.run("up", "-d", "--remove-orphans", timeout=7200, stream=True)
     if not args.no_wait:
         wait_ready(config, args.timeout)
     _print_ready(config, key, self_signed, local=args.local)
     return 0
+
+
+def check_pii_model(config: ApplianceConfig, *, local: bool, docker_host: str | None) -> None:
+    """With PII on, the built serve image must carry the spaCy model serve will load: refuse to start otherwise
+    (the PII service would never come up and every request would get 503 pii_unavailable)."""
+    if not config.settings.pii_enabled:
+        return
+    from appliance.docker.engine import DockerEngine
+    from appliance.docker.images import image_labels
+    from appliance.stack.pii_model import serve_image, serve_spacy_model, spacy_model_problem
+
+    image = serve_image(config.settings.compose_project_name)
+    with DockerEngine(docker_host) as engine:
+        labels = image_labels(engine, image)
+    problem = spacy_model_problem(serve_spacy_model(config.settings.pii_spacy_model, local=local), image, labels)
+    if problem is not None:
+        raise ApplianceError(f"PII masking cannot start: {problem}; nothing was started")
 
 
 MODEL_CACHE = "/var/cache/huggingface"
@@ -178,7 +196,8 @@ def _describe(body: dict | None) -> str:
     ready, total = body.get("models_ready"), body.get("models_total")
     if not isinstance(ready, int) or not isinstance(total, int) or not total:  # the public body has no model ids
         return "waiting for the serve container (Ray, then the engines)"
-    return f"{ready} of {total} model(s) ready ({body.get('status', '?')})"
+    pii = f", PII service {body['pii']}" if isinstance(body.get("pii"), str) else ""  # present when masking is on
+    return f"{ready} of {total} model(s) ready{pii} ({body.get('status', '?')})"
 
 
 def wait_ready(config: ApplianceConfig, timeout: float, interval: float = 3.0) -> None:
@@ -192,7 +211,8 @@ def wait_ready(config: ApplianceConfig, timeout: float, interval: float = 3.0) -
             return
         text = _describe(body)
         if body is not None and body.get("status") == "failed":
-            raise ApplianceError(f"a model failed to load ({text}); see: python -m appliance logs serve")
+            what = "the PII service failed to start" if body.get("pii") == "failed" else "a model failed to load"
+            raise ApplianceError(f"{what} ({text}); see: python -m appliance logs serve")
         if text != last:
             say(f"[{time.monotonic() - started:5.0f} s] {text}")
             last = text

@@ -108,6 +108,7 @@ DATADOG = "Datadog"
 STACK = "Stack"
 SUPERVISOR = "Supervisor: watchdog, renewals, log rotation"
 REGISTRY = "Model registry and integrity"
+BACKUP = "Backups"
 
 
 class Settings(BaseModel):
@@ -364,7 +365,22 @@ class Settings(BaseModel):
         300, "Seconds between the supervisor's doctor runs (results in appliance_supervisor_check_ok).", SUPERVISOR
     )
 
+    # --- backups (python -m appliance backup; nightly by the supervisor) ---------------------------------
+    backup_enabled: Bool = setting(True, "Whether the supervisor writes a backup archive every night.", BACKUP)
+    backup_dir: NonEmptyStr = setting(
+        "data/backups", "Directory of the backup archives (mode 0600; copy them off this machine).", BACKUP
+    )
+    backup_keep: PositiveInt = setting(7, "How many of the newest archives the nightly backup keeps in BACKUP_DIR.", BACKUP)
+    backup_hour_utc: NonNegativeInt = setting(3, "Hour of the day (UTC, 0-23) of the nightly backup.", BACKUP)
+
     # --- per-field checks (types and ranges; cross-field rules are elsewhere) ----------------------
+    @field_validator("backup_hour_utc")
+    @classmethod
+    def _hour(cls, value: int) -> int:
+        if value > 23:
+            raise expected("an hour of the day, 0 to 23")
+        return value
+
     @field_validator("http_port", "https_port", "serve_http_port", "supervisor_metrics_port")
     @classmethod
     def _port(cls, value: int) -> int:

@@ -32,6 +32,15 @@ def model_state(deployment_status: str | None, running_replicas: int, was_ready:
     return LOADING
 
 
+def with_pii(models_overall: str, pii: str | None) -> str:
+    """The stack's state from the models' and the PII service's (None: masking off): a request needs both."""
+    if pii is None:
+        return models_overall
+    if FAILED in (models_overall, pii):
+        return FAILED
+    return READY if models_overall == READY and pii == READY else LOADING
+
+
 class ModelHealth:
     def __init__(self, deployments: dict[str, str], *, refresh_seconds: float = 1.0) -> None:
         self._deployments = deployments  # model id -> Serve deployment name

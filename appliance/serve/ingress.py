@@ -38,14 +38,16 @@ from appliance.serve.checks import Principal, echo
 from appliance.serve.errors import ApiError, error_body
 from appliance.serve.usage import ANSI_CODES
 from appliance.serve.gate import DETAIL_STATE, PRINCIPAL_STATE, ROUTES, Gate, GateSettings
-from appliance.serve.health import EngineWatch, ModelHealth, ReadyCache
+from appliance.serve.health import READY, EngineWatch, ModelHealth, ReadyCache, with_pii
 from appliance.serve.ingress_config import IngressConfig
 from appliance.serve.keystore import KeyStore
 from appliance.serve.metrics import RayMetrics
 from appliance.serve.pii.bookend import make_bookend
+from appliance.serve.pii.service import DEPLOYMENT_NAME as PII_DEPLOYMENT
 
 _LOGGER = logging.getLogger(__name__)
 
+PII_KEY = "pii"  # the PII service's entry in the health bodies
 RETRY_AFTER_SECONDS = 5  # what a client told 503 waits before it retries (nginx's @upstream_down says the same)
 
 ENDPOINTS = {name: (lambda app, m=method, p=path: getattr(app, m.lower())(p)) for name, (method, path) in ROUTES.items()}
@@ -124,6 +126,8 @@ class ApplianceIngress(OpenAiIngress):
         self._ready = ReadyCache(self._probe_models, ttl=ingress_config.ready_cache_seconds)
         checks = {mid: (lambda h=handle: h.check_health.remote()) for mid, handle in llm_deployments.items()}
         self._watch = EngineWatch(checks, self._health.states, on_change=self._ready.invalidate)
+        # the PII service is a deployment every request passes through when masking is on: readiness covers it
+        self._pii_health = ModelHealth({PII_KEY: PII_DEPLOYMENT}) if pii_service is not None else None
 
     async def check_health(self) -> None:
         """Serve's periodic check of the ingress: starts the engine watch early (it needs the replica's loop)."""
@@ -190,12 +194,21 @@ class ApplianceIngress(OpenAiIngress):
     async def health_live(self) -> dict[str, Any]:
         return {"status": "alive"}
 
+    async def _pii_state(self) -> dict[str, Any] | None:
+        """The PII service's state (loading, ready, failed; from Serve's status), None when masking is off."""
+        return None if self._pii_health is None else (await self._pii_health.states())[PII_KEY]
+
     async def health_startup(self, request: Request) -> JSONResponse:
         states = await self._health.states()
-        overall = _overall(states)
+        pii = await self._pii_state()
+        overall = with_pii(_overall(states), pii and pii["state"])
         content: dict[str, Any] = {"status": overall, **_counts(s["state"] == "ready" for s in states.values())}
+        if pii is not None:
+            content["pii"] = pii["state"]
         if detail_allowed(request):
             content["models"] = states
+            if pii is not None:
+                content["pii_service"] = pii
         return JSONResponse(status_code=200 if overall == "ready" else 503, content=content)
 
     async def health_ready(self, request: Request) -> JSONResponse:
@@ -203,11 +216,16 @@ class ApplianceIngress(OpenAiIngress):
         result = dict(await self._ready.get())
         for model_id in self._watch.down_models() & result.keys():  # known now; the cached probe may be older
             result[model_id] = {"ready": False, "error": "the engine is not answering (dead or restarting)"}
-        ready = bool(result) and all(r["ready"] for r in result.values())
+        pii = await self._pii_state()
+        ready = bool(result) and all(r["ready"] for r in result.values()) and (pii is None or pii["state"] == READY)
         content: dict[str, Any] = {"status": "ready" if ready else "not_ready",
                                    **_counts(r["ready"] for r in result.values())}  # fmt: skip
+        if pii is not None:
+            content["pii"] = pii["state"]
         if detail_allowed(request):
             content["models"] = result
+            if pii is not None:
+                content["pii_service"] = pii
         return JSONResponse(status_code=200 if ready else 503, content=content)
 
     async def admin_models(self) -> dict[str, Any]:

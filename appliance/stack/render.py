@@ -20,6 +20,7 @@ from appliance.config.render.htpasswd import htpasswd_line
 from appliance.config.render.nginx import NGINX_DIR, NginxLayout, render_nginx
 from appliance.config.render.prometheus import alertmanager_config, prometheus_config, slo_rules
 from appliance.config.secrets import ApiKeyRecord
+from appliance.stack.pii_model import serve_spacy_model, with_setting
 from appliance.stack.plan import (
     SERVE_API_KEYS,
     SERVE_HF_TOKEN,
@@ -90,10 +91,14 @@ def api_key_lines(records: tuple[ApiKeyRecord, ...]) -> bytes:
     return (header + "".join(f"{r.env_key}={r.to_env_value()}\n" for r in records)).encode()
 
 
-def serve_files(config: ApplianceConfig, run_dir: Path = RUN_DIR) -> dict[str, bytes]:
+def serve_files(config: ApplianceConfig, run_dir: Path = RUN_DIR, *, local: bool = False) -> dict[str, bytes]:
     """What the serve container reads, in data/run/serve/. Ray's token is made once and kept (serve is recreated
-    when it changes); the HF token file is there only when HF_TOKEN is set."""
+    when it changes); the HF token file is there only when HF_TOKEN is set. ``local``: the local images' spaCy
+    model replaces the default one they do not carry (appliance.stack.pii_model)."""
     files = {SERVE_SETTINGS: config.files.env.read_bytes(), SERVE_API_KEYS: api_key_lines(config.secrets.api_keys)}
+    spacy_model = serve_spacy_model(config.settings.pii_spacy_model, local=local)
+    if config.settings.pii_enabled and spacy_model != config.settings.pii_spacy_model:
+        files[SERVE_SETTINGS] = with_setting(files[SERVE_SETTINGS], "PII_SPACY_MODEL", spacy_model)
     if config.models_from_yaml:
         files[SERVE_MODELS] = config.files.models.read_bytes()
     if config.secrets.hf_token:
@@ -187,7 +192,7 @@ def write_if_changed(path: Path, data: bytes, mode: int = 0o644) -> bool:
 
 
 def render_run_dir(config: ApplianceConfig, *, version: str, run_dir: Path = RUN_DIR,
-                   certs_dir: Path = CERTS_DIR) -> dict[str, Mapping[str, bytes]]:  # fmt: skip
+                   certs_dir: Path = CERTS_DIR, local: bool = False) -> dict[str, Mapping[str, bytes]]:  # fmt: skip
     """Write data/run/ for the stack; returns the rendered files per service (for the config digests)."""
     rendered = {"nginx": nginx_files(config, run_dir, certs_dir), "prometheus": prometheus_files(config)}
     for service, files in rendered.items():
@@ -200,7 +205,7 @@ def render_run_dir(config: ApplianceConfig, *, version: str, run_dir: Path = RUN
     write_if_changed(run_dir / "grafana_admin_password", config.secrets.grafana_admin_password.encode(), 0o600)
     write_if_changed(run_dir / "datadog.env", datadog_env(config, version), 0o600)
     write_if_changed(run_dir / "datadog_api_key", datadog_api_key_file(config), 0o600)
-    rendered["serve"] = serve_files(config, run_dir)
+    rendered["serve"] = serve_files(config, run_dir, local=local)
     write_serve_files(dict(rendered["serve"]), run_dir)
     for writable in (Path(config.settings.log_dir), REGISTRY_DIR):
         prepare_log_dir(writable)

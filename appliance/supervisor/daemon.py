@@ -16,6 +16,7 @@ from appliance.docker.engine import DockerEngine
 from appliance.docker.nginx import NginxContainer
 from appliance.logs.rotation_policy import RotationPolicy
 from appliance.doctor.context import DoctorContext
+from appliance.supervisor.backup_job import BackupJob, nightly
 from appliance.supervisor.jobs import DoctorJob, RenewalJob, RotationJob, every
 from appliance.supervisor.policy import RestartPolicy
 from appliance.supervisor.state import StateStore
@@ -76,6 +77,9 @@ async def supervise(config: ApplianceConfig, *, docker_host: str | None = None, 
         asyncio.ensure_future(every(float(s.log_rotate_interval_seconds), rotation, stop, first_delay_s=10.0)),
         asyncio.ensure_future(every(float(s.supervisor_doctor_interval_seconds), doctor, stop, first_delay_s=1.0)),
     ]
+    if s.backup_enabled:
+        backup = BackupJob(config, notifier, root=Path.cwd(), docker_host=docker_host)
+        tasks.append(asyncio.ensure_future(nightly(s.backup_hour_utc, backup, stop)))
     stopper = asyncio.ensure_future(stop.wait())
     try:
         await asyncio.wait([stopper, tasks[0]], return_when=asyncio.FIRST_COMPLETED)

@@ -58,3 +58,15 @@ class SupervisorNotifier:
         self.metrics.rotated_bytes.labels(log=log).inc(size)
         if self.datadog:
             self.datadog.increment("log.rotated_bytes", [f"log:{log}"])
+
+    def backup(self, ok: bool, size: int | None) -> None:
+        self.metrics.backup_last_ok.set(1 if ok else 0)
+        if ok:
+            self.metrics.backup_last_success.set_to_current_time()
+            if size is not None:
+                self.metrics.backup_size.set(size)
+        if self.datadog:
+            self.datadog.increment("backups", [f"result:{'success' if ok else 'failure'}"])
+            if not ok:
+                self.datadog.event("appliance: nightly backup failed", "See docs/runbooks/backup-failed.md.",
+                                   alert_type="error")  # fmt: skip

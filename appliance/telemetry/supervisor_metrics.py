@@ -27,6 +27,12 @@ class SupervisorMetrics:
                                      registry=r)  # fmt: skip
         self.last_renewal_ok.set(1)  # nothing has failed yet: a fresh stack must not fire CertificateRenewalFailed
         self.rotated_bytes = Counter("appliance_log_rotated_bytes", "Bytes moved out of live logs.", ["log"], registry=r)
+        self.backup_last_ok = Gauge("appliance_backup_last_ok",
+                                    "0 when the last nightly backup failed, else 1 (also before any backup).", registry=r)  # fmt: skip
+        self.backup_last_ok.set(1)  # nothing has failed yet: a fresh stack must not fire BackupFailed
+        self.backup_last_success = Gauge("appliance_backup_last_success_timestamp_seconds",
+                                         "When the last backup archive was written (Unix time).", registry=r)  # fmt: skip
+        self.backup_size = Gauge("appliance_backup_size_bytes", "Size of the last backup archive.", registry=r)
         self.up = Gauge("appliance_supervisor_up", "1 while the supervisor runs.", registry=r)
         self.up.set(1)
 

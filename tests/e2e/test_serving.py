@@ -226,7 +226,9 @@ def test_smoke_script_passes_against_the_stack(stack: Stack) -> None:
 def test_public_health_says_status_only_and_admins_see_details(stack: Stack) -> None:
     forwarded = {"X-Forwarded-For": "203.0.113.7"}  # as nginx forwards every outside request
     public = httpx.get(stack.url + "/health/ready", headers=forwarded, timeout=60)
-    assert public.status_code == 200 and set(public.json()) == {"status", "models_ready", "models_total"}
+    # "pii": the PII service's state word (the e2e stack masks PII); nothing else
+    assert public.status_code == 200 and set(public.json()) == {"status", "models_ready", "models_total", "pii"}
+    assert public.json()["pii"] == "ready"
     assert public.json()["models_ready"] == public.json()["models_total"] == len(ALL_MODELS)
     admin = httpx.get(stack.url + "/health/startup", timeout=60,
                       headers={**forwarded, "Authorization": f"Bearer {stack.keys['admin']}"})  # fmt: skip

@@ -16,6 +16,7 @@ from appliance.doctor.checks.gpu_memory import GpuMemory
 from appliance.doctor.checks.gpu_runtime import GpuRuntime
 from appliance.doctor.checks.health_ready import HealthReady
 from appliance.doctor.checks.model_sources import ModelSources
+from appliance.doctor.checks.pii_model import PiiModel
 from appliance.doctor.checks.ports import Ports
 from appliance.doctor.checks.prometheus_targets import PrometheusTargets
 from appliance.doctor.checks.restart_counts import RestartCounts
@@ -28,6 +29,6 @@ def all_checks() -> list[Check]:
     return [
         ConfigValid(), DockerEngineCheck(), ComposeV2(), GpuDriver(), GpuRuntime(), GpuCount(), GpuMemory(),
         DiskSpace(), Ports(), DomainDns(), AcmeEmail(), SecretsFile(), Certificate(), ClockSkew(), UnsafeFlags(),
-        ModelSources(),
+        ModelSources(), PiiModel(),
         DatadogAgent(), ServicesHealthy(), RestartCounts(), HealthReady(), PrometheusTargets(),
     ]  # fmt: skip

@@ -224,6 +224,17 @@ def test_services_healthy(make_ctx, monkeypatch) -> None:
     assert levels(ServicesHealthy().run(make_ctx())) == [Level.INFO]
 
 
+def test_a_service_stopped_by_hand_is_flagged_with_how_to_start_it(make_ctx, monkeypatch) -> None:
+    stopped = ContainerState(id="s" * 12, name="appliance-supervisor-1", service="supervisor", status="exited",
+                             health=None, started_at=None, finished_at=None, exit_code=137, start_period_s=0,
+                             restart_count=0, labels={"appliance.watchdog": "false"})  # fmt: skip
+    fake_docker(monkeypatch, containers=[stopped])
+    (finding,) = ServicesHealthy().run(make_ctx())
+    assert finding.level is Level.ERROR
+    assert "stopped by hand" in finding.found and "no watchdog watches it" in finding.found
+    assert finding.fix.startswith("docker compose -p appliance start supervisor")
+
+
 def test_restart_counts(make_ctx, monkeypatch, tmp_path: Path) -> None:
     state = tmp_path / "watchdog.json"
     state.write_text(json.dumps({"services": {"serve": {"restarts": [1, 2, 3], "gave_up": False},

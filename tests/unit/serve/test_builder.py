@@ -24,7 +24,8 @@ def test_safe_loading_defaults_and_pass_through() -> None:
 
 def test_replicas_or_autoscaling() -> None:
     settings = Settings()
-    assert deployment_config(spec(), settings) == {"max_ongoing_requests": 256, "num_replicas": 1}
+    assert deployment_config(spec(), settings) == {"max_ongoing_requests": 256, "num_replicas": 1,
+                                                   "health_check_period_s": 2, "health_check_timeout_s": 10}
     auto = deployment_config(spec(autoscaling={"min_replicas": 0, "max_replicas": 3}), settings)
     assert auto["autoscaling_config"] == {"min_replicas": 0, "max_replicas": 3, "target_ongoing_requests": 16}
     assert "num_replicas" not in auto
@@ -115,3 +116,19 @@ def test_tool_call_parser_names_are_vllms() -> None:
 
     registered = set(ToolParserManager.tool_parsers) | set(ToolParserManager.lazy_parsers)
     assert set(TOOL_CALL_PARSERS) == registered
+
+
+def test_ray_serve_llm_takes_the_health_check_options(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    """LLMConfig validates its deployment_config against Serve's options: ours must be among them."""
+    from ray.llm._internal.serve.core.server import builder as llm_builder
+    from ray.serve.llm import LLMConfig
+
+    from appliance.serve.engine import ApplianceLLMServer
+
+    monkeypatch.chdir(tmp_path)
+    make_config_dir(tmp_path, with_models=True)
+    config = load_config(ConfigFiles(), gpu_count=0)
+    llm = LLMConfig.model_validate(llm_config_dict(config.models[0], config))
+    options = llm_builder.maybe_apply_llm_deployment_config_defaults(  # what build_llm_deployment gives Serve
+        llm_builder.DEFAULT_DEPLOYMENT_OPTIONS, ApplianceLLMServer.get_deployment_options(llm))
+    assert options["health_check_period_s"] == 2 and options["health_check_timeout_s"] == 10

@@ -1,6 +1,8 @@
 import asyncio
 
-from appliance.serve.health import FAILED, LOADING, READY, ReadyCache, model_state
+import pytest
+
+from appliance.serve.health import FAILED, LOADING, READY, ReadyCache, model_state, with_pii
 
 
 def test_model_state() -> None:
@@ -133,3 +135,23 @@ def test_ready_cache_invalidate_starts_a_new_probe() -> None:
 
     asyncio.run(scenario())
     assert count == 2
+
+
+@pytest.mark.parametrize(("models", "pii", "expected"), [
+    ("ready", None, "ready"),  # masking off: the models alone
+    ("ready", "ready", "ready"),
+    ("ready", "loading", "loading"),  # every model ready, the PII service not: requests would get 503
+    ("ready", "failed", "failed"),  # the PII service could not start (e.g. its spaCy model is missing)
+    ("loading", "ready", "loading"),
+    ("failed", "ready", "failed"),
+])  # fmt: skip
+def test_readiness_covers_the_pii_service(models: str, pii: str | None, expected: str) -> None:
+    assert with_pii(models, pii) == expected
+
+
+def test_up_says_when_the_pii_service_is_what_it_waits_for() -> None:
+    from appliance.commands.up import _describe
+
+    body = {"status": "loading", "models_ready": 2, "models_total": 2, "pii": "loading"}
+    assert _describe(body) == "2 of 2 model(s) ready, PII service loading (loading)"
+    assert _describe({"status": "ready", "models_ready": 1, "models_total": 1}) == "1 of 1 model(s) ready (ready)"

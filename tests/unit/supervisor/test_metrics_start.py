@@ -17,3 +17,16 @@ def test_last_renewal_ok_starts_ok_and_follows_the_attempts() -> None:
     assert _value(metrics, "appliance_certificate_last_renewal_ok") == 0.0
     notifier.renewal(True, "")
     assert _value(metrics, "appliance_certificate_last_renewal_ok") == 1.0
+
+
+def test_backup_last_ok_starts_ok_and_follows_the_nightly_runs() -> None:
+    metrics = SupervisorMetrics()
+    assert _value(metrics, "appliance_backup_last_ok") == 1.0  # BackupFailed: == 0
+    notifier = SupervisorNotifier(metrics)
+    notifier.backup(False, None)
+    assert _value(metrics, "appliance_backup_last_ok") == 0.0
+    assert _value(metrics, "appliance_backup_last_success_timestamp_seconds") == 0.0
+    notifier.backup(True, 1234)
+    assert _value(metrics, "appliance_backup_last_ok") == 1.0
+    assert _value(metrics, "appliance_backup_size_bytes") == 1234.0
+    assert (_value(metrics, "appliance_backup_last_success_timestamp_seconds") or 0) > 0
