@@ -156,7 +156,8 @@ def test_dashboards_refuse_unauthenticated_access(edge: Edge, path: str, source:
 @pytest.mark.parametrize(("path", "source"), [
     ("/prometheus/api/v1/admin/tsdb/snapshot", "127.0.2.1"), ("/prometheus/api/v1//admin/tsdb/snapshot", "127.0.2.2"),
     ("/prometheus/api/v1/%61dmin/tsdb/snapshot", "127.0.2.3"), ("/prometheus/api/v1/admin/tsdb/delete_series", "127.0.2.4"),
-    ("/prometheus/./api/v1/admin/tsdb/clean_tombstones", "127.0.2.5"),
+    ("/prometheus/./api/v1/admin/tsdb/clean_tombstones", "127.0.2.5"), ("/prometheus/-/quit", "127.0.2.6"),
+    ("/prometheus//-/reload", "127.0.2.7"),
 ])  # fmt: skip
 def test_prometheus_admin_api_is_refused_at_the_edge_even_with_the_dashboard_login(edge: Edge, path: str,
                                                                                    source: str) -> None:  # fmt: skip
