@@ -109,7 +109,11 @@ def _requests(id_column: str) -> str:
     changed_at TEXT NOT NULL)"""
 
 
-_DROP_V3 = ("DROP TABLE model_registry_requests", "DROP TABLE model_registry_routes")
+# What a generation was started with (the models.yaml entry, as JSON): a rollback starts it again from this.
+_SPECS = """CREATE TABLE model_registry_specs (
+    entry_id INTEGER PRIMARY KEY REFERENCES model_registry_entries (id),
+    spec TEXT NOT NULL)"""
+_DROP_V3 = ("DROP TABLE model_registry_specs", "DROP TABLE model_registry_requests", "DROP TABLE model_registry_routes")
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
@@ -141,7 +145,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(
         3, "routes and change requests",
-        up={Dialect.SQLITE: (_routes(), _requests(_SQLITE_ID)), Dialect.POSTGRESQL: (_routes(), _requests(_POSTGRES_ID))},
+        up={Dialect.SQLITE: (_routes(), _requests(_SQLITE_ID), _SPECS),
+            Dialect.POSTGRESQL: (_routes(), _requests(_POSTGRES_ID), _SPECS)},
         down={Dialect.SQLITE: _DROP_V3, Dialect.POSTGRESQL: _DROP_V3},
     ),
 )  # fmt: skip

@@ -6,6 +6,7 @@ entry, append a history row. The history is never updated (migration 2 makes the
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -209,6 +210,18 @@ class RegistryStore:
                     _change(tx, old, Status.ROLLED_BACK, f"replaced by entry {new_id}: {reason}", now)
             _upsert_route(tx, new, deployment, timestamp(now))
             return new
+
+    def save_spec(self, entry_id: int, spec: dict[str, Any]) -> None:
+        """What the entry's generation is started from (its models.yaml entry); kept as first written."""
+        with self.db.transaction() as tx:
+            if tx.one("SELECT entry_id FROM model_registry_specs WHERE entry_id = ?", (entry_id,)) is None:
+                tx.execute("INSERT INTO model_registry_specs (entry_id, spec) VALUES (?, ?)",
+                           (entry_id, json.dumps(spec, sort_keys=True)))  # fmt: skip
+
+    def spec(self, entry_id: int) -> dict[str, Any] | None:
+        with self.db.transaction(write=False) as tx:
+            row = tx.one("SELECT spec FROM model_registry_specs WHERE entry_id = ?", (entry_id,))
+        return json.loads(row["spec"]) if row else None
 
     def routes(self, environment: Environment | None = None) -> dict[tuple[str, Environment], Route]:
         """(model, environment) → the entry and deployment that answer it."""

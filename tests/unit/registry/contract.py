@@ -35,7 +35,7 @@ def migrations_up_and_down(store: RegistryStore) -> None:
     assert store.migrate(now=T0) == [(1, True), (2, True), (3, True)]
     assert store.version() == migrations.HEAD == 3 and store.ready()
     assert tables(store) == {"model_registry_entries", "model_registry_history", "model_registry_routes",
-                             "model_registry_requests"}  # fmt: skip
+                             "model_registry_requests", "model_registry_specs"}  # fmt: skip
     assert store.migrate() == []  # idempotent
     assert store.migrate(1) == [(3, False), (2, False)]
     assert tables(store) == {"model_registry_entries", "model_registry_history"}
@@ -147,6 +147,10 @@ def switch_moves_the_route_in_one_transaction(store: RegistryStore) -> None:
     for status in (Status.LOADING, Status.SMOKE_TESTING):
         new = store.transition(new.id, status, reason="deploy", now=T0)
     later = T0 + timedelta(seconds=5)
+    store.save_spec(new.id, {"id": "tiny", "source": "/models/tiny", "max_model_len": 512})
+    store.save_spec(new.id, {"id": "tiny", "source": "/elsewhere"})  # kept as first written
+    assert store.spec(new.id) == {"id": "tiny", "source": "/models/tiny", "max_model_len": 512}
+    assert store.spec(old.id) is None
     switched = store.switch(new.id, old.id, f"LLMServer:tiny@{new.id}", reason="smoke test passed", now=later)
     assert switched.status is Status.READY
     assert store.entry(old.id).status is Status.ROLLED_BACK  # type: ignore[union-attr]
