@@ -24,6 +24,9 @@ from appliance.registry.store import Entry, RegistryStore
 
 _LOGGER = logging.getLogger(__name__)
 MAX_REASON = 500
+# After the switch, before the old generation is told to stop: the ingress reads the routes at most every second,
+# so a request routed just before the switch reaches the old generation while it still takes new ones.
+SETTLE_S = 2.0
 
 
 class GenerationError(ApplianceError):
@@ -85,13 +88,16 @@ def _short(text: str) -> str:
 class Executor:
     def __init__(self, store: RegistryStore, port: ServePort, *, events: Any = None, ready_timeout_s: float = 600.0,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 monotonic: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
+                 monotonic: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+                 settle_s: float = SETTLE_S) -> None:  # fmt: skip
         self.store = store
         self.port = port
         self.events: Events = events or NoEvents()
         self.ready_timeout_s = ready_timeout_s
         self.clock = clock
         self.monotonic = monotonic
+        self.sleep = sleep
+        self.settle_s = settle_s
 
     def apply(self, plan: Plan) -> list[Outcome]:
         """Every step, in order; a failed one is rolled back and the next still runs (each model on its own)."""
@@ -176,6 +182,7 @@ class Executor:
             self._undo(plan, step, entry, deployment, stopped_old, f"{phase} failed: {err}", outcome)
             return outcome
         if old is not None and not stopped_old:
+            self.sleep(self.settle_s)
             try:
                 self.port.stop(old.deployment)  # drained by Serve before it goes: the route moved already
             except ApplianceError as err:

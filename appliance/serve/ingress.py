@@ -33,6 +33,7 @@ from appliance.serve.ingress_config import IngressConfig
 from appliance.serve.keystore import KeyStore
 from appliance.serve.metrics import RayMetrics
 from appliance.serve.pii.bookend import make_bookend
+from appliance.serve.routed import RoutedGenerations
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -101,17 +102,20 @@ def detail_allowed(request: Request) -> bool:
     return request.scope.get("state", {}).get(DETAIL_STATE) is True
 
 
-class ApplianceIngress(OpenAiIngress):
+class ApplianceIngress(RoutedGenerations, OpenAiIngress):
     def __init__(self, llm_deployments: dict, model_cards: dict, *, ingress_config: IngressConfig,
-                 pii_service: Any = None, **kwargs: Any):  # fmt: skip
+                 pii_service: Any = None, generations: Any = None, **kwargs: Any):  # fmt: skip
         # pii_service: the PIIService handle; bound here so Serve deploys it, called by name from the gate
+        # generations: model generations starting beside the serving ones (bound so Serve deploys them; requests
+        # reach them by name once the registry routes there: appliance.serve.routed)
         super().__init__(llm_deployments, model_cards, **kwargs)
         self._config = ingress_config
         self._disabled = disabled_models(ingress_config)
         self._started = time.time()
-        self._health = ModelHealth({mid: handle.deployment_name for mid, handle in llm_deployments.items()})
+        self._init_routes(ingress_config.registry_url, llm_deployments)
+        self._health = ModelHealth(self.deployment_names)
         self._ready = ReadyCache(self._probe_models, ttl=ingress_config.ready_cache_seconds)
-        checks = {mid: (lambda h=handle: h.check_health.remote()) for mid, handle in llm_deployments.items()}
+        checks = {mid: (lambda m=mid, h=handle: self.health_check_call(m, h)) for mid, handle in llm_deployments.items()}
         self._watch = EngineWatch(checks, self._health.states, on_change=self._ready.invalidate)
 
     async def check_health(self) -> None:

@@ -138,7 +138,7 @@ def test_promote_takes_the_staging_revision_as_it_is(store: RegistryStore) -> No
 def test_rollback_picks_the_newest_earlier_ready_revision_or_the_one_named(store: RegistryStore) -> None:
     serve = FakeServe()
     serving_now(store, serve, wanted("a"))
-    executor = Executor(store, serve, clock=lambda: T0)
+    executor = Executor(store, serve, sleep=lambda _s: None, clock=lambda: T0)
     executor.apply(plan_deploy(PROD, [wanted("a", engine="e2")], current(store), Need(1, 0)))
     executor.apply(plan_deploy(PROD, [wanted("a", engine="e3")], current(store), Need(1, 0)))
     entries, history = store.entries("a"), store.history("a")
@@ -158,7 +158,7 @@ def test_a_good_change_starts_beside_smoke_tests_switches_then_stops_the_old(sto
     serve, events = FakeServe(), Events()
     serving = serving_now(store, serve, wanted("a"), wanted("b"))
     ticks = iter(range(100))
-    executor = Executor(store, serve, events=events, clock=lambda: T0, monotonic=lambda: float(next(ticks)))
+    executor = Executor(store, serve, sleep=lambda _s: None, events=events, clock=lambda: T0, monotonic=lambda: float(next(ticks)))
     [keep, change] = executor.apply(plan_deploy(PROD, [wanted("a"), wanted("b", engine="e2")], serving, Need(1, 0)))
     assert keep.ok and keep.action == "keep"
     assert change.ok and change.mode == "beside" and set(change.seconds) == {"ready", "smoke", "switch"}
@@ -179,7 +179,7 @@ def test_a_failed_generation_is_stopped_recorded_and_the_old_one_keeps_serving(s
     serve, events = FakeServe(), Events()
     serving = serving_now(store, serve, wanted("a"))
     (serve.fail_load if failure == "load" else serve.fail_smoke).add("bad")
-    [outcome] = Executor(store, serve, events=events, clock=lambda: T0).apply(
+    [outcome] = Executor(store, serve, sleep=lambda _s: None, events=events, clock=lambda: T0).apply(
         plan_deploy(PROD, [wanted("a", engine="bad")], serving, Need(1, 0)))  # fmt: skip
     assert not outcome.ok and outcome.rolled_back and "the old generation kept serving" in outcome.reason
     assert ("load failed" if failure == "load" else "smoke test failed") in outcome.reason
@@ -195,7 +195,7 @@ def test_a_failed_replace_starts_the_old_generation_again(store: RegistryStore) 
     serve = FakeServe()
     serving = serving_now(store, serve, wanted("a"))
     serve.fail_load.add("bad")
-    [outcome] = Executor(store, serve, clock=lambda: T0).apply(
+    [outcome] = Executor(store, serve, sleep=lambda _s: None, clock=lambda: T0).apply(
         plan_deploy(PROD, [wanted("a", engine="bad")], serving, Need(0, 0)))  # fmt: skip
     assert outcome.mode == "replace" and outcome.rolled_back and "started again and serves" in outcome.reason
     assert serve.calls[0] == ("stop", "LLMServer:a") and serve.calls[-2:] == [("start", "LLMServer:a"),
@@ -207,7 +207,7 @@ def test_a_refused_load_touches_nothing_and_is_recorded_with_why(store: Registry
     serve = FakeServe()
     serving = serving_now(store, serve, wanted("a"))
     why = "files differ from its manifest: model.safetensors: expected sha256:aa, found sha256:bb"
-    [outcome] = Executor(store, serve, clock=lambda: T0).apply(
+    [outcome] = Executor(store, serve, sleep=lambda _s: None, clock=lambda: T0).apply(
         plan_deploy(PROD, [wanted("a", weights="m2", refused=why)], serving, Need(1, 0)))  # fmt: skip
     assert not outcome.ok and serve.calls == []
     assert store.entry(outcome.entry_id).status is Status.FAILED  # type: ignore[arg-type, union-attr]
@@ -218,7 +218,7 @@ def test_a_refused_load_touches_nothing_and_is_recorded_with_why(store: Registry
 def test_applying_the_same_models_again_three_times_changes_nothing(store: RegistryStore) -> None:
     serve = FakeServe()
     serving_now(store, serve, wanted("a"))
-    executor = Executor(store, serve, clock=lambda: T0)
+    executor = Executor(store, serve, sleep=lambda _s: None, clock=lambda: T0)
     executor.apply(plan_deploy(PROD, [wanted("a", engine="e2")], current(store), Need(1, 0)))
     calls, history = list(serve.calls), len(store.history())
     for _ in range(3):
