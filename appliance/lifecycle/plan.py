@@ -176,7 +176,7 @@ def plan_promote(model_id: str, staging: Entry | None, staging_spec: Mapping[str
             f"staging entry {staging.id} is {staging.status.value}" if staging.status is not Status.READY
             else f"staging entry {staging.id} has no recorded spec")  # fmt: skip
         return Plan("promote", env, (Step(model_id, Action.REFUSE, Mode.NONE, f"expected a ready staging revision "
-                                          f"to promote, found {found}: deploy it with --env staging first",
+                                          f"to promote, found {found}: run models deploy --environment staging first",
                                           None, production),))  # fmt: skip
     wanted = Wanted(model_id, staging.source, staging.revision, staging.manifest_digest, staging.engine_digest,
                     staging_spec, need)  # fmt: skip

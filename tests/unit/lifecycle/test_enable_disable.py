@@ -35,7 +35,7 @@ def test_disable_then_enable_with_reasons_in_the_history(store: RegistryStore, c
     code, out, _err = run_cli(capsys, "models", "disable", "qwen2.5-0.5b-instruct", "--reason", "bad answers", "--json")
     assert code == 0
     data = json.loads(out)
-    assert data["entry"]["status"] == "disabled" and "does not read it yet" in data["routing"]
+    assert data["entry"]["status"] == "disabled" and "404" in data["routing"]
     code, _out, err = run_cli(capsys, "models", "disable", "qwen2.5-0.5b-instruct")
     assert code == 1 and "already disabled" in err
     code, _out, err = run_cli(capsys, "models", "enable", "qwen2.5-0.5b-instruct")

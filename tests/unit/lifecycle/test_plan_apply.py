@@ -132,7 +132,7 @@ def test_promote_takes_the_staging_revision_as_it_is(store: RegistryStore) -> No
     assert plan.kind == "promote" and plan.environment is PROD and step.action is Action.CHANGE
     assert step.wanted is not None and (step.wanted.manifest_digest, step.wanted.engine_digest) == ("m2", "e2")
     refused = plan_promote("a", None, None, serving["a"], ONE, Need(1, 0))
-    assert refused.steps[0].action is Action.REFUSE and "--env staging" in refused.steps[0].reason
+    assert refused.steps[0].action is Action.REFUSE and "--environment staging" in refused.steps[0].reason
 
 
 def test_rollback_picks_the_newest_earlier_ready_revision_or_the_one_named(store: RegistryStore) -> None:
