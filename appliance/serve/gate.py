@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from appliance.logs.setup import REQUEST_ID, new_request_id
+from appliance.serve.admin_models import ADMIN_MODEL_ROUTES
 from appliance.serve.audit import AuditLog
 from appliance.serve.budget import BudgetError, Budgets
 from appliance.serve.checks import (
@@ -60,6 +61,7 @@ ROUTES: dict[str, tuple[str, str]] = {
     "health_ready": ("GET", "/health/ready"),
     "admin_models": ("GET", "/admin/models"),
 }
+ROUTES.update(ADMIN_MODEL_ROUTES)  # /admin/models/...: model changes (appliance.serve.admin_models), admin keys only
 PUBLIC_ROUTES = frozenset({"health_live", "health_startup", "health_ready"})
 
 
@@ -148,7 +150,7 @@ class Gate:
         record.update(key=principal.name, role=principal.role.value)
         scope = _downstream_scope(scope, principal)
         try:
-            if route == "admin_models":
+            if route == "admin_models" or route in ADMIN_MODEL_ROUTES:
                 require_admin(principal)
             if scope.get("method") == "POST" and path in GENERATION_PATHS:
                 await self._generation(scope, receive, send, principal, record, started)

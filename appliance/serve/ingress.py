@@ -23,6 +23,7 @@ from ray.llm._internal.serve.core.ingress.middleware import add_exception_handli
 from ray.serve.llm.ingress import OpenAiIngress, make_fastapi_ingress
 
 from appliance.errors import ApplianceError
+from appliance.serve.admin_models import AdminModels
 from appliance.serve.audit import AuditLog
 from appliance.serve.checks import Principal, echo
 from appliance.serve.errors import ApiError, error_body
@@ -102,7 +103,7 @@ def detail_allowed(request: Request) -> bool:
     return request.scope.get("state", {}).get(DETAIL_STATE) is True
 
 
-class ApplianceIngress(RoutedGenerations, OpenAiIngress):
+class ApplianceIngress(AdminModels, RoutedGenerations, OpenAiIngress):
     def __init__(self, llm_deployments: dict, model_cards: dict, *, ingress_config: IngressConfig,
                  pii_service: Any = None, generations: Any = None, **kwargs: Any):  # fmt: skip
         # pii_service: the PIIService handle; bound here so Serve deploys it, called by name from the gate
