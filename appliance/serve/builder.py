@@ -134,6 +134,8 @@ def build_app(config: ApplianceConfig, *, audit_path: str, secrets_path: str | N
     extra = {"pii_service": build_pii_deployment(ingress.pii)} if ingress.pii is not None else {}
     if generations is not None:
         extra["generations"] = beside
+        if "pii_service" in extra:  # pinned like the rest: a model change never restarts PII masking
+            extra["pii_service"] = generations.pin("PIIService", extra["pii_service"], ingress.pii)
     app = serve.deployment(ingress_cls, name="ApplianceIngress", **ingress_options(config.settings)).bind(
         llm_deployments=deployments, model_cards=cards, ingress_config=ingress, **extra
     )

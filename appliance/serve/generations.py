@@ -69,12 +69,16 @@ class Generations:
 
     def pin_ingress(self, app: Application, ingress_config: Any) -> Application:
         """The ingress with a version that never changes for the same configuration: a model change (which
-        rebuilds the application) never restarts it, whichever process applies the change."""
-        from ray.serve.deployment import Application
-
+        rebuilds the application) never restarts it, whichever process applies the change. The API keys are
+        left out: the ingress reads them from their file as they change (appliance.serve.keystore)."""
         if not self.ingress_version:
-            self.ingress_version = deployment_version("ApplianceIngress", asdict(ingress_config))
-        return Application(app._bound_deployment.options(version=self.ingress_version, _internal=True))
+            data = {k: v for k, v in asdict(ingress_config).items() if k != "keys"}
+            self.ingress_version = deployment_version("ApplianceIngress", data)
+        return _with_version(app, self.ingress_version)
+
+    def pin(self, name: str, app: Application, options: Any) -> Application:
+        """Another deployment of the application (the PII service) pinned to a digest of its options."""
+        return _with_version(app, deployment_version(name, asdict(options) if options is not None else {}))
 
 
 def _engine(name: str, spec: ModelSpec, config: ApplianceConfig) -> Application:
