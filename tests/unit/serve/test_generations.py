@@ -117,3 +117,33 @@ def test_routes_and_generations_read_back_from_the_registry(config: Any) -> None
     generations = generations_from_registry(store, config)
     assert generations.serving["a"][0] == f"LLMServer:a@{entry.id}"
     assert generations.serving["a"][1].max_model_len == 256 and "b" not in generations.serving
+
+
+def _graph(app: Any) -> dict[str, str]:
+    from ray.serve._private.build_app import build_app as serve_build
+
+    return {d.name: d.version for d in serve_build(app, name="appliance").deployments}
+
+
+def test_the_application_graph_changes_only_the_named_generation(config: Any, tmp_path: Path) -> None:
+    """Built as Serve builds it (no cluster): every deployment pinned, a generation beside, then switched."""
+    from appliance.serve.builder import build_app
+
+    set_line(tmp_path / ".env", "PII_ENABLED", "true")
+    config = load_config(ConfigFiles(models=Path("models.yaml")), gpu_count=0)
+    generations = Generations()
+
+    def graph() -> dict[str, str]:
+        return _graph(build_app(config, audit_path=str(tmp_path / "a.log"), secrets_path=None, generations=generations))
+
+    first = graph()
+    assert set(first) == {"LLMServer:a", "LLMServer:b", "ApplianceIngress", "PIIService"}
+    assert graph() == first, "the same application twice: the same versions (Serve restarts nothing)"
+    generations.beside["LLMServer:a@5"] = ("a", config.model("a").model_copy(update={"max_model_len": 256}))
+    beside = graph()
+    assert {k: v for k, v in beside.items() if k in first} == first and "LLMServer:a@5" in beside
+    generations.serving["a"] = ("LLMServer:a@5", generations.beside.pop("LLMServer:a@5")[1])
+    switched = graph()
+    assert "LLMServer:a" not in switched and switched["LLMServer:a@5"] == beside["LLMServer:a@5"]
+    assert {k: switched[k] for k in ("LLMServer:b", "ApplianceIngress", "PIIService")} == {
+        k: first[k] for k in ("LLMServer:b", "ApplianceIngress", "PIIService")}
