@@ -27,7 +27,7 @@ from appliance.lifecycle.integrity import IntegrityError, ModelToVerify, verify_
 from appliance.lifecycle.manifest import ManifestStore
 from appliance.lifecycle.plan import Need, Plan, Serving, Wanted, plan_deploy, plan_promote, plan_rollback
 from appliance.registry.requests import ChangeRequest
-from appliance.registry.states import Environment
+from appliance.registry.states import Environment, Status
 from appliance.registry.store import RegistryStore, timestamp
 
 _LOGGER = logging.getLogger(__name__)
@@ -35,6 +35,8 @@ _LOGGER = logging.getLogger(__name__)
 
 class Port(ServePort, Protocol):
     def free(self) -> Need: ...
+
+    def running(self, deployment: str) -> bool: ...  # Serve calls it healthy now
 
 
 def need_of(spec: ModelSpec, accelerator: Accelerator) -> Need:
@@ -74,6 +76,7 @@ class ChangeApplier:
     # --- planning ---------------------------------------------------------------------------------------
     def plan(self, request: ChangeRequest) -> Plan:
         env = request.environment
+        self.settle_started()
         free = self.port.free()
         if request.kind == "deploy":
             models = self._models_of(request.payload.get("models_yaml"))
@@ -94,6 +97,14 @@ class ChangeApplier:
             return plan_rollback(model_id, env, entries, self.store.history(model_id), specs,
                                  self.serving(env).get(model_id), need, free, to=request.payload.get("to"))  # fmt: skip
         raise ApplianceError(f"expected a deploy, promote or rollback request, found {request.kind!r}")
+
+    def settle_started(self) -> None:
+        """A generation `serve` started and left ``loading`` (a plain `serve` returns at once) that Serve now
+        calls healthy is recorded ready: it is what serves, and a later rollback may come back to it."""
+        for serving in self.serving(Environment.PRODUCTION).values():
+            if serving.entry.status is Status.LOADING and self.port.running(serving.deployment):
+                self.store.transition(serving.entry.id, Status.READY, reason="running (seen by the model change "
+                                      "applier)", now=self.clock())  # fmt: skip
 
     def serving(self, environment: Environment) -> dict[str, Serving]:
         serving = {}

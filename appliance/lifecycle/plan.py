@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
-from appliance.registry.states import Environment, Status
+from appliance.registry.states import LIVE, Environment, Status
 from appliance.registry.store import Entry, Event, RevisionKey
 
 
@@ -123,8 +123,7 @@ def plan_deploy(environment: Environment, wanted: Sequence[Wanted], serving: Map
             steps.append(Step(model.model_id, Action.REFUSE, Mode.NONE, f"integrity check refused the load: "
                                                                          f"{model.refused}", model, current))  # fmt: skip
             continue
-        if current is not None and model.same_as(current.entry) and current.entry.status in (Status.READY,
-                                                                                               Status.DISABLED):
+        if current is not None and model.same_as(current.entry) and current.entry.status in LIVE:
             steps.append(Step(model.model_id, Action.KEEP, Mode.NONE, "unchanged", model, current))
             continue
         step = _start_or_change(model, current, room)

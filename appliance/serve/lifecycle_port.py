@@ -48,6 +48,10 @@ class RayServePort:
         available = ray.available_resources()
         return Need(float(available.get("CPU", 0.0)), float(available.get("GPU", 0.0)))
 
+    def running(self, deployment: str) -> bool:
+        status = self._status(deployment)
+        return status is not None and status[0] == "HEALTHY"
+
     def start(self, model_id: str, deployment: str, spec: Mapping[str, Any]) -> None:
         model = ModelSpec.model_validate(dict(spec))
         with self._lock:

@@ -34,14 +34,20 @@ class FakePort(FakeServe):
     def free(self) -> Need:
         return Need(4, 0)
 
+    def running(self, deployment: str) -> bool:
+        return deployment in self.live
+
 
 def models_yaml(root: Path, source: Path, max_model_len: int = 512) -> None:
     (root / "models.yaml").write_text(f"models:\n  - id: tiny\n    source: {source}\n    max_model_len: {max_model_len}\n")
 
 
 @pytest.fixture
-def stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[RegistryStore, FakePort, Path]:
-    """What serve leaves after `make up`: tiny verified (its manifest written), ready, routed, its spec kept."""
+def stack(request: pytest.FixtureRequest, tmp_path: Path,
+          monkeypatch: pytest.MonkeyPatch) -> tuple[RegistryStore, FakePort, Path]:  # fmt: skip
+    """What serve leaves after `make up`: tiny verified (its manifest written), ready (or, param, still loading:
+    a plain `serve` returns before it could record ready), routed, its spec kept."""
+    last = getattr(request, "param", Status.READY)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("APPLIANCE_GPU_COUNT", "0")
     make_config_dir(tmp_path)
@@ -56,12 +62,12 @@ def stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[RegistryStor
                             ManifestStore(Path(config.settings.registry_manifest_dir)), now="t0")  # fmt: skip
     key = RevisionKey("tiny", PROD, str(model), "", verified.manifest_digest, engine_args_digest(engine_kwargs(spec)))
     entry = store.record(key, reason="serve started", now=T0)
-    for status in (Status.LOADING, Status.READY):
+    for status in (Status.LOADING, Status.READY)[: 2 if last is Status.READY else 1]:
         store.transition(entry.id, status, reason="serve started", now=T0)
     store.save_spec(entry.id, spec.model_dump(mode="json"))
     store.set_route(entry.id, default_deployment("tiny"), now=T0)
     port = FakePort()
-    port.running[default_deployment("tiny")] = spec.model_dump(mode="json")
+    port.live[default_deployment("tiny")] = spec.model_dump(mode="json")
     return store, port, model
 
 
@@ -125,14 +131,14 @@ def test_deploy_of_a_changed_engine_argument_switches_then_rollback_goes_back(
     assert code == 0 and "applied" in err and "beside" in out
     route = store.routes(PROD)[("tiny", PROD)]
     assert route.deployment == f"{default_deployment('tiny')}@{route.entry_id}"
-    assert port.running[route.deployment]["max_model_len"] == 256 and default_deployment("tiny") not in port.running
+    assert port.live[route.deployment]["max_model_len"] == 256 and default_deployment("tiny") not in port.live
 
     applier = apply_next(store, port)
     code, out, _err = run_cli(capsys, "models", "rollback", "tiny", "--json", "--timeout", "30")
     applier.join(5)
     assert code == 0, out
     back = store.routes(PROD)[("tiny", PROD)]
-    assert back.entry_id != route.entry_id and port.running[back.deployment]["max_model_len"] == 512
+    assert back.entry_id != route.entry_id and port.live[back.deployment]["max_model_len"] == 512
     assert store.entry(route.entry_id).status is Status.ROLLED_BACK  # type: ignore[union-attr]
 
 
@@ -165,3 +171,27 @@ def test_no_serve_process_to_apply_it_times_out_with_a_hint(stack: tuple[Registr
     assert code == 1 and json.loads(out)["request"]["status"] == "pending"
     code, _out, err = run_cli(capsys, "models", "deploy", "--timeout", "0")
     assert code == 1 and "make up" in err
+
+
+@pytest.mark.parametrize("stack", [Status.LOADING], indirect=True)
+def test_a_generation_serve_left_loading_is_recorded_ready_kept_and_a_rollback_target(
+        stack: tuple[RegistryStore, FakePort, Path], capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    store, port, model = stack
+    [started] = store.entries("tiny")
+    assert started.status is Status.LOADING
+    applier = apply_next(store, port)
+    code, out, _err = run_cli(capsys, "models", "deploy", "--json", "--timeout", "30")
+    applier.join(5)
+    [outcome] = json.loads(out)["request"]["result"]["outcomes"]
+    assert code == 0 and outcome["action"] == "keep" and port.calls == []
+    assert store.entry(started.id).status is Status.READY  # type: ignore[union-attr]
+    assert store.history("tiny")[-1].reason == "running (seen by the model change applier)"
+    models_yaml(Path.cwd(), model, max_model_len=256)
+    applier = apply_next(store, port)
+    assert run_cli(capsys, "models", "deploy", "--timeout", "30")[0] == 0
+    applier.join(5)
+    applier = apply_next(store, port)
+    code, out, _err = run_cli(capsys, "models", "rollback", "tiny", "--json", "--timeout", "30")
+    applier.join(5)
+    assert code == 0, out
+    assert store.routes(PROD)[("tiny", PROD)].entry_id == started.id

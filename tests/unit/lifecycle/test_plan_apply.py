@@ -29,7 +29,7 @@ class FakeServe:
     """Ray Serve as the executor sees it: deployments that start, get ready (or not), answer a smoke test."""
 
     def __init__(self) -> None:
-        self.running: dict[str, Mapping[str, Any]] = {}
+        self.live: dict[str, Mapping[str, Any]] = {}
         self.calls: list[tuple[str, str]] = []
         self.fail_load: set[str] = set()
         self.fail_smoke: set[str] = set()
@@ -39,21 +39,21 @@ class FakeServe:
 
     def start(self, model_id: str, deployment: str, spec: Mapping[str, Any]) -> None:
         self.calls.append(("start", deployment))
-        self.running[deployment] = spec
+        self.live[deployment] = spec
 
     def wait_ready(self, deployment: str, timeout_s: float) -> None:
         self.calls.append(("wait", deployment))
-        if self.running[deployment].get("engine") in self.fail_load:
+        if self.live[deployment].get("engine") in self.fail_load:
             raise GenerationError(f"{deployment} failed to start: the engine exited")
 
     def smoke(self, model_id: str, deployment: str) -> None:
         self.calls.append(("smoke", deployment))
-        if self.running[deployment].get("engine") in self.fail_smoke:
+        if self.live[deployment].get("engine") in self.fail_smoke:
             raise GenerationError("the smoke completion answered 500")
 
     def stop(self, deployment: str) -> None:
         self.calls.append(("stop", deployment))
-        self.running.pop(deployment, None)
+        self.live.pop(deployment, None)
 
 
 class Events:
@@ -83,7 +83,7 @@ def serving_now(store: RegistryStore, serve: FakeServe, *models: Wanted) -> dict
         store.transition(entry.id, Status.READY, reason="running", now=T0)
         store.save_spec(entry.id, dict(model.spec))
         store.set_route(entry.id, f"LLMServer:{model.model_id}", now=T0)
-        serve.running[f"LLMServer:{model.model_id}"] = model.spec
+        serve.live[f"LLMServer:{model.model_id}"] = model.spec
     return current(store)
 
 
@@ -164,7 +164,7 @@ def test_a_good_change_starts_beside_smoke_tests_switches_then_stops_the_old(sto
     assert change.ok and change.mode == "beside" and set(change.seconds) == {"ready", "smoke", "switch"}
     new = f"LLMServer:b@{change.entry_id}"
     assert serve.calls == [("start", new), ("wait", new), ("smoke", new), ("stop", "LLMServer:b")]
-    assert "LLMServer:a" in serve.running, "a change to b never touches a"
+    assert "LLMServer:a" in serve.live, "a change to b never touches a"
     route = store.routes(PROD)[("b", PROD)]
     assert (route.entry_id, route.deployment) == (change.entry_id, new)
     assert [e.to_status.value for e in store.history("b")][-5:] == ["pending", "loading", "smoke-testing", "ready",
@@ -183,7 +183,7 @@ def test_a_failed_generation_is_stopped_recorded_and_the_old_one_keeps_serving(s
         plan_deploy(PROD, [wanted("a", engine="bad")], serving, Need(1, 0)))  # fmt: skip
     assert not outcome.ok and outcome.rolled_back and "the old generation kept serving" in outcome.reason
     assert ("load failed" if failure == "load" else "smoke test failed") in outcome.reason
-    assert serve.running.keys() == {"LLMServer:a"}, "the new generation is stopped, the old one untouched"
+    assert serve.live.keys() == {"LLMServer:a"}, "the new generation is stopped, the old one untouched"
     route = store.routes(PROD)[("a", PROD)]
     assert route.deployment == "LLMServer:a" and store.entry(route.entry_id).status is Status.READY  # type: ignore[union-attr]
     failed = store.entry(outcome.entry_id)  # type: ignore[arg-type]
@@ -200,7 +200,7 @@ def test_a_failed_replace_starts_the_old_generation_again(store: RegistryStore) 
     assert outcome.mode == "replace" and outcome.rolled_back and "started again and serves" in outcome.reason
     assert serve.calls[0] == ("stop", "LLMServer:a") and serve.calls[-2:] == [("start", "LLMServer:a"),
                                                                               ("wait", "LLMServer:a")]  # fmt: skip
-    assert serve.running["LLMServer:a"]["engine"] == "e1"
+    assert serve.live["LLMServer:a"]["engine"] == "e1"
 
 
 def test_a_refused_load_touches_nothing_and_is_recorded_with_why(store: RegistryStore) -> None:
