@@ -125,6 +125,9 @@ class Executor:
         if entry.status in (Status.LOADING, Status.SMOKE_TESTING):  # a change interrupted before: start over
             entry = self._transition(entry, Status.FAILED, "interrupted (the serve process restarted mid-change)")
             entry = self.store.record(step.wanted.key(plan.environment), reason=reason, now=self.clock())
+        elif entry.status in (Status.READY, Status.DISABLED):  # left ready by an earlier start, not serving now
+            entry = self._transition(entry, Status.ROLLED_BACK, "superseded earlier (it was not serving)")
+            entry = self.store.record(step.wanted.key(plan.environment), reason=reason, now=self.clock())
         if entry.status is not Status.PENDING:
             raise GenerationError(f"entry {entry.id} is {entry.status.value}, expected it pending for a new generation")
         self.events.transition(entry.model_id, entry.environment, Status.PENDING)

@@ -225,3 +225,21 @@ def test_applying_the_same_models_again_three_times_changes_nothing(store: Regis
         [outcome] = executor.apply(plan_deploy(PROD, [wanted("a", engine="e2")], current(store), Need(1, 0)))
         assert outcome.ok and outcome.action == "keep"
     assert serve.calls == calls and len(store.history()) == history
+
+
+def test_a_revision_left_ready_by_an_earlier_start_can_be_rolled_back_to(store: RegistryStore) -> None:
+    """make up with changed engine arguments: the earlier entry stays ready in the registry, not serving."""
+    serve = FakeServe()
+    serving_now(store, serve, wanted("a"))
+    [earlier] = store.entries("a")
+    serving_now(store, serve, wanted("a", engine="e2"))  # the next start: a new entry, routed
+    serve.live.pop("LLMServer:a")
+    serve.live["LLMServer:a"] = wanted("a", engine="e2").spec
+    entries = store.entries("a")
+    specs = {e.id: store.spec(e.id) or {} for e in entries}
+    plan = plan_rollback("a", PROD, entries, store.history("a"), specs, current(store)["a"], ONE, Need(1, 0))
+    assert plan.steps[0].wanted.entry_id == earlier.id  # type: ignore[union-attr]
+    [outcome] = Executor(store, serve, sleep=lambda _s: None, clock=lambda: T0).apply(plan)
+    assert outcome.ok and outcome.entry_id == earlier.id
+    assert [e.to_status.value for e in store.history(entry_id=earlier.id)][-5:] == [
+        "rolled-back", "pending", "loading", "smoke-testing", "ready"]
