@@ -80,7 +80,7 @@ def test_a_tampered_revision_is_refused_and_the_old_generation_keeps_serving(sta
         weights.write(b"\0" * 16)  # then the weights change on disk
     _models_yaml(stack, {"tiny-a": copy})
     before = len(_store(stack).history("tiny-a"))
-    done = _cli(stack, "models", "deploy", "--json")
+    done = _cli(stack, "models", "deploy", "--json", "--timeout", str(CHANGE_TIMEOUT))
     assert done.returncode == 1, done.stdout + done.stderr
     outcomes = {o["model"]: o for o in json.loads(done.stdout)["request"]["result"]["outcomes"]}
     assert outcomes["tiny-a"]["action"] == "refuse" and "model.safetensors: expected sha256:" in outcomes["tiny-a"]["reason"]
@@ -118,7 +118,7 @@ def test_a_changed_engine_argument_switches_with_no_failed_request(stack: Stack,
     changed.start()
     bystander.start()
     try:
-        done = _cli(stack, "models", "deploy", "--json")
+        done = _cli(stack, "models", "deploy", "--json", "--timeout", str(CHANGE_TIMEOUT))
         time.sleep(3)  # requests after the switch, on the new generation
     finally:
         stop.set()
