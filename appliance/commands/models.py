@@ -16,7 +16,7 @@ from appliance.commands.common import add_config_options, load
 from appliance.errors import ApplianceError, UsageError
 
 # Said by enable/disable: the ingress reads the registry (appliance.lifecycle.routing.DisabledModels).
-NOT_ROUTED_YET = "recorded in the registry; the ingress follows within a second (a disabled model answers 404)"
+ROUTING_NOTE = "recorded in the registry; the ingress follows within a second (a disabled model answers 404)"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -141,10 +141,10 @@ def _switch(args: argparse.Namespace) -> int:
         say(f"✗ {err}", style="bold red")
         return 1
     if args.json:
-        print_json({"entry": entry.to_json(), "routing": NOT_ROUTED_YET})
+        print_json({"entry": entry.to_json(), "routing": ROUTING_NOTE})
     else:
         say(f"✓ model {entry.model_id} ({environment.value}, entry {entry.id}) is {entry.status.value}; "
-            f"{NOT_ROUTED_YET}", style="green")  # fmt: skip
+            f"{ROUTING_NOTE}", style="green")  # fmt: skip
     return 0
 
 
