@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from appliance.config.loader import ApplianceConfig, load_config
 from appliance.config.models import ModelSpec
 from appliance.config.settings import Accelerator
-from appliance.errors import ApplianceError
+from appliance.errors import ApplianceError, ConfigError
 from appliance.lifecycle.apply import Executor, Outcome, ServePort
 from appliance.lifecycle.deploys import engine_args_digest
 from appliance.lifecycle.integrity import IntegrityError, ModelToVerify, verify_model
@@ -122,7 +122,12 @@ class ChangeApplier:
             path = Path(tmp) / "models.yaml"
             path.write_text(text)
             files = replace(self.config.files, models=path, models_required=True)
-            config = load_config(files, gpu_count=self.config.gpu_count)
+            try:
+                config = load_config(files, gpu_count=self.config.gpu_count)
+            except ConfigError as err:  # named as the operator knows it, not by the temporary copy
+                issues = "; ".join(issue.render().replace(str(path), "models.yaml (of the request)")
+                                   for issue in err.issues if issue.is_error)  # fmt: skip
+                raise ApplianceError(f"{err}: {issues}") from None
         return config.models
 
     def _wanted(self, spec: ModelSpec) -> Wanted:

@@ -195,3 +195,15 @@ def test_a_generation_serve_left_loading_is_recorded_ready_kept_and_a_rollback_t
     applier.join(5)
     assert code == 0, out
     assert store.routes(PROD)[("tiny", PROD)].entry_id == started.id
+
+
+def test_a_request_whose_models_yaml_is_invalid_is_refused_before_anything_starts(
+        stack: tuple[RegistryStore, FakePort, Path]) -> None:  # fmt: skip
+    store, port, _model = stack
+    request = ChangeRequests(store).submit("deploy", PROD, {"models_yaml": "models:\n  - id: tiny\n    sorce: /x\n"},
+                                           now=T0)  # fmt: skip
+    config = load_config(ConfigFiles(models=Path("models.yaml")), gpu_count=0)
+    result = ChangeApplier(config, store, port).handle(request)
+    assert not result["ok"] and result["reason"].startswith("refused before anything started")
+    assert "models.yaml (of the request)" in result["reason"] and "sorce" in result["reason"]
+    assert "/tmp" not in result["reason"] and port.calls == []
