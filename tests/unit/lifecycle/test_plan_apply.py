@@ -243,3 +243,15 @@ def test_a_revision_left_ready_by_an_earlier_start_can_be_rolled_back_to(store: 
     assert outcome.ok and outcome.entry_id == earlier.id
     assert [e.to_status.value for e in store.history(entry_id=earlier.id)][-5:] == [
         "rolled-back", "pending", "loading", "smoke-testing", "ready"]
+
+
+def test_what_a_generation_needs_from_ray() -> None:
+    from appliance.config.models import ModelSpec
+    from appliance.config.settings import Accelerator
+    from appliance.lifecycle.changes import need_of
+
+    spec = ModelSpec(id="a", source="/m/a", tensor_parallel_size=2, replicas=3)
+    assert need_of(spec, Accelerator.CPU) == Need(3, 0)
+    assert need_of(spec, Accelerator.GPU) == Need(0, 6)
+    scaled = ModelSpec.model_validate({"id": "a", "source": "/m/a", "autoscaling": {"min_replicas": 2, "max_replicas": 4}})
+    assert need_of(scaled, Accelerator.GPU) == Need(0, 2)
