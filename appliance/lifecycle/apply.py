@@ -184,6 +184,11 @@ class Executor:
         except ApplianceError as err:  # GenerationError, RegistryError, TransitionRefused
             self._undo(plan, step, entry, deployment, stopped_old, f"{phase} failed: {err}", outcome)
             return outcome
+        except Exception as err:  # the per-model boundary: anything else still rolls back, logged with context
+            _LOGGER.exception("model %s: %s failed unexpectedly", step.model_id, phase)
+            self._undo(plan, step, entry, deployment, stopped_old, f"{phase} failed: internal error "
+                       f"{type(err).__name__}", outcome)  # fmt: skip
+            return outcome
         if old is not None and not stopped_old:
             self.sleep(self.settle_s)
             try:

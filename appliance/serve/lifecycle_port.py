@@ -7,7 +7,7 @@ deployments whose version did not change are left running by Serve, so only the 
 
 from __future__ import annotations
 
-import concurrent.futures
+import asyncio
 import logging
 import threading
 import time
@@ -91,35 +91,37 @@ class RayServePort:
             time.sleep(self.poll_s)
 
     def smoke(self, model_id: str, deployment: str) -> None:
-        """One real completion through the generation's own deployment (not through the ingress)."""
+        """One real completion through the generation's own deployment (not through the ingress), sent from an
+        event loop of its own: with direct ingress (RAY_SERVE_THROUGHPUT_OPTIMIZED) Serve's handles run their
+        router in the caller's loop and refuse a caller without one."""
         from ray.llm._internal.serve.core.configs.openai_api_models import CompletionRequest
 
-        handle = self.serve.get_deployment_handle(deployment, app_name=self.app_name).options(stream=True)
         request = CompletionRequest(model=model_id, prompt=SMOKE_PROMPT, max_tokens=SMOKE_MAX_TOKENS, stream=False)
 
-        def complete() -> str:
-            for chunk in handle.completions.remote(request, None):
-                first = chunk[0] if isinstance(chunk, list) else chunk
-                error = getattr(first, "error", None)
-                if error is not None:
-                    raise GenerationError(f"the smoke completion answered {error.code}: {_first_line(error.message)}")
-                choices = getattr(first, "choices", None)
-                if not choices:
-                    raise GenerationError("the smoke completion answered without a choice")
-                return str(choices[0].text)
+        async def complete() -> str:
+            handle = self.serve.get_deployment_handle(deployment, app_name=self.app_name).options(stream=True)
+            async with asyncio.timeout(SMOKE_TIMEOUT_S):
+                async for chunk in handle.completions.remote(request, None):
+                    first = chunk[0] if isinstance(chunk, list) else chunk
+                    error = getattr(first, "error", None)
+                    if error is not None:
+                        raise GenerationError(f"the smoke completion answered {error.code}: "
+                                              f"{_first_line(str(error.message))}")  # fmt: skip
+                    choices = getattr(first, "choices", None)
+                    if not choices:
+                        raise GenerationError("the smoke completion answered without a choice")
+                    return str(choices[0].text)
             raise GenerationError("the smoke completion answered nothing")
 
-        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-            future = pool.submit(complete)
-            try:
-                future.result(timeout=SMOKE_TIMEOUT_S)
-            except concurrent.futures.TimeoutError:
-                raise GenerationError(f"the smoke completion took more than {SMOKE_TIMEOUT_S:.0f} s") from None
-            except GenerationError:
-                raise
-            except Exception as err:  # noqa: BLE001 - Ray's errors: the generation failed its test
-                raise GenerationError(f"the smoke completion failed: {type(err).__name__}: "
-                                      f"{_first_line(str(err))}") from None  # fmt: skip
+        try:
+            asyncio.run(complete())
+        except GenerationError:
+            raise
+        except TimeoutError:
+            raise GenerationError(f"the smoke completion took more than {SMOKE_TIMEOUT_S:.0f} s") from None
+        except Exception as err:  # noqa: BLE001 - Ray's errors: the generation failed its test
+            raise GenerationError(f"the smoke completion failed: {type(err).__name__}: "
+                                  f"{_first_line(str(err))}") from None  # fmt: skip
 
     # --- helpers ----------------------------------------------------------------------------------------
     def _serving_model(self, deployment: str) -> str | None:
@@ -140,7 +142,10 @@ class RayServePort:
                                   f"{_first_line(str(err))}") from None  # fmt: skip
 
     def _status(self, deployment: str) -> tuple[str, str] | None:
-        app = self.serve.status().applications.get(self.app_name)
+        try:
+            app = self.serve.status().applications.get(self.app_name)
+        except Exception as err:  # noqa: BLE001 - the controller did not answer: the change fails, recorded
+            raise GenerationError(f"Ray Serve's status is unavailable: {type(err).__name__}") from None
         if app is None:
             return None
         status = app.deployments.get(deployment)

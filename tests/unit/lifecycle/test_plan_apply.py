@@ -255,3 +255,17 @@ def test_what_a_generation_needs_from_ray() -> None:
     assert need_of(spec, Accelerator.GPU) == Need(0, 6)
     scaled = ModelSpec.model_validate({"id": "a", "source": "/m/a", "autoscaling": {"min_replicas": 2, "max_replicas": 4}})
     assert need_of(scaled, Accelerator.GPU) == Need(0, 2)
+
+
+def test_an_unexpected_error_from_ray_still_rolls_back(store: RegistryStore) -> None:
+    class Broken(FakeServe):
+        def smoke(self, model_id: str, deployment: str) -> None:
+            raise RuntimeError("No event loop running")
+
+    serve = Broken()
+    serving = serving_now(store, serve, wanted("a"))
+    [outcome] = Executor(store, serve, sleep=lambda _s: None, clock=lambda: T0).apply(
+        plan_deploy(PROD, [wanted("a", engine="e2")], serving, Need(1, 0)))  # fmt: skip
+    assert outcome.rolled_back and "smoke test failed: internal error RuntimeError" in outcome.reason
+    assert serve.live.keys() == {"LLMServer:a"}
+    assert store.entry(outcome.entry_id).status is Status.FAILED  # type: ignore[arg-type, union-attr]
