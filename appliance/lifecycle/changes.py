@@ -40,12 +40,14 @@ class Port(ServePort, Protocol):
 
 
 def need_of(spec: ModelSpec, accelerator: Accelerator) -> Need:
-    """Pure: what one generation of ``spec`` takes from Ray (one CPU bundle per replica on CPU; GPUs per replica
-    on GPU), counted at its starting number of replicas."""
+    """Pure: what one generation of ``spec`` takes from Ray, counted at its starting number of replicas: on CPU
+    two logical CPUs per replica (the engine's bundle, ``{"CPU": 1}``, plus the replica actor's own CPU, which
+    ray.serve.llm adds to the first bundle: seen as ``{'CPU': 2.0}`` in its deployment options); on GPU the
+    GPUs of one replica (tensor × pipeline parallel)."""
     replicas = spec.autoscaling.min_replicas if spec.autoscaling is not None else (spec.replicas or 1)
     replicas = max(replicas, 1)
     if accelerator is Accelerator.CPU:
-        return Need(float(replicas), 0.0)
+        return Need(float(2 * replicas), 0.0)
     return Need(0.0, float(replicas * spec.gpus_per_replica))
 
 

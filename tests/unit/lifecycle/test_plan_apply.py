@@ -251,7 +251,7 @@ def test_what_a_generation_needs_from_ray() -> None:
     from appliance.lifecycle.changes import need_of
 
     spec = ModelSpec(id="a", source="/m/a", tensor_parallel_size=2, replicas=3)
-    assert need_of(spec, Accelerator.CPU) == Need(3, 0)
+    assert need_of(spec, Accelerator.CPU) == Need(6, 0)
     assert need_of(spec, Accelerator.GPU) == Need(0, 6)
     scaled = ModelSpec.model_validate({"id": "a", "source": "/m/a", "autoscaling": {"min_replicas": 2, "max_replicas": 4}})
     assert need_of(scaled, Accelerator.GPU) == Need(0, 2)
