@@ -34,6 +34,8 @@ sys.path.insert(0, str(ROOT))
 from benchlib.client import MODEL  # noqa: E402
 from benchlib.targets import CACHE, host_appliance  # noqa: E402
 
+from appliance.config import ConfigFiles, load_config  # noqa: E402
+from appliance.serve.head import serving_env  # noqa: E402
 from tests.helpers import free_port  # noqa: E402
 
 TARGETS = {"ready_s": 600.0, "smoke_s": 3.0, "rollback_s": 300.0}  # the seeds' goals (p95)
@@ -127,8 +129,10 @@ def main() -> int:
         work = Path(tmp)
         with host_appliance(CACHE, work, free_port()) as (url, key):
             address = (work / "ray" / "ray_current_cluster").read_text().strip()
+            settings = load_config(ConfigFiles(env=work / ".env", secrets=work / ".secrets",
+                                               models=work / "models.yaml"), gpu_count=0).settings  # fmt: skip
             env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(work / "ray_token"),
-                   "APPLIANCE_GPU_COUNT": "0", "RAY_USAGE_STATS_ENABLED": "0"}  # fmt: skip
+                   "APPLIANCE_GPU_COUNT": "0", "RAY_USAGE_STATS_ENABLED": "0", **serving_env(settings)}  # fmt: skip
             log = (work / "applier.log").open("w")
             applier = subprocess.Popen([sys.executable, "-m", "appliance", "serve", "--attach", "--ray-address",
                                         address], cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
