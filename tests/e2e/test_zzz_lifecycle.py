@@ -50,6 +50,12 @@ def applier(stack: Stack) -> Iterator[subprocess.Popen[str]]:
     proc = subprocess.Popen([sys.executable, "-m", "appliance", "serve", "--attach", "--ray-address", stack.ray_address],
                             cwd=stack.root, env=stack.env, stdout=log, stderr=subprocess.STDOUT, text=True)  # fmt: skip
     try:
+        # It builds the application from the models.yaml it read at its start, as the serve head does: the tests
+        # edit models.yaml only once it has read the one the application runs.
+        deadline = time.monotonic() + 300
+        while "applying queued model changes" not in (stack.root / "applier.log").read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, (stack.root / "applier.log").read_text()[-3000:]
+            time.sleep(0.5)
         yield proc
     finally:
         proc.send_signal(signal.SIGTERM)
