@@ -56,7 +56,7 @@ def stack(request: pytest.FixtureRequest, tmp_path: Path,
     models_yaml(tmp_path, model)
     config = load_config(ConfigFiles(models=Path("models.yaml")), gpu_count=0)
     [spec] = config.models
-    store = RegistryStore.open(config.settings.registry_url)
+    store = RegistryStore.open(f"sqlite:///{tmp_path}/data/registry/registry.db")  # the CLI's, by its full path
     store.migrate()
     verified = verify_model(ModelToVerify("tiny", str(model), None, False),
                             ManifestStore(Path(config.settings.registry_manifest_dir)), now="t0")  # fmt: skip
