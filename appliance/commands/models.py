@@ -4,7 +4,8 @@
 and configured models never deployed. ``history [ID]``: every state change, oldest first. ``disable ID`` /
 ``enable ID``: the model's current revision ready → disabled and back, with a reason. ``migrate [--to N]``:
 the registry's schema up (default: the newest) or down to version N. ``--json`` on each.
-Deploys are recorded by ``serve`` (``make up`` starts it); deploy, promote and rollback come next (issue #16).
+``deploy [--env staging]``, ``promote ID``, ``rollback ID [--to REVISION]``: model changes, applied by the serve
+container (:mod:`appliance.commands.model_changes`).
 """
 
 from __future__ import annotations
@@ -14,9 +15,8 @@ import argparse
 from appliance.commands.common import add_config_options, load
 from appliance.errors import ApplianceError, UsageError
 
-# Said by enable/disable until the ingress reads the registry (appliance.lifecycle.routing.DisabledModels).
-NOT_ROUTED_YET = ("recorded in the registry; the ingress does not read it yet, so requests are routed as before "
-                  "(issue #16)")  # fmt: skip
+# Said by enable/disable: the ingress reads the registry (appliance.lifecycle.routing.DisabledModels).
+ROUTING_NOTE = "recorded in the registry; the ingress follows within a second (a disabled model answers 404)"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -46,6 +46,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         action.add_argument("--reason", default="", help="why (kept in the history)")
         action.add_argument("--json", action="store_true", help="machine-readable output on stdout")
         action.set_defaults(handler=_switch)
+    from appliance.commands import model_changes
+
+    model_changes.register(actions)
     action = actions.add_parser("migrate", help="bring the registry's schema up to date (or down, with --to)",
                                 description="Apply the registry's schema migrations up to the newest, or down to "
                                 "--to VERSION (0 removes every table; their data is lost). serve migrates up by "
@@ -138,10 +141,10 @@ def _switch(args: argparse.Namespace) -> int:
         say(f"✗ {err}", style="bold red")
         return 1
     if args.json:
-        print_json({"entry": entry.to_json(), "routing": NOT_ROUTED_YET})
+        print_json({"entry": entry.to_json(), "routing": ROUTING_NOTE})
     else:
         say(f"✓ model {entry.model_id} ({environment.value}, entry {entry.id}) is {entry.status.value}; "
-            f"{NOT_ROUTED_YET}", style="green")  # fmt: skip
+            f"{ROUTING_NOTE}", style="green")  # fmt: skip
     return 0
 
 

@@ -40,6 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--in-stack", action="store_true",
                         help=f"read the files make up renders for the serve container ({SERVE_MOUNT}: settings, "
                         "models, API key hashes) instead of --env/--secrets/--models (the container's command)")  # fmt: skip
+    parser.add_argument("--attach", action="store_true",
+                        help="deploy nothing: apply the model changes queued in the registry (models deploy|promote|"
+                        "rollback) to the running application until stopped (serve --head does this by itself)")  # fmt: skip
     parser.set_defaults(handler=run)
 
 
@@ -75,25 +78,77 @@ def run(args: argparse.Namespace) -> int:
         args.ray_address = f"127.0.0.1:{GCS_PORT}"
         args.http_port = args.http_port or proxy_port(config.settings)
         return run_head(config.settings, lambda: _deploy(args, config, ray, serve))
+    if args.attach:
+        return _attach(args, config, ray, serve)
     _deploy(args, config, ray, serve)
+    return 0
+
+
+def _application(args: argparse.Namespace, config: ApplianceConfig, serve: Any) -> Any:
+    """``run(generations)``: build the application with these model generations and (re)deploy it."""
+    from appliance.serve.builder import build_app
+
+    audit = Path(config.settings.audit_log_file).resolve()
+
+    def run_app(generations: Any) -> None:
+        app = build_app(config, audit_path=str(audit), secrets_path=str(config.files.secrets.resolve()),
+                        generations=generations)  # fmt: skip
+        serve.run_many([serve.RunTarget(target=app, name=APP_NAME, route_prefix="/")],
+                       wait_for_applications_running=False)  # fmt: skip
+
+    return run_app
+
+
+def _start_applier(args: argparse.Namespace, config: ApplianceConfig, serve: Any) -> threading.Event:
+    from appliance.serve.applier import run_applier
+
+    stop = threading.Event()
+    threading.Thread(target=run_applier, args=(config, serve, APP_NAME, _application(args, config, serve), stop),
+                     kwargs={"events": _lifecycle_events(config)}, daemon=True, name="model-changes").start()  # fmt: skip
+    return stop
+
+
+def _lifecycle_events(config: ApplianceConfig) -> Any:
+    from appliance.serve.lifecycle_metrics import RayLifecycleEvents
+
+    try:
+        return RayLifecycleEvents({spec.id for spec in config.models})
+    except Exception:  # noqa: BLE001 - metrics are optional: changes are recorded in the registry anyway
+        _LOGGER.warning("model lifecycle metrics unavailable", exc_info=True)
+        return None
+
+
+def _attach(args: argparse.Namespace, config: ApplianceConfig, ray: Any, serve: Any) -> int:
+    """Apply queued model changes to the application running on --ray-address until SIGTERM/SIGINT."""
+    import signal
+
+    ray.init(address=args.ray_address, log_to_driver=False, logging_level="WARNING")
+    stop = _start_applier(args, config, serve)
+    signal.signal(signal.SIGTERM, lambda _s, _f: stop.set())
+    say("applying queued model changes (python -m appliance models deploy|promote|rollback); stop with SIGTERM")
+    try:
+        while not stop.wait(1.0):
+            pass
+    except KeyboardInterrupt:
+        stop.set()
     return 0
 
 
 def _deploy(args: argparse.Namespace, config: ApplianceConfig, ray: Any, serve: Any) -> None:
     from appliance.lifecycle.start import verify_and_record
-    from appliance.serve.builder import build_app, engine_kwargs
+    from appliance.serve.builder import engine_kwargs
+    from appliance.serve.generations import Generations
 
     # every model's files are verified (and the deploy recorded) before Ray is touched: a refusal leaves a
     # running application as it is
     recorder = verify_and_record(config, {spec.id: engine_kwargs(spec) for spec in config.models})
     try:
         ray.init(address=args.ray_address, log_to_driver=False, logging_level="WARNING")
-        audit = Path(config.settings.audit_log_file).resolve()
-        app = build_app(config, audit_path=str(audit), secrets_path=str(config.files.secrets.resolve()))
         port = args.http_port or config.settings.serve_http_port
         serve.start(http_options={"host": args.http_host, "port": port})
-        serve.run_many([serve.RunTarget(target=app, name=APP_NAME, route_prefix="/")],
-                       wait_for_applications_running=False)  # fmt: skip
+        # with pinned versions from the start: a later model change rebuilds the application without restarting
+        # what it does not change (appliance.serve.generations)
+        _application(args, config, serve)(Generations())
     except Exception as err:  # recorded as failed, then raised as it was
         recorder.finish(False, f"deploy failed: {type(err).__name__}")
         raise
@@ -102,6 +157,7 @@ def _deploy(args: argparse.Namespace, config: ApplianceConfig, ray: Any, serve: 
     if args.wait:
         _wait_and_record(serve, args.timeout, recorder)
     elif args.head:  # the container's process lives on: record ready (or failed), then each health check
+        _start_applier(args, config, serve)  # and apply the model changes queued in the registry
         threading.Thread(target=_wait_and_record, args=(serve, args.timeout, recorder, False, HEALTH_RECORD_S),
                          daemon=True, name="registry-deploy-recorder").start()  # fmt: skip
 

@@ -38,6 +38,8 @@ class Deployed:
     revision: str
     manifest_digest: str
     engine_digest: str
+    spec: Mapping[str, Any] | None = None  # its models.yaml entry: kept so a rollback can start it again
+    deployment: str = ""  # the Ray Serve deployment that serves it: recorded as the model's route
 
 
 def _short(reason: str) -> str:
@@ -90,6 +92,10 @@ class DeployRecorder:
                     entry = store.record(self._key(model), reason=reason, now=now)
                 if entry.status in (Status.PENDING, Status.READY):
                     entry = store.transition(entry.id, Status.LOADING, reason=reason, now=now)
+                if model.spec is not None:
+                    store.save_spec(entry.id, dict(model.spec))
+                if model.deployment:
+                    store.set_route(entry.id, model.deployment, now=now)
                 self.entries[model.model_id] = entry
 
             self._safely(f"the deploy of {model.model_id}", start)

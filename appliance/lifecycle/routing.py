@@ -51,3 +51,40 @@ class DisabledModels:
         self._failing = False
         self._disabled = frozenset(e.model_id for e in current
                                    if e.environment is self.environment and e.status is Status.DISABLED)  # fmt: skip
+
+
+class ServingRoutes:
+    """Which Ray Serve deployment answers each model (the registry's production routes), read at most every
+    ``ttl_s`` seconds; the last answer stands while the registry cannot be read (a broken registry never moves
+    traffic). No registry or no route: None (the deployment the application was built with)."""
+
+    def __init__(self, store: RegistryStore, *, environment: Environment = Environment.PRODUCTION,
+                 ttl_s: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
+        self.store = store
+        self.environment = environment
+        self.ttl_s = ttl_s
+        self.clock = clock
+        self._routes: dict[str, str] = {}
+        self._read_at: float | None = None
+        self._failing = False
+
+    def deployment(self, model_id: str) -> str | None:
+        now = self.clock()
+        if self._read_at is None or now - self._read_at >= self.ttl_s:
+            self._refresh(now)
+        return self._routes.get(model_id)
+
+    def _refresh(self, now: float) -> None:
+        self._read_at = now
+        try:
+            if not self.store.ready():
+                self._routes = {}
+                return
+            routes = self.store.routes(self.environment)
+        except ApplianceError as err:
+            if not self._failing:
+                _LOGGER.warning("model registry unreadable, keeping the last known routes: %s", err)
+            self._failing = True
+            return
+        self._failing = False
+        self._routes = {model_id: route.deployment for (model_id, _env), route in routes.items() if route.deployment}

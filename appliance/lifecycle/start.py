@@ -15,6 +15,7 @@ from appliance.lifecycle.deploys import Deployed, DeployRecorder, engine_args_di
 from appliance.lifecycle.integrity import IntegrityError, ModelToVerify, seal_downloads, verify_models
 from appliance.lifecycle.manifest import ManifestStore
 from appliance.registry.store import timestamp
+from appliance.serve.generations import default_deployment
 
 
 def verify_and_record(config: ApplianceConfig, engine_args: Mapping[str, Mapping[str, Any]], *,
@@ -26,7 +27,8 @@ def verify_and_record(config: ApplianceConfig, engine_args: Mapping[str, Mapping
     digests = {spec.id: engine_args_digest(engine_args[spec.id]) for spec in config.models}
 
     def deployed(spec: ModelSpec, manifest_digest: str = "", revision: str | None = None) -> Deployed:
-        return Deployed(spec.id, spec.source, revision or spec.revision or "", manifest_digest, digests[spec.id])
+        return Deployed(spec.id, spec.source, revision or spec.revision or "", manifest_digest, digests[spec.id],
+                        spec.model_dump(mode="json"), default_deployment(spec.id))  # fmt: skip
 
     to_verify = [ModelToVerify(m.id, m.source, m.revision, m.allow_pickle_weights) for m in config.models]
     manifests = ManifestStore(Path(config.settings.registry_manifest_dir))

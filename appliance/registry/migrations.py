@@ -78,6 +78,43 @@ BEGIN
     RAISE EXCEPTION 'model_registry_history is append-only';
 END $$"""
 
+REQUEST_KINDS = ("deploy", "promote", "rollback")
+REQUEST_STATUSES = ("pending", "running", "done", "failed")
+
+
+def _routes() -> str:
+    # Which generation (entry and its Ray Serve deployment) answers a model's requests: one row per model and
+    # environment, changed in the same transaction as the entries it switches between.
+    return f"""CREATE TABLE model_registry_routes (
+    model_id TEXT NOT NULL,
+    environment TEXT NOT NULL CHECK (environment IN {_ENVIRONMENTS}),
+    entry_id INTEGER NOT NULL REFERENCES model_registry_entries (id),
+    deployment TEXT NOT NULL,
+    changed_at TEXT NOT NULL,
+    PRIMARY KEY (model_id, environment))"""
+
+
+def _requests(id_column: str) -> str:
+    # A change asked for by the CLI or the admin API, applied by the serve container's head process.
+    return f"""CREATE TABLE model_registry_requests (
+    id {id_column},
+    kind TEXT NOT NULL CHECK (kind IN {_in(list(REQUEST_KINDS))}),
+    environment TEXT NOT NULL CHECK (environment IN {_ENVIRONMENTS}),
+    model_id TEXT NOT NULL DEFAULT '',
+    payload TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN {_in(list(REQUEST_STATUSES))}),
+    result TEXT NOT NULL DEFAULT '',
+    requested_by TEXT NOT NULL DEFAULT '',
+    created_at TEXT NOT NULL,
+    changed_at TEXT NOT NULL)"""
+
+
+# What a generation was started with (the models.yaml entry, as JSON): a rollback starts it again from this.
+_SPECS = """CREATE TABLE model_registry_specs (
+    entry_id INTEGER PRIMARY KEY REFERENCES model_registry_entries (id),
+    spec TEXT NOT NULL)"""
+_DROP_V3 = ("DROP TABLE model_registry_specs", "DROP TABLE model_registry_requests", "DROP TABLE model_registry_routes")
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1, "entries and history",
@@ -105,6 +142,12 @@ MIGRATIONS: tuple[Migration, ...] = (
             Dialect.POSTGRESQL: ("DROP TRIGGER model_registry_history_append_only ON model_registry_history",
                                  "DROP FUNCTION model_registry_history_append_only()"),
         },
+    ),
+    Migration(
+        3, "routes and change requests",
+        up={Dialect.SQLITE: (_routes(), _requests(_SQLITE_ID), _SPECS),
+            Dialect.POSTGRESQL: (_routes(), _requests(_POSTGRES_ID), _SPECS)},
+        down={Dialect.SQLITE: _DROP_V3, Dialect.POSTGRESQL: _DROP_V3},
     ),
 )  # fmt: skip
 HEAD = MIGRATIONS[-1].version

@@ -6,6 +6,7 @@ entry, append a history row. The history is never updated (migration 2 makes the
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -89,6 +90,17 @@ class Event:
         data.update(environment=self.environment.value, to_status=self.to_status.value,
                     from_status=self.from_status.value if self.from_status else None)  # fmt: skip
         return data
+
+
+@dataclass(frozen=True)
+class Route:
+    """Which entry, served by which Ray Serve deployment, answers one model in one environment."""
+
+    model_id: str
+    environment: Environment
+    entry_id: int
+    deployment: str
+    changed_at: str
 
 
 _ENTRY_COLUMNS = ("id, model_id, environment, source, revision, manifest_digest, engine_digest, status, created_at, "
@@ -180,6 +192,47 @@ class RegistryStore:
         with self.db.transaction() as tx:
             tx.execute("UPDATE model_registry_entries SET last_health_check = ? WHERE id = ?", (timestamp(now), entry_id))
 
+    # --- routes: which generation answers a model ---------------------------------------------------------
+    def set_route(self, entry_id: int, deployment: str, *, now: datetime) -> None:
+        """Point the entry's model and environment at ``deployment`` (serve's start records its generations)."""
+        with self.db.transaction() as tx:
+            entry = self._locked(tx, entry_id)
+            _upsert_route(tx, entry, deployment, timestamp(now))
+
+    def switch(self, new_id: int, old_id: int | None, deployment: str, *, reason: str, now: datetime) -> Entry:
+        """One transaction: the new entry smoke-testing → ready, the old one ready → rolled-back (replaced), and
+        the route pointed at the new generation's deployment. TransitionRefused (nothing written) if not allowed."""
+        with self.db.transaction() as tx:
+            new = _change(tx, self._locked(tx, new_id), Status.READY, reason, now)
+            if old_id is not None and old_id != new_id:
+                old = self._locked(tx, old_id)
+                if old.status in (Status.READY, Status.DISABLED):
+                    _change(tx, old, Status.ROLLED_BACK, f"replaced by entry {new_id}: {reason}", now)
+            _upsert_route(tx, new, deployment, timestamp(now))
+            return new
+
+    def save_spec(self, entry_id: int, spec: dict[str, Any]) -> None:
+        """What the entry's generation is started from (its models.yaml entry); kept as first written."""
+        with self.db.transaction() as tx:
+            if tx.one("SELECT entry_id FROM model_registry_specs WHERE entry_id = ?", (entry_id,)) is None:
+                tx.execute("INSERT INTO model_registry_specs (entry_id, spec) VALUES (?, ?)",
+                           (entry_id, json.dumps(spec, sort_keys=True)))  # fmt: skip
+
+    def spec(self, entry_id: int) -> dict[str, Any] | None:
+        with self.db.transaction(write=False) as tx:
+            row = tx.one("SELECT spec FROM model_registry_specs WHERE entry_id = ?", (entry_id,))
+        return json.loads(row["spec"]) if row else None
+
+    def routes(self, environment: Environment | None = None) -> dict[tuple[str, Environment], Route]:
+        """(model, environment) → the entry and deployment that answer it."""
+        where, params = ("WHERE environment = ?", (environment.value,)) if environment else ("", ())
+        with self.db.transaction(write=False) as tx:
+            rows = tx.execute(f"SELECT model_id, environment, entry_id, deployment, changed_at FROM "
+                              f"model_registry_routes {where}", params)  # fmt: skip
+        routes = [Route(r["model_id"], Environment(r["environment"]), int(r["entry_id"]), r["deployment"],
+                        r["changed_at"]) for r in rows]  # fmt: skip
+        return {(r.model_id, r.environment): r for r in routes}
+
     # --- reads ------------------------------------------------------------------------------------------
     def entry(self, entry_id: int) -> Entry | None:
         with self.db.transaction(write=False) as tx:
@@ -247,3 +300,10 @@ def _append_history(tx: Transaction, entry: Entry, from_status: Status | None, r
                "VALUES (?, ?, ?, ?, ?, ?, ?)",
                (entry.id, entry.model_id, entry.environment.value, from_status.value if from_status else None,
                 (to_status or entry.status).value, reason, at))  # fmt: skip
+
+
+def _upsert_route(tx: Transaction, entry: Entry, deployment: str, at: str) -> None:
+    tx.execute("DELETE FROM model_registry_routes WHERE model_id = ? AND environment = ?",
+               (entry.model_id, entry.environment.value))  # fmt: skip
+    tx.execute("INSERT INTO model_registry_routes (model_id, environment, entry_id, deployment, changed_at) "
+               "VALUES (?, ?, ?, ?, ?)", (entry.model_id, entry.environment.value, entry.id, deployment, at))  # fmt: skip

@@ -16,6 +16,8 @@ from appliance.serve.ingress_config import IngressConfig, ModelInfo
 if TYPE_CHECKING:
     from ray.serve.deployment import Application
 
+    from appliance.serve.generations import Generations
+
 # What vLLM on the CPU needs to fit beside the rest on a small machine (GiB of KV cache).
 CPU_KV_CACHE_GIB = "1"
 # How often Serve's controller asks each engine replica check_health (Ray Serve LLM's default: 10 s; a replica
@@ -141,8 +143,10 @@ def ingress_options(settings: Settings) -> dict[str, Any]:
     }
 
 
-def build_app(config: ApplianceConfig, *, audit_path: str, secrets_path: str | None) -> Application:
-    """The Ray Serve application for ``config`` (imports Ray: call it where the serve extra is installed)."""
+def build_app(config: ApplianceConfig, *, audit_path: str, secrets_path: str | None,
+              generations: Generations | None = None) -> Application:  # fmt: skip
+    """The Ray Serve application for ``config`` (imports Ray: call it where the serve extra is installed).
+    ``generations``: which deployment serves each model and which new ones start beside (model changes)."""
     from ray import serve
     from ray.llm._internal.serve.core.configs.openai_api_models import to_model_metadata
     from ray.serve.llm import LLMConfig, build_llm_deployment
@@ -156,6 +160,8 @@ def build_app(config: ApplianceConfig, *, audit_path: str, secrets_path: str | N
         c.model_id: build_llm_deployment(c, deployment_cls=ApplianceLLMServer, name_prefix="LLMServer:")
         for c in llm_configs
     }
+    if generations is not None:  # the model lifecycle (appliance.serve.lifecycle_port): names and stable versions
+        deployments, beside = generations.apply(deployments, config)
     specs = {spec.id: spec for spec in config.models}
     cards = {c.model_id: to_model_metadata(c.model_id, c, card_metadata(specs[c.model_id])) for c in llm_configs}
     ingress = IngressConfig.from_config(
@@ -163,6 +169,11 @@ def build_app(config: ApplianceConfig, *, audit_path: str, secrets_path: str | N
     )
     ingress_cls = make_ingress_class(ingress)
     extra = {"pii_service": build_pii_deployment(ingress.pii)} if ingress.pii is not None else {}
-    return serve.deployment(ingress_cls, name="ApplianceIngress", **ingress_options(config.settings)).bind(
+    if generations is not None:
+        extra["generations"] = beside
+        if "pii_service" in extra:  # pinned like the rest: a model change never restarts PII masking
+            extra["pii_service"] = generations.pin("PIIService", extra["pii_service"], ingress.pii)
+    app = serve.deployment(ingress_cls, name="ApplianceIngress", **ingress_options(config.settings)).bind(
         llm_deployments=deployments, model_cards=cards, ingress_config=ingress, **extra
     )
+    return generations.pin_ingress(app, ingress) if generations is not None else app

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from appliance.logs.setup import REQUEST_ID, new_request_id
+from appliance.serve.admin_models import ADMIN_MODEL_ROUTES
 from appliance.serve.audit import AuditLog
 from appliance.serve.budget import BudgetError, Budgets
 from appliance.serve.checks import (
@@ -66,6 +67,7 @@ ROUTES: dict[str, tuple[str, str]] = {
     "score": ("POST", "/v1/score"),
     "rerank": ("POST", "/v1/rerank"),
 }
+ROUTES.update(ADMIN_MODEL_ROUTES)  # /admin/models/...: model changes (appliance.serve.admin_models), admin keys only
 PUBLIC_ROUTES = frozenset({"health_live", "health_startup", "health_ready"})
 
 
@@ -159,7 +161,7 @@ class Gate:
         record.update(key=principal.name, role=principal.role.value)
         scope = _downstream_scope(scope, principal)
         try:
-            if route == "admin_models":
+            if route == "admin_models" or route in ADMIN_MODEL_ROUTES:
                 require_admin(principal)
             if scope.get("method") == "POST" and (path in GENERATION_PATHS or path in POOLING_PATHS):
                 if not self.audit.available():  # an audited request is never served unaudited

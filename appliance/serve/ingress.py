@@ -33,6 +33,7 @@ from ray.serve.llm.ingress import OpenAiIngress, make_fastapi_ingress
 from vllm.entrypoints.pooling.scoring.protocol import RerankRequest
 
 from appliance.errors import ApplianceError
+from appliance.serve.admin_models import AdminModels
 from appliance.serve.audit import AuditLog
 from appliance.serve.checks import Principal, echo
 from appliance.serve.errors import ApiError, error_body
@@ -44,6 +45,7 @@ from appliance.serve.keystore import KeyStore
 from appliance.serve.metrics import RayMetrics
 from appliance.serve.pii.bookend import make_bookend
 from appliance.serve.pii.service import DEPLOYMENT_NAME as PII_DEPLOYMENT
+from appliance.serve.routed import RoutedGenerations
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -114,17 +116,20 @@ def detail_allowed(request: Request) -> bool:
     return request.scope.get("state", {}).get(DETAIL_STATE) is True
 
 
-class ApplianceIngress(OpenAiIngress):
+class ApplianceIngress(AdminModels, RoutedGenerations, OpenAiIngress):
     def __init__(self, llm_deployments: dict, model_cards: dict, *, ingress_config: IngressConfig,
-                 pii_service: Any = None, **kwargs: Any):  # fmt: skip
+                 pii_service: Any = None, generations: Any = None, **kwargs: Any):  # fmt: skip
         # pii_service: the PIIService handle; bound here so Serve deploys it, called by name from the gate
+        # generations: model generations starting beside the serving ones (bound so Serve deploys them; requests
+        # reach them by name once the registry routes there: appliance.serve.routed)
         super().__init__(llm_deployments, model_cards, **kwargs)
         self._config = ingress_config
         self._disabled = disabled_models(ingress_config)
         self._started = time.time()
-        self._health = ModelHealth({mid: handle.deployment_name for mid, handle in llm_deployments.items()})
+        self._init_routes(ingress_config.registry_url, llm_deployments)
+        self._health = ModelHealth(self.deployment_names)
         self._ready = ReadyCache(self._probe_models, ttl=ingress_config.ready_cache_seconds)
-        checks = {mid: (lambda h=handle: h.check_health.remote()) for mid, handle in llm_deployments.items()}
+        checks = {mid: (lambda m=mid, h=handle: self.health_check_call(m, h)) for mid, handle in llm_deployments.items()}
         self._watch = EngineWatch(checks, self._health.states, on_change=self._ready.invalidate)
         # the PII service is a deployment every request passes through when masking is on: readiness covers it
         self._pii_health = ModelHealth({PII_KEY: PII_DEPLOYMENT}) if pii_service is not None else None

@@ -53,6 +53,7 @@ class Stack:
     metrics_url: str
     env: dict[str, str]
     startup_seen: list[dict]
+    ray_address: str = ""  # the test Ray head (tests/e2e/test_zzz_lifecycle.py attaches the change applier to it)
 
     def client(self, key: str):  # the official OpenAI client, as a user would use it
         from openai import OpenAI
@@ -163,7 +164,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         deployed = _cli(root, env, "serve", "--ray-address", f"127.0.0.1:{gcs}", "--http-port",
                         str(proxy_port(settings)))  # fmt: skip
         assert deployed.returncode == 0, deployed.stdout + deployed.stderr
-        stack = Stack(f"http://127.0.0.1:{http}", root, keys, audit, f"http://127.0.0.1:{metrics}/metrics", env, [])
+        stack = Stack(f"http://127.0.0.1:{http}", root, keys, audit, f"http://127.0.0.1:{metrics}/metrics", env, [],
+                      f"127.0.0.1:{gcs}")  # fmt: skip
         _wait_ready(stack)
         _wait_pii(stack)
         yield stack

@@ -35,7 +35,7 @@ def test_disable_then_enable_with_reasons_in_the_history(store: RegistryStore, c
     code, out, _err = run_cli(capsys, "models", "disable", "qwen2.5-0.5b-instruct", "--reason", "bad answers", "--json")
     assert code == 0
     data = json.loads(out)
-    assert data["entry"]["status"] == "disabled" and "does not read it yet" in data["routing"]
+    assert data["entry"]["status"] == "disabled" and "404" in data["routing"]
     code, _out, err = run_cli(capsys, "models", "disable", "qwen2.5-0.5b-instruct")
     assert code == 1 and "already disabled" in err
     code, _out, err = run_cli(capsys, "models", "enable", "qwen2.5-0.5b-instruct")
@@ -78,10 +78,11 @@ def test_an_unreadable_registry_keeps_the_last_answer(store: RegistryStore, tmp_
 
 def test_migrate_down_and_up_from_the_cli(store: RegistryStore, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _err = run_cli(capsys, "models", "migrate", "--to", "1", "--json")
-    assert code == 0 and json.loads(out)["steps"] == [{"version": 2, "direction": "down"}]
+    assert code == 0 and json.loads(out)["steps"] == [{"version": 3, "direction": "down"},
+                                                    {"version": 2, "direction": "down"}]
     code, _out, err = run_cli(capsys, "models", "migrate")
-    assert code == 0 and "schema version 2 (newest 2); up to 2" in err
+    assert code == 0 and "schema version 3 (newest 3); up to 2, up to 3" in err
     code, _out, err = run_cli(capsys, "models", "migrate")
     assert code == 0 and "nothing to do" in err
     code, _out, err = run_cli(capsys, "models", "migrate", "--to", "9")
-    assert code == 2 and "from 0 to 2" in err
+    assert code == 2 and "from 0 to 3" in err

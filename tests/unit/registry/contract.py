@@ -32,17 +32,19 @@ def tables(store: RegistryStore) -> set[str]:
 def migrations_up_and_down(store: RegistryStore) -> None:
     assert store.version() == 0
     assert not store.ready()
-    assert store.migrate(now=T0) == [(1, True), (2, True)]
-    assert store.version() == migrations.HEAD == 2 and store.ready()
-    assert tables(store) == {"model_registry_entries", "model_registry_history"}
+    assert store.migrate(now=T0) == [(1, True), (2, True), (3, True)]
+    assert store.version() == migrations.HEAD == 3 and store.ready()
+    assert tables(store) == {"model_registry_entries", "model_registry_history", "model_registry_routes",
+                             "model_registry_requests", "model_registry_specs"}  # fmt: skip
     assert store.migrate() == []  # idempotent
-    assert store.migrate(1) == [(2, False)]
+    assert store.migrate(1) == [(3, False), (2, False)]
+    assert tables(store) == {"model_registry_entries", "model_registry_history"}
     assert store.version() == 1
     entry = store.record(key(), reason="deploy", now=T0)  # schema 1 works without the trigger
     assert entry.status is Status.PENDING
     assert store.migrate(0) == [(1, False)]
     assert store.version() == 0 and tables(store) == set()
-    assert store.migrate() == [(1, True), (2, True)]  # and up again, three times in all
+    assert store.migrate() == [(1, True), (2, True), (3, True)]  # and up again, three times in all
     assert store.entries() == []
     with pytest.raises(ValueError):
         migrations.plan(0, migrations.HEAD + 1)
@@ -133,3 +135,49 @@ def manifest_digest_is_filled_once(store: RegistryStore) -> None:
 
 
 CONTRACT.append(manifest_digest_is_filled_once)
+
+
+def switch_moves_the_route_in_one_transaction(store: RegistryStore) -> None:
+    store.migrate()
+    old = store.record(key(digest="m1"), reason="serve started", now=T0)
+    for status in (Status.LOADING, Status.READY):
+        old = store.transition(old.id, status, reason="serve started", now=T0)
+    store.set_route(old.id, "LLMServer:tiny", now=T0)
+    new = store.record(key(digest="m2"), reason="deploy", now=T0)
+    for status in (Status.LOADING, Status.SMOKE_TESTING):
+        new = store.transition(new.id, status, reason="deploy", now=T0)
+    later = T0 + timedelta(seconds=5)
+    store.save_spec(new.id, {"id": "tiny", "source": "/models/tiny", "max_model_len": 512})
+    store.save_spec(new.id, {"id": "tiny", "source": "/elsewhere"})  # kept as first written
+    assert store.spec(new.id) == {"id": "tiny", "source": "/models/tiny", "max_model_len": 512}
+    assert store.spec(old.id) is None
+    switched = store.switch(new.id, old.id, f"LLMServer:tiny@{new.id}", reason="smoke test passed", now=later)
+    assert switched.status is Status.READY
+    assert store.entry(old.id).status is Status.ROLLED_BACK  # type: ignore[union-attr]
+    route = store.routes(Environment.PRODUCTION)[("tiny", Environment.PRODUCTION)]
+    assert (route.entry_id, route.deployment) == (new.id, f"LLMServer:tiny@{new.id}")
+    with pytest.raises(TransitionRefused):  # ready → ready is refused: nothing moves, the route stays
+        store.switch(old.id, new.id, "LLMServer:tiny", reason="again", now=later)
+    assert store.routes()[("tiny", Environment.PRODUCTION)].entry_id == new.id
+    assert store.entry(new.id).status is Status.READY  # type: ignore[union-attr]
+
+
+def change_requests_are_claimed_once(store: RegistryStore) -> None:
+    from appliance.registry.requests import ChangeRequests
+
+    store.migrate()
+    requests = ChangeRequests(store)
+    first = requests.submit("deploy", Environment.STAGING, {"models_yaml": "models: []"}, requested_by="cli", now=T0)
+    second = requests.submit("rollback", Environment.PRODUCTION, {"to": None}, model_id="tiny", now=T0)
+    claimed = requests.claim(now=T0)
+    assert claimed is not None and claimed.id == first.id and claimed.status == "running"
+    assert claimed.payload == {"models_yaml": "models: []"}
+    assert requests.claim(now=T0).id == second.id  # type: ignore[union-attr]
+    assert requests.claim(now=T0) is None
+    done = requests.finish(first.id, ok=True, result={"ok": True, "steps": []}, now=T0)
+    assert done.finished and done.status == "done" and done.result == {"ok": True, "steps": []}
+    assert requests.abandon_running(reason="serve restarted", now=T0) == 1
+    assert requests.get(second.id).status == "failed"  # type: ignore[union-attr]
+
+
+CONTRACT += [switch_moves_the_route_in_one_transaction, change_requests_are_claimed_once]

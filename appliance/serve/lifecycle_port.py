@@ -1,0 +1,160 @@
+"""The model lifecycle's door to Ray Serve, in the serve head process (the only process that deploys): start a
+generation beside the serving one, wait until Serve calls it healthy, send it one real completion, stop one.
+
+Every operation applies the whole application again with :class:`~appliance.serve.generations.Generations`:
+deployments whose version did not change are left running by Serve, so only the named generation starts or stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from appliance.config.loader import ApplianceConfig
+from appliance.config.models import ModelSpec
+from appliance.lifecycle.apply import GenerationError
+from appliance.lifecycle.plan import Need
+from appliance.serve.generations import Generations, default_deployment, generation_deployment
+
+_LOGGER = logging.getLogger(__name__)
+SMOKE_PROMPT = "The appliance checks this model with a short completion."
+SMOKE_MAX_TOKENS = 8
+SMOKE_TIMEOUT_S = 60.0
+_FAILED = {"DEPLOY_FAILED", "UNHEALTHY"}
+
+
+class RayServePort:
+    def __init__(self, serve: Any, config: ApplianceConfig, generations: Generations,
+                 run: Callable[[Generations], None], app_name: str, *, poll_s: float = 1.0) -> None:  # fmt: skip
+        self.serve = serve
+        self.config = config
+        self.generations = generations
+        self._run = run  # builds the application with these generations and serve.run()s it
+        self.app_name = app_name
+        self.poll_s = poll_s
+        self._replacing: set[str] = set()  # models whose serving generation stops when the next one starts
+        self._lock = threading.Lock()
+
+    def deployment_name(self, model_id: str, entry_id: int) -> str:
+        return generation_deployment(model_id, entry_id)
+
+    def free(self) -> Need:
+        import ray
+
+        available = ray.available_resources()
+        return Need(float(available.get("CPU", 0.0)), float(available.get("GPU", 0.0)))
+
+    def running(self, deployment: str) -> bool:
+        status = self._status(deployment)
+        return status is not None and status[0] == "HEALTHY"
+
+    def start(self, model_id: str, deployment: str, spec: Mapping[str, Any]) -> None:
+        model = ModelSpec.model_validate(dict(spec))
+        with self._lock:
+            if model_id in self._replacing:  # replace: the new generation takes the old one's place in one update
+                self._replacing.discard(model_id)
+                self.generations.serving[model_id] = (deployment, model)
+            else:
+                self.generations.beside[deployment] = (model_id, model)
+            self._apply()
+
+    def stop(self, deployment: str) -> None:
+        with self._lock:
+            if deployment in self.generations.beside:  # a generation that failed (or a staged one): it goes
+                del self.generations.beside[deployment]
+                self._apply()
+                return
+            model_id = self._serving_model(deployment)
+            if model_id is None:
+                return  # not running (a staged generation already stopped)
+            successor = next((name for name, (m, _s) in self.generations.beside.items() if m == model_id), None)
+            if successor is None:
+                self._replacing.add(model_id)  # replace: stopped by the start that follows
+                return
+            self.generations.serving[model_id] = (successor, self.generations.beside.pop(successor)[1])
+            self._apply()  # the switched-to generation serves; the old one is drained and removed by Serve
+
+    def wait_ready(self, deployment: str, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            status = self._status(deployment)
+            if status is not None and status[0] == "HEALTHY":
+                return
+            if status is not None and status[0] in _FAILED:
+                raise GenerationError(f"{deployment} did not start: {_first_line(status[1])}")
+            if time.monotonic() > deadline:
+                raise GenerationError(f"{deployment} was not ready after {timeout_s:.0f} s")
+            time.sleep(self.poll_s)
+
+    def smoke(self, model_id: str, deployment: str) -> None:
+        """One real completion through the generation's own deployment (not through the ingress), sent from an
+        event loop of its own: with direct ingress (RAY_SERVE_THROUGHPUT_OPTIMIZED) Serve's handles run their
+        router in the caller's loop and refuse a caller without one."""
+        from ray.llm._internal.serve.core.configs.openai_api_models import CompletionRequest
+
+        request = CompletionRequest(model=model_id, prompt=SMOKE_PROMPT, max_tokens=SMOKE_MAX_TOKENS, stream=False)
+
+        async def complete() -> str:
+            handle = self.serve.get_deployment_handle(deployment, app_name=self.app_name).options(stream=True)
+            async with asyncio.timeout(SMOKE_TIMEOUT_S):
+                async for chunk in handle.completions.remote(request, None):
+                    first = chunk[0] if isinstance(chunk, list) else chunk
+                    error = getattr(first, "error", None)
+                    if error is not None:
+                        raise GenerationError(f"the smoke completion answered {error.code}: "
+                                              f"{_first_line(str(error.message))}")  # fmt: skip
+                    choices = getattr(first, "choices", None)
+                    if not choices:
+                        raise GenerationError("the smoke completion answered without a choice")
+                    return str(choices[0].text)
+            raise GenerationError("the smoke completion answered nothing")
+
+        try:
+            asyncio.run(complete())
+        except GenerationError:
+            raise
+        except TimeoutError:
+            raise GenerationError(f"the smoke completion took more than {SMOKE_TIMEOUT_S:.0f} s") from None
+        except Exception as err:  # noqa: BLE001 - Ray's errors: the generation failed its test
+            raise GenerationError(f"the smoke completion failed: {type(err).__name__}: "
+                                  f"{_first_line(str(err))}") from None  # fmt: skip
+
+    # --- helpers ----------------------------------------------------------------------------------------
+    def _serving_model(self, deployment: str) -> str | None:
+        for model_id, (name, _spec) in self.generations.serving.items():
+            if name == deployment:
+                return model_id
+        for spec in self.config.models:
+            if spec.id not in self.generations.serving and default_deployment(spec.id) == deployment:
+                self.generations.serving[spec.id] = (deployment, spec)
+                return spec.id
+        return None
+
+    def _apply(self) -> None:
+        try:
+            self._run(self.generations)
+        except Exception as err:  # noqa: BLE001 - Ray refused the application: the change fails, recorded
+            raise GenerationError(f"Ray Serve refused the application: {type(err).__name__}: "
+                                  f"{_first_line(str(err))}") from None  # fmt: skip
+
+    def _status(self, deployment: str) -> tuple[str, str] | None:
+        try:
+            app = self.serve.status().applications.get(self.app_name)
+        except Exception as err:  # noqa: BLE001 - the controller did not answer: the change fails, recorded
+            raise GenerationError(f"Ray Serve's status is unavailable: {type(err).__name__}") from None
+        if app is None:
+            return None
+        status = app.deployments.get(deployment)
+        if status is None:
+            return None
+        value = getattr(status.status, "value", status.status)
+        return str(value), str(status.message or "")
+
+
+def _first_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return (lines[0] if lines else "")[:300]

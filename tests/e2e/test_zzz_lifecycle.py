@@ -1,0 +1,144 @@
+"""Model changes on the real stack (Ray + vLLM CPU, the tiny model), applied by `serve --attach` (what the serve
+head runs in the container): a tampered revision is refused and the old generation keeps serving; disable →
+404, enable → back; a changed engine argument is deployed beside the serving generation and switched to while
+both models take traffic, with no failed request. Runs last (its changes stay: tiny-a ends on a new generation).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from appliance.lifecycle.integrity import ModelToVerify, verify_model
+from appliance.lifecycle.manifest import ManifestStore
+from appliance.registry.states import Environment
+from appliance.registry.store import RegistryStore
+from tests.e2e.conftest import CACHE, MODELS, NO_EOS, Stack
+from tests.e2e.test_zz_resilience import Traffic, _engine_process
+
+CHANGE_TIMEOUT = 900  # seconds the CLI waits for a change (a model load is ~50 s on 2 cores; far below this)
+
+
+def _cli(stack: Stack, *args: str, timeout: float = CHANGE_TIMEOUT + 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "appliance", *args], cwd=stack.root, env=stack.env,
+                          capture_output=True, text=True, check=False, timeout=timeout)  # fmt: skip
+
+
+def _models_yaml(stack: Stack, sources: dict[str, Path], max_model_len: dict[str, int] | None = None) -> None:
+    lengths = max_model_len or {}
+    (stack.root / "models.yaml").write_text("models:\n" + "".join(
+        f"  - id: {mid}\n    source: {sources.get(mid, CACHE)}\n    max_model_len: {lengths.get(mid, 512)}\n"
+        f"    gpu_memory_utilization: 0.3\n    max_tokens_cap: 48\n" for mid in MODELS))  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def applier(stack: Stack) -> Iterator[subprocess.Popen[str]]:
+    """The change applier attached to the session's application, as the serve head runs it."""
+    assert stack.ray_address
+    original = (stack.root / "models.yaml").read_text()
+    log = (stack.root / "applier.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "appliance", "serve", "--attach", "--ray-address", stack.ray_address],
+                            cwd=stack.root, env=stack.env, stdout=log, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    try:
+        # It builds the application from the models.yaml it read at its start, as the serve head does: the tests
+        # edit models.yaml only once it has read the one the application runs.
+        deadline = time.monotonic() + 300
+        while "applying queued model changes" not in (stack.root / "applier.log").read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, (stack.root / "applier.log").read_text()[-3000:]
+            time.sleep(0.5)
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+        (stack.root / "models.yaml").write_text(original)
+
+
+def _completion(stack: Stack, model: str) -> int:
+    body = json.dumps({"model": model, "prompt": "lifecycle", "max_tokens": 4, **NO_EOS})
+    return stack.post("/v1/completions", key=stack.keys["admin"], content=body).status_code
+
+
+def _store(stack: Stack) -> RegistryStore:
+    return RegistryStore.open(f"sqlite:///{stack.root / 'data' / 'registry' / 'registry.db'}")
+
+
+def test_a_tampered_revision_is_refused_and_the_old_generation_keeps_serving(stack: Stack, applier: object,
+                                                                             tmp_path: Path) -> None:  # fmt: skip
+    copy = stack.root / "models" / "tiny-a-v2"
+    shutil.copytree(CACHE, copy, dirs_exist_ok=True)
+    verify_model(ModelToVerify("tiny-a", str(copy), None, False), ManifestStore(stack.root / "data/registry/manifests"),
+                 now="written by the test")  # fmt: skip  # its manifest, as a first load writes it
+    with (copy / "model.safetensors").open("ab") as weights:
+        weights.write(b"\0" * 16)  # then the weights change on disk
+    _models_yaml(stack, {"tiny-a": copy})
+    before = len(_store(stack).history("tiny-a"))
+    done = _cli(stack, "models", "deploy", "--json", "--timeout", str(CHANGE_TIMEOUT))
+    assert done.returncode == 1, done.stdout + done.stderr
+    outcomes = {o["model"]: o for o in json.loads(done.stdout)["request"]["result"]["outcomes"]}
+    assert outcomes["tiny-a"]["action"] == "refuse" and "model.safetensors: expected sha256:" in outcomes["tiny-a"]["reason"]
+    assert outcomes["tiny-b"]["action"] == "keep"
+    history = _store(stack).history("tiny-a")[before:]
+    assert history[-1].to_status.value == "failed" and "model.safetensors: expected sha256:" in history[-1].reason
+    assert _completion(stack, "tiny-a") == 200, "the old generation serves"
+    route = _store(stack).routes(Environment.PRODUCTION)[("tiny-a", Environment.PRODUCTION)]
+    assert route.deployment == "LLMServer:tiny-a"
+    _models_yaml(stack, {})
+
+
+def _wait_status(stack: Stack, model: str, status: int, deadline_s: float = 60) -> int:
+    deadline = time.monotonic() + deadline_s
+    seen = _completion(stack, model)
+    while seen != status and time.monotonic() < deadline:
+        time.sleep(0.5)
+        seen = _completion(stack, model)
+    return seen
+
+
+def test_disable_answers_404_and_enable_brings_it_back(stack: Stack, applier: object) -> None:
+    assert _cli(stack, "models", "disable", "tiny-b", "--reason", "e2e").returncode == 0
+    assert _wait_status(stack, "tiny-b", 404) == 404
+    assert _completion(stack, "tiny-a") == 200
+    assert _cli(stack, "models", "enable", "tiny-b").returncode == 0
+    assert _wait_status(stack, "tiny-b", 200) == 200
+
+
+def test_a_changed_engine_argument_switches_with_no_failed_request(stack: Stack, applier: object) -> None:
+    bystander_engine = _engine_process("tiny-b").pid
+    _models_yaml(stack, {}, {"tiny-a": 256})
+    stop = threading.Event()
+    changed, bystander = Traffic(stack, "tiny-a", stop), Traffic(stack, "tiny-b", stop)
+    changed.start()
+    bystander.start()
+    try:
+        done = _cli(stack, "models", "deploy", "--json", "--timeout", str(CHANGE_TIMEOUT))
+        time.sleep(3)  # requests after the switch, on the new generation
+    finally:
+        stop.set()
+        changed.join(90)
+        bystander.join(90)
+    assert done.returncode == 0, done.stdout + done.stderr
+    outcomes = {o["model"]: o for o in json.loads(done.stdout)["request"]["result"]["outcomes"]}
+    print(f"\nlifecycle change: {json.dumps(outcomes['tiny-a'])}; tiny-a outcomes "
+          f"{dict(Counter(w for _t, w in changed.outcomes))}, tiny-b {dict(Counter(w for _t, w in bystander.outcomes))}")
+    assert outcomes["tiny-a"]["action"] == "change" and outcomes["tiny-a"]["mode"] == "beside"
+    assert outcomes["tiny-b"]["action"] == "keep"
+    assert not changed.problems and not bystander.problems, (changed.problems[:5], bystander.problems[:5])
+    assert {w for _t, w in changed.outcomes} == {"200"} and {w for _t, w in bystander.outcomes} == {"200"}
+    route = _store(stack).routes(Environment.PRODUCTION)[("tiny-a", Environment.PRODUCTION)]
+    assert route.deployment == f"LLMServer:tiny-a@{outcomes['tiny-a']['entry']}"
+    assert _engine_process("tiny-b").pid == bystander_engine, "the unchanged model was not restarted"
+    assert _completion(stack, "tiny-a") == 200

@@ -1,0 +1,149 @@
+"""Generations of a model in the one Serve application: stable versions, the port's bookkeeping of which
+deployment serves each model (Ray Serve faked: only `status`, `get_deployment_handle` and the application run),
+the ingress's routes, and the generations read back from the registry."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from appliance.config import ConfigFiles, load_config
+from appliance.lifecycle.apply import GenerationError
+from appliance.lifecycle.routing import ServingRoutes
+from appliance.registry.states import Environment, Status
+from appliance.registry.store import RegistryStore, RevisionKey
+from appliance.serve.applier import generations_from_registry
+from appliance.serve.generations import Generations, default_deployment, deployment_version, generation_deployment
+from appliance.serve.lifecycle_port import RayServePort
+from tests.helpers import make_config_dir, set_line
+
+T0 = datetime(2026, 12, 5, 8, 0, tzinfo=UTC)
+
+
+def test_versions_and_names_are_pure() -> None:
+    config = {"model_loading_config": {"model_id": "a"}, "engine_kwargs": {"max_model_len": 512}}
+    assert deployment_version("LLMServer:a", config) == deployment_version("LLMServer:a", dict(config))
+    assert deployment_version("LLMServer:a", config) != deployment_version("LLMServer:a@3", config)
+    changed = {**config, "engine_kwargs": {"max_model_len": 256}}
+    assert deployment_version("LLMServer:a", config) != deployment_version("LLMServer:a", changed)
+    assert default_deployment("org/m.v1") == "LLMServer:org--m_v1"
+    assert generation_deployment("a", 7) == "LLMServer:a@7" and "#" not in generation_deployment("a", 7)
+
+
+@pytest.fixture
+def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.chdir(tmp_path)
+    make_config_dir(tmp_path)
+    set_line(tmp_path / ".env", "ACCELERATOR", "cpu")
+    (tmp_path / "models.yaml").write_text("models:\n  - id: a\n    source: /m/a\n  - id: b\n    source: /m/b\n")
+    return load_config(ConfigFiles(models=Path("models.yaml")), gpu_count=0)
+
+
+class FakeServeApi:
+    def __init__(self) -> None:
+        self.deployments: dict[str, tuple[str, str]] = {}
+
+    def status(self) -> Any:
+        deployments = {name: SimpleNamespace(status=status, message=message)
+                       for name, (status, message) in self.deployments.items()}  # fmt: skip
+        return SimpleNamespace(applications={"appliance": SimpleNamespace(deployments=deployments)})
+
+
+def port_with(config: Any) -> tuple[RayServePort, list[dict[str, str]], FakeServeApi]:
+    runs: list[dict[str, str]] = []
+    serve = FakeServeApi()
+
+    def run(generations: Generations) -> None:  # what the application would hold: model → deployment
+        holds = {m.id: generations.spec_of(m.id, config)[0] for m in config.models}
+        holds.update({name: f"beside:{model}" for name, (model, _s) in generations.beside.items()})
+        runs.append(holds)
+
+    return RayServePort(serve, config, Generations(), run, "appliance", poll_s=0.0), runs, serve
+
+
+def test_beside_then_switch_keeps_the_other_model_and_drops_the_old(config: Any) -> None:
+    port, runs, _serve = port_with(config)
+    spec = config.model("a").model_dump(mode="json") | {"max_model_len": 256}
+    port.start("a", "LLMServer:a@5", spec)
+    assert runs[-1] == {"a": "LLMServer:a", "b": "LLMServer:b", "LLMServer:a@5": "beside:a"}
+    port.stop("LLMServer:a")  # after the switch: the old generation goes, the new one serves a
+    assert runs[-1] == {"a": "LLMServer:a@5", "b": "LLMServer:b"}
+    assert port.generations.serving["a"][1].max_model_len == 256
+    port.stop("LLMServer:gone")  # unknown (a staged generation already stopped): nothing happens
+    assert len(runs) == 2
+
+
+def test_replace_swaps_in_one_update_and_a_failed_one_is_undone(config: Any) -> None:
+    port, runs, _serve = port_with(config)
+    port.stop("LLMServer:a")  # replace: stopped by the start that follows, not before
+    assert runs == []
+    port.start("a", "LLMServer:a@6", config.model("a").model_dump(mode="json"))
+    assert runs[-1] == {"a": "LLMServer:a@6", "b": "LLMServer:b"}
+    port.stop("LLMServer:a@6")
+    port.start("a", "LLMServer:a", config.model("a").model_dump(mode="json"))
+    assert runs[-1] == {"a": "LLMServer:a", "b": "LLMServer:b"}
+
+
+def test_wait_ready_reads_serves_status(config: Any) -> None:
+    port, _runs, serve = port_with(config)
+    serve.deployments["LLMServer:a@5"] = ("HEALTHY", "")
+    port.wait_ready("LLMServer:a@5", 1.0)
+    serve.deployments["LLMServer:a@5"] = ("DEPLOY_FAILED", "\nThe replica failed to start: ValueError: bad arg\nTraceback…")
+    with pytest.raises(GenerationError, match="did not start: The replica failed to start: ValueError: bad arg$"):
+        port.wait_ready("LLMServer:a@5", 1.0)
+    serve.deployments["LLMServer:a@5"] = ("UPDATING", "")
+    with pytest.raises(GenerationError, match="not ready after 0 s"):
+        port.wait_ready("LLMServer:a@5", 0.0)
+
+
+def test_routes_and_generations_read_back_from_the_registry(config: Any) -> None:
+    store = RegistryStore.open(config.settings.registry_url)
+    store.migrate()
+    clock = [0.0]
+    routes = ServingRoutes(store, ttl_s=1.0, clock=lambda: clock[0])
+    assert routes.deployment("a") is None
+    entry = store.record(RevisionKey("a", Environment.PRODUCTION, "/m/a", "", "m", "e2"), reason="deploy", now=T0)
+    for status in (Status.LOADING, Status.SMOKE_TESTING):
+        entry = store.transition(entry.id, status, reason="deploy", now=T0)
+    store.save_spec(entry.id, config.model("a").model_dump(mode="json") | {"max_model_len": 256})
+    store.switch(entry.id, None, generation_deployment("a", entry.id), reason="smoke test passed", now=T0)
+    assert routes.deployment("a") is None, "cached for a second"
+    clock[0] = 1.0
+    assert routes.deployment("a") == f"LLMServer:a@{entry.id}" and routes.deployment("b") is None
+    generations = generations_from_registry(store, config)
+    assert generations.serving["a"][0] == f"LLMServer:a@{entry.id}"
+    assert generations.serving["a"][1].max_model_len == 256 and "b" not in generations.serving
+
+
+def _graph(app: Any) -> dict[str, str]:
+    from ray.serve._private.build_app import build_app as serve_build
+
+    return {d.name: d.version for d in serve_build(app, name="appliance").deployments}
+
+
+def test_the_application_graph_changes_only_the_named_generation(config: Any, tmp_path: Path) -> None:
+    """Built as Serve builds it (no cluster): every deployment pinned, a generation beside, then switched."""
+    from appliance.serve.builder import build_app
+
+    set_line(tmp_path / ".env", "PII_ENABLED", "true")
+    config = load_config(ConfigFiles(models=Path("models.yaml")), gpu_count=0)
+    generations = Generations()
+
+    def graph() -> dict[str, str]:
+        return _graph(build_app(config, audit_path=str(tmp_path / "a.log"), secrets_path=None, generations=generations))
+
+    first = graph()
+    assert set(first) == {"LLMServer:a", "LLMServer:b", "ApplianceIngress", "PIIService"}
+    assert graph() == first, "the same application twice: the same versions (Serve restarts nothing)"
+    generations.beside["LLMServer:a@5"] = ("a", config.model("a").model_copy(update={"max_model_len": 256}))
+    beside = graph()
+    assert {k: v for k, v in beside.items() if k in first} == first and "LLMServer:a@5" in beside
+    generations.serving["a"] = ("LLMServer:a@5", generations.beside.pop("LLMServer:a@5")[1])
+    switched = graph()
+    assert "LLMServer:a" not in switched and switched["LLMServer:a@5"] == beside["LLMServer:a@5"]
+    assert {k: switched[k] for k in ("LLMServer:b", "ApplianceIngress", "PIIService")} == {
+        k: first[k] for k in ("LLMServer:b", "ApplianceIngress", "PIIService")}
