@@ -24,7 +24,7 @@ from appliance.lifecycle.manifest import ManifestStore
 from appliance.registry.states import Environment
 from appliance.registry.store import RegistryStore
 from tests.e2e.conftest import CACHE, MODELS, NO_EOS, Stack
-from tests.e2e.test_zz_resilience import Traffic, _engine_process
+from tests.traffic import Traffic, engine_process
 
 CHANGE_TIMEOUT = 900  # seconds the CLI waits for a change (a model load is ~50 s on 2 cores; far below this)
 
@@ -117,10 +117,10 @@ def test_disable_answers_404_and_enable_brings_it_back(stack: Stack, applier: ob
 
 
 def test_a_changed_engine_argument_switches_with_no_failed_request(stack: Stack, applier: object) -> None:
-    bystander_engine = _engine_process("tiny-b").pid
+    bystander_engine = engine_process("tiny-b").pid
     _models_yaml(stack, {}, {"tiny-a": 256})
     stop = threading.Event()
-    changed, bystander = Traffic(stack, "tiny-a", stop), Traffic(stack, "tiny-b", stop)
+    changed, bystander = Traffic(stack.url, stack.keys["admin"], "tiny-a", stop), Traffic(stack.url, stack.keys["admin"], "tiny-b", stop)
     changed.start()
     bystander.start()
     try:
@@ -140,5 +140,5 @@ def test_a_changed_engine_argument_switches_with_no_failed_request(stack: Stack,
     assert {w for _t, w in changed.outcomes} == {"200"} and {w for _t, w in bystander.outcomes} == {"200"}
     route = _store(stack).routes(Environment.PRODUCTION)[("tiny-a", Environment.PRODUCTION)]
     assert route.deployment == f"LLMServer:tiny-a@{outcomes['tiny-a']['entry']}"
-    assert _engine_process("tiny-b").pid == bystander_engine, "the unchanged model was not restarted"
+    assert engine_process("tiny-b").pid == bystander_engine, "the unchanged model was not restarted"
     assert _completion(stack, "tiny-a") == 200
