@@ -18,12 +18,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from appliance.lifecycle.integrity import ModelToVerify, verify_model
 from appliance.lifecycle.manifest import ManifestStore
 from appliance.registry.states import Environment
 from appliance.registry.store import RegistryStore
-from tests.e2e.conftest import CACHE, MODELS, NO_EOS, Stack
+from tests.e2e.conftest import CACHE, NO_EOS, Stack
 from tests.traffic import Traffic, engine_process
 
 CHANGE_TIMEOUT = 900  # seconds the CLI waits for a change (a model load is ~50 s on 2 cores; far below this)
@@ -34,11 +35,19 @@ def _cli(stack: Stack, *args: str, timeout: float = CHANGE_TIMEOUT + 60) -> subp
                           capture_output=True, text=True, check=False, timeout=timeout)  # fmt: skip
 
 
+_ORIGINAL: dict[str, str] = {}  # the session's models.yaml, as the applier read it
+
+
 def _models_yaml(stack: Stack, sources: dict[str, Path], max_model_len: dict[str, int] | None = None) -> None:
-    lengths = max_model_len or {}
-    (stack.root / "models.yaml").write_text("models:\n" + "".join(
-        f"  - id: {mid}\n    source: {sources.get(mid, CACHE)}\n    max_model_len: {lengths.get(mid, 512)}\n"
-        f"    gpu_memory_utilization: 0.3\n    max_tokens_cap: 48\n" for mid in MODELS))  # fmt: skip
+    """The session's models.yaml with some models' source or max_model_len changed; every other field (tool
+    calling, the embedding model, ...) as the session set it, so that only the named changes are changes."""
+    models = yaml.safe_load(_ORIGINAL["text"])
+    for model in models["models"]:
+        if model["id"] in sources:
+            model["source"] = str(sources[model["id"]])
+        if model["id"] in (max_model_len or {}):
+            model["max_model_len"] = max_model_len[model["id"]]
+    (stack.root / "models.yaml").write_text(yaml.safe_dump(models, sort_keys=False))
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +55,7 @@ def applier(stack: Stack) -> Iterator[subprocess.Popen[str]]:
     """The change applier attached to the session's application, as the serve head runs it."""
     assert stack.ray_address
     original = (stack.root / "models.yaml").read_text()
+    _ORIGINAL["text"] = original
     log = (stack.root / "applier.log").open("w")
     proc = subprocess.Popen([sys.executable, "-m", "appliance", "serve", "--attach", "--ray-address", stack.ray_address],
                             cwd=stack.root, env=stack.env, stdout=log, stderr=subprocess.STDOUT, text=True)  # fmt: skip
