@@ -12,6 +12,7 @@ kept for audit checks.
 from __future__ import annotations
 
 import json
+import re
 import ssl
 import threading
 import time
@@ -101,11 +102,12 @@ class Traffic(threading.Thread):
 def engine_process(model: str) -> psutil.Process:
     """The vLLM EngineCore process (title ``VLLM::EngineCore``) under the Serve replica of ``model`` (the replica
     actor's title names its deployment, which ray.serve.llm names after the model id)."""
+    named = re.compile(rf"(?<![\w-]){re.escape(model)}(?![\w-])")  # 'tiny' is not 'tiny-a'
     found = []
     for proc in psutil.process_iter(["pid", "cmdline"]):
         try:
             if "EngineCore" in " ".join(proc.info["cmdline"] or []) and any(
-                    "ServeReplica" in " ".join(p.cmdline()) and model in " ".join(p.cmdline())
+                    "ServeReplica" in " ".join(p.cmdline()) and named.search(" ".join(p.cmdline()))
                     for p in proc.parents()):  # fmt: skip
                 found.append(proc)
         except (psutil.NoSuchProcess, psutil.AccessDenied):

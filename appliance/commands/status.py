@@ -32,7 +32,7 @@ def _watchdog(path: Path) -> dict[str, dict]:
 def _watchdog_column(container: object, record: dict) -> str:
     """What keeps the service up: the watchdog, or nobody (unwatched, or stopped by hand: Docker's restart policy
     never restarts a manual stop)."""
-    stopped = getattr(container, "status", "") == "exited"
+    stopped = getattr(container, "stopped_by_hand", False)
     if record.get("gave_up"):
         return "gave up"
     if record.get("stopped_by_operator") or (stopped and not getattr(container, "watched", True)):

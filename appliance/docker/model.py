@@ -36,6 +36,13 @@ class ContainerState:
     restart_count: int
     labels: dict[str, str] = field(default_factory=dict)
     published_ports: tuple[int, ...] = ()
+    restart_policy: str = "unless-stopped"  # HostConfig.RestartPolicy.Name: no | always | unless-stopped | on-failure
+
+    @property
+    def stopped_by_hand(self) -> bool:
+        """Exited although Docker's restart policy brings back a crash: only a manual stop (docker stop/kill,
+        compose stop) leaves it so. Under ``no`` or ``on-failure`` an exit is not evidence of a manual stop."""
+        return self.status == "exited" and self.restart_policy in ("always", "unless-stopped")
 
     @property
     def watched(self) -> bool:
@@ -87,6 +94,7 @@ def state_from_inspect(attrs: dict[str, Any]) -> ContainerState:
         restart_count=int(attrs.get("RestartCount") or 0),
         labels=labels,
         published_ports=_published(attrs),
+        restart_policy=str(((attrs.get("HostConfig") or {}).get("RestartPolicy") or {}).get("Name") or "no"),
     )
 
 

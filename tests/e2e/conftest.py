@@ -120,7 +120,7 @@ def _cli(root: Path, env: dict[str, str], *args: str) -> subprocess.CompletedPro
                           text=True, check=False, timeout=600)  # fmt: skip
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     need(shutil.which("ray", path=os.path.dirname(sys.executable)) is not None,
           "the serve extra is not installed (ray); `make test` installs it")  # fmt: skip

@@ -31,7 +31,7 @@ from tests.helpers import free_port, need
 from tests.integration.docker.harness import Engine, docker_engine
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def engine() -> Iterator[Engine]:
     need(os.environ.get("APPLIANCE_NETNS_ISOLATED") == "1",
          "the e2e-docker tier runs inside scripts/ci/isolated.sh (make test)")  # fmt: skip
@@ -48,7 +48,7 @@ def engine() -> Iterator[Engine]:
         yield started
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def docker_stack(engine: Engine) -> Iterator[DockerStack]:
     root = STACK_COPY
     copy_stack(root)

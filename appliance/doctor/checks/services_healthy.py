@@ -33,7 +33,7 @@ class ServicesHealthy(Check):
             elif c.status == "running" and c.health == "starting":
                 findings.append(Finding(self.slug, Level.INFO, title, "running, healthy", state,
                                         "still starting (model loading can take minutes)"))  # fmt: skip
-            elif c.status == "exited":  # restart: unless-stopped brings back a crash, never a manual stop
+            elif c.stopped_by_hand:  # restart: unless-stopped brings back a crash, never a manual stop
                 found = (f"{state} (exit {c.exit_code}): stopped by hand (docker stop/kill, compose stop), which "
                          "Docker does not restart" + ("" if c.watched else ", and no watchdog watches it"))  # fmt: skip
                 findings.append(Finding(self.slug, Level.ERROR, title, "running, healthy", found,

@@ -304,3 +304,13 @@ def test_stack_probes_go_through_nginx_with_the_appliance_tls_and_the_dashboard_
     given.health_url = "http://10.0.0.5:8000/health/ready"
     HealthReady().run(given)
     assert seen[0][0] == "http://10.0.0.5:8000/health/ready"
+
+
+def test_an_exit_under_restart_no_is_not_called_a_manual_stop(make_ctx, monkeypatch) -> None:
+    """Docker restarts a crash only under always / unless-stopped: elsewhere an exit says nothing about hands."""
+    crashed = ContainerState(id="c" * 12, name="appliance-job-1", service="job", status="exited", health=None,
+                             started_at=None, finished_at=None, exit_code=3, start_period_s=0, restart_count=0,
+                             restart_policy="no")  # fmt: skip
+    fake_docker(monkeypatch, containers=[crashed])
+    (finding,) = ServicesHealthy().run(make_ctx())
+    assert finding.level is Level.ERROR and finding.found == "exited" and "logs job" in finding.fix
