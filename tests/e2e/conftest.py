@@ -153,8 +153,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                            gpu_count=0).settings  # fmt: skip
     env.update(serving_env(settings))
     ray = str(Path(sys.executable).parent / "ray")
+    # Logical CPUs (Ray's accounting, not cores): 4 engines take 2 each, the ingress and PII service 1 each, and
+    # test_zzz_lifecycle needs 2 more free so that a changed model's new generation starts beside the old one.
     started = subprocess.run(
-        [ray, "start", "--head", f"--port={gcs}", "--num-cpus=8", "--node-ip-address=127.0.0.1",
+        [ray, "start", "--head", f"--port={gcs}", "--num-cpus=14", "--node-ip-address=127.0.0.1",
          f"--metrics-export-port={metrics}", "--include-dashboard=false", "--disable-usage-stats",
          f"--temp-dir={root / 'ray'}"],
         env=env, capture_output=True, text=True, check=False, timeout=300,
