@@ -1,7 +1,7 @@
 """The engine deployment: ray.serve.llm's ``LLMServer`` with a stream batcher that does not delay the first token
 and widens its window under load.
 
-It also answers ``rerank`` (vLLM's own implementation; ray.serve.llm 2.60 has none).
+It also answers ``rerank`` and ``responses`` (vLLM's own implementations; ray.serve.llm 2.60 has neither).
 Everything else (the vLLM engine, the OpenAI protocol, health checks, LoRA) is ray.serve.llm's own; only the
 batching of streamed chunks between this replica and the ingress changes (see :mod:`appliance.serve.streaming`).
 """
@@ -36,6 +36,44 @@ class ApplianceLLMServer(LLMServer):
         ``/v1/rerank``): ray.serve.llm 2.60 routes ``/v1/score`` but has no rerank call, so it is added here."""
         await self._maybe_add_request_id_to_request(request)
         return _rerank(self.engine, request, raw_request_info)
+
+
+    async def responses(self, request: Any, raw_request_info: Any = None) -> AsyncGenerator[Any, None]:
+        """vLLM's own Responses API (its ``OpenAIServingResponses``, as ``vllm serve`` answers ``/v1/responses``),
+        stateless: vLLM keeps no response unless VLLM_ENABLE_RESPONSES_API_STORE is set, which the appliance
+        never sets. A stream's events are batched like chat's."""
+        await self._maybe_add_request_id_to_request(request)
+        answers = _responses(self.engine, request, raw_request_info)
+        return self._batch_output_stream(answers) if request.stream else answers
+
+
+async def _responses(engine: Any, request: Any, raw_request_info: Any) -> AsyncGenerator[Any, None]:
+    """One answer (a dict: the response object) or an ``ErrorResponse``; a stream: SSE text, one event each."""
+    from ray.llm._internal.serve.core.configs.openai_api_models import ErrorInfo, ErrorResponse
+    from ray.llm._internal.serve.core.protocol import RawRequestInfo
+    from vllm.exceptions import VLLMClientError
+
+    serving = getattr(getattr(engine, "_app_state", None), "openai_serving_responses", None)
+    if serving is None:
+        yield ErrorResponse(error=ErrorInfo(message="This model does not support the Responses API (it is not a "
+                                            "generating model).", type="invalid_request_error", code=400))  # fmt: skip
+        return
+    raw_request = RawRequestInfo.to_starlette_request_optional(raw_request_info)
+    try:
+        answer = await serving.create_responses(request, raw_request)
+    except (ValueError, VLLMClientError) as err:
+        yield engine._make_error_response(serving, err)
+        return
+    if hasattr(answer, "__aiter__"):
+        async for event in answer:
+            kind = getattr(event, "type", "unknown")
+            yield f"event: {kind}\ndata: {event.model_dump_json(indent=None, by_alias=True)}\n\n"
+        return
+    dumped = answer.model_dump(mode="json", by_alias=True)
+    if "error" in dumped and "output" not in dumped:  # vLLM's ErrorResponse
+        yield ErrorResponse(error=ErrorInfo(**dumped["error"]))
+    else:
+        yield dumped
 
 
 async def _rerank(engine: Any, request: Any, raw_request_info: Any) -> AsyncGenerator[Any, None]:

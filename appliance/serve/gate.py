@@ -38,6 +38,8 @@ from appliance.serve.keystore import KeyStore
 from appliance.serve.metrics import Metrics
 from appliance.serve.pii.bookend import Bookend
 from appliance.serve.pii.pooling import pooling_fields
+from appliance.serve.pii.responses import RESPONSES_FIELDS
+from appliance.serve.responses import RESPONSES_PATH, check_responses
 from appliance.serve.usage import UsageWatcher, clean_error
 
 _LOGGER = logging.getLogger(__name__)
@@ -66,6 +68,7 @@ ROUTES: dict[str, tuple[str, str]] = {
     "embeddings": ("POST", "/v1/embeddings"),
     "score": ("POST", "/v1/score"),
     "rerank": ("POST", "/v1/rerank"),
+    "responses": ("POST", "/v1/responses"),
 }
 ROUTES.update(ADMIN_MODEL_ROUTES)  # /admin/models/...: model changes (appliance.serve.admin_models), admin keys only
 PUBLIC_ROUTES = frozenset({"health_live", "health_startup", "health_ready"})
@@ -163,7 +166,8 @@ class Gate:
         try:
             if route == "admin_models" or route in ADMIN_MODEL_ROUTES:
                 require_admin(principal)
-            if scope.get("method") == "POST" and (path in GENERATION_PATHS or path in POOLING_PATHS):
+            if scope.get("method") == "POST" and (path in GENERATION_PATHS or path in POOLING_PATHS
+                                                  or path == RESPONSES_PATH):  # fmt: skip
                 if not self.audit.available():  # an audited request is never served unaudited
                     raise AUDIT_UNAVAILABLE
                 await self._generation(scope, receive, send, principal, record, started, path)
@@ -202,6 +206,8 @@ class Gate:
             log_prompt = self.settings.audit_prompts and self.bookend is None  # with PII on: the masked one only
             if path in POOLING_PATHS:
                 body, facts = check_pooling(raw, principal, self.settings.caps, path, log_prompt=log_prompt)
+            elif path == RESPONSES_PATH:
+                body, facts = check_responses(raw, principal, self.settings.caps, log_prompt=log_prompt)
             else:
                 body, facts = check_generation(raw, principal, self.settings.caps, log_prompt=log_prompt,
                                                chat=path.endswith("/chat/completions"))  # fmt: skip
@@ -221,7 +227,8 @@ class Gate:
             raise
         if self.bookend is not None:
             refuse = self.settings.pii_embeddings == "refuse"
-            fields = pooling_fields(path, refuse=refuse) if path in POOLING_PATHS else None
+            fields = (pooling_fields(path, refuse=refuse) if path in POOLING_PATHS
+                      else RESPONSES_FIELDS if path == RESPONSES_PATH else None)  # fmt: skip
             try:
                 masked = await self.bookend.mask(body, fields)  # ApiError 503 when it cannot mask: nothing forwarded
             except BaseException:

@@ -17,7 +17,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from ray.llm._internal.serve.constants import DEFAULT_LLM_ROUTER_HTTP_TIMEOUT
 from ray.llm._internal.serve.core.configs.openai_api_models import (
     CompletionRequest,
@@ -28,8 +28,10 @@ from ray.llm._internal.serve.core.configs.openai_api_models import (
     ScoreRequest,
 )
 from ray.llm._internal.serve.core.ingress.ingress import router_request_timeout
+from ray.llm._internal.serve.core.ingress.utils import _peek_at_generator
 from ray.llm._internal.serve.core.ingress.middleware import add_exception_handling_middleware
 from ray.serve.llm.ingress import OpenAiIngress, make_fastapi_ingress
+from vllm.entrypoints.openai.responses.protocol import ResponsesRequest
 from vllm.entrypoints.pooling.scoring.protocol import RerankRequest
 
 from appliance.errors import ApplianceError
@@ -196,6 +198,21 @@ class ApplianceIngress(AdminModels, RoutedGenerations, OpenAiIngress):
                                       type=result.error.type)  # fmt: skip
         return JSONResponse(content=result)
 
+    async def responses(self, body: ResponsesRequest, request: Request) -> Any:
+        """``POST /v1/responses`` (vLLM's own Responses API in the engine's deployment; the stock ingress has no
+        route for it). Stateless: ``store`` is answered false and nothing is kept (the gate refuses
+        ``previous_response_id``). A stream is the Responses event stream (``event:`` + ``data:``, no [DONE])."""
+        async with router_request_timeout(DEFAULT_LLM_ROUTER_HTTP_TIMEOUT):
+            first, answers = await _peek_at_generator(
+                self._get_response(body=body, call_method="responses", raw_request=request))
+        chunk = first[0] if isinstance(first, list) and first else first
+        if isinstance(chunk, ErrorResponse):
+            raise OpenAIHTTPException(message=chunk.error.message, status_code=chunk.error.code,
+                                      type=chunk.error.type)  # fmt: skip
+        if isinstance(chunk, dict):
+            return JSONResponse(content=chunk)
+        return StreamingResponse(_events(answers), media_type="text/event-stream")
+
     async def health_live(self) -> dict[str, Any]:
         return {"status": "alive"}
 
@@ -267,6 +284,12 @@ class ApplianceIngress(AdminModels, RoutedGenerations, OpenAiIngress):
 
         results = await asyncio.gather(*(probe(mid) for mid in self._model_cards))
         return dict(results)
+
+
+async def _events(answers: AsyncGenerator[Any, None]) -> AsyncGenerator[str, None]:
+    """A Responses stream as text: the engine's events arrive one by one or batched in lists."""
+    async for answer in answers:
+        yield "".join(answer) if isinstance(answer, list) else answer
 
 
 def _probe_request(model_id: str, limits: Any) -> tuple[str, Any]:

@@ -22,6 +22,9 @@ from appliance.serve.errors import error_type
 _USAGE_MARK = b'"usage":{'
 _ERROR_MARK = b'"error":{'
 _CHOICE_MARK = b'"choices":[{'
+_RESPONSES_DELTA = b'"type":"response.'  # a Responses stream event ...
+_DELTA_END = b'.delta"'  # ... that carries generated text (output_text / reasoning_text / arguments deltas)
+_COMPLETED = (b"response.completed", b"response.incomplete", b"response.failed")
 _DONE = (b"data: [DONE]", b"data:[DONE]")
 _MAX_CAPTURE = 4 * 1024 * 1024
 _MAX_TAIL = 8 * 1024 * 1024  # a partial event larger than this is passed on as it is
@@ -106,8 +109,12 @@ class UsageWatcher:
             self.done = True
             return event
         compact = data.replace(b": ", b":")
-        if self.first_token_at is None and _CHOICE_MARK in compact:
+        if self.first_token_at is None and (_CHOICE_MARK in compact or (_RESPONSES_DELTA in compact
+                                                                       and _DELTA_END in compact)):  # fmt: skip
             self.first_token_at = now
+        if data.startswith(b"event:"):  # the Responses API: "event: <type>" then "data: {...}"
+            self._on_responses_event(data)
+            return event
         if _USAGE_MARK in compact and data.startswith(b"data:"):
             payload = _json(data[5:].strip())
             if isinstance(payload, dict) and isinstance(payload.get("usage"), dict):
@@ -123,7 +130,21 @@ class UsageWatcher:
                 return b"data: " + json.dumps(cleaned, separators=(",", ":")).encode()
         return event
 
+    def _on_responses_event(self, data: bytes) -> None:
+        """The final event of a Responses stream carries the whole response, with its usage."""
+        kind, _, rest = data.partition(b"\n")
+        if not any(name in kind for name in _COMPLETED) or not rest.startswith(b"data:"):
+            return
+        payload = _json(rest[5:].strip())
+        response = payload.get("response") if isinstance(payload, dict) else None
+        if isinstance(response, dict) and isinstance(response.get("usage"), dict):
+            self._usage = response["usage"]
+
     def usage(self) -> dict[str, Any]:
+        """The engine's token counts as chat names them (the Responses API's input/output tokens mapped)."""
+        return _chat_names(self._read_usage())
+
+    def _read_usage(self) -> dict[str, Any]:
         if not self.stream and self._captured:
             payload = _json(b"".join(self._captured)) if not self._overflow else None
             if isinstance(payload, dict) and isinstance(payload.get("usage"), dict):
@@ -133,6 +154,13 @@ class UsageWatcher:
                 if found and isinstance(found[-1], dict):
                     self._usage = found[-1]
         return self._usage
+
+
+def _chat_names(usage: dict[str, Any]) -> dict[str, Any]:
+    """``input_tokens`` / ``output_tokens`` (Responses API) as ``prompt_tokens`` / ``completion_tokens``."""
+    if "prompt_tokens" in usage or "input_tokens" not in usage:
+        return usage
+    return {**usage, "prompt_tokens": usage.get("input_tokens"), "completion_tokens": usage.get("output_tokens")}
 
 
 def _event_status(error: Any) -> int:

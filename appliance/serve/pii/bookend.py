@@ -22,6 +22,7 @@ from typing import Any
 
 from appliance.serve.checks import _pooling_text, _prompt_text
 from appliance.serve.errors import ApiError
+from appliance.serve.responses import responses_text
 from appliance.serve.pii.engine import PiiOptions
 from appliance.serve.pii.fields import plan_request, replace_texts
 from appliance.serve.pii.metrics import PiiMetrics
@@ -58,6 +59,8 @@ class Masked:
         """The masked prompt, for the audit log ("" when the request went out unmasked under PII_FAIL_OPEN)."""
         if self._payload is None:
             return ""
+        if self._payload.get("max_output_tokens") is not None:  # the Responses API (the gate always sets it)
+            return responses_text(self._payload)
         pooling = any(name in self._payload for name in ("input", "text_1", "query"))  # embeddings, score, rerank
         return _pooling_text(self._payload) if pooling else _prompt_text(self._payload)
 

@@ -16,6 +16,7 @@ import copy
 import json
 from typing import Any
 
+from appliance.serve.pii.response_events import ResponsesEvents, is_response, restore_response
 from appliance.serve.pii.restore import Restorer, StreamRestorer
 
 _DONE = b"data: [DONE]"
@@ -30,6 +31,8 @@ def restore_json(body: bytes, restorer: Restorer) -> bytes:
         return body
     if isinstance(payload, dict) and isinstance(payload.get("results"), list):
         return _restore_rerank(payload, body, restorer)
+    if is_response(payload):  # the Responses API
+        return json.dumps(payload, ensure_ascii=False).encode() if restore_response(payload, restorer) else body
     if not isinstance(payload, dict) or not isinstance(payload.get("choices"), list):
         return body
     changed = False
@@ -96,6 +99,7 @@ class SseRestorer:
         self._streams: dict[StreamKey, StreamRestorer] = {}
         self._last: dict[int, dict[str, Any]] = {}  # choice index -> last event payload (for a final flush)
         self._finished = False
+        self._responses: ResponsesEvents | None = None  # a Responses API stream (``event:`` lines)
 
     def feed(self, chunk: bytes) -> bytes:
         self._buffer += chunk
@@ -112,12 +116,18 @@ class SseRestorer:
         """The end of the body: an incomplete last event, then anything still held."""
         rest, self._buffer = self._buffer, b""
         out = self._event(rest) if rest.strip() else rest
+        if self._responses is not None:
+            out += self._responses.finish()
         return out + (self._flush_all() if not self._finished else b"")
 
     def _event(self, event: bytes) -> bytes:
         data = event.strip()
         if data == _DONE:
             return self._flush_all() + event + b"\n\n"
+        if data.startswith(b"event:"):
+            if self._responses is None:
+                self._responses = ResponsesEvents(self._restorer)
+            return self._responses.event(event)
         if not data.startswith(b"data:"):
             return event + b"\n\n"
         try:
