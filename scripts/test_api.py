@@ -9,7 +9,8 @@ Checks: the health probes, /v1/models, a chat completion, a streamed chat comple
 the last), a text completion, a named tool call (on a model with a tool_call_parser) and a json_schema answer
 (valid JSON of the schema), the
 error shapes for a wrong key, an unknown model and a malformed body, and — when the key may use an
-embedding (task embed) or scoring (task score) model — embeddings (float and base64), score and rerank.
+embedding (task embed) or scoring (task score) model — embeddings (float and base64), score and rerank; the
+Responses API (created and streamed) on a generating model.
 Checks for a kind of model the key cannot use are shown as skipped. Exit 0 when no check fails, 1 otherwise.
 """
 
@@ -124,6 +125,15 @@ def run_checks(url: str, key: str, model: str | None, verify: bool | ssl.SSLCont
         assert json.loads(content)["colour"] in ("red", "blue"), content
         return content
 
+    def responses() -> str:
+        answer = client.responses.create(model=state["model"], input="Say hello.", max_output_tokens=16)
+        assert answer.object == "response" and answer.usage is not None, answer
+        kinds = []
+        with client.responses.stream(model=state["model"], input="Count.", max_output_tokens=16) as events:
+            kinds = [event.type for event in events]
+        assert kinds and kinds[-1] == "response.completed", kinds
+        return f"{answer.usage.output_tokens} tokens; streamed {len(kinds)} events"
+
     def embeddings() -> str:
         floats = client.embeddings.create(model=state["embed"], input=["hello", "world"], encoding_format="float")
         assert len(floats.data) == 2 and floats.data[0].embedding, "no embedding"
@@ -158,9 +168,11 @@ def run_checks(url: str, key: str, model: str | None, verify: bool | ssl.SSLCont
         return _error_shape(response, 400)
 
     needs = {"chat": "model", "chat, streamed": "model", "completion": "model", "tool call (named)": "tools",
+             "responses (created, streamed)": "model",
              "json_schema answer": "model", "embeddings": "embed", "score and rerank": "score"}  # fmt: skip
     for name, fn in (("health probes", health), ("models", models), ("chat", chat), ("chat, streamed", stream),
                      ("completion", completion), ("tool call (named)", tool_call), ("json_schema answer", json_schema),
+                     ("responses (created, streamed)", responses),
                      ("embeddings", embeddings), ("score and rerank", rerank), ("wrong key → 401", wrong_key),
                      ("unknown model → 404", unknown_model), ("malformed body → 400", malformed)):  # fmt: skip
         need = needs.get(name)

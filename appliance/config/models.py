@@ -40,7 +40,7 @@ class RequestLimitsSpec(BaseModel):
 # What a model is served for: text generation (chat, completions), embeddings, or scoring (score, rerank).
 Task = Literal["generate", "embed", "score"]
 TASK_ROUTES: dict[str, tuple[str, ...]] = {
-    "generate": ("/v1/chat/completions", "/v1/completions"),
+    "generate": ("/v1/chat/completions", "/v1/completions", "/v1/responses"),
     "embed": ("/v1/embeddings", "/v1/score", "/v1/rerank"),  # vLLM scores with an embedding model (cosine)
     "score": ("/v1/score", "/v1/rerank"),
 }

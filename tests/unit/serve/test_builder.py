@@ -74,7 +74,8 @@ def test_embed_and_score_models_use_vllms_pooling_runner() -> None:
     assert not {"runner", "pooler_config", "tool_call_parser", "enable_auto_tool_choice"} & plain.keys()
     assert card_metadata(spec(task="embed")) == {"task": "embed",
                                                  "endpoints": ["/v1/embeddings", "/v1/score", "/v1/rerank"]}
-    assert card_metadata(spec())["endpoints"] == ["/v1/chat/completions", "/v1/completions"]
+    assert card_metadata(spec())["endpoints"] == ["/v1/chat/completions", "/v1/completions",
+                                                     "/v1/responses"]
     assert card_metadata(spec())["tool_choice"] == ["none"]
     assert card_metadata(spec(tool_call_parser="hermes"))["tool_choice"] == ["none"]  # vLLM loads no parser
     tools = card_metadata(spec(tool_call_parser="hermes", enable_auto_tool_choice=True))["tool_choice"]
