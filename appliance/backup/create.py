@@ -17,7 +17,7 @@ from pathlib import Path
 
 from appliance import __version__
 from appliance.backup.archive import ArchiveWriter, ChunkReader
-from appliance.backup.manifest import FILES_PREFIX, Manifest, archives_to_delete
+from appliance.backup.manifest import FILES_PREFIX, Manifest, archives_to_delete, stale_partials
 from appliance.backup.sources import PROMETHEUS, PROMETHEUS_LOCAL_URL, STACK_VOLUMES, HostPlan, StackVolume, copy_sqlite
 
 _LOGGER = logging.getLogger(__name__)
@@ -104,9 +104,12 @@ def create_backup(root: Path, dest: Path, plan: HostPlan, *, project: str, now: 
     return BackupResult(path, path.stat().st_size, tuple(parts), tuple(notes))
 
 
-def prune(dest: Path, keep: int) -> list[Path]:
-    """Delete all but the ``keep`` newest archives in ``dest`` (nothing else there is touched)."""
-    doomed = [dest / n for n in archives_to_delete((p.name for p in dest.iterdir() if p.is_file()), keep)]
+def prune(dest: Path, keep: int, now: datetime | None = None) -> list[Path]:
+    """Delete all but the ``keep`` newest archives in ``dest``, and unfinished ones a killed backup left behind
+    (:func:`stale_partials`); nothing else there is touched."""
+    names = [p.name for p in dest.iterdir() if p.is_file()]
+    doomed = [dest / n for n in archives_to_delete(names, keep)]
+    doomed += [dest / n for n in stale_partials(names, now or datetime.now(UTC))]
     for path in doomed:
         path.unlink(missing_ok=True)
         _LOGGER.info("backup retention: deleted %s", path.name)

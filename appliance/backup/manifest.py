@@ -28,6 +28,7 @@ ARCHIVE_SUFFIX = ".tar.gz"
 _STAMP = "%Y%m%dT%H%M%SZ"
 _NAME_RE = re.compile(rf"^{re.escape(ARCHIVE_PREFIX)}(\d{{8}}T\d{{6}}Z){re.escape(ARCHIVE_SUFFIX)}$")
 KINDS = ("file", "dir", "symlink")
+STALE_PARTIAL = timedelta(hours=6)  # an unfinished archive this old (by its name's time) is a killed backup's
 
 
 class BackupError(ApplianceError):
@@ -106,6 +107,18 @@ def archives_to_delete(names: Iterable[str], keep: int) -> list[str]:
     """Retention: of the archives among ``names`` (other files are never touched), all but the ``keep`` newest."""
     dated = sorted((t, n) for n in names if (t := archive_time(n)) is not None)
     return [n for _, n in dated[: max(0, len(dated) - max(keep, 1))]]
+
+
+def stale_partials(names: Iterable[str], now: datetime) -> list[str]:
+    """Unfinished archives (``.NAME.partial``, left by a backup that was killed) of archives named more than
+    ``STALE_PARTIAL`` before ``now``: no backup still writing them. Other files are never touched."""
+    stale = []
+    for name in names:
+        if name.startswith(".") and name.endswith(".partial"):
+            made = archive_time(name[1 : -len(".partial")])
+            if made is not None and now - made > STALE_PARTIAL:
+                stale.append(name)
+    return sorted(stale)
 
 
 def seconds_until(now: datetime, hour_utc: int) -> float:

@@ -8,7 +8,7 @@ import io
 import os
 import stat
 import tarfile
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -160,6 +160,18 @@ def test_retention_deletes_only_old_archives(tmp_path: Path) -> None:
     (tmp_path / "keep-me.txt").write_text("mine")
     assert [p.name for p in prune(tmp_path, keep=1)] == [archive_name(datetime(2026, 12, d, tzinfo=UTC)) for d in (1, 2)]
     assert sorted(p.name for p in tmp_path.iterdir()) == [archive_name(datetime(2026, 12, 3, tzinfo=UTC)), "keep-me.txt"]
+
+
+def test_prune_deletes_unfinished_archives_a_killed_backup_left() -> None:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        dest = Path(folder)
+        old, running = (f".{archive_name(NOW - timedelta(hours=h))}.partial" for h in (7, 1))
+        for name in (old, running, ".other.partial"):
+            (dest / name).write_bytes(b"x")
+        assert [p.name for p in prune(dest, keep=3, now=NOW)] == [old]  # one that may still be written is kept
+        assert sorted(p.name for p in dest.iterdir()) == sorted([running, ".other.partial"])
 
 
 def test_the_backed_up_volumes_are_the_ones_compose_mounts() -> None:
