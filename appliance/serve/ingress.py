@@ -152,9 +152,9 @@ class ApplianceIngress(AdminModels, RoutedGenerations, OpenAiIngress):
         started = False
         try:
             async for response in super()._get_response(body=body, call_method=call_method, raw_request=raw_request):
-                if not started and _server_error(response) and await self._engine_gone(model):
+                if not started and _server_error(response) and await self._engine_gone(model, response=response):
                     raise _unavailable(model)
-                if started and _stream_server_error(response) and await self._engine_gone(model):
+                if started and _stream_server_error(response) and await self._engine_gone(model, response=response):
                     yield _error_event(model)  # the engine's own event says only "InternalServerError"
                     return
                 started = True
@@ -169,11 +169,13 @@ class ApplianceIngress(AdminModels, RoutedGenerations, OpenAiIngress):
             _LOGGER.warning("model %s: a stream was cut by the engine (%s)", model, type(err).__name__)
             yield _error_event(model)
 
-    async def _engine_gone(self, model: str, err: BaseException | None = None) -> bool:
-        """Whether a failure came from the model's engine or replica being gone (asked once, at most ~2 s)."""
+    async def _engine_gone(self, model: str, err: BaseException | None = None, response: Any = None) -> bool:
+        """Whether a failure came from the model's engine or replica being gone (asked once, at most ~2 s).
+        vLLM's own word for a dead engine (EngineDeadError's message) is taken at once: the replica may still
+        answer its health check for a moment, and the client must get 503, not that 500."""
         if model not in self._model_cards:
             return False
-        if err is not None and _replica_gone(err):
+        if (err is not None and _replica_gone(err)) or (response is not None and _says_engine_dead(response)):
             self._watch.mark_down(model)
             return True
         return self._watch.down(model) or await self._watch.check(model) is False
@@ -354,6 +356,18 @@ def _stream_server_error(response: Any) -> bool:
                 continue
             if isinstance(error, dict) and isinstance(error.get("code"), int) and error["code"] >= 500:
                 return True
+    return False
+
+
+ENGINE_DEAD_MESSAGE = "EngineCore encountered an issue"  # vllm.v1.engine.exceptions.EngineDeadError's message
+
+
+def _says_engine_dead(response: Any) -> bool:
+    """An engine error (an ErrorResponse, or SSE text with an error event) that is vLLM's EngineDeadError."""
+    for item in response if isinstance(response, list) else [response]:
+        text = item.error.message if isinstance(item, ErrorResponse) else item if isinstance(item, str) else ""
+        if ENGINE_DEAD_MESSAGE in (text or ""):
+            return True
     return False
 
 
