@@ -65,8 +65,9 @@ validate: $(VENV)/.installed-base ## check .env, .secrets and models.yaml
 	@$(PY) -m appliance validate
 
 # --- tests and benchmarks ------------------------------------------------------------------------------
-lint: $(VENV)/.installed-test ## ruff's checks over the code, the tests and the scripts (make test runs it first)
+lint: $(VENV)/.installed-test ## ruff over the code, tests and scripts, mypy over the code (make test runs it first)
 	@$(VENV)/bin/ruff check appliance tests scripts
+	@$(VENV)/bin/mypy
 
 # The tests run in a network namespace of their own with only loopback (scripts/ci/isolated.sh).
 test: $(VENV)/.installed-test lint ## set up everything, lint, and run every test tier (unit, integration, e2e, e2e-docker)

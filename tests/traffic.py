@@ -1,7 +1,7 @@
 """For outage tests: the engine process of a model, and steady client traffic: one model's completions, one after another, streamed and not.
 
 Each outcome is recorded with its time: ``"200"``, another status as text, ``"stream-error-event"`` (a stream that
-ended with an OpenAI-shaped error event and ``[DONE]``), ``"stream-cut"`` (a stream that ended without ``[DONE]``)
+ended with an OpenAI-shaped error event and ``[DONE]``), ``"stream-cut"`` (a stream that ended without ``[DONE]``, or broke off mid-body)
 or ``"transport:<Error>"`` (no HTTP answer at all). Refusals must be 503 with ``Retry-After`` in the OpenAI shape;
 anything else lands in ``problems``. Like the official OpenAI clients, it waits what ``Retry-After`` says (at most
 ``MAX_RETRY_AFTER_S``) before its next request: a client hammering through an outage meets the per-key rate
@@ -66,7 +66,12 @@ class Traffic(threading.Thread):
                 self._check_refusal(response.status_code, response.headers, text)
                 return str(response.status_code)
             request_id = response.headers.get("x-request-id", "")
-            events = "".join(response.iter_text()).split("\n\n")
+            try:
+                events = "".join(response.iter_text()).split("\n\n")
+            except (httpx.RemoteProtocolError, httpx.ReadError) as err:  # the body stopped mid-way: a cut stream
+                self.problems.append(f"stream ended without [DONE]: the connection broke ({type(err).__name__})")
+                return "stream-cut"
+
         data = [e.strip() for e in events if e.strip()]
         if not data or data[-1] != "data: [DONE]":
             self.problems.append(f"stream ended without [DONE]: {data[-2:]}")

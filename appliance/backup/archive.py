@@ -16,7 +16,7 @@ import zlib
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, Protocol, cast
 
 from appliance.backup.manifest import (
     FILES_PREFIX,
@@ -154,24 +154,24 @@ class ArchiveWriter:
             count += 1
         return count
 
-    def add_tar_stream(self, volume: str, source: IO[bytes]) -> int:
+    def add_tar_stream(self, volume: str, source: IO[bytes] | io.RawIOBase) -> int:
         """The members of a tar stream (Docker's archive of a directory) under ``volumes/<volume>/``; the
         stream's top directory becomes the volume's root."""
         count = 0
         try:
-            with tarfile.open(fileobj=source, mode="r|") as tar:
+            with tarfile.open(fileobj=cast(IO[bytes], source), mode="r|") as tar:
                 for info in tar:
                     _, _, rest = info.name.strip("/").partition("/")
                     name = f"{VOLUMES_PREFIX}{volume}" + (f"/{rest}" if rest else "")
-                    meta = {"uid": info.uid, "gid": info.gid, "mtime": float(info.mtime)}
+                    uid, gid, mtime = info.uid, info.gid, float(info.mtime)
                     if info.isdir():
-                        self.add_dir(name, mode=info.mode, **meta)
+                        self.add_dir(name, mode=info.mode, uid=uid, gid=gid, mtime=mtime)
                     elif info.issym():
-                        self.add_symlink(name, info.linkname, **meta)
+                        self.add_symlink(name, info.linkname, uid=uid, gid=gid, mtime=mtime)
                     elif info.isreg():
                         member = tar.extractfile(info)
                         assert member is not None
-                        self.add_file(name, member, info.size, mode=info.mode, **meta)
+                        self.add_file(name, member, info.size, mode=info.mode, uid=uid, gid=gid, mtime=mtime)
                     else:
                         raise BackupError(f"{volume}: {info.name} is a {info.type!r} member (a hard link or device); "
                                           "only files, directories and symlinks are backed up")  # fmt: skip

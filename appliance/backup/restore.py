@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from appliance.backup.archive import scan
+from appliance.backup.archive import Sink, scan
 from appliance.backup.manifest import FILES_PREFIX, VOLUMES_PREFIX, BackupError, Manifest, verify
 
 _LOGGER = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ class _Stager:
             self.tar_paths[volume] = staging / f"{volume}.tar"
             self.tars[volume] = tarfile.open(self.tar_paths[volume], "w", format=tarfile.PAX_FORMAT)  # noqa: SIM115
 
-    def __call__(self, info: tarfile.TarInfo, kind: str) -> object:
+    def __call__(self, info: tarfile.TarInfo, kind: str) -> Sink | None:
         name = info.name
         if name.startswith(FILES_PREFIX):
             target = self.new / name[len(FILES_PREFIX):]

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.x509.oid import ExtensionOID, NameOID
+from cryptography.x509.oid import NameOID
 
 from appliance.certs.errors import CertError
 from appliance.certs.store import CHAIN, FULLCHAIN
@@ -52,13 +52,13 @@ def _common_name(name: x509.Name) -> str:
 
 def info_from_x509(cert: x509.Certificate) -> CertInfo:
     try:
-        ext = cert.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME).value
+        ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         sans = [n.lower() for n in ext.get_values_for_type(x509.DNSName)]
         sans += [str(ip) for ip in ext.get_values_for_type(x509.IPAddress)]
     except x509.ExtensionNotFound:
         sans = []
     try:
-        aia = cert.extensions.get_extension_for_oid(ExtensionOID.AUTHORITY_INFORMATION_ACCESS).value
+        aia = cert.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
         ocsp = tuple(str(d.access_location.value) for d in aia
                      if d.access_method == x509.oid.AuthorityInformationAccessOID.OCSP)  # fmt: skip
     except x509.ExtensionNotFound:

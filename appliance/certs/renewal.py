@@ -75,12 +75,17 @@ def renew(
     result says what happened and ``alert`` was called. ``test_nginx``/``reload_nginx`` raise on failure."""
     alert = _log_alert if alert is None else alert
     paths = paths or CertPaths(DEFAULT_CERTS_ROOT)
-    clock = (lambda: now) if now else utc_now  # noqa: E731 - the new pair is checked at the time it arrives
+    fixed = now
+
+    def clock() -> datetime:  # the new pair is checked at the time it arrives (or the caller's fixed time)
+        return fixed if fixed is not None else utc_now()
+
     now = clock()
     name = served_name(config.settings)
     s = config.settings
     current = _current(paths, name)
-    due = not fits(current, config) or should_renew(current, now, renew_before_days=s.cert_renew_before_days)
+    due = current is None or not fits(current, config) or should_renew(current, now,
+                                                                         renew_before_days=s.cert_renew_before_days)
     if s.tls_mode is TlsMode.PROVIDED:
         return _install_provided(config, paths, name, current, now, dry_run, alert, test_nginx, reload_nginx)
     if not (due or force):

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from appliance.config.convert import issues_from_validation_error, validate_partial
 from appliance.config.dotenv import ParsedEnv, parse_dotenv
 from appliance.config.issues import ConfigIssue, Redactor, Severity, describe_found, unknown_key_issue
@@ -238,10 +240,13 @@ def _typed_models(path: Path, label: str, issues: list[ConfigIssue]) -> tuple[In
             issues.append(ConfigIssue.mismatch(label, f"models[{index}]", "a mapping with id, source, …",
                                                describe_found(item), line=doc.line_of(("models", index))))
             continue
-        model, problems = validate_partial(ModelSpec, item, lambda err, i=index: issues_from_validation_error(
-            err, label, known_for=lambda loc: _known_model_keys(("models", 0, *loc)),
-            format_key=lambda loc: format_path(("models", i, *loc)),
-            line_of=lambda loc: doc.line_of(("models", i, *loc)), what="key"))  # fmt: skip
+        def to_issues(err: ValidationError, i: int = index) -> list[ConfigIssue]:
+            return issues_from_validation_error(
+                err, label, known_for=lambda loc: _known_model_keys(("models", 0, *loc)),
+                format_key=lambda loc: format_path(("models", i, *loc)),
+                line_of=lambda loc: doc.line_of(("models", i, *loc)), what="key")  # fmt: skip
+
+        model, problems = validate_partial(ModelSpec, item, to_issues)
         issues += problems
         if model is not None:
             models.append((index, model))

@@ -50,13 +50,13 @@ def can_bind(address: str, port: int) -> OSError | None:
 
 
 def resolve(name: str) -> set[str]:
-    return {info[4][0] for info in socket.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)}
+    return {str(info[4][0]) for info in socket.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)}
 
 
 def local_addresses() -> set[str]:
     found = {"127.0.0.1", "::1"}
     try:
-        found |= {info[4][0] for info in socket.getaddrinfo(socket.gethostname(), None)}
+        found |= {str(info[4][0]) for info in socket.getaddrinfo(socket.gethostname(), None)}
     except OSError:
         pass
     result = run_command(["hostname", "-I"], 1.0)

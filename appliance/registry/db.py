@@ -101,10 +101,13 @@ class Database:
     def __init__(self, location: RegistryLocation) -> None:
         self.location = location
         self.dialect = location.dialect
+        # a relative SQLite path is resolved once, against the working directory of the moment the store is
+        # opened: a later chdir (a test's, a library's) never sends the store to another file
+        self._file = location.path.absolute() if location.path is not None else None
 
     def exists(self) -> bool:
         """SQLite: the file is there (PostgreSQL: assumed; a connection error says otherwise)."""
-        return self.dialect is Dialect.POSTGRESQL or bool(self.location.path and self.location.path.exists())
+        return self.dialect is Dialect.POSTGRESQL or bool(self._file and self._file.exists())
 
     @contextmanager
     def transaction(self, *, write: bool = True) -> Iterator[Transaction]:
@@ -117,8 +120,8 @@ class Database:
 
     @contextmanager
     def _sqlite(self, write: bool) -> Iterator[Transaction]:
-        assert self.location.path is not None
-        path = self.location.path
+        assert self._file is not None
+        path = self._file
         try:
             if write:
                 path.parent.mkdir(parents=True, exist_ok=True)

@@ -257,7 +257,8 @@ class RegistryStore:
 
     def history(self, model_id: str | None = None, *, entry_id: int | None = None) -> list[Event]:
         """Every state change (of one model or one entry), in the order they happened."""
-        clauses, params = [], []
+        clauses: list[str] = []
+        params: list[str | int] = []
         if model_id:
             clauses.append("model_id = ?")
             params.append(model_id)

@@ -78,7 +78,7 @@ class AuditLog:
         return self._handle
 
     def write(self, record: dict[str, Any]) -> None:
-        line = {"time": datetime.now(UTC).isoformat(timespec="milliseconds")}
+        line: dict[str, Any] = {"time": datetime.now(UTC).isoformat(timespec="milliseconds")}
         line.update({field: record.get(field) for field in FIELDS if field != "time"})
         if "prompt" in record:
             line["prompt"] = record["prompt"]

@@ -42,7 +42,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 from appliance.config.secrets import KeyLimits
 from appliance.serve.errors import ApiError
@@ -354,11 +354,11 @@ def reservation_tokens(body: Mapping[str, Any], *, default_max_tokens: int) -> i
     ``max_completion_tokens`` (the larger; ``default_max_tokens`` when neither is set) times ``n`` (or
     ``best_of``) choices."""
     limits = [v for v in (body.get("max_tokens"), body.get("max_completion_tokens")) if _whole(v) and v > 0]
-    choices = max([v for v in (body.get("n"), body.get("best_of")) if _whole(v) and v > 0], default=1)
+    choices = max([v for v in (body.get("n"), body.get("best_of")) if _whole(v) and v > 0] or [1])
     return estimate_prompt_tokens(body) + max(limits, default=default_max_tokens) * choices
 
 
-def _whole(value: Any) -> bool:
+def _whole(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 

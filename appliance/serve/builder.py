@@ -173,7 +173,8 @@ def build_app(config: ApplianceConfig, *, audit_path: str, secrets_path: str | N
         extra["generations"] = beside
         if "pii_service" in extra:  # pinned like the rest: a model change never restarts PII masking
             extra["pii_service"] = generations.pin("PIIService", extra["pii_service"], ingress.pii)
-    app = serve.deployment(ingress_cls, name="ApplianceIngress", **ingress_options(config.settings)).bind(
+    # serve.deployment's stubs type it as a decorator factory only; called with a class it is the Deployment
+    app = serve.deployment(ingress_cls, name="ApplianceIngress", **ingress_options(config.settings)).bind(  # type: ignore[attr-defined]
         llm_deployments=deployments, model_cards=cards, ingress_config=ingress, **extra
     )
     return generations.pin_ingress(app, ingress) if generations is not None else app

@@ -347,7 +347,7 @@ def _internal(scope: Scope, headers: dict[str, str]) -> bool:
         return False
     client = scope.get("client")
     try:
-        return bool(client) and ipaddress.ip_address(client[0]).is_loopback
+        return client is not None and bool(client) and ipaddress.ip_address(client[0]).is_loopback
     except ValueError:
         return False
 

@@ -8,10 +8,11 @@ audit and metrics live in :class:`appliance.serve.gate.Gate`, an ASGI middleware
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,12 @@ _LOGGER = logging.getLogger(__name__)
 PII_KEY = "pii"  # the PII service's entry in the health bodies
 RETRY_AFTER_SECONDS = 5  # what a client told 503 waits before it retries (nginx's @upstream_down says the same)
 
-ENDPOINTS = {name: (lambda app, m=method, p=path: getattr(app, m.lower())(p)) for name, (method, path) in ROUTES.items()}
+def _route(method: str, path: str) -> Callable[[FastAPI], Callable[..., Any]]:
+    """The ingress's decorator for one route: ``app.post(path)`` and the like."""
+    return lambda app: getattr(app, method.lower())(path)
+
+
+ENDPOINTS = {name: _route(method, path) for name, (method, path) in ROUTES.items()}
 
 
 class GateMiddleware(Gate):
@@ -83,7 +89,8 @@ def disabled_models(config: IngressConfig) -> Callable[[str], bool] | None:
         return None
 
 
-async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
     first = exc.errors()[0] if exc.errors() else {}
     loc = [str(part) for part in first.get("loc", ()) if part != "body"]
     param = ".".join(loc) or None
@@ -131,7 +138,8 @@ class ApplianceIngress(AdminModels, RoutedGenerations, OpenAiIngress):
         self._init_routes(ingress_config.registry_url, llm_deployments)
         self._health = ModelHealth(self.deployment_names)
         self._ready = ReadyCache(self._probe_models, ttl=ingress_config.ready_cache_seconds)
-        checks = {mid: (lambda m=mid, h=handle: self.health_check_call(m, h)) for mid, handle in llm_deployments.items()}
+        checks: dict[str, Callable[[], Awaitable[Any]]] = {
+            mid: functools.partial(self.health_check_call, mid, handle) for mid, handle in llm_deployments.items()}
         self._watch = EngineWatch(checks, self._health.states, on_change=self._ready.invalidate)
         # the PII service is a deployment every request passes through when masking is on: readiness covers it
         self._pii_health = ModelHealth({PII_KEY: PII_DEPLOYMENT}) if pii_service is not None else None
@@ -180,13 +188,13 @@ class ApplianceIngress(AdminModels, RoutedGenerations, OpenAiIngress):
             return True
         return self._watch.down(model) or await self._watch.check(model) is False
 
-    async def models(self, request: Request) -> ModelList:
+    async def models(self, request: Request) -> ModelList:  # type: ignore[override]  # the route passes the request
         listing = await super().models()
         principal = principal_of(request)
         return ModelList(data=[card for card in listing.data if principal.allows(card.id)
                                and not (self._disabled is not None and self._disabled(card.id))])  # fmt: skip
 
-    async def model_data(self, model: str, request: Request) -> Any:
+    async def model_data(self, model: str, request: Request) -> Any:  # type: ignore[override]  # as models
         if not principal_of(request).allows(model):
             return _api_error(ApiError(404, f"The model {echo(model)} does not exist.", "model_not_found", "model"))
         return await super().model_data(model)
@@ -225,7 +233,7 @@ class ApplianceIngress(AdminModels, RoutedGenerations, OpenAiIngress):
     async def health_startup(self, request: Request) -> JSONResponse:
         states = await self._health.states()
         pii = await self._pii_state()
-        overall = with_pii(_overall(states), pii and pii["state"])
+        overall = with_pii(_overall(states), pii["state"] if pii is not None else None)
         content: dict[str, Any] = {"status": overall, **_counts(s["state"] == "ready" for s in states.values())}
         if pii is not None:
             content["pii"] = pii["state"]

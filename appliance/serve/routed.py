@@ -7,7 +7,7 @@ whose route names the deployment the application was built with, nothing changes
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from typing import Any
 
 from appliance.errors import ApplianceError
@@ -63,7 +63,7 @@ class RoutedGenerations:
             return super()._get_configured_serve_handle(model_id)  # type: ignore[misc]
         return self._handle_for(name, stream=True)
 
-    def health_check_call(self, model_id: str, default: Any) -> Any:
+    def health_check_call(self, model_id: str, default: Any) -> Awaitable[Any]:
         """The engine health check of the generation serving ``model_id`` (``default``: the built-with handle)."""
         name = self._routed(model_id)
         return (default if name is None else self._handle_for(name, stream=False)).check_health.remote()

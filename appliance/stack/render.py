@@ -194,7 +194,8 @@ def write_if_changed(path: Path, data: bytes, mode: int = 0o644) -> bool:
 def render_run_dir(config: ApplianceConfig, *, version: str, run_dir: Path = RUN_DIR,
                    certs_dir: Path = CERTS_DIR, local: bool = False) -> dict[str, Mapping[str, bytes]]:  # fmt: skip
     """Write data/run/ for the stack; returns the rendered files per service (for the config digests)."""
-    rendered = {"nginx": nginx_files(config, run_dir, certs_dir), "prometheus": prometheus_files(config)}
+    rendered: dict[str, Mapping[str, bytes]] = {"nginx": nginx_files(config, run_dir, certs_dir),
+                                                "prometheus": prometheus_files(config)}  # fmt: skip
     for service, files in rendered.items():
         for name, data in files.items():
             secret = name == "htpasswd"

@@ -49,7 +49,10 @@ def test_engine_crash_clients_see_503_with_retry_after_and_readiness_flips_at_on
                 ready_again_at = now
                 break
             time.sleep(0.1)
-        time.sleep(3)  # a few requests after the return
+        # requests after the return: the client waits what the last 503's Retry-After said (5 s) before its next
+        returned = time.monotonic()
+        while time.monotonic() - returned < 30 and not victim.between(returned).count("200"):
+            time.sleep(0.5)
     finally:
         stop.set()
         victim.join(90)

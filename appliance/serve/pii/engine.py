@@ -138,7 +138,7 @@ def build_engines(options: PiiOptions, setup: PiiSetup = TUNED) -> tuple[Analyze
                     _LOGGER.warning("the fast NER differs from spaCy's own on %d canary text(s): this replica runs "
                                     "spaCy's NER (the same entities, about half the speed); %s", len(differences),
                                     "; ".join(differences))  # fmt: skip
-            self.nlp = {options.language: nlp}
+            self.nlp = {options.language: nlp}  # type: ignore[assignment]  # presidio declares it None until load()
 
         def process_text(self, text: str, language: str):  # type: ignore[no-untyped-def]
             if not setup.fast_ner:
@@ -154,24 +154,26 @@ def build_engines(options: PiiOptions, setup: PiiSetup = TUNED) -> tuple[Analyze
     nlp_engine.load()
     registry = RecognizerRegistry(supported_languages=[options.language])
     registry.load_predefined_recognizers(languages=[options.language], nlp_engine=nlp_engine)
+    recognizers: list[Any] = list(registry.recognizers)
     if setup.only_configured_recognizers:
         wanted = set(options.entities)
-        registry.recognizers = [r for r in registry.recognizers if wanted & set(r.supported_entities)]
+        recognizers = [r for r in recognizers if wanted & set(r.supported_entities)]
     if setup.only_configured_recognizers:  # the tuned set-up: phone numbers looked for only around digits
         from appliance.serve.pii.phone import WindowedPhoneRecognizer
 
-        registry.recognizers = [WindowedPhoneRecognizer.like(r, setup.phone_score)
-                                if type(r).__name__ == "PhoneRecognizer" else r for r in registry.recognizers]  # fmt: skip
+        recognizers = [WindowedPhoneRecognizer.like(r, setup.phone_score)
+                       if type(r).__name__ == "PhoneRecognizer" else r for r in recognizers]  # fmt: skip
     elif setup.phone_score is not None:
-        for recognizer in registry.recognizers:
+        for recognizer in recognizers:
             if type(recognizer).__name__ == "PhoneRecognizer":
                 recognizer.SCORE = setup.phone_score  # read by PhoneRecognizer.analyze
     if setup.recall_recognizers:
-        registry.recognizers.extend(_recall_recognizers(options))
+        recognizers.extend(_recall_recognizers(options))
     if options.deny_list or options.patterns:
         from appliance.serve.pii.custom import build_recognizers
 
-        registry.recognizers.extend(build_recognizers(options.deny_list, options.patterns, options.language))
+        recognizers.extend(build_recognizers(options.deny_list, options.patterns, options.language))
+    registry.recognizers = recognizers
     enhancer = _in_place_enhancer() if setup.fast_ner else None
     engine_class = _resolving_analyzer_class() if setup.recall_recognizers else AnalyzerEngine
     analyzer = engine_class(registry=registry, nlp_engine=nlp_engine, supported_languages=[options.language],
@@ -189,7 +191,7 @@ def _recall_recognizers(options: PiiOptions) -> list[Any]:
     from appliance.serve.pii.phone import CuedPhoneRecognizer
     from appliance.serve.pii.places import LocationRecognizer
 
-    made = {"LOCATION": LocationRecognizer, "PERSON": NameRecognizer, "CREDIT_CARD": CardRecognizer,
+    made: dict[str, Any] = {"LOCATION": LocationRecognizer, "PERSON": NameRecognizer, "CREDIT_CARD": CardRecognizer,
             "PHONE_NUMBER": CuedPhoneRecognizer}
     return [made[entity](supported_language=options.language) for entity in made if entity in options.entities]
 
@@ -309,7 +311,8 @@ def mask_texts(
             masked.append(text)
             continue
         results.sort(key=lambda r: (r.start, -r.end))
-        masked.append(anonymizer.anonymize(text, results, operators).text)
+        # presidio_anonymizer has its own RecognizerResult class; it takes the analyzer's, as presidio's docs show
+        masked.append(anonymizer.anonymize(text, results, operators).text)  # type: ignore[arg-type]
     return MaskResult(masked, mapping.originals, mapping.counts())
 
 

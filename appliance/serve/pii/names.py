@@ -24,7 +24,7 @@ from typing import Any
 from presidio_analyzer import EntityRecognizer, RecognizerResult
 
 from appliance.serve.pii.gazetteers import common_words, person_names, place_names
-from appliance.serve.pii.tokens import TokenView, token_view
+from appliance.serve.pii.tokens import NO_EXPLANATION, TokenView, token_view
 
 ENTITY = "PERSON"
 CUED_SCORE = 0.9
@@ -59,6 +59,7 @@ european asian latin swiss austrian belgian croatian serbian slovenian estonian 
 
 class NameRecognizer(EntityRecognizer):
     """Names from titles, cues, name lists and the NER's own spans (see the module docstring)."""
+    name: str  # set by EntityRecognizer.__init__ (presidio leaves it untyped)
 
     def __init__(self, supported_language: str = "en") -> None:
         super().__init__(supported_entities=[ENTITY], supported_language=supported_language,
@@ -117,7 +118,7 @@ class NameRecognizer(EntityRecognizer):
                     found.append((starts[index], ends[index], score))
             index += 1
         found.extend(self._grown(nlp_artifacts.tokens, view))
-        return [RecognizerResult(ENTITY, start, end, score, analysis_explanation=None, recognition_metadata={
+        return [RecognizerResult(ENTITY, start, end, score, analysis_explanation=NO_EXPLANATION, recognition_metadata={
                     RecognizerResult.RECOGNIZER_NAME_KEY: self.name,
                     RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id})
                 for start, end, score in found]  # fmt: skip

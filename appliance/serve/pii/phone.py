@@ -27,6 +27,8 @@ from phonenumbers import PhoneMetadata
 from presidio_analyzer import EntityRecognizer, RecognizerResult
 from presidio_analyzer.predefined_recognizers import PhoneRecognizer
 
+from appliance.serve.pii.tokens import NO_EXPLANATION
+
 _DIGIT_RUN = re.compile(r"[0-9０-９][0-9０-９\s()+\-./\u2010-\u2015\u00a0]*")
 MARGIN = 24
 PLUS_SIGNS = frozenset("+\uff0b")
@@ -122,7 +124,7 @@ class WindowedPhoneRecognizer(PhoneRecognizer):
             for region in self.supported_regions:
                 if digits < fewest_digits(region, self.leniency, plus):
                     continue
-                for match in RegionMatcher(window, region, self.leniency, plus):
+                for match in RegionMatcher(window, region, self.leniency, plus):  # type: ignore[arg-type]  # set in __init__
                     results.append(self._result(match, window, region, start))
         return EntityRecognizer.remove_duplicates(results)
 
@@ -130,7 +132,7 @@ class WindowedPhoneRecognizer(PhoneRecognizer):
         """What :meth:`PhoneRecognizer.analyze` records for ``match`` (the region named after the number's
         own country when it parses), moved to the text's offsets."""
         try:
-            region = phonenumbers.region_code_for_number(phonenumbers.parse(window[match.start:match.end]))
+            region = phonenumbers.region_code_for_number(phonenumbers.parse(window[match.start:match.end]))  # type: ignore[assignment]  # None as in presidio's own analyze
         except phonenumbers.NumberParseException:
             pass
         result = self._get_recognizer_result(match, window, region, None)
@@ -159,6 +161,7 @@ CUED_SCORE = 0.6
 class CuedPhoneRecognizer(EntityRecognizer):
     """6 to 15 digits (spaces, dots, dashes, brackets between them) right after a phone word (``Phone:``,
     ``call me on``, ``mobile``): local numbers of any region, which libphonenumber cannot place."""
+    name: str  # set by EntityRecognizer.__init__ (presidio leaves it untyped)
 
     def __init__(self, supported_language: str = "en") -> None:
         super().__init__(supported_entities=["PHONE_NUMBER"], supported_language=supported_language,
@@ -173,7 +176,7 @@ class CuedPhoneRecognizer(EntityRecognizer):
             digits = sum(char.isdigit() for char in match.group(1))
             if 6 <= digits <= 15:
                 found.append(RecognizerResult("PHONE_NUMBER", match.start(1), match.end(1), CUED_SCORE,
-                                              analysis_explanation=None, recognition_metadata={
+                                              analysis_explanation=NO_EXPLANATION, recognition_metadata={
                                                   RecognizerResult.RECOGNIZER_NAME_KEY: self.name,
                                                   RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id}))  # fmt: skip
         return found

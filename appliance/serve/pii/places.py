@@ -27,7 +27,7 @@ from typing import Any
 from presidio_analyzer import EntityRecognizer, RecognizerResult
 
 from appliance.serve.pii.gazetteers import REGION_CODES, common_words, fold, person_names, place_names
-from appliance.serve.pii.tokens import TokenView, token_view
+from appliance.serve.pii.tokens import NO_EXPLANATION, TokenView, token_view
 
 ENTITY = "LOCATION"
 STREET_SCORE = 0.7
@@ -171,6 +171,7 @@ def _compounds(text: str) -> list[tuple[int, int, float]]:
 
 class LocationRecognizer(EntityRecognizer):
     """Street addresses, PO boxes, units, gazetteer places and postcodes next to them (module docstring)."""
+    name: str  # set by EntityRecognizer.__init__ (presidio leaves it untyped)
 
     def __init__(self, supported_language: str = "en") -> None:
         super().__init__(supported_entities=[ENTITY], supported_language=supported_language,
@@ -200,7 +201,7 @@ class LocationRecognizer(EntityRecognizer):
         spans.extend(self._street_lines(text, sorted({(s, e) for s, e, _ in spans})))
         spans.extend(self._towns(text, sorted({(s, e) for s, e, _ in spans})))
         return [RecognizerResult(ENTITY, start, end, score,
-                                 analysis_explanation=None, recognition_metadata={
+                                 analysis_explanation=NO_EXPLANATION, recognition_metadata={
                                      RecognizerResult.RECOGNIZER_NAME_KEY: self.name,
                                      RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id,
                                      STREET_KEY: score == STREET_SCORE})
@@ -267,7 +268,9 @@ class LocationRecognizer(EntityRecognizer):
         postcode) that is not a known first name nor a common word: the town of an address (``Apt. 390\\n Walshausen``, ``Lindenstraße 4, Kleinstadt``)."""
         found = []
         for _, end in pieces:
-            match = _CAPITALISED_RUN.match(text, end + len(_LEAD.match(text, end).group()))
+            lead = _LEAD.match(text, end)
+            assert lead is not None  # the pattern matches the empty string
+            match = _CAPITALISED_RUN.match(text, end + len(lead.group()))
             if not match or match.start() - end > 6:
                 continue
             gap = text[end:match.start()]

@@ -93,4 +93,4 @@ def build_deployment(options: PiiOptions) -> Any:
     """The bound Serve deployment (imports Ray)."""
     from ray import serve
 
-    return serve.deployment(PIIService, **deployment_options(options)).bind(options)
+    return serve.deployment(PIIService, **deployment_options(options)).bind(options)  # type: ignore[attr-defined]  # as in builder.py

@@ -12,6 +12,9 @@ from typing import Any
 from appliance.serve.pii.gazetteers import fold
 
 _CACHED = "_appliance_token_view"
+# The recall recognizers' results carry no explanation: presidio types the argument AnalysisExplanation, with
+# None as its own default, so the None is passed typed as Any.
+NO_EXPLANATION: Any = None
 
 
 @dataclass(frozen=True)

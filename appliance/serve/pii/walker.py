@@ -327,7 +327,7 @@ def one_of_types(by_type: Mapping[str, Spec], *, default: str | None, media: Ite
         kind = value.get("type", default)
         if kind in media_types or media_types & value.keys():
             walk.refuse(param, f"With PII masking on, '{param}' is not accepted: {why}")
-        elif kind in by_type:
+        elif isinstance(kind, str) and kind in by_type:
             by_type[kind](walk, value, at, param)
         else:
             walk.refuse(param, f"With PII masking on, '{param}' is not accepted: unknown content type.")

@@ -96,7 +96,9 @@ def apply_next(store: RegistryStore, port: FakePort) -> threading.Thread:
 
 
 @pytest.fixture(autouse=True)
-def _stop_appliers() -> Iterator[None]:
+def _stop_appliers(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Stops the test's applier threads before monkeypatch undoes the test's chdir: a thread still running in
+    the old working directory would open the relative registry path there (and the next test's)."""
     yield
     while _THREADS:
         thread, stop = _THREADS.pop()

@@ -62,3 +62,13 @@ def test_urls() -> None:
     assert parse_registry_url("sqlite:////var/lib/registry.db").path == Path("/var/lib/registry.db")
     pg = parse_registry_url("postgres://app@db.internal:5433/appliance")
     assert pg.dialect is Dialect.POSTGRESQL and pg.describe() == "postgresql:db.internal:5433/appliance"
+
+
+def test_a_relative_path_is_resolved_when_the_store_is_opened(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A thread that outlives a test kept writing to the next test's registry after a chdir (a flaky unit test)."""
+    monkeypatch.chdir(tmp_path)
+    store = RegistryStore.open("sqlite:///here/registry.db")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    store.migrate()
+    assert (tmp_path / "here" / "registry.db").exists() and not (tmp_path / "elsewhere" / "here").exists()
