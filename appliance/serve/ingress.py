@@ -160,9 +160,11 @@ class ApplianceIngress(AdminModels, RoutedGenerations, OpenAiIngress):
         started = False
         try:
             async for response in super()._get_response(body=body, call_method=call_method, raw_request=raw_request):
-                if not started and _server_error(response) and await self._engine_gone(model, response=response):
-                    raise _unavailable(model)
-                if started and _stream_server_error(response) and await self._engine_gone(model, response=response):
+                failed = _says_engine_dead(response) or (_stream_server_error(response) if started
+                                                           else _server_error(response))  # fmt: skip
+                if not started and failed and await self._engine_gone(model, response=response):
+                    raise _unavailable(model)  # (a stream's first batch may already hold the dead engine's event)
+                if started and failed and await self._engine_gone(model, response=response):
                     yield _error_event(model)  # the engine's own event says only "InternalServerError"
                     return
                 started = True
