@@ -16,7 +16,7 @@ import copy
 import json
 from typing import Any
 
-from appliance.serve.pii.response_events import ResponsesEvents, is_response, restore_response
+from appliance.serve.pii.response_events import ResponsesEvents, data_payload, is_response, restore_response
 from appliance.serve.pii.restore import Restorer, StreamRestorer
 
 _DONE = b"data: [DONE]"
@@ -128,13 +128,8 @@ class SseRestorer:
             if self._responses is None:
                 self._responses = ResponsesEvents(self._restorer)
             return self._responses.event(event)
-        if not data.startswith(b"data:"):
-            return event + b"\n\n"
-        try:
-            payload = json.loads(data[5:])
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            return event + b"\n\n"
-        if not isinstance(payload, dict) or not isinstance(payload.get("choices"), list) or not payload["choices"]:
+        payload = data_payload(data)
+        if payload is None or not isinstance(payload.get("choices"), list) or not payload["choices"]:
             return event + b"\n\n"
         changed = False
         for choice in payload["choices"]:

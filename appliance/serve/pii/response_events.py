@@ -76,15 +76,8 @@ class ResponsesEvents:
         self._streams: dict[Key, StreamRestorer] = {}
 
     def event(self, event: bytes) -> bytes:
-        head, _, rest = event.strip().partition(b"\n")
-        data = rest.strip()
-        if not data.startswith(b"data:"):
-            return event + b"\n\n"
-        try:
-            payload = json.loads(data[5:])
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            return event + b"\n\n"
-        if not isinstance(payload, dict) or not isinstance(payload.get("type"), str):
+        payload = data_payload(event.strip().partition(b"\n")[2])  # after the "event: <type>" line
+        if payload is None or not isinstance(payload.get("type"), str):
             return event + b"\n\n"
         out: list[dict[str, Any]] = []
         if not self._restore(payload, out):
@@ -139,6 +132,18 @@ class ResponsesEvents:
                                  "content_index": content_index, "delta": held}))  # fmt: skip
         self._streams.clear()
         return b"".join(out)
+
+
+def data_payload(line: bytes) -> dict[str, Any] | None:
+    """The JSON object of an SSE ``data:`` line; None for any other line or data."""
+    line = line.strip()
+    if not line.startswith(b"data:"):
+        return None
+    try:
+        payload = json.loads(line[5:])
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return payload if isinstance(payload, dict) else None
 
 
 def _index(payload: dict[str, Any], *names: str) -> int:

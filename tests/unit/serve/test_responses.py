@@ -4,7 +4,6 @@ and the stream's first token and usage read from Responses events."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -20,9 +19,10 @@ from appliance.serve.gate import Gate, GateSettings
 from appliance.serve.keystore import KeyStore
 from appliance.serve.responses import STATELESS_CODE, check_responses
 from appliance.serve.usage import UsageWatcher
+from tests.unit.serve.pii.test_bookend import KEY
+from tests.unit.serve.pii.test_bookend import post as post_to
 from tests.unit.serve.test_gate import RecordingMetrics, audit_lines
 
-KEY = "sk-responses-test"
 CAPS = {"gen": RequestLimits(max_tokens=16, max_tools=2, max_messages=3), "emb": RequestLimits(16, task="embed")}
 ALICE = ApiKeyRecord("alice", Role.USER, ("gen", "emb"), hash_key(KEY), KeyLimits(tpm=1000))
 
@@ -124,19 +124,8 @@ class ResponsesEngine:
 
 
 def post(gate: Gate, body: dict[str, Any]) -> tuple[int, bytes]:
-    sent: list[dict[str, Any]] = []
-    incoming = [{"type": "http.request", "body": json.dumps(body).encode(), "more_body": False}]
-
-    async def receive():
-        return incoming.pop(0) if incoming else {"type": "http.disconnect"}
-
-    async def send(message):
-        sent.append(message)
-
-    scope = {"type": "http", "method": "POST", "path": "/v1/responses", "client": ("127.0.0.1", 1),
-             "headers": [(b"authorization", f"Bearer {KEY}".encode()), (b"content-type", b"application/json")]}
-    asyncio.run(gate(scope, receive, send))
-    return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
+    status, _headers, answer = post_to(gate, "/v1/responses", body)
+    return status, answer
 
 
 def test_through_the_gate_audited_budgeted_and_refusals_never_forwarded(tmp_path: Path) -> None:
