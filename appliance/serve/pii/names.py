@@ -99,19 +99,23 @@ class NameRecognizer(EntityRecognizer):
             if self._namelike(texts[index], lowers[index]):
                 end = self._run(view, index)
                 names = [i for i in range(index, end) if self._namelike(texts[i], lowers[i])]
-                if len(names) >= 2 and lowers[names[0]] in self.first and (
+                # "Giacinta R Lombardi": two name-like words around an initial are a name whoever's lists
+                initialled = any(self._initial(texts[i]) for i in range(index, end)) and lowers[index] not in self.places
+                if len(names) >= 2 and (initialled or lowers[names[0]] in self.first and (
                     lowers[names[-1]] in self.last or lowers[names[-1]] in self.first
                     or lowers[names[-1]] not in self.places
-                ):
+                )):
                     found.append((starts[index], ends[end - 1], PAIR_SCORE))
                     index = end
                     continue
                 mid_sentence = index > 0 and texts[index - 1] not in (".", ":", "!", "?") \
                     and not texts[index - 1].isspace()
                 speaker = end == index + 1 and end < count and texts[end] == ":"  # "Shawn: Remember me?"
+                # "Emily is very reliable": a first name opening a sentence, a lower-case word after it
+                subject = end == index + 1 and end < count and (texts[end][:1].islower() or lowers[end] == "'s")
                 if (len(names) == 1 and lowers[index] in self.first and lowers[index] not in self.places
                         and lowers[index] not in NOT_NAMES and not texts[index].isupper()
-                        and (mid_sentence or speaker)):  # fmt: skip
+                        and (mid_sentence or speaker or subject)):  # fmt: skip
                     # spaCy's small model often calls a foreign first name a place: a name the place list
                     # does not know outweighs it
                     score = OVER_NER_SCORE if starts[index] in ner_places else SINGLE_SCORE

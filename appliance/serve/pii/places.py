@@ -26,7 +26,7 @@ from typing import Any
 
 from presidio_analyzer import EntityRecognizer, RecognizerResult
 
-from appliance.serve.pii.gazetteers import REGION_CODES, common_words, fold, person_names, place_names
+from appliance.serve.pii.gazetteers import REGION_CODES, common_words, fold, person_names, place_names, village_names
 from appliance.serve.pii.tokens import NO_EXPLANATION, TokenView, token_view
 
 ENTITY = "LOCATION"
@@ -115,6 +115,9 @@ _POSTCODE_END = re.compile(r"\b(?:[0-9]{4,6}|[0-9]{4} ?[A-Z]{2})$")  # "10969 Be
 _LEAD = re.compile(r"(?:[\s,;]|\\n)*")
 _GAP = re.compile(r"^(?:[\s,;]|\\n)*$")  # what may separate two pieces of one address
 _GAP_RUN = re.compile(r"(?:[\s,;]|\\n)*")  # the same, for fullmatch(text, start, end)
+# Months and weekdays that are also towns (March, Cambridgeshire; Mayo): "in March" is a date.
+_CALENDAR = frozenset("january february march april may june july august september october november december "
+                      "monday tuesday wednesday thursday friday saturday sunday".split())
 _PLACE_PREPOSITIONS = frozenset({"in", "from", "to", "at", "near", "of", "via", "into", "around", "visit",
                                  "visiting", "moved", "live", "lives", "living", "based", "born"})
 
@@ -177,8 +180,10 @@ class LocationRecognizer(EntityRecognizer):
         super().__init__(supported_entities=[ENTITY], supported_language=supported_language,
                          name="LocationRecognizer")  # fmt: skip
         self.places = place_names()
+        self.villages = village_names()
         # first words of the places of several words ("sidi" of "Sidi El Heni"): only there longer runs are tried
-        self.prefixes = frozenset(re.split(r"[ -]", name, maxsplit=1)[0] for name in self.places if re.search(r"[ -]", name))
+        self.prefixes = frozenset(re.split(r"[ -]", name, maxsplit=1)[0] for names in (self.places, self.villages)
+                                  for name in names if re.search(r"[ -]", name))  # fmt: skip
         self.common = common_words()
         self.first, self.last = person_names()
 
@@ -225,7 +230,14 @@ class LocationRecognizer(EntityRecognizer):
                 name = view.folded[index] if size == 1 else fold(text[starts[index] : ends[last]])
                 kind = self.places.get(name)
                 if kind is None:
+                    # a small town counts only where a place is said to follow or beside an address
+                    if name in self.villages and self._placed(view, index, anchors):  # never a name: sure
+                        found.append((starts[index], ends[last], SURE_PLACE_SCORE))
+                        index += size - 1
+                        break
                     continue
+                if name in _CALENDAR and not self._beside(view, index, anchors):
+                    break  # "in March", "on Sunday": a date, a place only beside an address
                 ambiguous = (name in self.common or len(name) < 3 or kind == "town" or name in self.first
                              or name in self.last)  # fmt: skip
                 placed = self._placed(view, index, anchors)
@@ -245,6 +257,11 @@ class LocationRecognizer(EntityRecognizer):
         """An ambiguous place counts after a preposition of place or next to another location."""
         if index and view.lowers[index - 1] in _PLACE_PREPOSITIONS:
             return True
+        return LocationRecognizer._beside(view, index, anchors)
+
+    @staticmethod
+    def _beside(view: TokenView, index: int, anchors: list[tuple[int, int]]) -> bool:
+        """The token at ``index`` is next to another location (two characters apart at most)."""
         start, end = view.starts[index], view.ends[index]
         return any(0 <= start - e <= 2 or 0 <= s - end <= 2 for s, e in anchors)
 

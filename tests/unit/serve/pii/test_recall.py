@@ -58,6 +58,18 @@ def test_places_from_the_gazetteer_and_ambiguous_words(pii_service) -> None:
     assert "Mobile" in values(pii_service, "She moved to Mobile last spring.", "LOCATION")
 
 
+def test_small_towns_only_where_a_place_is_said_to_follow(pii_service) -> None:
+    # GeoNames' places of 1,000-15,000 people: after "in", "from"... or beside an address, never alone
+    assert values(pii_service, "Our guide is based in Grindelwald until June.", "LOCATION") == ["Grindelwald"]
+    assert values(pii_service, "Vernazza, Hauptstrasse 12", "LOCATION") != []
+    assert values(pii_service, "The Lauterbrunnen package is sold out.", "LOCATION") == []
+
+
+def test_months_are_dates_not_towns(pii_service) -> None:
+    # March (Cambridgeshire) is a town of the gazetteer: "in March" is a date unless an address is beside it
+    assert values(pii_service, "We met in March and again on Sunday.", "LOCATION") == []
+
+
 def test_numbers_that_are_not_next_to_a_place_are_not_postcodes(pii_service) -> None:
     text = "Order 48213 shipped 12 units, invoice 90210 is paid."
     assert values(pii_service, text, "LOCATION") == []
@@ -74,6 +86,10 @@ def test_numbers_that_are_not_next_to_a_place_are_not_postcodes(pii_service) -> 
         ("Thanks for your patience.\n\nBest regards,\nJoaquin Navarro", "Joaquin Navarro"),
         ("Please ask Mr Lindqvist to call back.", "Lindqvist"),
         ("The contract was signed by Astrid Johansson yesterday.", "Astrid Johansson"),
+        # two name-like words around an initial, neither in the name lists
+        ("The form was returned by Quillane R Abernathwy on Friday.", "Quillane R Abernathwy"),
+        # a listed first name opening a sentence, a lower-case word after it
+        ("Beatrix is handling your refund now.", "Beatrix"),
     ],
 )  # fmt: skip
 def test_names_after_titles_cues_and_from_the_name_lists(pii_service, text: str, name: str) -> None:
