@@ -377,7 +377,8 @@ class Settings(BaseModel):
     # --- Batch API (/v1/files, /v1/batches; run by the ingress replicas) ---------------------------
     batch_data_dir: NonEmptyStr = setting(
         "data/batch", "Directory of uploaded batch files and batch results (relative to the project; their "
-        "records are in the registry database, REGISTRY_URL).", BATCH,
+        "records are in the registry database, REGISTRY_URL). The compose stack mounts data/batch for serve: "
+        "change it only for a serve run outside the stack.", BATCH,
     )  # fmt: skip
     batch_file_max_mb: Annotated[int, Field(ge=1, le=2048)] = setting(
         100, "Largest file accepted by POST /v1/files, in MiB (1 to 2048; Nginx and ingress).", BATCH

@@ -65,8 +65,13 @@ class IngressConfig:
         audit_path: str,
         models: tuple[ModelInfo, ...],
         secrets_path: str | None = None,
+        root: Path | None = None,
     ) -> IngressConfig:
+        """``root``: what relative paths of the settings (REGISTRY_URL's SQLite file, BATCH_DATA_DIR) are relative
+        to; default the directory of the ``.env`` (the serve command passes its working directory: in the stack the
+        settings are a copy mounted elsewhere, and the project is the working directory, /appliance)."""
         settings = config.settings
+        root = root if root is not None else config.files.env.resolve().parent
         return cls(
             auth_enabled=settings.auth_enabled,
             max_body_bytes=settings.max_request_body_mb * 1024 * 1024,
@@ -77,9 +82,9 @@ class IngressConfig:
             keys=config.secrets.api_keys,
             models=models,
             pii=options_from_settings(settings) if settings.pii_enabled else None,
-            registry_url=absolute_registry_url(settings.registry_url, config.files.env.resolve().parent),
+            registry_url=absolute_registry_url(settings.registry_url, root),
             pii_embeddings=settings.pii_embeddings.value,
-            batch=batch_options(settings, config.files.env.resolve().parent),
+            batch=batch_options(settings, root),
         )
 
 
