@@ -185,7 +185,11 @@ class BatchRunner:
                     await asyncio.sleep(0.2)  # live traffic first
                 if stop:
                     return
-                status, body, headers = await self.call(batch.row["endpoint"], line.body, request_id, caller)
+                try:
+                    status, body, headers = await self.call(batch.row["endpoint"], line.body, request_id, caller)
+                except Exception as err:  # noqa: BLE001 - one line's failure is that line's answer, not the batch's
+                    _LOGGER.error("batch %s line %d: %s (answered 500)", batch.id, line.line, type(err).__name__)
+                    status, body, headers = 500, b"", {}
                 if status in RETRY_STATUSES:
                     await asyncio.sleep(_retry_after(headers, self.settings.retry_s))
                     continue

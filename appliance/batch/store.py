@@ -196,9 +196,14 @@ class BatchStore:
 
     # --- the runner's lease and results -------------------------------------------------------------------
     def claim(self, runner: str, *, now: float, lease_s: float) -> Batch | None:
-        """The oldest active batch whose lease is free or lapsed, now leased to ``runner`` (None: nothing)."""
+        """The oldest active batch whose lease is free or lapsed, now leased to ``runner`` (None: nothing). An idle
+        runner looks first in a read transaction: it takes the registry's write lock only when there is work."""
+        marks = ", ".join("?" for _ in _ACTIVE)
+        with self.db.transaction(write=False) as tx:
+            if tx.one(f"SELECT id FROM batch_jobs WHERE status IN ({marks}) AND (lease_owner IS NULL OR "
+                      "lease_until < ?) LIMIT 1", (*_ACTIVE, now)) is None:  # fmt: skip
+                return None
         with self.db.transaction() as tx:
-            marks = ", ".join("?" for _ in _ACTIVE)
             rows = tx.execute(f"SELECT id FROM batch_jobs WHERE status IN ({marks}) AND (lease_owner IS NULL OR "
                               "lease_until < ?) ORDER BY created_at, id LIMIT 1", (*_ACTIVE, now))  # fmt: skip
             if not rows:

@@ -197,3 +197,21 @@ def test_a_batch_cancelled_before_it_started_is_cancelled_without_running(setup)
     store.move(batch.id, BatchStatus.CANCELLING, 1001)
     asyncio.run(_runner(gate, store).run_once())
     assert store.batch(batch.id).status is BatchStatus.CANCELLED and engines.prompts == []
+
+
+def test_a_line_whose_call_fails_is_answered_500_and_the_batch_goes_on(setup) -> None:
+    engines, gate, store, _ = setup
+    batch = _batch(store, ["a", "a"])
+
+    async def call(path: str, body: bytes, request_id: str, caller: BatchCaller):
+        if request_id.endswith("-1"):
+            raise RuntimeError("secret internals")
+        return await asgi_call(gate, path, body, request_id, caller)
+
+    runner = BatchRunner(store, call, RunnerSettings(poll_s=0.05), live=lambda: 0)
+    asyncio.run(runner.run_once())
+    done = store.batch(batch.id)
+    assert done.status is BatchStatus.COMPLETED and done.request_counts == {"total": 2, "completed": 1, "failed": 1}
+    [failed] = _lines(store, done.row["error_file_id"])
+    assert failed["response"]["status_code"] == 500 and "secret" not in json.dumps(failed)
+    assert failed["response"]["body"]["error"]["code"] == "batch_line_failed"
