@@ -212,6 +212,8 @@ def _check_line(line: str, number: int, endpoint: str, principal: Principal, cap
             check_generation(encoded, principal, caps, log_prompt=False, chat=endpoint == "/v1/chat/completions")
     except ApiError as err:
         return LineError(err.code, err.message, number, f"body.{err.param}" if err.param else "body")
+    except (TypeError, ValueError, AttributeError):  # a shape the gate's checks do not expect: still the line's fault
+        return LineError("invalid_body", "The request body is not a valid request for the endpoint.", number, "body")
     return BatchLine(number, custom_id, encoded)
 
 
