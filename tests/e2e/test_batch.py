@@ -149,6 +149,24 @@ def test_keys_see_only_their_own_and_lines_are_checked_at_the_edge(stack: Stack)
         owner.files.retrieve(uploaded.id)
 
 
+def test_batch_lines_are_masked_for_the_engine_and_restored_in_the_output(stack: Stack) -> None:
+    """PII is on for the session: a batch line passes the same bookend as a live request. The engine's own view
+    (echoed prompt tokens) has placeholders; the output file has the user's values back."""
+    from tests.e2e.test_pii import PROMPT, _assert_masked
+
+    client = stack.client(stack.keys["usera"])
+    line = {"custom_id": "pii", "method": "POST", "url": "/v1/completions",
+            "body": {"model": "tiny-a", "prompt": PROMPT, "max_tokens": 2, "echo": True, "logprobs": 0}}  # fmt: skip
+    uploaded = client.files.create(file=("pii.jsonl", (json.dumps(line) + "\n").encode()), purpose="batch")
+    done = _finished(client, client.batches.create(input_file_id=uploaded.id, endpoint="/v1/completions",
+                                                   completion_window="24h").id)  # fmt: skip
+    assert done.status == "completed" and done.request_counts.completed == 1, done
+    [answer] = [json.loads(x) for x in client.files.content(done.output_file_id).text.splitlines()]
+    choice = answer["response"]["body"]["choices"][0]
+    _assert_masked("".join(choice["logprobs"]["tokens"]))
+    assert choice["text"].startswith(PROMPT), choice["text"]
+
+
 def test_a_batch_resumes_after_its_ingress_replica_dies_without_sending_answered_lines_again(stack: Stack) -> None:
     """SIGKILL the ingress replica (its runner with it) mid-batch: Serve starts a new one, the dead runner's lease
     lapses, the new runner takes the batch and sends only the lines without an answer. The last test of the file:
