@@ -10,7 +10,8 @@ the last), a text completion, a named tool call (on a model with a tool_call_par
 (valid JSON of the schema), the
 error shapes for a wrong key, an unknown model and a malformed body, and — when the key may use an
 embedding (task embed) or scoring (task score) model — embeddings (float and base64), score and rerank; the
-Responses API (created and streamed) on a generating model.
+Responses API (created and streamed) on a generating model; the Batch API (a file of two chat requests uploaded,
+a batch run to completion within --batch-timeout seconds, its output downloaded, the files deleted).
 Checks for a kind of model the key cannot use are shown as skipped. Exit 0 when no check fails, 1 otherwise.
 """
 
@@ -47,7 +48,8 @@ def _error_shape(response: httpx.Response, status: int) -> str:
     return f"{status} {error['code']}"
 
 
-def run_checks(url: str, key: str, model: str | None, verify: bool | ssl.SSLContext) -> list[Result]:
+def run_checks(url: str, key: str, model: str | None, verify: bool | ssl.SSLContext,
+               batch_timeout: float = 120.0) -> list[Result]:  # fmt: skip
     http = httpx.Client(base_url=url, verify=verify, timeout=120)
     client = OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0, http_client=httpx.Client(verify=verify))
     results: list[Result] = []
@@ -152,6 +154,29 @@ def run_checks(url: str, key: str, model: str | None, verify: bool | ssl.SSLCont
         assert len(scored["data"]) == 2, scored
         return f"best document {ranked['results'][0]['index']}; scores {[round(d['score'], 3) for d in scored['data']]}"
 
+    def batch() -> str:
+        lines = "".join(json.dumps({"custom_id": f"check-{n}", "method": "POST", "url": "/v1/chat/completions",
+                                    "body": {"model": state["model"], "max_tokens": 4,
+                                             "messages": [{"role": "user", "content": "Say hello."}]}}) + "\n"
+                        for n in range(2))  # fmt: skip
+        uploaded = client.files.create(file=("test_api.jsonl", lines.encode()), purpose="batch")
+        job = client.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h")
+        deadline = time.monotonic() + batch_timeout
+        while job.status not in ("completed", "failed", "cancelled", "expired") and time.monotonic() < deadline:
+            time.sleep(1)
+            job = client.batches.retrieve(job.id)
+        if job.status not in ("completed", "failed", "cancelled", "expired"):
+            client.batches.cancel(job.id)
+            raise AssertionError(f"batch still {job.status} after {batch_timeout:.0f} s (cancelled; the engines busy?)")
+        assert job.status == "completed" and job.output_file_id, f"batch {job.status}: {job.errors}"
+        output = [json.loads(x) for x in client.files.content(job.output_file_id).text.splitlines()]
+        assert sorted(x["custom_id"] for x in output) == ["check-0", "check-1"], output
+        assert all(x["response"]["status_code"] == 200 for x in output), output
+        for file_id in (uploaded.id, job.output_file_id, job.error_file_id):
+            if file_id:
+                client.files.delete(file_id)
+        return f"{job.request_counts.completed}/{job.request_counts.total} answered"
+
     def wrong_key() -> str:
         return _error_shape(http.get("/v1/models", headers={"Authorization": "Bearer sk-wrong"}), 401)
 
@@ -168,11 +193,11 @@ def run_checks(url: str, key: str, model: str | None, verify: bool | ssl.SSLCont
         return _error_shape(response, 400)
 
     needs = {"chat": "model", "chat, streamed": "model", "completion": "model", "tool call (named)": "tools",
-             "responses (created, streamed)": "model",
+             "responses (created, streamed)": "model", "batch (files, batches)": "model",
              "json_schema answer": "model", "embeddings": "embed", "score and rerank": "score"}  # fmt: skip
     for name, fn in (("health probes", health), ("models", models), ("chat", chat), ("chat, streamed", stream),
                      ("completion", completion), ("tool call (named)", tool_call), ("json_schema answer", json_schema),
-                     ("responses (created, streamed)", responses),
+                     ("responses (created, streamed)", responses), ("batch (files, batches)", batch),
                      ("embeddings", embeddings), ("score and rerank", rerank), ("wrong key → 401", wrong_key),
                      ("unknown model → 404", unknown_model), ("malformed body → 400", malformed)):  # fmt: skip
         need = needs.get(name)
@@ -190,6 +215,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--url", required=True, help="base URL of the appliance (https://HOST or http://HOST:PORT)")
     parser.add_argument("--key", required=True, help="an API key (python -m appliance keys create …)")
     parser.add_argument("--model", help="model to call (default: the first one the key may use)")
+    parser.add_argument("--batch-timeout", type=float, default=120.0, metavar="SECONDS",
+                        help="how long the batch check waits for its batch to finish (it runs when the engines are idle)")
     trust = parser.add_mutually_exclusive_group()
     trust.add_argument("--cacert", type=argparse.FileType("rb"), metavar="FILE",
                        help="also trust this certificate (PEM), e.g. the self-signed one `make up` names")  # fmt: skip
@@ -212,7 +239,8 @@ def tls_verify(args: argparse.Namespace) -> bool | ssl.SSLContext:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    results = run_checks(args.url.rstrip("/"), args.key, args.model, verify=tls_verify(args))
+    results = run_checks(args.url.rstrip("/"), args.key, args.model, verify=tls_verify(args),
+                         batch_timeout=args.batch_timeout)  # fmt: skip
     table = Table(title=f"appliance API checks: {args.url}", title_justify="left")
     for column in ("check", "result", "detail", "time"):
         table.add_column(column)

@@ -91,8 +91,10 @@ def _application(args: argparse.Namespace, config: ApplianceConfig, serve: Any) 
     audit = Path(config.settings.audit_log_file).resolve()
 
     def run_app(generations: Any) -> None:
+        # relative paths of the settings are the project's: the working directory, as for the audit log and the
+        # change applier (in the stack, /appliance, where data/registry and data/batch are mounted)
         app = build_app(config, audit_path=str(audit), secrets_path=str(config.files.secrets.resolve()),
-                        generations=generations)  # fmt: skip
+                        generations=generations, root=Path.cwd())  # fmt: skip
         serve.run_many([serve.RunTarget(target=app, name=APP_NAME, route_prefix="/")],
                        wait_for_applications_running=False)  # fmt: skip
 

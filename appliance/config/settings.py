@@ -109,6 +109,7 @@ STACK = "Stack"
 SUPERVISOR = "Supervisor: watchdog, renewals, log rotation"
 REGISTRY = "Model registry and integrity"
 BACKUP = "Backups"
+BATCH = "Batch API"
 
 
 class Settings(BaseModel):
@@ -372,6 +373,26 @@ class Settings(BaseModel):
     )
     backup_keep: PositiveInt = setting(7, "How many of the newest archives the nightly backup keeps in BACKUP_DIR.", BACKUP)
     backup_hour_utc: NonNegativeInt = setting(3, "Hour of the day (UTC, 0-23) of the nightly backup.", BACKUP)
+
+    # --- Batch API (/v1/files, /v1/batches; run by the ingress replicas) ---------------------------
+    batch_data_dir: NonEmptyStr = setting(
+        "data/batch", "Directory of uploaded batch files and batch results (relative to the project; their "
+        "records are in the registry database, REGISTRY_URL). The compose stack mounts data/batch for serve: "
+        "change it only for a serve run outside the stack.", BATCH,
+    )  # fmt: skip
+    batch_file_max_mb: Annotated[int, Field(ge=1, le=2048)] = setting(
+        100, "Largest file accepted by POST /v1/files, in MiB (1 to 2048; Nginx and ingress).", BATCH
+    )
+    batch_max_requests: Annotated[int, Field(ge=1, le=1_000_000)] = setting(
+        50000, "Most requests (lines) in one batch's input file.", BATCH
+    )
+    batch_concurrency: Annotated[int, Field(ge=1, le=256)] = setting(
+        4, "Most lines of a batch in flight at once, per ingress replica (batches run at low priority).", BATCH
+    )
+    batch_idle_max_live_requests: Annotated[int, Field(ge=0, le=100000)] = setting(
+        2, "'Idle enough' for batch work: a batch line starts only while the ingress replica has at most this "
+        "many live (non-batch) generation or embedding requests in flight; 0 = only when none is.", BATCH,
+    )  # fmt: skip
 
     # --- per-field checks (types and ranges; cross-field rules are elsewhere) ----------------------
     @field_validator("backup_hour_utc")

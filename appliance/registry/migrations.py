@@ -115,6 +115,52 @@ _SPECS = """CREATE TABLE model_registry_specs (
     spec TEXT NOT NULL)"""
 _DROP_V3 = ("DROP TABLE model_registry_specs", "DROP TABLE model_registry_requests", "DROP TABLE model_registry_routes")
 
+# The Batch API (appliance.batch): uploaded and result files (their bytes on disk under BATCH_DATA_DIR), batches
+# with their runner's lease, and one row per answered line (a resumed batch never runs a line twice). Times are
+# Unix seconds here: the OpenAI objects carry them so.
+_BATCH_FILES = """CREATE TABLE batch_files (
+    id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    purpose TEXT NOT NULL,
+    filename TEXT NOT NULL,
+    bytes BIGINT NOT NULL,
+    created_at BIGINT NOT NULL)"""
+_BATCH_JOBS = """CREATE TABLE batch_jobs (
+    id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    endpoint TEXT NOT NULL,
+    input_file_id TEXT NOT NULL,
+    completion_window TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('validating', 'failed', 'in_progress', 'finalizing', 'completed',
+                                           'expired', 'cancelling', 'cancelled')),
+    total INTEGER NOT NULL,
+    metadata TEXT NOT NULL DEFAULT '{}',
+    errors TEXT NOT NULL DEFAULT '',
+    output_file_id TEXT,
+    error_file_id TEXT,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    in_progress_at BIGINT,
+    finalizing_at BIGINT,
+    completed_at BIGINT,
+    failed_at BIGINT,
+    expired_at BIGINT,
+    cancelling_at BIGINT,
+    cancelled_at BIGINT,
+    lease_owner TEXT,
+    lease_until DOUBLE PRECISION)"""
+_BATCH_RESULTS = """CREATE TABLE batch_results (
+    batch_id TEXT NOT NULL REFERENCES batch_jobs (id) ON DELETE CASCADE,
+    line INTEGER NOT NULL,
+    status_code INTEGER NOT NULL,
+    result TEXT NOT NULL,
+    PRIMARY KEY (batch_id, line))"""
+_BATCH_INDEXES = ("CREATE INDEX batch_files_owner ON batch_files (owner, created_at)",
+                  "CREATE INDEX batch_jobs_owner ON batch_jobs (owner, created_at)",
+                  "CREATE INDEX batch_jobs_status ON batch_jobs (status)")
+_BATCH_UP = (_BATCH_FILES, _BATCH_JOBS, _BATCH_RESULTS, *_BATCH_INDEXES)
+_DROP_V4 = ("DROP TABLE batch_results", "DROP TABLE batch_jobs", "DROP TABLE batch_files")
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1, "entries and history",
@@ -148,6 +194,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         up={Dialect.SQLITE: (_routes(), _requests(_SQLITE_ID), _SPECS),
             Dialect.POSTGRESQL: (_routes(), _requests(_POSTGRES_ID), _SPECS)},
         down={Dialect.SQLITE: _DROP_V3, Dialect.POSTGRESQL: _DROP_V3},
+    ),
+    Migration(
+        4, "batch files and jobs",
+        up={Dialect.SQLITE: _BATCH_UP, Dialect.POSTGRESQL: _BATCH_UP},
+        down={Dialect.SQLITE: _DROP_V4, Dialect.POSTGRESQL: _DROP_V4},
     ),
 )  # fmt: skip
 HEAD = MIGRATIONS[-1].version

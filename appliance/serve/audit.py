@@ -82,6 +82,8 @@ class AuditLog:
         line.update({field: record.get(field) for field in FIELDS if field != "time"})
         if "prompt" in record:
             line["prompt"] = record["prompt"]
+        if record.get("batch_id"):  # a line of a batch (appliance.batch), sent by the batch runner
+            line["batch_id"] = record["batch_id"]
         text = json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n"
         try:
             with self._lock:

@@ -5,6 +5,7 @@ Ray); :func:`build_app` turns them into ``ray.serve.llm`` objects.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from appliance.cluster.placement import bundle_label_selector
@@ -144,7 +145,7 @@ def ingress_options(settings: Settings) -> dict[str, Any]:
 
 
 def build_app(config: ApplianceConfig, *, audit_path: str, secrets_path: str | None,
-              generations: Generations | None = None) -> Application:  # fmt: skip
+              generations: Generations | None = None, root: Path | None = None) -> Application:  # fmt: skip
     """The Ray Serve application for ``config`` (imports Ray: call it where the serve extra is installed).
     ``generations``: which deployment serves each model and which new ones start beside (model changes)."""
     from ray import serve
@@ -165,7 +166,7 @@ def build_app(config: ApplianceConfig, *, audit_path: str, secrets_path: str | N
     specs = {spec.id: spec for spec in config.models}
     cards = {c.model_id: to_model_metadata(c.model_id, c, card_metadata(specs[c.model_id])) for c in llm_configs}
     ingress = IngressConfig.from_config(
-        config, audit_path=audit_path, models=model_infos(config), secrets_path=secrets_path
+        config, audit_path=audit_path, models=model_infos(config), secrets_path=secrets_path, root=root
     )
     ingress_cls = make_ingress_class(ingress)
     extra = {"pii_service": build_pii_deployment(ingress.pii)} if ingress.pii is not None else {}

@@ -318,7 +318,7 @@ def _check_messages(messages: Any, limits: RequestLimits) -> None:
         if not isinstance(message, dict):
             raise ApiError(400, f"'{where}' must be an object.", "invalid_type", where)
         role = message.get("role")
-        if role not in MESSAGE_ROLES:
+        if not isinstance(role, str) or role not in MESSAGE_ROLES:  # a list or object is not hashable: no TypeError
             raise ApiError(400, f"'{where}.role' is {echo(role)}; expected one of {', '.join(sorted(MESSAGE_ROLES))}.",
                            "invalid_value", f"{where}.role")  # fmt: skip
         if role == "tool" and not (isinstance(message.get("tool_call_id"), str) and message["tool_call_id"]):

@@ -16,11 +16,13 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
+from appliance.batch.caller import BATCH_CALLER_STATE, LIVE, BatchCaller
 from appliance.logs.setup import REQUEST_ID, new_request_id
 from appliance.serve.admin_models import ADMIN_MODEL_ROUTES
 from appliance.serve.audit import AuditLog
 from appliance.serve.budget import BudgetError, Budgets
 from appliance.serve.checks import (
+    ANONYMOUS,
     GENERATION_PATHS,
     POOLING_PATHS,
     GenerationFacts,
@@ -70,6 +72,19 @@ ROUTES: dict[str, tuple[str, str]] = {
     "rerank": ("POST", "/v1/rerank"),
     "responses": ("POST", "/v1/responses"),
 }
+# The Batch API (appliance.batch.routes): files and batches, each key's own; audited like generations.
+BATCH_ROUTES: dict[str, tuple[str, str]] = {
+    "files_create": ("POST", "/v1/files"),
+    "files_list": ("GET", "/v1/files"),
+    "files_content": ("GET", "/v1/files/{file_id}/content"),
+    "files_get": ("GET", "/v1/files/{file_id}"),
+    "files_delete": ("DELETE", "/v1/files/{file_id}"),
+    "batches_create": ("POST", "/v1/batches"),
+    "batches_list": ("GET", "/v1/batches"),
+    "batches_cancel": ("POST", "/v1/batches/{batch_id}/cancel"),
+    "batches_get": ("GET", "/v1/batches/{batch_id}"),
+}
+ROUTES.update(BATCH_ROUTES)
 ROUTES.update(ADMIN_MODEL_ROUTES)  # /admin/models/...: model changes (appliance.serve.admin_models), admin keys only
 PUBLIC_ROUTES = frozenset({"health_live", "health_startup", "health_ready"})
 
@@ -154,9 +169,13 @@ class Gate:
         record: dict[str, Any] = {"request_id": rid, "endpoint": path, "method": scope.get("method"),
                                   "client": _client_address(scope, headers),
                                   "client_request_id": valid_request_id(headers.get("x-client-request-id"))}  # fmt: skip
+        caller = scope.get("state", {}).get(BATCH_CALLER_STATE)  # set only by this replica's batch runner
+        if isinstance(caller, BatchCaller):
+            record["batch_id"] = caller.batch_id
         try:
-            principal = authenticate(headers.get("authorization"), self.keys.records(),
-                                     auth_enabled=self.settings.auth_enabled)  # fmt: skip
+            principal = (self._batch_principal(caller) if isinstance(caller, BatchCaller)
+                         else authenticate(headers.get("authorization"), self.keys.records(),
+                                           auth_enabled=self.settings.auth_enabled))  # fmt: skip
         except ApiError as err:
             self.metrics.auth_failure(err.code)
             await self._refuse(send, err, record, started)
@@ -172,12 +191,37 @@ class Gate:
                     raise AUDIT_UNAVAILABLE
                 await self._generation(scope, receive, send, principal, record, started, path)
                 return
+            if route in BATCH_ROUTES:
+                if not self.audit.available():
+                    raise AUDIT_UNAVAILABLE
+                await self.app(scope, receive, self._audited(send, record, started))
+                return
         except ApiError as err:
             await self._refuse(send, err, record, started)
             return
         except ClientDisconnected:
             return
         await self.app(scope, receive, send)
+
+    def _batch_principal(self, caller: BatchCaller) -> Principal:
+        """The owner of a batch line: its key as it is now (revoked: refused; allowlist and budgets: today's)."""
+        if not self.settings.auth_enabled:
+            return ANONYMOUS
+        for record in self.keys.records():
+            if record.name == caller.key:
+                return Principal.from_record(record)
+        raise ApiError(401, "The API key that created this batch no longer exists (revoked).", "invalid_api_key")
+
+    def _audited(self, send: Send, record: dict[str, Any], started: float) -> Send:
+        """``send`` that writes the request's audit line (its status) before the answer starts."""
+
+        async def audited(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                record.update(status=message["status"], latency_ms=round((time.monotonic() - started) * 1000, 1))
+                self.audit.write(record)
+            await send(message)
+
+        return audited
 
     def _public_scope(self, scope: Scope, headers: dict[str, str]) -> Scope:
         """A health probe's scope: whether it may see details (an admin key, or a probe from inside the container)."""
@@ -244,6 +288,8 @@ class Gate:
                                request_id=record["request_id"])  # fmt: skip
         scope = _replace_content_length(scope, len(body))
         self.metrics.in_flight(facts.model, +1)
+        live = 0 if "batch_id" in record else 1  # live traffic, which batch work yields to
+        LIVE.add(live)
         status = 500
         finished = False
 
@@ -252,6 +298,7 @@ class Gate:
             if not finished:
                 finished = True
                 self.metrics.in_flight(facts.model, -1)
+                LIVE.add(-live)
                 usage = self._finish(record, facts, status, watcher, started)
                 used = (usage.get("prompt_tokens") or 0) + (usage.get("completion_tokens") or 0)
                 if status < 400 and used:

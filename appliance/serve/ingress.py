@@ -35,6 +35,7 @@ from ray.serve.llm.ingress import OpenAiIngress, make_fastapi_ingress
 from vllm.entrypoints.openai.responses.protocol import ResponsesRequest
 from vllm.entrypoints.pooling.scoring.protocol import RerankRequest
 
+from appliance.batch.routes import BatchRoutes
 from appliance.errors import ApplianceError
 from appliance.serve.admin_models import AdminModels
 from appliance.serve.audit import AuditLog
@@ -125,7 +126,7 @@ def detail_allowed(request: Request) -> bool:
     return request.scope.get("state", {}).get(DETAIL_STATE) is True
 
 
-class ApplianceIngress(AdminModels, RoutedGenerations, OpenAiIngress):
+class ApplianceIngress(BatchRoutes, AdminModels, RoutedGenerations, OpenAiIngress):
     def __init__(self, llm_deployments: dict, model_cards: dict, *, ingress_config: IngressConfig,
                  pii_service: Any = None, generations: Any = None, **kwargs: Any):  # fmt: skip
         # pii_service: the PIIService handle; bound here so Serve deploys it, called by name from the gate
@@ -145,8 +146,10 @@ class ApplianceIngress(AdminModels, RoutedGenerations, OpenAiIngress):
         self._pii_health = ModelHealth({PII_KEY: PII_DEPLOYMENT}) if pii_service is not None else None
 
     async def check_health(self) -> None:
-        """Serve's periodic check of the ingress: starts the engine watch early (it needs the replica's loop)."""
+        """Serve's periodic check of the ingress: starts the engine watch and the batch runner early (they need
+        the replica's loop)."""
         self._watch.start()
+        self.start_batch_runner()
 
     async def _get_response(self, *, body: Any, call_method: str, raw_request: Request | None = None
                             ) -> AsyncGenerator[Any, None]:  # fmt: skip

@@ -30,6 +30,17 @@ class ModelInfo:
 
 
 @dataclass(frozen=True)
+class BatchOptions:
+    """The Batch API's settings (BATCH_*), the data directory made absolute."""
+
+    data_dir: str
+    file_max_bytes: int
+    max_requests: int
+    concurrency: int
+    idle_max_live: int
+
+
+@dataclass(frozen=True)
 class IngressConfig:
     auth_enabled: bool
     max_body_bytes: int
@@ -44,6 +55,7 @@ class IngressConfig:
     pii: PiiOptions | None = None  # PII masking, None when PII_ENABLED is off
     registry_url: str | None = None  # the model registry (disabled models answer 404); None: not consulted
     pii_embeddings: str = "mask"  # PII_EMBEDDINGS: embeddings / score / rerank inputs with personal data
+    batch: BatchOptions | None = None  # the Batch API (its state in the registry); None: answered 503
 
     @classmethod
     def from_config(
@@ -53,8 +65,13 @@ class IngressConfig:
         audit_path: str,
         models: tuple[ModelInfo, ...],
         secrets_path: str | None = None,
+        root: Path | None = None,
     ) -> IngressConfig:
+        """``root``: what relative paths of the settings (REGISTRY_URL's SQLite file, BATCH_DATA_DIR) are relative
+        to; default the directory of the ``.env`` (the serve command passes its working directory: in the stack the
+        settings are a copy mounted elsewhere, and the project is the working directory, /appliance)."""
         settings = config.settings
+        root = root if root is not None else config.files.env.resolve().parent
         return cls(
             auth_enabled=settings.auth_enabled,
             max_body_bytes=settings.max_request_body_mb * 1024 * 1024,
@@ -65,8 +82,9 @@ class IngressConfig:
             keys=config.secrets.api_keys,
             models=models,
             pii=options_from_settings(settings) if settings.pii_enabled else None,
-            registry_url=absolute_registry_url(settings.registry_url, config.files.env.resolve().parent),
+            registry_url=absolute_registry_url(settings.registry_url, root),
             pii_embeddings=settings.pii_embeddings.value,
+            batch=batch_options(settings, root),
         )
 
 
@@ -97,3 +115,14 @@ def absolute_registry_url(url: str, root: Path) -> str:
     if location.dialect is Dialect.SQLITE and location.path is not None and not location.path.is_absolute():
         return f"sqlite:///{root / location.path}"  # three slashes + an absolute path = four
     return url
+
+
+def batch_options(settings: Settings, root: Path) -> BatchOptions:
+    data_dir = Path(settings.batch_data_dir)
+    return BatchOptions(
+        data_dir=str(data_dir if data_dir.is_absolute() else root / data_dir),
+        file_max_bytes=settings.batch_file_max_mb * 1024 * 1024,
+        max_requests=settings.batch_max_requests,
+        concurrency=settings.batch_concurrency,
+        idle_max_live=settings.batch_idle_max_live_requests,
+    )

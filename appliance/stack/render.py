@@ -159,6 +159,7 @@ def prepare_models_dir(models_dir: Path) -> None:
 
 
 REGISTRY_DIR = Path("data/registry")  # the default SQLite registry and the manifests; serve writes both
+BATCH_DIR = Path("data/batch")  # Batch API files (docker-compose.yml mounts it for serve, which writes it)
 
 
 def prepare_log_dir(log_dir: Path) -> None:
@@ -208,7 +209,7 @@ def render_run_dir(config: ApplianceConfig, *, version: str, run_dir: Path = RUN
     write_if_changed(run_dir / "datadog_api_key", datadog_api_key_file(config), 0o600)
     rendered["serve"] = serve_files(config, run_dir, local=local)
     write_serve_files(dict(rendered["serve"]), run_dir)
-    for writable in (Path(config.settings.log_dir), REGISTRY_DIR):
+    for writable in (Path(config.settings.log_dir), REGISTRY_DIR, BATCH_DIR):
         prepare_log_dir(writable)
     prepare_models_dir(MODELS_DIR)
     (certs_dir / "acme-webroot").mkdir(parents=True, exist_ok=True)

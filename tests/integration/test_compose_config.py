@@ -98,7 +98,8 @@ def _serve_sees_only_what_it_reads(serve: dict) -> None:
     assert uid not in ("", "0", "root"), serve.get("user")
     mounts = {v["target"]: v for v in serve["volumes"]}
     assert set(mounts) == {"/run/appliance", "/appliance/models", "/appliance/data/logs", "/appliance/data/registry",
-                           "/var/cache/huggingface"}  # fmt: skip
+                           "/appliance/data/batch", "/var/cache/huggingface"}  # fmt: skip
+    assert mounts["/appliance/data/batch"]["source"].endswith("/data/batch")
     assert mounts["/run/appliance"]["source"].endswith("/data/run/serve") and mounts["/run/appliance"]["read_only"]
     assert mounts["/appliance/models"]["read_only"] is True
     assert not any(m["source"].rstrip("/").endswith(("/certs", "/data/run", "/data")) for m in mounts.values()

@@ -189,11 +189,11 @@ def make_edge(root: Path, backend_port: int, *, published_https: int | None = No
 
 @pytest.fixture(scope="session")
 def edge(tmp_path_factory: pytest.TempPathFactory, backend_port: int) -> Iterator[Edge]:
-    """nginx with low rate limits (6/min, burst 3), a 1 MiB body limit, a CORS allowlist and every dashboard
-    (whatever the example's defaults say)."""
+    """nginx with low rate limits (6/min, burst 3), a 1 MiB body limit (2 MiB files on /v1/files), a CORS allowlist
+    and every dashboard (whatever the example's defaults say)."""
     running = make_edge(tmp_path_factory.mktemp("edge"), backend_port,
                         NGINX_RATE_LIMIT_RPM=str(RPM), NGINX_RATE_LIMIT_BURST=str(BURST), MAX_REQUEST_BODY_MB="1",
-                        CORS_ALLOWED_ORIGINS="https://app.example.com", DASHBOARDS_ENABLED="true",
+                        BATCH_FILE_MAX_MB="2", CORS_ALLOWED_ORIGINS="https://app.example.com", DASHBOARDS_ENABLED="true",
                         RAY_DASHBOARD_ENABLED="true")  # fmt: skip
     yield running
     stop(running.proc)

@@ -185,6 +185,16 @@ def test_oversized_body_gets_413_in_the_openai_shape(edge: Edge) -> None:
         assert big.json()["error"]["code"] == "request_too_large"
 
 
+def test_batch_file_uploads_have_their_own_body_limit(edge: Edge) -> None:
+    with edge.client("127.0.0.31") as client:
+        upload = client.post("/v1/files", content=b"x" * (2 * 1024 * 1024))  # BATCH_FILE_MAX_MB, over MAX_REQUEST_BODY_MB
+        assert upload.status_code == 200 and upload.json()["body_bytes"] == 2 * 1024 * 1024
+        too_big = client.post("/v1/files", content=b"x" * (4 * 1024 * 1024))
+        assert too_big.status_code == 413 and too_big.json()["error"]["code"] == "request_too_large"
+        other = client.post("/v1/files/x", content=b"x" * (1024 * 1024 + 1))  # only the upload route
+        assert other.status_code == 413
+
+
 def test_cors_preflight_for_allowed_origin_only(edge: Edge) -> None:
     preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization"}
     with edge.client("127.0.0.40") as client:

@@ -78,11 +78,12 @@ def test_an_unreadable_registry_keeps_the_last_answer(store: RegistryStore, tmp_
 
 def test_migrate_down_and_up_from_the_cli(store: RegistryStore, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _err = run_cli(capsys, "models", "migrate", "--to", "1", "--json")
-    assert code == 0 and json.loads(out)["steps"] == [{"version": 3, "direction": "down"},
+    assert code == 0 and json.loads(out)["steps"] == [{"version": 4, "direction": "down"},
+                                                    {"version": 3, "direction": "down"},
                                                     {"version": 2, "direction": "down"}]
     code, _out, err = run_cli(capsys, "models", "migrate")
-    assert code == 0 and "schema version 3 (newest 3); up to 2, up to 3" in err
+    assert code == 0 and "schema version 4 (newest 4); up to 2, up to 3, up to 4" in err
     code, _out, err = run_cli(capsys, "models", "migrate")
     assert code == 0 and "nothing to do" in err
     code, _out, err = run_cli(capsys, "models", "migrate", "--to", "9")
-    assert code == 2 and "from 0 to 3" in err
+    assert code == 2 and "from 0 to 4" in err

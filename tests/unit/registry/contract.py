@@ -32,19 +32,19 @@ def tables(store: RegistryStore) -> set[str]:
 def migrations_up_and_down(store: RegistryStore) -> None:
     assert store.version() == 0
     assert not store.ready()
-    assert store.migrate(now=T0) == [(1, True), (2, True), (3, True)]
-    assert store.version() == migrations.HEAD == 3 and store.ready()
+    assert store.migrate(now=T0) == [(1, True), (2, True), (3, True), (4, True)]
+    assert store.version() == migrations.HEAD == 4 and store.ready()
     assert tables(store) == {"model_registry_entries", "model_registry_history", "model_registry_routes",
                              "model_registry_requests", "model_registry_specs"}  # fmt: skip
     assert store.migrate() == []  # idempotent
-    assert store.migrate(1) == [(3, False), (2, False)]
+    assert store.migrate(1) == [(4, False), (3, False), (2, False)]
     assert tables(store) == {"model_registry_entries", "model_registry_history"}
     assert store.version() == 1
     entry = store.record(key(), reason="deploy", now=T0)  # schema 1 works without the trigger
     assert entry.status is Status.PENDING
     assert store.migrate(0) == [(1, False)]
     assert store.version() == 0 and tables(store) == set()
-    assert store.migrate() == [(1, True), (2, True), (3, True)]  # and up again, three times in all
+    assert store.migrate() == [(1, True), (2, True), (3, True), (4, True)]  # and up again, three times in all
     assert store.entries() == []
     with pytest.raises(ValueError):
         migrations.plan(0, migrations.HEAD + 1)

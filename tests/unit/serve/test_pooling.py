@@ -107,7 +107,7 @@ def test_routes_are_known_to_the_gate() -> None:
     assert {route_of("/v1/embeddings"), route_of("/v1/score"), route_of("/v1/rerank")} == {"embeddings", "score",
                                                                                             "rerank"}  # fmt: skip
     assert route_of("/v1/responses") == "responses"
-    assert route_of("/v1/files") is None and route_of("/v1/embeddings/x") is None
+    assert route_of("/v1/assistants") is None and route_of("/v1/embeddings/x") is None
 
 
 # --- through the gate ----------------------------------------------------------------------------------------
