@@ -38,7 +38,7 @@ $(VENV)/.installed-base: pyproject.toml $(VENV)/.python-ok
 
 $(VENV)/.installed-test: pyproject.toml tests/requirements-pii.txt $(VENV)/.python-ok
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[serve,cpu,test,bench]'
+	$(PY) -m pip install --quiet -e '.[serve,cpu,test,bench,pii-gliner]'
 	$(PY) -m pip install --quiet --no-deps --require-hashes -r tests/requirements-pii.txt
 	$(PY) -m pip uninstall --quiet --yes $(MISMATCHED_WHEELS)
 	@touch $@ $(VENV)/.installed-base

@@ -149,18 +149,20 @@ def run_up(args: argparse.Namespace) -> int:
 
 
 def check_pii_model(config: ApplianceConfig, *, local: bool, docker_host: str | None) -> None:
-    """With PII on, the built serve image must carry the spaCy model serve will load: refuse to start otherwise
-    (the PII service would never come up and every request would get 503 pii_unavailable)."""
+    """With PII on, the built serve image must carry the spaCy model (and with PII_NER=gliner the GLiNER model)
+    serve will load: refuse to start otherwise (the PII service would never come up and every request would get
+    503 pii_unavailable)."""
     if not config.settings.pii_enabled:
         return
     from appliance.docker.engine import DockerEngine
     from appliance.docker.images import image_labels
-    from appliance.stack.pii_model import serve_image, serve_spacy_model, spacy_model_problem
+    from appliance.stack.pii_model import gliner_model_problem, serve_image, serve_spacy_model, spacy_model_problem
 
     image = serve_image(config.settings.compose_project_name)
     with DockerEngine(docker_host) as engine:
         labels = image_labels(engine, image)
     problem = spacy_model_problem(serve_spacy_model(config.settings.pii_spacy_model, local=local), image, labels)
+    problem = problem or gliner_model_problem(config.settings, image, labels)
     if problem is not None:
         raise ApplianceError(f"PII masking cannot start: {problem}; nothing was started")
 

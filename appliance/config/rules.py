@@ -10,7 +10,7 @@ from appliance.config.issues import ConfigIssue, Severity, did_you_mean
 from appliance.config.models import ModelSpec
 from appliance.config.parsers import TOOL_CALL_PARSERS
 from appliance.config.secrets import ALL_MODELS, Role, Secrets
-from appliance.config.settings import HIDDEN_PASSWORD, Accelerator, Settings, TlsMode
+from appliance.config.settings import HIDDEN_PASSWORD, Accelerator, PiiDevice, PiiNer, Settings, TlsMode
 from appliance.lifecycle.sources import SourceFacts, source_problems
 
 
@@ -65,6 +65,7 @@ def check_rules(
     issues += _model_rules(settings, models, where, gpu_count)
     issues += _security_rules(settings, secrets, models, where)
     issues += _registry_rules(settings, where)
+    issues += _gliner_rules(settings, where, gpu_count)
     issues += model_source_rules(models, sources or {}, where)
     return issues
 
@@ -251,6 +252,32 @@ def _registry_rules(s: Settings, where: Where) -> list[ConfigIssue]:
         return [where.env("REGISTRY_URL", "expected no password in the URL, found one (not shown)",
                           "put it in ~/.pgpass or the file PGPASSFILE names (libpq reads it there)")]  # fmt: skip
     return []
+
+
+def _gliner_rules(s: Settings, where: Where, gpu_count: int | None) -> list[ConfigIssue]:
+    """PII_NER=gliner: a repo id is pinned by commit and weights digest; cuda needs a GPU; labels map to masked
+    types."""
+    if not (s.pii_enabled and s.pii_ner is PiiNer.GLINER):
+        return []
+    issues = []
+    if not s.pii_gliner_model.startswith("/"):
+        if not s.pii_gliner_revision:
+            issues.append(where.env("PII_GLINER_REVISION", f"expected the commit of {s.pii_gliner_model} to fetch at "
+                                    "build, found nothing", "the 40-hex commit from the repo's history on the Hub"))
+        if not s.pii_gliner_sha256:
+            issues.append(where.env("PII_GLINER_SHA256", "expected the SHA-256 of the model's weights file, found "
+                                    "nothing", "the file's SHA-256 as the Hub lists it (model.safetensors or "
+                                    "pytorch_model.bin) at that commit"))  # fmt: skip
+    if (s.pii_gliner_device is PiiDevice.CUDA and gpu_count is not None
+            and resolve_accelerator(s.accelerator, gpu_count) is Accelerator.CPU):  # fmt: skip
+        issues.append(where.env("PII_GLINER_DEVICE", "is cuda, but serve runs without a GPU (ACCELERATOR)",
+                                "set PII_GLINER_DEVICE=cpu (slow; not measured) or PII_NER=spacy"))
+    unmasked = sorted({entry.partition("=")[2].strip() for entry in s.pii_gliner_labels} - set(s.pii_entities))
+    if unmasked:
+        issues.append(where.env("PII_GLINER_LABELS", f"maps labels to {', '.join(unmasked)}, which PII_ENTITIES does "
+                                "not mask: those labels are not asked for", "add the types to PII_ENTITIES or drop "
+                                "the labels", Severity.WARNING))  # fmt: skip
+    return issues
 
 
 def model_source_rules(models: list[tuple[int, ModelSpec]], sources: Mapping[int, SourceFacts],

