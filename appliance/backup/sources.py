@@ -89,6 +89,10 @@ def plan_host(settings: object, root: Path, *, env_name: str = ".env", secrets_n
     manifests = _relative(s.registry_manifest_dir, root)  # type: ignore[attr-defined]
     if manifests and (root / manifests).is_dir():
         registry_paths.append(manifests)
+    # the Batch API's files (inputs, outputs): the registry's batch rows point at them
+    batch = _relative(s.batch_data_dir, root)  # type: ignore[attr-defined]
+    if batch and (root / batch).is_dir():
+        registry_paths.append(batch)
     if registry_paths:
         parts["registry"] = _outermost([p for p in registry_paths if p not in ("", ".")])
     skipped = frozenset([registry_db, *(registry_db + s for s in SQLITE_SIDECARS)] if registry_db else [])

@@ -18,6 +18,8 @@ def test_files_only_backup_then_a_damaged_copy_is_refused(tmp_path: Path, monkey
     make_config_dir(tmp_path)
     (tmp_path / "data/supervisor").mkdir(parents=True)
     (tmp_path / "data/supervisor/watchdog.json").write_text('{"services": {}}')
+    (tmp_path / "data/batch").mkdir()  # BATCH_DATA_DIR: the Batch API's files
+    (tmp_path / "data/batch/file-1.jsonl").write_text('{"custom_id": "a"}\n')
     monkeypatch.chdir(tmp_path)
     code, _, err = run_cli(capsys, "backup", "--files-only", "--to", str(tmp_path / "out"))
     assert code == 0, err
@@ -25,7 +27,8 @@ def test_files_only_backup_then_a_damaged_copy_is_refused(tmp_path: Path, monkey
     assert stat.S_IMODE(archive.stat().st_mode) == 0o600 and "backup written" in err
     assert "prometheus: not included (no Docker access)" in err
     with tarfile.open(archive) as tar:
-        assert {"files/.env", "files/.secrets", "files/data/supervisor/watchdog.json"} <= set(tar.getnames())
+        assert {"files/.env", "files/.secrets", "files/data/supervisor/watchdog.json",
+                "files/data/batch/file-1.jsonl"} <= set(tar.getnames())  # fmt: skip
 
     damaged = tmp_path / "damaged.tar.gz"
     data = bytearray(gzip.decompress(archive.read_bytes()))
