@@ -154,6 +154,7 @@ def render_nginx(
         "max_body": f"{s.max_request_body_mb}m",
         "max_body_mib": s.max_request_body_mb,
         "files_max_body": f"{s.batch_file_max_mb + 1}m",  # the file plus its multipart framing
+        "files_max_mib": s.batch_file_max_mb,
         "conn_limit": s.nginx_conn_limit,
         "retry_after": retry_after_seconds(s.nginx_rate_limit_rpm),
         "retry_after_login": retry_after_seconds(s.nginx_login_rate_limit_rpm),

@@ -191,8 +191,9 @@ def test_batch_file_uploads_have_their_own_body_limit(edge: Edge) -> None:
         assert upload.status_code == 200 and upload.json()["body_bytes"] == 2 * 1024 * 1024
         too_big = client.post("/v1/files", content=b"x" * (4 * 1024 * 1024))
         assert too_big.status_code == 413 and too_big.json()["error"]["code"] == "request_too_large"
+        assert "(BATCH_FILE_MAX_MB)" in too_big.json()["error"]["message"]  # the setting that applies here
         other = client.post("/v1/files/x", content=b"x" * (1024 * 1024 + 1))  # only the upload route
-        assert other.status_code == 413
+        assert other.status_code == 413 and "(MAX_REQUEST_BODY_MB)" in other.json()["error"]["message"]
 
 
 def test_cors_preflight_for_allowed_origin_only(edge: Edge) -> None:
