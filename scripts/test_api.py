@@ -177,6 +177,14 @@ def run_checks(url: str, key: str, model: str | None, verify: bool | ssl.SSLCont
                 client.files.delete(file_id)
         return f"{job.request_counts.completed}/{job.request_counts.total} answered"
 
+    def tokenize() -> str:  # vLLM's own endpoint, outside /v1/
+        answer = http.post("/tokenize", json={"model": state["model"], "prompt": "hello world"},
+                           headers={"Authorization": f"Bearer {key}"})  # fmt: skip
+        assert answer.status_code == 200, f"{answer.status_code}: {answer.text[:120]}"
+        data = answer.json()
+        assert data["count"] == len(data["tokens"]) > 0, data
+        return f"{data['count']} tokens; max_model_len {data['max_model_len']}"
+
     def wrong_key() -> str:
         return _error_shape(http.get("/v1/models", headers={"Authorization": "Bearer sk-wrong"}), 401)
 
@@ -193,12 +201,13 @@ def run_checks(url: str, key: str, model: str | None, verify: bool | ssl.SSLCont
         return _error_shape(response, 400)
 
     needs = {"chat": "model", "chat, streamed": "model", "completion": "model", "tool call (named)": "tools",
-             "responses (created, streamed)": "model", "batch (files, batches)": "model",
+             "responses (created, streamed)": "model", "batch (files, batches)": "model", "tokenize": "model",
              "json_schema answer": "model", "embeddings": "embed", "score and rerank": "score"}  # fmt: skip
     for name, fn in (("health probes", health), ("models", models), ("chat", chat), ("chat, streamed", stream),
                      ("completion", completion), ("tool call (named)", tool_call), ("json_schema answer", json_schema),
                      ("responses (created, streamed)", responses), ("batch (files, batches)", batch),
-                     ("embeddings", embeddings), ("score and rerank", rerank), ("wrong key → 401", wrong_key),
+                     ("tokenize", tokenize), ("embeddings", embeddings), ("score and rerank", rerank),
+                     ("wrong key → 401", wrong_key),
                      ("unknown model → 404", unknown_model), ("malformed body → 400", malformed)):  # fmt: skip
         need = needs.get(name)
         if need is not None and need not in state:

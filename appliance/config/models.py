@@ -39,10 +39,11 @@ class RequestLimitsSpec(BaseModel):
 
 # What a model is served for: text generation (chat, completions), embeddings, or scoring (score, rerank).
 Task = Literal["generate", "embed", "score"]
+TOKENIZER_ROUTES = ("/tokenize", "/detokenize")  # vLLM's own, for every kind of model
 TASK_ROUTES: dict[str, tuple[str, ...]] = {
-    "generate": ("/v1/chat/completions", "/v1/completions", "/v1/responses"),
-    "embed": ("/v1/embeddings", "/v1/score", "/v1/rerank"),  # vLLM scores with an embedding model (cosine)
-    "score": ("/v1/score", "/v1/rerank"),
+    "generate": ("/v1/chat/completions", "/v1/completions", "/v1/responses", *TOKENIZER_ROUTES),
+    "embed": ("/v1/embeddings", "/v1/score", "/v1/rerank", *TOKENIZER_ROUTES),  # vLLM scores with embeddings too
+    "score": ("/v1/score", "/v1/rerank", *TOKENIZER_ROUTES),
 }
 
 

@@ -22,7 +22,8 @@ POOLING_PATHS = frozenset({"/v1/embeddings", "/v1/score", "/v1/rerank"})
 # The model tasks (models.yaml ``task``) each route serves: vLLM scores with an embedding model too (cosine).
 PATH_TASKS = {"/v1/chat/completions": ("generate",), "/v1/completions": ("generate",), "/v1/embeddings": ("embed",),
               "/v1/score": ("embed", "score"), "/v1/rerank": ("embed", "score"),
-              "/v1/responses": ("generate",)}  # fmt: skip
+              "/v1/responses": ("generate",), "/tokenize": ("generate", "embed", "score"),
+              "/detokenize": ("generate", "embed", "score")}  # fmt: skip
 EMBEDDING_ENCODINGS = ("float", "base64")  # vLLM's binary "bytes" answers are not JSON: not offered
 _REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}\Z")
 _BEARER_RE = re.compile(r"Bearer ([\x21-\x7e]{1,512})\Z")  # printable ASCII, no spaces

@@ -42,6 +42,7 @@ from appliance.serve.pii.bookend import Bookend
 from appliance.serve.pii.pooling import pooling_fields
 from appliance.serve.pii.responses import RESPONSES_FIELDS
 from appliance.serve.responses import RESPONSES_PATH, check_responses
+from appliance.serve.tokenize import TOKENIZE_PATHS, check_tokenize, tokenize_fields
 from appliance.serve.usage import UsageWatcher, clean_error
 
 _LOGGER = logging.getLogger(__name__)
@@ -71,6 +72,8 @@ ROUTES: dict[str, tuple[str, str]] = {
     "score": ("POST", "/v1/score"),
     "rerank": ("POST", "/v1/rerank"),
     "responses": ("POST", "/v1/responses"),
+    "tokenize": ("POST", "/tokenize"),  # vLLM's own (appliance.serve.tokenize)
+    "detokenize": ("POST", "/detokenize"),
 }
 # The Batch API (appliance.batch.routes): files and batches, each key's own; audited like generations.
 BATCH_ROUTES: dict[str, tuple[str, str]] = {
@@ -186,7 +189,7 @@ class Gate:
             if route == "admin_models" or route in ADMIN_MODEL_ROUTES:
                 require_admin(principal)
             if scope.get("method") == "POST" and (path in GENERATION_PATHS or path in POOLING_PATHS
-                                                  or path == RESPONSES_PATH):  # fmt: skip
+                                                  or path == RESPONSES_PATH or path in TOKENIZE_PATHS):  # fmt: skip
                 if not self.audit.available():  # an audited request is never served unaudited
                     raise AUDIT_UNAVAILABLE
                 await self._generation(scope, receive, send, principal, record, started, path)
@@ -252,6 +255,8 @@ class Gate:
                 body, facts = check_pooling(raw, principal, self.settings.caps, path, log_prompt=log_prompt)
             elif path == RESPONSES_PATH:
                 body, facts = check_responses(raw, principal, self.settings.caps, log_prompt=log_prompt)
+            elif path in TOKENIZE_PATHS:
+                body, facts = check_tokenize(raw, principal, self.settings.caps, path, log_prompt=log_prompt)
             else:
                 body, facts = check_generation(raw, principal, self.settings.caps, log_prompt=log_prompt,
                                                chat=path.endswith("/chat/completions"))  # fmt: skip
@@ -272,14 +277,15 @@ class Gate:
         if self.bookend is not None:
             refuse = self.settings.pii_embeddings == "refuse"
             fields = (pooling_fields(path, refuse=refuse) if path in POOLING_PATHS
-                      else RESPONSES_FIELDS if path == RESPONSES_PATH else None)  # fmt: skip
+                      else RESPONSES_FIELDS if path == RESPONSES_PATH
+                      else tokenize_fields(path) if path in TOKENIZE_PATHS else None)  # fmt: skip
             try:
                 masked = await self.bookend.mask(body, fields)  # ApiError 503 when it cannot mask: nothing forwarded
             except BaseException:
                 self.budgets.refund(reservation)
                 raise
             body = masked.body
-            if path not in ("/v1/embeddings", "/v1/score"):  # answers without text need no restoring (nor buffering)
+            if path not in ("/v1/embeddings", "/v1/score", *TOKENIZE_PATHS):  # answers without text: no restoring
                 send = masked.restoring(send)
             if self.settings.audit_prompts:
                 record["prompt"] = masked.prompt

@@ -218,6 +218,15 @@ def test_unknown_paths_answer_404_json(edge: Edge) -> None:
     with edge.client("127.0.0.51") as client:
         response = client.get("/etc/passwd")
         assert response.status_code == 404 and json.loads(response.text)["error"]["type"] == "not_found_error"
+        for other in ("/tokenizer", "/tokenize/x", "/v2/tokenize"):  # only vLLM's two exact paths pass
+            assert client.post(other, json={}).status_code == 404, other
+
+
+def test_tokenizer_endpoints_reach_serve(edge: Edge) -> None:
+    with edge.client("127.0.0.52") as client:
+        for path in ("/tokenize", "/detokenize"):
+            response = client.post(path, json={"model": "m", "prompt": "hi"})
+            assert response.status_code == 200 and response.json()["path"] == path, path
 
 
 def test_grafana_login_has_its_own_lower_limit(edge: Edge) -> None:

@@ -73,9 +73,10 @@ def test_embed_and_score_models_use_vllms_pooling_runner() -> None:
     plain = engine_kwargs(spec())
     assert not {"runner", "pooler_config", "tool_call_parser", "enable_auto_tool_choice"} & plain.keys()
     assert card_metadata(spec(task="embed")) == {"task": "embed",
-                                                 "endpoints": ["/v1/embeddings", "/v1/score", "/v1/rerank"]}
+                                                 "endpoints": ["/v1/embeddings", "/v1/score", "/v1/rerank",
+                                                               "/tokenize", "/detokenize"]}
     assert card_metadata(spec())["endpoints"] == ["/v1/chat/completions", "/v1/completions",
-                                                     "/v1/responses"]
+                                                     "/v1/responses", "/tokenize", "/detokenize"]
     assert card_metadata(spec())["tool_choice"] == ["none"]
     assert card_metadata(spec(tool_call_parser="hermes"))["tool_choice"] == ["none"]  # vLLM loads no parser
     tools = card_metadata(spec(tool_call_parser="hermes", enable_auto_tool_choice=True))["tool_choice"]
