@@ -31,6 +31,10 @@ class ApplianceLLMServer(LLMServer):
             self._stream_window = StreamWindow(base_ms / 1000, max_ms / 1000)
         return windowed_batches(generator, self._stream_window)
 
+    async def _start_engine(self) -> None:
+        await super()._start_engine()  # type: ignore[no-untyped-call]
+        adopt_tokenization(self.engine)
+
     async def rerank(self, request: Any, raw_request_info: Any = None) -> AsyncGenerator[Any, None]:
         """vLLM's own rerank (its ``ServingScores`` with a ``RerankRequest``, as ``vllm serve`` answers
         ``/v1/rerank``): ray.serve.llm 2.60 routes ``/v1/score`` but has no rerank call, so it is added here."""
@@ -45,6 +49,18 @@ class ApplianceLLMServer(LLMServer):
         await self._maybe_add_request_id_to_request(request)
         answers = _responses(self.engine, request, raw_request_info)
         return self._batch_output_stream(answers) if request.stream else answers
+
+
+def adopt_tokenization(engine: Any) -> None:
+    """Give ray.serve.llm's engine vLLM's tokenizer service. ray.serve.llm 2.60 reads it from the app state as
+    ``openai_serving_tokenization``; vLLM 0.32 names it ``serving_tokenization``, so without this every
+    ``/tokenize`` and ``/detokenize`` answers "This model does not support the 'tokenization' task"."""
+    if getattr(engine, "_oai_serving_tokenization", None) is not None:
+        return
+    state = getattr(engine, "_app_state", None)
+    serving = getattr(state, "openai_serving_tokenization", None) or getattr(state, "serving_tokenization", None)
+    if serving is not None:
+        engine._oai_serving_tokenization = serving
 
 
 async def _responses(engine: Any, request: Any, raw_request_info: Any) -> AsyncGenerator[Any, None]:

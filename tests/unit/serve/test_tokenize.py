@@ -85,3 +85,36 @@ def test_pii_tables_cover_vllms_request_models() -> None:
 
     assert set(TOKENIZE_FIELDS) == set(TokenizeCompletionRequest.model_fields)
     assert set(DETOKENIZE_FIELDS) == set(DetokenizeRequest.model_fields)
+
+
+def test_the_engine_adopts_vllms_tokenizer_service_under_its_new_name() -> None:
+    """ray.serve.llm reads ``openai_serving_tokenization`` from vLLM's app state; vLLM now names it
+    ``serving_tokenization``. Unadopted, every /tokenize answered 400 "does not support the 'tokenization' task"."""
+    from types import SimpleNamespace
+
+    from appliance.serve.engine import adopt_tokenization
+
+    service = object()
+    engine = SimpleNamespace(_oai_serving_tokenization=None, _app_state=SimpleNamespace(serving_tokenization=service))
+    adopt_tokenization(engine)
+    assert engine._oai_serving_tokenization is service
+
+    own = object()  # what ray.serve.llm found itself is kept
+    engine = SimpleNamespace(_oai_serving_tokenization=own, _app_state=SimpleNamespace(serving_tokenization=service))
+    adopt_tokenization(engine)
+    assert engine._oai_serving_tokenization is own
+
+    bare = SimpleNamespace(_oai_serving_tokenization=None, _app_state=None)  # an engine that did not start
+    adopt_tokenization(bare)
+    assert bare._oai_serving_tokenization is None
+
+
+def test_vllms_app_state_still_sets_a_name_the_engine_reads() -> None:
+    """The pinned vLLM's ``init_app_state`` (what ray.serve.llm calls) assigns one of the two names read above:
+    a rename in a vLLM upgrade fails here, not as a 400 on a user's /tokenize."""
+    import inspect
+
+    from vllm.entrypoints.openai.api_server import init_app_state  # as ray.serve.llm's engine imports it
+
+    source = inspect.getsource(inspect.getmodule(init_app_state))
+    assert "state.serving_tokenization =" in source or "state.openai_serving_tokenization =" in source
