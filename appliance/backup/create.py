@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from appliance import __version__
 from appliance.backup.archive import ArchiveWriter, ChunkReader
@@ -65,7 +66,7 @@ def _add_volume(writer: ArchiveWriter, files: object, container: object, vol: St
 
 
 def create_backup(root: Path, dest: Path, plan: HostPlan, *, project: str, now: datetime | None = None,
-                  docker: Callable[[], tuple[object, list]] | None = None) -> BackupResult:  # fmt: skip
+                  docker: Callable[[], tuple[object, list[Any]]] | None = None) -> BackupResult:  # fmt: skip
     """Write one archive into ``dest``. ``docker`` gives (ContainerFiles, the project's containers) when the
     volumes are to be included; None leaves them out (noted)."""
     now = now or datetime.now(tz=UTC)
@@ -88,7 +89,7 @@ def create_backup(root: Path, dest: Path, plan: HostPlan, *, project: str, now: 
             notes += [f"{v.part}: not included (no Docker access)" for v in STACK_VOLUMES]
         else:
             files, containers = docker()
-            by_service = {c.service: c for c in containers}  # type: ignore[attr-defined]
+            by_service = {c.service: c for c in containers}
             for vol in STACK_VOLUMES:
                 container = by_service.get(vol.service)
                 if container is None:

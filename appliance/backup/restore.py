@@ -65,16 +65,16 @@ class _TarMemberSink:
     def __init__(self, tar: tarfile.TarFile, info: tarfile.TarInfo) -> None:
         self.tar, self.written = tar, 0
         header = info.tobuf(tar.format, tar.encoding, tar.errors)  # the header only; the bytes follow in write()
-        tar.fileobj.write(header)  # type: ignore[union-attr]
+        tar.fileobj.write(header)
         tar.offset += len(header)
 
     def write(self, data: bytes) -> None:
-        self.tar.fileobj.write(data)  # type: ignore[union-attr]
+        self.tar.fileobj.write(data)
         self.written += len(data)
 
     def close(self) -> None:
         blocks = math.ceil(self.written / tarfile.BLOCKSIZE)
-        self.tar.fileobj.write(tarfile.NUL * (blocks * tarfile.BLOCKSIZE - self.written))  # type: ignore[union-attr]
+        self.tar.fileobj.write(tarfile.NUL * (blocks * tarfile.BLOCKSIZE - self.written))
         self.tar.offset += blocks * tarfile.BLOCKSIZE
 
 

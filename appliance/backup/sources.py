@@ -62,7 +62,7 @@ def _outermost(paths: list[str]) -> tuple[str, ...]:
 def plan_host(settings: object, root: Path, *, env_name: str = ".env", secrets_name: str = ".secrets",
               models_name: str = "models.yaml") -> HostPlan:  # fmt: skip
     """Decide (from the settings and what exists under ``root``) which host paths each part takes."""
-    from appliance.certs.renewal import DEFAULT_CERTS_ROOT
+    from appliance.certs.store import DEFAULT_CERTS_ROOT
 
     s = settings
     notes: list[str] = []

@@ -15,7 +15,8 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
@@ -31,11 +32,12 @@ from appliance.batch.lines import (
     reported,
 )
 from appliance.batch.runner import BatchRunner, RunnerSettings, asgi_call
-from appliance.batch.store import PURPOSE_BATCH, BatchStore, FileRecord
+from appliance.batch.store import PURPOSE_BATCH, Batch, BatchStore, FileRecord
 from appliance.errors import ApplianceError
 from appliance.serve.checks import Principal, echo
 from appliance.serve.errors import ApiError
 
+T = TypeVar("T")
 _LOGGER = logging.getLogger(__name__)
 
 MULTIPART_OVERHEAD = 64 * 1024  # what the form's boundaries and fields may add to the file's own bytes
@@ -89,7 +91,7 @@ class BatchRoutes:
     async def _call_self(self, path: str, body: bytes, request_id: str, caller: Any) -> tuple[int, bytes, dict[str, str]]:
         return await asgi_call(getattr(self, "_asgi_app"), path, body, request_id, caller)  # the gate, then the routes
 
-    async def _run(self, call: Any) -> Any:
+    async def _run(self, call: Callable[[], T]) -> T:
         self.start_batch_runner()
         return await asyncio.to_thread(_store_call, call)
 
@@ -214,14 +216,16 @@ class BatchRoutes:
         principal = _principal(request)
         store = self._batches()
 
-        def cancel() -> Any:
+        def cancel() -> Batch:
             batch = store.batch(batch_id, principal.name)
             if batch is None:
                 raise _not_found("batch", batch_id)
             target = after_cancel(batch.status)
             if target is not batch.status:
                 store.move(batch_id, target, int(time.time()))
-            return store.batch(batch_id, principal.name)
+            moved = store.batch(batch_id, principal.name)
+            assert moved is not None  # batches are never deleted
+            return moved
 
         return (await self._run(cancel)).to_json()
 
@@ -278,7 +282,7 @@ async def _read_form(request: Request, cap: int) -> Any:
                        "invalid_body") from None  # fmt: skip
 
 
-def _store_call(call: Any) -> Any:
+def _store_call(call: Callable[[], T]) -> T:
     """A batch store call from a route: an unreachable registry or disk is 503 (no internals)."""
     try:
         return call()

@@ -189,7 +189,17 @@ def _obtain_self_signed(staging: Path, domain: str | None, now: datetime) -> Non
     (staging / PRIVKEY).chmod(0o600)
 
 
-def _install_provided(config, paths, name, current, now, dry_run, alert, test_nginx, reload_nginx) -> RenewalResult:  # noqa: ANN001
+def _install_provided(
+    config: ApplianceConfig,
+    paths: CertPaths,
+    name: str,
+    current: CertInfo | None,
+    now: datetime,
+    dry_run: bool,
+    alert: Alert,
+    test_nginx: Callable[[], None] | None,
+    reload_nginx: Callable[[], None] | None,
+) -> RenewalResult:
     """Provided mode: check the user's files and put them live when they differ from what is serving."""
     s = config.settings
     cert_path, key_path = Path(s.tls_cert_path), Path(s.tls_key_path)
@@ -214,8 +224,15 @@ def _install_provided(config, paths, name, current, now, dry_run, alert, test_ng
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _go_live(staging: Path, live: Path, info: CertInfo, alert: Alert, test_nginx, reload_nginx,  # noqa: ANN001
-             current: CertInfo | None) -> RenewalResult:  # fmt: skip
+def _go_live(
+    staging: Path,
+    live: Path,
+    info: CertInfo,
+    alert: Alert,
+    test_nginx: Callable[[], None] | None,
+    reload_nginx: Callable[[], None] | None,
+    current: CertInfo | None,
+) -> RenewalResult:
     """Swap the staged pair in, then nginx -t and reload; any failure puts the previous pair back."""
     staging.chmod(0o755)
     swap_in(staging, live)  # staging became the live version (the caller's clean-up finds nothing)

@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes, PrivateKeyTypes, PublicKeyTypes
 
 from appliance.certs.errors import CertError
 from appliance.certs.inspect import CertInfo, info_from_x509, load_chain, read_pem
@@ -26,7 +26,7 @@ def load_key(path: Path) -> PrivateKeyTypes:
                         "(hint: decrypt it with openssl pkey -in KEY -out KEY.plain)") from err  # fmt: skip
 
 
-def _public_bytes(key) -> bytes:
+def _public_bytes(key: PublicKeyTypes | CertificatePublicKeyTypes) -> bytes:
     return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 

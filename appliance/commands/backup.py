@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 from pathlib import Path
+from typing import Any
 
 from appliance.commands.common import add_config_options, load
 
@@ -13,7 +14,7 @@ RESTORE_DOC = ("Verify every checksum of ARCHIVE, then put back its files (.env,
                "down (python -m appliance down first). The replaced files are kept under .restore-<time>/previous.")  # fmt: skip
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     backup = sub.add_parser("backup", help="write one checksummed archive of what cannot be re-made",
                             description="One archive (mode 0600) of .env, .secrets, models.yaml, the certificates "
                             "and ACME account, the model registry, the supervisor's state, Grafana's state and a "
@@ -54,7 +55,7 @@ def run_backup(args: argparse.Namespace) -> int:
         from appliance.docker.volumes import ContainerFiles
 
         with DockerEngine(args.docker_host, timeout=600) as engine:
-            def docker() -> tuple[object, list]:
+            def docker() -> tuple[object, list[Any]]:
                 return ContainerFiles(engine), engine.project_containers(s.compose_project_name)
 
             result = create_backup(root, dest, plan, project=s.compose_project_name, docker=docker)

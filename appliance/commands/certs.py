@@ -17,7 +17,7 @@ from appliance.output import print_json, print_table, say
 _LOGGER = logging.getLogger(__name__)
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser("certs", help="inspect and renew the TLS certificate",
                             description="The certificate nginx serves: its facts, and renewing it (acme: certbot; "
                             "self-signed: a new pair; provided: your files, checked).")  # fmt: skip

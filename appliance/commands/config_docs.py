@@ -17,7 +17,7 @@ from appliance.output import say
 GUIDE = Path("docs/guides/configurator.md")
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser("config", help="print or regenerate .env.example, .secrets.example, the reference",
                             description="The examples and the reference are generated from the typed settings.")  # fmt: skip
     parser.add_argument("what", choices=["env-example", "secrets-example", "reference"], nargs="?",

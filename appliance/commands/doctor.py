@@ -14,7 +14,7 @@ from appliance.errors import ConfigError
 _LOGGER = logging.getLogger(__name__)
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser("doctor", help="run pre-flight and running-stack checks",
                             description="Check the host, the configuration and (unless --preflight) the running "
                             "stack. Every problem says what was expected, what was found, and the fix. "

@@ -11,7 +11,7 @@ from appliance.errors import UsageError
 from appliance.output import say
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser(
         "init",
         help="create .env and .secrets from the examples when missing (idempotent)",

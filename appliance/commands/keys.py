@@ -26,7 +26,7 @@ _LIMIT_FLAGS = (
 )
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser("keys", help="create, update, list and revoke API keys",
                             description="API keys live in .secrets as SHA-256 hashes; a key is shown once.")  # fmt: skip
     keys = parser.add_subparsers(dest="keys_command", metavar="ACTION", required=True)

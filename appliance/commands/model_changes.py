@@ -19,7 +19,7 @@ from appliance.errors import UsageError
 WAIT_POLL_S = 1.0
 
 
-def register(actions: argparse._SubParsersAction) -> None:
+def register(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     for name, helptext in (
         ("deploy", "apply models.yaml: change only the models whose revision, weights or engine arguments differ"),
         ("promote", "start the ready staging revision of a model in production (same weights, same engine args)"),

@@ -19,7 +19,7 @@ from appliance.errors import ApplianceError, UsageError
 ROUTING_NOTE = "recorded in the registry; the ingress follows within a second (a disabled model answers 404)"
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser("models", help="the model registry: deployed revisions, their status and history",
                             description=__doc__.split("\n\n")[0])  # fmt: skip
     actions = parser.add_subparsers(dest="models_action", metavar="ACTION", required=True)

@@ -24,7 +24,7 @@ APP_NAME = "appliance"
 _LOGGER = logging.getLogger(__name__)
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser("serve", help="deploy the model engines and the API ingress onto Ray Serve",
                             description=__doc__.split("\n\n")[0])  # fmt: skip
     add_config_options(parser)

@@ -6,13 +6,14 @@ import argparse
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 from appliance.commands.common import add_config_options, load
 
 _LOGGER = logging.getLogger(__name__)
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser("status", help="show the running stack's health",
                             description="List the stack's services: state, health, restarts (Docker's and the "
                             "watchdog's). Exit 0 when every service runs and is healthy, 1 otherwise.")  # fmt: skip
@@ -22,14 +23,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_run)
 
 
-def _watchdog(path: Path) -> dict[str, dict]:
+def _watchdog(path: Path) -> dict[str, dict[str, Any]]:
     try:
         return dict(json.loads(path.read_text()).get("services", {}))
     except (OSError, ValueError):
         return {}
 
 
-def _watchdog_column(container: object, record: dict) -> str:
+def _watchdog_column(container: object, record: dict[str, Any]) -> str:
     """What keeps the service up: the watchdog, or nobody (unwatched, or stopped by hand: Docker's restart policy
     never restarts a manual stop)."""
     stopped = getattr(container, "stopped_by_hand", False)

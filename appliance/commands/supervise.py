@@ -11,7 +11,7 @@ from appliance.commands.common import add_config_options, load
 _LOGGER = logging.getLogger(__name__)
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser("supervise", help="run the supervisor daemon (watchdog, renewals, log rotation)",
                             description="Watch the compose project's containers through Docker events, restart "
                             "the ones that die or turn unhealthy (with backoff and a budget), check the "

@@ -14,6 +14,7 @@ import asyncio
 import ssl
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from appliance import __version__
 from appliance.certs.store import served_certificate
@@ -24,6 +25,9 @@ from appliance.config.secrets import Role
 from appliance.errors import ApplianceError
 from appliance.output import say
 from appliance.stack.plan import DATADOG_PROFILE, StackPlan, api_urls, local_health_url, plan_stack, socket_path
+
+if TYPE_CHECKING:
+    from appliance.docker.compose import ComposeCli
 
 FIRST_KEY_NAME = "admin"
 
@@ -37,7 +41,7 @@ def show(message: str, *, style: str = "") -> None:
     out_console().print(Text(message, style=style), markup=False)
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     up = sub.add_parser("up", help="build and start the stack; wait until the models are ready",
                         description=__doc__.split("\n\n")[1])  # fmt: skip
     _common(up)
@@ -73,7 +77,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def _compose(args: argparse.Namespace, config: ApplianceConfig, plan: StackPlan,
-             profiles: tuple[str, ...] | None = None):  # noqa: ANN202  # fmt: skip
+             profiles: tuple[str, ...] | None = None) -> ComposeCli:  # fmt: skip
     from appliance.docker.compose import ComposeCli
 
     root = args.root.resolve()
@@ -170,7 +174,7 @@ def check_pii_model(config: ApplianceConfig, *, local: bool, docker_host: str | 
 MODEL_CACHE = "/var/cache/huggingface"
 
 
-def own_model_cache(compose, plan: StackPlan) -> None:  # noqa: ANN001
+def own_model_cache(compose: ComposeCli, plan: StackPlan) -> None:
     """The model-cache volume belongs to the serve container's user (it runs as that user, never root). A new
     volume takes that from the image; one written by an older, root-run serve is handed over here, once per
     ``up`` (a one-off container as root that only chowns; the watchdog ignores one-offs)."""
@@ -178,7 +182,7 @@ def own_model_cache(compose, plan: StackPlan) -> None:  # noqa: ANN001
                 plan.env["APPLIANCE_SERVE_USER"], MODEL_CACHE, timeout=1800)  # fmt: skip
 
 
-def _probe(url: str, timeout: float = 5.0) -> dict | None:
+def _probe(url: str, timeout: float = 5.0) -> dict[str, Any] | None:
     """GET a health URL through the local nginx; its JSON (200 or 503) or None when nothing answers."""
     from appliance.doctor.probes import http_get_json
 
@@ -192,7 +196,7 @@ def _probe(url: str, timeout: float = 5.0) -> dict | None:
     return body if isinstance(body, dict) else None
 
 
-def _describe(body: dict | None) -> str:
+def _describe(body: dict[str, Any] | None) -> str:
     if body is None:
         return "waiting for nginx"
     ready, total = body.get("models_ready"), body.get("models_total")

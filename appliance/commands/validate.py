@@ -9,7 +9,7 @@ from appliance.errors import ConfigError
 from appliance.output import print_issues, print_json, say
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser(
         "validate",
         help="check the configuration files and report every problem",

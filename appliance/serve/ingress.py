@@ -127,7 +127,7 @@ def detail_allowed(request: Request) -> bool:
 
 
 class ApplianceIngress(BatchRoutes, AdminModels, RoutedGenerations, OpenAiIngress):
-    def __init__(self, llm_deployments: dict, model_cards: dict, *, ingress_config: IngressConfig,
+    def __init__(self, llm_deployments: dict[str, Any], model_cards: dict[str, Any], *, ingress_config: IngressConfig,
                  pii_service: Any = None, generations: Any = None, **kwargs: Any):  # fmt: skip
         # pii_service: the PIIService handle; bound here so Serve deploys it, called by name from the gate
         # generations: model generations starting beside the serving ones (bound so Serve deploys them; requests
@@ -398,6 +398,7 @@ def _api_error(err: ApiError) -> JSONResponse:
 
 def make_ingress_class(config: IngressConfig) -> type:
     """The Serve ingress class: ApplianceIngress's routes on a FastAPI app with the gate in front."""
-    return make_fastapi_ingress(ApplianceIngress, endpoint_map=ENDPOINTS, app=build_fastapi_app(config))
+    cls: type = make_fastapi_ingress(ApplianceIngress, endpoint_map=ENDPOINTS, app=build_fastapi_app(config))
+    return cls
 
 

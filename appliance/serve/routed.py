@@ -41,7 +41,7 @@ class RoutedGenerations:
         """The deployment the registry routes ``model_id`` to, when it is not the one built with."""
         if self._routes is None or model_id not in self._built_with:
             return None
-        name = self._routes.deployment(model_id)
+        name: str | None = self._routes.deployment(model_id)
         if name is None or name == self._built_with[model_id]:
             self.deployment_names[model_id] = self._built_with[model_id]
             return None
@@ -66,4 +66,5 @@ class RoutedGenerations:
     def health_check_call(self, model_id: str, default: Any) -> Awaitable[Any]:
         """The engine health check of the generation serving ``model_id`` (``default``: the built-with handle)."""
         name = self._routed(model_id)
-        return (default if name is None else self._handle_for(name, stream=False)).check_health.remote()
+        call: Awaitable[Any] = (default if name is None else self._handle_for(name, stream=False)).check_health.remote()
+        return call

@@ -58,7 +58,8 @@ class Decision:
 
 def restart_weight(restarts: tuple[datetime, ...], now: datetime, half_life_s: float) -> float:
     """The decayed count of past restarts (each one halves every ``half_life_s``)."""
-    return sum(0.5 ** (max(0.0, (now - t).total_seconds()) / half_life_s) for t in restarts)
+    weight: float = sum(0.5 ** (max(0.0, (now - t).total_seconds()) / half_life_s) for t in restarts)
+    return weight
 
 
 def should_restart(history: ServiceHistory, now: datetime, policy: RestartPolicy = RestartPolicy(),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from datadog.dogstatsd import DogStatsd
+from datadog.dogstatsd.base import DogStatsd
 
 from appliance import __version__
 

@@ -104,7 +104,10 @@ def render_nginx(
     """The rendered files. ``ocsp``: the certificate names an OCSP responder (see certs.inspect)."""
     s = config.settings
     live = CertPaths(layout.cert_dir).served_dir(s)
-    read = lambda rel: template.load(templates, rel)  # noqa: E731
+
+    def read(rel: str) -> str:
+        return template.load(templates, rel)
+
     common = {
         "burst": s.nginx_rate_limit_burst,
         "read_timeout": "3600s",
@@ -114,7 +117,10 @@ def render_nginx(
         "upstream_prometheus": layout.upstreams.prometheus,
         "upstream_ray_dashboard": layout.upstreams.ray_dashboard,
     }
-    sub = lambda rel, **extra: template.render_text(read(rel), {**common, **extra}, name=rel)  # noqa: E731
+
+    def sub(rel: str, **extra: object) -> str:
+        return template.render_text(read(rel), {**common, **extra}, name=rel)
+
     proxy = sub("snippets/proxy.conf")
     api_headers = sub("snippets/security_headers.conf", frame_options="DENY", frame_ancestors="'none'")
     dash_headers = sub("snippets/security_headers.conf", frame_options="SAMEORIGIN", frame_ancestors="'self'")

@@ -22,14 +22,16 @@ def prometheus_config(shipped: str, accelerator: Accelerator) -> str:
     config: dict[str, Any] = yaml.safe_load(shipped)
     if accelerator is not Accelerator.GPU:
         config["scrape_configs"] = [job for job in config["scrape_configs"] if job["job_name"] != GPU_JOB]
-    return yaml.safe_dump(config, sort_keys=False)
+    text: str = yaml.safe_dump(config, sort_keys=False)
+    return text
 
 
 def slo_rules(settings: Settings) -> str:
     """``rules/slo.yml``: the TTFT objective the TtftAboveSlo alert compares the p95 with."""
     group = {"name": "appliance-slo",
              "rules": [{"record": "appliance:ttft_slo_seconds", "expr": f"vector({float(settings.ttft_slo_seconds)})"}]}
-    return yaml.safe_dump({"groups": [group]}, sort_keys=False)
+    text: str = yaml.safe_dump({"groups": [group]}, sort_keys=False)
+    return text
 
 
 def alertmanager_config(shipped: str, settings: Settings) -> str:
@@ -39,4 +41,5 @@ def alertmanager_config(shipped: str, settings: Settings) -> str:
     receiver.pop("webhook_configs", None)
     if settings.alert_webhook_url:
         receiver["webhook_configs"] = [{"url": settings.alert_webhook_url, "send_resolved": True}]
-    return yaml.safe_dump(config, sort_keys=False)
+    text: str = yaml.safe_dump(config, sort_keys=False)
+    return text

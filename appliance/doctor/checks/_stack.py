@@ -12,6 +12,7 @@ def project_containers(ctx: DoctorContext) -> list[ContainerState] | None:
     assert ctx.config is not None
     try:
         with probes.open_engine(ctx.docker_host, timeout=1.5) as engine:
-            return engine.project_containers(ctx.config.settings.compose_project_name)
+            containers: list[ContainerState] = engine.project_containers(ctx.config.settings.compose_project_name)
+            return containers
     except ApplianceDockerError:
         return None

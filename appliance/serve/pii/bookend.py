@@ -192,7 +192,8 @@ def serve_handle_call(app_name: str | None = None) -> MaskCall:
             handle = serve.get_deployment_handle(DEPLOYMENT_NAME, app_name=name)
         response = handle.mask.remote(texts)
         try:
-            return await response
+            masked: dict[str, Any] = await response
+            return masked
         except asyncio.CancelledError:
             response.cancel()
             raise

@@ -215,7 +215,7 @@ def _resolving_analyzer_class() -> type:
         (a literal backslash-n, as pasted from logs and JSON) is analysed with a line break and a space in their
         place: the same length, so every offset holds for the text as given."""
 
-        def analyze(self, text: str, *args: Any, **kwargs: Any) -> list[Any]:  # type: ignore[override]
+        def analyze(self, text: str, *args: Any, **kwargs: Any) -> list[Any]:
             plain = text.replace("\\n", "\n ").replace("\\t", "\t ") if "\\" in text else text
             return resolve(super().analyze(plain, *args, **kwargs), plain)
 
@@ -264,7 +264,7 @@ def _artifacts_of_lower_lemmas(engine: Any, doc: Any, language: str) -> Any:
 
 
 class _NoDeepCopy(list):  # type: ignore[type-arg]
-    def __deepcopy__(self, memo: dict) -> _NoDeepCopy:
+    def __deepcopy__(self, memo: dict[int, Any]) -> _NoDeepCopy:
         return self
 
 

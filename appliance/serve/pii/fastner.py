@@ -110,7 +110,10 @@ class _Tok2Vec:
 
     def __init__(self, model: Any, vocab: Any = None) -> None:
         nodes = list(model.walk())
-        named = lambda name: [node for node in nodes if node.name == name]  # noqa: E731
+
+        def named(name: str) -> list[Any]:
+            return [node for node in nodes if node.name == name]
+
         embeds = named("hashembed")
         depth = len(named("expand_window"))
         static = named("static_vectors")
@@ -158,7 +161,7 @@ class _Tok2Vec:
         return node.get_param("G"), node.get_param("b")
 
     @staticmethod
-    def _maxout_norm(inputs: numpy.ndarray, maxout: tuple, norm: tuple) -> numpy.ndarray:
+    def _maxout_norm(inputs: numpy.ndarray, maxout: tuple[Any, ...], norm: tuple[Any, ...]) -> numpy.ndarray:
         """thinc's ``Maxout`` then ``LayerNorm`` (thinc/layers/maxout.py, layernorm.py), same arithmetic."""
         weights, bias, out, pieces = maxout
         summed = numpy.matmul(inputs, weights.T)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib
 import re
 import unicodedata
+from collections.abc import Iterable
 from functools import cache
 
 _LATIN = re.compile(r"^[A-Za-z\u00C0-\u024F' .-]+$")
@@ -84,7 +85,10 @@ def person_names() -> tuple[frozenset[str], frozenset[str]]:
         for attr in ("first_names", "first_names_male", "first_names_female", "first_names_nonbinary"):
             first.update(name for name in _provider_names(provider, attr) if isinstance(name, str))
         last.update(name for name in _provider_names(provider, "last_names") if isinstance(name, str))
-    keep = lambda names: frozenset(fold(n) for n in names if _LATIN.match(n) and len(n) > 1)  # noqa: E731
+
+    def keep(names: Iterable[str]) -> frozenset[str]:
+        return frozenset(fold(n) for n in names if _LATIN.match(n) and len(n) > 1)
+
     return keep(first), keep(last)
 
 

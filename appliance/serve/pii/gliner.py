@@ -169,7 +169,7 @@ def load_recognizer(options: GlinerOptions, labels: tuple[tuple[str, str], ...],
 def _recognizer_class() -> type:
     from presidio_analyzer.predefined_recognizers import GLiNERRecognizer
 
-    class ApplianceGlinerRecognizer(GLiNERRecognizer):  # type: ignore[misc]
+    class ApplianceGlinerRecognizer(GLiNERRecognizer):
         """Presidio's GLiNERRecognizer asked only for the appliance's labels. A span at or over
         PII_GLINER_THRESHOLD is a match: it is reported at no less than PII_SCORE_THRESHOLD so the analyzer's
         threshold (set for spaCy and the patterns) does not drop it a second time; the model's own score stays

@@ -135,7 +135,7 @@ class WindowedPhoneRecognizer(PhoneRecognizer):
             region = phonenumbers.region_code_for_number(phonenumbers.parse(window[match.start:match.end]))  # type: ignore[assignment]  # None as in presidio's own analyze
         except phonenumbers.NumberParseException:
             pass
-        result = self._get_recognizer_result(match, window, region, None)
+        result: RecognizerResult = self._get_recognizer_result(match, window, region, None)  # type: ignore[no-untyped-call]
         result.start += offset
         result.end += offset
         return result

@@ -63,7 +63,7 @@ def restore_part(part: dict[str, Any], restorer: Restorer) -> bool:
 
 def _restore_field(holder: dict[str, Any], name: str, restorer: Restorer) -> bool:
     restored = restorer.restore(holder[name])
-    changed = restored != holder[name]
+    changed: bool = restored != holder[name]
     holder[name] = restored
     return changed
 
@@ -154,7 +154,7 @@ def _index(payload: dict[str, Any], *names: str) -> int:
 
 
 def _set(holder: dict[str, Any], name: str, value: str) -> bool:
-    changed = holder[name] != value
+    changed: bool = holder[name] != value
     holder[name] = value
     return changed
 

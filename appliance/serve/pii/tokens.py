@@ -36,7 +36,7 @@ def token_view(nlp_artifacts: Any, text: str) -> TokenView | None:
     token on every access), cached on the artifacts; None without a doc."""
     if nlp_artifacts is None:
         return None
-    view = getattr(nlp_artifacts, _CACHED, None)
+    view: TokenView | None = getattr(nlp_artifacts, _CACHED, None)
     if view is not None:
         return view
     doc = getattr(nlp_artifacts, "tokens", None)
