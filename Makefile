@@ -19,7 +19,7 @@ MISMATCHED_WHEELS := torchvision torchaudio torchcodec
 PYTEST_ARGS ?=
 UP_ARGS ?=
 
-.PHONY: help up down status doctor logs validate keys lint test test-unit test-integration test-e2e test-e2e-docker bench docs clean
+.PHONY: help up down status doctor logs validate keys lint format test test-unit test-integration test-e2e test-e2e-docker bench docs clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -65,9 +65,14 @@ validate: $(VENV)/.installed-base ## check .env, .secrets and models.yaml
 	@$(PY) -m appliance validate
 
 # --- tests and benchmarks ------------------------------------------------------------------------------
-lint: $(VENV)/.installed-test ## ruff over the code, tests and scripts, mypy over the code (make test runs it first)
-	@$(VENV)/bin/ruff check appliance tests scripts
+lint: $(VENV)/.installed-test ## ruff (lint + format check) over every Python file, mypy --strict over the code (make test runs it first)
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/ruff format --check .
 	@$(VENV)/bin/mypy
+
+format: $(VENV)/.installed-test ## apply ruff's formatter and its safe fixes (what make lint checks)
+	@$(VENV)/bin/ruff check --fix .
+	@$(VENV)/bin/ruff format .
 
 # The tests run in a network namespace of their own with only loopback (scripts/ci/isolated.sh).
 test: $(VENV)/.installed-test lint ## set up everything, lint, and run every test tier (unit, integration, e2e, e2e-docker)

@@ -13,7 +13,20 @@ import sys
 from collections.abc import Sequence
 
 from appliance import __version__
-from appliance.commands import backup, certs, config_docs, doctor, init, keys, models, serve, status, supervise, up, validate
+from appliance.commands import (
+    backup,
+    certs,
+    config_docs,
+    doctor,
+    init,
+    keys,
+    models,
+    serve,
+    status,
+    supervise,
+    up,
+    validate,
+)
 from appliance.errors import ApplianceError, ConfigError
 from appliance.logs.setup import setup_logging
 from appliance.output import print_issues, say
@@ -28,8 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 ok, 1 findings or failures, 2 usage or configuration error.",
     )
     parser.add_argument("--version", action="version", version=f"appliance {__version__}")
-    parser.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "WARNING"),
-                        choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log level (default WARNING)")  # fmt: skip
+    parser.add_argument(
+        "--log-level",
+        default=os.environ.get("LOG_LEVEL", "WARNING"),
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="log level (default WARNING)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     validate.register(sub)
     init.register(sub)
@@ -54,8 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(args))
     except ConfigError as err:
         print_issues(err.issues)
-        say(f"✗ {err}: nothing was changed; fix them and run again (python -m appliance validate)",
-            style="bold red")  # fmt: skip
+        say(f"✗ {err}: nothing was changed; fix them and run again (python -m appliance validate)", style="bold red")
         return err.exit_code
     except ApplianceError as err:
         say(f"✗ {err}", style="bold red")

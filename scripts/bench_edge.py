@@ -34,6 +34,7 @@ async def level(url: str, path: str, concurrency: int, requests: int, verify) ->
     todo = iter(range(requests))
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=url, verify=verify, limits=limits, timeout=30) as client:
+
         async def worker() -> None:
             nonlocal errors
             for _ in todo:
@@ -49,9 +50,14 @@ async def level(url: str, path: str, concurrency: int, requests: int, verify) ->
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         seconds = time.perf_counter() - started
     latencies.sort()
-    return {"concurrency": concurrency, "requests": requests, "rps": round(requests / seconds, 1),
-            "p50_ms": round(statistics.median(latencies), 2),
-            "p99_ms": round(latencies[int(0.99 * (len(latencies) - 1))], 2), "errors": errors}  # fmt: skip
+    return {
+        "concurrency": concurrency,
+        "requests": requests,
+        "rps": round(requests / seconds, 1),
+        "p50_ms": round(statistics.median(latencies), 2),
+        "p99_ms": round(latencies[int(0.99 * (len(latencies) - 1))], 2),
+        "errors": errors,
+    }
 
 
 def main() -> int:
@@ -67,8 +73,13 @@ def main() -> int:
         backend = start_backend(backend_port)
         edge = None
         try:
-            edge = make_edge(Path(tmp), backend_port, NGINX_RATE_LIMIT_RPM="6000000",
-                             NGINX_RATE_LIMIT_BURST="1000000", NGINX_CONN_LIMIT="60000")  # fmt: skip
+            edge = make_edge(
+                Path(tmp),
+                backend_port,
+                NGINX_RATE_LIMIT_RPM="6000000",
+                NGINX_RATE_LIMIT_BURST="1000000",
+                NGINX_CONN_LIMIT="60000",
+            )
             tls = ssl.create_default_context(cafile=str(edge.cert_file))
             for c in levels:
                 direct = asyncio.run(level(f"http://127.0.0.1:{backend_port}", "/v1/echo", c, args.requests, False))
@@ -78,12 +89,16 @@ def main() -> int:
             if edge is not None:
                 stop(edge.proc)
             stop(backend)
-    lines = ["| concurrency | direct req/s | via nginx req/s | direct p50 / p99 ms | via nginx p50 / p99 ms | errors |",
-             "|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    lines = [
+        "| concurrency | direct req/s | via nginx req/s | direct p50 / p99 ms | via nginx p50 / p99 ms | errors |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
     for row in rows:
         d, n = row["direct"], row["nginx"]
-        lines.append(f"| {row['concurrency']} | {d['rps']} | {n['rps']} | {d['p50_ms']} / {d['p99_ms']} | "
-                     f"{n['p50_ms']} / {n['p99_ms']} | {d['errors'] + n['errors']} |")  # fmt: skip
+        lines.append(
+            f"| {row['concurrency']} | {d['rps']} | {n['rps']} | {d['p50_ms']} / {d['p99_ms']} | "
+            f"{n['p50_ms']} / {n['p99_ms']} | {d['errors'] + n['errors']} |"
+        )
     table = "\n".join(lines)
     print(table)
     args.out.mkdir(parents=True, exist_ok=True)

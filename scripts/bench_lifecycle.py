@@ -87,16 +87,25 @@ class Load(threading.Thread):
 
 
 def _cli(work: Path, env: dict[str, str], *args: str) -> dict:
-    done = subprocess.run([sys.executable, "-m", "appliance", *args, "--json"], cwd=work, env=env, text=True,
-                          capture_output=True, check=False, timeout=1900)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "appliance", *args, "--json"],
+        cwd=work,
+        env=env,
+        text=True,
+        capture_output=True,
+        check=False,
+        timeout=1900,
+    )
     if not done.stdout.strip():
         raise RuntimeError(f"models {args}: no JSON answer: {done.stderr[-2000:]}")
     return json.loads(done.stdout)["request"]
 
 
 def _models_yaml(work: Path, max_model_len: int) -> None:
-    (work / "models.yaml").write_text(f"models:\n  - id: {MODEL}\n    source: {CACHE}\n    max_model_len: {max_model_len}\n"
-                                      "    gpu_memory_utilization: 0.3\n    max_tokens_cap: 4096\n")  # fmt: skip
+    (work / "models.yaml").write_text(
+        f"models:\n  - id: {MODEL}\n    source: {CACHE}\n    max_model_len: {max_model_len}\n"
+        "    gpu_memory_utilization: 0.3\n    max_tokens_cap: 4096\n"
+    )
 
 
 def _change(work: Path, env: dict[str, str], load: Load, *args: str) -> dict:
@@ -106,9 +115,16 @@ def _change(work: Path, env: dict[str, str], load: Load, *args: str) -> dict:
     total = time.monotonic() - started
     ok1, failed1 = load.window()
     [outcome] = [o for o in request["result"].get("outcomes", []) if o["model"] == MODEL] or [{}]
-    return {"status": request["status"], "total_s": round(total, 2), "seconds": outcome.get("seconds", {}),
-            "action": outcome.get("action"), "mode": outcome.get("mode"), "requests": ok1 - ok0 + failed1 - failed0,
-            "failed": failed1 - failed0, "reason": outcome.get("reason", request["result"].get("reason", ""))}  # fmt: skip
+    return {
+        "status": request["status"],
+        "total_s": round(total, 2),
+        "seconds": outcome.get("seconds", {}),
+        "action": outcome.get("action"),
+        "mode": outcome.get("mode"),
+        "requests": ok1 - ok0 + failed1 - failed0,
+        "failed": failed1 - failed0,
+        "reason": outcome.get("reason", request["result"].get("reason", "")),
+    }
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -122,20 +138,33 @@ def main() -> int:
     parser.add_argument("--streams", type=int, default=2)
     parser.add_argument("--out", type=Path, default=ROOT / "bench-results")
     args = parser.parse_args()
-    subprocess.run([sys.executable, str(ROOT / "scripts/make_tiny_model.py"), str(CACHE)], check=True,
-                   capture_output=True)  # fmt: skip
+    subprocess.run(
+        [sys.executable, str(ROOT / "scripts/make_tiny_model.py"), str(CACHE)], check=True, capture_output=True
+    )
     runs = []
     with tempfile.TemporaryDirectory(prefix="bench-lifecycle-") as tmp:
         work = Path(tmp)
         with host_appliance(CACHE, work, free_port()) as (url, key):
             address = (work / "ray" / "ray_current_cluster").read_text().strip()
-            settings = load_config(ConfigFiles(env=work / ".env", secrets=work / ".secrets",
-                                               models=work / "models.yaml"), gpu_count=0).settings  # fmt: skip
-            env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(work / "ray_token"),
-                   "APPLIANCE_GPU_COUNT": "0", "RAY_USAGE_STATS_ENABLED": "0", **serving_env(settings)}  # fmt: skip
+            settings = load_config(
+                ConfigFiles(env=work / ".env", secrets=work / ".secrets", models=work / "models.yaml"), gpu_count=0
+            ).settings
+            env = {
+                **os.environ,
+                "RAY_AUTH_MODE": "token",
+                "RAY_AUTH_TOKEN_PATH": str(work / "ray_token"),
+                "APPLIANCE_GPU_COUNT": "0",
+                "RAY_USAGE_STATS_ENABLED": "0",
+                **serving_env(settings),
+            }
             log = (work / "applier.log").open("w")
-            applier = subprocess.Popen([sys.executable, "-m", "appliance", "serve", "--attach", "--ray-address",
-                                        address], cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+            applier = subprocess.Popen(
+                [sys.executable, "-m", "appliance", "serve", "--attach", "--ray-address", address],
+                cwd=work,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
             load = Load(url, key, args.streams)
             load.start()
             try:
@@ -145,9 +174,12 @@ def main() -> int:
                     rollback = _change(work, env, load, "models", "rollback", MODEL)
                     _models_yaml(work, 1024)
                     runs.append({"run": number, "deploy": deploy, "rollback": rollback})
-                    print(f"run {number}: deploy {deploy['status']} in {deploy['total_s']} s {deploy['seconds']}, "
-                          f"failed {deploy['failed']}/{deploy['requests']}; rollback {rollback['status']} in "
-                          f"{rollback['total_s']} s, failed {rollback['failed']}/{rollback['requests']}", flush=True)  # fmt: skip
+                    print(
+                        f"run {number}: deploy {deploy['status']} in {deploy['total_s']} s {deploy['seconds']}, "
+                        f"failed {deploy['failed']}/{deploy['requests']}; rollback {rollback['status']} in "
+                        f"{rollback['total_s']} s, failed {rollback['failed']}/{rollback['requests']}",
+                        flush=True,
+                    )
             finally:
                 load.stop.set()
                 load.join(180)
@@ -164,12 +196,17 @@ def main() -> int:
     failed = sum(r["deploy"]["failed"] + r["rollback"]["failed"] for r in runs)
     requests = sum(r["deploy"]["requests"] + r["rollback"]["requests"] for r in runs)
     lines = [f"| measure ({len(runs)} runs) | p50 | p95 | target |", "|---|---:|---:|---:|"]
-    goals = {"deploy → ready (s)": TARGETS["ready_s"], "smoke completion (s)": TARGETS["smoke_s"],
-             "rollback, request → done (s)": TARGETS["rollback_s"]}  # fmt: skip
+    goals = {
+        "deploy → ready (s)": TARGETS["ready_s"],
+        "smoke completion (s)": TARGETS["smoke_s"],
+        "rollback, request → done (s)": TARGETS["rollback_s"],
+    }
     for name, values in series.items():
         goal = goals.get(name)
-        lines.append(f"| {name} | {statistics.median(values):.2f} | {_pct(values, 0.95):.2f} | "
-                     f"{'≤ ' + format(goal, 'g') if goal else '-'} |")  # fmt: skip
+        lines.append(
+            f"| {name} | {statistics.median(values):.2f} | {_pct(values, 0.95):.2f} | "
+            f"{'≤ ' + format(goal, 'g') if goal else '-'} |"
+        )
     lines.append(f"| requests failed during changes ({args.streams} streams) | {failed} of {requests} | | 0 |")
     table = "\n".join(lines)
     print(table)

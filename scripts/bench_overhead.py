@@ -40,9 +40,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib.client import run_level  # noqa: E402
-from benchlib.sides import processes_cpu_ns  # noqa: E402
-from benchlib.targets import CACHE, ROOT, Side, docker_session, free_port, host_side, raw_vllm, stack_side  # noqa: E402
+from benchlib.client import run_level
+from benchlib.sides import processes_cpu_ns
+from benchlib.targets import CACHE, ROOT, Side, docker_session, free_port, host_side, raw_vllm, stack_side
 
 SETTLE_S = 1.0  # after a thaw, before the warm-up: let the thawed side's timers catch up
 RAW = "raw vLLM"
@@ -71,24 +71,33 @@ def measure(side: Side, others: list[Side], c: int, tokens: int, requests: int) 
     marks: dict[str, tuple[int, int, int, list[int]]] = {}
 
     def mark(when: str) -> None:
-        marks[when] = (side.group.cpu_ns(), processes_cpu_ns(engines), _client_cpu_ns(),
-                       [o.group.cpu_ns() for o in others], major_faults())  # fmt: skip
+        marks[when] = (
+            side.group.cpu_ns(),
+            processes_cpu_ns(engines),
+            _client_cpu_ns(),
+            [o.group.cpu_ns() for o in others],
+            major_faults(),
+        )
 
     try:
-        level = asyncio.run(run_level(side.name, side.url, side.key, c, tokens, requests, cafile=side.cafile,
-                                      mark=mark))  # fmt: skip
+        level = asyncio.run(
+            run_level(side.name, side.url, side.key, c, tokens, requests, cafile=side.cafile, mark=mark)
+        )
     finally:
         side.group.freeze()
     (all0, eng0, cli0, oth0, maj0), (all1, eng1, cli1, oth1, maj1) = marks["start"], marks["end"]
     per_k = 1000 / level.output_tokens / 1e6 if level.output_tokens else float("nan")  # ns → ms per 1k tokens
     return {
-        **asdict(level), "tok_s": level.tok_s, "load_before": round(load, 2), "engine_pids": len(engines),
+        **asdict(level),
+        "tok_s": level.tok_s,
+        "load_before": round(load, 2),
+        "engine_pids": len(engines),
         "cpu_ms_per_1k": round((all1 - all0) * per_k, 1),
         "cpu_ms_per_1k_outside_engine": round(((all1 - all0) - (eng1 - eng0)) * per_k, 1),
         "client_cpu_ms_per_1k": round((cli1 - cli0) * per_k, 1),
         "frozen_sides_cpu_ms": round(sum(b - a for a, b in zip(oth0, oth1)) / 1e6, 1),
         "major_faults": maj1 - maj0,
-    }  # fmt: skip
+    }
 
 
 def parse_target(text: str) -> tuple[str, dict[str, str]]:
@@ -123,12 +132,17 @@ def summarise(runs: list[dict], targets: list[str], levels: list[int]) -> tuple[
     for target in targets:
         if target == RAW:
             continue
-        text += [f"### {target} ÷ {RAW}", "",
-                 "| c | raw tok/s | appliance tok/s | ratio | raw TTFT p50 ms | appliance TTFT p50 ms | Δ TTFT ms "
-                 "| CPU-ms/1k tok outside engine: raw / appliance | errors |",
-                 "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        text += [
+            f"### {target} ÷ {RAW}",
+            "",
+            "| c | raw tok/s | appliance tok/s | ratio | raw TTFT p50 ms | appliance TTFT p50 ms | Δ TTFT ms "
+            "| CPU-ms/1k tok outside engine: raw / appliance | errors |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
         for c in levels:
-            pairs = [(by[(RAW, c, n)], by[(target, c, n)]) for n in rounds if (RAW, c, n) in by and (target, c, n) in by]
+            pairs = [
+                (by[(RAW, c, n)], by[(target, c, n)]) for n in rounds if (RAW, c, n) in by and (target, c, n) in by
+            ]
             if not pairs:
                 continue
             raw_tps = [r["tok_s"] for r, _ in pairs]
@@ -138,14 +152,20 @@ def summarise(runs: list[dict], targets: list[str], levels: list[int]) -> tuple[
             cpu_raw = [r["cpu_ms_per_1k_outside_engine"] for r, _ in pairs]
             cpu_app = [a["cpu_ms_per_1k_outside_engine"] for _, a in pairs]
             errors = sum(r["errors"] + a["errors"] for r, a in pairs)
-            out[f"{target} c={c}"] = {"ratio_median": statistics.median(ratio), "ratio_min": min(ratio),
-                                      "ratio_max": max(ratio), "ttft_delta_median_ms": statistics.median(delta),
-                                      "cpu_outside_engine_raw": statistics.median(cpu_raw),
-                                      "cpu_outside_engine_appliance": statistics.median(cpu_app)}  # fmt: skip
-            text.append(f"| {c} | {_spread(raw_tps)} | {_spread(app_tps)} | {_spread(ratio, '{:.2f}')} | "
-                        f"{_spread([r['ttft_p50_ms'] for r, _ in pairs])} | {_spread([a['ttft_p50_ms'] for _, a in pairs])} | "
-                        f"{_spread(delta, '{:+,.0f}')} | {statistics.median(cpu_raw):,.0f} / "
-                        f"{statistics.median(cpu_app):,.0f} | {errors} |")  # fmt: skip
+            out[f"{target} c={c}"] = {
+                "ratio_median": statistics.median(ratio),
+                "ratio_min": min(ratio),
+                "ratio_max": max(ratio),
+                "ttft_delta_median_ms": statistics.median(delta),
+                "cpu_outside_engine_raw": statistics.median(cpu_raw),
+                "cpu_outside_engine_appliance": statistics.median(cpu_app),
+            }
+            text.append(
+                f"| {c} | {_spread(raw_tps)} | {_spread(app_tps)} | {_spread(ratio, '{:.2f}')} | "
+                f"{_spread([r['ttft_p50_ms'] for r, _ in pairs])} | {_spread([a['ttft_p50_ms'] for _, a in pairs])} | "
+                f"{_spread(delta, '{:+,.0f}')} | {statistics.median(cpu_raw):,.0f} / "
+                f"{statistics.median(cpu_app):,.0f} | {errors} |"
+            )
         text.append("")
     return "\n".join(text), out
 
@@ -163,11 +183,18 @@ def plot(runs: list[dict], targets: list[str], path: Path) -> None:
         ttft = [[r["ttft_p50_ms"] for r in runs if r["target"] == target and r["concurrency"] == c] for c in levels]
         for axis, values in ((left, tps), (right, ttft)):
             med = [statistics.median(v) for v in values]
-            axis.errorbar(levels, med, yerr=[[m - min(v) for m, v in zip(med, values)],
-                                             [max(v) - m for m, v in zip(med, values)]],
-                          marker=marker, capsize=4, label=target)  # fmt: skip
-    for axis, title, unit in ((left, "Output throughput (median, min–max)", "tokens/s"),
-                              (right, "Time to first token p50 (median, min–max)", "ms")):  # fmt: skip
+            axis.errorbar(
+                levels,
+                med,
+                yerr=[[m - min(v) for m, v in zip(med, values)], [max(v) - m for m, v in zip(med, values)]],
+                marker=marker,
+                capsize=4,
+                label=target,
+            )
+    for axis, title, unit in (
+        (left, "Output throughput (median, min–max)", "tokens/s"),
+        (right, "Time to first token p50 (median, min–max)", "ms"),
+    ):
         axis.set_xscale("log", base=2)
         axis.set_xlabel("concurrent streams")
         axis.set_ylabel(unit)
@@ -181,9 +208,12 @@ def plot(runs: list[dict], targets: list[str], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--targets", default="stack;host",
-                        help="appliance sides besides raw vLLM, ';'-separated: stack, host, or either with .env "
-                             "settings to compare, e.g. 'stack;stack:SERVE_STREAM_BATCHING_MS=100,RAY_WORKER_NICENESS=0'")
+    parser.add_argument(
+        "--targets",
+        default="stack;host",
+        help="appliance sides besides raw vLLM, ';'-separated: stack, host, or either with .env "
+        "settings to compare, e.g. 'stack;stack:SERVE_STREAM_BATCHING_MS=100,RAY_WORKER_NICENESS=0'",
+    )
     parser.add_argument("--concurrency", default="1,8,32", help="comma-separated concurrency levels")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of turns (at least 3 for a figure to quote)")
     parser.add_argument("--tokens", type=int, default=128, help="output tokens per request")
@@ -191,8 +221,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench-results", help="where the results go")
     args = parser.parse_args(argv)
     if [name for _, name in socket.if_nameindex()] != ["lo"]:
-        print("bench_overhead: run it through `make bench` (a loopback-only network namespace): Ray listens on "
-              "every interface", file=sys.stderr)  # fmt: skip
+        print(
+            "bench_overhead: run it through `make bench` (a loopback-only network namespace): Ray listens on "
+            "every interface",
+            file=sys.stderr,
+        )
         return 2
     try:
         wanted = [parse_target(t) for t in args.targets.split(";") if t.strip()]
@@ -228,8 +261,10 @@ def main(argv: list[str] | None = None) -> int:
             s.group.thaw()
             engines[s.name] = s.group.engine_pids()
             s.group.freeze()
-        print("every side is up and frozen; engine processes: "
-              + ", ".join(f"{k}: {len(v)}" for k, v in engines.items()), flush=True)  # fmt: skip
+        print(
+            "every side is up and frozen; engine processes: " + ", ".join(f"{k}: {len(v)}" for k, v in engines.items()),
+            flush=True,
+        )
         for n in range(1, args.rounds + 1):
             order = sides if n % 2 else sides[::-1]
             for c in levels:
@@ -238,34 +273,45 @@ def main(argv: list[str] | None = None) -> int:
                     result = measure(side, [o for o in sides if o is not side], c, args.tokens, requests)
                     result["round"] = n
                     runs.append(result)
-                    print(f"  round {n} {side.name:>28} c={c:<3} {result['tok_s']:7.0f} tok/s  TTFT p50 "
-                          f"{result['ttft_p50_ms']:6.1f} ms  p99 {result['ttft_p99_ms']:6.0f} ms  CPU-ms/1k outside "
-                          f"engine {result['cpu_ms_per_1k_outside_engine']:6.0f}  major faults {result['major_faults']:5d}  "
-                          f"errors {result['errors']}"
-                          f"{'  ' + result['first_error'] if result['errors'] else ''}", flush=True)  # fmt: skip
+                    print(
+                        f"  round {n} {side.name:>28} c={c:<3} {result['tok_s']:7.0f} tok/s  TTFT p50 "
+                        f"{result['ttft_p50_ms']:6.1f} ms  p99 {result['ttft_p99_ms']:6.0f} ms  CPU-ms/1k outside "
+                        f"engine {result['cpu_ms_per_1k_outside_engine']:6.0f}  major faults {result['major_faults']:5d}  "
+                        f"errors {result['errors']}"
+                        f"{'  ' + result['first_error'] if result['errors'] else ''}",
+                        flush=True,
+                    )
         for s in sides:
             if hasattr(s.group, "starts") and s.group.starts() != starts[s.name]:
-                print(f"WARNING: a container of {s.name} restarted during the run: its figures are void",
-                      file=sys.stderr)  # fmt: skip
+                print(
+                    f"WARNING: a container of {s.name} restarted during the run: its figures are void", file=sys.stderr
+                )
         notes = {s.name: s.notes for s in sides}
     names = [s.name for s in sides]
     table, numbers = summarise(runs, names, levels)
     conditions = {
-        "date": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)), "seconds": round(time.time() - started),
-        "rounds": args.rounds, "levels": levels, "tokens": args.tokens, "cores": os.cpu_count(),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
+        "seconds": round(time.time() - started),
+        "rounds": args.rounds,
+        "levels": levels,
+        "tokens": args.tokens,
+        "cores": os.cpu_count(),
         "freezing": "each side not being measured frozen: host sides through a cgroup freezer, the compose "
-                    "stack's containers with docker pause; the frozen sides' CPU during each run is in runs[]",
+        "stack's containers with docker pause; the frozen sides' CPU during each run is in runs[]",
         "order": "per round and level the sides take turns; the order reverses every round",
         "appliance": "auth and audit on, PII off; the compose stack with every default of .env.example except "
-                     "ports, BIND_ADDRESS and the nginx per-address limits (raised so that the benchmark's single "
-                     "address is not throttled)",
+        "ports, BIND_ADDRESS and the nginx per-address limits (raised so that the benchmark's single "
+        "address is not throttled)",
         "sides": notes,
-    }  # fmt: skip
-    header = (f"Streaming chat, {args.tokens} output tokens, tiny model on CPU ({os.cpu_count()} cores), "
-              f"{args.rounds} rounds taking turns, idle sides frozen; median (min–max) over rounds.\n")  # fmt: skip
+    }
+    header = (
+        f"Streaming chat, {args.tokens} output tokens, tiny model on CPU ({os.cpu_count()} cores), "
+        f"{args.rounds} rounds taking turns, idle sides frozen; median (min–max) over rounds.\n"
+    )
     (args.out / "bench_overhead.md").write_text(header + "\n" + table)
-    (args.out / "bench_overhead.json").write_text(json.dumps({"conditions": conditions, "summary": numbers,
-                                                              "runs": runs}, indent=2))  # fmt: skip
+    (args.out / "bench_overhead.json").write_text(
+        json.dumps({"conditions": conditions, "summary": numbers, "runs": runs}, indent=2)
+    )
     plot(runs, names, args.out / "bench_overhead.png")
     frozen = max((r["frozen_sides_cpu_ms"] for r in runs), default=0)
     print("\n" + header + "\n" + table)

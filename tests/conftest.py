@@ -20,7 +20,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         tier = Path(str(item.path)).relative_to(TESTS).parts[0]
         if tier not in TIERS:
-            raise pytest.UsageError(f"{item.nodeid}: tests live under tests/unit, tests/integration, tests/e2e or tests/e2e_docker")
+            raise pytest.UsageError(
+                f"{item.nodeid}: tests live under tests/unit, tests/integration, tests/e2e or tests/e2e_docker"
+            )
         item.add_marker(getattr(pytest.mark, tier))
 
 
@@ -30,6 +32,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     skipped = len(reporter.stats.get("skipped", [])) if reporter else 0
     if skipped:
-        reporter.write_line(f"CI: {skipped} test(s) skipped; in CI every tool must be installed, nothing skipped",
-                            red=True)  # fmt: skip
+        reporter.write_line(
+            f"CI: {skipped} test(s) skipped; in CI every tool must be installed, nothing skipped", red=True
+        )
         session.exitstatus = pytest.ExitCode.TESTS_FAILED

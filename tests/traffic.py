@@ -25,8 +25,17 @@ NO_EOS = {"ignore_eos": True}  # the tiny test models are random: without this t
 
 
 class Traffic(threading.Thread):
-    def __init__(self, base_url: str, key: str, model: str, stop: threading.Event, *,
-                 verify: ssl.SSLContext | bool = True, max_tokens: int = 48, pause_s: float = 0.05) -> None:  # fmt: skip
+    def __init__(
+        self,
+        base_url: str,
+        key: str,
+        model: str,
+        stop: threading.Event,
+        *,
+        verify: ssl.SSLContext | bool = True,
+        max_tokens: int = 48,
+        pause_s: float = 0.05,
+    ) -> None:
         super().__init__(daemon=True)
         self.base_url, self.key, self.model, self.stop, self.verify = base_url, key, model, stop, verify
         self.max_tokens, self.pause_s = max_tokens, pause_s
@@ -44,8 +53,13 @@ class Traffic(threading.Thread):
             n = 0
             while not self.stop.is_set():
                 n += 1
-                body = {"model": self.model, "prompt": "resilience", "max_tokens": self.max_tokens,
-                        "stream": n % 2 == 0, **NO_EOS}  # fmt: skip
+                body = {
+                    "model": self.model,
+                    "prompt": "resilience",
+                    "max_tokens": self.max_tokens,
+                    "stream": n % 2 == 0,
+                    **NO_EOS,
+                }
                 try:
                     self.outcomes.append((time.monotonic(), self._one(client, body)))
                 except httpx.HTTPError as err:  # no HTTP answer: a dropped or refused connection
@@ -112,8 +126,8 @@ def engine_process(model: str) -> psutil.Process:
     for proc in psutil.process_iter(["pid", "cmdline"]):
         try:
             if "EngineCore" in " ".join(proc.info["cmdline"] or []) and any(
-                    "ServeReplica" in " ".join(p.cmdline()) and named.search(" ".join(p.cmdline()))
-                    for p in proc.parents()):  # fmt: skip
+                "ServeReplica" in " ".join(p.cmdline()) and named.search(" ".join(p.cmdline())) for p in proc.parents()
+            ):
                 found.append(proc)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue

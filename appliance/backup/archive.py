@@ -82,7 +82,7 @@ class ArchiveWriter:
         fd = os.open(self.partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         os.fchmod(fd, 0o600)
         self._raw = os.fdopen(fd, "wb")
-        self._tar = tarfile.open(fileobj=self._raw, mode="w:gz", compresslevel=6)  # noqa: SIM115 (closed in finish/abort)
+        self._tar = tarfile.open(fileobj=self._raw, mode="w:gz", compresslevel=6)
         self.entries: list[Entry] = []
         self._names: set[str] = set()
         self._done = False
@@ -111,19 +111,27 @@ class ArchiveWriter:
         self._claim(name)
         info = tarfile.TarInfo(name)
         info.type, info.linkname, info.mode, info.uid, info.gid, info.mtime = (
-            tarfile.SYMTYPE, target, 0o777, uid, gid, mtime)  # fmt: skip
+            tarfile.SYMTYPE,
+            target,
+            0o777,
+            uid,
+            gid,
+            mtime,
+        )
         self._tar.addfile(info)
         self.entries.append(Entry(name, "symlink", 0o777, target=target, uid=uid, gid=gid))
 
-    def add_file(self, name: str, source: IO[bytes], size: int, *, mode: int, uid: int = 0, gid: int = 0,
-                 mtime: float = 0.0) -> None:  # fmt: skip
+    def add_file(
+        self, name: str, source: IO[bytes], size: int, *, mode: int, uid: int = 0, gid: int = 0, mtime: float = 0.0
+    ) -> None:
         self._claim(name)
         info = tarfile.TarInfo(name)
         info.size, info.mode, info.uid, info.gid, info.mtime = size, mode & 0o7777, uid, gid, mtime
         hashing = _Hashing(source)
         self._tar.addfile(info, hashing)  # raises when the source is shorter than size
-        self.entries.append(Entry(name, "file", mode & 0o7777, size=size, sha256=hashing.sha.hexdigest(),
-                                  uid=uid, gid=gid))  # fmt: skip
+        self.entries.append(
+            Entry(name, "file", mode & 0o7777, size=size, sha256=hashing.sha.hexdigest(), uid=uid, gid=gid)
+        )
 
     def add_host_file(self, name: str, path: Path) -> None:
         """A regular file from the host, read once (its size is taken from the open file)."""
@@ -173,8 +181,10 @@ class ArchiveWriter:
                         assert member is not None
                         self.add_file(name, member, info.size, mode=info.mode, uid=uid, gid=gid, mtime=mtime)
                     else:
-                        raise BackupError(f"{volume}: {info.name} is a {info.type!r} member (a hard link or device); "
-                                          "only files, directories and symlinks are backed up")  # fmt: skip
+                        raise BackupError(
+                            f"{volume}: {info.name} is a {info.type!r} member (a hard link or device); "
+                            "only files, directories and symlinks are backed up"
+                        )
                     count += 1
         except (tarfile.TarError, EOFError) as err:
             raise BackupError(f"{volume}: Docker's archive stream broke off ({err})") from err
@@ -254,14 +264,24 @@ def scan(path: Path, handler: Handler | None = None) -> tuple[Manifest, dict[str
                     digest = sha.hexdigest()
                 if sink is not None:
                     sink.close()
-                seen[name] = Entry(name, kind, info.mode & 0o7777, size=size, sha256=digest,
-                                   target=info.linkname if kind == "symlink" else "", uid=info.uid, gid=info.gid)  # fmt: skip
+                seen[name] = Entry(
+                    name,
+                    kind,
+                    info.mode & 0o7777,
+                    size=size,
+                    sha256=digest,
+                    target=info.linkname if kind == "symlink" else "",
+                    uid=info.uid,
+                    gid=info.gid,
+                )
     except FileNotFoundError as err:
         raise BackupError(f"{path}: no such archive") from err
     except (tarfile.TarError, EOFError, zlib.error) as err:
-        raise BackupError(f"{path}: truncated, corrupted or not a gzip'd tar archive ({err}); nothing was "
-                          "changed") from err  # fmt: skip
+        raise BackupError(
+            f"{path}: truncated, corrupted or not a gzip'd tar archive ({err}); nothing was changed"
+        ) from err
     if manifest_raw is None:
-        raise BackupError(f"{path}: no MANIFEST.json at its end: a partial archive, or not an appliance backup; "
-                          "nothing was changed")  # fmt: skip
+        raise BackupError(
+            f"{path}: no MANIFEST.json at its end: a partial archive, or not an appliance backup; nothing was changed"
+        )
     return manifest_from_json(manifest_raw), seen

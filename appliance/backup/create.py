@@ -14,12 +14,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from appliance import __version__
 from appliance.backup.archive import ArchiveWriter, ChunkReader
 from appliance.backup.manifest import FILES_PREFIX, Manifest, archives_to_delete, stale_partials
 from appliance.backup.sources import PROMETHEUS, PROMETHEUS_LOCAL_URL, STACK_VOLUMES, HostPlan, StackVolume, copy_sqlite
+
+if TYPE_CHECKING:
+    from appliance.docker.model import ContainerState
+    from appliance.docker.volumes import ContainerFiles
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -46,27 +50,34 @@ def _ensure_dest(dest: Path) -> None:
         _own_like_parent(dest)
 
 
-def _add_volume(writer: ArchiveWriter, files: object, container: object, vol: StackVolume) -> str:
+def _add_volume(writer: ArchiveWriter, files: ContainerFiles, container: ContainerState, vol: StackVolume) -> str:
     """Take one stack volume into the archive; returns a note on how."""
-    cid, running = container.id, container.status == "running"  # type: ignore[attr-defined]
+    cid, running = container.id, container.status == "running"
     if vol is PROMETHEUS and running:
-        name = files.prometheus_snapshot(cid, PROMETHEUS_LOCAL_URL)  # type: ignore[attr-defined]
+        name = files.prometheus_snapshot(cid, PROMETHEUS_LOCAL_URL)
         path = f"{vol.mount}/snapshots/{name}"
         try:
-            writer.add_tar_stream(vol.volume, ChunkReader(files.export(cid, path)))  # type: ignore[attr-defined]
+            writer.add_tar_stream(vol.volume, ChunkReader(files.export(cid, path)))
         finally:
-            files.remove_path(cid, path)  # type: ignore[attr-defined]
+            files.remove_path(cid, path)
         return "TSDB snapshot"
     if running:
-        with files.paused(cid):  # type: ignore[attr-defined]
-            writer.add_tar_stream(vol.volume, ChunkReader(files.export(cid, vol.mount)))  # type: ignore[attr-defined]
+        with files.paused(cid):
+            writer.add_tar_stream(vol.volume, ChunkReader(files.export(cid, vol.mount)))
         return "read while paused"
-    writer.add_tar_stream(vol.volume, ChunkReader(files.export(cid, vol.mount)))  # type: ignore[attr-defined]
+    writer.add_tar_stream(vol.volume, ChunkReader(files.export(cid, vol.mount)))
     return "read from the stopped container"
 
 
-def create_backup(root: Path, dest: Path, plan: HostPlan, *, project: str, now: datetime | None = None,
-                  docker: Callable[[], tuple[object, list[Any]]] | None = None) -> BackupResult:  # fmt: skip
+def create_backup(
+    root: Path,
+    dest: Path,
+    plan: HostPlan,
+    *,
+    project: str,
+    now: datetime | None = None,
+    docker: Callable[[], tuple[ContainerFiles, list[ContainerState]]] | None = None,
+) -> BackupResult:
     """Write one archive into ``dest``. ``docker`` gives (ContainerFiles, the project's containers) when the
     volumes are to be included; None leaves them out (noted)."""
     now = now or datetime.now(tz=UTC)
@@ -75,6 +86,7 @@ def create_backup(root: Path, dest: Path, plan: HostPlan, *, project: str, now: 
     volumes: dict[str, str] = {}
     _ensure_dest(dest)
     with ArchiveWriter(dest, now) as writer, tempfile.TemporaryDirectory(prefix=".backup-", dir=dest) as tmp:
+
         def skip(rel: str) -> bool:
             return rel in plan.skipped
 
@@ -98,8 +110,15 @@ def create_backup(root: Path, dest: Path, plan: HostPlan, *, project: str, now: 
                 how = _add_volume(writer, files, container, vol)
                 parts[vol.part], volumes[vol.part] = (vol.volume,), vol.volume
                 _LOGGER.info("backup: %s volume %s (%s)", vol.part, vol.volume, how)
-        manifest = Manifest(created=now.isoformat(), project=project, appliance_version=__version__, parts=parts,
-                            volumes=volumes, entries=tuple(writer.entries), notes=tuple(notes))  # fmt: skip
+        manifest = Manifest(
+            created=now.isoformat(),
+            project=project,
+            appliance_version=__version__,
+            parts=parts,
+            volumes=volumes,
+            entries=tuple(writer.entries),
+            notes=tuple(notes),
+        )
         path = writer.finish(manifest)
     _own_like_parent(path)
     return BackupResult(path, path.stat().st_size, tuple(parts), tuple(notes))

@@ -75,16 +75,20 @@ def manifest_from_json(raw: bytes) -> Manifest:
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise BackupError("not an appliance backup: its MANIFEST.json names another format")
         if data.get("version") != FORMAT_VERSION:
-            raise BackupError(f"backup format version {data.get('version')!r} is not one this appliance reads "
-                              f"(it reads {FORMAT_VERSION}): restore it with the appliance version that wrote it")  # fmt: skip
+            raise BackupError(
+                f"backup format version {data.get('version')!r} is not one this appliance reads "
+                f"(it reads {FORMAT_VERSION}): restore it with the appliance version that wrote it"
+            )
         entries = tuple(Entry(**item) for item in data["entries"])
         return Manifest(
-            created=str(data["created"]), project=str(data["project"]),
+            created=str(data["created"]),
+            project=str(data["project"]),
             appliance_version=str(data["appliance_version"]),
             parts={str(k): tuple(str(p) for p in v) for k, v in data["parts"].items()},
             volumes={str(k): str(v) for k, v in data.get("volumes", {}).items()},
-            entries=entries, notes=tuple(str(n) for n in data.get("notes", ())),
-        )  # fmt: skip
+            entries=entries,
+            notes=tuple(str(n) for n in data.get("notes", ())),
+        )
     except BackupError:
         raise
     except (ValueError, KeyError, TypeError, AttributeError) as err:
@@ -163,7 +167,10 @@ def covering_part(manifest: Manifest, name: str) -> str | None:
     """The part a member belongs to, or None when no part covers it."""
     for part, paths in manifest.parts.items():
         if part in manifest.volumes:
-            if name.startswith(f"{VOLUMES_PREFIX}{manifest.volumes[part]}/") or name == f"{VOLUMES_PREFIX}{manifest.volumes[part]}":
+            if (
+                name.startswith(f"{VOLUMES_PREFIX}{manifest.volumes[part]}/")
+                or name == f"{VOLUMES_PREFIX}{manifest.volumes[part]}"
+            ):
                 return part
             continue
         for path in paths:
@@ -213,5 +220,10 @@ def describe(manifest: Manifest) -> dict[str, Any]:
     for entry in manifest.entries:
         part = covering_part(manifest, entry.path) or "?"
         sizes[part] = sizes.get(part, 0) + entry.size
-    return {"created": manifest.created, "project": manifest.project, "appliance": manifest.appliance_version,
-            "parts": {p: sizes.get(p, 0) for p in manifest.parts}, "notes": list(manifest.notes)}  # fmt: skip
+    return {
+        "created": manifest.created,
+        "project": manifest.project,
+        "appliance": manifest.appliance_version,
+        "parts": {p: sizes.get(p, 0) for p in manifest.parts},
+        "notes": list(manifest.notes),
+    }

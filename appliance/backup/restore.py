@@ -37,8 +37,12 @@ def check_archive(path: Path) -> Manifest:
     manifest, seen = scan(path)
     problems = verify(manifest, seen)
     if problems:
-        shown = "; ".join(problems[:MAX_LISTED]) + (f"; … {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else "")
-        raise BackupError(f"{path} does not match its manifest ({len(problems)} problem(s): {shown}); nothing was changed")
+        shown = "; ".join(problems[:MAX_LISTED]) + (
+            f"; … {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
+        )
+        raise BackupError(
+            f"{path} does not match its manifest ({len(problems)} problem(s): {shown}); nothing was changed"
+        )
     return manifest
 
 
@@ -51,7 +55,7 @@ class _FileSink:
     def write(self, data: bytes) -> None:
         view = memoryview(data)
         while view:
-            view = view[os.write(self._fd, view):]
+            view = view[os.write(self._fd, view) :]
 
     def close(self) -> None:
         os.fsync(self._fd)
@@ -89,12 +93,12 @@ class _Stager:
         self.tar_paths: dict[str, Path] = {}
         for volume in manifest.volumes.values():
             self.tar_paths[volume] = staging / f"{volume}.tar"
-            self.tars[volume] = tarfile.open(self.tar_paths[volume], "w", format=tarfile.PAX_FORMAT)  # noqa: SIM115
+            self.tars[volume] = tarfile.open(self.tar_paths[volume], "w", format=tarfile.PAX_FORMAT)
 
     def __call__(self, info: tarfile.TarInfo, kind: str) -> Sink | None:
         name = info.name
         if name.startswith(FILES_PREFIX):
-            target = self.new / name[len(FILES_PREFIX):]
+            target = self.new / name[len(FILES_PREFIX) :]
             if kind == "dir":
                 target.mkdir(parents=True, exist_ok=True, mode=0o700)
                 self.dirs.append((target, info.mode & 0o7777))
@@ -104,7 +108,7 @@ class _Stager:
                 os.symlink(info.linkname, target)
                 return None
             return _FileSink(target, info.mode & 0o7777)
-        volume, _, rest = name[len(VOLUMES_PREFIX):].partition("/")
+        volume, _, rest = name[len(VOLUMES_PREFIX) :].partition("/")
         tar = self.tars[volume]
         clone = tarfile.TarInfo(f"{self.top}/{rest}" if rest else self.top)
         clone.type, clone.mode, clone.uid, clone.gid, clone.mtime = info.type, info.mode, info.uid, info.gid, info.mtime
@@ -121,9 +125,15 @@ class _Stager:
             os.chmod(path, mode)
 
 
-def restore_archive(path: Path, root: Path, *, refill_volume: Callable[[str, Path], None] | None,
-                    top: str = "volume", now: datetime | None = None,
-                    manifest: Manifest | None = None) -> RestoreResult:  # fmt: skip
+def restore_archive(
+    path: Path,
+    root: Path,
+    *,
+    refill_volume: Callable[[str, Path], None] | None,
+    top: str = "volume",
+    now: datetime | None = None,
+    manifest: Manifest | None = None,
+) -> RestoreResult:
     """Verify ``path`` (unless ``manifest`` says it was, by :func:`check_archive`), stage it (checked again as
     it is read), refill its volumes with ``refill_volume(volume, tar)`` and swap the host paths in under
     ``root``. The caller has made sure the stack is down."""

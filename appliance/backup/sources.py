@@ -8,9 +8,13 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 from appliance.backup.manifest import BackupError
 from appliance.registry.db import Dialect, parse_registry_url
+
+if TYPE_CHECKING:
+    from appliance.config.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -59,8 +63,14 @@ def _outermost(paths: list[str]) -> tuple[str, ...]:
     return tuple(kept)
 
 
-def plan_host(settings: object, root: Path, *, env_name: str = ".env", secrets_name: str = ".secrets",
-              models_name: str = "models.yaml") -> HostPlan:  # fmt: skip
+def plan_host(
+    settings: Settings,
+    root: Path,
+    *,
+    env_name: str = ".env",
+    secrets_name: str = ".secrets",
+    models_name: str = "models.yaml",
+) -> HostPlan:
     """Decide (from the settings and what exists under ``root``) which host paths each part takes."""
     from appliance.certs.store import DEFAULT_CERTS_ROOT
 
@@ -71,11 +81,11 @@ def plan_host(settings: object, root: Path, *, env_name: str = ".env", secrets_n
     parts["config"] = tuple(config)
     if (root / DEFAULT_CERTS_ROOT).is_dir():
         parts["certs"] = (DEFAULT_CERTS_ROOT.as_posix(),)
-    state = _relative(str(Path(s.supervisor_state_file).parent), root)  # type: ignore[attr-defined]
+    state = _relative(str(Path(s.supervisor_state_file).parent), root)
     if state and (root / state).is_dir():
         parts["supervisor"] = (state,)
     registry_db: str | None = None
-    location = parse_registry_url(s.registry_url)  # type: ignore[attr-defined]
+    location = parse_registry_url(s.registry_url)
     registry_paths: list[str] = []
     if location.dialect is Dialect.POSTGRESQL:
         notes.append("registry: PostgreSQL is not in this archive (back it up with pg_dump)")
@@ -86,17 +96,17 @@ def plan_host(settings: object, root: Path, *, env_name: str = ".env", secrets_n
         elif (root / rel).is_file():
             registry_db = rel
             registry_paths.append(PurePosixPath(rel).parent.as_posix())
-    manifests = _relative(s.registry_manifest_dir, root)  # type: ignore[attr-defined]
+    manifests = _relative(s.registry_manifest_dir, root)
     if manifests and (root / manifests).is_dir():
         registry_paths.append(manifests)
     # the Batch API's files (inputs, outputs): the registry's batch rows point at them
-    batch = _relative(s.batch_data_dir, root)  # type: ignore[attr-defined]
+    batch = _relative(s.batch_data_dir, root)
     if batch and (root / batch).is_dir():
         registry_paths.append(batch)
     if registry_paths:
         parts["registry"] = _outermost([p for p in registry_paths if p not in ("", ".")])
     skipped = frozenset([registry_db, *(registry_db + s for s in SQLITE_SIDECARS)] if registry_db else [])
-    backup_dir = _relative(s.backup_dir, root)  # type: ignore[attr-defined]
+    backup_dir = _relative(s.backup_dir, root)
     if backup_dir:  # never an archive inside the next archive
         skipped |= {backup_dir}
     return HostPlan(parts, registry_db, tuple(notes), skipped)

@@ -35,12 +35,13 @@ class BatchStatus(StrEnum):
 # OpenAI's moves: validating → in_progress → finalizing → completed; validating → failed (the file was refused);
 # validating / in_progress → cancelling → cancelled; a batch not done within its window → expired.
 _MOVES: dict[BatchStatus, frozenset[BatchStatus]] = {
-    BatchStatus.VALIDATING: frozenset({BatchStatus.IN_PROGRESS, BatchStatus.FAILED, BatchStatus.CANCELLING,
-                                       BatchStatus.EXPIRED}),
+    BatchStatus.VALIDATING: frozenset(
+        {BatchStatus.IN_PROGRESS, BatchStatus.FAILED, BatchStatus.CANCELLING, BatchStatus.EXPIRED}
+    ),
     BatchStatus.IN_PROGRESS: frozenset({BatchStatus.FINALIZING, BatchStatus.CANCELLING, BatchStatus.EXPIRED}),
     BatchStatus.FINALIZING: frozenset({BatchStatus.COMPLETED, BatchStatus.EXPIRED}),
     BatchStatus.CANCELLING: frozenset({BatchStatus.CANCELLED}),
-}  # fmt: skip
+}
 TERMINAL = frozenset({BatchStatus.FAILED, BatchStatus.COMPLETED, BatchStatus.EXPIRED, BatchStatus.CANCELLED})
 ACTIVE = frozenset(set(BatchStatus) - TERMINAL)  # a runner has work to do (or to finish) on these
 
@@ -57,8 +58,11 @@ def after_cancel(current: BatchStatus) -> BatchStatus:
         return current
     if may_move(current, BatchStatus.CANCELLING):
         return BatchStatus.CANCELLING
-    raise ApiError(409, f"The batch is {current.value}: only a validating or in-progress batch can be cancelled.",
-                   "batch_not_cancellable")  # fmt: skip
+    raise ApiError(
+        409,
+        f"The batch is {current.value}: only a validating or in-progress batch can be cancelled.",
+        "batch_not_cancellable",
+    )
 
 
 def expired(created_at: int, window: str, now: float) -> bool:
@@ -93,22 +97,43 @@ def check_create(body: Any, endpoints: tuple[str, ...] = ENDPOINTS) -> tuple[str
         raise ApiError(400, "Expected a JSON object.", "invalid_body")
     file_id = body.get("input_file_id")
     if not isinstance(file_id, str) or not file_id:
-        raise ApiError(400, "'input_file_id' is required: the id of a file uploaded with purpose 'batch'.",
-                       "invalid_parameter", "input_file_id")  # fmt: skip
+        raise ApiError(
+            400,
+            "'input_file_id' is required: the id of a file uploaded with purpose 'batch'.",
+            "invalid_parameter",
+            "input_file_id",
+        )
     endpoint = body.get("endpoint")
     if endpoint not in endpoints:
-        raise ApiError(400, f"'endpoint' must be one of {', '.join(endpoints)}, not {echo(endpoint)}.",
-                       "invalid_parameter", "endpoint")  # fmt: skip
+        raise ApiError(
+            400,
+            f"'endpoint' must be one of {', '.join(endpoints)}, not {echo(endpoint)}.",
+            "invalid_parameter",
+            "endpoint",
+        )
     window = body.get("completion_window", "24h")
     if window not in COMPLETION_WINDOWS:
-        raise ApiError(400, f"'completion_window' must be one of {', '.join(COMPLETION_WINDOWS)}, not {echo(window)}.",
-                       "invalid_parameter", "completion_window")  # fmt: skip
+        raise ApiError(
+            400,
+            f"'completion_window' must be one of {', '.join(COMPLETION_WINDOWS)}, not {echo(window)}.",
+            "invalid_parameter",
+            "completion_window",
+        )
     metadata = body.get("metadata") or {}
-    if (not isinstance(metadata, dict) or len(metadata) > 16
-            or any(not isinstance(k, str) or len(k) > 64 or not isinstance(v, str) or len(v) > 512
-                   for k, v in metadata.items())):  # fmt: skip
-        raise ApiError(400, "'metadata' must be an object of at most 16 string keys (64 characters) and string "
-                       "values (512 characters).", "invalid_parameter", "metadata")  # fmt: skip
+    if (
+        not isinstance(metadata, dict)
+        or len(metadata) > 16
+        or any(
+            not isinstance(k, str) or len(k) > 64 or not isinstance(v, str) or len(v) > 512 for k, v in metadata.items()
+        )
+    ):
+        raise ApiError(
+            400,
+            "'metadata' must be an object of at most 16 string keys (64 characters) and string "
+            "values (512 characters).",
+            "invalid_parameter",
+            "metadata",
+        )
     return file_id, str(endpoint), str(window), metadata
 
 
@@ -118,8 +143,9 @@ def check_jsonl(raw: bytes) -> int:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise ApiError(400, "The file is not UTF-8 text: a batch file is JSONL, one JSON object per line.",
-                       "invalid_file") from None  # fmt: skip
+        raise ApiError(
+            400, "The file is not UTF-8 text: a batch file is JSONL, one JSON object per line.", "invalid_file"
+        ) from None
     count = 0
     for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
@@ -129,17 +155,29 @@ def check_jsonl(raw: bytes) -> int:
         except ValueError:
             value = None
         if not isinstance(value, dict):
-            raise ApiError(400, f"Line {number} of the file is not a JSON object: a batch file is JSONL, one "
-                           "request object per line.", "invalid_file", "file")  # fmt: skip
+            raise ApiError(
+                400,
+                f"Line {number} of the file is not a JSON object: a batch file is JSONL, one request object per line.",
+                "invalid_file",
+                "file",
+            )
         count += 1
     if count == 0:
-        raise ApiError(400, "The file has no lines: a batch file is JSONL, one request object per line.",
-                       "invalid_file", "file")  # fmt: skip
+        raise ApiError(
+            400, "The file has no lines: a batch file is JSONL, one request object per line.", "invalid_file", "file"
+        )
     return count
 
 
-def parse_input(raw: bytes, *, endpoint: str, principal: Principal, caps: Mapping[str, RequestLimits | int],
-                max_requests: int, max_line_bytes: int) -> tuple[list[BatchLine], list[LineError]]:  # fmt: skip
+def parse_input(
+    raw: bytes,
+    *,
+    endpoint: str,
+    principal: Principal,
+    caps: Mapping[str, RequestLimits | int],
+    max_requests: int,
+    max_line_bytes: int,
+) -> tuple[list[BatchLine], list[LineError]]:
     """Every line of an input file checked as the gate checks a live request to ``endpoint`` for this key
     (model known, allowed and of the right kind, parameters within the model's bounds), plus the batch's own
     rules: custom_id unique, method POST, url the batch's endpoint, no streaming. Returns the lines and every
@@ -162,8 +200,14 @@ def parse_input(raw: bytes, *, endpoint: str, principal: Principal, caps: Mappin
     if not lines and not errors:
         errors.append(LineError("empty_file", "The file has no requests."))
     if len(lines) + len(errors) > max_requests:
-        errors.insert(0, LineError("too_many_requests", f"The file has {len(lines) + len(errors)} requests; a batch "
-                                   f"takes at most {max_requests} (BATCH_MAX_REQUESTS)."))  # fmt: skip
+        errors.insert(
+            0,
+            LineError(
+                "too_many_requests",
+                f"The file has {len(lines) + len(errors)} requests; a batch "
+                f"takes at most {max_requests} (BATCH_MAX_REQUESTS).",
+            ),
+        )
     return lines, errors
 
 
@@ -171,15 +215,25 @@ def reported(errors: list[LineError]) -> dict[str, Any]:
     """A refused file's errors as the batch object carries them (the first MAX_REPORTED_ERRORS)."""
     data = [e.to_json() for e in errors[:MAX_REPORTED_ERRORS]]
     if len(errors) > MAX_REPORTED_ERRORS:
-        data.append(LineError("too_many_errors", f"{len(errors) - MAX_REPORTED_ERRORS} more errors are not shown.").to_json())
+        data.append(
+            LineError("too_many_errors", f"{len(errors) - MAX_REPORTED_ERRORS} more errors are not shown.").to_json()
+        )
     return {"object": "list", "data": data}
 
 
-def _check_line(line: str, number: int, endpoint: str, principal: Principal, caps: Mapping[str, RequestLimits | int],
-                seen: set[str], max_line_bytes: int) -> BatchLine | LineError:  # fmt: skip
+def _check_line(
+    line: str,
+    number: int,
+    endpoint: str,
+    principal: Principal,
+    caps: Mapping[str, RequestLimits | int],
+    seen: set[str],
+    max_line_bytes: int,
+) -> BatchLine | LineError:
     if len(line.encode("utf-8")) > max_line_bytes:
-        return LineError("line_too_large", f"The request is larger than {max_line_bytes} bytes (MAX_REQUEST_BODY_MB).",
-                         number)  # fmt: skip
+        return LineError(
+            "line_too_large", f"The request is larger than {max_line_bytes} bytes (MAX_REQUEST_BODY_MB).", number
+        )
     try:
         item = json.loads(line)
     except ValueError:
@@ -188,22 +242,33 @@ def _check_line(line: str, number: int, endpoint: str, principal: Principal, cap
         return LineError("invalid_json_line", "The line is not a JSON object.", number)
     custom_id = item.get("custom_id")
     if not isinstance(custom_id, str) or not custom_id or len(custom_id) > CUSTOM_ID_LIMIT:
-        return LineError("invalid_custom_id", f"'custom_id' must be a non-empty string of at most {CUSTOM_ID_LIMIT} "
-                         "characters.", number, "custom_id")  # fmt: skip
+        return LineError(
+            "invalid_custom_id",
+            f"'custom_id' must be a non-empty string of at most {CUSTOM_ID_LIMIT} characters.",
+            number,
+            "custom_id",
+        )
     if custom_id in seen:
-        return LineError("duplicate_custom_id", f"The custom_id {echo(custom_id)} is used by an earlier line.", number,
-                         "custom_id")  # fmt: skip
+        return LineError(
+            "duplicate_custom_id", f"The custom_id {echo(custom_id)} is used by an earlier line.", number, "custom_id"
+        )
     seen.add(custom_id)
     if item.get("method", "POST") != "POST":
         return LineError("invalid_method", "'method' must be POST.", number, "method")
     if item.get("url") != endpoint:
-        return LineError("mismatched_url", f"The line's url {echo(item.get('url'))} is not the batch's endpoint "
-                         f"{endpoint}.", number, "url")  # fmt: skip
+        return LineError(
+            "mismatched_url",
+            f"The line's url {echo(item.get('url'))} is not the batch's endpoint {endpoint}.",
+            number,
+            "url",
+        )
     body = item.get("body")
     if not isinstance(body, dict):
         return LineError("invalid_body", "'body' must be the request object.", number, "body")
     if body.get("stream"):
-        return LineError("invalid_body", "A batch request cannot stream ('stream' must be false).", number, "body.stream")
+        return LineError(
+            "invalid_body", "A batch request cannot stream ('stream' must be false).", number, "body.stream"
+        )
     encoded = json.dumps(body).encode()
     try:
         if endpoint in POOLING_PATHS:
@@ -219,14 +284,22 @@ def _check_line(line: str, number: int, endpoint: str, principal: Principal, cap
 
 def output_line(request_id: str, custom_id: str, status_code: int, body: Any) -> dict[str, Any]:
     """One answered request, as OpenAI's output (2xx) and error (other statuses) files carry it."""
-    return {"id": f"batch_req_{request_id}", "custom_id": custom_id,
-            "response": {"status_code": status_code, "request_id": request_id, "body": body}, "error": None}  # fmt: skip
+    return {
+        "id": f"batch_req_{request_id}",
+        "custom_id": custom_id,
+        "response": {"status_code": status_code, "request_id": request_id, "body": body},
+        "error": None,
+    }
 
 
 def unanswered_line(line: int, batch_id: str, custom_id: str, code: str, message: str) -> dict[str, Any]:
     """A request the batch never ran (cancelled, expired, its input gone): in the error file, without a response."""
-    return {"id": f"batch_req_{batch_id}-{line}", "custom_id": custom_id, "response": None,
-            "error": {"code": code, "message": message}}  # fmt: skip
+    return {
+        "id": f"batch_req_{batch_id}-{line}",
+        "custom_id": custom_id,
+        "response": None,
+        "error": {"code": code, "message": message},
+    }
 
 
 def error_body(status: int, message: str, code: str) -> dict[str, Any]:

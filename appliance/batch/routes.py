@@ -14,8 +14,8 @@ import asyncio
 import json
 import logging
 import time
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from fastapi import Request
@@ -61,6 +61,7 @@ class BatchRoutes:
     """Mixin for the ingress: its ``_config`` (IngressConfig) holds the batch options and the registry URL."""
 
     _config: Any
+    _asgi_app: Any  # the ingress's ASGI app (the gate, then the routes), set by Ray Serve's FastAPI ingress
     _batch_store: BatchStore | None = None
     _batch_runner: BatchRunner | None = None
 
@@ -88,8 +89,10 @@ class BatchRoutes:
             self._batch_runner = BatchRunner(store, self._call_self, settings, live=lambda: LIVE.count)
         self._batch_runner.start()
 
-    async def _call_self(self, path: str, body: bytes, request_id: str, caller: Any) -> tuple[int, bytes, dict[str, str]]:
-        return await asgi_call(getattr(self, "_asgi_app"), path, body, request_id, caller)  # the gate, then the routes
+    async def _call_self(
+        self, path: str, body: bytes, request_id: str, caller: Any
+    ) -> tuple[int, bytes, dict[str, str]]:
+        return await asgi_call(self._asgi_app, path, body, request_id, caller)  # the gate, then the routes
 
     async def _run(self, call: Callable[[], T]) -> T:
         self.start_batch_runner()
@@ -107,8 +110,12 @@ class BatchRoutes:
         purpose = form.get("purpose")
         upload = form.get("file")
         if purpose != PURPOSE_BATCH:
-            raise ApiError(400, f"'purpose' must be 'batch' (the only purpose this API serves), not {echo(purpose)}.",
-                           "invalid_parameter", "purpose")  # fmt: skip
+            raise ApiError(
+                400,
+                f"'purpose' must be 'batch' (the only purpose this API serves), not {echo(purpose)}.",
+                "invalid_parameter",
+                "purpose",
+            )
         if upload is None or isinstance(upload, str):
             raise ApiError(400, "Expected a 'file' part: the JSONL file to upload.", "invalid_parameter", "file")
         data = await upload.read()
@@ -116,7 +123,9 @@ class BatchRoutes:
             raise _too_large(limit)
         check_jsonl(data)
         filename = (upload.filename or "batch.jsonl").replace("/", "_").replace("\\", "_")[:FILENAME_LIMIT]
-        record = await self._run(lambda: store.add_file(principal.name, PURPOSE_BATCH, filename, data, int(time.time())))
+        record = await self._run(
+            lambda: store.add_file(principal.name, PURPOSE_BATCH, filename, data, int(time.time()))
+        )
         return JSONResponse(content=record.to_json())
 
     async def files_list(self, request: Request) -> dict[str, Any]:
@@ -127,9 +136,15 @@ class BatchRoutes:
         order = query.get("order", "desc")
         if order not in ("asc", "desc"):
             raise ApiError(400, "'order' must be asc or desc.", "invalid_parameter", "order")
-        records = await self._run(lambda: store.files(principal.name, purpose=query.get("purpose"),
-                                                      after=query.get("after"), limit=limit + 1,
-                                                      ascending=order == "asc"))  # fmt: skip
+        records = await self._run(
+            lambda: store.files(
+                principal.name,
+                purpose=query.get("purpose"),
+                after=query.get("after"),
+                limit=limit + 1,
+                ascending=order == "asc",
+            )
+        )
         return _page([r.to_json() for r in records], limit)
 
     async def files_get(self, file_id: str, request: Request) -> dict[str, Any]:
@@ -147,11 +162,17 @@ class BatchRoutes:
         store = self._batches()
 
         def delete() -> bool:
-            active = [b for b in _all_batches(store, principal.name)
-                      if b.row["input_file_id"] == file_id and b.status in ACTIVE]  # fmt: skip
+            active = [
+                b
+                for b in _all_batches(store, principal.name)
+                if b.row["input_file_id"] == file_id and b.status in ACTIVE
+            ]
             if active:
-                raise ApiError(409, f"The file is the input of the batch {active[0].id}, which has not finished: "
-                               "cancel it first.", "file_in_use")  # fmt: skip
+                raise ApiError(
+                    409,
+                    f"The file is the input of the batch {active[0].id}, which has not finished: cancel it first.",
+                    "file_in_use",
+                )
             return store.delete_file(file_id, principal.name)
 
         if not await self._run(delete):
@@ -179,19 +200,39 @@ class BatchRoutes:
         if record is None:
             raise ApiError(404, f"No such file: {echo(file_id)}.", "file_not_found", "input_file_id")
         if record.purpose != PURPOSE_BATCH:
-            raise ApiError(400, "The input file must have been uploaded with purpose 'batch'.", "invalid_parameter",
-                           "input_file_id")  # fmt: skip
+            raise ApiError(
+                400,
+                "The input file must have been uploaded with purpose 'batch'.",
+                "invalid_parameter",
+                "input_file_id",
+            )
         raw = await asyncio.to_thread(store.content, record)
         if raw is None:
             raise ApiError(404, f"No such file: {echo(file_id)}.", "file_not_found", "input_file_id")
         options = self._config.batch
         lines, errors = await asyncio.to_thread(
-            parse_input, raw, endpoint=endpoint, principal=principal, caps=self._config.caps,
-            max_requests=options.max_requests, max_line_bytes=self._config.max_body_bytes)  # fmt: skip
+            parse_input,
+            raw,
+            endpoint=endpoint,
+            principal=principal,
+            caps=self._config.caps,
+            max_requests=options.max_requests,
+            max_line_bytes=self._config.max_body_bytes,
+        )
         now = int(time.time())
-        batch = await self._run(lambda: store.create(
-            principal.name, endpoint, file_id, window, metadata, total=len(lines) if not errors else 0, now=now,
-            expires_at=now + COMPLETION_WINDOWS[window], errors=reported(errors) if errors else None))  # fmt: skip
+        batch = await self._run(
+            lambda: store.create(
+                principal.name,
+                endpoint,
+                file_id,
+                window,
+                metadata,
+                total=len(lines) if not errors else 0,
+                now=now,
+                expires_at=now + COMPLETION_WINDOWS[window],
+                errors=reported(errors) if errors else None,
+            )
+        )
         if errors:
             _LOGGER.info("batch %s: refused its input file (%d errors)", batch.id, len(errors))
         return JSONResponse(content=batch.to_json())
@@ -243,8 +284,13 @@ def _all_batches(store: BatchStore, owner: str) -> list[Any]:
 
 def _page(items: list[dict[str, Any]], limit: int) -> dict[str, Any]:
     shown = items[:limit]
-    return {"object": "list", "data": shown, "first_id": shown[0]["id"] if shown else None,
-            "last_id": shown[-1]["id"] if shown else None, "has_more": len(items) > limit}  # fmt: skip
+    return {
+        "object": "list",
+        "data": shown,
+        "first_id": shown[0]["id"] if shown else None,
+        "last_id": shown[-1]["id"] if shown else None,
+        "has_more": len(items) > limit,
+    }
 
 
 def _limit(value: str | None, default: int, most: int) -> int:
@@ -256,8 +302,9 @@ def _limit(value: str | None, default: int, most: int) -> int:
 
 
 def _too_large(limit: int) -> ApiError:
-    return ApiError(413, f"The file is larger than {limit // (1024 * 1024)} MiB (BATCH_FILE_MAX_MB).", "file_too_large",
-                    "file")  # fmt: skip
+    return ApiError(
+        413, f"The file is larger than {limit // (1024 * 1024)} MiB (BATCH_FILE_MAX_MB).", "file_too_large", "file"
+    )
 
 
 async def _read_form(request: Request, cap: int) -> Any:
@@ -277,9 +324,10 @@ async def _read_form(request: Request, cap: int) -> Any:
         return await Request(request.scope, counted).form(max_files=1, max_fields=8)
     except ApiError:
         raise
-    except Exception:  # noqa: BLE001 - a body that is not a form: the client's error, said without internals
-        raise ApiError(400, "Expected a multipart/form-data body with a 'file' part and 'purpose'.",
-                       "invalid_body") from None  # fmt: skip
+    except Exception:
+        raise ApiError(
+            400, "Expected a multipart/form-data body with a 'file' part and 'purpose'.", "invalid_body"
+        ) from None
 
 
 def _store_call(call: Callable[[], T]) -> T:
@@ -290,5 +338,6 @@ def _store_call(call: Callable[[], T]) -> T:
         raise
     except (ApplianceError, OSError) as err:
         _LOGGER.error("batch store: %s", type(err).__name__)
-        raise ApiError(503, "The batch store cannot be reached; retry later.", "batch_unavailable",
-                       headers=(("Retry-After", "5"),)) from None  # fmt: skip
+        raise ApiError(
+            503, "The batch store cannot be reached; retry later.", "batch_unavailable", headers=(("Retry-After", "5"),)
+        ) from None

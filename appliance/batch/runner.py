@@ -68,8 +68,14 @@ def answer_line(request_id: str, line: BatchLine, status: int, body: bytes) -> d
 
 
 class BatchRunner:
-    def __init__(self, store: BatchStore, call: Call, settings: RunnerSettings, live: Callable[[], int],
-                 clock: Callable[[], float] = time.time) -> None:  # fmt: skip
+    def __init__(
+        self,
+        store: BatchStore,
+        call: Call,
+        settings: RunnerSettings,
+        live: Callable[[], int],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.store = store
         self.call = call
         self.settings = settings
@@ -90,7 +96,7 @@ class BatchRunner:
                     await asyncio.sleep(self.settings.poll_s)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - the loop boundary: logged, then the next pass
+            except Exception:
                 _LOGGER.exception("batch runner %s: a pass failed; retrying in %.0f s", self.id, self.settings.poll_s)
                 await asyncio.sleep(self.settings.poll_s)
 
@@ -127,8 +133,13 @@ class BatchRunner:
         elif status is BatchStatus.CANCELLING:
             await self._finish(batch, lines, BatchStatus.CANCELLED, "batch_cancelled", "The batch was cancelled.")
         elif status is BatchStatus.EXPIRED:
-            await self._finish(batch, lines, BatchStatus.EXPIRED, "batch_expired",
-                               "The batch was not finished within its completion window.")  # fmt: skip
+            await self._finish(
+                batch,
+                lines,
+                BatchStatus.EXPIRED,
+                "batch_expired",
+                "The batch was not finished within its completion window.",
+            )
 
     async def _lines(self, batch: Batch) -> list[BatchLine] | None:
         """The input file's lines; None when its file was deleted while the batch ran."""
@@ -147,8 +158,10 @@ class BatchRunner:
             if line.line not in done:
                 queue.put_nowait(line)
         stop: list[BatchStatus] = []
-        workers = [asyncio.create_task(self._worker(batch, queue, stop))
-                   for _ in range(min(self.settings.concurrency, max(1, queue.qsize())))]  # fmt: skip
+        workers = [
+            asyncio.create_task(self._worker(batch, queue, stop))
+            for _ in range(min(self.settings.concurrency, max(1, queue.qsize())))
+        ]
         try:
             while not all(w.done() for w in workers):
                 await asyncio.wait(workers, timeout=self.settings.poll_s)
@@ -187,7 +200,7 @@ class BatchRunner:
                     return
                 try:
                     status, body, headers = await self.call(batch.row["endpoint"], line.body, request_id, caller)
-                except Exception as err:  # noqa: BLE001 - one line's failure is that line's answer, not the batch's
+                except Exception as err:
                     _LOGGER.error("batch %s line %d: %s (answered 500)", batch.id, line.line, type(err).__name__)
                     status, body, headers = 500, b"", {}
                 if status in RETRY_STATUSES:
@@ -198,11 +211,13 @@ class BatchRunner:
                 break
 
     async def _move(self, batch: Batch, target: BatchStatus, **files: str | None) -> bool:
-        return await asyncio.to_thread(self.store.move, batch.id, target, int(self.clock()), lease_owner=self.id,
-                                       **files)  # fmt: skip
+        return await asyncio.to_thread(
+            self.store.move, batch.id, target, int(self.clock()), lease_owner=self.id, **files
+        )
 
-    async def _finish(self, batch: Batch, lines: list[BatchLine] | None, target: BatchStatus, code: str = "",
-                      message: str = "") -> None:  # fmt: skip
+    async def _finish(
+        self, batch: Batch, lines: list[BatchLine] | None, target: BatchStatus, code: str = "", message: str = ""
+    ) -> None:
         """Answer every line not answered (as ``code``; the input file gone: ``input_file_missing``), write the
         output and error files, and move the batch to ``target``."""
         done = await asyncio.to_thread(self.store.answered, batch.id)
@@ -213,8 +228,9 @@ class BatchRunner:
                 entry = unanswered_line(line.line, batch.id, line.custom_id, code or "batch_not_run", message)
                 await asyncio.to_thread(self.store.record, batch.id, line.line, 0, entry)
         if lines is None and not done:
-            entry = unanswered_line(0, batch.id, "", "input_file_missing",
-                                    "The batch's input file was deleted before its lines ran.")  # fmt: skip
+            entry = unanswered_line(
+                0, batch.id, "", "input_file_missing", "The batch's input file was deleted before its lines ran."
+            )
             await asyncio.to_thread(self.store.record, batch.id, 0, 0, entry)
         results = await asyncio.to_thread(self.store.results, batch.id)
         outputs = [text for status, text in results if 200 <= status < 300]
@@ -230,8 +246,9 @@ class BatchRunner:
             return None
         file_id = f"file-{kind}-{batch.id.removeprefix('batch_')}"  # one per batch: a finish redone writes it once
         data = ("\n".join(lines) + "\n").encode()
-        record = await asyncio.to_thread(self.store.add_file, batch.owner, PURPOSE_OUTPUT,
-                                         f"{batch.id}_{kind}.jsonl", data, now, file_id)  # fmt: skip
+        record = await asyncio.to_thread(
+            self.store.add_file, batch.owner, PURPOSE_OUTPUT, f"{batch.id}_{kind}.jsonl", data, now, file_id
+        )
         return record.id
 
 
@@ -241,14 +258,30 @@ def _retry_after(headers: dict[str, str], default: float) -> float:
     return default
 
 
-async def asgi_call(app: Any, path: str, body: bytes, request_id: str, caller: BatchCaller) -> tuple[int, bytes,
-                                                                                                     dict[str, str]]:
+async def asgi_call(
+    app: Any, path: str, body: bytes, request_id: str, caller: BatchCaller
+) -> tuple[int, bytes, dict[str, str]]:
     """One POST through ``app`` (the replica's whole ASGI app: the gate first) as the batch's caller."""
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-               (b"x-request-id", request_id.encode())]  # fmt: skip
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
-             "path": path, "raw_path": path.encode(), "root_path": "", "query_string": b"", "headers": headers,
-             "client": ("batch", 0), "server": ("127.0.0.1", 0), "state": {BATCH_CALLER_STATE: caller}}  # fmt: skip
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"x-request-id", request_id.encode()),
+    ]
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": headers,
+        "client": ("batch", 0),
+        "server": ("127.0.0.1", 0),
+        "state": {BATCH_CALLER_STATE: caller},
+    }
     finished = asyncio.Event()
     sent = False
 
@@ -268,8 +301,9 @@ async def asgi_call(app: Any, path: str, body: bytes, request_id: str, caller: B
         nonlocal status
         if message["type"] == "http.response.start":
             status = int(message["status"])
-            answer_headers.update({k.decode("latin-1").lower(): v.decode("latin-1")
-                                   for k, v in message.get("headers", [])})  # fmt: skip
+            answer_headers.update(
+                {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in message.get("headers", [])}
+            )
         elif message["type"] == "http.response.body":
             parts.append(message.get("body", b""))
             if not message.get("more_body", False):

@@ -26,9 +26,15 @@ PURPOSE_BATCH = "batch"
 PURPOSE_OUTPUT = "batch_output"
 _FILE_COLUMNS = "id, owner, purpose, filename, bytes, created_at"
 _ACTIVE = tuple(s.value for s in ACTIVE)
-_TIMES = {BatchStatus.IN_PROGRESS: "in_progress_at", BatchStatus.FINALIZING: "finalizing_at",
-          BatchStatus.COMPLETED: "completed_at", BatchStatus.FAILED: "failed_at", BatchStatus.EXPIRED: "expired_at",
-          BatchStatus.CANCELLING: "cancelling_at", BatchStatus.CANCELLED: "cancelled_at"}  # fmt: skip
+_TIMES = {
+    BatchStatus.IN_PROGRESS: "in_progress_at",
+    BatchStatus.FINALIZING: "finalizing_at",
+    BatchStatus.COMPLETED: "completed_at",
+    BatchStatus.FAILED: "failed_at",
+    BatchStatus.EXPIRED: "expired_at",
+    BatchStatus.CANCELLING: "cancelling_at",
+    BatchStatus.CANCELLED: "cancelled_at",
+}
 
 
 def new_id(prefix: str) -> str:
@@ -50,9 +56,17 @@ class FileRecord:
 
     def to_json(self) -> dict[str, Any]:
         """The OpenAI file object (never the owner: a key sees only its own files anyway)."""
-        return {"id": self.id, "object": "file", "bytes": self.bytes, "created_at": self.created_at,
-                "filename": self.filename, "purpose": self.purpose, "status": "processed", "status_details": None,
-                "expires_at": None}  # fmt: skip
+        return {
+            "id": self.id,
+            "object": "file",
+            "bytes": self.bytes,
+            "created_at": self.created_at,
+            "filename": self.filename,
+            "purpose": self.purpose,
+            "status": "processed",
+            "status_details": None,
+            "expires_at": None,
+        }
 
 
 @dataclass(frozen=True)
@@ -76,15 +90,27 @@ class Batch:
         """The OpenAI batch object."""
         r = self.row
         return {
-            "id": r["id"], "object": "batch", "endpoint": r["endpoint"], "input_file_id": r["input_file_id"],
-            "completion_window": r["completion_window"], "status": r["status"],
+            "id": r["id"],
+            "object": "batch",
+            "endpoint": r["endpoint"],
+            "input_file_id": r["input_file_id"],
+            "completion_window": r["completion_window"],
+            "status": r["status"],
             "errors": json.loads(r["errors"]) if r["errors"] else None,
-            "output_file_id": r["output_file_id"], "error_file_id": r["error_file_id"],
-            "created_at": r["created_at"], "expires_at": r["expires_at"], "in_progress_at": r["in_progress_at"],
-            "finalizing_at": r["finalizing_at"], "completed_at": r["completed_at"], "failed_at": r["failed_at"],
-            "expired_at": r["expired_at"], "cancelling_at": r["cancelling_at"], "cancelled_at": r["cancelled_at"],
-            "request_counts": self.request_counts, "metadata": json.loads(r["metadata"] or "{}") or None,
-        }  # fmt: skip
+            "output_file_id": r["output_file_id"],
+            "error_file_id": r["error_file_id"],
+            "created_at": r["created_at"],
+            "expires_at": r["expires_at"],
+            "in_progress_at": r["in_progress_at"],
+            "finalizing_at": r["finalizing_at"],
+            "completed_at": r["completed_at"],
+            "failed_at": r["failed_at"],
+            "expired_at": r["expired_at"],
+            "cancelling_at": r["cancelling_at"],
+            "cancelled_at": r["cancelled_at"],
+            "request_counts": self.request_counts,
+            "metadata": json.loads(r["metadata"] or "{}") or None,
+        }
 
 
 class BatchStore:
@@ -102,8 +128,9 @@ class BatchStore:
     def blob(self, file_id: str) -> Path:
         return self.files_dir / f"{file_id}.jsonl"
 
-    def add_file(self, owner: str, purpose: str, filename: str, data: bytes, now: int,
-                 file_id: str | None = None) -> FileRecord:  # fmt: skip
+    def add_file(
+        self, owner: str, purpose: str, filename: str, data: bytes, now: int, file_id: str | None = None
+    ) -> FileRecord:
         """Write the bytes, then the row (a row never names missing bytes). An id given (a result file) is
         written once: a second call for it returns the first record."""
         file_id = file_id or new_id("file-")
@@ -117,8 +144,10 @@ class BatchStore:
                 partial.unlink()
                 return FileRecord.from_row(known)
             os.replace(partial, self.blob(file_id))
-            tx.execute("INSERT INTO batch_files (id, owner, purpose, filename, bytes, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                       (file_id, owner, purpose, filename, len(data), now))  # fmt: skip
+            tx.execute(
+                "INSERT INTO batch_files (id, owner, purpose, filename, bytes, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (file_id, owner, purpose, filename, len(data), now),
+            )
         return FileRecord(file_id, owner, purpose, filename, len(data), now)
 
     def file(self, file_id: str, owner: str) -> FileRecord | None:
@@ -127,10 +156,21 @@ class BatchStore:
             row = tx.one(f"SELECT {_FILE_COLUMNS} FROM batch_files WHERE id = ? AND owner = ?", (file_id, owner))
         return FileRecord.from_row(row) if row else None
 
-    def files(self, owner: str, *, purpose: str | None = None, after: str | None = None, limit: int = 100,
-              ascending: bool = False) -> list[FileRecord]:  # fmt: skip
-        return [FileRecord.from_row(r) for r in self._page("batch_files", _FILE_COLUMNS, owner, after, limit, ascending,
-                                                           ("purpose", purpose) if purpose else None)]  # fmt: skip
+    def files(
+        self,
+        owner: str,
+        *,
+        purpose: str | None = None,
+        after: str | None = None,
+        limit: int = 100,
+        ascending: bool = False,
+    ) -> list[FileRecord]:
+        return [
+            FileRecord.from_row(r)
+            for r in self._page(
+                "batch_files", _FILE_COLUMNS, owner, after, limit, ascending, ("purpose", purpose) if purpose else None
+            )
+        ]
 
     def content(self, record: FileRecord) -> bytes | None:
         try:
@@ -146,18 +186,42 @@ class BatchStore:
         return bool(deleted)
 
     # --- batches ----------------------------------------------------------------------------------------
-    def create(self, owner: str, endpoint: str, input_file_id: str, window: str, metadata: dict[str, str], *,
-               total: int, now: int, expires_at: int, errors: dict[str, Any] | None = None) -> Batch:  # fmt: skip
+    def create(
+        self,
+        owner: str,
+        endpoint: str,
+        input_file_id: str,
+        window: str,
+        metadata: dict[str, str],
+        *,
+        total: int,
+        now: int,
+        expires_at: int,
+        errors: dict[str, Any] | None = None,
+    ) -> Batch:
         """A new batch: validating (its lines passed every check; the runner starts it), or failed with the
         errors its input file had."""
         batch_id = new_id("batch_")
         status = BatchStatus.FAILED if errors else BatchStatus.VALIDATING
         with self.db.transaction() as tx:
-            tx.execute("INSERT INTO batch_jobs (id, owner, endpoint, input_file_id, completion_window, status, total, "
-                       "metadata, errors, created_at, expires_at, failed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                       (batch_id, owner, endpoint, input_file_id, window, status.value, total,
-                        json.dumps(metadata), json.dumps(errors) if errors else "", now, expires_at,
-                        now if errors else None))  # fmt: skip
+            tx.execute(
+                "INSERT INTO batch_jobs (id, owner, endpoint, input_file_id, completion_window, status, total, "
+                "metadata, errors, created_at, expires_at, failed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    batch_id,
+                    owner,
+                    endpoint,
+                    input_file_id,
+                    window,
+                    status.value,
+                    total,
+                    json.dumps(metadata),
+                    json.dumps(errors) if errors else "",
+                    now,
+                    expires_at,
+                    now if errors else None,
+                ),
+            )
         batch = self.batch(batch_id, owner)
         assert batch is not None
         return batch
@@ -165,8 +229,11 @@ class BatchStore:
     def batch(self, batch_id: str, owner: str | None = None) -> Batch | None:
         """The batch (only if ``owner`` owns it, when given)."""
         with self.db.transaction(write=False) as tx:
-            row = (tx.one("SELECT * FROM batch_jobs WHERE id = ?", (batch_id,)) if owner is None
-                   else tx.one("SELECT * FROM batch_jobs WHERE id = ? AND owner = ?", (batch_id, owner)))  # fmt: skip
+            row = (
+                tx.one("SELECT * FROM batch_jobs WHERE id = ?", (batch_id,))
+                if owner is None
+                else tx.one("SELECT * FROM batch_jobs WHERE id = ? AND owner = ?", (batch_id, owner))
+            )
             return _with_counts(tx, row) if row else None
 
     def batches(self, owner: str, *, after: str | None = None, limit: int = 20) -> list[Batch]:
@@ -174,8 +241,16 @@ class BatchStore:
             rows = self._page_in(tx, "batch_jobs", "*", owner, after, limit, False, None)
             return [_with_counts(tx, row) for row in rows]
 
-    def move(self, batch_id: str, target: BatchStatus, now: int, *, lease_owner: str | None = None,
-             output_file_id: str | None = None, error_file_id: str | None = None) -> bool:  # fmt: skip
+    def move(
+        self,
+        batch_id: str,
+        target: BatchStatus,
+        now: int,
+        *,
+        lease_owner: str | None = None,
+        output_file_id: str | None = None,
+        error_file_id: str | None = None,
+    ) -> bool:
         """One allowed state change (and its time); with ``lease_owner``, only while that runner holds the lease.
         False when the batch is not in a state that may move there (or the lease is another's)."""
         with self.db.transaction() as tx:
@@ -184,9 +259,12 @@ class BatchStore:
                 return False
             if lease_owner is not None and row["lease_owner"] != lease_owner:
                 return False
-            tx.execute(f"UPDATE batch_jobs SET status = ?, {_TIMES[target]} = ?, "
-                       "output_file_id = COALESCE(?, output_file_id), error_file_id = COALESCE(?, error_file_id) "
-                       "WHERE id = ?", (target.value, now, output_file_id, error_file_id, batch_id))  # fmt: skip
+            tx.execute(
+                f"UPDATE batch_jobs SET status = ?, {_TIMES[target]} = ?, "
+                "output_file_id = COALESCE(?, output_file_id), error_file_id = COALESCE(?, error_file_id) "
+                "WHERE id = ?",
+                (target.value, now, output_file_id, error_file_id, batch_id),
+            )
         return True
 
     def status(self, batch_id: str) -> BatchStatus | None:
@@ -200,58 +278,95 @@ class BatchStore:
         runner looks first in a read transaction: it takes the registry's write lock only when there is work."""
         marks = ", ".join("?" for _ in _ACTIVE)
         with self.db.transaction(write=False) as tx:
-            if tx.one(f"SELECT id FROM batch_jobs WHERE status IN ({marks}) AND (lease_owner IS NULL OR "
-                      "lease_until < ?) LIMIT 1", (*_ACTIVE, now)) is None:  # fmt: skip
+            if (
+                tx.one(
+                    f"SELECT id FROM batch_jobs WHERE status IN ({marks}) AND (lease_owner IS NULL OR "
+                    "lease_until < ?) LIMIT 1",
+                    (*_ACTIVE, now),
+                )
+                is None
+            ):
                 return None
         with self.db.transaction() as tx:
-            rows = tx.execute(f"SELECT id FROM batch_jobs WHERE status IN ({marks}) AND (lease_owner IS NULL OR "
-                              "lease_until < ?) ORDER BY created_at, id LIMIT 1", (*_ACTIVE, now))  # fmt: skip
+            rows = tx.execute(
+                f"SELECT id FROM batch_jobs WHERE status IN ({marks}) AND (lease_owner IS NULL OR "
+                "lease_until < ?) ORDER BY created_at, id LIMIT 1",
+                (*_ACTIVE, now),
+            )
             if not rows:
                 return None
-            claimed = tx.one("UPDATE batch_jobs SET lease_owner = ?, lease_until = ? WHERE id = ? AND (lease_owner IS "
-                             "NULL OR lease_until < ?) RETURNING *", (runner, now + lease_s, rows[0]["id"], now))  # fmt: skip
+            claimed = tx.one(
+                "UPDATE batch_jobs SET lease_owner = ?, lease_until = ? WHERE id = ? AND (lease_owner IS "
+                "NULL OR lease_until < ?) RETURNING *",
+                (runner, now + lease_s, rows[0]["id"], now),
+            )
             return _with_counts(tx, claimed) if claimed else None
 
     def renew(self, batch_id: str, runner: str, *, now: float, lease_s: float) -> bool:
         """Extend the lease; False when ``runner`` no longer holds it (it lapsed and another runner took it)."""
         with self.db.transaction() as tx:
-            rows = tx.execute("UPDATE batch_jobs SET lease_until = ? WHERE id = ? AND lease_owner = ? RETURNING id",
-                              (now + lease_s, batch_id, runner))  # fmt: skip
+            rows = tx.execute(
+                "UPDATE batch_jobs SET lease_until = ? WHERE id = ? AND lease_owner = ? RETURNING id",
+                (now + lease_s, batch_id, runner),
+            )
         return bool(rows)
 
     def release(self, batch_id: str, runner: str) -> None:
         with self.db.transaction() as tx:
-            tx.execute("UPDATE batch_jobs SET lease_owner = NULL, lease_until = NULL WHERE id = ? AND lease_owner = ?",
-                       (batch_id, runner))  # fmt: skip
+            tx.execute(
+                "UPDATE batch_jobs SET lease_owner = NULL, lease_until = NULL WHERE id = ? AND lease_owner = ?",
+                (batch_id, runner),
+            )
 
     def answered(self, batch_id: str) -> set[int]:
         with self.db.transaction(write=False) as tx:
-            return {int(r["line"]) for r in tx.execute("SELECT line FROM batch_results WHERE batch_id = ?", (batch_id,))}
+            return {
+                int(r["line"]) for r in tx.execute("SELECT line FROM batch_results WHERE batch_id = ?", (batch_id,))
+            }
 
     def record(self, batch_id: str, line: int, status_code: int, result: dict[str, Any]) -> None:
         """A line's answer, kept once (a second answer to the same line, from a runner whose lease lapsed, is
         dropped)."""
         with self.db.transaction() as tx:
-            tx.execute("INSERT INTO batch_results (batch_id, line, status_code, result) VALUES (?, ?, ?, ?) "
-                       "ON CONFLICT (batch_id, line) DO NOTHING",
-                       (batch_id, line, status_code, json.dumps(result, ensure_ascii=False)))  # fmt: skip
+            tx.execute(
+                "INSERT INTO batch_results (batch_id, line, status_code, result) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (batch_id, line) DO NOTHING",
+                (batch_id, line, status_code, json.dumps(result, ensure_ascii=False)),
+            )
 
     def results(self, batch_id: str) -> Iterable[tuple[int, str]]:
         """(status_code, JSON line) of every answered line, in line order."""
         with self.db.transaction(write=False) as tx:
-            rows = tx.execute("SELECT status_code, result FROM batch_results WHERE batch_id = ? ORDER BY line",
-                              (batch_id,))  # fmt: skip
+            rows = tx.execute(
+                "SELECT status_code, result FROM batch_results WHERE batch_id = ? ORDER BY line", (batch_id,)
+            )
         return [(int(r["status_code"]), r["result"]) for r in rows]
 
     # --- paging -----------------------------------------------------------------------------------------
-    def _page(self, table: str, columns: str, owner: str, after: str | None, limit: int, ascending: bool,
-              where: tuple[str, str] | None) -> list[Row]:  # fmt: skip
+    def _page(
+        self,
+        table: str,
+        columns: str,
+        owner: str,
+        after: str | None,
+        limit: int,
+        ascending: bool,
+        where: tuple[str, str] | None,
+    ) -> list[Row]:
         with self.db.transaction(write=False) as tx:
             return self._page_in(tx, table, columns, owner, after, limit, ascending, where)
 
     @staticmethod
-    def _page_in(tx: Any, table: str, columns: str, owner: str, after: str | None, limit: int, ascending: bool,
-                 where: tuple[str, str] | None) -> list[Row]:  # fmt: skip
+    def _page_in(
+        tx: Any,
+        table: str,
+        columns: str,
+        owner: str,
+        after: str | None,
+        limit: int,
+        ascending: bool,
+        where: tuple[str, str] | None,
+    ) -> list[Row]:
         """A key's rows newest first (or oldest first), after the row ``after`` (the id of the last one seen)."""
         sql = f"SELECT {columns} FROM {table} WHERE owner = ?"
         params: list[Any] = [owner]
@@ -272,6 +387,7 @@ class BatchStore:
 
 
 def _with_counts(tx: Any, row: Row) -> Batch:
-    tally = tx.execute("SELECT status_code, COUNT(*) AS n FROM batch_results WHERE batch_id = ? GROUP BY status_code",
-                       (row["id"],))  # fmt: skip
+    tally = tx.execute(
+        "SELECT status_code, COUNT(*) AS n FROM batch_results WHERE batch_id = ? GROUP BY status_code", (row["id"],)
+    )
     return Batch(row, counts(int(row["total"]), {int(r["status_code"]): int(r["n"]) for r in tally}))

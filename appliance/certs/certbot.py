@@ -30,11 +30,30 @@ class CertbotRequest:
 
     def argv(self) -> list[str]:
         args = [
-            "certonly", "--non-interactive", "--agree-tos", "-m", self.email, "--server", self.server,
-            "--webroot", "-w", str(self.webroot), "-d", self.domain, "--cert-name", self.cert_name,
-            "--config-dir", str(self.state_dir / "config"), "--work-dir", str(self.state_dir / "work"),
-            "--logs-dir", str(self.state_dir / "logs"), "--key-type", "ecdsa", "--no-random-sleep-on-renew",
-        ]  # fmt: skip
+            "certonly",
+            "--non-interactive",
+            "--agree-tos",
+            "-m",
+            self.email,
+            "--server",
+            self.server,
+            "--webroot",
+            "-w",
+            str(self.webroot),
+            "-d",
+            self.domain,
+            "--cert-name",
+            self.cert_name,
+            "--config-dir",
+            str(self.state_dir / "config"),
+            "--work-dir",
+            str(self.state_dir / "work"),
+            "--logs-dir",
+            str(self.state_dir / "logs"),
+            "--key-type",
+            "ecdsa",
+            "--no-random-sleep-on-renew",
+        ]
         if self.dry_run:
             args.append("--dry-run")
         elif self.force:
@@ -53,16 +72,23 @@ def run_certbot(request: CertbotRequest, *, env: Mapping[str, str] | None = None
     for sub in ("config", "work", "logs"):
         (request.state_dir / sub).mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-c", _ENTRY, *request.argv()]
-    _LOGGER.info("running certbot", extra={"domain": request.domain, "server": request.server,
-                                           "force": request.force, "dry_run": request.dry_run})  # fmt: skip
+    _LOGGER.info(
+        "running certbot",
+        extra={"domain": request.domain, "server": request.server, "force": request.force, "dry_run": request.dry_run},
+    )
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
-                              env={**os.environ, **(env or {})})  # fmt: skip
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
+        )
     except subprocess.TimeoutExpired:
-        raise CertError(f"certbot: expected an answer from {request.server} within {timeout:.0f} s, found none "
-                        "(hint: is the ACME server reachable?)") from None  # fmt: skip
+        raise CertError(
+            f"certbot: expected an answer from {request.server} within {timeout:.0f} s, found none "
+            "(hint: is the ACME server reachable?)"
+        ) from None
     if done.returncode != 0:
         tail = " ".join((done.stderr or done.stdout).strip().splitlines()[-4:])
-        raise CertError(f"certbot failed (exit {done.returncode}) for {request.domain} at {request.server}: {tail} "
-                        f"(full log: {request.state_dir / 'logs'})")  # fmt: skip
+        raise CertError(
+            f"certbot failed (exit {done.returncode}) for {request.domain} at {request.server}: {tail} "
+            f"(full log: {request.state_dir / 'logs'})"
+        )
     return request.lineage

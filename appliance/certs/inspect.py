@@ -59,8 +59,9 @@ def info_from_x509(cert: x509.Certificate) -> CertInfo:
         sans = []
     try:
         aia = cert.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
-        ocsp = tuple(str(d.access_location.value) for d in aia
-                     if d.access_method == x509.oid.AuthorityInformationAccessOID.OCSP)  # fmt: skip
+        ocsp = tuple(
+            str(d.access_location.value) for d in aia if d.access_method == x509.oid.AuthorityInformationAccessOID.OCSP
+        )
     except x509.ExtensionNotFound:
         ocsp = ()
     return CertInfo(
@@ -92,8 +93,10 @@ def load_chain(path: Path) -> list[x509.Certificate]:
     except ValueError:
         chain = []
     if not chain:
-        raise CertError(f"{path}: expected a PEM certificate (-----BEGIN CERTIFICATE-----), found none that parses"
-                        " — is it a key, DER, or truncated?")  # fmt: skip
+        raise CertError(
+            f"{path}: expected a PEM certificate (-----BEGIN CERTIFICATE-----), found none that parses"
+            " — is it a key, DER, or truncated?"
+        )
     return chain
 
 

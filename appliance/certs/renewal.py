@@ -84,8 +84,11 @@ def renew(
     name = served_name(config.settings)
     s = config.settings
     current = _current(paths, name)
-    due = current is None or not fits(current, config) or should_renew(current, now,
-                                                                         renew_before_days=s.cert_renew_before_days)
+    due = (
+        current is None
+        or not fits(current, config)
+        or should_renew(current, now, renew_before_days=s.cert_renew_before_days)
+    )
     if s.tls_mode is TlsMode.PROVIDED:
         return _install_provided(config, paths, name, current, now, dry_run, alert, test_nginx, reload_nginx)
     if not (due or force):
@@ -94,16 +97,29 @@ def renew(
     staging = Path(tempfile.mkdtemp(dir=_ensure(paths.live), prefix=f".{name}.new-"))
     try:
         if s.tls_mode is TlsMode.ACME:
-            _obtain_acme(config, paths, name, staging, force=force or due, dry_run=dry_run,
-                         env=certbot_env, timeout=certbot_timeout)  # fmt: skip
+            _obtain_acme(
+                config,
+                paths,
+                name,
+                staging,
+                force=force or due,
+                dry_run=dry_run,
+                env=certbot_env,
+                timeout=certbot_timeout,
+            )
             if dry_run:
                 return RenewalResult(True, "dry run: the ACME server would issue a certificate", current)
         else:
             _obtain_self_signed(staging, s.domain or None, now)
             if dry_run:
                 return RenewalResult(True, "dry run: a self-signed certificate can be made", current)
-        info = check_pair(staging / FULLCHAIN, staging / PRIVKEY, domain=s.domain, now=clock(),
-                          require_chain=s.tls_mode is TlsMode.ACME)  # fmt: skip
+        info = check_pair(
+            staging / FULLCHAIN,
+            staging / PRIVKEY,
+            domain=s.domain,
+            now=clock(),
+            require_chain=s.tls_mode is TlsMode.ACME,
+        )
         return _go_live(staging, paths.live_dir(name), info, alert, test_nginx, reload_nginx, current)
     except CertError as err:
         return _failed(alert, name, str(err), current)
@@ -157,14 +173,28 @@ def _copy(src: Path, dst: Path, mode: int) -> None:
     dst.chmod(mode)
 
 
-def _obtain_acme(config: ApplianceConfig, paths: CertPaths, name: str, staging: Path, *, force: bool,
-                 dry_run: bool, env: Mapping[str, str] | None, timeout: float) -> None:  # fmt: skip
+def _obtain_acme(
+    config: ApplianceConfig,
+    paths: CertPaths,
+    name: str,
+    staging: Path,
+    *,
+    force: bool,
+    dry_run: bool,
+    env: Mapping[str, str] | None,
+    timeout: float,
+) -> None:
     s = config.settings
     request = CertbotRequest(
-        domain=s.domain, email=s.acme_email, server=directory_url(s.acme_directory_url, s.acme_staging),
-        webroot=_ensure(paths.webroot), state_dir=paths.certbot_dir, cert_name=name,
-        force=force, dry_run=dry_run,
-    )  # fmt: skip
+        domain=s.domain,
+        email=s.acme_email,
+        server=directory_url(s.acme_directory_url, s.acme_staging),
+        webroot=_ensure(paths.webroot),
+        state_dir=paths.certbot_dir,
+        cert_name=name,
+        force=force,
+        dry_run=dry_run,
+    )
     lineage = run_certbot(request, env=env, timeout=timeout)
     if dry_run:
         return
@@ -208,8 +238,10 @@ def _install_provided(
     except CertError as err:
         return _failed(alert, name, str(err), current)
     if should_renew(info, now, renew_before_days=s.cert_renew_before_days):
-        alert("provided certificate expires soon",
-              f"{cert_path}: {days_left(info, now):.0f} days left; replace the files at TLS_CERT_PATH/TLS_KEY_PATH")
+        alert(
+            "provided certificate expires soon",
+            f"{cert_path}: {days_left(info, now):.0f} days left; replace the files at TLS_CERT_PATH/TLS_KEY_PATH",
+        )
     if current is not None and current.serial == info.serial:
         return RenewalResult(True, "the provided certificate is already serving", info)
     if dry_run:
@@ -241,14 +273,16 @@ def _go_live(
             test_nginx()
         if reload_nginx:
             reload_nginx()
-    except Exception as err:  # noqa: BLE001 - any failure of the injected commands means: roll back
+    except Exception as err:
         restored = roll_back(live)
         if restored and reload_nginx:
             try:
                 reload_nginx()
-            except Exception:  # noqa: BLE001 - nginx keeps its old config loaded when a reload fails
+            except Exception:
                 _LOGGER.exception("reload after roll-back failed")
         return _failed(alert, live.name, f"nginx refused the new certificate: {err}", current)
-    _LOGGER.info("certificate live", extra={"certificate": live.name, "serial": f"{info.serial:x}",
-                                            "not_after": info.not_after.isoformat()})  # fmt: skip
+    _LOGGER.info(
+        "certificate live",
+        extra={"certificate": live.name, "serial": f"{info.serial:x}", "not_after": info.not_after.isoformat()},
+    )
     return RenewalResult(True, "renewed", info, renewed=True)

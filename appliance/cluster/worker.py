@@ -54,8 +54,9 @@ def _port(raw: str, text: str) -> int:
     return int(raw)
 
 
-def worker_argv(head: HeadAddress, *, node_name: str, cpus: int, gpus: int, node_ip: str | None = None,
-                ray: str = "ray") -> list[str]:  # fmt: skip
+def worker_argv(
+    head: HeadAddress, *, node_name: str, cpus: int, gpus: int, node_ip: str | None = None, ray: str = "ray"
+) -> list[str]:
     """``ray start`` joining ``head`` as the node ``node_name`` with ``cpus`` logical CPUs and ``gpus`` GPUs;
     ``node_ip``: the address the other nodes reach this one at (Ray guesses it when none)."""
     problem = node_name_problem(node_name)
@@ -63,8 +64,16 @@ def worker_argv(head: HeadAddress, *, node_name: str, cpus: int, gpus: int, node
         raise ApplianceError(f"node name: {problem}")
     if cpus < 1 or gpus < 0:
         raise ApplianceError(f"resources: expected cpus >= 1 and gpus >= 0, found cpus={cpus} gpus={gpus}")
-    argv = [ray, "start", f"--address={head}", "--block", f"--num-cpus={cpus}", f"--num-gpus={gpus}",
-            f"--labels={node_labels(node_name)}", "--disable-usage-stats"]  # fmt: skip
+    argv = [
+        ray,
+        "start",
+        f"--address={head}",
+        "--block",
+        f"--num-cpus={cpus}",
+        f"--num-gpus={gpus}",
+        f"--labels={node_labels(node_name)}",
+        "--disable-usage-stats",
+    ]
     if node_ip:
         argv.append(f"--node-ip-address={node_ip}")
     return argv

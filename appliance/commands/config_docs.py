@@ -18,12 +18,19 @@ GUIDE = Path("docs/guides/configurator.md")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = sub.add_parser("config", help="print or regenerate .env.example, .secrets.example, the reference",
-                            description="The examples and the reference are generated from the typed settings.")  # fmt: skip
-    parser.add_argument("what", choices=["env-example", "secrets-example", "reference"], nargs="?",
-                        help="what to print on stdout")  # fmt: skip
-    parser.add_argument("--write", action="store_true",
-                        help="rewrite .env.example, .secrets.example and the table in docs/guides/configurator.md")
+    parser = sub.add_parser(
+        "config",
+        help="print or regenerate .env.example, .secrets.example, the reference",
+        description="The examples and the reference are generated from the typed settings.",
+    )
+    parser.add_argument(
+        "what", choices=["env-example", "secrets-example", "reference"], nargs="?", help="what to print on stdout"
+    )
+    parser.add_argument(
+        "--write",
+        action="store_true",
+        help="rewrite .env.example, .secrets.example and the table in docs/guides/configurator.md",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -34,7 +41,10 @@ def run(args: argparse.Namespace) -> int:
         write_atomic(GUIDE, splice_reference(GUIDE.read_text(encoding="utf-8")), mode=0o644)
         say(f"wrote .env.example, .secrets.example and the reference in {GUIDE}")
         return 0
-    render = {"env-example": render_env_example, "secrets-example": render_secrets_example,
-              "reference": render_reference}  # fmt: skip
+    render = {
+        "env-example": render_env_example,
+        "secrets-example": render_secrets_example,
+        "reference": render_reference,
+    }
     print(render[args.what or "env-example"](), end="")
     return 0

@@ -15,19 +15,32 @@ _LOGGER = logging.getLogger(__name__)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = sub.add_parser("doctor", help="run pre-flight and running-stack checks",
-                            description="Check the host, the configuration and (unless --preflight) the running "
-                            "stack. Every problem says what was expected, what was found, and the fix. "
-                            "Exit 0: all good; 1: problems found.")  # fmt: skip
+    parser = sub.add_parser(
+        "doctor",
+        help="run pre-flight and running-stack checks",
+        description="Check the host, the configuration and (unless --preflight) the running "
+        "stack. Every problem says what was expected, what was found, and the fix. "
+        "Exit 0: all good; 1: problems found.",
+    )
     add_config_options(parser)
     parser.add_argument("--preflight", action="store_true", help="only the checks that need no running stack")
     parser.add_argument("--json", action="store_true", help="machine-readable output on stdout")
-    parser.add_argument("--docker-host", default=None, help="Docker Engine URL (default: DOCKER_HOST or the local socket)")
-    parser.add_argument("--health-url", default=None,
-                        help="the serving path's readiness URL (default: /health/ready through nginx's HTTPS port)")
-    parser.add_argument("--prometheus-url", default=None,
-                        help="Prometheus base URL (default: /prometheus through nginx, with the dashboard login)")
-    parser.add_argument("--model-cache", type=Path, default=None, help="Hugging Face hub cache (default: HF_HUB_CACHE/HF_HOME)")
+    parser.add_argument(
+        "--docker-host", default=None, help="Docker Engine URL (default: DOCKER_HOST or the local socket)"
+    )
+    parser.add_argument(
+        "--health-url",
+        default=None,
+        help="the serving path's readiness URL (default: /health/ready through nginx's HTTPS port)",
+    )
+    parser.add_argument(
+        "--prometheus-url",
+        default=None,
+        help="Prometheus base URL (default: /prometheus through nginx, with the dashboard login)",
+    )
+    parser.add_argument(
+        "--model-cache", type=Path, default=None, help="Hugging Face hub cache (default: HF_HUB_CACHE/HF_HOME)"
+    )
     parser.set_defaults(handler=_run)
 
 
@@ -44,9 +57,16 @@ def _run(args: argparse.Namespace) -> int:
         config, issues = load(args), []
     except ConfigError as err:
         config, issues = None, err.issues
-    ctx = DoctorContext(files=config_files(args), config=config, config_issues=list(issues), preflight=args.preflight,
-                        docker_host=args.docker_host, health_url=args.health_url, prometheus_url=args.prometheus_url,
-                        model_cache=args.model_cache)  # fmt: skip
+    ctx = DoctorContext(
+        files=config_files(args),
+        config=config,
+        config_issues=list(issues),
+        preflight=args.preflight,
+        docker_host=args.docker_host,
+        health_url=args.health_url,
+        prometheus_url=args.prometheus_url,
+        model_cache=args.model_cache,
+    )
     results = asyncio.run(run_checks(all_checks(), ctx))
     code = exit_code(results)
     seconds = time.perf_counter() - started

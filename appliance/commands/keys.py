@@ -27,16 +27,28 @@ _LIMIT_FLAGS = (
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = sub.add_parser("keys", help="create, update, list and revoke API keys",
-                            description="API keys live in .secrets as SHA-256 hashes; a key is shown once.")  # fmt: skip
+    parser = sub.add_parser(
+        "keys",
+        help="create, update, list and revoke API keys",
+        description="API keys live in .secrets as SHA-256 hashes; a key is shown once.",
+    )
     keys = parser.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
 
-    create = keys.add_parser("create", help="make a key and print it once",
-                             description="Make a key, store its hash in .secrets, print the key once on stdout.")  # fmt: skip
+    create = keys.add_parser(
+        "create",
+        help="make a key and print it once",
+        description="Make a key, store its hash in .secrets, print the key once on stdout.",
+    )
     create.add_argument("name", help="key name (letters, digits, '_'); shown in the audit log and metrics")
-    create.add_argument("--role", choices=[r.value for r in Role], default=Role.USER.value,
-                        help="admin: every model and the admin endpoints; user: --models only (default)")  # fmt: skip
-    create.add_argument("--models", dest="allowed_models", default="", help="comma-separated model ids the key may use, or '*'")
+    create.add_argument(
+        "--role",
+        choices=[r.value for r in Role],
+        default=Role.USER.value,
+        help="admin: every model and the admin endpoints; user: --models only (default)",
+    )
+    create.add_argument(
+        "--models", dest="allowed_models", default="", help="comma-separated model ids the key may use, or '*'"
+    )
     for flag, field, text in _LIMIT_FLAGS:
         create.add_argument(flag, dest=field, metavar="N", default=None, help=f"budget: {text} (default: unlimited)")
     create.add_argument("--force", action="store_true", help="replace an existing key of that name")
@@ -44,14 +56,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_config_options(create, models_flag="--models-file")
     create.set_defaults(handler=run_create)
 
-    update = keys.add_parser("update", help="change a key's role, models or budgets; the key stays the same",
-                             description="Rewrite a key's line in .secrets (atomically), keeping its hash: clients "
-                             "keep using the same key. Options not given stay as they are.")  # fmt: skip
+    update = keys.add_parser(
+        "update",
+        help="change a key's role, models or budgets; the key stays the same",
+        description="Rewrite a key's line in .secrets (atomically), keeping its hash: clients "
+        "keep using the same key. Options not given stay as they are.",
+    )
     update.add_argument("name", help="key name")
     update.add_argument("--role", choices=[r.value for r in Role], default=None, help="admin or user")
     update.add_argument("--models", dest="allowed_models", default=None, help="comma-separated model ids, or '*'")
     for flag, field, text in _LIMIT_FLAGS:
-        update.add_argument(flag, dest=field, metavar="N|none", default=None, help=f"budget: {text}; 'none' = unlimited")
+        update.add_argument(
+            flag, dest=field, metavar="N|none", default=None, help=f"budget: {text}; 'none' = unlimited"
+        )
     update.add_argument("--json", action="store_true", help="print the new record as JSON")
     add_config_options(update, models_flag="--models-file")
     update.set_defaults(handler=run_update)
@@ -87,19 +104,39 @@ def _warn(record: ApiKeyRecord, config: ApplianceConfig) -> None:
 
 def run_create(args: argparse.Namespace) -> int:
     config = load(args)
-    limits = KeyLimits(**{field: parse_limit(flag, getattr(args, field))
-                          for flag, field, _ in _LIMIT_FLAGS if getattr(args, field) is not None})  # fmt: skip
+    limits = KeyLimits(
+        **{
+            field: parse_limit(flag, getattr(args, field))
+            for flag, field, _ in _LIMIT_FLAGS
+            if getattr(args, field) is not None
+        }
+    )
     key, record = create_key(
-        config.files.secrets, args.name, Role(args.role), _models(args.allowed_models),
-        existing=config.secrets.api_keys, served=[m.id for m in config.models], replace=args.force, limits=limits,
-    )  # fmt: skip
+        config.files.secrets,
+        args.name,
+        Role(args.role),
+        _models(args.allowed_models),
+        existing=config.secrets.api_keys,
+        served=[m.id for m in config.models],
+        replace=args.force,
+        limits=limits,
+    )
     _refresh_serve_keys(config.files.secrets)
     if args.json:
-        print_json({"name": record.name, "role": record.role.value, "models": list(record.models),
-                    **record.limits.as_dict(), "key": key})  # fmt: skip
+        print_json(
+            {
+                "name": record.name,
+                "role": record.role.value,
+                "models": list(record.models),
+                **record.limits.as_dict(),
+                "key": key,
+            }
+        )
     else:
-        say(f"created key {record.name!r} (role {record.role.value}, models {','.join(record.models)}, "
-            f"budgets: {_budgets(record.limits)}); it is shown once — store it now:")  # fmt: skip
+        say(
+            f"created key {record.name!r} (role {record.role.value}, models {','.join(record.models)}, "
+            f"budgets: {_budgets(record.limits)}); it is shown once — store it now:"
+        )
         print(key)
     _warn(record, config)
     return 0
@@ -107,13 +144,20 @@ def run_create(args: argparse.Namespace) -> int:
 
 def run_update(args: argparse.Namespace) -> int:
     config = load(args)
-    changes = {field: parse_limit(flag, getattr(args, field), allow_none=True)
-               for flag, field, _ in _LIMIT_FLAGS if getattr(args, field) is not None}  # fmt: skip
+    changes = {
+        field: parse_limit(flag, getattr(args, field), allow_none=True)
+        for flag, field, _ in _LIMIT_FLAGS
+        if getattr(args, field) is not None
+    }
     record = update_key(
-        config.files.secrets, args.name, existing=config.secrets.api_keys, served=[m.id for m in config.models],
+        config.files.secrets,
+        args.name,
+        existing=config.secrets.api_keys,
+        served=[m.id for m in config.models],
         role=Role(args.role) if args.role else None,
-        models=_models(args.allowed_models) if args.allowed_models is not None else None, limits=changes,
-    )  # fmt: skip
+        models=_models(args.allowed_models) if args.allowed_models is not None else None,
+        limits=changes,
+    )
     if record is None:
         say(f"no key named {args.name.lower()!r}; see: python -m appliance keys list", style="red")
         return 1
@@ -121,8 +165,10 @@ def run_update(args: argparse.Namespace) -> int:
     if args.json:
         print_json(_describe(record))
     else:
-        say(f"updated key {record.name!r} (role {record.role.value}, models {','.join(record.models)}, "
-            f"budgets: {_budgets(record.limits)}); the key itself is unchanged; the ingress applies it within seconds")  # fmt: skip
+        say(
+            f"updated key {record.name!r} (role {record.role.value}, models {','.join(record.models)}, "
+            f"budgets: {_budgets(record.limits)}); the key itself is unchanged; the ingress applies it within seconds"
+        )
     _warn(record, config)
     return 0
 
@@ -133,8 +179,10 @@ def run_list(args: argparse.Namespace) -> int:
     if args.json:
         print_json(described)
     elif described:
-        rows = [[d["name"], d["role"], d["models"], *("-" if d[f] is None else str(d[f]) for f in LIMIT_FIELDS)]
-                for d in described]  # fmt: skip
+        rows = [
+            [d["name"], d["role"], d["models"], *("-" if d[f] is None else str(d[f]) for f in LIMIT_FIELDS)]
+            for d in described
+        ]
         print_table("API keys (budgets: - = unlimited)", ["name", "role", "models", "rpm", "tpm", "tokens/day"], rows)
     else:
         say("no API keys yet: python -m appliance keys create admin --role admin")

@@ -29,19 +29,33 @@ def register(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         add_config_options(action)
         if name == "deploy":
             # --environment, as enable/disable say it: --env names the settings file on every command
-            action.add_argument("--environment", choices=["production", "staging"], default="production",
-                                help="where: staging loads and smoke-tests the new revisions, then stops them until "
-                                "promoted (default production)")  # fmt: skip
+            action.add_argument(
+                "--environment",
+                choices=["production", "staging"],
+                default="production",
+                help="where: staging loads and smoke-tests the new revisions, then stops them until "
+                "promoted (default production)",
+            )
         else:
             action.add_argument("model_id", metavar="ID", help="the model")
         if name == "rollback":
-            action.add_argument("--to", type=int, default=None, metavar="REVISION",
-                                help="the registry entry to go back to (see models list --model ID)")  # fmt: skip
-            action.add_argument("--environment", choices=["production", "staging"], default="production",
-                                help="which environment's model (default production)")  # fmt: skip
+            action.add_argument(
+                "--to",
+                type=int,
+                default=None,
+                metavar="REVISION",
+                help="the registry entry to go back to (see models list --model ID)",
+            )
+            action.add_argument(
+                "--environment",
+                choices=["production", "staging"],
+                default="production",
+                help="which environment's model (default production)",
+            )
         action.add_argument("--no-wait", action="store_true", help="return once the change is queued")
-        action.add_argument("--timeout", type=float, default=1800.0, metavar="S",
-                            help="seconds to wait for the outcome (default 1800)")  # fmt: skip
+        action.add_argument(
+            "--timeout", type=float, default=1800.0, metavar="S", help="seconds to wait for the outcome (default 1800)"
+        )
         action.add_argument("--json", action="store_true", help="machine-readable output on stdout")
         action.set_defaults(handler=_change)
 
@@ -78,18 +92,28 @@ def _change(args: argparse.Namespace) -> int:
     store = RegistryStore.open(config.settings.registry_url)
     store.migrate()
     requests = ChangeRequests(store)
-    request = requests.submit(args.models_action, Environment(environment), payload, model_id=model_id,
-                              requested_by="cli", now=datetime.now(UTC))  # fmt: skip
+    request = requests.submit(
+        args.models_action,
+        Environment(environment),
+        payload,
+        model_id=model_id,
+        requested_by="cli",
+        now=datetime.now(UTC),
+    )
     if args.no_wait:
         if args.json:
             print_json({"request": request.to_json()})
         else:
-            say(f"queued change request {request.id} ({args.models_action}); the serve container applies it: "
-                f"python -m appliance models history", style="green")  # fmt: skip
+            say(
+                f"queued change request {request.id} ({args.models_action}); the serve container applies it: "
+                f"python -m appliance models history",
+                style="green",
+            )
         return 0
     if not args.json:
-        say(f"change request {request.id} queued; waiting for the serve container to apply it (models load in "
-            "minutes)…")  # fmt: skip
+        say(
+            f"change request {request.id} queued; waiting for the serve container to apply it (models load in minutes)…"
+        )
     deadline = time.monotonic() + args.timeout
     while not request.finished and time.monotonic() < deadline:
         time.sleep(WAIT_POLL_S)
@@ -104,17 +128,33 @@ def report(request: Any, *, as_json: bool) -> int:
         print_json({"request": request.to_json()})
     if not request.finished:
         if not as_json:
-            say(f"✗ change request {request.id} is still {request.status}: is the stack up (make up)? It is applied "
-                "when the serve container takes it; see python -m appliance models history", style="bold red")  # fmt: skip
+            say(
+                f"✗ change request {request.id} is still {request.status}: is the stack up (make up)? It is applied "
+                "when the serve container takes it; see python -m appliance models history",
+                style="bold red",
+            )
         return 1
     result = request.result
     if not as_json:
         outcomes = result.get("outcomes") or []
         if outcomes:
-            print_table(f"change request {request.id} ({request.kind}, {request.environment.value})",
-                        ["model", "action", "mode", "ok", "entry", "ready s", "smoke s", "reason"],
-                        [[o["model"], o["action"], o["mode"], "yes" if o["ok"] else "NO", str(o.get("entry") or "-"),
-                          _seconds(o, "ready"), _seconds(o, "smoke"), o["reason"]] for o in outcomes])  # fmt: skip
+            print_table(
+                f"change request {request.id} ({request.kind}, {request.environment.value})",
+                ["model", "action", "mode", "ok", "entry", "ready s", "smoke s", "reason"],
+                [
+                    [
+                        o["model"],
+                        o["action"],
+                        o["mode"],
+                        "yes" if o["ok"] else "NO",
+                        str(o.get("entry") or "-"),
+                        _seconds(o, "ready"),
+                        _seconds(o, "smoke"),
+                        o["reason"],
+                    ]
+                    for o in outcomes
+                ],
+            )
         if result.get("ok"):
             say(f"✓ change request {request.id} applied", style="green")
         else:

@@ -16,33 +16,45 @@ from typing import Any
 
 from appliance.commands.common import add_config_options, load
 from appliance.config import ApplianceConfig, ConfigFiles, load_config
-from appliance.stack.plan import SERVE_API_KEYS, SERVE_MODELS, SERVE_MOUNT, SERVE_SETTINGS
 from appliance.errors import ApplianceError, NotAvailableError
 from appliance.output import say
+from appliance.stack.plan import SERVE_API_KEYS, SERVE_MODELS, SERVE_MOUNT, SERVE_SETTINGS
 
 APP_NAME = "appliance"
 _LOGGER = logging.getLogger(__name__)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = sub.add_parser("serve", help="deploy the model engines and the API ingress onto Ray Serve",
-                            description=__doc__.split("\n\n")[0])  # fmt: skip
+    parser = sub.add_parser(
+        "serve",
+        help="deploy the model engines and the API ingress onto Ray Serve",
+        description=__doc__.split("\n\n")[0],
+    )
     add_config_options(parser)
     parser.add_argument("--ray-address", default="auto", help="Ray cluster to join (default: auto)")
-    parser.add_argument("--http-host", default="127.0.0.1",
-                        help="address the Serve HTTP proxy binds (the container passes 0.0.0.0)")  # fmt: skip
+    parser.add_argument(
+        "--http-host", default="127.0.0.1", help="address the Serve HTTP proxy binds (the container passes 0.0.0.0)"
+    )
     parser.add_argument("--http-port", type=int, default=None, help="HTTP port (default: SERVE_HTTP_PORT)")
     parser.add_argument("--wait", action="store_true", help="return only when every model is running")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds --wait waits (default 1800)")
-    parser.add_argument("--head", action="store_true",
-                        help="start a Ray head node here first, deploy onto it and run until it stops (the serve "
-                        "container's command)")  # fmt: skip
-    parser.add_argument("--in-stack", action="store_true",
-                        help=f"read the files make up renders for the serve container ({SERVE_MOUNT}: settings, "
-                        "models, API key hashes) instead of --env/--secrets/--models (the container's command)")  # fmt: skip
-    parser.add_argument("--attach", action="store_true",
-                        help="deploy nothing: apply the model changes queued in the registry (models deploy|promote|"
-                        "rollback) to the running application until stopped (serve --head does this by itself)")  # fmt: skip
+    parser.add_argument(
+        "--head",
+        action="store_true",
+        help="start a Ray head node here first, deploy onto it and run until it stops (the serve container's command)",
+    )
+    parser.add_argument(
+        "--in-stack",
+        action="store_true",
+        help=f"read the files make up renders for the serve container ({SERVE_MOUNT}: settings, "
+        "models, API key hashes) instead of --env/--secrets/--models (the container's command)",
+    )
+    parser.add_argument(
+        "--attach",
+        action="store_true",
+        help="deploy nothing: apply the model changes queued in the registry (models deploy|promote|"
+        "rollback) to the running application until stopped (serve --head does this by itself)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -93,10 +105,16 @@ def _application(args: argparse.Namespace, config: ApplianceConfig, serve: Any) 
     def run_app(generations: Any) -> None:
         # relative paths of the settings are the project's: the working directory, as for the audit log and the
         # change applier (in the stack, /appliance, where data/registry and data/batch are mounted)
-        app = build_app(config, audit_path=str(audit), secrets_path=str(config.files.secrets.resolve()),
-                        generations=generations, root=Path.cwd())  # fmt: skip
-        serve.run_many([serve.RunTarget(target=app, name=APP_NAME, route_prefix="/")],
-                       wait_for_applications_running=False)  # fmt: skip
+        app = build_app(
+            config,
+            audit_path=str(audit),
+            secrets_path=str(config.files.secrets.resolve()),
+            generations=generations,
+            root=Path.cwd(),
+        )
+        serve.run_many(
+            [serve.RunTarget(target=app, name=APP_NAME, route_prefix="/")], wait_for_applications_running=False
+        )
 
     return run_app
 
@@ -105,8 +123,13 @@ def _start_applier(args: argparse.Namespace, config: ApplianceConfig, serve: Any
     from appliance.serve.applier import run_applier
 
     stop = threading.Event()
-    threading.Thread(target=run_applier, args=(config, serve, APP_NAME, _application(args, config, serve), stop),
-                     kwargs={"events": _lifecycle_events(config)}, daemon=True, name="model-changes").start()  # fmt: skip
+    threading.Thread(
+        target=run_applier,
+        args=(config, serve, APP_NAME, _application(args, config, serve), stop),
+        kwargs={"events": _lifecycle_events(config)},
+        daemon=True,
+        name="model-changes",
+    ).start()
     return stop
 
 
@@ -115,7 +138,7 @@ def _lifecycle_events(config: ApplianceConfig) -> Any:
 
     try:
         return RayLifecycleEvents({spec.id for spec in config.models})
-    except Exception:  # noqa: BLE001 - metrics are optional: changes are recorded in the registry anyway
+    except Exception:
         _LOGGER.warning("model lifecycle metrics unavailable", exc_info=True)
         return None
 
@@ -154,21 +177,28 @@ def _deploy(args: argparse.Namespace, config: ApplianceConfig, ray: Any, serve: 
     except Exception as err:  # recorded as failed, then raised as it was
         recorder.finish(False, f"deploy failed: {type(err).__name__}")
         raise
-    say(f"deployed '{APP_NAME}' with {len(config.models)} model(s) on http://{args.http_host}:{port}; "
-        f"models load in the background: GET /health/startup")  # fmt: skip
+    say(
+        f"deployed '{APP_NAME}' with {len(config.models)} model(s) on http://{args.http_host}:{port}; "
+        f"models load in the background: GET /health/startup"
+    )
     if args.wait:
         _wait_and_record(serve, args.timeout, recorder)
     elif args.head:  # the container's process lives on: record ready (or failed), then each health check
         _start_applier(args, config, serve)  # and apply the model changes queued in the registry
-        threading.Thread(target=_wait_and_record, args=(serve, args.timeout, recorder, False, HEALTH_RECORD_S),
-                         daemon=True, name="registry-deploy-recorder").start()  # fmt: skip
+        threading.Thread(
+            target=_wait_and_record,
+            args=(serve, args.timeout, recorder, False, HEALTH_RECORD_S),
+            daemon=True,
+            name="registry-deploy-recorder",
+        ).start()
 
 
 HEALTH_RECORD_S = 30.0  # how often the container's process writes the models' last health check
 
 
-def _wait_and_record(serve: Any, timeout: float, recorder: Any, reraise: bool = True,
-                     heartbeat_s: float | None = None) -> None:  # fmt: skip
+def _wait_and_record(
+    serve: Any, timeout: float, recorder: Any, reraise: bool = True, heartbeat_s: float | None = None
+) -> None:
     try:
         _wait_running(serve, timeout)
     except ApplianceError as err:

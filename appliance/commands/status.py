@@ -14,12 +14,17 @@ _LOGGER = logging.getLogger(__name__)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = sub.add_parser("status", help="show the running stack's health",
-                            description="List the stack's services: state, health, restarts (Docker's and the "
-                            "watchdog's). Exit 0 when every service runs and is healthy, 1 otherwise.")  # fmt: skip
+    parser = sub.add_parser(
+        "status",
+        help="show the running stack's health",
+        description="List the stack's services: state, health, restarts (Docker's and the "
+        "watchdog's). Exit 0 when every service runs and is healthy, 1 otherwise.",
+    )
     add_config_options(parser)
     parser.add_argument("--json", action="store_true", help="machine-readable output")
-    parser.add_argument("--docker-host", default=None, help="Docker Engine URL (default: DOCKER_HOST or the local socket)")
+    parser.add_argument(
+        "--docker-host", default=None, help="Docker Engine URL (default: DOCKER_HOST or the local socket)"
+    )
     parser.set_defaults(handler=_run)
 
 
@@ -55,15 +60,25 @@ def _run(args: argparse.Namespace) -> int:
     rows = []
     for c in containers:
         record = watchdog.get(c.service, {})
-        rows.append({"service": c.service, "container": c.name, "state": c.status, "health": c.health or "-",
-                     "restarts": c.restart_count + len(record.get("restarts", [])),
-                     "watchdog": _watchdog_column(c, record)})  # fmt: skip
+        rows.append(
+            {
+                "service": c.service,
+                "container": c.name,
+                "state": c.status,
+                "health": c.health or "-",
+                "restarts": c.restart_count + len(record.get("restarts", [])),
+                "watchdog": _watchdog_column(c, record),
+            }
+        )
     healthy = bool(containers) and all(c.running_and_healthy for c in containers)
     if args.json:
         print_json({"project": project, "healthy": healthy, "services": rows})
     elif not rows:
         say(f"no containers of project {project!r}: the stack is not up (python -m appliance up)", style="yellow")
     else:
-        print_table(f"stack {project}", ["service", "container", "state", "health", "restarts", "watchdog"],
-                    [[str(r[k]) for k in ("service", "container", "state", "health", "restarts", "watchdog")] for r in rows])  # fmt: skip
+        print_table(
+            f"stack {project}",
+            ["service", "container", "state", "health", "restarts", "watchdog"],
+            [[str(r[k]) for k in ("service", "container", "state", "health", "restarts", "watchdog")] for r in rows],
+        )
     return 0 if healthy else 1

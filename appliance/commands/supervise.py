@@ -12,12 +12,17 @@ _LOGGER = logging.getLogger(__name__)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = sub.add_parser("supervise", help="run the supervisor daemon (watchdog, renewals, log rotation)",
-                            description="Watch the compose project's containers through Docker events, restart "
-                            "the ones that die or turn unhealthy (with backoff and a budget), check the "
-                            "certificate twice a day and rotate logs. Stops cleanly on SIGTERM.")  # fmt: skip
+    parser = sub.add_parser(
+        "supervise",
+        help="run the supervisor daemon (watchdog, renewals, log rotation)",
+        description="Watch the compose project's containers through Docker events, restart "
+        "the ones that die or turn unhealthy (with backoff and a budget), check the "
+        "certificate twice a day and rotate logs. Stops cleanly on SIGTERM.",
+    )
     add_config_options(parser)
-    parser.add_argument("--docker-host", default=None, help="Docker Engine URL (default: DOCKER_HOST or the local socket)")
+    parser.add_argument(
+        "--docker-host", default=None, help="Docker Engine URL (default: DOCKER_HOST or the local socket)"
+    )
     parser.add_argument("--metrics-addr", default="0.0.0.0", help="address of the /metrics listener (default 0.0.0.0)")
     parser.set_defaults(handler=_run)
 

@@ -42,12 +42,16 @@ def show(message: str, *, style: str = "") -> None:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    up = sub.add_parser("up", help="build and start the stack; wait until the models are ready",
-                        description=__doc__.split("\n\n")[1])  # fmt: skip
+    up = sub.add_parser(
+        "up", help="build and start the stack; wait until the models are ready", description=__doc__.split("\n\n")[1]
+    )
     _common(up)
-    up.add_argument("--local", action="store_true",
-                    help="build every image from a local base without any registry or index (compose/local.yml; "
-                    "needs --base-image and scripts/docker/wheelhouse.sh)")  # fmt: skip
+    up.add_argument(
+        "--local",
+        action="store_true",
+        help="build every image from a local base without any registry or index (compose/local.yml; "
+        "needs --base-image and scripts/docker/wheelhouse.sh)",
+    )
     up.add_argument("--base-image", default="debian:bookworm-slim", help="base image of every built image")
     up.add_argument("--no-build", action="store_true", help="use the images built before")
     up.add_argument("--no-wait", action="store_true", help="return once the containers are started")
@@ -55,9 +59,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     up.add_argument("--skip-preflight", action="store_true", help="do not run the pre-flight doctor first")
     up.set_defaults(handler=run_up)
 
-    down = sub.add_parser("down", help="stop and remove the stack's containers and network (data is kept)",
-                          description="docker compose down. Named volumes (model cache, metrics) and data/ stay; "
-                          "--volumes removes the volumes too.")  # fmt: skip
+    down = sub.add_parser(
+        "down",
+        help="stop and remove the stack's containers and network (data is kept)",
+        description="docker compose down. Named volumes (model cache, metrics) and data/ stay; "
+        "--volumes removes the volumes too.",
+    )
     _common(down)
     down.add_argument("--volumes", action="store_true", help="also remove the named volumes (model cache, metrics)")
     down.set_defaults(handler=run_down)
@@ -73,25 +80,34 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _common(parser: argparse.ArgumentParser) -> None:
     add_config_options(parser)
     parser.add_argument("--root", type=Path, default=Path("."), help="the appliance's directory (default: .)")
-    parser.add_argument("--docker-host", default=None, help="Docker Engine URL (default: DOCKER_HOST or the local socket)")
+    parser.add_argument(
+        "--docker-host", default=None, help="Docker Engine URL (default: DOCKER_HOST or the local socket)"
+    )
 
 
-def _compose(args: argparse.Namespace, config: ApplianceConfig, plan: StackPlan,
-             profiles: tuple[str, ...] | None = None) -> ComposeCli:  # fmt: skip
+def _compose(
+    args: argparse.Namespace, config: ApplianceConfig, plan: StackPlan, profiles: tuple[str, ...] | None = None
+) -> ComposeCli:
     from appliance.docker.compose import ComposeCli
 
     root = args.root.resolve()
-    return ComposeCli(config.settings.compose_project_name, [root / f for f in plan.files], project_dir=root,
-                      docker_host=args.docker_host, env=dict(plan.env),
-                      profiles=plan.profiles if profiles is None else profiles)  # fmt: skip
+    return ComposeCli(
+        config.settings.compose_project_name,
+        [root / f for f in plan.files],
+        project_dir=root,
+        docker_host=args.docker_host,
+        env=dict(plan.env),
+        profiles=plan.profiles if profiles is None else profiles,
+    )
 
 
 def ensure_first_key(config: ApplianceConfig) -> str | None:
     """Create the admin key when auth is on and .secrets has no key yet; returns it (to print once)."""
     if not config.settings.auth_enabled or config.secrets.api_keys:
         return None
-    key, _ = create_key(config.files.secrets, FIRST_KEY_NAME, Role.ADMIN, (), existing=(),
-                        served=[m.id for m in config.models])  # fmt: skip
+    key, _ = create_key(
+        config.files.secrets, FIRST_KEY_NAME, Role.ADMIN, (), existing=(), served=[m.id for m in config.models]
+    )
     return key
 
 
@@ -109,8 +125,10 @@ def _preflight(args: argparse.Namespace, config: ApplianceConfig) -> None:
     if exit_code(results) != 0:
         print_table(results, out_console(), 0.0)
     if Level.ERROR in levels:
-        raise ApplianceError("pre-flight checks failed: fix the errors doctor shows above, then run make up again "
-                             "(or pass --skip-preflight)")  # fmt: skip
+        raise ApplianceError(
+            "pre-flight checks failed: fix the errors doctor shows above, then run make up again "
+            "(or pass --skip-preflight)"
+        )
     if Level.WARNING in levels:
         say("pre-flight: warnings above (the stack starts anyway)", style="yellow")
         return
@@ -125,19 +143,29 @@ def run_up(args: argparse.Namespace) -> int:
     config = load(args)
     key = ensure_first_key(config)
     if key:  # shown now, before anything below can fail: the next run will not make (or show) another
-        show(f"\nYour admin API key (shown once, stored only as a hash in {config.files.secrets}):\n\n  {key}\n",
-            style="bold")  # fmt: skip
+        show(
+            f"\nYour admin API key (shown once, stored only as a hash in {config.files.secrets}):\n\n  {key}\n",
+            style="bold",
+        )
         config = load(args)
     if not args.skip_preflight:
         _preflight(args, config)
     cert = ensure_bootstrap(config, CertPaths(DEFAULT_CERTS_ROOT))
     self_signed = cert.issuer == cert.subject
     if self_signed:
-        say("TLS: a self-signed certificate is in use (no DOMAIN / TLS_MODE=acme): clients must trust "
-            f"{served_certificate(config.settings)} or skip verification", style="yellow")  # fmt: skip
+        say(
+            "TLS: a self-signed certificate is in use (no DOMAIN / TLS_MODE=acme): clients must trust "
+            f"{served_certificate(config.settings)} or skip verification",
+            style="yellow",
+        )
     rendered = render_run_dir(config, version=__version__, local=args.local)
-    plan = plan_stack(config, rendered=rendered, local=args.local, base_image=args.base_image,
-                      docker_socket=socket_path(args.docker_host))  # fmt: skip
+    plan = plan_stack(
+        config,
+        rendered=rendered,
+        local=args.local,
+        base_image=args.base_image,
+        docker_socket=socket_path(args.docker_host),
+    )
     compose = _compose(args, config, plan)
     mode = config.accelerator.value.upper()
     say(f"starting the stack in {mode} mode ({', '.join(plan.files)}); the first build takes a while")
@@ -178,8 +206,21 @@ def own_model_cache(compose: ComposeCli, plan: StackPlan) -> None:
     """The model-cache volume belongs to the serve container's user (it runs as that user, never root). A new
     volume takes that from the image; one written by an older, root-run serve is handed over here, once per
     ``up`` (a one-off container as root that only chowns; the watchdog ignores one-offs)."""
-    compose.run("run", "--rm", "--no-deps", "-T", "--user", "0", "--entrypoint", "chown", "serve", "-R",
-                plan.env["APPLIANCE_SERVE_USER"], MODEL_CACHE, timeout=1800)  # fmt: skip
+    compose.run(
+        "run",
+        "--rm",
+        "--no-deps",
+        "-T",
+        "--user",
+        "0",
+        "--entrypoint",
+        "chown",
+        "serve",
+        "-R",
+        plan.env["APPLIANCE_SERVE_USER"],
+        MODEL_CACHE,
+        timeout=1800,
+    )
 
 
 def _probe(url: str, timeout: float = 5.0) -> dict[str, Any] | None:
@@ -223,8 +264,10 @@ def wait_ready(config: ApplianceConfig, timeout: float, interval: float = 3.0) -
             say(f"[{time.monotonic() - started:5.0f} s] {text}")
             last = text
         if time.monotonic() - started > timeout:
-            raise ApplianceError(f"the models were not ready after {timeout:.0f} s ({text}); the stack keeps "
-                                 "starting: watch make status / make logs")  # fmt: skip
+            raise ApplianceError(
+                f"the models were not ready after {timeout:.0f} s ({text}); the stack keeps "
+                "starting: watch make status / make logs"
+            )
         time.sleep(interval)
 
 
@@ -234,8 +277,11 @@ def dashboard_lines(config: ApplianceConfig, *, local: bool) -> str:
     if not config.settings.dashboards_enabled:
         off = "off (DASHBOARDS_ENABLED=false)"
         return f"Grafana:    {off}\nPrometheus: {off}\n"
-    grafana = ("off (--local: its image comes only from a registry; compose/local.yml)" if local else
-               f"{urls['grafana']}   (user admin, GRAFANA_ADMIN_PASSWORD in {config.files.secrets})")  # fmt: skip
+    grafana = (
+        "off (--local: its image comes only from a registry; compose/local.yml)"
+        if local
+        else f"{urls['grafana']}   (user admin, GRAFANA_ADMIN_PASSWORD in {config.files.secrets})"
+    )
     return f"Grafana:    {grafana}\nPrometheus: {urls['prometheus']}\n"
 
 
@@ -246,19 +292,25 @@ def _print_ready(config: ApplianceConfig, key: str | None, self_signed: bool, *,
     cafile = served_certificate(config.settings) if self_signed else None
     show(f"API:        {urls['api']}\n{dashboard_lines(config, local=local)}Health:     {urls['health']}\n")
     cacert = f" --cacert {cafile}" if cafile else ""
-    show("curl:\n"
+    show(
+        "curl:\n"
         f"  curl{cacert} {urls['api']}/chat/completions -H 'Authorization: Bearer {shown_key}' \\\n"
         f"    -H 'Content-Type: application/json' \\\n"
-        f"    -d '{{\"model\": \"{model}\", \"messages\": [{{\"role\": \"user\", \"content\": \"Hello!\"}}]}}'\n")
-    client = (f'OpenAI(base_url="{urls["api"]}", api_key="{shown_key}"'
-              + (f',\n                http_client=httpx.Client(verify=ssl.create_default_context(cafile="{cafile}")))'
-                 if cafile else ")"))  # fmt: skip
+        f'    -d \'{{"model": "{model}", "messages": [{{"role": "user", "content": "Hello!"}}]}}\'\n'
+    )
+    client = f'OpenAI(base_url="{urls["api"]}", api_key="{shown_key}"' + (
+        f',\n                http_client=httpx.Client(verify=ssl.create_default_context(cafile="{cafile}")))'
+        if cafile
+        else ")"
+    )
     imports = "import ssl, httpx\n  " if cafile else ""
-    show("OpenAI Python:\n"
+    show(
+        "OpenAI Python:\n"
         f"  {imports}from openai import OpenAI\n"
         f"  client = {client}\n"
-        f"  reply = client.chat.completions.create(model=\"{model}\", messages=[{{\"role\": \"user\", \"content\": \"Hello!\"}}])\n"
-        "  print(reply.choices[0].message.content)\n")
+        f'  reply = client.chat.completions.create(model="{model}", messages=[{{"role": "user", "content": "Hello!"}}])\n'
+        "  print(reply.choices[0].message.content)\n"
+    )
 
 
 def run_down(args: argparse.Namespace) -> int:
@@ -266,8 +318,9 @@ def run_down(args: argparse.Namespace) -> int:
     plan = plan_stack(config, rendered={}, docker_socket=socket_path(args.docker_host))
     # with the datadog profile always: an agent started while a key was set goes too
     compose = _compose(args, config, plan, profiles=(DATADOG_PROFILE,))
-    compose.run("down", "--remove-orphans", "-t", "30",
-                *(["--volumes"] if args.volumes else []), timeout=600, stream=True)  # fmt: skip
+    compose.run(
+        "down", "--remove-orphans", "-t", "30", *(["--volumes"] if args.volumes else []), timeout=600, stream=True
+    )
     say("the stack is down" + (" and its volumes removed" if args.volumes else "; data/ and the volumes are kept"))
     return 0
 

@@ -27,26 +27,44 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as err:
         errors = [i for i in err.issues if i.is_error]
         if args.json:
-            print_json({"ok": False, "errors": len(errors), "warnings": len(err.issues) - len(errors),
-                        "issues": [i.to_dict() for i in err.issues]})  # fmt: skip
+            print_json(
+                {
+                    "ok": False,
+                    "errors": len(errors),
+                    "warnings": len(err.issues) - len(errors),
+                    "issues": [i.to_dict() for i in err.issues],
+                }
+            )
         else:
             print_issues(err.issues)
-            say(f"✗ configuration invalid: {len(errors)} error(s), {len(err.issues) - len(errors)} warning(s)",
-                style="bold red")  # fmt: skip
+            say(
+                f"✗ configuration invalid: {len(errors)} error(s), {len(err.issues) - len(errors)} warning(s)",
+                style="bold red",
+            )
         return 2
     warnings = list(config.warnings)
     models_from = str(files.models) if config.models_from_yaml else f"{files.env} (MODEL_*)"
     if args.json:
-        print_json({
-            "ok": True, "errors": 0, "warnings": len(warnings), "issues": [i.to_dict() for i in warnings],
-            "models": [m.id for m in config.models], "models_from": models_from,
-            "accelerator": config.accelerator.value, "gpu_count": config.gpu_count,
-        })  # fmt: skip
+        print_json(
+            {
+                "ok": True,
+                "errors": 0,
+                "warnings": len(warnings),
+                "issues": [i.to_dict() for i in warnings],
+                "models": [m.id for m in config.models],
+                "models_from": models_from,
+                "accelerator": config.accelerator.value,
+                "gpu_count": config.gpu_count,
+            }
+        )
         return 0
     print_issues(warnings)
     gpus = "unknown" if config.gpu_count is None else str(config.gpu_count)
-    say(f"✓ configuration valid: {len(config.models)} model(s) from {models_from}: "
+    say(
+        f"✓ configuration valid: {len(config.models)} model(s) from {models_from}: "
         f"{', '.join(m.id for m in config.models)}; accelerator {config.accelerator.value} ({gpus} GPU(s)); "
         f"{len(config.secrets.api_keys)} API key(s); "
-        f"{len(warnings)} warning(s)", style="green")  # fmt: skip
+        f"{len(warnings)} warning(s)",
+        style="green",
+    )
     return 0

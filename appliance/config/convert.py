@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
-
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -40,8 +38,12 @@ def _expected(error: Any) -> str:
         return str(ctx["expected"])
     if kind in ("enum", "literal_error"):
         return "one of " + str(ctx.get("expected", "the listed values"))
-    bounds = {"greater_than_equal": ("ge", ">= {}"), "greater_than": ("gt", "greater than {}"),
-              "less_than_equal": ("le", "at most {}"), "less_than": ("lt", "below {}")}
+    bounds = {
+        "greater_than_equal": ("ge", ">= {}"),
+        "greater_than": ("gt", "greater than {}"),
+        "less_than_equal": ("le", "at most {}"),
+        "less_than": ("lt", "below {}"),
+    }
     if kind in bounds:
         name, template = bounds[kind]
         noun = "an integer" if isinstance(ctx.get(name), int) else "a number"

@@ -61,9 +61,7 @@ def parse_dotenv(text: str, file: str, *, secret: bool = False) -> ParsedEnv:
             if err.key:
                 found = f"{found} for {err.key}" if not secret else found
             issues.append(
-                ConfigIssue.mismatch(
-                    file, err.key or f"line {number}", err.expected, found, hint=err.hint, line=number
-                )
+                ConfigIssue.mismatch(file, err.key or f"line {number}", err.expected, found, hint=err.hint, line=number)
             )
             continue
         if key in entries:
@@ -109,7 +107,7 @@ def _parse_line(line: str) -> tuple[str, str]:
         raise _LineError(
             key,
             "a value in matching quotes, or one with no quotes at all",
-            "wrap the whole value in double quotes and escape inner ones as \\\"",
+            'wrap the whole value in double quotes and escape inner ones as \\"',
         )
     return key, value
 
@@ -129,9 +127,7 @@ def _double_quoted(key: str, rest: str) -> str:
             return "".join(out)
         out.append(char)
         index += 1
-    raise _LineError(
-        key, "a closing double quote on the same line", "multi-line values are not supported; use \\n"
-    )
+    raise _LineError(key, "a closing double quote on the same line", "multi-line values are not supported; use \\n")
 
 
 def _single_quoted(key: str, rest: str) -> str:

@@ -128,7 +128,4 @@ class Redactor:
         return text
 
     def issue(self, issue: ConfigIssue) -> ConfigIssue:
-        return ConfigIssue(
-            issue.file, issue.key, self(issue.message), self(issue.hint), issue.severity, issue.line
-        )
-
+        return ConfigIssue(issue.file, issue.key, self(issue.message), self(issue.hint), issue.severity, issue.line)

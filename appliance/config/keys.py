@@ -74,8 +74,7 @@ def _check_models(role: Role, models: tuple[str, ...], served: Iterable[str]) ->
     unknown = [m for m in models if m != ALL_MODELS and m not in served_ids]
     if unknown:
         raise UsageError(
-            f"--models: expected served model ids, found {', '.join(unknown)}; "
-            f"served: {', '.join(sorted(served_ids))}"
+            f"--models: expected served model ids, found {', '.join(unknown)}; served: {', '.join(sorted(served_ids))}"
         )
 
 
@@ -139,15 +138,19 @@ def update_key(
 def limit_warnings(record: ApiKeyRecord, max_tokens_caps: Mapping[str, int]) -> list[str]:
     """Why some requests of this key could never fit its token budgets: when a request leaves ``max_tokens``
     unset the ingress reserves the model's cap, so a tpm or daily budget below a cap refuses such requests."""
-    budgets = [(f"tpm {record.limits.tpm}", record.limits.tpm),
-               (f"tokens_per_day {record.limits.tokens_per_day}", record.limits.tokens_per_day)]  # fmt: skip
+    budgets = [
+        (f"tpm {record.limits.tpm}", record.limits.tpm),
+        (f"tokens_per_day {record.limits.tokens_per_day}", record.limits.tokens_per_day),
+    ]
     warnings = []
     for model_id, cap in sorted(max_tokens_caps.items()):
         for label, budget in budgets:
             if budget is not None and record.allows(model_id) and budget <= cap:
-                warnings.append(f"{label} is not above the max_tokens cap of {model_id} ({cap}): a request that "
-                                "leaves max_tokens unset reserves the cap and is refused; clients must send a "
-                                "smaller max_tokens")  # fmt: skip
+                warnings.append(
+                    f"{label} is not above the max_tokens cap of {model_id} ({cap}): a request that "
+                    "leaves max_tokens unset reserves the cap and is refused; clients must send a "
+                    "smaller max_tokens"
+                )
     return warnings
 
 

@@ -65,14 +65,21 @@ def read_text(path: Path, label: str) -> tuple[str | None, list[ConfigIssue]]:
     try:
         return path.read_bytes().decode("utf-8"), []
     except FileNotFoundError:
-        return None, [ConfigIssue.mismatch(label, "(file)", "the file to exist", "no such file", hint=_missing_hint(path))]
+        return None, [
+            ConfigIssue.mismatch(label, "(file)", "the file to exist", "no such file", hint=_missing_hint(path))
+        ]
     except IsADirectoryError:
         return None, [ConfigIssue.mismatch(label, "(file)", "a file", "a directory")]
     except PermissionError:
-        return None, [ConfigIssue.mismatch(label, "(file)", "a readable file", "permission denied",
-                                           hint="run as the file's owner, or fix its mode")]  # fmt: skip
+        return None, [
+            ConfigIssue.mismatch(
+                label, "(file)", "a readable file", "permission denied", hint="run as the file's owner, or fix its mode"
+            )
+        ]
     except UnicodeDecodeError as err:
-        return None, [ConfigIssue.mismatch(label, "(file)", "UTF-8 text", f"a byte that is not UTF-8 at offset {err.start}")]
+        return None, [
+            ConfigIssue.mismatch(label, "(file)", "UTF-8 text", f"a byte that is not UTF-8 at offset {err.start}")
+        ]
     except OSError as err:
         return None, [ConfigIssue.mismatch(label, "(file)", "a readable file", err.strerror or "an OS error")]
 
@@ -123,8 +130,14 @@ def load_config(files: ConfigFiles = ConfigFiles(), *, gpu_count: int | None = N
         models_from_yaml=models_from_yaml,
     )
     already = {issue.location() for issue in issues}
-    rule_issues = check_rules(settings, secrets, models or [], where=where, gpu_count=gpu_count,
-                              sources=_observe_sources(models or [], settings))  # fmt: skip
+    rule_issues = check_rules(
+        settings,
+        secrets,
+        models or [],
+        where=where,
+        gpu_count=gpu_count,
+        sources=_observe_sources(models or [], settings),
+    )
     if models_from_yaml:
         rule_issues += _ignored_model_settings(env, settings, env_label, models_label)
     issues += [issue for issue in rule_issues if issue.location() not in already]
@@ -158,11 +171,18 @@ def _typed_settings(env: ParsedEnv, label: str, issues: list[ConfigIssue]) -> Se
     """The typed settings; keys with errors fall back to their defaults so the cross-field rules still run
     over the rest (rule issues on keys that already have one are dropped by the caller)."""
     settings, problems = validate_partial(
-        Settings, env.values(), lambda err: issues_from_validation_error(
-            err, label, known_for=lambda _loc: setting_names(), format_key=lambda loc: str(loc[0]),
-            line_of=lambda loc: env.line_of(str(loc[0]))),
-        by_alias=True, by_name=False,
-    )  # fmt: skip
+        Settings,
+        env.values(),
+        lambda err: issues_from_validation_error(
+            err,
+            label,
+            known_for=lambda _loc: setting_names(),
+            format_key=lambda loc: str(loc[0]),
+            line_of=lambda loc: env.line_of(str(loc[0])),
+        ),
+        by_alias=True,
+        by_name=False,
+    )
     issues += problems
     return settings or Settings()
 
@@ -170,8 +190,16 @@ def _typed_settings(env: ParsedEnv, label: str, issues: list[ConfigIssue]) -> Se
 def _typed_secrets(parsed: ParsedEnv, label: str, issues: list[ConfigIssue]) -> Secrets:
     keys, failures = parse_api_keys((key, entry.value) for key, entry in parsed.entries.items())
     for key, err in failures:
-        issues.append(ConfigIssue.mismatch(label, key, err.expected, "<redacted>", line=parsed.line_of(key),
-                                           hint="recreate it: python -m appliance keys create NAME"))  # fmt: skip
+        issues.append(
+            ConfigIssue.mismatch(
+                label,
+                key,
+                err.expected,
+                "<redacted>",
+                line=parsed.line_of(key),
+                hint="recreate it: python -m appliance keys create NAME",
+            )
+        )
     fixed: dict[str, Any] = {}
     for key, entry in parsed.entries.items():
         if key in secret_names():
@@ -179,11 +207,19 @@ def _typed_secrets(parsed: ParsedEnv, label: str, issues: list[ConfigIssue]) -> 
         elif not key.startswith(API_KEY_PREFIX):
             issues.append(unknown_key_issue(label, key, [*secret_names(), "API_KEY_<NAME>"], line=entry.line))
     secrets, problems = validate_partial(
-        Secrets, {**fixed, "API_KEYS": tuple(keys)}, lambda err: issues_from_validation_error(
-            err, label, known_for=lambda _loc: secret_names(), format_key=lambda loc: str(loc[0]),
-            line_of=lambda loc: parsed.line_of(str(loc[0])), secret=True),
-        by_alias=True, by_name=False,
-    )  # fmt: skip
+        Secrets,
+        {**fixed, "API_KEYS": tuple(keys)},
+        lambda err: issues_from_validation_error(
+            err,
+            label,
+            known_for=lambda _loc: secret_names(),
+            format_key=lambda loc: str(loc[0]),
+            line_of=lambda loc: parsed.line_of(str(loc[0])),
+            secret=True,
+        ),
+        by_alias=True,
+        by_name=False,
+    )
     issues += problems
     return secrets or Secrets()
 
@@ -199,8 +235,16 @@ def _secrets_mode(path: Path, label: str) -> list[ConfigIssue]:
     except OSError:
         return []
     if mode & 0o077:
-        return [ConfigIssue.mismatch(label, "(file)", "mode 0600 (owner only)", f"mode {mode:04o}",
-                                     hint=f"chmod 600 {path}", severity=Severity.WARNING)]  # fmt: skip
+        return [
+            ConfigIssue.mismatch(
+                label,
+                "(file)",
+                "mode 0600 (owner only)",
+                f"mode {mode:04o}",
+                hint=f"chmod 600 {path}",
+                severity=Severity.WARNING,
+            )
+        ]
     return []
 
 
@@ -215,7 +259,9 @@ def _known_model_keys(loc: tuple[Any, ...]) -> list[str]:
     return _MODEL_FIELDS.get(parent, [])
 
 
-def _typed_models(path: Path, label: str, issues: list[ConfigIssue]) -> tuple[IndexedModels | None, YamlDocument | None]:
+def _typed_models(
+    path: Path, label: str, issues: list[ConfigIssue]
+) -> tuple[IndexedModels | None, YamlDocument | None]:
     """The valid models with their positions in the file; each invalid one adds its issues and is left out."""
     text, problems = read_text(path, label)
     issues += problems
@@ -227,24 +273,46 @@ def _typed_models(path: Path, label: str, issues: list[ConfigIssue]) -> tuple[In
         return None, None
     data = doc.data
     if not isinstance(data, dict) or not isinstance(data.get("models"), list) or not data["models"]:
-        found = "an empty file" if data is None else describe_found(data.get("models") if isinstance(data, dict) else data)
+        found = (
+            "an empty file" if data is None else describe_found(data.get("models") if isinstance(data, dict) else data)
+        )
         key = "models" if isinstance(data, dict) else "(top level)"
-        issues.append(ConfigIssue.mismatch(label, key, "a mapping with a non-empty 'models:' list", found,
-                                           hint="see models.example.yaml", line=doc.line_of(("models",))))
+        issues.append(
+            ConfigIssue.mismatch(
+                label,
+                key,
+                "a mapping with a non-empty 'models:' list",
+                found,
+                hint="see models.example.yaml",
+                line=doc.line_of(("models",)),
+            )
+        )
         return None, doc
     for extra in [k for k in data if k != "models"]:
         issues.append(unknown_key_issue(label, str(extra), ["models"], what="key", line=doc.line_of((extra,))))
     models: IndexedModels = []
     for index, item in enumerate(data["models"]):
         if not isinstance(item, dict):
-            issues.append(ConfigIssue.mismatch(label, f"models[{index}]", "a mapping with id, source, …",
-                                               describe_found(item), line=doc.line_of(("models", index))))
+            issues.append(
+                ConfigIssue.mismatch(
+                    label,
+                    f"models[{index}]",
+                    "a mapping with id, source, …",
+                    describe_found(item),
+                    line=doc.line_of(("models", index)),
+                )
+            )
             continue
+
         def to_issues(err: ValidationError, i: int = index) -> list[ConfigIssue]:
             return issues_from_validation_error(
-                err, label, known_for=lambda loc: _known_model_keys(("models", 0, *loc)),
+                err,
+                label,
+                known_for=lambda loc: _known_model_keys(("models", 0, *loc)),
                 format_key=lambda loc: format_path(("models", i, *loc)),
-                line_of=lambda loc: doc.line_of(("models", i, *loc)), what="key")  # fmt: skip
+                line_of=lambda loc: doc.line_of(("models", i, *loc)),
+                what="key",
+            )
 
         model, problems = validate_partial(ModelSpec, item, to_issues)
         issues += problems
@@ -260,6 +328,14 @@ def _ignored_model_settings(env: ParsedEnv, settings: Settings, env_label: str, 
         key = name.upper()
         if key.startswith("MODEL_") and key in env.entries and getattr(settings, name) != info.default:
             changed.append(key)
-    return [ConfigIssue(env_label, key, f"is ignored because {models_label} describes the models",
-                        f"move it into {models_label}, or delete {models_label} to use MODEL_*",
-                        Severity.WARNING, env.line_of(key)) for key in changed]  # fmt: skip
+    return [
+        ConfigIssue(
+            env_label,
+            key,
+            f"is ignored because {models_label} describes the models",
+            f"move it into {models_label}, or delete {models_label} to use MODEL_*",
+            Severity.WARNING,
+            env.line_of(key),
+        )
+        for key in changed
+    ]

@@ -94,15 +94,19 @@ class ModelSpec(BaseModel):
     allow_client_chat_template: bool = Field(
         False, description="Let requests send their own chat_template / chat_template_kwargs (refused by default)."
     )
-    task: Task = Field("generate", description="generate (chat, completions), embed (embeddings, score, rerank) "
-                       "or score (score, rerank: a cross-encoder).")
+    task: Task = Field(
+        "generate",
+        description="generate (chat, completions), embed (embeddings, score, rerank) "
+        "or score (score, rerank: a cross-encoder).",
+    )
     pooling: PoolingSpec | None = Field(None, description="Pooler options of an embed / score model.")
     tool_call_parser: str | None = Field(
         None, description="vLLM's tool-call parser for this model's chat template (e.g. hermes, llama3_json)."
     )
     enable_auto_tool_choice: bool = Field(
-        False, description="Tool calling (tool_choice auto, required or named; vLLM 0.32 loads the parser only with "
-        "it); needs tool_call_parser."
+        False,
+        description="Tool calling (tool_choice auto, required or named; vLLM 0.32 loads the parser only with "
+        "it); needs tool_call_parser.",
     )
     trust_remote_code: bool = Field(False, description="Run the model repo's own Python code (unsafe).")
     allow_pickle_weights: bool = Field(
@@ -112,8 +116,9 @@ class ModelSpec(BaseModel):
         default_factory=dict, description="Extra vLLM engine arguments passed through unchanged."
     )
     nodes: list[NodeName] | None = Field(
-        None, description="Ray nodes this model may run on (RAY_NODE_NAME of the head, the names workers joined "
-        "with); none = wherever Ray finds room."
+        None,
+        description="Ray nodes this model may run on (RAY_NODE_NAME of the head, the names workers joined "
+        "with); none = wherever Ray finds room.",
     )
 
     @property

@@ -91,7 +91,12 @@ def render_reference() -> str:
             choices = _choices(info)
             meaning = str(info.description) + (f" One of: {', '.join(f'`{c}`' for c in choices)}." if choices else "")
             out.append(f"| `{key}` | {f'`{default}`' if default else '(empty)'} | {meaning} |")
-    out += ["\n### `models.yaml`\n", "Each entry of the `models:` list:\n", "| Key | Default | Meaning |", "|---|---|---|"]
+    out += [
+        "\n### `models.yaml`\n",
+        "Each entry of the `models:` list:\n",
+        "| Key | Default | Meaning |",
+        "|---|---|---|",
+    ]
     out += _model_rows(ModelSpec, "")
     out += _model_rows(AutoscalingSpec, "autoscaling.")
     out += _model_rows(RequestLimitsSpec, "request_limits.")

@@ -31,8 +31,8 @@ from appliance.config.fields import (
     split_csv,
 )
 from appliance.config.issues import did_you_mean
-from appliance.serve.pii.gliner_fetch import COMMIT_RE, REPO_RE, SHA256_RE
 from appliance.registry.db import DEFAULT_REGISTRY_URL, parse_registry_url
+from appliance.serve.pii.gliner_fetch import COMMIT_RE, REPO_RE, SHA256_RE
 
 Bool = Annotated[bool, BeforeValidator(parse_bool_strict)]
 
@@ -55,21 +55,67 @@ CsvList = Annotated[list[str], BeforeValidator(split_csv)]
 
 # Presidio's predefined recognizers (presidio-analyzer 2.2) and the spaCy NER entities it maps.
 PII_ENTITY_NAMES = (
-    "AU_ABN", "AU_ACN", "AU_MEDICARE", "AU_TFN", "CREDIT_CARD", "CRYPTO", "DATE_TIME", "EMAIL_ADDRESS",
-    "ES_NIE", "ES_NIF", "FI_PERSONAL_IDENTITY_CODE", "IBAN_CODE", "IN_AADHAAR", "IN_PAN", "IN_PASSPORT",
-    "IN_VEHICLE_REGISTRATION", "IN_VOTER", "IP_ADDRESS", "IT_DRIVER_LICENSE", "IT_FISCAL_CODE",
-    "IT_IDENTITY_CARD", "IT_PASSPORT", "IT_VAT_CODE", "LOCATION", "MEDICAL_LICENSE", "NRP",
-    "ORGANIZATION", "PERSON", "PHONE_NUMBER", "PL_PESEL", "SG_NRIC_FIN", "SG_UEN", "UK_NHS", "UK_NINO",
-    "URL", "US_BANK_NUMBER", "US_DRIVER_LICENSE", "US_ITIN", "US_PASSPORT", "US_SSN",
-)  # fmt: skip
+    "AU_ABN",
+    "AU_ACN",
+    "AU_MEDICARE",
+    "AU_TFN",
+    "CREDIT_CARD",
+    "CRYPTO",
+    "DATE_TIME",
+    "EMAIL_ADDRESS",
+    "ES_NIE",
+    "ES_NIF",
+    "FI_PERSONAL_IDENTITY_CODE",
+    "IBAN_CODE",
+    "IN_AADHAAR",
+    "IN_PAN",
+    "IN_PASSPORT",
+    "IN_VEHICLE_REGISTRATION",
+    "IN_VOTER",
+    "IP_ADDRESS",
+    "IT_DRIVER_LICENSE",
+    "IT_FISCAL_CODE",
+    "IT_IDENTITY_CARD",
+    "IT_PASSPORT",
+    "IT_VAT_CODE",
+    "LOCATION",
+    "MEDICAL_LICENSE",
+    "NRP",
+    "ORGANIZATION",
+    "PERSON",
+    "PHONE_NUMBER",
+    "PL_PESEL",
+    "SG_NRIC_FIN",
+    "SG_UEN",
+    "UK_NHS",
+    "UK_NINO",
+    "URL",
+    "US_BANK_NUMBER",
+    "US_DRIVER_LICENSE",
+    "US_ITIN",
+    "US_PASSPORT",
+    "US_SSN",
+)
 # PII_NER=gliner: the labels GLiNER is asked for and the entity types they mask as (appliance.serve.pii.gliner)
 DEFAULT_GLINER_LABELS = (
-    ("person", "PERSON"), ("street address", "LOCATION"), ("address", "LOCATION"), ("city", "LOCATION"),
-    ("country", "LOCATION"), ("postal code", "LOCATION"), ("location", "LOCATION"),
-)  # fmt: skip
+    ("person", "PERSON"),
+    ("street address", "LOCATION"),
+    ("address", "LOCATION"),
+    ("city", "LOCATION"),
+    ("country", "LOCATION"),
+    ("postal code", "LOCATION"),
+    ("location", "LOCATION"),
+)
 DEFAULT_PII_ENTITIES = (
-    "PERSON", "EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "IP_ADDRESS", "US_SSN", "LOCATION",
-)  # fmt: skip
+    "PERSON",
+    "EMAIL_ADDRESS",
+    "PHONE_NUMBER",
+    "CREDIT_CARD",
+    "IBAN_CODE",
+    "IP_ADDRESS",
+    "US_SSN",
+    "LOCATION",
+)
 
 
 class TlsMode(StrEnum):
@@ -177,46 +223,58 @@ class Settings(BaseModel):
         0, "Ray worker nodes that will join this head node (needed for pipeline parallelism).", HARDWARE
     )
     ray_node_name: NodeName = setting(
-        "head", "This machine's name in the Ray cluster (the label appliance.io/node); models.yaml `nodes:` "
-        "pins a model to named nodes.", HARDWARE
+        "head",
+        "This machine's name in the Ray cluster (the label appliance.io/node); models.yaml `nodes:` "
+        "pins a model to named nodes.",
+        HARDWARE,
     )
     ray_num_cpus: NonNegativeInt = setting(
         0, "Logical CPUs Ray schedules with; 0 = max(8, cores) so the ingress fits beside engines.", HARDWARE
     )
     ray_worker_niceness: Annotated[int, Field(ge=0, le=19)] = setting(
-        15, "Niceness of Ray's worker processes: the engines, the ingress and PII replicas (0-19; Ray's own "
+        15,
+        "Niceness of Ray's worker processes: the engines, the ingress and PII replicas (0-19; Ray's own "
         "default is 15). 0 puts them level with nginx and Prometheus; measured on 2 cores it did not help "
-        "(docs/guides/operator.md, Performance).", HARDWARE
+        "(docs/guides/operator.md, Performance).",
+        HARDWARE,
     )
     ray_dashboard_enabled: Bool = setting(
-        False, "Run the Ray dashboard, at /ray/ through Nginx (off by default: whoever reaches it can submit a Ray "
+        False,
+        "Run the Ray dashboard, at /ray/ through Nginx (off by default: whoever reaches it can submit a Ray "
         "job, which runs code in serve). When on it asks for Ray's own token (data/run/serve/ray_auth_token), not "
-        "the dashboard password; Ray's metrics reach Prometheus either way.", HARDWARE
+        "the dashboard password; Ray's metrics reach Prometheus either way.",
+        HARDWARE,
     )
     serve_ingress_replicas: PositiveInt = setting(1, "Replicas of the appliance ingress deployment.", HARDWARE)
     serve_max_ongoing_requests: PositiveInt = setting(
         256, "Requests one engine replica takes at once before Serve queues them.", HARDWARE
     )
-    serve_http_port: int = setting(8000, "Port of the serving path's HTTP inside the stack (Nginx forwards to it).", HARDWARE)
+    serve_http_port: int = setting(
+        8000, "Port of the serving path's HTTP inside the stack (Nginx forwards to it).", HARDWARE
+    )
     serve_direct_ingress: Bool = setting(
-        True, "Serve HTTP straight from the ingress replica (Ray Serve's throughput-optimized mode: no proxy hop, "
+        True,
+        "Serve HTTP straight from the ingress replica (Ray Serve's throughput-optimized mode: no proxy hop, "
         "gRPC between replicas; lower TTFT, higher tok/s). Applies with SERVE_INGRESS_REPLICAS=1; false = through "
-        "Serve's HTTP proxy.", HARDWARE,
+        "Serve's HTTP proxy.",
+        HARDWARE,
     )
     serve_stream_batching_ms: NonNegativeFloat = setting(
-        50.0, "Streamed tokens sent between Ray actors at most once per this window (ms); a chunk that finds the "
-        "line idle (the first token) goes at once. 0 = one message per token (slower).", HARDWARE
+        50.0,
+        "Streamed tokens sent between Ray actors at most once per this window (ms); a chunk that finds the "
+        "line idle (the first token) goes at once. 0 = one message per token (slower).",
+        HARDWARE,
     )
     serve_stream_batching_max_ms: NonNegativeFloat = setting(
-        150.0, "The widest that window grows under load (ms): above 8 streams in flight in an engine replica the "
+        150.0,
+        "The widest that window grows under load (ms): above 8 streams in flight in an engine replica the "
         "window widens with them (the same Ray messages per second), up to this; the first token still goes at "
-        "once. Equal to SERVE_STREAM_BATCHING_MS = a fixed window.", HARDWARE
+        "once. Equal to SERVE_STREAM_BATCHING_MS = a fixed window.",
+        HARDWARE,
     )
 
     # --- edge --------------------------------------------------------------------------------------
-    domain: str = setting(
-        "", "Public DNS name of this machine; empty = self-signed certificate for 'localhost'.", EDGE
-    )
+    domain: str = setting("", "Public DNS name of this machine; empty = self-signed certificate for 'localhost'.", EDGE)
     tls_mode: TlsMode = setting(
         TlsMode.SELF_SIGNED,
         "Where the certificate comes from: self-signed, acme (Let's Encrypt) or provided (your files).",
@@ -273,7 +331,9 @@ class Settings(BaseModel):
         True, "Require an API key on /v1/. Turning it off is allowed but doctor flags it.", SECURITY
     )
     audit_log_file: str = setting(
-        "data/logs/audit.log", "Audit log file (one JSON line per API request); rotated with LOG_DIR by the supervisor.", SECURITY
+        "data/logs/audit.log",
+        "Audit log file (one JSON line per API request); rotated with LOG_DIR by the supervisor.",
+        SECURITY,
     )
     audit_log_prompts: Bool = setting(
         False, "Write prompts into the audit log (only the masked prompt when PII masking is on).", SECURITY
@@ -281,9 +341,7 @@ class Settings(BaseModel):
 
     # --- PII ---------------------------------------------------------------------------------------
     pii_enabled: Bool = setting(False, "Mask personal data before the model and restore it after.", PII)
-    pii_entities: CsvList = setting(
-        list(DEFAULT_PII_ENTITIES), "Comma-separated Presidio entity types to mask.", PII
-    )
+    pii_entities: CsvList = setting(list(DEFAULT_PII_ENTITIES), "Comma-separated Presidio entity types to mask.", PII)
     pii_score_threshold: UnitInterval = setting(0.5, "Lowest Presidio confidence (0–1) that counts as a match.", PII)
     pii_language: NonEmptyStr = setting("en", "Language of the texts analysed.", PII)
     pii_spacy_model: NonEmptyStr = setting("en_core_web_lg", "spaCy model package the analyzer loads.", PII)
@@ -302,27 +360,37 @@ class Settings(BaseModel):
     )
     pii_cache_ttl_seconds: NonNegativeFloat = setting(600.0, "How long a text's analysis is kept.", PII)
     pii_embeddings: PiiEmbeddings = setting(
-        PiiEmbeddings.MASK, "Inputs of /v1/embeddings, /v1/score and /v1/rerank with personal data: mask (the masked "
-        "text is what gets embedded, so its vector differs from the original's) or refuse (400).", PII,
+        PiiEmbeddings.MASK,
+        "Inputs of /v1/embeddings, /v1/score and /v1/rerank with personal data: mask (the masked "
+        "text is what gets embedded, so its vector differs from the original's) or refuse (400).",
+        PII,
         choices=tuple(mode.value for mode in PiiEmbeddings),
     )
     pii_deny_list: CsvList = setting(
-        [], "Comma-separated TYPE=term entries always masked as TYPE (e.g. PROJECT=Blue Falcon); a bare term is "
-        "masked as CUSTOM.", PII
+        [],
+        "Comma-separated TYPE=term entries always masked as TYPE (e.g. PROJECT=Blue Falcon); a bare term is "
+        "masked as CUSTOM.",
+        PII,
     )
     pii_patterns: str = setting(
-        "", "JSON object of TYPE to a regular expression (or a list) always masked as TYPE, in single quotes, e.g. "
-        """'{"EMPLOYEE_ID": "EMP-[0-9]{6}"}'.""", PII
+        "",
+        "JSON object of TYPE to a regular expression (or a list) always masked as TYPE, in single quotes, e.g. "
+        """'{"EMPLOYEE_ID": "EMP-[0-9]{6}"}'.""",
+        PII,
     )
     pii_ner: PiiNer = setting(
-        PiiNer.SPACY, "What finds names and places: spacy (PII_SPACY_MODEL, measured, the default) or gliner (a GLiNER "
-        "PII model, for GPU hosts; its cost and accuracy are not measured yet, see docs/guides/pii.md).", PII,
+        PiiNer.SPACY,
+        "What finds names and places: spacy (PII_SPACY_MODEL, measured, the default) or gliner (a GLiNER "
+        "PII model, for GPU hosts; its cost and accuracy are not measured yet, see docs/guides/pii.md).",
+        PII,
         choices=tuple(ner.value for ner in PiiNer),
     )
     pii_gliner_model: NonEmptyStr = setting(
-        "urchade/gliner_multi_pii-v1", "With PII_NER=gliner: a Hugging Face repo id, fetched into the serve image at "
+        "urchade/gliner_multi_pii-v1",
+        "With PII_NER=gliner: a Hugging Face repo id, fetched into the serve image at "
         "build and pinned by PII_GLINER_REVISION and PII_GLINER_SHA256, or an absolute directory in the serve "
-        "container (e.g. under /appliance/models).", PII
+        "container (e.g. under /appliance/models).",
+        PII,
     )
     pii_gliner_revision: str = setting(
         "", "Commit (40 hex digits) of PII_GLINER_MODEL's repo; required when it is a repo id.", PII
@@ -331,20 +399,26 @@ class Settings(BaseModel):
         "", "SHA-256 of the GLiNER weights file; required for a repo id, checked at build and at every load.", PII
     )
     pii_gliner_backbone: str = setting(
-        "", "ORG/NAME@COMMIT of the encoder whose tokenizer and config the GLiNER repo lacks (older GLiNER repos); "
-        "fetched at build next to the weights. Empty: the repo carries them.", PII
+        "",
+        "ORG/NAME@COMMIT of the encoder whose tokenizer and config the GLiNER repo lacks (older GLiNER repos); "
+        "fetched at build next to the weights. Empty: the repo carries them.",
+        PII,
     )
     pii_gliner_threshold: UnitInterval = setting(
-        0.5, "Lowest GLiNER score (0–1) that counts as a match (its spans are not cut again by "
-        "PII_SCORE_THRESHOLD).", PII
+        0.5,
+        "Lowest GLiNER score (0–1) that counts as a match (its spans are not cut again by PII_SCORE_THRESHOLD).",
+        PII,
     )
     pii_gliner_labels: CsvList = setting(
-        [f"{label}={kind}" for label, kind in DEFAULT_GLINER_LABELS], "Comma-separated label=TYPE pairs: what "
+        [f"{label}={kind}" for label, kind in DEFAULT_GLINER_LABELS],
+        "Comma-separated label=TYPE pairs: what "
         "GLiNER is asked to find, and the entity type each is masked as (in place of spaCy's NER for those types).",
         PII,
     )
     pii_gliner_device: PiiDevice = setting(
-        PiiDevice.CUDA, "Where GLiNER runs: cuda (the GPU serve runs on) or cpu.", PII,
+        PiiDevice.CUDA,
+        "Where GLiNER runs: cuda (the GPU serve runs on) or cpu.",
+        PII,
         choices=tuple(device.value for device in PiiDevice),
     )
 
@@ -353,9 +427,11 @@ class Settings(BaseModel):
         LogLevel.INFO, "Lowest level logged.", LOGS, choices=tuple(level.value for level in LogLevel)
     )
     log_format: LogFormat = setting(
-        LogFormat.AUTO, "json, text, or auto (text on a terminal, json otherwise).", LOGS,
+        LogFormat.AUTO,
+        "json, text, or auto (text on a terminal, json otherwise).",
+        LOGS,
         choices=tuple(f.value for f in LogFormat),
-    )  # fmt: skip
+    )
     log_retention_days: PositiveInt = setting(14, "Days rotated log files are kept.", LOGS)
     log_max_size_mb: PositiveInt = setting(100, "Size (MiB) at which a log file is rotated.", LOGS)
 
@@ -375,14 +451,18 @@ class Settings(BaseModel):
 
     # --- model registry and integrity ---------------------------------------------------------------
     registry_url: UrlWithoutPassword = setting(
-        DEFAULT_REGISTRY_URL, "Where the model registry lives: sqlite:///FILE (relative to the project; four "
+        DEFAULT_REGISTRY_URL,
+        "Where the model registry lives: sqlite:///FILE (relative to the project; four "
         "slashes for an absolute path) or postgresql://USER@HOST:PORT/DB (password in ~/.pgpass, never here; "
-        "needs the registry-postgres extra).", REGISTRY,
-    )  # fmt: skip
+        "needs the registry-postgres extra).",
+        REGISTRY,
+    )
     registry_manifest_dir: NonEmptyStr = setting(
-        "data/registry/manifests", "Directory of the model manifests (SHA-256 of every weight, config and tokenizer "
-        "file, written the first time a local model is loaded and compared before every load).", REGISTRY,
-    )  # fmt: skip
+        "data/registry/manifests",
+        "Directory of the model manifests (SHA-256 of every weight, config and tokenizer "
+        "file, written the first time a local model is loaded and compared before every load).",
+        REGISTRY,
+    )
 
     # --- supervisor (watchdog, schedules, its metrics) ---------------------------------------------
     supervisor_metrics_port: int = setting(9464, "Port of the supervisor's own Prometheus /metrics.", SUPERVISOR)
@@ -408,7 +488,9 @@ class Settings(BaseModel):
     cert_check_interval_hours: PositiveInt = setting(
         12, "Hours between certificate renewal checks (with up to 10% jitter).", SUPERVISOR
     )
-    log_dir: str = setting("data/logs", "Directory of the appliance's and nginx's log files that are rotated.", SUPERVISOR)
+    log_dir: str = setting(
+        "data/logs", "Directory of the appliance's and nginx's log files that are rotated.", SUPERVISOR
+    )
     log_rotate_keep: PositiveInt = setting(10, "Rotated (gzipped) files kept per log.", SUPERVISOR)
     log_rotate_interval_seconds: PositiveInt = setting(300, "Seconds between log rotation passes.", SUPERVISOR)
     supervisor_doctor_interval_seconds: PositiveInt = setting(
@@ -420,15 +502,19 @@ class Settings(BaseModel):
     backup_dir: NonEmptyStr = setting(
         "data/backups", "Directory of the backup archives (mode 0600; copy them off this machine).", BACKUP
     )
-    backup_keep: PositiveInt = setting(7, "How many of the newest archives the nightly backup keeps in BACKUP_DIR.", BACKUP)
+    backup_keep: PositiveInt = setting(
+        7, "How many of the newest archives the nightly backup keeps in BACKUP_DIR.", BACKUP
+    )
     backup_hour_utc: NonNegativeInt = setting(3, "Hour of the day (UTC, 0-23) of the nightly backup.", BACKUP)
 
     # --- Batch API (/v1/files, /v1/batches; run by the ingress replicas) ---------------------------
     batch_data_dir: NonEmptyStr = setting(
-        "data/batch", "Directory of uploaded batch files and batch results (relative to the project; their "
+        "data/batch",
+        "Directory of uploaded batch files and batch results (relative to the project; their "
         "records are in the registry database, REGISTRY_URL). The compose stack mounts data/batch for serve: "
-        "change it only for a serve run outside the stack.", BATCH,
-    )  # fmt: skip
+        "change it only for a serve run outside the stack.",
+        BATCH,
+    )
     batch_file_max_mb: Annotated[int, Field(ge=1, le=2048)] = setting(
         100, "Largest file accepted by POST /v1/files, in MiB (1 to 2048; Nginx and ingress).", BATCH
     )
@@ -439,9 +525,11 @@ class Settings(BaseModel):
         4, "Most lines of a batch in flight at once, per ingress replica (batches run at low priority).", BATCH
     )
     batch_idle_max_live_requests: Annotated[int, Field(ge=0, le=100000)] = setting(
-        2, "'Idle enough' for batch work: a batch line starts only while the ingress replica has at most this "
-        "many live (non-batch) generation or embedding requests in flight; 0 = only when none is.", BATCH,
-    )  # fmt: skip
+        2,
+        "'Idle enough' for batch work: a batch line starts only while the ingress replica has at most this "
+        "many live (non-batch) generation or embedding requests in flight; 0 = only when none is.",
+        BATCH,
+    )
 
     # --- per-field checks (types and ranges; cross-field rules are elsewhere) ----------------------
     @field_validator("backup_hour_utc")

@@ -71,9 +71,17 @@ def find_compose(timeout: float = 5.0) -> ComposeBinary:
 class ComposeCli:
     """``docker compose -p PROJECT -f FILE… COMMAND`` with the engine at ``docker_host``."""
 
-    def __init__(self, project: str, files: list[Path], *, project_dir: Path | None = None,
-                 docker_host: str | None = None, binary: ComposeBinary | None = None,
-                 env: dict[str, str] | None = None, profiles: tuple[str, ...] = ()) -> None:  # fmt: skip
+    def __init__(
+        self,
+        project: str,
+        files: list[Path],
+        *,
+        project_dir: Path | None = None,
+        docker_host: str | None = None,
+        binary: ComposeBinary | None = None,
+        env: dict[str, str] | None = None,
+        profiles: tuple[str, ...] = (),
+    ) -> None:
         self.project = project
         self.files = files
         self.project_dir = project_dir
@@ -104,7 +112,9 @@ class ComposeCli:
             raise ComposeError(f"could not run {argv[0]}: {err.strerror}", hint=INSTALL_HINT) from err
         if result.returncode != 0:
             tail = (result.stderr or result.stdout or "(output above)").strip().splitlines()[-5:]
-            raise ComposeError(f"docker compose {' '.join(args)} failed (exit {result.returncode}): " + " | ".join(tail))
+            raise ComposeError(
+                f"docker compose {' '.join(args)} failed (exit {result.returncode}): " + " | ".join(tail)
+            )
         return result.stdout or ""
 
     def up(self, *services: str, wait: bool = False, timeout: float = 600.0) -> None:

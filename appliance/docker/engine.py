@@ -42,7 +42,9 @@ def _call(what: str, fn: Callable[[], _T]) -> _T:
     except docker.errors.DockerException as err:
         raise DockerUnreachableError(f"{what}: {err}", hint=UNREACHABLE_HINT) from err
     except (requests.exceptions.ConnectionError, requests.exceptions.Timeout, OSError) as err:
-        raise DockerUnreachableError(f"{what}: the Docker Engine did not answer ({err})", hint=UNREACHABLE_HINT) from err
+        raise DockerUnreachableError(
+            f"{what}: the Docker Engine did not answer ({err})", hint=UNREACHABLE_HINT
+        ) from err
 
 
 class DockerEngine:
@@ -52,7 +54,8 @@ class DockerEngine:
         self.base_url = base_url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
         try:
             self._client: docker.DockerClient = _call(
-                "connecting to Docker", lambda: docker.DockerClient(base_url=self.base_url, timeout=max(1, round(timeout)))
+                "connecting to Docker",
+                lambda: docker.DockerClient(base_url=self.base_url, timeout=max(1, round(timeout))),
             )
         except DockerUnreachableError as err:
             raise DockerUnreachableError(f"no Docker Engine answers at {self.base_url}", hint=UNREACHABLE_HINT) from err
@@ -102,8 +105,10 @@ class DockerEngine:
 
     def exec(self, container_id: str, argv: list[str]) -> tuple[int, str]:
         """Run ``argv`` inside a running container; (exit code, combined output)."""
-        result = _call(f"exec in {container_id[:12]}",
-                       lambda: self._client.containers.get(container_id).exec_run(argv, demux=False))  # fmt: skip
+        result = _call(
+            f"exec in {container_id[:12]}",
+            lambda: self._client.containers.get(container_id).exec_run(argv, demux=False),
+        )
         return int(result.exit_code or 0), (result.output or b"").decode(errors="replace")
 
     # --- events -----------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from appliance.docker.errors import ApplianceDockerError
 def image_labels(engine: DockerEngine, image: str) -> dict[str, str] | None:
     """The labels of ``image``; None when there is no such image here."""
     try:
-        attrs = engine._client.api.inspect_image(image)  # noqa: SLF001 (same package: the one door)
+        attrs = engine._client.api.inspect_image(image)
     except docker.errors.ImageNotFound:
         return None
     except docker.errors.DockerException as err:

@@ -20,8 +20,10 @@ class NginxContainer:
         for container in self.engine.project_containers(self.project):
             if container.service == self.service and container.status == "running":
                 return container.id
-        raise ApplianceDockerError(f"no running {self.service} container in project {self.project}",
-                                   hint=f"docker compose up -d {self.service}")  # fmt: skip
+        raise ApplianceDockerError(
+            f"no running {self.service} container in project {self.project}",
+            hint=f"docker compose up -d {self.service}",
+        )
 
     def test(self) -> None:
         code, output = self.engine.exec(self._container_id(), ["nginx", "-t", "-q"])

@@ -32,12 +32,13 @@ class ContainerFiles:
 
     def __init__(self, engine: DockerEngine) -> None:
         self.engine = engine
-        self._client = engine._client  # noqa: SLF001 (same package: the one door)
+        self._client = engine._client
 
     def export(self, container_id: str, path: str) -> Iterator[bytes]:
         """A tar stream of ``path`` in the container (running or stopped); its top entry is the path's name."""
-        stream, _ = _call(f"reading {path} in {container_id[:12]}",
-                          lambda: self._client.api.get_archive(container_id, path))  # fmt: skip
+        stream, _ = _call(
+            f"reading {path} in {container_id[:12]}", lambda: self._client.api.get_archive(container_id, path)
+        )
         return iter(stream)
 
     @contextmanager
@@ -60,8 +61,10 @@ class ContainerFiles:
                 return str(body["data"]["name"])
         except (ValueError, KeyError, TypeError, AttributeError):
             pass
-        raise ApplianceDockerError(f"Prometheus refused the TSDB snapshot (exit {code}): {output.strip()[-300:]}",
-                                   hint="is --web.enable-admin-api in docker-compose.yml? run python -m appliance up")  # fmt: skip
+        raise ApplianceDockerError(
+            f"Prometheus refused the TSDB snapshot (exit {code}): {output.strip()[-300:]}",
+            hint="is --web.enable-admin-api in docker-compose.yml? run python -m appliance up",
+        )
 
     def remove_path(self, container_id: str, path: str) -> None:
         code, output = self.engine.exec(container_id, ["rm", "-rf", "--", path])
@@ -97,18 +100,25 @@ class ContainerFiles:
         labels = {PROJECT_LABEL: project, VOLUME_LABEL: volume}
         _call(f"creating volume {name}", lambda: self._client.volumes.create(name=name, labels=labels))
         host_config = self._client.api.create_host_config(
-            mounts=[docker.types.Mount(target=f"{RESTORE_PARENT}/{RESTORE_TOP}", source=name, type="volume")])
-        created = _call(f"creating a helper container for {name}",
-                        lambda: self._client.api.create_container(image, command=["true"], host_config=host_config,
-                                                                  labels={"appliance.restore": name}))  # fmt: skip
+            mounts=[docker.types.Mount(target=f"{RESTORE_PARENT}/{RESTORE_TOP}", source=name, type="volume")]
+        )
+        created = _call(
+            f"creating a helper container for {name}",
+            lambda: self._client.api.create_container(
+                image, command=["true"], host_config=host_config, labels={"appliance.restore": name}
+            ),
+        )
         helper = created["Id"]
         try:
             with tar_path.open("rb") as data:
-                ok = _call(f"writing into volume {name}",
-                           lambda: self._client.api.put_archive(helper, RESTORE_PARENT, data))  # fmt: skip
+                ok = _call(
+                    f"writing into volume {name}", lambda: self._client.api.put_archive(helper, RESTORE_PARENT, data)
+                )
             if not ok:
                 raise ApplianceDockerError(f"Docker did not take the files for volume {name}")
         finally:
-            _call(f"removing the helper container of {name}",
-                  lambda: self._client.api.remove_container(helper, force=True))  # fmt: skip
+            _call(
+                f"removing the helper container of {name}",
+                lambda: self._client.api.remove_container(helper, force=True),
+            )
         _LOGGER.info("volume %s restored", name)

@@ -19,8 +19,20 @@ GIB = 1024**3
 MIB = 1024**2
 OVERHEAD_PER_GPU = int(1.5 * GIB)
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float8": 1, "int8": 1}
-SAFETENSORS_DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1,
-                           "U8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "BOOL": 1}  # fmt: skip
+SAFETENSORS_DTYPE_BYTES = {
+    "F64": 8,
+    "F32": 4,
+    "F16": 2,
+    "BF16": 2,
+    "I64": 8,
+    "I32": 4,
+    "I16": 2,
+    "I8": 1,
+    "U8": 1,
+    "F8_E4M3": 1,
+    "F8_E5M2": 1,
+    "BOOL": 1,
+}
 
 
 @dataclass(frozen=True)
@@ -81,9 +93,14 @@ def shape_from_config(config: dict[str, Any], params: int | None) -> ModelShape:
         vocab = int(text.get("vocab_size", 32000))
         attn = hidden * head_dim * (heads + 2 * kv_heads) + heads * head_dim * hidden
         params = layers * (attn + 3 * hidden * inter + 2 * hidden) + 2 * vocab * hidden
-    return ModelShape(params=params, layers=layers, kv_heads=kv_heads, head_dim=head_dim,
-                      max_position=int(text.get("max_position_embeddings", 0) or 0),
-                      torch_dtype=str(text.get("torch_dtype") or config.get("torch_dtype") or "float16"))  # fmt: skip
+    return ModelShape(
+        params=params,
+        layers=layers,
+        kv_heads=kv_heads,
+        head_dim=head_dim,
+        max_position=int(text.get("max_position_embeddings", 0) or 0),
+        torch_dtype=str(text.get("torch_dtype") or config.get("torch_dtype") or "float16"),
+    )
 
 
 def serving_dtype_bytes(dtype: str, shape: ModelShape) -> int:
@@ -103,8 +120,9 @@ class FitEstimate:
     gpus_needed_for_weights: int
 
 
-def estimate_fit(shape: ModelShape, *, dtype: str, max_model_len: int | None, sequences: int, gpus: list[Gpu],
-                 utilization: float) -> FitEstimate:  # fmt: skip
+def estimate_fit(
+    shape: ModelShape, *, dtype: str, max_model_len: int | None, sequences: int, gpus: list[Gpu], utilization: float
+) -> FitEstimate:
     """Weights and KV cache of one replica spread over ``gpus`` (its TP × PP share)."""
     dtype_bytes = serving_dtype_bytes(dtype, shape)
     length = max_model_len or shape.max_position or 4096
@@ -117,9 +135,16 @@ def estimate_fit(shape: ModelShape, *, dtype: str, max_model_len: int | None, se
     largest = max(0, spare // (per_token * sequences)) if per_token else 0
     per_gpu = min((int(g.total_bytes * utilization) for g in gpus), default=1) - OVERHEAD_PER_GPU
     gpus_needed = math.ceil(weights / per_gpu) if per_gpu > 0 else 0
-    return FitEstimate(weights=weights, kv_cache=kv, overhead=overhead, usable=usable, max_model_len=length,
-                       fits=weights + kv + overhead <= usable, largest_len=int(largest),
-                       gpus_needed_for_weights=gpus_needed)  # fmt: skip
+    return FitEstimate(
+        weights=weights,
+        kv_cache=kv,
+        overhead=overhead,
+        usable=usable,
+        max_model_len=length,
+        fits=weights + kv + overhead <= usable,
+        largest_len=int(largest),
+        gpus_needed_for_weights=gpus_needed,
+    )
 
 
 def find_model_dir(source: str, revision: str | None, hub_cache: Path) -> Path | None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Sequence
-import threading
 from dataclasses import dataclass
 
 from appliance.doctor.base import Check
@@ -42,9 +42,16 @@ def _run_one(check: Check, ctx: DoctorContext) -> tuple[list[Finding], float]:
         findings = check.run(ctx)
     except Exception as err:  # the runner's boundary: one broken check must not hide the others
         _LOGGER.exception("doctor check %s failed", check.slug)
-        findings = [Finding(check.slug, Level.ERROR, check.title, expected="the check to run",
-                            found=f"it failed: {type(err).__name__}: {err}",
-                            fix="run with --log-level DEBUG and report it as a bug")]  # fmt: skip
+        findings = [
+            Finding(
+                check.slug,
+                Level.ERROR,
+                check.title,
+                expected="the check to run",
+                found=f"it failed: {type(err).__name__}: {err}",
+                fix="run with --log-level DEBUG and report it as a bug",
+            )
+        ]
     return findings, time.perf_counter() - started
 
 
@@ -52,13 +59,22 @@ async def run_checks(checks: Sequence[Check], ctx: DoctorContext) -> list[CheckR
     chosen = selected(checks, ctx)
     futures = [_in_daemon_thread(check, ctx) for check in chosen]
     results: list[CheckResult] = []
-    outcomes = await asyncio.gather(*(asyncio.wait_for(f, check.timeout_s) for f, check in zip(futures, chosen, strict=True)),
-                                    return_exceptions=True)  # fmt: skip
+    outcomes = await asyncio.gather(
+        *(asyncio.wait_for(f, check.timeout_s) for f, check in zip(futures, chosen, strict=True)),
+        return_exceptions=True,
+    )
     for check, outcome in zip(chosen, outcomes, strict=True):
         if isinstance(outcome, BaseException):
-            findings = [Finding(check.slug, Level.WARNING, check.title, expected=f"an answer within {check.timeout_s:g} s",
-                                found="no answer (timed out)" if isinstance(outcome, TimeoutError) else repr(outcome),
-                                fix="find out what is slow (the engine, DNS, a URL) and run doctor again")]  # fmt: skip
+            findings = [
+                Finding(
+                    check.slug,
+                    Level.WARNING,
+                    check.title,
+                    expected=f"an answer within {check.timeout_s:g} s",
+                    found="no answer (timed out)" if isinstance(outcome, TimeoutError) else repr(outcome),
+                    fix="find out what is slow (the engine, DNS, a URL) and run doctor again",
+                )
+            ]
             results.append(CheckResult(check.slug, check.title, tuple(findings), check.timeout_s))
         else:
             findings, seconds = outcome

@@ -76,9 +76,16 @@ class Outcome:
     seconds: dict[str, float] = field(default_factory=dict)  # ready, smoke, switch, rollback
 
     def to_json(self) -> dict[str, Any]:
-        return {"model": self.model_id, "action": self.action, "ok": self.ok, "reason": self.reason,
-                "mode": self.mode, "entry": self.entry_id, "rolled_back": self.rolled_back,
-                "seconds": {k: round(v, 3) for k, v in self.seconds.items()}}  # fmt: skip
+        return {
+            "model": self.model_id,
+            "action": self.action,
+            "ok": self.ok,
+            "reason": self.reason,
+            "mode": self.mode,
+            "entry": self.entry_id,
+            "rolled_back": self.rolled_back,
+            "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+        }
 
 
 def _short(text: str) -> str:
@@ -86,10 +93,18 @@ def _short(text: str) -> str:
 
 
 class Executor:
-    def __init__(self, store: RegistryStore, port: ServePort, *, events: Any = None, ready_timeout_s: float = 600.0,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 monotonic: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
-                 settle_s: float = SETTLE_S) -> None:  # fmt: skip
+    def __init__(
+        self,
+        store: RegistryStore,
+        port: ServePort,
+        *,
+        events: Any = None,
+        ready_timeout_s: float = 600.0,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        settle_s: float = SETTLE_S,
+    ) -> None:
         self.store = store
         self.port = port
         self.events: Events = events or NoEvents()
@@ -104,8 +119,15 @@ class Executor:
         outcomes = []
         for step in plan.steps:
             if step.action is Action.KEEP:
-                outcomes.append(Outcome(step.model_id, step.action.value, True, step.reason,
-                                        entry_id=step.serving.entry.id if step.serving else None))  # fmt: skip
+                outcomes.append(
+                    Outcome(
+                        step.model_id,
+                        step.action.value,
+                        True,
+                        step.reason,
+                        entry_id=step.serving.entry.id if step.serving else None,
+                    )
+                )
             elif step.action is Action.REFUSE:
                 outcomes.append(self._refuse(plan, step))
             else:
@@ -166,8 +188,9 @@ class Executor:
             self.port.start(step.model_id, deployment, step.wanted.spec)
             self.port.wait_ready(deployment, self.ready_timeout_s)
             outcome.seconds["ready"] = self.monotonic() - started
-            entry = self._transition(entry, Status.SMOKE_TESTING, f"{plan.kind}: ready in "
-                                                                  f"{outcome.seconds['ready']:.1f} s")  # fmt: skip
+            entry = self._transition(
+                entry, Status.SMOKE_TESTING, f"{plan.kind}: ready in {outcome.seconds['ready']:.1f} s"
+            )
             phase = "smoke test"
             started = self.monotonic()
             self.port.smoke(step.model_id, deployment)
@@ -175,8 +198,9 @@ class Executor:
             phase = "switch"
             started = self.monotonic()
             reason = f"{plan.kind}: smoke test passed in {outcome.seconds['smoke']:.2f} s"
-            entry = self.store.switch(entry.id, old.entry.id if old else None, deployment, reason=_short(reason),
-                                      now=self.clock())  # fmt: skip
+            entry = self.store.switch(
+                entry.id, old.entry.id if old else None, deployment, reason=_short(reason), now=self.clock()
+            )
             outcome.seconds["switch"] = self.monotonic() - started
             self.events.transition(entry.model_id, entry.environment, Status.READY)
             if old is not None:
@@ -186,21 +210,31 @@ class Executor:
             return outcome
         except Exception as err:  # the per-model boundary: anything else still rolls back, logged with context
             _LOGGER.exception("model %s: %s failed unexpectedly", step.model_id, phase)
-            self._undo(plan, step, entry, deployment, stopped_old, f"{phase} failed: internal error "
-                       f"{type(err).__name__}", outcome)  # fmt: skip
+            self._undo(
+                plan,
+                step,
+                entry,
+                deployment,
+                stopped_old,
+                f"{phase} failed: internal error {type(err).__name__}",
+                outcome,
+            )
             return outcome
         if old is not None and not stopped_old:
             self.sleep(self.settle_s)
             try:
                 self.port.stop(old.deployment)  # drained by Serve before it goes: the route moved already
             except ApplianceError as err:
-                _LOGGER.warning("model %s: the old generation %s was not stopped: %s", step.model_id, old.deployment, err)
+                _LOGGER.warning(
+                    "model %s: the old generation %s was not stopped: %s", step.model_id, old.deployment, err
+                )
         outcome.ok = True
         outcome.reason = reason
         return outcome
 
-    def _undo(self, plan: Plan, step: Step, entry: Entry, deployment: str, stopped_old: bool, why: str,
-              outcome: Outcome) -> None:  # fmt: skip
+    def _undo(
+        self, plan: Plan, step: Step, entry: Entry, deployment: str, stopped_old: bool, why: str, outcome: Outcome
+    ) -> None:
         """The change failed: stop the new generation, record why, and have the last good one serve."""
         started = self.monotonic()
         _LOGGER.warning("model %s: %s; rolling back", step.model_id, why)
@@ -225,13 +259,16 @@ class Executor:
     def _restart_old(self, step: Step, old: Entry, deployment: str) -> str:
         spec = self.store.spec(old.id)
         if spec is None:
-            self._transition(old, Status.FAILED, "stopped for a replace that failed; no recorded spec to start it again")
+            self._transition(
+                old, Status.FAILED, "stopped for a replace that failed; no recorded spec to start it again"
+            )
             return f"entry {old.id} could not be started again (no recorded spec): run make up"
         try:
             self.port.start(step.model_id, deployment, spec)
             self.port.wait_ready(deployment, self.ready_timeout_s)
         except ApplianceError as err:
-            self._transition(old, Status.FAILED, _short(f"stopped for a replace that failed, then did not start "
-                                                        f"again: {err}"))  # fmt: skip
+            self._transition(
+                old, Status.FAILED, _short(f"stopped for a replace that failed, then did not start again: {err}")
+            )
             return f"entry {old.id} did not start again ({err}): run make up"
         return f"entry {old.id} started again and serves"

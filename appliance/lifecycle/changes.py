@@ -67,13 +67,18 @@ class ChangeApplier:
             plan = self.plan(request)
         except ApplianceError as err:
             return {"ok": False, "reason": f"refused before anything started: {err}", "plan": None, "outcomes": []}
-        outcomes = Executor(self.store, self.port, events=self.events, ready_timeout_s=self.ready_timeout_s,
-                            clock=self.clock).apply(plan)  # fmt: skip
+        outcomes = Executor(
+            self.store, self.port, events=self.events, ready_timeout_s=self.ready_timeout_s, clock=self.clock
+        ).apply(plan)
         if plan.environment is Environment.STAGING:
             self._stop_staged(outcomes)
         ok = all(o.ok for o in outcomes) and bool(outcomes)
-        return {"ok": ok, "plan": plan.to_json(), "outcomes": [o.to_json() for o in outcomes],
-                "reason": "; ".join(f"{o.model_id}: {o.reason}" for o in outcomes if not o.ok)}  # fmt: skip
+        return {
+            "ok": ok,
+            "plan": plan.to_json(),
+            "outcomes": [o.to_json() for o in outcomes],
+            "reason": "; ".join(f"{o.model_id}: {o.reason}" for o in outcomes if not o.ok),
+        }
 
     # --- planning ---------------------------------------------------------------------------------------
     def plan(self, request: ChangeRequest) -> Plan:
@@ -91,13 +96,28 @@ class ChangeApplier:
         if request.kind == "promote":
             staged = self.serving(Environment.STAGING).get(model_id)
             entry = staged.entry if staged else None
-            return plan_promote(model_id, entry, self.store.spec(entry.id) if entry else None,
-                                self.serving(Environment.PRODUCTION).get(model_id), need, free)  # fmt: skip
+            return plan_promote(
+                model_id,
+                entry,
+                self.store.spec(entry.id) if entry else None,
+                self.serving(Environment.PRODUCTION).get(model_id),
+                need,
+                free,
+            )
         if request.kind == "rollback":
             entries = self.store.entries(model_id)
             specs = {e.id: s for e in entries if (s := self.store.spec(e.id)) is not None}
-            return plan_rollback(model_id, env, entries, self.store.history(model_id), specs,
-                                 self.serving(env).get(model_id), need, free, to=request.payload.get("to"))  # fmt: skip
+            return plan_rollback(
+                model_id,
+                env,
+                entries,
+                self.store.history(model_id),
+                specs,
+                self.serving(env).get(model_id),
+                need,
+                free,
+                to=request.payload.get("to"),
+            )
         raise ApplianceError(f"expected a deploy, promote or rollback request, found {request.kind!r}")
 
     def settle_started(self) -> None:
@@ -105,8 +125,12 @@ class ChangeApplier:
         calls healthy is recorded ready: it is what serves, and a later rollback may come back to it."""
         for serving in self.serving(Environment.PRODUCTION).values():
             if serving.entry.status is Status.LOADING and self.port.running(serving.deployment):
-                self.store.transition(serving.entry.id, Status.READY, reason="running (seen by the model change "
-                                      "applier)", now=self.clock())  # fmt: skip
+                self.store.transition(
+                    serving.entry.id,
+                    Status.READY,
+                    reason="running (seen by the model change applier)",
+                    now=self.clock(),
+                )
 
     def serving(self, environment: Environment) -> dict[str, Serving]:
         serving = {}
@@ -127,8 +151,11 @@ class ChangeApplier:
             try:
                 config = load_config(files, gpu_count=self.config.gpu_count)
             except ConfigError as err:  # named as the operator knows it, not by the temporary copy
-                issues = "; ".join(issue.render().replace(str(path), "models.yaml (of the request)")
-                                   for issue in err.issues if issue.is_error)  # fmt: skip
+                issues = "; ".join(
+                    issue.render().replace(str(path), "models.yaml (of the request)")
+                    for issue in err.issues
+                    if issue.is_error
+                )
                 raise ApplianceError(f"{err}: {issues}") from None
         return config.models
 
@@ -140,13 +167,18 @@ class ChangeApplier:
         data = spec.model_dump(mode="json")
         manifests = ManifestStore(Path(self.config.settings.registry_manifest_dir))
         try:
-            verified = verify_model(ModelToVerify(spec.id, spec.source, spec.revision, spec.allow_pickle_weights),
-                                    manifests, now=timestamp(self.clock()), hub_cache=self.hub_cache)  # fmt: skip
+            verified = verify_model(
+                ModelToVerify(spec.id, spec.source, spec.revision, spec.allow_pickle_weights),
+                manifests,
+                now=timestamp(self.clock()),
+                hub_cache=self.hub_cache,
+            )
         except IntegrityError as err:
             why = "; ".join(reason for _model, reason in err.failures)
             return Wanted(spec.id, spec.source, spec.revision or "", "", digest, data, need, refused=why)
-        return Wanted(spec.id, spec.source, verified.revision or spec.revision or "", verified.manifest_digest, digest,
-                      data, need)  # fmt: skip
+        return Wanted(
+            spec.id, spec.source, verified.revision or spec.revision or "", verified.manifest_digest, digest, data, need
+        )
 
     def _stop_staged(self, outcomes: list[Outcome]) -> None:
         for outcome in outcomes:

@@ -49,8 +49,13 @@ def _short(reason: str) -> str:
 class DeployRecorder:
     """Writes one deploy's transitions; every write is logged and survived when the registry fails."""
 
-    def __init__(self, store: RegistryStore | None, *, environment: Environment = Environment.PRODUCTION,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:  # fmt: skip
+    def __init__(
+        self,
+        store: RegistryStore | None,
+        *,
+        environment: Environment = Environment.PRODUCTION,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self.store = store
         self.environment = environment
         self.clock = clock
@@ -70,8 +75,9 @@ class DeployRecorder:
         return cls(store, **kwargs)
 
     def _key(self, model: Deployed) -> RevisionKey:
-        return RevisionKey(model.model_id, self.environment, model.source, model.revision, model.manifest_digest,
-                           model.engine_digest)  # fmt: skip
+        return RevisionKey(
+            model.model_id, self.environment, model.source, model.revision, model.manifest_digest, model.engine_digest
+        )
 
     def _safely(self, what: str, action: Callable[[RegistryStore], None]) -> None:
         if self.store is None:
@@ -84,6 +90,7 @@ class DeployRecorder:
     def begin(self, models: Iterable[Deployed], *, reason: str = "serve started") -> None:
         """Each model's entry (new: pending), then loading. A disabled one stays disabled."""
         for model in models:
+
             def start(store: RegistryStore, model: Deployed = model) -> None:
                 now = self.clock()
                 entry = store.record(self._key(model), reason=reason, now=now)
@@ -121,7 +128,9 @@ class DeployRecorder:
                 continue
 
             def done(store: RegistryStore, entry: Entry = entry) -> None:
-                self.entries[entry.model_id] = store.transition(entry.id, target, reason=_short(reason), now=self.clock())
+                self.entries[entry.model_id] = store.transition(
+                    entry.id, target, reason=_short(reason), now=self.clock()
+                )
 
             self._safely(f"{target.value} for {model_id}", done)
         if ok:

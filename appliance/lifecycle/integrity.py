@@ -71,8 +71,9 @@ def observe_with_manifest(source: str, manifests: ManifestStore) -> SourceFacts:
     return observe_source(source, manifest_files=manifest.paths if manifest else None)
 
 
-def verify_model(model: ModelToVerify, manifests: ManifestStore, *, now: str,
-                 hub_cache: Path | None = None) -> Verified:  # fmt: skip
+def verify_model(
+    model: ModelToVerify, manifests: ManifestStore, *, now: str, hub_cache: Path | None = None
+) -> Verified:
     """Verify one model's files (writing its manifest on first sight); IntegrityError says why not."""
     key = model.source
     facts = observe_source(model.source)
@@ -81,30 +82,44 @@ def verify_model(model: ModelToVerify, manifests: ManifestStore, *, now: str,
         if snapshot is None:
             return Verified(model.model_id, model.source, None, model.revision, "", None, False)
         if not snapshot.is_dir():
-            return Verified(model.model_id, model.source, None, model.revision, "", None, False,
-                            pending_download=snapshot)  # fmt: skip
+            return Verified(
+                model.model_id, model.source, None, model.revision, "", None, False, pending_download=snapshot
+            )
         key = f"{model.source}@{model.revision}"
         facts = observe_source(str(snapshot))
     problems = source_problems(facts, allow_pickle_weights=model.allow_pickle_weights)
     if problems:
-        raise IntegrityError([(model.model_id, "; ".join(f"expected {p.expected}, found {p.found} ({p.fix})"
-                                                         for p in problems))])  # fmt: skip
+        raise IntegrityError(
+            [(model.model_id, "; ".join(f"expected {p.expected}, found {p.found} ({p.fix})" for p in problems))]
+        )
     assert facts.directory is not None
     directory = facts.directory
     path = manifests.path_for(key)
     try:
         manifest = manifests.load(key)
     except ValueError as err:
-        raise IntegrityError([(model.model_id, f"its manifest cannot be trusted: {err}; delete it to write it "
-                                               "again from the files as they are now")]) from None  # fmt: skip
+        raise IntegrityError(
+            [
+                (
+                    model.model_id,
+                    f"its manifest cannot be trusted: {err}; delete it to write it "
+                    "again from the files as they are now",
+                )
+            ]
+        ) from None
     found = hash_directory(directory)
     if manifest is None:
         manifest = Manifest(key, revision_of(directory, model.revision), found, now)
         try:
             manifests.save(manifest)
         except OSError as err:
-            _LOGGER.warning("model %s: manifest not written to %s (%s): this load is not verified; later loads "
-                            "will not be either until the directory is writable", model.model_id, path, err.strerror)
+            _LOGGER.warning(
+                "model %s: manifest not written to %s (%s): this load is not verified; later loads "
+                "will not be either until the directory is writable",
+                model.model_id,
+                path,
+                err.strerror,
+            )
             return Verified(model.model_id, model.source, directory, manifest.revision, manifest.digest, None, False)
         _LOGGER.info("model %s: manifest written on first sight: %s (%d files)", model.model_id, path, len(found))
         return Verified(model.model_id, model.source, directory, manifest.revision, manifest.digest, path, True)
@@ -112,13 +127,21 @@ def verify_model(model: ModelToVerify, manifests: ManifestStore, *, now: str,
     if mismatches:
         listed = "; ".join(m.describe() for m in mismatches[:10])
         more = f"; and {len(mismatches) - 10} more" if len(mismatches) > 10 else ""
-        raise IntegrityError([(model.model_id, f"files differ from its manifest {path}: {listed}{more}; if the change "
-                                               "is intended, delete the manifest so it is written again")])  # fmt: skip
+        raise IntegrityError(
+            [
+                (
+                    model.model_id,
+                    f"files differ from its manifest {path}: {listed}{more}; if the change "
+                    "is intended, delete the manifest so it is written again",
+                )
+            ]
+        )
     return Verified(model.model_id, model.source, directory, manifest.revision, manifest.digest, path, False)
 
 
-def verify_models(models: Iterable[ModelToVerify], manifests: ManifestStore, *, now: str,
-                  hub_cache: Path | None = None) -> list[Verified]:  # fmt: skip
+def verify_models(
+    models: Iterable[ModelToVerify], manifests: ManifestStore, *, now: str, hub_cache: Path | None = None
+) -> list[Verified]:
     """Verify every model, then raise one IntegrityError listing every failure (none: the results)."""
     results, failures = [], []
     for model in models:
@@ -148,6 +171,8 @@ def seal_downloads(verified: Iterable[Verified], manifests: ManifestStore, *, no
         except OSError as err:
             _LOGGER.warning("model %s: manifest of the downloaded files not written (%s)", item.model_id, err.strerror)
             continue
-        _LOGGER.info("model %s: manifest of the downloaded files written (%d files)", item.model_id, len(manifest.files))
+        _LOGGER.info(
+            "model %s: manifest of the downloaded files written (%d files)", item.model_id, len(manifest.files)
+        )
         sealed[item.model_id] = manifest.digest
     return sealed

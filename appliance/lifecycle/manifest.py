@@ -61,15 +61,22 @@ class Manifest:
         return tuple(PurePosixPath(name) for name in sorted(self.files))
 
     def to_json(self) -> dict[str, Any]:
-        return {"format": FORMAT, "source": self.source, "revision": self.revision, "created_at": self.created_at,
-                "digest": self.digest,
-                "files": {name: {"size": d.size, "sha256": d.sha256} for name, d in sorted(self.files.items())}}  # fmt: skip
+        return {
+            "format": FORMAT,
+            "source": self.source,
+            "revision": self.revision,
+            "created_at": self.created_at,
+            "digest": self.digest,
+            "files": {name: {"size": d.size, "sha256": d.sha256} for name, d in sorted(self.files.items())},
+        }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Manifest:
         if data.get("format") != FORMAT or not isinstance(data.get("files"), dict):
             raise ValueError(f"a manifest of format {FORMAT} with a 'files' mapping")
-        files = {str(name): FileDigest(int(entry["size"]), str(entry["sha256"])) for name, entry in data["files"].items()}
+        files = {
+            str(name): FileDigest(int(entry["size"]), str(entry["sha256"])) for name, entry in data["files"].items()
+        }
         manifest = cls(str(data["source"]), data.get("revision"), files, str(data.get("created_at", "")))
         if data.get("digest") not in (None, manifest.digest):
             raise ValueError("a digest that matches its files (the manifest was edited)")
@@ -116,7 +123,9 @@ def compare(manifest: Manifest, found: Mapping[str, FileDigest]) -> list[Mismatc
         want, have = manifest.files.get(name), found.get(name)
         if want == have:
             continue
-        mismatches.append(Mismatch(name, f"sha256:{want.sha256}" if want else "", f"sha256:{have.sha256}" if have else ""))
+        mismatches.append(
+            Mismatch(name, f"sha256:{want.sha256}" if want else "", f"sha256:{have.sha256}" if have else "")
+        )
     return mismatches
 
 

@@ -62,12 +62,17 @@ class Wanted:
     entry_id: int | None = None  # a rollback or promotion names the entry it restores
 
     def key(self, environment: Environment) -> RevisionKey:
-        return RevisionKey(self.model_id, environment, self.source, self.revision, self.manifest_digest,
-                           self.engine_digest)  # fmt: skip
+        return RevisionKey(
+            self.model_id, environment, self.source, self.revision, self.manifest_digest, self.engine_digest
+        )
 
     def same_as(self, entry: Entry) -> bool:
         return (self.source, self.revision, self.manifest_digest, self.engine_digest) == (
-            entry.source, entry.revision, entry.manifest_digest, entry.engine_digest)  # fmt: skip
+            entry.source,
+            entry.revision,
+            entry.manifest_digest,
+            entry.engine_digest,
+        )
 
 
 @dataclass(frozen=True)
@@ -88,9 +93,14 @@ class Step:
     serving: Serving | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"model": self.model_id, "action": self.action.value, "mode": self.mode.value, "reason": self.reason,
-                "from_entry": self.serving.entry.id if self.serving else None,
-                "to_entry": self.wanted.entry_id if self.wanted else None}  # fmt: skip
+        return {
+            "model": self.model_id,
+            "action": self.action.value,
+            "mode": self.mode.value,
+            "reason": self.reason,
+            "from_entry": self.serving.entry.id if self.serving else None,
+            "to_entry": self.wanted.entry_id if self.wanted else None,
+        }
 
 
 @dataclass(frozen=True)
@@ -111,8 +121,7 @@ class Plan:
         return {"kind": self.kind, "environment": self.environment.value, "steps": [s.to_json() for s in self.steps]}
 
 
-def plan_deploy(environment: Environment, wanted: Sequence[Wanted], serving: Mapping[str, Serving],
-                free: Need) -> Plan:  # fmt: skip
+def plan_deploy(environment: Environment, wanted: Sequence[Wanted], serving: Mapping[str, Serving], free: Need) -> Plan:
     """``deploy``: bring every wanted model to its wanted revision. Models serving but no longer wanted are kept
     (removing a model from a running application takes ``make up``): their step says so."""
     steps: list[Step] = []
@@ -120,8 +129,16 @@ def plan_deploy(environment: Environment, wanted: Sequence[Wanted], serving: Map
     for model in wanted:
         current = serving.get(model.model_id)
         if model.refused:
-            steps.append(Step(model.model_id, Action.REFUSE, Mode.NONE, f"integrity check refused the load: "
-                                                                         f"{model.refused}", model, current))  # fmt: skip
+            steps.append(
+                Step(
+                    model.model_id,
+                    Action.REFUSE,
+                    Mode.NONE,
+                    f"integrity check refused the load: {model.refused}",
+                    model,
+                    current,
+                )
+            )
             continue
         if current is not None and model.same_as(current.entry) and current.entry.status in LIVE:
             steps.append(Step(model.model_id, Action.KEEP, Mode.NONE, "unchanged", model, current))
@@ -133,30 +150,63 @@ def plan_deploy(environment: Environment, wanted: Sequence[Wanted], serving: Map
     wanted_ids = {m.model_id for m in wanted}
     for model_id, current in sorted(serving.items()):
         if model_id not in wanted_ids:
-            steps.append(Step(model_id, Action.KEEP, Mode.NONE, "no longer in models.yaml: still served until "
-                                                                "the next `make up`", None, current))  # fmt: skip
+            steps.append(
+                Step(
+                    model_id,
+                    Action.KEEP,
+                    Mode.NONE,
+                    "no longer in models.yaml: still served until the next `make up`",
+                    None,
+                    current,
+                )
+            )
     return Plan("deploy", environment, tuple(steps))
 
 
 def _start_or_change(model: Wanted, current: Serving | None, room: Need) -> Step:
     if current is None:
         if not model.need.fits(room):
-            return Step(model.model_id, Action.REFUSE, Mode.NONE, f"not enough free resources to start it (needs "
-                        f"{_need(model.need)}, free {_need(room)})", model)  # fmt: skip
+            return Step(
+                model.model_id,
+                Action.REFUSE,
+                Mode.NONE,
+                f"not enough free resources to start it (needs {_need(model.need)}, free {_need(room)})",
+                model,
+            )
         return Step(model.model_id, Action.START, Mode.BESIDE, "a new model", model)
     what = _difference(model, current.entry)
     if model.need.fits(room):
-        return Step(model.model_id, Action.CHANGE, Mode.BESIDE, f"{what}; the new generation starts beside the old "
-                    f"one", model, current)  # fmt: skip
-    return Step(model.model_id, Action.CHANGE, Mode.REPLACE, f"{what}; not enough free resources for both "
-                f"generations (needs {_need(model.need)}, free {_need(room)}): the old one stops first and requests "
-                f"get 503 + Retry-After until the new one is ready", model, current)  # fmt: skip
+        return Step(
+            model.model_id,
+            Action.CHANGE,
+            Mode.BESIDE,
+            f"{what}; the new generation starts beside the old one",
+            model,
+            current,
+        )
+    return Step(
+        model.model_id,
+        Action.CHANGE,
+        Mode.REPLACE,
+        f"{what}; not enough free resources for both "
+        f"generations (needs {_need(model.need)}, free {_need(room)}): the old one stops first and requests "
+        f"get 503 + Retry-After until the new one is ready",
+        model,
+        current,
+    )
 
 
 def _difference(model: Wanted, entry: Entry) -> str:
-    changed = [name for name, a, b in (("source", model.source, entry.source), ("revision", model.revision, entry.revision),
-                                       ("weights", model.manifest_digest, entry.manifest_digest),
-                                       ("engine arguments", model.engine_digest, entry.engine_digest)) if a != b]  # fmt: skip
+    changed = [
+        name
+        for name, a, b in (
+            ("source", model.source, entry.source),
+            ("revision", model.revision, entry.revision),
+            ("weights", model.manifest_digest, entry.manifest_digest),
+            ("engine arguments", model.engine_digest, entry.engine_digest),
+        )
+        if a != b
+    ]
     if not changed:
         return f"the serving generation is {entry.status.value}"
     return "changed: " + ", ".join(changed)
@@ -166,25 +216,58 @@ def _need(need: Need) -> str:
     return f"{need.cpus:g} CPU" + (f", {need.gpus:g} GPU" if need.gpus else "")
 
 
-def plan_promote(model_id: str, staging: Entry | None, staging_spec: Mapping[str, Any] | None,
-                 production: Serving | None, need: Need, free: Need) -> Plan:  # fmt: skip
+def plan_promote(
+    model_id: str,
+    staging: Entry | None,
+    staging_spec: Mapping[str, Any] | None,
+    production: Serving | None,
+    need: Need,
+    free: Need,
+) -> Plan:
     """``promote``: production gets exactly the staging revision (same weights digest, same engine arguments)."""
     env = Environment.PRODUCTION
     if staging is None or staging.status is not Status.READY or staging_spec is None:
-        found = "no staging revision" if staging is None else (
-            f"staging entry {staging.id} is {staging.status.value}" if staging.status is not Status.READY
-            else f"staging entry {staging.id} has no recorded spec")  # fmt: skip
-        return Plan("promote", env, (Step(model_id, Action.REFUSE, Mode.NONE, f"expected a ready staging revision "
-                                          f"to promote, found {found}: run models deploy --environment staging first",
-                                          None, production),))  # fmt: skip
-    wanted = Wanted(model_id, staging.source, staging.revision, staging.manifest_digest, staging.engine_digest,
-                    staging_spec, need)  # fmt: skip
+        found = (
+            "no staging revision"
+            if staging is None
+            else (
+                f"staging entry {staging.id} is {staging.status.value}"
+                if staging.status is not Status.READY
+                else f"staging entry {staging.id} has no recorded spec"
+            )
+        )
+        return Plan(
+            "promote",
+            env,
+            (
+                Step(
+                    model_id,
+                    Action.REFUSE,
+                    Mode.NONE,
+                    f"expected a ready staging revision "
+                    f"to promote, found {found}: run models deploy --environment staging first",
+                    None,
+                    production,
+                ),
+            ),
+        )
+    wanted = Wanted(
+        model_id, staging.source, staging.revision, staging.manifest_digest, staging.engine_digest, staging_spec, need
+    )
     return replace(plan_deploy(env, [wanted], {model_id: production} if production else {}, free), kind="promote")
 
 
-def plan_rollback(model_id: str, environment: Environment, entries: Iterable[Entry], history: Iterable[Event],
-                  specs: Mapping[int, Mapping[str, Any]], serving: Serving | None, need: Need, free: Need,
-                  to: int | None = None) -> Plan:  # fmt: skip
+def plan_rollback(
+    model_id: str,
+    environment: Environment,
+    entries: Iterable[Entry],
+    history: Iterable[Event],
+    specs: Mapping[int, Mapping[str, Any]],
+    serving: Serving | None,
+    need: Need,
+    free: Need,
+    to: int | None = None,
+) -> Plan:
     """``rollback``: back to entry ``to``, or (default) the newest other revision of the model that was ready
     once. Only a revision with a recorded spec can be started again."""
     candidates = {e.id: e for e in entries if e.model_id == model_id and e.environment is environment}
@@ -197,28 +280,48 @@ def plan_rollback(model_id: str, environment: Environment, entries: Iterable[Ent
     if to is not None:
         target = candidates.get(to)
         if target is None:
-            return refuse(f"expected an entry of {model_id} ({environment.value}) to roll back to, found no entry "
-                          f"{to}: see python -m appliance models list --model {model_id}")  # fmt: skip
+            return refuse(
+                f"expected an entry of {model_id} ({environment.value}) to roll back to, found no entry "
+                f"{to}: see python -m appliance models list --model {model_id}"
+            )
         if to == current_id:
             return refuse(f"entry {to} is the generation serving now")
         if to not in was_ready:
             return refuse(f"entry {to} was never ready: only a revision that served once is a rollback target")
     else:
-        older = [e for e in candidates.values() if e.id != current_id and e.id in was_ready and e.id in specs
-                 and not (serving and _same_key(e, serving.entry))]  # fmt: skip
+        older = [
+            e
+            for e in candidates.values()
+            if e.id != current_id
+            and e.id in was_ready
+            and e.id in specs
+            and not (serving and _same_key(e, serving.entry))
+        ]
         if not older:
-            return refuse(f"no earlier revision of {model_id} ({environment.value}) that was ready and can be "
-                          "started again")  # fmt: skip
+            return refuse(
+                f"no earlier revision of {model_id} ({environment.value}) that was ready and can be started again"
+            )
         target = max(older, key=lambda e: (e.changed_at, e.id))
     spec = specs.get(target.id)
     if spec is None:
         return refuse(f"entry {target.id} has no recorded spec (deployed before the registry kept them)")
-    wanted = Wanted(model_id, target.source, target.revision, target.manifest_digest, target.engine_digest, spec,
-                    need, entry_id=target.id)  # fmt: skip
+    wanted = Wanted(
+        model_id,
+        target.source,
+        target.revision,
+        target.manifest_digest,
+        target.engine_digest,
+        spec,
+        need,
+        entry_id=target.id,
+    )
     return replace(plan_deploy(environment, [wanted], {model_id: serving} if serving else {}, free), kind="rollback")
 
 
 def _same_key(a: Entry, b: Entry) -> bool:
-    return (a.source, a.revision, a.manifest_digest, a.engine_digest) == (b.source, b.revision, b.manifest_digest,
-                                                                          b.engine_digest)  # fmt: skip
-
+    return (a.source, a.revision, a.manifest_digest, a.engine_digest) == (
+        b.source,
+        b.revision,
+        b.manifest_digest,
+        b.engine_digest,
+    )

@@ -20,8 +20,14 @@ _LOGGER = logging.getLogger(__name__)
 
 
 class DisabledModels:
-    def __init__(self, store: RegistryStore, *, environment: Environment = Environment.PRODUCTION,
-                 ttl_s: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
+    def __init__(
+        self,
+        store: RegistryStore,
+        *,
+        environment: Environment = Environment.PRODUCTION,
+        ttl_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.store = store
         self.environment = environment
         self.ttl_s = ttl_s
@@ -49,8 +55,9 @@ class DisabledModels:
             self._failing = True
             return
         self._failing = False
-        self._disabled = frozenset(e.model_id for e in current
-                                   if e.environment is self.environment and e.status is Status.DISABLED)  # fmt: skip
+        self._disabled = frozenset(
+            e.model_id for e in current if e.environment is self.environment and e.status is Status.DISABLED
+        )
 
 
 class ServingRoutes:
@@ -58,8 +65,14 @@ class ServingRoutes:
     ``ttl_s`` seconds; the last answer stands while the registry cannot be read (a broken registry never moves
     traffic). No registry or no route: None (the deployment the application was built with)."""
 
-    def __init__(self, store: RegistryStore, *, environment: Environment = Environment.PRODUCTION,
-                 ttl_s: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
+    def __init__(
+        self,
+        store: RegistryStore,
+        *,
+        environment: Environment = Environment.PRODUCTION,
+        ttl_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.store = store
         self.environment = environment
         self.ttl_s = ttl_s

@@ -113,16 +113,24 @@ class SourceFacts:
         return tuple(f for f in self.manifest_files if f not in present)
 
 
-def observe_source(source: str, *, project_dir: Path | None = None,
-                   manifest_files: tuple[PurePosixPath, ...] | None = None) -> SourceFacts:  # fmt: skip
+def observe_source(
+    source: str, *, project_dir: Path | None = None, manifest_files: tuple[PurePosixPath, ...] | None = None
+) -> SourceFacts:
     directory = local_model_dir(source, project_dir)
     if directory is None:
         return SourceFacts(source, None)
     if not directory.is_dir():
         return SourceFacts(source, directory)
     files = tuple(model_files(directory))
-    return SourceFacts(source, directory, exists=True, has_config=(directory / "config.json").is_file(), files=files,
-                       manifest_files=manifest_files, pickle_files=tuple(f for f in files if is_pickle(f)))  # fmt: skip
+    return SourceFacts(
+        source,
+        directory,
+        exists=True,
+        has_config=(directory / "config.json").is_file(),
+        files=files,
+        manifest_files=manifest_files,
+        pickle_files=tuple(f for f in files if is_pickle(f)),
+    )
 
 
 @dataclass(frozen=True)
@@ -145,25 +153,52 @@ def source_problems(facts: SourceFacts, *, allow_pickle_weights: bool) -> list[S
     if facts.directory is None:
         return []
     if not facts.exists:
-        return [SourceProblem("source", "a directory with the model's files", f"nothing at {facts.directory}",
-                              f"put the model under {HOST_MODELS}/ (the serve container sees it as "
-                              f"{CONTAINER_MODELS}/NAME) or fix the path")]  # fmt: skip
+        return [
+            SourceProblem(
+                "source",
+                "a directory with the model's files",
+                f"nothing at {facts.directory}",
+                f"put the model under {HOST_MODELS}/ (the serve container sees it as "
+                f"{CONTAINER_MODELS}/NAME) or fix the path",
+            )
+        ]
     problems = []
     if not facts.has_config:
-        problems.append(SourceProblem("source", "a config.json in the model directory",
-                                      f"none in {facts.directory}", "copy the whole model directory (config.json, "
-                                      "tokenizer files and weights)"))  # fmt: skip
+        problems.append(
+            SourceProblem(
+                "source",
+                "a config.json in the model directory",
+                f"none in {facts.directory}",
+                "copy the whole model directory (config.json, tokenizer files and weights)",
+            )
+        )
     if facts.pickle_files and not allow_pickle_weights:
-        problems.append(SourceProblem("allow_pickle_weights", "safetensors weights only",
-                                      f"pickle files (they can run code when loaded): {_names(facts.pickle_files)}",
-                                      "convert them to safetensors and remove them, or set allow_pickle_weights: "
-                                      "true for this model if you trust where they came from"))  # fmt: skip
+        problems.append(
+            SourceProblem(
+                "allow_pickle_weights",
+                "safetensors weights only",
+                f"pickle files (they can run code when loaded): {_names(facts.pickle_files)}",
+                "convert them to safetensors and remove them, or set allow_pickle_weights: "
+                "true for this model if you trust where they came from",
+            )
+        )
     if facts.uncovered:
-        problems.append(SourceProblem("source", "every weight, config and tokenizer file in the model's manifest",
-                                      f"files the manifest does not cover: {_names(facts.uncovered)}",
-                                      "if they were added on purpose, delete the model's manifest (REGISTRY_MANIFEST_DIR)"
-                                      " so it is written again on the next start; else remove them"))  # fmt: skip
+        problems.append(
+            SourceProblem(
+                "source",
+                "every weight, config and tokenizer file in the model's manifest",
+                f"files the manifest does not cover: {_names(facts.uncovered)}",
+                "if they were added on purpose, delete the model's manifest (REGISTRY_MANIFEST_DIR)"
+                " so it is written again on the next start; else remove them",
+            )
+        )
     if facts.missing:
-        problems.append(SourceProblem("source", "every file the model's manifest lists",
-                                      f"missing: {_names(facts.missing)}", "restore them from the model's origin"))
+        problems.append(
+            SourceProblem(
+                "source",
+                "every file the model's manifest lists",
+                f"missing: {_names(facts.missing)}",
+                "restore them from the model's origin",
+            )
+        )
     return problems

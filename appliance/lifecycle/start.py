@@ -18,8 +18,13 @@ from appliance.registry.store import timestamp
 from appliance.serve.generations import default_deployment
 
 
-def verify_and_record(config: ApplianceConfig, engine_args: Mapping[str, Mapping[str, Any]], *,
-                      now: datetime | None = None, hub_cache: Path | None = None) -> DeployRecorder:  # fmt: skip
+def verify_and_record(
+    config: ApplianceConfig,
+    engine_args: Mapping[str, Mapping[str, Any]],
+    *,
+    now: datetime | None = None,
+    hub_cache: Path | None = None,
+) -> DeployRecorder:
     """``engine_args``: each model's vLLM engine arguments (``appliance.serve.builder.engine_kwargs``).
     Raises IntegrityError (after recording it) when a model's files are refused. Once the application runs,
     the recorder seals what this deploy downloaded (pinned hub models seen for the first time)."""
@@ -27,8 +32,15 @@ def verify_and_record(config: ApplianceConfig, engine_args: Mapping[str, Mapping
     digests = {spec.id: engine_args_digest(engine_args[spec.id]) for spec in config.models}
 
     def deployed(spec: ModelSpec, manifest_digest: str = "", revision: str | None = None) -> Deployed:
-        return Deployed(spec.id, spec.source, revision or spec.revision or "", manifest_digest, digests[spec.id],
-                        spec.model_dump(mode="json"), default_deployment(spec.id))  # fmt: skip
+        return Deployed(
+            spec.id,
+            spec.source,
+            revision or spec.revision or "",
+            manifest_digest,
+            digests[spec.id],
+            spec.model_dump(mode="json"),
+            default_deployment(spec.id),
+        )
 
     to_verify = [ModelToVerify(m.id, m.source, m.revision, m.allow_pickle_weights) for m in config.models]
     manifests = ManifestStore(Path(config.settings.registry_manifest_dir))

@@ -42,8 +42,15 @@ def _stat(path: Path) -> LogStat | None:
     return LogStat(size=st.st_size, created=birth.stat().st_mtime)
 
 
-def rotate_file(path: Path, policy: RotationPolicy, *, reopen: ReopenHook | None = None,
-                now: float | None = None, force: bool = False, quiet_s: float = 0.2) -> Rotated | None:  # fmt: skip
+def rotate_file(
+    path: Path,
+    policy: RotationPolicy,
+    *,
+    reopen: ReopenHook | None = None,
+    now: float | None = None,
+    force: bool = False,
+    quiet_s: float = 0.2,
+) -> Rotated | None:
     """Rotate ``path`` when the policy says so (or ``force``); returns what was done."""
     now = time.time() if now is None else now
     reason = "forced" if force else should_rotate(_stat(path), policy, now)

@@ -156,8 +156,7 @@ class Database:
         try:
             conn = psycopg.connect(self.location.dsn, connect_timeout=10)
         except psycopg.Error as err:
-            raise RegistryError(f"cannot connect to the registry {self.location.describe()}: "
-                                f"{err}") from err  # fmt: skip
+            raise RegistryError(f"cannot connect to the registry {self.location.describe()}: {err}") from err
         try:
             with conn.transaction(), conn.cursor() as cursor:
                 yield Transaction(cursor, Dialect.POSTGRESQL)

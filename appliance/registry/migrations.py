@@ -155,21 +155,27 @@ _BATCH_RESULTS = """CREATE TABLE batch_results (
     status_code INTEGER NOT NULL,
     result TEXT NOT NULL,
     PRIMARY KEY (batch_id, line))"""
-_BATCH_INDEXES = ("CREATE INDEX batch_files_owner ON batch_files (owner, created_at)",
-                  "CREATE INDEX batch_jobs_owner ON batch_jobs (owner, created_at)",
-                  "CREATE INDEX batch_jobs_status ON batch_jobs (status)")
+_BATCH_INDEXES = (
+    "CREATE INDEX batch_files_owner ON batch_files (owner, created_at)",
+    "CREATE INDEX batch_jobs_owner ON batch_jobs (owner, created_at)",
+    "CREATE INDEX batch_jobs_status ON batch_jobs (status)",
+)
 _BATCH_UP = (_BATCH_FILES, _BATCH_JOBS, _BATCH_RESULTS, *_BATCH_INDEXES)
 _DROP_V4 = ("DROP TABLE batch_results", "DROP TABLE batch_jobs", "DROP TABLE batch_files")
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
-        1, "entries and history",
-        up={Dialect.SQLITE: (_entries(_SQLITE_ID), _history(_SQLITE_ID), *_INDEXES),
-            Dialect.POSTGRESQL: (_entries(_POSTGRES_ID), _history(_POSTGRES_ID), *_INDEXES)},
+        1,
+        "entries and history",
+        up={
+            Dialect.SQLITE: (_entries(_SQLITE_ID), _history(_SQLITE_ID), *_INDEXES),
+            Dialect.POSTGRESQL: (_entries(_POSTGRES_ID), _history(_POSTGRES_ID), *_INDEXES),
+        },
         down={Dialect.SQLITE: _DROP_TABLES, Dialect.POSTGRESQL: _DROP_TABLES},
     ),
     Migration(
-        2, "history is append-only",
+        2,
+        "history is append-only",
         up={
             Dialect.SQLITE: tuple(
                 f"CREATE TRIGGER model_registry_history_no_{op.lower()} BEFORE {op} ON model_registry_history "
@@ -183,24 +189,32 @@ MIGRATIONS: tuple[Migration, ...] = (
             ),
         },
         down={
-            Dialect.SQLITE: ("DROP TRIGGER model_registry_history_no_update",
-                             "DROP TRIGGER model_registry_history_no_delete"),
-            Dialect.POSTGRESQL: ("DROP TRIGGER model_registry_history_append_only ON model_registry_history",
-                                 "DROP FUNCTION model_registry_history_append_only()"),
+            Dialect.SQLITE: (
+                "DROP TRIGGER model_registry_history_no_update",
+                "DROP TRIGGER model_registry_history_no_delete",
+            ),
+            Dialect.POSTGRESQL: (
+                "DROP TRIGGER model_registry_history_append_only ON model_registry_history",
+                "DROP FUNCTION model_registry_history_append_only()",
+            ),
         },
     ),
     Migration(
-        3, "routes and change requests",
-        up={Dialect.SQLITE: (_routes(), _requests(_SQLITE_ID), _SPECS),
-            Dialect.POSTGRESQL: (_routes(), _requests(_POSTGRES_ID), _SPECS)},
+        3,
+        "routes and change requests",
+        up={
+            Dialect.SQLITE: (_routes(), _requests(_SQLITE_ID), _SPECS),
+            Dialect.POSTGRESQL: (_routes(), _requests(_POSTGRES_ID), _SPECS),
+        },
         down={Dialect.SQLITE: _DROP_V3, Dialect.POSTGRESQL: _DROP_V3},
     ),
     Migration(
-        4, "batch files and jobs",
+        4,
+        "batch files and jobs",
         up={Dialect.SQLITE: _BATCH_UP, Dialect.POSTGRESQL: _BATCH_UP},
         down={Dialect.SQLITE: _DROP_V4, Dialect.POSTGRESQL: _DROP_V4},
     ),
-)  # fmt: skip
+)
 HEAD = MIGRATIONS[-1].version
 
 
@@ -227,8 +241,10 @@ def apply(tx: Transaction, migration: Migration, up: bool, now: str) -> None:
     for statement in (migration.up if up else migration.down)[tx.dialect]:
         tx.execute(statement)
     if up:
-        tx.execute("INSERT INTO registry_schema (version, name, applied_at) VALUES (?, ?, ?)",
-                   (migration.version, migration.name, now))  # fmt: skip
+        tx.execute(
+            "INSERT INTO registry_schema (version, name, applied_at) VALUES (?, ?, ?)",
+            (migration.version, migration.name, now),
+        )
     else:
         tx.execute("DELETE FROM registry_schema WHERE version = ?", (migration.version,))
 

@@ -13,7 +13,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from appliance.registry import migrations
-from appliance.registry.db import Database, Dialect, RegistryError, RegistryLocation, Row, Transaction, parse_registry_url
+from appliance.registry.db import (
+    Database,
+    Dialect,
+    RegistryError,
+    RegistryLocation,
+    Row,
+    Transaction,
+    parse_registry_url,
+)
 from appliance.registry.states import INITIAL, Environment, Status, decide_transition
 
 _LOGGER = logging.getLogger(__name__)
@@ -56,9 +64,20 @@ class Entry:
 
     @classmethod
     def from_row(cls, row: Row) -> Entry:
-        return cls(int(row["id"]), row["model_id"], Environment(row["environment"]), row["source"], row["revision"],
-                   row["manifest_digest"], row["engine_digest"], Status(row["status"]), row["created_at"],
-                   row["changed_at"], row["last_health_check"], row["reason"])  # fmt: skip
+        return cls(
+            int(row["id"]),
+            row["model_id"],
+            Environment(row["environment"]),
+            row["source"],
+            row["revision"],
+            row["manifest_digest"],
+            row["engine_digest"],
+            Status(row["status"]),
+            row["created_at"],
+            row["changed_at"],
+            row["last_health_check"],
+            row["reason"],
+        )
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -81,14 +100,24 @@ class Event:
 
     @classmethod
     def from_row(cls, row: Row) -> Event:
-        return cls(int(row["id"]), int(row["entry_id"]), row["model_id"], Environment(row["environment"]),
-                   Status(row["from_status"]) if row["from_status"] else None, Status(row["to_status"]),
-                   row["reason"], row["at"])  # fmt: skip
+        return cls(
+            int(row["id"]),
+            int(row["entry_id"]),
+            row["model_id"],
+            Environment(row["environment"]),
+            Status(row["from_status"]) if row["from_status"] else None,
+            Status(row["to_status"]),
+            row["reason"],
+            row["at"],
+        )
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
-        data.update(environment=self.environment.value, to_status=self.to_status.value,
-                    from_status=self.from_status.value if self.from_status else None)  # fmt: skip
+        data.update(
+            environment=self.environment.value,
+            to_status=self.to_status.value,
+            from_status=self.from_status.value if self.from_status else None,
+        )
         return data
 
 
@@ -103,8 +132,10 @@ class Route:
     changed_at: str
 
 
-_ENTRY_COLUMNS = ("id, model_id, environment, source, revision, manifest_digest, engine_digest, status, created_at, "
-                  "changed_at, last_health_check, reason")  # fmt: skip
+_ENTRY_COLUMNS = (
+    "id, model_id, environment, source, revision, manifest_digest, engine_digest, status, created_at, "
+    "changed_at, last_health_check, reason"
+)
 
 
 class RegistryStore:
@@ -140,7 +171,9 @@ class RegistryStore:
                     return done
                 migration, up = steps[0]
                 migrations.apply(tx, migration, up, timestamp(now or datetime.now(UTC)))
-            _LOGGER.info("registry schema %s %d (%s)", "up to" if up else "down from", migration.version, migration.name)
+            _LOGGER.info(
+                "registry schema %s %d (%s)", "up to" if up else "down from", migration.version, migration.name
+            )
             done.append((migration.version, up))
 
     def ready(self) -> bool:
@@ -155,9 +188,11 @@ class RegistryStore:
         """The entry for ``key``: created as pending when new; a failed or rolled-back one is set pending again;
         any other is returned as it is."""
         with self.db.transaction() as tx:
-            row = tx.one(f"SELECT {_ENTRY_COLUMNS} FROM model_registry_entries WHERE model_id = ? AND environment = ? "
-                         "AND source = ? AND revision = ? AND manifest_digest = ? AND engine_digest = ?",
-                         _key_params(key))  # fmt: skip
+            row = tx.one(
+                f"SELECT {_ENTRY_COLUMNS} FROM model_registry_entries WHERE model_id = ? AND environment = ? "
+                "AND source = ? AND revision = ? AND manifest_digest = ? AND engine_digest = ?",
+                _key_params(key),
+            )
             if row is None:
                 at = timestamp(now)
                 row = tx.one(
@@ -184,13 +219,18 @@ class RegistryStore:
         """Set the digest of an entry deployed before its weights were there to hash (a hub model's first
         download): once, only where it is empty (not a status change: no history row). None if it was not."""
         with self.db.transaction() as tx:
-            row = tx.one(f"UPDATE model_registry_entries SET manifest_digest = ? WHERE id = ? AND manifest_digest = '' "
-                         f"RETURNING {_ENTRY_COLUMNS}", (digest, entry_id))  # fmt: skip
+            row = tx.one(
+                f"UPDATE model_registry_entries SET manifest_digest = ? WHERE id = ? AND manifest_digest = '' "
+                f"RETURNING {_ENTRY_COLUMNS}",
+                (digest, entry_id),
+            )
         return Entry.from_row(row) if row else None
 
     def record_health_check(self, entry_id: int, *, now: datetime) -> None:
         with self.db.transaction() as tx:
-            tx.execute("UPDATE model_registry_entries SET last_health_check = ? WHERE id = ?", (timestamp(now), entry_id))
+            tx.execute(
+                "UPDATE model_registry_entries SET last_health_check = ? WHERE id = ?", (timestamp(now), entry_id)
+            )
 
     # --- routes: which generation answers a model ---------------------------------------------------------
     def set_route(self, entry_id: int, deployment: str, *, now: datetime) -> None:
@@ -215,8 +255,10 @@ class RegistryStore:
         """What the entry's generation is started from (its models.yaml entry); kept as first written."""
         with self.db.transaction() as tx:
             if tx.one("SELECT entry_id FROM model_registry_specs WHERE entry_id = ?", (entry_id,)) is None:
-                tx.execute("INSERT INTO model_registry_specs (entry_id, spec) VALUES (?, ?)",
-                           (entry_id, json.dumps(spec, sort_keys=True)))  # fmt: skip
+                tx.execute(
+                    "INSERT INTO model_registry_specs (entry_id, spec) VALUES (?, ?)",
+                    (entry_id, json.dumps(spec, sort_keys=True)),
+                )
 
     def spec(self, entry_id: int) -> dict[str, Any] | None:
         with self.db.transaction(write=False) as tx:
@@ -227,10 +269,14 @@ class RegistryStore:
         """(model, environment) → the entry and deployment that answer it."""
         where, params = ("WHERE environment = ?", (environment.value,)) if environment else ("", ())
         with self.db.transaction(write=False) as tx:
-            rows = tx.execute(f"SELECT model_id, environment, entry_id, deployment, changed_at FROM "
-                              f"model_registry_routes {where}", params)  # fmt: skip
-        routes = [Route(r["model_id"], Environment(r["environment"]), int(r["entry_id"]), r["deployment"],
-                        r["changed_at"]) for r in rows]  # fmt: skip
+            rows = tx.execute(
+                f"SELECT model_id, environment, entry_id, deployment, changed_at FROM model_registry_routes {where}",
+                params,
+            )
+        routes = [
+            Route(r["model_id"], Environment(r["environment"]), int(r["entry_id"]), r["deployment"], r["changed_at"])
+            for r in rows
+        ]
         return {(r.model_id, r.environment): r for r in routes}
 
     # --- reads ------------------------------------------------------------------------------------------
@@ -267,8 +313,11 @@ class RegistryStore:
             params.append(entry_id)
         where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
         with self.db.transaction(write=False) as tx:
-            rows = tx.execute("SELECT id, entry_id, model_id, environment, from_status, to_status, reason, at "
-                              f"FROM model_registry_history {where} ORDER BY id", params)  # fmt: skip
+            rows = tx.execute(
+                "SELECT id, entry_id, model_id, environment, from_status, to_status, reason, at "
+                f"FROM model_registry_history {where} ORDER BY id",
+                params,
+            )
         return [Event.from_row(r) for r in rows]
 
     def _locked(self, tx: Transaction, entry_id: int) -> Entry:
@@ -288,23 +337,41 @@ def _change(tx: Transaction, entry: Entry, target: Status, reason: str, now: dat
     if not decision.allowed:
         raise TransitionRefused(f"model {entry.model_id} entry {entry.id}: {decision.reason}")
     at = timestamp(now)
-    row = tx.one(f"UPDATE model_registry_entries SET status = ?, changed_at = ?, reason = ? WHERE id = ? "
-                 f"RETURNING {_ENTRY_COLUMNS}", (target.value, at, reason, entry.id))  # fmt: skip
+    row = tx.one(
+        f"UPDATE model_registry_entries SET status = ?, changed_at = ?, reason = ? WHERE id = ? "
+        f"RETURNING {_ENTRY_COLUMNS}",
+        (target.value, at, reason, entry.id),
+    )
     assert row is not None
     _append_history(tx, entry, entry.status, reason, at, to_status=target)
     return Entry.from_row(row)
 
 
-def _append_history(tx: Transaction, entry: Entry, from_status: Status | None, reason: str, at: str,
-                    *, to_status: Status | None = None) -> None:  # fmt: skip
-    tx.execute("INSERT INTO model_registry_history (entry_id, model_id, environment, from_status, to_status, reason, at) "
-               "VALUES (?, ?, ?, ?, ?, ?, ?)",
-               (entry.id, entry.model_id, entry.environment.value, from_status.value if from_status else None,
-                (to_status or entry.status).value, reason, at))  # fmt: skip
+def _append_history(
+    tx: Transaction, entry: Entry, from_status: Status | None, reason: str, at: str, *, to_status: Status | None = None
+) -> None:
+    tx.execute(
+        "INSERT INTO model_registry_history (entry_id, model_id, environment, from_status, to_status, reason, at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (
+            entry.id,
+            entry.model_id,
+            entry.environment.value,
+            from_status.value if from_status else None,
+            (to_status or entry.status).value,
+            reason,
+            at,
+        ),
+    )
 
 
 def _upsert_route(tx: Transaction, entry: Entry, deployment: str, at: str) -> None:
-    tx.execute("DELETE FROM model_registry_routes WHERE model_id = ? AND environment = ?",
-               (entry.model_id, entry.environment.value))  # fmt: skip
-    tx.execute("INSERT INTO model_registry_routes (model_id, environment, entry_id, deployment, changed_at) "
-               "VALUES (?, ?, ?, ?, ?)", (entry.model_id, entry.environment.value, entry.id, deployment, at))  # fmt: skip
+    tx.execute(
+        "DELETE FROM model_registry_routes WHERE model_id = ? AND environment = ?",
+        (entry.model_id, entry.environment.value),
+    )
+    tx.execute(
+        "INSERT INTO model_registry_routes (model_id, environment, entry_id, deployment, changed_at) "
+        "VALUES (?, ?, ?, ?, ?)",
+        (entry.model_id, entry.environment.value, entry.id, deployment, at),
+    )

@@ -56,8 +56,9 @@ class AdminModels:
         environment = _environment(body.get("environment", "production"))
         text = body.get("models_yaml")
         if not isinstance(text, str) or not text.strip():
-            raise ApiError(400, "Expected 'models_yaml': the text of a models.yaml to apply.", "invalid_parameter",
-                           "models_yaml")  # fmt: skip
+            raise ApiError(
+                400, "Expected 'models_yaml': the text of a models.yaml to apply.", "invalid_parameter", "models_yaml"
+            )
         return await self._queue("deploy", environment, {"models_yaml": text}, "")
 
     async def admin_model_promote(self, model: str, request: Request) -> JSONResponse:
@@ -99,12 +100,14 @@ class AdminModels:
         def submit() -> Any:
             store = self._store()
             store.migrate()
-            return ChangeRequests(store).submit(kind, Environment(environment), payload, model_id=model,
-                                                requested_by="admin-api", now=datetime.now(UTC))  # fmt: skip
+            return ChangeRequests(store).submit(
+                kind, Environment(environment), payload, model_id=model, requested_by="admin-api", now=datetime.now(UTC)
+            )
 
         queued = await asyncio.to_thread(_registry_call, submit)
-        return JSONResponse(status_code=202, content={"request": queued.to_json(),
-                                                      "poll": f"/admin/models/requests/{queued.id}"})  # fmt: skip
+        return JSONResponse(
+            status_code=202, content={"request": queued.to_json(), "poll": f"/admin/models/requests/{queued.id}"}
+        )
 
     async def _switch(self, model: str, *, enable: bool, body: dict[str, Any]) -> JSONResponse:
         from appliance.registry.states import Environment, Status
@@ -120,10 +123,15 @@ class AdminModels:
             store = self._store()
             current = [e for e in store.current(model) if e.environment is environment] if store.ready() else []
             if not current:
-                raise ApiError(404, f"The model {echo(model)} has no {environment.value} revision in the registry.",
-                               "model_not_found", "model")  # fmt: skip
-            return store.transition(current[0].id, Status.READY if enable else Status.DISABLED, reason=reason,
-                                    now=datetime.now(UTC))  # fmt: skip
+                raise ApiError(
+                    404,
+                    f"The model {echo(model)} has no {environment.value} revision in the registry.",
+                    "model_not_found",
+                    "model",
+                )
+            return store.transition(
+                current[0].id, Status.READY if enable else Status.DISABLED, reason=reason, now=datetime.now(UTC)
+            )
 
         entry = await asyncio.to_thread(_registry_call, change)
         return JSONResponse(status_code=200, content={"entry": entry.to_json()})
@@ -140,8 +148,12 @@ def _registry_call(call: Any) -> Any:
     except ApiError:
         raise
     except ApplianceError:
-        raise ApiError(503, "The model registry cannot be reached; retry later.", "registry_unavailable",
-                       headers=(("Retry-After", "5"),)) from None  # fmt: skip
+        raise ApiError(
+            503,
+            "The model registry cannot be reached; retry later.",
+            "registry_unavailable",
+            headers=(("Retry-After", "5"),),
+        ) from None
 
 
 def _environment(value: object) -> str:

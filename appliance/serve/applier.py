@@ -40,8 +40,16 @@ def generations_from_registry(store: RegistryStore, config: ApplianceConfig) -> 
     return generations
 
 
-def run_applier(config: ApplianceConfig, serve: Any, app_name: str, run: Callable[[Generations], None],
-                stop: threading.Event, *, events: Any = None, poll_s: float = POLL_S) -> None:  # fmt: skip
+def run_applier(
+    config: ApplianceConfig,
+    serve: Any,
+    app_name: str,
+    run: Callable[[Generations], None],
+    stop: threading.Event,
+    *,
+    events: Any = None,
+    poll_s: float = POLL_S,
+) -> None:
     """Apply queued change requests until ``stop`` is set (the head's thread, or ``serve --attach``)."""
     from appliance.lifecycle.changes import ChangeApplier
     from appliance.serve.lifecycle_port import RayServePort
@@ -70,8 +78,12 @@ def run_applier(config: ApplianceConfig, serve: Any, app_name: str, run: Callabl
         if request is None:
             stop.wait(poll_s)
             continue
-        _LOGGER.info("model changes: applying request %d (%s %s)", request.id, request.kind,
-                     request.model_id or request.environment.value)  # fmt: skip
+        _LOGGER.info(
+            "model changes: applying request %d (%s %s)",
+            request.id,
+            request.kind,
+            request.model_id or request.environment.value,
+        )
         try:
             result = applier.handle(request)
         except Exception as err:  # the loop's boundary: the request fails with the reason, the loop goes on

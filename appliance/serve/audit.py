@@ -20,8 +20,24 @@ from typing import IO, Any
 
 _LOGGER = logging.getLogger(__name__)
 
-FIELDS = ("time", "request_id", "key", "role", "model", "endpoint", "method", "stream", "status", "error",
-          "prompt_tokens", "completion_tokens", "latency_ms", "ttft_ms", "client", "client_request_id")  # fmt: skip
+FIELDS = (
+    "time",
+    "request_id",
+    "key",
+    "role",
+    "model",
+    "endpoint",
+    "method",
+    "stream",
+    "status",
+    "error",
+    "prompt_tokens",
+    "completion_tokens",
+    "latency_ms",
+    "ttft_ms",
+    "client",
+    "client_request_id",
+)
 
 
 MIN_FREE_BYTES = 16 * 1024 * 1024  # below this, new requests are refused (in-flight ones still get their line)
@@ -101,8 +117,11 @@ class AuditLog:
                     except OSError:
                         pass
                     self._handle = None
-            _LOGGER.error("could not write the audit log %s (%s): new requests are refused with 503 until it can",
-                          self.path, err.strerror or type(err).__name__)  # fmt: skip
+            _LOGGER.error(
+                "could not write the audit log %s (%s): new requests are refused with 503 until it can",
+                self.path,
+                err.strerror or type(err).__name__,
+            )
 
     def close(self) -> None:
         with self._lock:

@@ -254,31 +254,58 @@ class Budgets:
         for capacity, label in ((limits.tpm, "tokens per min (TPM)"), (limits.tokens_per_day, "tokens per day (TPD)")):
             if capacity is not None and tokens > capacity:
                 raise BudgetError(
-                    429, f"Request too large for key {key_name!r} on {label}: Limit {capacity}, Requested {tokens} "
+                    429,
+                    f"Request too large for key {key_name!r} on {label}: Limit {capacity}, Requested {tokens} "
                     "(the prompt's estimate plus max_tokens). The input or output tokens must be reduced in order "
-                    "to run successfully.", "request_too_large", "max_tokens", _rate_headers(state), TOO_LARGE,
-                )  # fmt: skip
+                    "to run successfully.",
+                    "request_too_large",
+                    "max_tokens",
+                    _rate_headers(state),
+                    TOO_LARGE,
+                )
         waits: list[tuple[float, str, str, int, int]] = []  # (seconds, limit, label, capacity, used)
         if state.requests is not None:
-            waits.append((state.requests.wait_for(1), RPM, "requests per min (RPM)", state.requests.capacity,
-                          _used(state.requests)))  # fmt: skip
+            waits.append(
+                (
+                    state.requests.wait_for(1),
+                    RPM,
+                    "requests per min (RPM)",
+                    state.requests.capacity,
+                    _used(state.requests),
+                )
+            )
         if state.tokens is not None:
-            waits.append((state.tokens.wait_for(tokens), TPM, "tokens per min (TPM)", state.tokens.capacity,
-                          _used(state.tokens)))  # fmt: skip
+            waits.append(
+                (state.tokens.wait_for(tokens), TPM, "tokens per min (TPM)", state.tokens.capacity, _used(state.tokens))
+            )
         if limits.tokens_per_day is not None and state.tokens_today + tokens > limits.tokens_per_day:
-            waits.append(((state.day + 1) * DAY - wall, TOKENS_PER_DAY, "tokens per day (TPD)",
-                          limits.tokens_per_day, state.tokens_today))  # fmt: skip
+            waits.append(
+                (
+                    (state.day + 1) * DAY - wall,
+                    TOKENS_PER_DAY,
+                    "tokens per day (TPD)",
+                    limits.tokens_per_day,
+                    state.tokens_today,
+                )
+            )
         wait, limit, label, capacity, used = max(waits, default=(0.0, "", "", 0, 0))
         if wait <= 0:
             return
         requested = 1 if limit == RPM else tokens
-        headers = (("retry-after", str(max(1, math.ceil(wait)))), ("retry-after-ms", str(max(1, math.ceil(wait * 1000)))),
-                   *_rate_headers(state))  # fmt: skip
+        headers = (
+            ("retry-after", str(max(1, math.ceil(wait)))),
+            ("retry-after-ms", str(max(1, math.ceil(wait * 1000)))),
+            *_rate_headers(state),
+        )
         raise BudgetError(
-            429, f"Rate limit reached for key {key_name!r} on {label}: Limit {capacity}, Used {used}, Requested "
+            429,
+            f"Rate limit reached for key {key_name!r} on {label}: Limit {capacity}, Used {used}, Requested "
             f"{requested}. Please try again in {go_duration(wait)}.",
-            "tokens_per_day_exceeded" if limit == TOKENS_PER_DAY else "rate_limit_exceeded", None, headers, limit,
-        )  # fmt: skip
+            "tokens_per_day_exceeded" if limit == TOKENS_PER_DAY else "rate_limit_exceeded",
+            None,
+            headers,
+            limit,
+        )
 
     def _sweep(self, now: float, day: int) -> None:
         if now - self._swept < _SWEEP_EVERY:
@@ -302,9 +329,11 @@ def _rate_headers(state: _KeyState) -> tuple[tuple[str, str], ...]:
     headers: list[tuple[str, str]] = []
     for name, bucket in (("requests", state.requests), ("tokens", state.tokens)):
         if bucket is not None:
-            headers += [(f"x-ratelimit-limit-{name}", str(bucket.capacity)),
-                        (f"x-ratelimit-remaining-{name}", str(max(0, math.floor(bucket.level + _EPSILON)))),
-                        (f"x-ratelimit-reset-{name}", go_duration(bucket.reset_in()))]  # fmt: skip
+            headers += [
+                (f"x-ratelimit-limit-{name}", str(bucket.capacity)),
+                (f"x-ratelimit-remaining-{name}", str(max(0, math.floor(bucket.level + _EPSILON)))),
+                (f"x-ratelimit-reset-{name}", go_duration(bucket.reset_in())),
+            ]
     return tuple(headers)
 
 

@@ -76,8 +76,11 @@ def card_metadata(spec: ModelSpec) -> dict[str, Any]:
 
 
 def deployment_config(spec: ModelSpec, settings: Settings) -> dict[str, Any]:
-    options: dict[str, Any] = {"max_ongoing_requests": settings.serve_max_ongoing_requests,
-                               "health_check_period_s": HEALTH_CHECK_PERIOD_S, "health_check_timeout_s": HEALTH_CHECK_TIMEOUT_S}  # fmt: skip
+    options: dict[str, Any] = {
+        "max_ongoing_requests": settings.serve_max_ongoing_requests,
+        "health_check_period_s": HEALTH_CHECK_PERIOD_S,
+        "health_check_timeout_s": HEALTH_CHECK_TIMEOUT_S,
+    }
     if spec.autoscaling is not None:
         options["autoscaling_config"] = {
             "min_replicas": spec.autoscaling.min_replicas,
@@ -116,8 +119,10 @@ def llm_config_dict(spec: ModelSpec, config: ApplianceConfig) -> dict[str, Any]:
         "model_loading_config": {"model_id": spec.id, "model_source": spec.source},
         "engine_kwargs": engine_kwargs(spec),
         "deployment_config": deployment_config(spec, settings),
-        "experimental_configs": {"stream_batching_interval_ms": settings.serve_stream_batching_ms,
-                                 "appliance_stream_batching_max_ms": settings.serve_stream_batching_max_ms},
+        "experimental_configs": {
+            "stream_batching_interval_ms": settings.serve_stream_batching_ms,
+            "appliance_stream_batching_max_ms": settings.serve_stream_batching_max_ms,
+        },
     }
     pg = placement(spec, config.accelerator)
     if pg is not None:
@@ -144,8 +149,14 @@ def ingress_options(settings: Settings) -> dict[str, Any]:
     }
 
 
-def build_app(config: ApplianceConfig, *, audit_path: str, secrets_path: str | None,
-              generations: Generations | None = None, root: Path | None = None) -> Application:  # fmt: skip
+def build_app(
+    config: ApplianceConfig,
+    *,
+    audit_path: str,
+    secrets_path: str | None,
+    generations: Generations | None = None,
+    root: Path | None = None,
+) -> Application:
     """The Ray Serve application for ``config`` (imports Ray: call it where the serve extra is installed).
     ``generations``: which deployment serves each model and which new ones start beside (model changes)."""
     from ray import serve

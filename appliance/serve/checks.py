@@ -20,10 +20,16 @@ from appliance.serve.errors import ApiError
 GENERATION_PATHS = frozenset({"/v1/chat/completions", "/v1/completions"})
 POOLING_PATHS = frozenset({"/v1/embeddings", "/v1/score", "/v1/rerank"})
 # The model tasks (models.yaml ``task``) each route serves: vLLM scores with an embedding model too (cosine).
-PATH_TASKS = {"/v1/chat/completions": ("generate",), "/v1/completions": ("generate",), "/v1/embeddings": ("embed",),
-              "/v1/score": ("embed", "score"), "/v1/rerank": ("embed", "score"),
-              "/v1/responses": ("generate",), "/tokenize": ("generate", "embed", "score"),
-              "/detokenize": ("generate", "embed", "score")}  # fmt: skip
+PATH_TASKS = {
+    "/v1/chat/completions": ("generate",),
+    "/v1/completions": ("generate",),
+    "/v1/embeddings": ("embed",),
+    "/v1/score": ("embed", "score"),
+    "/v1/rerank": ("embed", "score"),
+    "/v1/responses": ("generate",),
+    "/tokenize": ("generate", "embed", "score"),
+    "/detokenize": ("generate", "embed", "score"),
+}
 EMBEDDING_ENCODINGS = ("float", "base64")  # vLLM's binary "bytes" answers are not JSON: not offered
 _REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}\Z")
 _BEARER_RE = re.compile(r"Bearer ([\x21-\x7e]{1,512})\Z")  # printable ASCII, no spaces
@@ -76,8 +82,11 @@ def authenticate(authorization: str | None, records: tuple[ApiKeyRecord, ...], *
         raise ApiError(401, "Missing API key: send 'Authorization: Bearer <key>'.", "missing_api_key")
     match = _BEARER_RE.match(authorization)
     if match is None:
-        raise ApiError(401, "Malformed Authorization header: expected exactly 'Bearer <key>' (one space, no other "
-                       "whitespace).", "invalid_api_key")  # fmt: skip
+        raise ApiError(
+            401,
+            "Malformed Authorization header: expected exactly 'Bearer <key>' (one space, no other whitespace).",
+            "invalid_api_key",
+        )
     record = find_key(match.group(1), records)
     if record is None:
         raise ApiError(401, "Invalid API key.", "invalid_api_key")
@@ -128,9 +137,13 @@ def parse_body(raw: bytes) -> dict[str, Any]:
 
 
 def check_generation(
-    raw: bytes, principal: Principal, caps: Mapping[str, RequestLimits | int], *, log_prompt: bool = False,
+    raw: bytes,
+    principal: Principal,
+    caps: Mapping[str, RequestLimits | int],
+    *,
+    log_prompt: bool = False,
     chat: bool | None = None,
-) -> tuple[bytes, GenerationFacts]:  # fmt: skip
+) -> tuple[bytes, GenerationFacts]:
     """Check a chat/completions body. Returns the body to forward (max_tokens capped, usage requested for
     streams so the audit log gets token counts) and the facts about it. ``chat`` says which endpoint (None:
     told by the body: ``messages`` means chat)."""
@@ -149,11 +162,12 @@ def check_generation(
     if stream and not wants_usage:
         body["stream_options"] = {**(options or {}), "include_usage": True}
         changed = True
-    prompt = _prompt_text(body) if log_prompt else None
+    prompt = prompt_text(body) if log_prompt else None
     forwarded = json.dumps(body).encode() if changed else raw
     reserve = reservation_tokens(body, default_max_tokens=limits.max_tokens)
-    return forwarded, GenerationFacts(model=model, stream=stream, wants_usage=wants_usage, prompt=prompt,
-                                      reserve_tokens=reserve)  # fmt: skip
+    return forwarded, GenerationFacts(
+        model=model, stream=stream, wants_usage=wants_usage, prompt=prompt, reserve_tokens=reserve
+    )
 
 
 def resolve_model(
@@ -166,18 +180,31 @@ def resolve_model(
         raise ApiError(400, "'model' is required and must be a string.", "invalid_model", "model")
     allowed = sorted(m for m in caps if principal.allows(m))
     if model not in caps:
-        raise ApiError(404, f"The model {echo(model)} does not exist. Available models: {', '.join(allowed) or 'none'}.",
-                       "model_not_found", "model")  # fmt: skip
+        raise ApiError(
+            404,
+            f"The model {echo(model)} does not exist. Available models: {', '.join(allowed) or 'none'}.",
+            "model_not_found",
+            "model",
+        )
     if not principal.allows(model):
-        raise ApiError(403, f"This key may not use the model {echo(model)}. Allowed: {', '.join(allowed) or 'none'}.",
-                       "model_not_allowed", "model")  # fmt: skip
+        raise ApiError(
+            403,
+            f"This key may not use the model {echo(model)}. Allowed: {', '.join(allowed) or 'none'}.",
+            "model_not_allowed",
+            "model",
+        )
     limits = _limits(caps[model])
     tasks = PATH_TASKS[path]
     if limits.task not in tasks:
         fitting = [m for m in allowed if _limits(caps[m]).task in tasks]
-        raise ApiError(400, f"The model {echo(model)} is a {limits.task} model; {path} takes {' or '.join(tasks)} "
-                       f"models (for this key: {', '.join(fitting) or 'none'}). GET /v1/models lists each model's "
-                       "task.", "wrong_model_type", "model")  # fmt: skip
+        raise ApiError(
+            400,
+            f"The model {echo(model)} is a {limits.task} model; {path} takes {' or '.join(tasks)} "
+            f"models (for this key: {', '.join(fitting) or 'none'}). GET /v1/models lists each model's "
+            "task.",
+            "wrong_model_type",
+            "model",
+        )
     return model, limits
 
 
@@ -194,8 +221,12 @@ def check_pooling(
             _check_messages(body["messages"], limits)
         encoding = body.get("encoding_format", "float")
         if encoding not in EMBEDDING_ENCODINGS:
-            raise ApiError(400, f"'encoding_format' is {echo(encoding)}; expected one of "
-                           f"{', '.join(EMBEDDING_ENCODINGS)}.", "invalid_value", "encoding_format")  # fmt: skip
+            raise ApiError(
+                400,
+                f"'encoding_format' is {echo(encoding)}; expected one of {', '.join(EMBEDDING_ENCODINGS)}.",
+                "invalid_value",
+                "encoding_format",
+            )
         dimensions = _count(body, "dimensions")
         if dimensions == 0:
             raise ApiError(400, "'dimensions' must be at least 1.", "invalid_value", "dimensions")
@@ -206,7 +237,7 @@ def check_pooling(
         _check_inputs(body, "query", limits, required=True)
         _check_inputs(body, "documents", limits, required=True)
         _count(body, "top_n")
-    prompt = _pooling_text(body) if log_prompt else None
+    prompt = pooling_text(body) if log_prompt else None
     reserve = estimate_prompt_tokens(body)
     return raw, GenerationFacts(model=model, stream=False, wants_usage=True, prompt=prompt, reserve_tokens=reserve)
 
@@ -228,7 +259,7 @@ def _check_inputs(body: dict[str, Any], param: str, limits: RequestLimits, *, re
         raise _too_many(param, len(value), limits.max_inputs, "inputs per request")
 
 
-def _pooling_text(body: dict[str, Any]) -> str:
+def pooling_text(body: dict[str, Any]) -> str:
     """The texts of an embeddings / score / rerank body, for the audit log's prompt."""
     parts: list[str] = []
     for param in ("input", "text_1", "text_2", "query", "documents"):
@@ -239,7 +270,7 @@ def _pooling_text(body: dict[str, Any]) -> str:
             elif isinstance(item, dict) and isinstance(item.get("text"), str):
                 parts.append(item["text"])
     if isinstance(body.get("messages"), list):
-        parts.append(_prompt_text(body))
+        parts.append(prompt_text(body))
     return "\n".join(parts)
 
 
@@ -248,8 +279,9 @@ def _limits(value: RequestLimits | int) -> RequestLimits:
 
 
 def _too_many(param: str, found: int, cap: int, what: str) -> ApiError:
-    return ApiError(400, f"'{param}' is {found}; this model allows at most {cap} {what}.", "parameter_above_limit",
-                    param)  # fmt: skip
+    return ApiError(
+        400, f"'{param}' is {found}; this model allows at most {cap} {what}.", "parameter_above_limit", param
+    )
 
 
 def _count(body: dict[str, Any], param: str) -> int | None:
@@ -277,8 +309,12 @@ def check_parameters(body: dict[str, Any], limits: RequestLimits, *, chat: bool)
     min_tokens = _count(body, "min_tokens")
     most = body.get("max_tokens") or body.get("max_completion_tokens") or limits.max_tokens
     if min_tokens is not None and min_tokens > most:
-        raise ApiError(400, f"'min_tokens' is {min_tokens}, above the request's max_tokens {most}.",
-                       "parameter_above_limit", "min_tokens")  # fmt: skip
+        raise ApiError(
+            400,
+            f"'min_tokens' is {min_tokens}, above the request's max_tokens {most}.",
+            "parameter_above_limit",
+            "min_tokens",
+        )
     for param in ("stop", "stop_token_ids"):
         value = body.get(param)
         if isinstance(value, list) and len(value) > limits.max_stop:
@@ -294,8 +330,13 @@ def check_parameters(body: dict[str, Any], limits: RequestLimits, *, chat: bool)
     if not limits.allow_chat_template:
         for param in ("chat_template", "chat_template_kwargs"):
             if body.get(param) is not None:
-                raise ApiError(400, f"'{param}' may not be set by clients for this model (the operator can allow it "
-                               "with allow_client_chat_template in models.yaml).", "parameter_not_allowed", param)
+                raise ApiError(
+                    400,
+                    f"'{param}' may not be set by clients for this model (the operator can allow it "
+                    "with allow_client_chat_template in models.yaml).",
+                    "parameter_not_allowed",
+                    param,
+                )
     if chat:
         _check_messages(body.get("messages"), limits)
     else:
@@ -320,21 +361,37 @@ def _check_messages(messages: Any, limits: RequestLimits) -> None:
             raise ApiError(400, f"'{where}' must be an object.", "invalid_type", where)
         role = message.get("role")
         if not isinstance(role, str) or role not in MESSAGE_ROLES:  # a list or object is not hashable: no TypeError
-            raise ApiError(400, f"'{where}.role' is {echo(role)}; expected one of {', '.join(sorted(MESSAGE_ROLES))}.",
-                           "invalid_value", f"{where}.role")  # fmt: skip
+            raise ApiError(
+                400,
+                f"'{where}.role' is {echo(role)}; expected one of {', '.join(sorted(MESSAGE_ROLES))}.",
+                "invalid_value",
+                f"{where}.role",
+            )
         if role == "tool" and not (isinstance(message.get("tool_call_id"), str) and message["tool_call_id"]):
-            raise ApiError(400, f"'{where}.tool_call_id' is required for a message with role 'tool'.",
-                           "missing_parameter", f"{where}.tool_call_id")  # fmt: skip
+            raise ApiError(
+                400,
+                f"'{where}.tool_call_id' is required for a message with role 'tool'.",
+                "missing_parameter",
+                f"{where}.tool_call_id",
+            )
         calls = message.get("tool_calls")
         if calls is not None:
             if role != "assistant" or not isinstance(calls, list):
-                raise ApiError(400, f"'{where}.tool_calls' must be a list on an assistant message.", "invalid_type",
-                               f"{where}.tool_calls")  # fmt: skip
+                raise ApiError(
+                    400,
+                    f"'{where}.tool_calls' must be a list on an assistant message.",
+                    "invalid_type",
+                    f"{where}.tool_calls",
+                )
             for number, call in enumerate(calls):
                 function = call.get("function") if isinstance(call, dict) else None
                 if not isinstance(function, dict) or not isinstance(function.get("name"), str):
-                    raise ApiError(400, f"'{where}.tool_calls[{number}].function.name' is required.",
-                                   "missing_parameter", f"{where}.tool_calls[{number}].function.name")  # fmt: skip
+                    raise ApiError(
+                        400,
+                        f"'{where}.tool_calls[{number}].function.name' is required.",
+                        "missing_parameter",
+                        f"{where}.tool_calls[{number}].function.name",
+                    )
 
 
 def _cap_tokens(body: dict[str, Any], cap: int) -> bool:
@@ -356,7 +413,7 @@ def _cap_tokens(body: dict[str, Any], cap: int) -> bool:
     return changed
 
 
-def _prompt_text(body: dict[str, Any]) -> str:
+def prompt_text(body: dict[str, Any]) -> str:
     if "messages" in body and isinstance(body["messages"], list):
         parts = []
         for message in body["messages"]:

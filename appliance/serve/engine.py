@@ -41,7 +41,6 @@ class ApplianceLLMServer(LLMServer):
         await self._maybe_add_request_id_to_request(request)
         return _rerank(self.engine, request, raw_request_info)
 
-
     async def responses(self, request: Any, raw_request_info: Any = None) -> AsyncGenerator[Any, None]:
         """vLLM's own Responses API (its ``OpenAIServingResponses``, as ``vllm serve`` answers ``/v1/responses``),
         stateless: vLLM keeps no response unless VLLM_ENABLE_RESPONSES_API_STORE is set, which the appliance
@@ -71,8 +70,13 @@ async def _responses(engine: Any, request: Any, raw_request_info: Any) -> AsyncG
 
     serving = getattr(getattr(engine, "_app_state", None), "openai_serving_responses", None)
     if serving is None:
-        yield ErrorResponse(error=ErrorInfo(message="This model does not support the Responses API (it is not a "
-                                            "generating model).", type="invalid_request_error", code=400))  # fmt: skip
+        yield ErrorResponse(
+            error=ErrorInfo(
+                message="This model does not support the Responses API (it is not a generating model).",
+                type="invalid_request_error",
+                code=400,
+            )
+        )
         return
     raw_request = RawRequestInfo.to_starlette_request_optional(raw_request_info)
     try:
@@ -101,9 +105,14 @@ async def _rerank(engine: Any, request: Any, raw_request_info: Any) -> AsyncGene
 
     serving = getattr(engine, "_oai_serving_scores", None)
     if serving is None:
-        yield ErrorResponse(error=ErrorInfo(message="This model does not support the 'score' task. The rerank "
-                                            "endpoint is not available for this model.",
-                                            type="invalid_request_error", code=400))  # fmt: skip
+        yield ErrorResponse(
+            error=ErrorInfo(
+                message="This model does not support the 'score' task. The rerank "
+                "endpoint is not available for this model.",
+                type="invalid_request_error",
+                code=400,
+            )
+        )
         return
     raw_request_info = _canonicalize_request_id_header(request, raw_request_info)
     raw_request = RawRequestInfo.to_starlette_request_optional(raw_request_info)

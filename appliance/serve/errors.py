@@ -46,4 +46,6 @@ def error_type(status: int) -> str:
 
 
 def error_body(status: int, message: str, code: str, param: str | None = None) -> bytes:
-    return json.dumps({"error": {"message": message, "type": error_type(status), "param": param, "code": code}}).encode()
+    return json.dumps(
+        {"error": {"message": message, "type": error_type(status), "param": param, "code": code}}
+    ).encode()

@@ -95,8 +95,9 @@ PUBLIC_ROUTES = frozenset({"health_live", "health_startup", "health_ready"})
 def _route_pattern(template: str) -> re.Pattern[str]:
     """A route template as Starlette matches it: ``{name}`` is one path segment, ``{name:path}`` the rest."""
     parts = re.split(r"(\{[^}]+\})", template)
-    regex = "".join(("(.+)" if p.endswith(":path}") else "([^/]+)") if p.startswith("{") else re.escape(p)
-                    for p in parts)  # fmt: skip
+    regex = "".join(
+        ("(.+)" if p.endswith(":path}") else "([^/]+)") if p.startswith("{") else re.escape(p) for p in parts
+    )
     return re.compile(regex + r"\Z")
 
 
@@ -111,8 +112,12 @@ def route_of(path: str) -> str | None:
     return None
 
 
-AUDIT_UNAVAILABLE = ApiError(503, "The audit log cannot be written (its disk is full or failing); requests are "
-                             "refused until it can.", "audit_unavailable", headers=(("Retry-After", "30"),))
+AUDIT_UNAVAILABLE = ApiError(
+    503,
+    "The audit log cannot be written (its disk is full or failing); requests are refused until it can.",
+    "audit_unavailable",
+    headers=(("Retry-After", "30"),),
+)
 
 
 @dataclass(frozen=True)
@@ -131,9 +136,17 @@ class ClientDisconnected(Exception):
 class Gate:
     """ASGI middleware. One instance per ingress replica."""
 
-    def __init__(self, app: ASGIApp, settings: GateSettings, keys: KeyStore, audit: AuditLog, metrics: Metrics,
-                 bookend: Bookend | None = None, budgets: Budgets | None = None,
-                 disabled: Callable[[str], bool] | None = None):  # fmt: skip
+    def __init__(
+        self,
+        app: ASGIApp,
+        settings: GateSettings,
+        keys: KeyStore,
+        audit: AuditLog,
+        metrics: Metrics,
+        bookend: Bookend | None = None,
+        budgets: Budgets | None = None,
+        disabled: Callable[[str], bool] | None = None,
+    ):
         self.app = app
         self.disabled = disabled  # the registry's disabled models (answered 404 like an unknown one)
         self.budgets = budgets or Budgets()  # per-key rpm / tpm / daily tokens, in this replica
@@ -169,16 +182,24 @@ class Gate:
             return
         send = _errors_cleaned(send, rid)
         started = time.monotonic()
-        record: dict[str, Any] = {"request_id": rid, "endpoint": path, "method": scope.get("method"),
-                                  "client": _client_address(scope, headers),
-                                  "client_request_id": valid_request_id(headers.get("x-client-request-id"))}  # fmt: skip
+        record: dict[str, Any] = {
+            "request_id": rid,
+            "endpoint": path,
+            "method": scope.get("method"),
+            "client": _client_address(scope, headers),
+            "client_request_id": valid_request_id(headers.get("x-client-request-id")),
+        }
         caller = scope.get("state", {}).get(BATCH_CALLER_STATE)  # set only by this replica's batch runner
         if isinstance(caller, BatchCaller):
             record["batch_id"] = caller.batch_id
         try:
-            principal = (self._batch_principal(caller) if isinstance(caller, BatchCaller)
-                         else authenticate(headers.get("authorization"), self.keys.records(),
-                                           auth_enabled=self.settings.auth_enabled))  # fmt: skip
+            principal = (
+                self._batch_principal(caller)
+                if isinstance(caller, BatchCaller)
+                else authenticate(
+                    headers.get("authorization"), self.keys.records(), auth_enabled=self.settings.auth_enabled
+                )
+            )
         except ApiError as err:
             self.metrics.auth_failure(err.code)
             await self._refuse(send, err, record, started)
@@ -188,8 +209,9 @@ class Gate:
         try:
             if route == "admin_models" or route in ADMIN_MODEL_ROUTES:
                 require_admin(principal)
-            if scope.get("method") == "POST" and (path in GENERATION_PATHS or path in POOLING_PATHS
-                                                  or path == RESPONSES_PATH or path in TOKENIZE_PATHS):  # fmt: skip
+            if scope.get("method") == "POST" and (
+                path in GENERATION_PATHS or path in POOLING_PATHS or path == RESPONSES_PATH or path in TOKENIZE_PATHS
+            ):
                 if not self.audit.available():  # an audited request is never served unaudited
                     raise AUDIT_UNAVAILABLE
                 await self._generation(scope, receive, send, principal, record, started, path)
@@ -231,8 +253,9 @@ class Gate:
         detail = _internal(scope, headers)
         if not detail and headers.get("authorization"):
             try:
-                principal = authenticate(headers["authorization"], self.keys.records(),
-                                         auth_enabled=self.settings.auth_enabled)  # fmt: skip
+                principal = authenticate(
+                    headers["authorization"], self.keys.records(), auth_enabled=self.settings.auth_enabled
+                )
                 detail = principal.role.value == "admin"
             except ApiError:
                 detail = False
@@ -245,7 +268,13 @@ class Gate:
         return model if model is not None and model in self.settings.caps else OTHER_LABEL
 
     async def _generation(
-        self, scope: Scope, receive: Receive, send: Send, principal: Principal, record: dict[str, Any], started: float,
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        principal: Principal,
+        record: dict[str, Any],
+        started: float,
         path: str = "/v1/completions",
     ) -> None:
         raw = await _read_body(scope, receive, self.settings.max_body_bytes)
@@ -258,15 +287,17 @@ class Gate:
             elif path in TOKENIZE_PATHS:
                 body, facts = check_tokenize(raw, principal, self.settings.caps, path, log_prompt=log_prompt)
             else:
-                body, facts = check_generation(raw, principal, self.settings.caps, log_prompt=log_prompt,
-                                               chat=path.endswith("/chat/completions"))  # fmt: skip
+                body, facts = check_generation(
+                    raw, principal, self.settings.caps, log_prompt=log_prompt, chat=path.endswith("/chat/completions")
+                )
         except ApiError:
             record["model"] = _model_named(raw)
             raise
         record.update(model=facts.model, stream=facts.stream)
         if self.disabled is not None and self.disabled(facts.model):
-            raise ApiError(404, f"The model {echo(facts.model)} does not exist (it is disabled).", "model_not_found",
-                           "model")  # fmt: skip
+            raise ApiError(
+                404, f"The model {echo(facts.model)} does not exist (it is disabled).", "model_not_found", "model"
+            )
         if facts.prompt is not None:
             record["prompt"] = facts.prompt
         try:
@@ -276,9 +307,15 @@ class Gate:
             raise
         if self.bookend is not None:
             refuse = self.settings.pii_embeddings == "refuse"
-            fields = (pooling_fields(path, refuse=refuse) if path in POOLING_PATHS
-                      else RESPONSES_FIELDS if path == RESPONSES_PATH
-                      else tokenize_fields(path) if path in TOKENIZE_PATHS else None)  # fmt: skip
+            fields = (
+                pooling_fields(path, refuse=refuse)
+                if path in POOLING_PATHS
+                else RESPONSES_FIELDS
+                if path == RESPONSES_PATH
+                else tokenize_fields(path)
+                if path in TOKENIZE_PATHS
+                else None
+            )
             try:
                 masked = await self.bookend.mask(body, fields)  # ApiError 503 when it cannot mask: nothing forwarded
             except BaseException:
@@ -290,8 +327,9 @@ class Gate:
             if self.settings.audit_prompts:
                 record["prompt"] = masked.prompt
         rate_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in self.budgets.headers(reservation)]
-        watcher = UsageWatcher(stream=facts.stream, strip_usage=facts.stream and not facts.wants_usage,
-                               request_id=record["request_id"])  # fmt: skip
+        watcher = UsageWatcher(
+            stream=facts.stream, strip_usage=facts.stream and not facts.wants_usage, request_id=record["request_id"]
+        )
         scope = _replace_content_length(scope, len(body))
         self.metrics.in_flight(facts.model, +1)
         live = 0 if "batch_id" in record else 1  # live traffic, which batch work yields to
@@ -316,6 +354,7 @@ class Gate:
         sent = 0
 
         try:
+
             async def watched_send(message: Message) -> None:
                 nonlocal status, length, sent
                 if message["type"] == "http.response.start":
@@ -350,18 +389,29 @@ class Gate:
         )
         self.audit.write(record)
         self.metrics.request_done(
-            model=self.label(facts.model), status=status, key=record.get("key", "-"), latency=latency, ttft=ttft,
-            prompt_tokens=usage.get("prompt_tokens"), completion_tokens=usage.get("completion_tokens"),
-        )  # fmt: skip
+            model=self.label(facts.model),
+            status=status,
+            key=record.get("key", "-"),
+            latency=latency,
+            ttft=ttft,
+            prompt_tokens=usage.get("prompt_tokens"),
+            completion_tokens=usage.get("completion_tokens"),
+        )
         return usage
 
     async def _refuse(self, send: Send, err: ApiError, record: dict[str, Any], started: float) -> None:
         record.update(status=err.status, error=err.code, latency_ms=round((time.monotonic() - started) * 1000, 1))
         self.audit.write(record)  # before the answer: a client that got its refusal finds the line written
         await _answer(send, err)
-        self.metrics.request_done(model=self.label(record.get("model")), status=err.status, key=record.get("key", "-"),
-                                  latency=time.monotonic() - started, ttft=None,
-                                  prompt_tokens=None, completion_tokens=None)  # fmt: skip
+        self.metrics.request_done(
+            model=self.label(record.get("model")),
+            status=err.status,
+            key=record.get("key", "-"),
+            latency=time.monotonic() - started,
+            ttft=None,
+            prompt_tokens=None,
+            completion_tokens=None,
+        )
 
 
 def _content_length(start: Message) -> int | None:
@@ -409,7 +459,7 @@ def _route_path(scope: Scope) -> str:
     """The path as the app's routes see it (Starlette strips root_path)."""
     path: str = scope["path"]
     root: str = scope.get("root_path", "")
-    return path[len(root):] if root and path.startswith(root) else path
+    return path[len(root) :] if root and path.startswith(root) else path
 
 
 def _downstream_scope(scope: Scope, principal: Principal | None) -> Scope:

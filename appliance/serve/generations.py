@@ -56,14 +56,18 @@ class Generations:
             return self.serving[model_id]
         return default_deployment(model_id), config.model(model_id)
 
-    def apply(self, deployments: dict[str, Application], config: ApplianceConfig
-              ) -> tuple[dict[str, Application], dict[str, Application]]:  # fmt: skip
+    def apply(
+        self, deployments: dict[str, Application], config: ApplianceConfig
+    ) -> tuple[dict[str, Application], dict[str, Application]]:
         """The engine deployments with their serving names and pinned versions, and those starting beside."""
         serving = {}
         for model_id, default_app in deployments.items():
             name, spec = self.spec_of(model_id, config)
-            serving[model_id] = _engine(name, spec, config) if spec is not None and model_id in self.serving else (
-                _pinned(default_app, name, spec, config))  # fmt: skip
+            serving[model_id] = (
+                _engine(name, spec, config)
+                if spec is not None and model_id in self.serving
+                else (_pinned(default_app, name, spec, config))
+            )
         beside = {name: _engine(name, spec, config) for name, (_model, spec) in self.beside.items()}
         return serving, beside
 
@@ -88,8 +92,12 @@ def _engine(name: str, spec: ModelSpec, config: ApplianceConfig) -> Application:
     from appliance.serve.engine import ApplianceLLMServer
 
     data = llm_config_dict(spec, config)
-    app = build_llm_deployment(LLMConfig.model_validate(data), deployment_cls=ApplianceLLMServer,
-                               name_prefix=DEFAULT_PREFIX, override_serve_options={"name": name})  # fmt: skip
+    app = build_llm_deployment(
+        LLMConfig.model_validate(data),
+        deployment_cls=ApplianceLLMServer,
+        name_prefix=DEFAULT_PREFIX,
+        override_serve_options={"name": name},
+    )
     return _with_version(app, deployment_version(name, data))
 
 

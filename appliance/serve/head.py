@@ -35,10 +35,16 @@ def logical_cpus(settings: Settings, cores: int) -> int:
 def ray_start_argv(settings: Settings, *, cores: int, ray: str = "ray") -> list[str]:
     """``ray start --head`` for the container: every port fixed, the dashboard only when enabled."""
     argv = [
-        ray, "start", "--head", "--block", f"--port={GCS_PORT}", f"--num-cpus={logical_cpus(settings, cores)}",
-        f"--metrics-export-port={METRICS_EXPORT_PORT}", "--disable-usage-stats",
+        ray,
+        "start",
+        "--head",
+        "--block",
+        f"--port={GCS_PORT}",
+        f"--num-cpus={logical_cpus(settings, cores)}",
+        f"--metrics-export-port={METRICS_EXPORT_PORT}",
+        "--disable-usage-stats",
         f"--labels={node_labels(settings.ray_node_name)}",
-    ]  # fmt: skip
+    ]
     if settings.ray_dashboard_enabled:
         argv += ["--include-dashboard=true", "--dashboard-host=0.0.0.0", f"--dashboard-port={DASHBOARD_PORT}"]
     else:
@@ -62,8 +68,13 @@ def serving_env(settings: Settings) -> dict[str, str]:
     env = {"RAY_worker_niceness": str(settings.ray_worker_niceness)}
     if direct_ingress(settings):
         port = settings.serve_http_port
-        env.update({"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": str(port),
-                    "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": str(port + 1)})  # fmt: skip
+        env.update(
+            {
+                "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+                "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": str(port),
+                "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": str(port + 1),
+            }
+        )
     return env
 
 

@@ -58,11 +58,13 @@ class ModelHealth:
                 self._checked = time.monotonic()
         now = time.time()
         return {
-            mid: {**{k: v for k, v in s.items() if k != "since_ts"},
-                  "since": datetime.fromtimestamp(s["since_ts"], UTC).isoformat(),
-                  "elapsed_s": round(now - s["since_ts"], 1)}
+            mid: {
+                **{k: v for k, v in s.items() if k != "since_ts"},
+                "since": datetime.fromtimestamp(s["since_ts"], UTC).isoformat(),
+                "elapsed_s": round(now - s["since_ts"], 1),
+            }
             for mid, s in self._states.items()
-        }  # fmt: skip
+        }
 
     def _update(self, statuses: dict[str, tuple[str, dict[str, int], str]], now: float) -> None:
         for model_id, name in self._deployments.items():
@@ -70,12 +72,18 @@ class ModelHealth:
             previous = self._states.get(model_id)
             was_ready = bool(previous and previous["state"] == READY)
             state = model_state(status, replicas.get("RUNNING", 0), was_ready)
-            since = previous["since_ts"] if previous and previous["state"] == state else (
-                self._created if previous is None else now)  # fmt: skip
+            since = (
+                previous["since_ts"]
+                if previous and previous["state"] == state
+                else (self._created if previous is None else now)
+            )
             self._states[model_id] = {
-                "state": state, "since_ts": since, "serve_status": status,
-                "replicas": {k.lower(): v for k, v in replicas.items()}, "message": message[:500],
-            }  # fmt: skip
+                "state": state,
+                "since_ts": since,
+                "serve_status": status,
+                "replicas": {k.lower(): v for k, v in replicas.items()},
+                "message": message[:500],
+            }
 
 
 def _deployment_statuses() -> dict[str, tuple[str, dict[str, int], str]]:
@@ -87,10 +95,13 @@ def _deployment_statuses() -> dict[str, tuple[str, dict[str, int], str]]:
     if app is None:
         return {}
     return {
-        name: (str(d.status.value if hasattr(d.status, "value") else d.status),
-               {str(getattr(k, "value", k)): v for k, v in (d.replica_states or {}).items()}, d.message or "")
+        name: (
+            str(d.status.value if hasattr(d.status, "value") else d.status),
+            {str(getattr(k, "value", k)): v for k, v in (d.replica_states or {}).items()},
+            d.message or "",
+        )
         for name, d in app.deployments.items()
-    }  # fmt: skip
+    }
 
 
 class ReadyCache:
@@ -176,7 +187,7 @@ class EngineWatch:
                 await self._checks[model_id]()
         except TimeoutError:
             return None
-        except Exception:  # noqa: BLE001 - any failure of the check means the engine cannot serve
+        except Exception:
             self.mark_down(model_id)
             return False
         if self._dead.pop(model_id, None) is not None:
@@ -189,7 +200,7 @@ class EngineWatch:
         await asyncio.gather(*(self.check(mid) for mid in self._checks))
         try:
             states = await self._states()
-        except Exception:  # noqa: BLE001 - Serve's status unreadable: keep the last view
+        except Exception:
             _LOGGER.warning("Serve's status could not be read; readiness keeps its last view", exc_info=True)
             return
         not_ready = {mid for mid in self._checks if states.get(mid, {}).get("state") != READY}
@@ -202,6 +213,6 @@ class EngineWatch:
             started = time.monotonic()
             try:
                 await self.sweep()
-            except Exception:  # noqa: BLE001 - the watch outlives any one round
+            except Exception:
                 _LOGGER.exception("engine watch round failed")
             await asyncio.sleep(max(0.0, self._period - (time.monotonic() - started)))

@@ -29,8 +29,8 @@ from ray.llm._internal.serve.core.configs.openai_api_models import (
     ScoreRequest,
 )
 from ray.llm._internal.serve.core.ingress.ingress import router_request_timeout
-from ray.llm._internal.serve.core.ingress.utils import _peek_at_generator
 from ray.llm._internal.serve.core.ingress.middleware import add_exception_handling_middleware
+from ray.llm._internal.serve.core.ingress.utils import _peek_at_generator
 from ray.serve.llm.ingress import OpenAiIngress, make_fastapi_ingress
 from vllm.entrypoints.openai.responses.protocol import ResponsesRequest
 from vllm.entrypoints.pooling.scoring.protocol import RerankRequest
@@ -41,7 +41,6 @@ from appliance.serve.admin_models import AdminModels
 from appliance.serve.audit import AuditLog
 from appliance.serve.checks import Principal, echo
 from appliance.serve.errors import ApiError, error_body
-from appliance.serve.usage import ANSI_CODES
 from appliance.serve.gate import DETAIL_STATE, PRINCIPAL_STATE, ROUTES, Gate, GateSettings
 from appliance.serve.health import READY, EngineWatch, ModelHealth, ReadyCache, with_pii
 from appliance.serve.ingress_config import IngressConfig
@@ -50,11 +49,13 @@ from appliance.serve.metrics import RayMetrics
 from appliance.serve.pii.bookend import make_bookend
 from appliance.serve.pii.service import DEPLOYMENT_NAME as PII_DEPLOYMENT
 from appliance.serve.routed import RoutedGenerations
+from appliance.serve.usage import ANSI_CODES
 
 _LOGGER = logging.getLogger(__name__)
 
 PII_KEY = "pii"  # the PII service's entry in the health bodies
 RETRY_AFTER_SECONDS = 5  # what a client told 503 waits before it retries (nginx's @upstream_down says the same)
+
 
 def _route(method: str, path: str) -> Callable[[FastAPI], Callable[..., Any]]:
     """The ingress's decorator for one route: ``app.post(path)`` and the like."""
@@ -69,11 +70,19 @@ class GateMiddleware(Gate):
 
     def __init__(self, app: Any, config: IngressConfig) -> None:
         keys = KeyStore(config.keys, Path(config.secrets_path) if config.secrets_path else None)
-        settings = GateSettings(config.auth_enabled, config.max_body_bytes, dict(config.caps), config.audit_prompts,
-                                config.pii_embeddings)  # fmt: skip
+        settings = GateSettings(
+            config.auth_enabled, config.max_body_bytes, dict(config.caps), config.audit_prompts, config.pii_embeddings
+        )
         bookend = make_bookend(config.pii) if config.pii is not None else None
-        super().__init__(app, settings, keys, AuditLog(Path(config.audit_path)), RayMetrics(), bookend,
-                         disabled=disabled_models(config))  # fmt: skip
+        super().__init__(
+            app,
+            settings,
+            keys,
+            AuditLog(Path(config.audit_path)),
+            RayMetrics(),
+            bookend,
+            disabled=disabled_models(config),
+        )
 
 
 def disabled_models(config: IngressConfig) -> Callable[[str], bool] | None:
@@ -127,8 +136,16 @@ def detail_allowed(request: Request) -> bool:
 
 
 class ApplianceIngress(BatchRoutes, AdminModels, RoutedGenerations, OpenAiIngress):
-    def __init__(self, llm_deployments: dict[str, Any], model_cards: dict[str, Any], *, ingress_config: IngressConfig,
-                 pii_service: Any = None, generations: Any = None, **kwargs: Any):  # fmt: skip
+    def __init__(
+        self,
+        llm_deployments: dict[str, Any],
+        model_cards: dict[str, Any],
+        *,
+        ingress_config: IngressConfig,
+        pii_service: Any = None,
+        generations: Any = None,
+        **kwargs: Any,
+    ):
         # pii_service: the PIIService handle; bound here so Serve deploys it, called by name from the gate
         # generations: model generations starting beside the serving ones (bound so Serve deploys them; requests
         # reach them by name once the registry routes there: appliance.serve.routed)
@@ -140,7 +157,8 @@ class ApplianceIngress(BatchRoutes, AdminModels, RoutedGenerations, OpenAiIngres
         self._health = ModelHealth(self.deployment_names)
         self._ready = ReadyCache(self._probe_models, ttl=ingress_config.ready_cache_seconds)
         checks: dict[str, Callable[[], Awaitable[Any]]] = {
-            mid: functools.partial(self.health_check_call, mid, handle) for mid, handle in llm_deployments.items()}
+            mid: functools.partial(self.health_check_call, mid, handle) for mid, handle in llm_deployments.items()
+        }
         self._watch = EngineWatch(checks, self._health.states, on_change=self._ready.invalidate)
         # the PII service is a deployment every request passes through when masking is on: readiness covers it
         self._pii_health = ModelHealth({PII_KEY: PII_DEPLOYMENT}) if pii_service is not None else None
@@ -151,8 +169,9 @@ class ApplianceIngress(BatchRoutes, AdminModels, RoutedGenerations, OpenAiIngres
         self._watch.start()
         self.start_batch_runner()
 
-    async def _get_response(self, *, body: Any, call_method: str, raw_request: Request | None = None
-                            ) -> AsyncGenerator[Any, None]:  # fmt: skip
+    async def _get_response(
+        self, *, body: Any, call_method: str, raw_request: Request | None = None
+    ) -> AsyncGenerator[Any, None]:
         """The stock call to the model, answered 503 + Retry-After while the model cannot take it (its engine
         dead or restarting, no running replica) instead of Ray's 500; a stream cut by an engine crash ends with
         an OpenAI error event (then ``[DONE]``) instead of a dropped connection."""
@@ -163,8 +182,9 @@ class ApplianceIngress(BatchRoutes, AdminModels, RoutedGenerations, OpenAiIngres
         started = False
         try:
             async for response in super()._get_response(body=body, call_method=call_method, raw_request=raw_request):
-                failed = _says_engine_dead(response) or (_stream_server_error(response) if started
-                                                           else _server_error(response))  # fmt: skip
+                failed = _says_engine_dead(response) or (
+                    _stream_server_error(response) if started else _server_error(response)
+                )
                 if not started and failed and await self._engine_gone(model, response=response):
                     raise _unavailable(model)  # (a stream's first batch may already hold the dead engine's event)
                 if started and failed and await self._engine_gone(model, response=response):
@@ -196,8 +216,13 @@ class ApplianceIngress(BatchRoutes, AdminModels, RoutedGenerations, OpenAiIngres
     async def models(self, request: Request) -> ModelList:  # type: ignore[override]  # the route passes the request
         listing = await super().models()
         principal = principal_of(request)
-        return ModelList(data=[card for card in listing.data if principal.allows(card.id)
-                               and not (self._disabled is not None and self._disabled(card.id))])  # fmt: skip
+        return ModelList(
+            data=[
+                card
+                for card in listing.data
+                if principal.allows(card.id) and not (self._disabled is not None and self._disabled(card.id))
+            ]
+        )
 
     async def model_data(self, model: str, request: Request) -> Any:  # type: ignore[override]  # as models
         if not principal_of(request).allows(model):
@@ -209,8 +234,9 @@ class ApplianceIngress(BatchRoutes, AdminModels, RoutedGenerations, OpenAiIngres
         async with router_request_timeout(DEFAULT_LLM_ROUTER_HTTP_TIMEOUT):
             result = await self._get_response(body=body, call_method="rerank", raw_request=request).__anext__()
         if isinstance(result, ErrorResponse):
-            raise OpenAIHTTPException(message=result.error.message, status_code=result.error.code,
-                                      type=result.error.type)  # fmt: skip
+            raise OpenAIHTTPException(
+                message=result.error.message, status_code=result.error.code, type=result.error.type
+            )
         return JSONResponse(content=result)
 
     async def responses(self, body: ResponsesRequest, request: Request) -> Any:
@@ -219,11 +245,11 @@ class ApplianceIngress(BatchRoutes, AdminModels, RoutedGenerations, OpenAiIngres
         ``previous_response_id``). A stream is the Responses event stream (``event:`` + ``data:``, no [DONE])."""
         async with router_request_timeout(DEFAULT_LLM_ROUTER_HTTP_TIMEOUT):
             first, answers = await _peek_at_generator(
-                self._get_response(body=body, call_method="responses", raw_request=request))
+                self._get_response(body=body, call_method="responses", raw_request=request)
+            )
         chunk = first[0] if isinstance(first, list) and first else first
         if isinstance(chunk, ErrorResponse):
-            raise OpenAIHTTPException(message=chunk.error.message, status_code=chunk.error.code,
-                                      type=chunk.error.type)  # fmt: skip
+            raise OpenAIHTTPException(message=chunk.error.message, status_code=chunk.error.code, type=chunk.error.type)
         if isinstance(chunk, dict):
             return JSONResponse(content=chunk)
         return StreamingResponse(_events(answers), media_type="text/event-stream")
@@ -255,8 +281,10 @@ class ApplianceIngress(BatchRoutes, AdminModels, RoutedGenerations, OpenAiIngres
             result[model_id] = {"ready": False, "error": "the engine is not answering (dead or restarting)"}
         pii = await self._pii_state()
         ready = bool(result) and all(r["ready"] for r in result.values()) and (pii is None or pii["state"] == READY)
-        content: dict[str, Any] = {"status": "ready" if ready else "not_ready",
-                                   **_counts(r["ready"] for r in result.values())}  # fmt: skip
+        content: dict[str, Any] = {
+            "status": "ready" if ready else "not_ready",
+            **_counts(r["ready"] for r in result.values()),
+        }
         if pii is not None:
             content["pii"] = pii["state"]
         if detail_allowed(request):
@@ -270,11 +298,19 @@ class ApplianceIngress(BatchRoutes, AdminModels, RoutedGenerations, OpenAiIngres
         details = []
         for info in self._config.models:
             state = states.get(info.id, {})
-            details.append({
-                "id": info.id, "source": info.source, "revision": info.revision or None,
-                "revision_pinned": bool(info.revision), "state": state.get("state"), "since": state.get("since"),
-                "replicas": state.get("replicas"), "engine_kwargs": info.engine_kwargs, "deployment": info.deployment,
-            })  # fmt: skip
+            details.append(
+                {
+                    "id": info.id,
+                    "source": info.source,
+                    "revision": info.revision or None,
+                    "revision_pinned": bool(info.revision),
+                    "state": state.get("state"),
+                    "since": state.get("since"),
+                    "replicas": state.get("replicas"),
+                    "engine_kwargs": info.engine_kwargs,
+                    "deployment": info.deployment,
+                }
+            )
         return {"models": details}
 
     async def _probe_models(self) -> dict[str, dict[str, Any]]:
@@ -294,7 +330,7 @@ class ApplianceIngress(BatchRoutes, AdminModels, RoutedGenerations, OpenAiIngres
                             raise RuntimeError(first.error.message)
                         break
                 return model_id, {"ready": True, "probe_ms": round((time.monotonic() - started) * 1000, 1)}
-            except Exception as err:  # noqa: BLE001 - a probe reports any failure as not ready
+            except Exception as err:
                 return model_id, {"ready": False, "error": _probe_error(err)}
 
         results = await asyncio.gather(*(probe(mid) for mid in self._model_cards))
@@ -337,8 +373,12 @@ def _overall(states: dict[str, dict[str, Any]]) -> str:
 
 
 def _unavailable(model: str) -> ApiError:
-    return ApiError(503, f"The model {model} is restarting; retry after {RETRY_AFTER_SECONDS} s.",
-                    "model_unavailable", headers=(("Retry-After", str(RETRY_AFTER_SECONDS)),))  # fmt: skip
+    return ApiError(
+        503,
+        f"The model {model} is restarting; retry after {RETRY_AFTER_SECONDS} s.",
+        "model_unavailable",
+        headers=(("Retry-After", str(RETRY_AFTER_SECONDS)),),
+    )
 
 
 def _error_event(model: str) -> str:
@@ -400,5 +440,3 @@ def make_ingress_class(config: IngressConfig) -> type:
     """The Serve ingress class: ApplianceIngress's routes on a FastAPI app with the gate in front."""
     cls: type = make_fastapi_ingress(ApplianceIngress, endpoint_map=ENDPOINTS, app=build_fastapi_app(config))
     return cls
-
-

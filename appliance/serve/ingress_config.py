@@ -11,9 +11,9 @@ from typing import Any
 
 from appliance.config.loader import ApplianceConfig
 from appliance.config.models import ModelSpec
-from appliance.registry.db import Dialect, parse_registry_url
 from appliance.config.secrets import ApiKeyRecord
 from appliance.config.settings import Settings
+from appliance.registry.db import Dialect, parse_registry_url
 from appliance.serve.checks import RequestLimits
 from appliance.serve.pii.engine import PiiOptions, options_from_settings
 

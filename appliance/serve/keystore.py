@@ -26,7 +26,9 @@ def read_key_records(path: Path) -> tuple[ApiKeyRecord, ...]:
     parsed = parse_dotenv(path.read_text(encoding="utf-8"), str(path), secret=True)
     records, failures = parse_api_keys((key, entry.value) for key, entry in parsed.entries.items())
     for key, err in failures:
-        _LOGGER.error("%s line %s: %s is malformed (expected %s); ignored", path, parsed.line_of(key), key, err.expected)
+        _LOGGER.error(
+            "%s line %s: %s is malformed (expected %s); ignored", path, parsed.line_of(key), key, err.expected
+        )
     return tuple(records)
 
 
@@ -72,8 +74,9 @@ class KeyStore:
             return
         except (OSError, UnicodeDecodeError) as err:
             self._stamp = stamp  # logged once per version of the file, not on every check
-            _LOGGER.error("could not reload API keys from %s (%s): the last good keys stay in force", path,
-                          type(err).__name__)  # fmt: skip
+            _LOGGER.error(
+                "could not reload API keys from %s (%s): the last good keys stay in force", path, type(err).__name__
+            )
             return
         self._stamp = stamp
         _LOGGER.info("reloaded %d API key(s) from %s", len(self._records), path)

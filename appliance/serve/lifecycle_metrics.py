@@ -20,19 +20,25 @@ class RayLifecycleEvents:
         from ray.util.metrics import Counter
 
         self._configured = frozenset(configured)
-        self._transitions = Counter("appliance_model_transitions", "Model revision status changes applied by "
-                                    "model changes, by model, environment and the status reached.",
-                                    tag_keys=("model", "environment", "status"))  # fmt: skip
-        self._rollbacks = Counter("appliance_model_rollbacks", "Model changes that failed and were rolled back to "
-                                  "the last good generation (or refused before anything started).",
-                                  tag_keys=("model", "environment"))  # fmt: skip
+        self._transitions = Counter(
+            "appliance_model_transitions",
+            "Model revision status changes applied by model changes, by model, environment and the status reached.",
+            tag_keys=("model", "environment", "status"),
+        )
+        self._rollbacks = Counter(
+            "appliance_model_rollbacks",
+            "Model changes that failed and were rolled back to "
+            "the last good generation (or refused before anything started).",
+            tag_keys=("model", "environment"),
+        )
 
     def _model(self, model_id: str) -> str:
         return model_id if model_id in self._configured else OTHER
 
     def transition(self, model_id: str, environment: Environment, status: Status) -> None:
-        self._transitions.inc(1, {"model": self._model(model_id), "environment": environment.value,
-                                  "status": status.value})  # fmt: skip
+        self._transitions.inc(
+            1, {"model": self._model(model_id), "environment": environment.value, "status": status.value}
+        )
 
     def rolled_back(self, model_id: str, environment: Environment, reason: str) -> None:
         self._rollbacks.inc(1, {"model": self._model(model_id), "environment": environment.value})

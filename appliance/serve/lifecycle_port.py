@@ -28,8 +28,16 @@ _FAILED = {"DEPLOY_FAILED", "UNHEALTHY"}
 
 
 class RayServePort:
-    def __init__(self, serve: Any, config: ApplianceConfig, generations: Generations,
-                 run: Callable[[Generations], None], app_name: str, *, poll_s: float = 1.0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        serve: Any,
+        config: ApplianceConfig,
+        generations: Generations,
+        run: Callable[[Generations], None],
+        app_name: str,
+        *,
+        poll_s: float = 1.0,
+    ) -> None:
         self.serve = serve
         self.config = config
         self.generations = generations
@@ -105,8 +113,9 @@ class RayServePort:
                     first = chunk[0] if isinstance(chunk, list) else chunk
                     error = getattr(first, "error", None)
                     if error is not None:
-                        raise GenerationError(f"the smoke completion answered {error.code}: "
-                                              f"{_first_line(str(error.message))}")  # fmt: skip
+                        raise GenerationError(
+                            f"the smoke completion answered {error.code}: {_first_line(str(error.message))}"
+                        )
                     choices = getattr(first, "choices", None)
                     if not choices:
                         raise GenerationError("the smoke completion answered without a choice")
@@ -119,9 +128,10 @@ class RayServePort:
             raise
         except TimeoutError:
             raise GenerationError(f"the smoke completion took more than {SMOKE_TIMEOUT_S:.0f} s") from None
-        except Exception as err:  # noqa: BLE001 - Ray's errors: the generation failed its test
-            raise GenerationError(f"the smoke completion failed: {type(err).__name__}: "
-                                  f"{_first_line(str(err))}") from None  # fmt: skip
+        except Exception as err:
+            raise GenerationError(
+                f"the smoke completion failed: {type(err).__name__}: {_first_line(str(err))}"
+            ) from None
 
     # --- helpers ----------------------------------------------------------------------------------------
     def _serving_model(self, deployment: str) -> str | None:
@@ -137,14 +147,15 @@ class RayServePort:
     def _apply(self) -> None:
         try:
             self._run(self.generations)
-        except Exception as err:  # noqa: BLE001 - Ray refused the application: the change fails, recorded
-            raise GenerationError(f"Ray Serve refused the application: {type(err).__name__}: "
-                                  f"{_first_line(str(err))}") from None  # fmt: skip
+        except Exception as err:
+            raise GenerationError(
+                f"Ray Serve refused the application: {type(err).__name__}: {_first_line(str(err))}"
+            ) from None
 
     def _status(self, deployment: str) -> tuple[str, str] | None:
         try:
             app = self.serve.status().applications.get(self.app_name)
-        except Exception as err:  # noqa: BLE001 - the controller did not answer: the change fails, recorded
+        except Exception as err:
             raise GenerationError(f"Ray Serve's status is unavailable: {type(err).__name__}") from None
         if app is None:
             return None

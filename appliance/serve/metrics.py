@@ -16,9 +16,16 @@ TTFT_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30]
 
 class Metrics(Protocol):
     def request_done(
-        self, *, model: str, status: int, key: str, latency: float, ttft: float | None,
-        prompt_tokens: int | None, completion_tokens: int | None,
-    ) -> None: ...  # fmt: skip
+        self,
+        *,
+        model: str,
+        status: int,
+        key: str,
+        latency: float,
+        ttft: float | None,
+        prompt_tokens: int | None,
+        completion_tokens: int | None,
+    ) -> None: ...
 
     def in_flight(self, model: str, delta: int) -> None: ...
 
@@ -33,29 +40,51 @@ class RayMetrics:
     def __init__(self) -> None:
         from ray.util.metrics import Counter, Gauge, Histogram
 
-        self._requests = Counter("appliance_requests", "API requests by model, status and key name.",
-                                 tag_keys=("model", "status", "key"))  # fmt: skip
-        self._latency = Histogram("appliance_request_latency_seconds", "Request latency, first byte in to last out.",
-                                  boundaries=LATENCY_BUCKETS, tag_keys=("model",))  # fmt: skip
-        self._ttft = Histogram("appliance_time_to_first_token_seconds", "Time to the first streamed token.",
-                               boundaries=TTFT_BUCKETS, tag_keys=("model",))  # fmt: skip
-        self._prompt_tokens = Counter("appliance_prompt_tokens", "Prompt tokens by model and key name.",
-                                      tag_keys=("model", "key"))  # fmt: skip
-        self._completion_tokens = Counter("appliance_completion_tokens", "Completion tokens by model and key name.",
-                                          tag_keys=("model", "key"))  # fmt: skip
-        self._in_flight = Gauge("appliance_requests_in_flight", "Generation requests being served now.",
-                                tag_keys=("model",))  # fmt: skip
-        self._auth_failures = Counter("appliance_auth_failures", "Requests refused for a missing or bad API key.",
-                                      tag_keys=("reason",))  # fmt: skip
-        self._budget_refusals = Counter("appliance_budget_refusals", "Requests refused by a key's budget, by key name "
-                                        "and limit (rpm, tpm, tokens_per_day, too_large).",
-                                        tag_keys=("key", "limit"))  # fmt: skip
+        self._requests = Counter(
+            "appliance_requests", "API requests by model, status and key name.", tag_keys=("model", "status", "key")
+        )
+        self._latency = Histogram(
+            "appliance_request_latency_seconds",
+            "Request latency, first byte in to last out.",
+            boundaries=LATENCY_BUCKETS,
+            tag_keys=("model",),
+        )
+        self._ttft = Histogram(
+            "appliance_time_to_first_token_seconds",
+            "Time to the first streamed token.",
+            boundaries=TTFT_BUCKETS,
+            tag_keys=("model",),
+        )
+        self._prompt_tokens = Counter(
+            "appliance_prompt_tokens", "Prompt tokens by model and key name.", tag_keys=("model", "key")
+        )
+        self._completion_tokens = Counter(
+            "appliance_completion_tokens", "Completion tokens by model and key name.", tag_keys=("model", "key")
+        )
+        self._in_flight = Gauge(
+            "appliance_requests_in_flight", "Generation requests being served now.", tag_keys=("model",)
+        )
+        self._auth_failures = Counter(
+            "appliance_auth_failures", "Requests refused for a missing or bad API key.", tag_keys=("reason",)
+        )
+        self._budget_refusals = Counter(
+            "appliance_budget_refusals",
+            "Requests refused by a key's budget, by key name and limit (rpm, tpm, tokens_per_day, too_large).",
+            tag_keys=("key", "limit"),
+        )
         self._flight: dict[str, int] = {}
 
     def request_done(
-        self, *, model: str, status: int, key: str, latency: float, ttft: float | None,
-        prompt_tokens: int | None, completion_tokens: int | None,
-    ) -> None:  # fmt: skip
+        self,
+        *,
+        model: str,
+        status: int,
+        key: str,
+        latency: float,
+        ttft: float | None,
+        prompt_tokens: int | None,
+        completion_tokens: int | None,
+    ) -> None:
         self._requests.inc(1, {"model": model, "status": str(status), "key": key})
         self._latency.observe(latency, {"model": model})
         if ttft is not None:

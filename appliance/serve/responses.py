@@ -47,9 +47,14 @@ def check_responses(
     model, limits = resolve_model(body, principal, caps, RESPONSES_PATH)
     for param, what in _STORED_ONLY.items():
         if body.get(param) not in (None, False):
-            raise ApiError(400, f"'{param}' is not available: this appliance serves the Responses API stateless "
-                           f"(nothing is stored), so it cannot {what}. Send the whole conversation in 'input' "
-                           "instead.", STATELESS_CODE, param)  # fmt: skip
+            raise ApiError(
+                400,
+                f"'{param}' is not available: this appliance serves the Responses API stateless "
+                f"(nothing is stored), so it cannot {what}. Send the whole conversation in 'input' "
+                "instead.",
+                STATELESS_CODE,
+                param,
+            )
     stream = body.get("stream", False)
     if stream is None:
         stream = False
@@ -76,12 +81,14 @@ def check_responses(
     if items is None:
         raise ApiError(400, "'input' is required.", "missing_parameter", "input")
     if not isinstance(items, str | list | None):
-        raise ApiError(400, f"'input' must be a string or a list of input items, found {echo(items)}.",
-                       "invalid_type", "input")  # fmt: skip
+        raise ApiError(
+            400, f"'input' must be a string or a list of input items, found {echo(items)}.", "invalid_type", "input"
+        )
     prompt = responses_text(body) if log_prompt else None
     reserve = estimate_prompt_tokens(body) + body["max_output_tokens"]
-    return json.dumps(body).encode(), GenerationFacts(model=model, stream=stream, wants_usage=True, prompt=prompt,
-                                                      reserve_tokens=reserve)  # fmt: skip
+    return json.dumps(body).encode(), GenerationFacts(
+        model=model, stream=stream, wants_usage=True, prompt=prompt, reserve_tokens=reserve
+    )
 
 
 def responses_text(body: Mapping[str, Any]) -> str:

@@ -66,7 +66,7 @@ async def eager_batches(
         try:
             async for item in source:
                 queue.put_nowait(item)
-        except Exception as err:  # noqa: BLE001 - handed to the consumer, raised there
+        except Exception as err:
             failure.append(err)
         finally:
             queue.put_nowait(_END)

@@ -27,12 +27,18 @@ TOKENIZE_PATH = "/tokenize"
 DETOKENIZE_PATH = "/detokenize"
 TOKENIZE_PATHS = frozenset({TOKENIZE_PATH, DETOKENIZE_PATH})
 # What vLLM's TokenizeCompletionRequest and DetokenizeRequest hold (a unit test compares them).
-TOKENIZE_FIELDS: dict[str, Spec] = {"model": trusted, "prompt": prompt, "add_special_tokens": KEEP,
-                                    "return_token_strs": KEEP}  # fmt: skip
+TOKENIZE_FIELDS: dict[str, Spec] = {
+    "model": trusted,
+    "prompt": prompt,
+    "add_special_tokens": KEEP,
+    "return_token_strs": KEEP,
+}
 DETOKENIZE_FIELDS: dict[str, Spec] = {
     "model": trusted,
-    "tokens": refused("token ids cannot be checked for personal data before they reach the engine; "
-                      "detokenize is not available while PII masking is on."),
+    "tokens": refused(
+        "token ids cannot be checked for personal data before they reach the engine; "
+        "detokenize is not available while PII masking is on."
+    ),
 }
 
 
@@ -49,8 +55,12 @@ def check_tokenize(
             text = value
         elif isinstance(value, list) and value and all(isinstance(item, str) for item in value):
             if len(value) > limits.max_prompts:
-                raise ApiError(400, f"'prompt' holds {len(value)} prompts; at most {limits.max_prompts} per request.",
-                               "too_many_items", "prompt")  # fmt: skip
+                raise ApiError(
+                    400,
+                    f"'prompt' holds {len(value)} prompts; at most {limits.max_prompts} per request.",
+                    "too_many_items",
+                    "prompt",
+                )
             text = "\n".join(value)
         else:
             raise ApiError(400, "'prompt' is required: a string or a list of strings.", "invalid_type", "prompt")
@@ -60,10 +70,15 @@ def check_tokenize(
     else:
         tokens = body.get("tokens")
         if not isinstance(tokens, list) or not all(_token_id(item) for item in tokens):
-            raise ApiError(400, f"'tokens' must be a list of token ids (integers ≥ 0); found {echo(tokens)}.",
-                           "invalid_type", "tokens")  # fmt: skip
-    return raw, GenerationFacts(model=model, stream=False, wants_usage=False,
-                                prompt=text if log_prompt else None, reserve_tokens=0)  # fmt: skip
+            raise ApiError(
+                400,
+                f"'tokens' must be a list of token ids (integers ≥ 0); found {echo(tokens)}.",
+                "invalid_type",
+                "tokens",
+            )
+    return raw, GenerationFacts(
+        model=model, stream=False, wants_usage=False, prompt=text if log_prompt else None, reserve_tokens=0
+    )
 
 
 def _token_id(item: Any) -> bool:

@@ -49,8 +49,12 @@ def clean_error(error: Any, status: int, request_id: str) -> dict[str, Any]:
     message = ANSI_CODES.sub("", _RAY_REQUEST_ID.sub("", message)).strip()[:2000] or "The request failed."
     code = error.get("code")
     param = error.get("param")
-    return {"message": f"{message} (request id: {request_id})", "type": error_type(status),
-            "param": param if isinstance(param, str) else None, "code": code if isinstance(code, str) else None}
+    return {
+        "message": f"{message} (request id: {request_id})",
+        "type": error_type(status),
+        "param": param if isinstance(param, str) else None,
+        "code": code if isinstance(code, str) else None,
+    }
 
 
 class UsageWatcher:
@@ -109,8 +113,9 @@ class UsageWatcher:
             self.done = True
             return event
         compact = data.replace(b": ", b":")
-        if self.first_token_at is None and (_CHOICE_MARK in compact or (_RESPONSES_DELTA in compact
-                                                                       and _DELTA_END in compact)):  # fmt: skip
+        if self.first_token_at is None and (
+            _CHOICE_MARK in compact or (_RESPONSES_DELTA in compact and _DELTA_END in compact)
+        ):
             self.first_token_at = now
         if data.startswith(b"event:"):  # the Responses API: "event: <type>" then "data: {...}"
             self._on_responses_event(data)

@@ -33,12 +33,16 @@ def spacy_model_problem(wanted: str, image: str, labels: Mapping[str, str] | Non
         return None  # not built yet: `up` checks again after building
     carried = labels.get(SPACY_MODEL_LABEL)
     if carried is None:
-        return (f"the image {image} does not say which spaCy model it carries (built before this check "
-                "existed): rebuild it with python -m appliance up")  # fmt: skip
+        return (
+            f"the image {image} does not say which spaCy model it carries (built before this check "
+            "existed): rebuild it with python -m appliance up"
+        )
     if carried != wanted:
-        return (f"PII_SPACY_MODEL={wanted}, but the image {image} carries only the spaCy model {carried}: set "
-                f"PII_SPACY_MODEL={carried} in .env, or build the image with that model (build arg SPACY_MODEL "
-                f"and SPACY_MODULE={wanted}, see compose/serve/Dockerfile)")  # fmt: skip
+        return (
+            f"PII_SPACY_MODEL={wanted}, but the image {image} carries only the spaCy model {carried}: set "
+            f"PII_SPACY_MODEL={carried} in .env, or build the image with that model (build arg SPACY_MODEL "
+            f"and SPACY_MODULE={wanted}, see compose/serve/Dockerfile)"
+        )
     return None
 
 
@@ -89,7 +93,9 @@ def gliner_model_problem(settings: Settings, image: str, labels: Mapping[str, st
         return None
     carried = labels.get(GLINER_MODEL_LABEL) or "no GLiNER model"
     if carried != wanted:
-        return (f"PII_NER=gliner with PII_GLINER_MODEL@PII_GLINER_REVISION={wanted}, but the image {image} carries "
-                f"{carried}: rebuild it with python -m appliance up (without --no-build), which fetches and verifies "
-                "the model")  # fmt: skip
+        return (
+            f"PII_NER=gliner with PII_GLINER_MODEL@PII_GLINER_REVISION={wanted}, but the image {image} carries "
+            f"{carried}: rebuild it with python -m appliance up (without --no-build), which fetches and verifies "
+            "the model"
+        )
     return None

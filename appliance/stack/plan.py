@@ -38,8 +38,19 @@ SERVE_HF_TOKEN = "hf_token"  # the Hugging Face token (HF_TOKEN_PATH), absent wh
 # cluster's workers). The API keys are reloaded live; settings and models go through serve_digest.
 SERVE_RESTART_FILES = (SERVE_RAY_TOKEN,)
 # Settings the serve container reads (engines, Ray, ingress, audit, PII, its logging).
-SERVE_SETTING_PREFIXES = ("model_", "accelerator", "ray_", "serve_", "auth_", "audit_", "pii_", "log_level",
-                          "log_format", "max_request_body_mb", "compose_project_name")  # fmt: skip
+SERVE_SETTING_PREFIXES = (
+    "model_",
+    "accelerator",
+    "ray_",
+    "serve_",
+    "auth_",
+    "audit_",
+    "pii_",
+    "log_level",
+    "log_format",
+    "max_request_body_mb",
+    "compose_project_name",
+)
 
 
 @dataclass(frozen=True)
@@ -58,8 +69,13 @@ def serve_digest(config: ApplianceConfig) -> str:
     settings = config.settings.model_dump(mode="json")
     relevant = {k: v for k, v in settings.items() if k.startswith(SERVE_SETTING_PREFIXES)}
     models = [m.model_dump(mode="json") for m in config.models]
-    return digest(relevant, models, config.accelerator.value, bool(config.secrets.hf_token),
-                  hashlib.sha256(config.secrets.hf_token.encode()).hexdigest())  # fmt: skip
+    return digest(
+        relevant,
+        models,
+        config.accelerator.value,
+        bool(config.secrets.hf_token),
+        hashlib.sha256(config.secrets.hf_token.encode()).hexdigest(),
+    )
 
 
 def supervisor_digest(config: ApplianceConfig) -> str:
@@ -89,9 +105,16 @@ def compose_settings(settings: Settings) -> dict[str, str]:
     }
 
 
-def plan_stack(config: ApplianceConfig, *, rendered: Mapping[str, Mapping[str, bytes]], local: bool = False,
-               base_image: str = DEFAULT_BASE_IMAGE, docker_socket: str = "/var/run/docker.sock",
-               euid: int | None = None, egid: int | None = None) -> StackPlan:  # fmt: skip
+def plan_stack(
+    config: ApplianceConfig,
+    *,
+    rendered: Mapping[str, Mapping[str, bytes]],
+    local: bool = False,
+    base_image: str = DEFAULT_BASE_IMAGE,
+    docker_socket: str = "/var/run/docker.sock",
+    euid: int | None = None,
+    egid: int | None = None,
+) -> StackPlan:
     """Which files and profiles, and every variable ``docker compose`` interpolates (see docker-compose.yml).
 
     ``rendered``: the files written for the services (``{"nginx": {name: bytes}, "prometheus": …, "serve": …}``).
@@ -107,10 +130,13 @@ def plan_stack(config: ApplianceConfig, *, rendered: Mapping[str, Mapping[str, b
         "APPLIANCE_BASE_IMAGE": base_image,
         "APPLIANCE_PIP_OFFLINE": "1" if local else "0",
         "APPLIANCE_DOCKER_SOCKET": docker_socket,
-        "APPLIANCE_SERVE_CONFIG_HASH": digest(serve_digest(config), files_digest(
-            {n: d for n, d in rendered.get("serve", {}).items() if n in SERVE_RESTART_FILES})),
-        "APPLIANCE_SERVE_USER": serve_user(euid if euid is not None else os.geteuid(),
-                                           egid if egid is not None else os.getegid()),
+        "APPLIANCE_SERVE_CONFIG_HASH": digest(
+            serve_digest(config),
+            files_digest({n: d for n, d in rendered.get("serve", {}).items() if n in SERVE_RESTART_FILES}),
+        ),
+        "APPLIANCE_SERVE_USER": serve_user(
+            euid if euid is not None else os.geteuid(), egid if egid is not None else os.getegid()
+        ),
         "APPLIANCE_SUPERVISOR_CONFIG_HASH": supervisor_digest(config),
         "APPLIANCE_NGINX_CONFIG_HASH": files_digest(rendered.get("nginx", {})),
         "APPLIANCE_PROMETHEUS_CONFIG_HASH": files_digest(rendered.get("prometheus", {})),
@@ -135,7 +161,7 @@ def socket_path(docker_host: str | None) -> str:
     else /var/run/docker.sock."""
     docker_host = docker_host or os.environ.get("DOCKER_HOST")
     if docker_host and docker_host.startswith("unix://"):
-        return docker_host[len("unix://"):]
+        return docker_host[len("unix://") :]
     return "/var/run/docker.sock"
 
 
@@ -145,8 +171,12 @@ def api_urls(config: ApplianceConfig) -> dict[str, str]:
     host = s.domain or ("127.0.0.1" if s.bind_address in ("0.0.0.0", "::", "") else s.bind_address)
     port = "" if s.https_port == 443 else f":{s.https_port}"
     base = f"https://{host}{port}"
-    return {"api": f"{base}/v1", "grafana": f"{base}/grafana/", "prometheus": f"{base}/prometheus/",
-            "health": f"{base}/health/ready"}  # fmt: skip
+    return {
+        "api": f"{base}/v1",
+        "grafana": f"{base}/grafana/",
+        "prometheus": f"{base}/prometheus/",
+        "health": f"{base}/health/ready",
+    }
 
 
 def local_health_url(config: ApplianceConfig, path: str = "/health/startup") -> str:

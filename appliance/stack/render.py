@@ -60,8 +60,10 @@ def nginx_files(config: ApplianceConfig, run_dir: Path = RUN_DIR, certs_dir: Pat
 
 
 def prometheus_files(config: ApplianceConfig, shipped: Path = PROMETHEUS_DIR) -> dict[str, bytes]:
-    files = {"prometheus.yml": prometheus_config((shipped / "prometheus.yml").read_text(), config.accelerator),
-             "alertmanager.yml": alertmanager_config((shipped / "alertmanager.yml").read_text(), config.settings)}  # fmt: skip
+    files = {
+        "prometheus.yml": prometheus_config((shipped / "prometheus.yml").read_text(), config.accelerator),
+        "alertmanager.yml": alertmanager_config((shipped / "alertmanager.yml").read_text(), config.settings),
+    }
     for rule in sorted((shipped / "rules").glob("*.yml")):
         files[f"rules/{rule.name}"] = rule.read_text()
     files["rules/slo.yml"] = slo_rules(config.settings)
@@ -74,9 +76,15 @@ def datadog_env(config: ApplianceConfig, version: str) -> bytes:
     s = config.settings
     if not config.secrets.datadog_api_key:
         return b"# no DATADOG_API_KEY in .secrets: the datadog-agent service is not started\n"
-    lines = [f"DD_SITE={s.datadog_site}", f"DD_ENV={s.datadog_env}",
-             f"DD_TAGS={' '.join(s.datadog_tags)}", f"DD_VERSION={version}", "DD_SERVICE=appliance",
-             "DD_DOGSTATSD_NON_LOCAL_TRAFFIC=true", "DD_LOGS_ENABLED=true"]  # fmt: skip
+    lines = [
+        f"DD_SITE={s.datadog_site}",
+        f"DD_ENV={s.datadog_env}",
+        f"DD_TAGS={' '.join(s.datadog_tags)}",
+        f"DD_VERSION={version}",
+        "DD_SERVICE=appliance",
+        "DD_DOGSTATSD_NON_LOCAL_TRAFFIC=true",
+        "DD_LOGS_ENABLED=true",
+    ]
     return ("\n".join(lines) + "\n").encode()
 
 
@@ -192,11 +200,14 @@ def write_if_changed(path: Path, data: bytes, mode: int = 0o644) -> bool:
     return True
 
 
-def render_run_dir(config: ApplianceConfig, *, version: str, run_dir: Path = RUN_DIR,
-                   certs_dir: Path = CERTS_DIR, local: bool = False) -> dict[str, Mapping[str, bytes]]:  # fmt: skip
+def render_run_dir(
+    config: ApplianceConfig, *, version: str, run_dir: Path = RUN_DIR, certs_dir: Path = CERTS_DIR, local: bool = False
+) -> dict[str, Mapping[str, bytes]]:
     """Write data/run/ for the stack; returns the rendered files per service (for the config digests)."""
-    rendered: dict[str, Mapping[str, bytes]] = {"nginx": nginx_files(config, run_dir, certs_dir),
-                                                "prometheus": prometheus_files(config)}  # fmt: skip
+    rendered: dict[str, Mapping[str, bytes]] = {
+        "nginx": nginx_files(config, run_dir, certs_dir),
+        "prometheus": prometheus_files(config),
+    }
     for service, files in rendered.items():
         for name, data in files.items():
             secret = name == "htpasswd"

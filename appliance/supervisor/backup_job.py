@@ -37,25 +37,39 @@ class BackupJob:
         s, files = self.config.settings, self.config.files
         dest = self.root / s.backup_dir
         try:
-            plan = plan_host(s, self.root, env_name=files.env.name, secrets_name=files.secrets.name,
-                             models_name=files.models.name)  # fmt: skip
+            plan = plan_host(
+                s, self.root, env_name=files.env.name, secrets_name=files.secrets.name, models_name=files.models.name
+            )
             with DockerEngine(self.docker_host, timeout=600) as engine:
-                result = create_backup(self.root, dest, plan, project=s.compose_project_name,
-                                       docker=lambda: (ContainerFiles(engine),
-                                                       engine.project_containers(s.compose_project_name)))  # fmt: skip
+                result = create_backup(
+                    self.root,
+                    dest,
+                    plan,
+                    project=s.compose_project_name,
+                    docker=lambda: (ContainerFiles(engine), engine.project_containers(s.compose_project_name)),
+                )
             deleted = prune(dest, s.backup_keep)
         except (ApplianceError, OSError) as err:  # the job's boundary: report, alert, try again tomorrow
             _LOGGER.error("nightly backup failed: %s", err)
             self.notifier.backup(False, None)
             return False
-        _LOGGER.info("nightly backup written: %s (%d bytes; %d old archive(s) deleted; notes: %s)",
-                     result.path.name, result.size, len(deleted), "; ".join(result.notes) or "none")  # fmt: skip
+        _LOGGER.info(
+            "nightly backup written: %s (%d bytes; %d old archive(s) deleted; notes: %s)",
+            result.path.name,
+            result.size,
+            len(deleted),
+            "; ".join(result.notes) or "none",
+        )
         self.notifier.backup(True, result.size)
         return True
 
 
-async def nightly(hour_utc: int, job: Callable[[], Awaitable[None]], stop: asyncio.Event,
-                  now: Callable[[], datetime] = lambda: datetime.now(tz=UTC)) -> None:  # fmt: skip
+async def nightly(
+    hour_utc: int,
+    job: Callable[[], Awaitable[None]],
+    stop: asyncio.Event,
+    now: Callable[[], datetime] = lambda: datetime.now(tz=UTC),
+) -> None:
     """Run ``job`` every day at ``hour_utc``:00 UTC until ``stop``; a failing run is logged, the next one comes."""
     while not stop.is_set():
         try:

@@ -14,8 +14,8 @@ from appliance.config import ApplianceConfig
 from appliance.config.settings import Settings
 from appliance.docker.engine import DockerEngine
 from appliance.docker.nginx import NginxContainer
-from appliance.logs.rotation_policy import RotationPolicy
 from appliance.doctor.context import DoctorContext
+from appliance.logs.rotation_policy import RotationPolicy
 from appliance.supervisor.backup_job import BackupJob, nightly
 from appliance.supervisor.jobs import DoctorJob, RenewalJob, RotationJob, every
 from appliance.supervisor.policy import RestartPolicy
@@ -30,22 +30,28 @@ _LOGGER = logging.getLogger(__name__)
 
 def restart_policy(s: Settings) -> RestartPolicy:
     return RestartPolicy(
-        budget=float(s.watchdog_restart_budget), half_life_s=float(s.watchdog_budget_half_life_seconds),
-        backoff_base_s=s.watchdog_backoff_base_seconds, backoff_max_s=s.watchdog_backoff_max_seconds,
-    )  # fmt: skip
+        budget=float(s.watchdog_restart_budget),
+        half_life_s=float(s.watchdog_budget_half_life_seconds),
+        backoff_base_s=s.watchdog_backoff_base_seconds,
+        backoff_max_s=s.watchdog_backoff_max_seconds,
+    )
 
 
 def rotation_policy(s: Settings) -> RotationPolicy:
-    return RotationPolicy(max_bytes=s.log_max_size_mb * 1024 * 1024, keep=s.log_rotate_keep,
-                          retention_s=s.log_retention_days * 86400.0)  # fmt: skip
+    return RotationPolicy(
+        max_bytes=s.log_max_size_mb * 1024 * 1024, keep=s.log_rotate_keep, retention_s=s.log_retention_days * 86400.0
+    )
 
 
 def build_notifier(config: ApplianceConfig, metrics: SupervisorMetrics) -> SupervisorNotifier:
     datadog = None
     if config.secrets.datadog_api_key:
-        datadog = DatadogSink(os.environ.get("DD_AGENT_HOST", "datadog-agent"),
-                              int(os.environ.get("DD_DOGSTATSD_PORT", "8125")),
-                              env=config.settings.datadog_env, extra_tags=list(config.settings.datadog_tags))  # fmt: skip
+        datadog = DatadogSink(
+            os.environ.get("DD_AGENT_HOST", "datadog-agent"),
+            int(os.environ.get("DD_DOGSTATSD_PORT", "8125")),
+            env=config.settings.datadog_env,
+            extra_tags=list(config.settings.datadog_tags),
+        )
     return SupervisorNotifier(metrics, datadog)
 
 
@@ -56,16 +62,22 @@ async def supervise(config: ApplianceConfig, *, docker_host: str | None = None, 
     notifier = build_notifier(config, metrics)
     engine = DockerEngine(docker_host)
     watchdog = Watchdog(
-        engine, s.compose_project_name, policy=restart_policy(s), state=StateStore(Path(s.supervisor_state_file)),
-        notifier=notifier, settle_s=s.watchdog_settle_seconds, reconcile_s=float(s.watchdog_reconcile_seconds),
-    )  # fmt: skip
+        engine,
+        s.compose_project_name,
+        policy=restart_policy(s),
+        state=StateStore(Path(s.supervisor_state_file)),
+        notifier=notifier,
+        settle_s=s.watchdog_settle_seconds,
+        reconcile_s=float(s.watchdog_reconcile_seconds),
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     nginx = NginxContainer(engine, s.compose_project_name)
-    renewal = RenewalJob(config, notifier, cert_path=served_certificate(s), renew=renew,
-                         reload_nginx=nginx.reload, test_nginx=nginx.test)  # fmt: skip
+    renewal = RenewalJob(
+        config, notifier, cert_path=served_certificate(s), renew=renew, reload_nginx=nginx.reload, test_nginx=nginx.test
+    )
     # nginx's files are access*.log / error*.log / nginx*.log under LOG_DIR; our own writers reopen by themselves
     reopen = {prefix: nginx.reopen_logs for prefix in ("access", "error", "nginx")}
     rotation = RotationJob(Path(s.log_dir), rotation_policy(s), notifier, reopen)

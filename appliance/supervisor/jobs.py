@@ -24,8 +24,14 @@ from appliance.telemetry.notifier import SupervisorNotifier
 _LOGGER = logging.getLogger(__name__)
 
 
-async def every(interval_s: float, job: Callable[[], Awaitable[None]], stop: asyncio.Event, *,
-                jitter: float = 0.1, first_delay_s: float = 0.0) -> None:  # fmt: skip
+async def every(
+    interval_s: float,
+    job: Callable[[], Awaitable[None]],
+    stop: asyncio.Event,
+    *,
+    jitter: float = 0.1,
+    first_delay_s: float = 0.0,
+) -> None:
     """Run ``job`` now-ish and then every ``interval_s`` (± jitter) until ``stop``; a failing run is logged."""
     delay = first_delay_s
     while not stop.is_set():
@@ -51,9 +57,16 @@ def cert_days_left(path: Path, now: datetime | None = None) -> float | None:
 
 
 class RenewalJob:
-    def __init__(self, config: Any, notifier: SupervisorNotifier, *, cert_path: Path | None,
-                 renew: Callable[..., Any], reload_nginx: Callable[[], None] | None = None,
-                 test_nginx: Callable[[], None] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        config: Any,
+        notifier: SupervisorNotifier,
+        *,
+        cert_path: Path | None,
+        renew: Callable[..., Any],
+        reload_nginx: Callable[[], None] | None = None,
+        test_nginx: Callable[[], None] | None = None,
+    ) -> None:
         self.config, self.notifier, self.cert_path = config, notifier, cert_path
         self.renew, self.reload_nginx, self.test_nginx = renew, reload_nginx, test_nginx
 
@@ -75,8 +88,13 @@ class RenewalJob:
 
 
 class RotationJob:
-    def __init__(self, log_dir: Path, policy: RotationPolicy, notifier: SupervisorNotifier,
-                 reopen_hooks: dict[str, ReopenHook] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        log_dir: Path,
+        policy: RotationPolicy,
+        notifier: SupervisorNotifier,
+        reopen_hooks: dict[str, ReopenHook] | None = None,
+    ) -> None:
         self.log_dir, self.policy, self.notifier = log_dir, policy, notifier
         self.reopen_hooks = reopen_hooks or {}
 
@@ -116,5 +134,8 @@ class DoctorJob:
             ok = not any(f.level.is_problem for f in result.findings)
             self.notifier.check_result(result.slug, ok)
             if not ok:
-                _LOGGER.warning("doctor check %s: %s", result.slug,
-                                "; ".join(f"{f.found} (fix: {f.fix})" for f in result.findings if f.level.is_problem))  # fmt: skip
+                _LOGGER.warning(
+                    "doctor check %s: %s",
+                    result.slug,
+                    "; ".join(f"{f.found} (fix: {f.fix})" for f in result.findings if f.level.is_problem),
+                )

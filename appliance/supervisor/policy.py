@@ -62,8 +62,9 @@ def restart_weight(restarts: tuple[datetime, ...], now: datetime, half_life_s: f
     return weight
 
 
-def should_restart(history: ServiceHistory, now: datetime, policy: RestartPolicy = RestartPolicy(),
-                   *, jitter_draw: float = 1.0) -> Decision:  # fmt: skip
+def should_restart(
+    history: ServiceHistory, now: datetime, policy: RestartPolicy = RestartPolicy(), *, jitter_draw: float = 1.0
+) -> Decision:
     """What to do about a service that died or turned unhealthy. ``jitter_draw`` in [0, 1] (random in the caller)."""
     if not history.watched:
         return Decision(Action.LEAVE, why=f"{history.service} is labelled appliance.watchdog=false")
@@ -74,15 +75,24 @@ def should_restart(history: ServiceHistory, now: datetime, policy: RestartPolicy
     if history.reason is Reason.UNHEALTHY and history.started_at is not None:
         age = (now - history.started_at).total_seconds()
         if age < history.start_period_s:
-            return Decision(Action.WAIT, delay_s=history.start_period_s - age,
-                            why=f"{history.service} is still in its start period ({age:.0f}/{history.start_period_s:.0f} s)")  # fmt: skip
+            return Decision(
+                Action.WAIT,
+                delay_s=history.start_period_s - age,
+                why=f"{history.service} is still in its start period ({age:.0f}/{history.start_period_s:.0f} s)",
+            )
     weight = restart_weight(history.restarts, now, policy.half_life_s)
     if weight + 1 > policy.budget:
-        return Decision(Action.GIVE_UP, weight=weight,
-                        why=f"{history.service} was restarted {len(history.restarts)} times recently "
-                        f"(weight {weight:.1f} of budget {policy.budget:g})")  # fmt: skip
+        return Decision(
+            Action.GIVE_UP,
+            weight=weight,
+            why=f"{history.service} was restarted {len(history.restarts)} times recently "
+            f"(weight {weight:.1f} of budget {policy.budget:g})",
+        )
     delay = min(policy.backoff_max_s, policy.backoff_base_s * 2**weight) if history.restarts else 0.0
     delay *= 1 - policy.jitter * (1 - min(1.0, max(0.0, jitter_draw)))
-    return Decision(Action.RESTART, delay_s=delay, weight=weight,
-                    why=f"{history.service} {history.reason.value}; restart {len(history.restarts) + 1} "
-                    f"after {delay:.1f} s")  # fmt: skip
+    return Decision(
+        Action.RESTART,
+        delay_s=delay,
+        weight=weight,
+        why=f"{history.service} {history.reason.value}; restart {len(history.restarts) + 1} after {delay:.1f} s",
+    )

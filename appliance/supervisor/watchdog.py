@@ -42,9 +42,19 @@ def _now() -> datetime:
 
 
 class Watchdog:
-    def __init__(self, engine: DockerEngine, project: str, *, policy: RestartPolicy, state: StateStore,
-                 notifier: WatchdogNotifier | None = None, settle_s: float = 0.5, reconcile_s: float = 30.0,
-                 clock: Callable[[], datetime] = _now, draw: Callable[[], float] = random.random) -> None:  # fmt: skip
+    def __init__(
+        self,
+        engine: DockerEngine,
+        project: str,
+        *,
+        policy: RestartPolicy,
+        state: StateStore,
+        notifier: WatchdogNotifier | None = None,
+        settle_s: float = 0.5,
+        reconcile_s: float = 30.0,
+        clock: Callable[[], datetime] = _now,
+        draw: Callable[[], float] = random.random,
+    ) -> None:
         self.engine = engine
         self.project = project
         self.policy = policy
@@ -71,8 +81,9 @@ class Watchdog:
             while not stop.is_set():
                 get = asyncio.ensure_future(self._queue.get())
                 stopper = asyncio.ensure_future(stop.wait())
-                done, _ = await asyncio.wait({get, stopper}, timeout=self.reconcile_s,
-                                             return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+                done, _ = await asyncio.wait(
+                    {get, stopper}, timeout=self.reconcile_s, return_when=asyncio.FIRST_COMPLETED
+                )
                 stopper.cancel()
                 if get not in done:
                     get.cancel()
@@ -163,10 +174,15 @@ class Watchdog:
     def _history(self, container: ContainerState, reason: Reason) -> ServiceHistory:
         record = self.state.get(container.service)
         return ServiceHistory(
-            service=container.service, reason=reason, restarts=record.restart_times(),
-            started_at=container.started_at, start_period_s=container.start_period_s,
-            stopped_by_operator=record.stopped_by_operator, gave_up=record.gave_up, watched=container.watched,
-        )  # fmt: skip
+            service=container.service,
+            reason=reason,
+            restarts=record.restart_times(),
+            started_at=container.started_at,
+            start_period_s=container.start_period_s,
+            stopped_by_operator=record.stopped_by_operator,
+            gave_up=record.gave_up,
+            watched=container.watched,
+        )
 
     async def _consider(self, cid: str, service: str, reason: Reason) -> None:
         container = await asyncio.to_thread(self.engine.inspect, cid)
@@ -180,8 +196,9 @@ class Watchdog:
         if decision.action is Action.GIVE_UP:
             record.gave_up, record.pending = True, None
             self.state.save()
-            _LOGGER.error("watchdog gave up on %s: %s; fix it, then docker compose up -d %s", service,
-                          decision.why, service)  # fmt: skip
+            _LOGGER.error(
+                "watchdog gave up on %s: %s; fix it, then docker compose up -d %s", service, decision.why, service
+            )
             self.notifier.gave_up(service, decision.why)
             return
         if decision.action is Action.WAIT:

@@ -21,17 +21,24 @@ class SupervisorNotifier:
         self.metrics.restarts.labels(service=service).inc()
         if self.datadog:
             self.datadog.increment("restarts", [f"compose_service:{service}"])
-            self.datadog.event(f"appliance: {service} restarted", f"The watchdog restarted {service} ({reason}).",
-                               alert_type="warning", tags=[f"compose_service:{service}"])  # fmt: skip
+            self.datadog.event(
+                f"appliance: {service} restarted",
+                f"The watchdog restarted {service} ({reason}).",
+                alert_type="warning",
+                tags=[f"compose_service:{service}"],
+            )
 
     def gave_up(self, service: str, why: str) -> None:
         self.metrics.giveups.labels(service=service).inc()
         self.metrics.service_healthy.labels(service=service).set(0)
         if self.datadog:
             self.datadog.increment("giveups", [f"compose_service:{service}"])
-            self.datadog.event(f"appliance: watchdog gave up on {service}",
-                               f"{why}. See docs/runbooks/watchdog-gave-up.md.", alert_type="error",
-                               tags=[f"compose_service:{service}"])  # fmt: skip
+            self.datadog.event(
+                f"appliance: watchdog gave up on {service}",
+                f"{why}. See docs/runbooks/watchdog-gave-up.md.",
+                alert_type="error",
+                tags=[f"compose_service:{service}"],
+            )
 
     def service_health(self, service: str, healthy: bool) -> None:
         self.metrics.service_healthy.labels(service=service).set(1 if healthy else 0)
@@ -68,5 +75,6 @@ class SupervisorNotifier:
         if self.datadog:
             self.datadog.increment("backups", [f"result:{'success' if ok else 'failure'}"])
             if not ok:
-                self.datadog.event("appliance: nightly backup failed", "See docs/runbooks/backup-failed.md.",
-                                   alert_type="error")  # fmt: skip
+                self.datadog.event(
+                    "appliance: nightly backup failed", "See docs/runbooks/backup-failed.md.", alert_type="error"
+                )

@@ -52,15 +52,27 @@ def _data(event: bytes) -> bytes | None:
     return b"\n".join(parts) if parts else None
 
 
-async def one_request(session: aiohttp.ClientSession, url: str, key: str | None, tokens: int,
-                      content: str = PROMPT, ssl_context: ssl.SSLContext | None = None) -> tuple[float, int, float]:  # fmt: skip
+async def one_request(
+    session: aiohttp.ClientSession,
+    url: str,
+    key: str | None,
+    tokens: int,
+    content: str = PROMPT,
+    ssl_context: ssl.SSLContext | None = None,
+) -> tuple[float, int, float]:
     """(time to first text in s, output tokens, total time in s) for one streamed chat completion."""
     # Greedy: every side generates the very same tokens, so the first event with text (TTFT) is the same token
     # everywhere. With sampling, the tiny random model's first tokens are often incomplete UTF-8 that the
     # detokenizer holds back, and TTFT would depend on which random tokens a side happened to draw.
-    body = {"model": MODEL, "messages": [{"role": "user", "content": content}], "max_tokens": tokens,
-            "temperature": 0, "stream": True, "ignore_eos": True,
-            "stream_options": {"include_usage": True}}  # fmt: skip
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": content}],
+        "max_tokens": tokens,
+        "temperature": 0,
+        "stream": True,
+        "ignore_eos": True,
+        "stream_options": {"include_usage": True},
+    }
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     started = time.perf_counter()
     ttft = None
@@ -84,9 +96,17 @@ async def one_request(session: aiohttp.ClientSession, url: str, key: str | None,
     return (ttft if ttft is not None else total), produced, total
 
 
-async def run_level(target: str, url: str, key: str | None, concurrency: int, tokens: int, requests: int,
-                    content: str = PROMPT, cafile: str | None = None,
-                    mark: Callable[[str], None] | None = None) -> Level:  # fmt: skip
+async def run_level(
+    target: str,
+    url: str,
+    key: str | None,
+    concurrency: int,
+    tokens: int,
+    requests: int,
+    content: str = PROMPT,
+    cafile: str | None = None,
+    mark: Callable[[str], None] | None = None,
+) -> Level:
     """``requests`` streams with exactly ``concurrency`` in flight (after a few short warm-up streams)."""
     context = ssl.create_default_context(cafile=cafile) if cafile else None
     connector = aiohttp.TCPConnector(limit=concurrency + 4, ssl=context if context else False)
@@ -104,7 +124,7 @@ async def run_level(target: str, url: str, key: str | None, concurrency: int, to
             async with gate:
                 try:
                     ttft, count, total = await one_request(session, url, key, tokens, content, context)
-                except (aiohttp.ClientError, RuntimeError, asyncio.TimeoutError, ValueError) as err:
+                except (TimeoutError, aiohttp.ClientError, RuntimeError, ValueError) as err:
                     errors.append(f"{type(err).__name__}: {err}"[:200])
                     return
                 ttfts.append(ttft)
@@ -119,6 +139,15 @@ async def run_level(target: str, url: str, key: str | None, concurrency: int, to
         seconds = time.perf_counter() - started
         if mark:
             mark("end")
-    return Level(target, concurrency, requests, produced, seconds, percentile(ttfts, 50) * 1000,
-                 percentile(ttfts, 99) * 1000, len(errors), percentile(rates, 50),
-                 errors[0] if errors else "")  # fmt: skip
+    return Level(
+        target,
+        concurrency,
+        requests,
+        produced,
+        seconds,
+        percentile(ttfts, 50) * 1000,
+        percentile(ttfts, 99) * 1000,
+        len(errors),
+        percentile(rates, 50),
+        errors[0] if errors else "",
+    )

@@ -90,8 +90,10 @@ class HostGroup(Group):
             for path in self.dirs.values():
                 path.mkdir(exist_ok=True)
         except OSError as err:
-            raise SystemExit(f"bench: cannot make the cgroup {path} ({err}); the benchmark freezes the side it is "
-                             "not measuring through cgroups: run it as root (make bench)") from None  # fmt: skip
+            raise SystemExit(
+                f"bench: cannot make the cgroup {path} ({err}); the benchmark freezes the side it is "
+                "not measuring through cgroups: run it as root (make bench)"
+            ) from None
 
     def enter(self) -> None:
         for path in self.dirs.values():

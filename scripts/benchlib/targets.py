@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
 from benchlib.client import MODEL
 from benchlib.sides import ContainerGroup, Group, HostGroup
 
@@ -37,8 +38,10 @@ from tests.helpers import free_port, set_line, stop_ray  # noqa: E402
 
 CACHE = ROOT / ".cache" / "tiny-model"
 BENCH_STACK = ROOT / ".cache" / "bench-stack"
-MODELS_YAML = ("models:\n  - id: {model}\n    source: {source}\n    max_model_len: 1024\n"
-               "    gpu_memory_utilization: 0.3\n    max_tokens_cap: 4096\n")  # fmt: skip
+MODELS_YAML = (
+    "models:\n  - id: {model}\n    source: {source}\n    max_model_len: 1024\n"
+    "    gpu_memory_utilization: 0.3\n    max_tokens_cap: 4096\n"
+)
 # the bench's own load must not meet the per-address limits a user's traffic meets
 BENCH_LIMITS = {"NGINX_RATE_LIMIT_RPM": "600000", "NGINX_RATE_LIMIT_BURST": "10000", "NGINX_CONN_LIMIT": "1024"}
 
@@ -108,15 +111,33 @@ def raw_vllm(model_dir: Path, port: int) -> Iterator[Side]:
     spec = config.models[0]
     kwargs = engine_kwargs(spec)
     env = {**os.environ, **runtime_env(config.accelerator, "").get("env_vars", {})}
-    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
-           "--served-model-name", MODEL, "--host", "127.0.0.1", "--port", str(port), *vllm_cli(kwargs)]  # fmt: skip
-    log = open(Path(tempfile.gettempdir()) / "bench_raw_vllm.log", "w")  # noqa: SIM115
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                            preexec_fn=group.enter)  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(model_dir),
+        "--served-model-name",
+        MODEL,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        *vllm_cli(kwargs),
+    ]
+    log = open(Path(tempfile.gettempdir()) / "bench_raw_vllm.log", "w")
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=group.enter
+    )
     try:
         wait_http(f"http://127.0.0.1:{port}/health", 600)
-        yield Side("raw vLLM", f"http://127.0.0.1:{port}", None, group,
-                   notes={"command": " ".join(cmd[1:]), "env": runtime_env(config.accelerator, "")})  # fmt: skip
+        yield Side(
+            "raw vLLM",
+            f"http://127.0.0.1:{port}",
+            None,
+            group,
+            notes={"command": " ".join(cmd[1:]), "env": runtime_env(config.accelerator, "")},
+        )
     finally:
         group.thaw()
         _stop_group(proc)
@@ -125,30 +146,70 @@ def raw_vllm(model_dir: Path, port: int) -> Iterator[Side]:
 
 
 @contextmanager
-def host_appliance(model_dir: Path, work: Path, port: int, settings: dict[str, str] | None = None,
-                   group: HostGroup | None = None) -> Iterator[tuple[str, str]]:  # fmt: skip
+def host_appliance(
+    model_dir: Path, work: Path, port: int, settings: dict[str, str] | None = None, group: HostGroup | None = None
+) -> Iterator[tuple[str, str]]:
     """Ray head + ``python -m appliance serve`` with one model, auth and audit on; yields (url, key).
 
     ``settings``: .env overrides (the serving env the stack ships: direct ingress on SERVE_HTTP_PORT unless
     SERVE_DIRECT_INGRESS=false). ``group``: the cgroup every Ray process is started in.
     """
-    loaded = write_config(work, str(model_dir), {"AUDIT_LOG_FILE": str(work / "audit.log"), "AUTH_ENABLED": "true",
-                                                 "SERVE_HTTP_PORT": str(port), **(settings or {})}).settings  # fmt: skip
+    loaded = write_config(
+        work,
+        str(model_dir),
+        {
+            "AUDIT_LOG_FILE": str(work / "audit.log"),
+            "AUTH_ENABLED": "true",
+            "SERVE_HTTP_PORT": str(port),
+            **(settings or {}),
+        },
+    ).settings
     token = work / "ray_token"
     token.write_text(secrets.token_hex(32))
-    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token), "APPLIANCE_GPU_COUNT": "0",
-           "RAY_USAGE_STATS_ENABLED": "0", **serving_env(loaded)}  # fmt: skip
+    env = {
+        **os.environ,
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN_PATH": str(token),
+        "APPLIANCE_GPU_COUNT": "0",
+        "RAY_USAGE_STATS_ENABLED": "0",
+        **serving_env(loaded),
+    }
     cli = [sys.executable, "-m", "appliance"]
-    key = subprocess.run([*cli, "keys", "create", "bench", "--role", "admin"], cwd=work, env=env, check=True,
-                         capture_output=True, text=True).stdout.strip()  # fmt: skip
+    key = subprocess.run(
+        [*cli, "keys", "create", "bench", "--role", "admin"],
+        cwd=work,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     gcs = free_port()
     ray = str(Path(sys.executable).parent / "ray")
-    subprocess.run([ray, "start", "--head", f"--port={gcs}", "--num-cpus=8", "--node-ip-address=127.0.0.1",
-                    "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={work / 'ray'}"],
-                   env=env, check=True, capture_output=True, preexec_fn=group.enter if group else None)  # fmt: skip
+    subprocess.run(
+        [
+            ray,
+            "start",
+            "--head",
+            f"--port={gcs}",
+            "--num-cpus=8",
+            "--node-ip-address=127.0.0.1",
+            "--include-dashboard=false",
+            "--disable-usage-stats",
+            f"--temp-dir={work / 'ray'}",
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+        preexec_fn=group.enter if group else None,
+    )
     try:
-        subprocess.run([*cli, "serve", "--ray-address", f"127.0.0.1:{gcs}", "--http-port", str(proxy_port(loaded))],
-                       cwd=work, env=env, check=True, capture_output=True)  # fmt: skip
+        subprocess.run(
+            [*cli, "serve", "--ray-address", f"127.0.0.1:{gcs}", "--http-port", str(proxy_port(loaded))],
+            cwd=work,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
         wait_http(f"http://127.0.0.1:{port}/health/ready", 900)
         yield f"http://127.0.0.1:{port}", key
     finally:
@@ -161,8 +222,10 @@ def host_appliance(model_dir: Path, work: Path, port: int, settings: dict[str, s
 def host_side(model_dir: Path, port: int, settings: dict[str, str] | None = None, label: str = "") -> Iterator[Side]:
     group = HostGroup("host" + (f"-{abs(hash(label))}" if label else ""))
     try:
-        with tempfile.TemporaryDirectory() as tmp, host_appliance(model_dir, Path(tmp), port, settings,
-                                                                  group=group) as (url, key):  # fmt: skip
+        with (
+            tempfile.TemporaryDirectory() as tmp,
+            host_appliance(model_dir, Path(tmp), port, settings, group=group) as (url, key),
+        ):
             yield Side("host Serve app" + label, url, key, group)
     finally:
         group.remove()
@@ -175,15 +238,17 @@ def docker_session() -> Iterator[Any]:
     from tests.integration.docker.harness import docker_engine
 
     if not (DATA_ROOT / "data").is_dir():
-        raise SystemExit(f"bench: no prepared images in {DATA_ROOT}: run python -m tests.e2e_docker.prepare "
-                         "first (make bench does)")  # fmt: skip
+        raise SystemExit(
+            f"bench: no prepared images in {DATA_ROOT}: run python -m tests.e2e_docker.prepare first (make bench does)"
+        )
     with docker_engine(DATA_ROOT, keep=True, busybox=False, extra_args=()) as engine:
         yield engine
 
 
 @contextmanager
-def stack_side(model_dir: Path, engine: Any, settings: dict[str, str] | None = None, label: str = "",
-               variant: int = 0) -> Iterator[Side]:  # fmt: skip
+def stack_side(
+    model_dir: Path, engine: Any, settings: dict[str, str] | None = None, label: str = "", variant: int = 0
+) -> Iterator[Side]:
     """``make up --local`` (CPU mode, local images built by tests.e2e_docker.prepare), reached through nginx + TLS.
 
     ``settings``: .env values over the example's defaults; ``variant`` > 0: a compose project of its own (its
@@ -200,9 +265,18 @@ def stack_side(model_dir: Path, engine: Any, settings: dict[str, str] | None = N
     copy_stack(root)
     shutil.copytree(model_dir, root / "models" / MODEL)
     https_port = free_port()
-    write_config(root, f"/appliance/models/{MODEL}", {
-        "BIND_ADDRESS": "127.0.0.1", "HTTP_PORT": str(free_port()), "HTTPS_PORT": str(https_port),
-        "COMPOSE_PROJECT_NAME": project, **BENCH_LIMITS, **(settings or {})})  # fmt: skip
+    write_config(
+        root,
+        f"/appliance/models/{MODEL}",
+        {
+            "BIND_ADDRESS": "127.0.0.1",
+            "HTTP_PORT": str(free_port()),
+            "HTTPS_PORT": str(https_port),
+            "COMPOSE_PROJECT_NAME": project,
+            **BENCH_LIMITS,
+            **(settings or {}),
+        },
+    )
     client = docker.DockerClient(base_url=engine.url, timeout=120)
     try:
         up = make(root, engine, "up", timeout=3000)
@@ -215,9 +289,18 @@ def stack_side(model_dir: Path, engine: Any, settings: dict[str, str] | None = N
         url = f"https://127.0.0.1:{https_port}"
         wait_http(url + "/health/ready", 900, verify=ssl.create_default_context(cafile=str(cafile)))
         group = ContainerGroup(client, project, published=(https_port,))
-        yield Side("compose stack (nginx + TLS)" + label, url, match.group(1), group, str(cafile),
-                   notes={"containers": sorted(c.name for c in group.containers), "settings": settings or {},
-                          "docker_proxy_pids": group.proxies})  # fmt: skip
+        yield Side(
+            "compose stack (nginx + TLS)" + label,
+            url,
+            match.group(1),
+            group,
+            str(cafile),
+            notes={
+                "containers": sorted(c.name for c in group.containers),
+                "settings": settings or {},
+                "docker_proxy_pids": group.proxies,
+            },
+        )
     finally:
         try:
             ContainerGroup(client, project).thaw()

@@ -55,28 +55,122 @@ Chatterjee Banerjee Janssen MacLeod Campbell Osei Ruiz Lopez""")
 TITLES = ["Mr.", "Ms.", "Mrs.", "Dr.", "Prof.", "Mr", "Ms", "Dr"]
 
 # Country-specific address parts: streets, (city, region, postcode maker), how a block is laid out.
-US_STREETS = ["Maple Avenue", "Oak Street", "Cedar Lane", "Sunset Boulevard", "Pine Ridge Road", "Lakeview Drive",
-              "Washington Street", "Elm Court", "Harbor Way", "Mill Creek Parkway", "Highland Ave", "Park Pl",
-              "Willow Terrace", "Main St", "Chestnut Circle"]
-US_CITIES = [("Springfield", "IL"), ("Portland", "OR"), ("Austin", "TX"), ("Columbus", "OH"), ("Raleigh", "NC"),
-             ("Denver", "CO"), ("Boise", "ID"), ("Madison", "WI"), ("Tucson", "AZ"), ("Albany", "NY"),
-             ("Savannah", "GA"), ("Omaha", "NE"), ("Sacramento", "California"), ("Richmond", "Virginia")]
-UK_STREETS = ["Kingsway Road", "Church Lane", "Victoria Street", "Mill Lane", "Queens Crescent", "Station Road",
-              "Orchard Close", "Abbey Gardens", "Hillside Avenue", "Castle Mews"]
-UK_CITIES = [("Leeds", "LS"), ("Bristol", "BS"), ("Manchester", "M"), ("Glasgow", "G"), ("Cardiff", "CF"),
-             ("Norwich", "NR"), ("York", "YO"), ("Brighton", "BN"), ("Oxford", "OX"), ("Sheffield", "S")]
-DE_STREETS = ["Lindenstraße", "Bahnhofstraße", "Goethestr.", "Am Markt", "Schillerweg", "Rosenweg", "Hauptstraße",
-              "Kastanienallee", "Mühlenweg", "Berliner Platz", "Friedrichstraße", "Sonnenring"]
-DE_CITIES = ["Berlin", "Hamburg", "München", "Köln", "Leipzig", "Dresden", "Stuttgart", "Bremen", "Hannover",
-             "Nürnberg", "Freiburg", "Münster"]
-FR_STREETS = ["rue des Lilas", "avenue Victor Hugo", "boulevard Saint-Michel", "rue de la République",
-              "place du Marché", "chemin des Vignes", "rue Pasteur", "allée des Tilleuls", "impasse des Roses"]
+US_STREETS = [
+    "Maple Avenue",
+    "Oak Street",
+    "Cedar Lane",
+    "Sunset Boulevard",
+    "Pine Ridge Road",
+    "Lakeview Drive",
+    "Washington Street",
+    "Elm Court",
+    "Harbor Way",
+    "Mill Creek Parkway",
+    "Highland Ave",
+    "Park Pl",
+    "Willow Terrace",
+    "Main St",
+    "Chestnut Circle",
+]
+US_CITIES = [
+    ("Springfield", "IL"),
+    ("Portland", "OR"),
+    ("Austin", "TX"),
+    ("Columbus", "OH"),
+    ("Raleigh", "NC"),
+    ("Denver", "CO"),
+    ("Boise", "ID"),
+    ("Madison", "WI"),
+    ("Tucson", "AZ"),
+    ("Albany", "NY"),
+    ("Savannah", "GA"),
+    ("Omaha", "NE"),
+    ("Sacramento", "California"),
+    ("Richmond", "Virginia"),
+]
+UK_STREETS = [
+    "Kingsway Road",
+    "Church Lane",
+    "Victoria Street",
+    "Mill Lane",
+    "Queens Crescent",
+    "Station Road",
+    "Orchard Close",
+    "Abbey Gardens",
+    "Hillside Avenue",
+    "Castle Mews",
+]
+UK_CITIES = [
+    ("Leeds", "LS"),
+    ("Bristol", "BS"),
+    ("Manchester", "M"),
+    ("Glasgow", "G"),
+    ("Cardiff", "CF"),
+    ("Norwich", "NR"),
+    ("York", "YO"),
+    ("Brighton", "BN"),
+    ("Oxford", "OX"),
+    ("Sheffield", "S"),
+]
+DE_STREETS = [
+    "Lindenstraße",
+    "Bahnhofstraße",
+    "Goethestr.",
+    "Am Markt",
+    "Schillerweg",
+    "Rosenweg",
+    "Hauptstraße",
+    "Kastanienallee",
+    "Mühlenweg",
+    "Berliner Platz",
+    "Friedrichstraße",
+    "Sonnenring",
+]
+DE_CITIES = [
+    "Berlin",
+    "Hamburg",
+    "München",
+    "Köln",
+    "Leipzig",
+    "Dresden",
+    "Stuttgart",
+    "Bremen",
+    "Hannover",
+    "Nürnberg",
+    "Freiburg",
+    "Münster",
+]
+FR_STREETS = [
+    "rue des Lilas",
+    "avenue Victor Hugo",
+    "boulevard Saint-Michel",
+    "rue de la République",
+    "place du Marché",
+    "chemin des Vignes",
+    "rue Pasteur",
+    "allée des Tilleuls",
+    "impasse des Roses",
+]
 FR_CITIES = ["Lyon", "Marseille", "Toulouse", "Nantes", "Bordeaux", "Lille", "Rennes", "Strasbourg", "Montpellier"]
-ES_STREETS = ["Calle de Alcalá", "Avenida de la Constitución", "Calle Mayor", "Paseo de Gracia", "Plaza de España",
-              "Calle del Sol", "Avda. Diagonal", "C/ San Vicente"]
+ES_STREETS = [
+    "Calle de Alcalá",
+    "Avenida de la Constitución",
+    "Calle Mayor",
+    "Paseo de Gracia",
+    "Plaza de España",
+    "Calle del Sol",
+    "Avda. Diagonal",
+    "C/ San Vicente",
+]
 ES_CITIES = ["Madrid", "Barcelona", "Valencia", "Sevilla", "Málaga", "Bilbao", "Zaragoza", "Granada"]
-IT_STREETS = ["Via Garibaldi", "Via Roma", "Corso Vittorio Emanuele", "Piazza della Signoria", "Viale dei Mille",
-              "Via Dante Alighieri"]
+IT_STREETS = [
+    "Via Garibaldi",
+    "Via Roma",
+    "Corso Vittorio Emanuele",
+    "Piazza della Signoria",
+    "Viale dei Mille",
+    "Via Dante Alighieri",
+]
 IT_CITIES = ["Milano", "Torino", "Bologna", "Firenze", "Napoli", "Verona", "Genova"]
 NL_STREETS = ["Keizersgracht", "Dorpsstraat", "Kerkstraat", "Molenweg", "Stationsplein", "Prinsengracht"]
 NL_CITIES = ["Amsterdam", "Utrecht", "Rotterdam", "Eindhoven", "Leiden", "Groningen"]
@@ -85,20 +179,83 @@ AU_CITIES = [("Fitzroy", "VIC"), ("Newtown", "NSW"), ("Fremantle", "WA"), ("Bris
 AU_STREETS = ["Wattle St", "Bridge Rd", "Beach Parade", "Gum Tree Close", "Banksia Avenue"]
 IN_CITIES = ["Bengaluru", "Pune", "Chennai", "Hyderabad", "Kolkata", "Jaipur"]
 IN_STREETS = ["MG Road", "Residency Road", "Nehru Nagar", "Linking Road"]
-COUNTRIES = {"US": "United States", "UK": "United Kingdom", "DE": "Germany", "FR": "France", "ES": "Spain",
-             "IT": "Italy", "NL": "Netherlands", "CA": "Canada", "AU": "Australia", "IN": "India"}
-TRAVEL = ["Lisbon", "Prague", "Nairobi", "Seoul", "Lima", "Oslo", "Dublin", "Vienna", "Istanbul", "Cape Town",
-          "Buenos Aires", "Kraków", "Auckland", "Hanoi", "Marrakesh", "Reykjavik", "Tokyo", "Mumbai", "Singapore",
-          "Mexico City", "Helsinki", "Athens", "Zurich", "Montreal", "Lagos", "Cairo"]
-TRAVEL_COUNTRIES = ["Portugal", "Kenya", "Japan", "Brazil", "Norway", "Ireland", "Poland", "Vietnam", "Morocco",
-                    "Chile", "Egypt", "Ghana", "South Korea", "Mexico", "Switzerland", "Greece", "Turkey"]
+COUNTRIES = {
+    "US": "United States",
+    "UK": "United Kingdom",
+    "DE": "Germany",
+    "FR": "France",
+    "ES": "Spain",
+    "IT": "Italy",
+    "NL": "Netherlands",
+    "CA": "Canada",
+    "AU": "Australia",
+    "IN": "India",
+}
+TRAVEL = [
+    "Lisbon",
+    "Prague",
+    "Nairobi",
+    "Seoul",
+    "Lima",
+    "Oslo",
+    "Dublin",
+    "Vienna",
+    "Istanbul",
+    "Cape Town",
+    "Buenos Aires",
+    "Kraków",
+    "Auckland",
+    "Hanoi",
+    "Marrakesh",
+    "Reykjavik",
+    "Tokyo",
+    "Mumbai",
+    "Singapore",
+    "Mexico City",
+    "Helsinki",
+    "Athens",
+    "Zurich",
+    "Montreal",
+    "Lagos",
+    "Cairo",
+]
+TRAVEL_COUNTRIES = [
+    "Portugal",
+    "Kenya",
+    "Japan",
+    "Brazil",
+    "Norway",
+    "Ireland",
+    "Poland",
+    "Vietnam",
+    "Morocco",
+    "Chile",
+    "Egypt",
+    "Ghana",
+    "South Korea",
+    "Mexico",
+    "Switzerland",
+    "Greece",
+    "Turkey",
+]
 PHONE_FORMATS = {
-    "US": ["({a}) {b}-{c}", "{a}-{b}-{c}", "{a}.{b}.{c}", "+1 {a} {b} {c}", "+1-{a}-{b}-{c}", "{a}-{b}-{c} ext. {x}",
-           "({a}) {b}-{c} x{x}"],
+    "US": [
+        "({a}) {b}-{c}",
+        "{a}-{b}-{c}",
+        "{a}.{b}.{c}",
+        "+1 {a} {b} {c}",
+        "+1-{a}-{b}-{c}",
+        "{a}-{b}-{c} ext. {x}",
+        "({a}) {b}-{c} x{x}",
+    ],
     "GB": ["+44 (0)20 {d4} {d4b}", "020 {d4} {d4b}", "+44 7{d3} {d6}", "07{d3} {d6}"],
     "DE": ["+49 30 {d6}", "030 {d4}{d3}", "+49 (0)89 {d3} {d4}", "0151 {d4} {d4b}", "+49 171 {d3} {d4}"],
-    "FR": ["+33 1 {p2} {p2b} {p2c} {p2d}", "01 {p2} {p2b} {p2c} {p2d}", "06.{p2}.{p2b}.{p2c}.{p2d}",
-           "+33 6 {p2} {p2b} {p2c} {p2d}"],
+    "FR": [
+        "+33 1 {p2} {p2b} {p2c} {p2d}",
+        "01 {p2} {p2b} {p2c} {p2d}",
+        "06.{p2}.{p2b}.{p2c}.{p2d}",
+        "+33 6 {p2} {p2b} {p2c} {p2d}",
+    ],
     "ES": ["+34 612 {d3} {d3b}", "+34 91 {d3} {p2} {p2b}", "612 {d3} {d3b}"],
     "IT": ["+39 02 {d4} {d4b}", "+39 347 {d3} {d4}"],
     "NL": ["+31 20 {d3} {d4}", "06-{d4}{d4b}"],
@@ -107,10 +264,29 @@ PHONE_FORMATS = {
     "JP": ["+81 3-{d4}-{d4b}", "+81 90-{d4}-{d4b}"],
     "BR": ["+55 11 9{d4}-{d4b}", "(11) 9{d4}-{d4b}"],
 }
-PHONE_REGION = {"US": "US", "GB": "GB", "DE": "DE", "FR": "FR", "ES": "ES", "IT": "IT", "NL": "NL", "AU": "AU",
-                "IN": "IN", "JP": "JP", "BR": "BR"}
-PRODUCTS = ["Pro Plan", "Model X200 router", "Galaxy Tab", "Office suite", "ThinkPad T14", "Premium support",
-            "Enterprise tier", "Kindle Paperwhite"]
+PHONE_REGION = {
+    "US": "US",
+    "GB": "GB",
+    "DE": "DE",
+    "FR": "FR",
+    "ES": "ES",
+    "IT": "IT",
+    "NL": "NL",
+    "AU": "AU",
+    "IN": "IN",
+    "JP": "JP",
+    "BR": "BR",
+}
+PRODUCTS = [
+    "Pro Plan",
+    "Model X200 router",
+    "Galaxy Tab",
+    "Office suite",
+    "ThinkPad T14",
+    "Premium support",
+    "Enterprise tier",
+    "Kindle Paperwhite",
+]
 WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday"]
 MONTHS = ["January", "March", "April", "June", "August", "October", "November"]
 DOMAINS = ["example.com", "mail.example.org", "corp.example.net", "example.co.uk"]
@@ -153,7 +329,7 @@ class Maker:
 
     def email(self, first: str, last: str) -> str:
         local = self.r.choice([f"{first}.{last}", f"{first[0]}{last}", f"{first}{self.r.randint(1, 99)}"])
-        return (local.lower().replace(" ", "").replace("'", "") + "@" + self.r.choice(DOMAINS))
+        return local.lower().replace(" ", "").replace("'", "") + "@" + self.r.choice(DOMAINS)
 
     def phone(self, region: str | None = None) -> str:
         import phonenumbers
@@ -161,9 +337,18 @@ class Maker:
         region = region or self.r.choice(list(PHONE_FORMATS))
         for _ in range(200):
             fmt = self.r.choice(PHONE_FORMATS[region])
-            values = {"a": self.digits(3), "b": self.digits(3), "c": self.digits(4), "x": str(self.r.randint(2, 999)),
-                      "d3": self.digits(3), "d3b": self.digits(3), "d4": self.digits(4), "d4b": self.digits(4),
-                      "d5": self.digits(5), "d6": self.digits(6)}
+            values = {
+                "a": self.digits(3),
+                "b": self.digits(3),
+                "c": self.digits(4),
+                "x": str(self.r.randint(2, 999)),
+                "d3": self.digits(3),
+                "d3b": self.digits(3),
+                "d4": self.digits(4),
+                "d4b": self.digits(4),
+                "d5": self.digits(5),
+                "d6": self.digits(6),
+            }
             values |= {f"p2{s}": f"{self.r.randint(10, 99)}" for s in ("", "b", "c", "d")}
             number = fmt.format(**values)
             try:
@@ -176,9 +361,14 @@ class Maker:
 
     def card(self) -> str:
         kind = self.r.choice(["visa", "visa", "mc2", "mc5", "amex", "visa19", "disc"])
-        prefix, length = {"visa": ("4", 16), "mc2": (str(self.r.randint(2221, 2720)), 16),
-                          "mc5": (str(self.r.randint(51, 55)), 16), "amex": (self.r.choice(["34", "37"]), 15),
-                          "visa19": ("4", 19), "disc": ("6011", 16)}[kind]
+        prefix, length = {
+            "visa": ("4", 16),
+            "mc2": (str(self.r.randint(2221, 2720)), 16),
+            "mc5": (str(self.r.randint(51, 55)), 16),
+            "amex": (self.r.choice(["34", "37"]), 15),
+            "visa19": ("4", 19),
+            "disc": ("6011", 16),
+        }[kind]
         body = prefix + "".join(str(self.r.randint(0, 9)) for _ in range(length - len(prefix) - 1))
         total = 0
         for i, ch in enumerate(reversed(body)):
@@ -192,21 +382,25 @@ class Maker:
         if kind == "amex":
             groups = [number[:4], number[4:10], number[10:]]
         else:
-            groups = [number[i:i + 4] for i in range(0, len(number), 4)]
+            groups = [number[i : i + 4] for i in range(0, len(number), 4)]
         return sep.join(groups)
 
     def iban(self) -> str:
         country = self.r.choice(["DE", "GB", "FR", "NL", "ES"])
-        bban = {"DE": lambda: self.digits(18), "GB": lambda: "NWBK" + self.digits(14),
-                "FR": lambda: self.digits(10) + "ABCDE" + self.digits(8)[:6] + self.digits(2)[:2] + "0",
-                "NL": lambda: "ABNA" + self.digits(10), "ES": lambda: self.digits(20)}[country]()
+        bban = {
+            "DE": lambda: self.digits(18),
+            "GB": lambda: "NWBK" + self.digits(14),
+            "FR": lambda: self.digits(10) + "ABCDE" + self.digits(8)[:6] + self.digits(2)[:2] + "0",
+            "NL": lambda: "ABNA" + self.digits(10),
+            "ES": lambda: self.digits(20),
+        }[country]()
         if country == "FR":
             bban = self.digits(10) + self.digits(11) + self.digits(2)
         moved = bban + country + "00"
         numeric = int("".join(str(int(c, 36)) for c in moved))
         check = 98 - numeric % 97
         iban = f"{country}{check:02d}{bban}"
-        return " ".join(iban[i:i + 4] for i in range(0, len(iban), 4)) if self.r.random() < 0.6 else iban
+        return " ".join(iban[i : i + 4] for i in range(0, len(iban), 4)) if self.r.random() < 0.6 else iban
 
     def ip(self) -> str:
         return ".".join(str(self.r.randint(1, 254)) for _ in range(4))
@@ -226,17 +420,24 @@ class Maker:
             else:
                 street = f"{r.randint(1, 9999)} {r.choice(US_STREETS)}"
                 if r.random() < 0.35:
-                    unit = r.choice([f", Apt {r.randint(1, 40)}{r.choice('ABC')}", f" #{r.randint(100, 999)}",
-                                     f", Suite {r.randint(100, 900)}", f" Unit {r.randint(1, 30)}"])
+                    unit = r.choice(
+                        [
+                            f", Apt {r.randint(1, 40)}{r.choice('ABC')}",
+                            f" #{r.randint(100, 999)}",
+                            f", Suite {r.randint(100, 900)}",
+                            f" Unit {r.randint(1, 30)}",
+                        ]
+                    )
                 b(street + unit, "STREET_ADDRESS")
             b(sep)
             if country == "US":
                 city, state = r.choice(US_CITIES)
-                b(city, "GPE")(", ")(state, "GPE")(" ")(self.digits(5) if r.random() < 0.8 else
-                                                      f"{self.digits(5)}-{self.digits(4)}", "STREET_ADDRESS")
+                b(city, "GPE")(", ")(state, "GPE")(" ")(
+                    self.digits(5) if r.random() < 0.8 else f"{self.digits(5)}-{self.digits(4)}", "STREET_ADDRESS"
+                )
             else:
                 city, prov = r.choice(CA_CITIES)
-                code = f"{r.choice('KLMNTV')}{r.randint(1, 9)}{r.choice('ABCEGH')} {r.randint(1, 9)}{r.choice('JKLMN')}{r.randint(1, 9)}"  # noqa: E501
+                code = f"{r.choice('KLMNTV')}{r.randint(1, 9)}{r.choice('ABCEGH')} {r.randint(1, 9)}{r.choice('JKLMN')}{r.randint(1, 9)}"
                 b(city, "GPE")(" ")(prov, "GPE")(" ")(code, "STREET_ADDRESS")
         elif country == "UK":
             if r.random() < 0.3:
@@ -250,10 +451,17 @@ class Maker:
             streets = {"DE": DE_STREETS, "NL": NL_STREETS, "IT": IT_STREETS, "ES": ES_STREETS}[country]
             cities = {"DE": DE_CITIES, "NL": NL_CITIES, "IT": IT_CITIES, "ES": ES_CITIES}[country]
             number = f"{r.randint(1, 180)}{r.choice(['', '', 'a', 'b'])}"
-            extra = f", {r.randint(1, 6)}º {r.choice(['izq.', 'dcha.', 'B'])}" if country == "ES" and r.random() < 0.5 else ""
+            extra = (
+                f", {r.randint(1, 6)}º {r.choice(['izq.', 'dcha.', 'B'])}"
+                if country == "ES" and r.random() < 0.5
+                else ""
+            )
             b(f"{r.choice(streets)} {number}{extra}", "STREET_ADDRESS")(sep)
-            post = (f"{r.randint(1000, 9999)} {r.choice('ABCDEFGHJKLMNPRSTVWXZ')}{r.choice('ABCDEFGHJKLMNPRSTVWXZ')}"
-                    if country == "NL" else f"{r.randint(1, 99999):05d}")
+            post = (
+                f"{r.randint(1000, 9999)} {r.choice('ABCDEFGHJKLMNPRSTVWXZ')}{r.choice('ABCDEFGHJKLMNPRSTVWXZ')}"
+                if country == "NL"
+                else f"{r.randint(1, 99999):05d}"
+            )
             b(post, "STREET_ADDRESS")(" ")(r.choice(cities), "GPE")
         elif country == "FR":
             b(f"{r.randint(1, 140)}{r.choice(['', '', ' bis'])} {r.choice(FR_STREETS)}", "STREET_ADDRESS")(sep)
@@ -295,11 +503,24 @@ def email(m: Maker) -> Builder:
     else:
         b(m.first(), "PERSON")
     b(",\n\n")
-    b(r.choice([f"Thank you for your call on {r.choice(WEEKDAYS)}. ",
+    b(
+        r.choice(
+            [
+                f"Thank you for your call on {r.choice(WEEKDAYS)}. ",
                 f"Following up on the {r.choice(PRODUCTS)} quote from {r.choice(MONTHS)} {r.randint(1, 28)}. ",
-                "Please find the signed contract attached. "]))
-    b(r.choice(["Let me know if anything is missing.", "The invoice total is EUR 1,240.00.",
-                f"Our reference is INV-{r.randint(2020, 2026)}-{r.randint(1000, 9999)}."]))
+                "Please find the signed contract attached. ",
+            ]
+        )
+    )
+    b(
+        r.choice(
+            [
+                "Let me know if anything is missing.",
+                "The invoice total is EUR 1,240.00.",
+                f"Our reference is INV-{r.randint(2020, 2026)}-{r.randint(1000, 9999)}.",
+            ]
+        )
+    )
     b(r.choice(["\n\nBest regards,\n", "\n\nKind regards,\n", "\n\nThanks,\n", "\n\nCheers,\n", "\n\nSincerely,\n"]))
     first, last = m.person(b, full=0.9)
     if r.random() < 0.5:
@@ -331,8 +552,10 @@ def crm(m: Maker) -> Builder:
         m.person(b)
         b(r.choice([" before Friday.", ", cc legal.", "."]))
     else:
-        b(f"Budget approved: ${r.randint(5, 90)},{r.randint(100, 999)}. Next call {r.choice(WEEKDAYS)} at "
-          f"{r.randint(9, 16)}:00.")
+        b(
+            f"Budget approved: ${r.randint(5, 90)},{r.randint(100, 999)}. Next call {r.choice(WEEKDAYS)} at "
+            f"{r.randint(9, 16)}:00."
+        )
     return b
 
 
@@ -432,26 +655,37 @@ def chatty(m: Maker) -> Builder:
 def clean(m: Maker) -> Builder:
     """Messages with no personal data: numbers, capitalised words, products (precision)."""
     r, b = m.r, Builder()
-    b(r.choice([
-        f"What is the difference between the {r.choice(PRODUCTS)} and the Enterprise tier? We have {r.randint(5, 500)} seats.",
-        f"Order {r.randint(1000000, 9999999)} was refunded on {r.choice(MONTHS)} {r.randint(1, 28)}, {r.randint(2019, 2026)}: "
-        f"${r.randint(10, 999)}.{r.randint(10, 99)}.",
-        f"Please convert {r.randint(100, 9999)} USD to EUR at a rate of 0.{r.randint(80, 95)}.",
-        f"Our Q{r.randint(1, 4)} revenue grew {r.randint(2, 40)}% to {r.randint(1, 99)}.{r.randint(1, 9)}M; draft a summary for the board.",
-        f"Upgrade from version {r.randint(1, 5)}.{r.randint(0, 12)} to {r.randint(6, 9)}.0 fails with error 0x{r.randint(4096, 65535):x}.",
-        f"The meeting moved to {r.choice(WEEKDAYS)} at {r.randint(9, 17)}:30 in room {r.randint(100, 999)}.",
-        "Explain the difference between TCP and UDP in two paragraphs.",
-        "Translate 'Thank you for your order' into French, German and Spanish.",
-        f"Reset the counter after {r.randint(1000, 99999)} requests and log the batch id {r.randint(10**8, 10**9)}.",
-        f"Write a haiku about {r.choice(['autumn', 'coffee', 'the ocean', 'spreadsheets'])}.",
-        f"Ship {r.randint(2, 60)} units of SKU {r.choice('ABCDEFG')}{r.randint(1000, 9999)}-{r.randint(10, 99)} by {r.choice(MONTHS)}.",
-        "Which Python version added structural pattern matching, and how does match/case work?",
-    ]))
+    b(
+        r.choice(
+            [
+                f"What is the difference between the {r.choice(PRODUCTS)} and the Enterprise tier? We have {r.randint(5, 500)} seats.",
+                f"Order {r.randint(1000000, 9999999)} was refunded on {r.choice(MONTHS)} {r.randint(1, 28)}, {r.randint(2019, 2026)}: "
+                f"${r.randint(10, 999)}.{r.randint(10, 99)}.",
+                f"Please convert {r.randint(100, 9999)} USD to EUR at a rate of 0.{r.randint(80, 95)}.",
+                f"Our Q{r.randint(1, 4)} revenue grew {r.randint(2, 40)}% to {r.randint(1, 99)}.{r.randint(1, 9)}M; draft a summary for the board.",
+                f"Upgrade from version {r.randint(1, 5)}.{r.randint(0, 12)} to {r.randint(6, 9)}.0 fails with error 0x{r.randint(4096, 65535):x}.",
+                f"The meeting moved to {r.choice(WEEKDAYS)} at {r.randint(9, 17)}:30 in room {r.randint(100, 999)}.",
+                "Explain the difference between TCP and UDP in two paragraphs.",
+                "Translate 'Thank you for your order' into French, German and Spanish.",
+                f"Reset the counter after {r.randint(1000, 99999)} requests and log the batch id {r.randint(10**8, 10**9)}.",
+                f"Write a haiku about {r.choice(['autumn', 'coffee', 'the ocean', 'spreadsheets'])}.",
+                f"Ship {r.randint(2, 60)} units of SKU {r.choice('ABCDEFG')}{r.randint(1000, 9999)}-{r.randint(10, 99)} by {r.choice(MONTHS)}.",
+                "Which Python version added structural pattern matching, and how does match/case work?",
+            ]
+        )
+    )
     return b
 
 
 MAKERS: list[tuple[Callable[[Maker], Builder], int]] = [
-    (ticket, 14), (email, 16), (crm, 14), (shipping, 14), (payment, 12), (it_ticket, 8), (travel, 10), (chatty, 6),
+    (ticket, 14),
+    (email, 16),
+    (crm, 14),
+    (shipping, 14),
+    (payment, 12),
+    (it_ticket, 8),
+    (travel, 10),
+    (chatty, 6),
     (clean, 10),
 ]
 

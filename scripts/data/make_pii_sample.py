@@ -28,8 +28,10 @@ def main() -> int:
     records = faker.generate_new_fake_sentences(num_samples=args.count)
     with args.out.open("w", encoding="utf-8") as handle:
         for record in records:
-            spans = sorted(({"type": s.entity_type, "start": s.start_position, "end": s.end_position}
-                            for s in record.spans), key=lambda s: s["start"])  # fmt: skip
+            spans = sorted(
+                ({"type": s.entity_type, "start": s.start_position, "end": s.end_position} for s in record.spans),
+                key=lambda s: s["start"],
+            )
             handle.write(json.dumps({"text": record.full_text, "spans": spans}, ensure_ascii=False) + "\n")
     print(f"wrote {len(records)} sentences to {args.out}")
     return 0

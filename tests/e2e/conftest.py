@@ -43,7 +43,6 @@ def _isolated() -> bool:
     return names == ["lo"]
 
 
-
 @dataclass
 class Stack:
     url: str
@@ -72,11 +71,15 @@ class Stack:
 
 
 def _tiny_model() -> Path:
-    check = subprocess.run([sys.executable, str(ROOT / "scripts/make_tiny_model.py"), str(CACHE), "--check"],
-                           capture_output=True, check=False)  # fmt: skip
+    check = subprocess.run(
+        [sys.executable, str(ROOT / "scripts/make_tiny_model.py"), str(CACHE), "--check"],
+        capture_output=True,
+        check=False,
+    )
     if check.returncode != 0:
-        subprocess.run([sys.executable, str(ROOT / "scripts/make_tiny_model.py"), str(CACHE)], check=True,
-                       capture_output=True)  # fmt: skip
+        subprocess.run(
+            [sys.executable, str(ROOT / "scripts/make_tiny_model.py"), str(CACHE)], check=True, capture_output=True
+        )
     return CACHE
 
 
@@ -101,9 +104,11 @@ def _write_config(root: Path, model_dir: Path, audit: Path) -> None:
         "    tool_call_parser: pythonic\n    enable_auto_tool_choice: true\n"
         for mid in MODELS
     )
-    models += (f"  - id: {EMBED_MODEL}\n    source: {_matryoshka_copy(model_dir, root / 'tiny-embed')}\n"
-               "    task: embed\n    pooling: {pooling_type: MEAN}\n    max_model_len: 512\n"
-               "    gpu_memory_utilization: 0.3\n")  # fmt: skip
+    models += (
+        f"  - id: {EMBED_MODEL}\n    source: {_matryoshka_copy(model_dir, root / 'tiny-embed')}\n"
+        "    task: embed\n    pooling: {pooling_type: MEAN}\n    max_model_len: 512\n"
+        "    gpu_memory_utilization: 0.3\n"
+    )
     (root / "models.yaml").write_text(models)
 
 
@@ -116,31 +121,55 @@ def _matryoshka_copy(model_dir: Path, target: Path) -> Path:
 
 
 def _cli(root: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "appliance", *args], cwd=root, env=env, capture_output=True,
-                          text=True, check=False, timeout=600)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "appliance", *args],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
 
 
 @pytest.fixture(scope="package")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    need(shutil.which("ray", path=os.path.dirname(sys.executable)) is not None,
-          "the serve extra is not installed (ray); `make test` installs it")  # fmt: skip
-    need(importlib.util.find_spec(PII_SPACY_MODEL) is not None,
-          f"the spaCy model package {PII_SPACY_MODEL} is missing; `make test` installs it (tests/requirements-pii.txt)")
-    need(_isolated(), "e2e tests start Ray, which listens on every interface: run them through `make test` "
-                       "(scripts/ci/isolated.sh gives them a loopback-only network namespace)")  # fmt: skip
+    need(
+        shutil.which("ray", path=os.path.dirname(sys.executable)) is not None,
+        "the serve extra is not installed (ray); `make test` installs it",
+    )
+    need(
+        importlib.util.find_spec(PII_SPACY_MODEL) is not None,
+        f"the spaCy model package {PII_SPACY_MODEL} is missing; `make test` installs it (tests/requirements-pii.txt)",
+    )
+    need(
+        _isolated(),
+        "e2e tests start Ray, which listens on every interface: run them through `make test` "
+        "(scripts/ci/isolated.sh gives them a loopback-only network namespace)",
+    )
     root = tmp_path_factory.mktemp("appliance")
     audit = root / "logs" / "audit.log"
     _write_config(root, _tiny_model(), audit)
     token = root / "ray_token"
     token.write_text(secrets.token_hex(32))
     token.chmod(0o600)
-    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token), "APPLIANCE_GPU_COUNT": "0",
-           "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(ROOT)}  # fmt: skip
+    env = {
+        **os.environ,
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN_PATH": str(token),
+        "APPLIANCE_GPU_COUNT": "0",
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "PYTHONPATH": str(ROOT),
+    }
 
     keys = {}
-    for name, extra in (("admin", ["--role", "admin"]), ("usera", ["--models", "tiny-a"]),
-                        ("userb", ["--models", "tiny-b"]), ("embedder", ["--models", EMBED_MODEL]),
-                        ("budget", ["--models", "tiny-a", "--tpm", "200", "--rpm", "100"])):  # fmt: skip
+    for name, extra in (
+        ("admin", ["--role", "admin"]),
+        ("usera", ["--models", "tiny-a"]),
+        ("userb", ["--models", "tiny-b"]),
+        ("embedder", ["--models", EMBED_MODEL]),
+        ("budget", ["--models", "tiny-a", "--tpm", "200", "--rpm", "100"]),
+    ):
         made = _cli(root, env, "keys", "create", name, *extra)
         assert made.returncode == 0, made.stderr
         keys[name] = made.stdout.strip()
@@ -149,25 +178,48 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     # The serving env of the settings, as the serve container's `serve --head` sets it (direct ingress on
     # SERVE_HTTP_PORT by default, Serve's proxy beside it).
     set_line(root / ".env", "SERVE_HTTP_PORT", str(http))
-    settings = load_config(ConfigFiles(env=root / ".env", secrets=root / ".secrets", models=root / "models.yaml"),
-                           gpu_count=0).settings  # fmt: skip
+    settings = load_config(
+        ConfigFiles(env=root / ".env", secrets=root / ".secrets", models=root / "models.yaml"), gpu_count=0
+    ).settings
     env.update(serving_env(settings))
     ray = str(Path(sys.executable).parent / "ray")
     # Logical CPUs (Ray's accounting, not cores): 4 engines take 2 each, the ingress and PII service 1 each, and
     # test_zzz_lifecycle needs 2 more free so that a changed model's new generation starts beside the old one.
     started = subprocess.run(
-        [ray, "start", "--head", f"--port={gcs}", "--num-cpus=14", "--node-ip-address=127.0.0.1",
-         f"--metrics-export-port={metrics}", "--include-dashboard=false", "--disable-usage-stats",
-         f"--temp-dir={root / 'ray'}"],
-        env=env, capture_output=True, text=True, check=False, timeout=300,
-    )  # fmt: skip
+        [
+            ray,
+            "start",
+            "--head",
+            f"--port={gcs}",
+            "--num-cpus=14",
+            "--node-ip-address=127.0.0.1",
+            f"--metrics-export-port={metrics}",
+            "--include-dashboard=false",
+            "--disable-usage-stats",
+            f"--temp-dir={root / 'ray'}",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
     assert started.returncode == 0, started.stdout + started.stderr
     try:
-        deployed = _cli(root, env, "serve", "--ray-address", f"127.0.0.1:{gcs}", "--http-port",
-                        str(proxy_port(settings)))  # fmt: skip
+        deployed = _cli(
+            root, env, "serve", "--ray-address", f"127.0.0.1:{gcs}", "--http-port", str(proxy_port(settings))
+        )
         assert deployed.returncode == 0, deployed.stdout + deployed.stderr
-        stack = Stack(f"http://127.0.0.1:{http}", root, keys, audit, f"http://127.0.0.1:{metrics}/metrics", env, [],
-                      f"127.0.0.1:{gcs}")  # fmt: skip
+        stack = Stack(
+            f"http://127.0.0.1:{http}",
+            root,
+            keys,
+            audit,
+            f"http://127.0.0.1:{metrics}/metrics",
+            env,
+            [],
+            f"127.0.0.1:{gcs}",
+        )
         _wait_ready(stack)
         _wait_pii(stack)
         yield stack

@@ -23,9 +23,16 @@ POLL_LIMIT = 600  # polls (0.5 s apart) before a batch that never finishes fails
 def _jsonl(count: int, model: str = "tiny-a", url: str = CHAT, max_tokens: int = 4, **extra: object) -> bytes:
     lines = []
     for n in range(count):
-        body = ({"model": model, "input": f"text {n}"} if url == "/v1/embeddings" else
-                {"model": model, "max_tokens": max_tokens, "messages": [{"role": "user", "content": f"Say {n}."}],
-                 **extra})  # fmt: skip
+        body = (
+            {"model": model, "input": f"text {n}"}
+            if url == "/v1/embeddings"
+            else {
+                "model": model,
+                "max_tokens": max_tokens,
+                "messages": [{"role": "user", "content": f"Say {n}."}],
+                **extra,
+            }
+        )
         lines.append(json.dumps({"custom_id": f"req-{n}", "method": "POST", "url": url, "body": body}))
     return ("\n".join(lines) + "\n").encode()
 
@@ -47,8 +54,11 @@ def _finished(client: openai.OpenAI, batch_id: str, *, outage: bool = False):
 
 
 def _ingress_process() -> psutil.Process:
-    found = [p for p in psutil.process_iter(["pid", "cmdline"])
-             if "ServeReplica:appliance:ApplianceIngress" in " ".join(p.info["cmdline"] or [])]  # fmt: skip
+    found = [
+        p
+        for p in psutil.process_iter(["pid", "cmdline"])
+        if "ServeReplica:appliance:ApplianceIngress" in " ".join(p.info["cmdline"] or [])
+    ]
     assert len(found) == 1, f"expected one ingress replica, found {[p.pid for p in found]}"
     return found[0]
 
@@ -61,8 +71,9 @@ def test_a_batch_of_20_completes_is_listed_and_its_output_downloads(stack: Stack
     client = stack.client(stack.keys["usera"])
     uploaded = client.files.create(file=("twenty.jsonl", _jsonl(20)), purpose="batch")
     assert (uploaded.object, uploaded.purpose, uploaded.filename) == ("file", "batch", "twenty.jsonl")
-    batch = client.batches.create(input_file_id=uploaded.id, endpoint=CHAT, completion_window="24h",
-                                  metadata={"suite": "e2e"})  # fmt: skip
+    batch = client.batches.create(
+        input_file_id=uploaded.id, endpoint=CHAT, completion_window="24h", metadata={"suite": "e2e"}
+    )
     assert batch.status == "validating" and batch.request_counts.total == 20
     done = _finished(client, batch.id)
     assert done.status == "completed", done
@@ -75,7 +86,9 @@ def test_a_batch_of_20_completes_is_listed_and_its_output_downloads(stack: Stack
     for line in output:
         assert set(line) == {"id", "custom_id", "response", "error"} and line["error"] is None
         response = line["response"]
-        assert response["status_code"] == 200 and response["request_id"] == f"{batch.id}-{int(line['custom_id'][4:]) + 1}"
+        assert (
+            response["status_code"] == 200 and response["request_id"] == f"{batch.id}-{int(line['custom_id'][4:]) + 1}"
+        )
         body = response["body"]
         assert body["object"] == "chat.completion" and body["model"] == "tiny-a"
         assert 1 <= body["usage"]["completion_tokens"] <= 4
@@ -90,8 +103,9 @@ def test_a_batch_of_20_completes_is_listed_and_its_output_downloads(stack: Stack
 def test_an_embeddings_batch(stack: Stack) -> None:
     client = stack.client(stack.keys["embedder"])
     uploaded = client.files.create(file=("embed.jsonl", _jsonl(3, EMBED_MODEL, "/v1/embeddings")), purpose="batch")
-    done = _finished(client, client.batches.create(input_file_id=uploaded.id, endpoint="/v1/embeddings",
-                                                   completion_window="24h").id)  # fmt: skip
+    done = _finished(
+        client, client.batches.create(input_file_id=uploaded.id, endpoint="/v1/embeddings", completion_window="24h").id
+    )
     assert done.status == "completed" and done.request_counts.completed == 3
     output = [json.loads(line) for line in client.files.content(done.output_file_id).text.splitlines()]
     assert all(line["response"]["body"]["data"][0]["embedding"] for line in output)
@@ -118,21 +132,36 @@ def test_keys_see_only_their_own_and_lines_are_checked_at_the_edge(stack: Stack)
     owner, other = stack.client(stack.keys["usera"]), stack.client(stack.keys["userb"])
     uploaded = owner.files.create(file=("mine.jsonl", _jsonl(2)), purpose="batch")
     batch = owner.batches.create(input_file_id=uploaded.id, endpoint=CHAT, completion_window="24h")
-    for call in (lambda: other.files.retrieve(uploaded.id), lambda: other.files.content(uploaded.id),
-                 lambda: other.files.delete(uploaded.id), lambda: other.batches.retrieve(batch.id),
-                 lambda: other.batches.cancel(batch.id),
-                 lambda: other.batches.create(input_file_id=uploaded.id, endpoint=CHAT, completion_window="24h")):
+    for call in (
+        lambda: other.files.retrieve(uploaded.id),
+        lambda: other.files.content(uploaded.id),
+        lambda: other.files.delete(uploaded.id),
+        lambda: other.batches.retrieve(batch.id),
+        lambda: other.batches.cancel(batch.id),
+        lambda: other.batches.create(input_file_id=uploaded.id, endpoint=CHAT, completion_window="24h"),
+    ):
         with pytest.raises(openai.NotFoundError):
             call()
     assert batch.id not in [b.id for b in other.batches.list(limit=100).data]
     assert uploaded.id not in [f.id for f in other.files.list().data]
     # userb may use tiny-b only: its batch of tiny-a lines is refused with each line's reason, nothing runs
-    theirs = other.files.create(file=("theirs.jsonl", _jsonl(2) + _jsonl(1, "no-such-model").replace(
-        b"req-0", b"req-9") + _jsonl(1, "tiny-b", "/v1/completions").replace(b"req-0", b"req-8")), purpose="batch")
+    theirs = other.files.create(
+        file=(
+            "theirs.jsonl",
+            _jsonl(2)
+            + _jsonl(1, "no-such-model").replace(b"req-0", b"req-9")
+            + _jsonl(1, "tiny-b", "/v1/completions").replace(b"req-0", b"req-8"),
+        ),
+        purpose="batch",
+    )
     refused = other.batches.create(input_file_id=theirs.id, endpoint=CHAT, completion_window="24h")
     assert refused.status == "failed" and refused.failed_at
     assert [(e.line, e.code) for e in refused.errors.data] == [
-        (1, "model_not_allowed"), (2, "model_not_allowed"), (3, "model_not_found"), (4, "mismatched_url")]
+        (1, "model_not_allowed"),
+        (2, "model_not_allowed"),
+        (3, "model_not_found"),
+        (4, "mismatched_url"),
+    ]
     assert all("Traceback" not in e.message for e in refused.errors.data)
     with pytest.raises(openai.BadRequestError):
         other.batches.create(input_file_id=theirs.id, endpoint="/v1/responses", completion_window="24h")
@@ -155,11 +184,16 @@ def test_batch_lines_are_masked_for_the_engine_and_restored_in_the_output(stack:
     from tests.e2e.test_pii import PROMPT, _assert_masked
 
     client = stack.client(stack.keys["usera"])
-    line = {"custom_id": "pii", "method": "POST", "url": "/v1/completions",
-            "body": {"model": "tiny-a", "prompt": PROMPT, "max_tokens": 2, "echo": True, "logprobs": 0}}  # fmt: skip
+    line = {
+        "custom_id": "pii",
+        "method": "POST",
+        "url": "/v1/completions",
+        "body": {"model": "tiny-a", "prompt": PROMPT, "max_tokens": 2, "echo": True, "logprobs": 0},
+    }
     uploaded = client.files.create(file=("pii.jsonl", (json.dumps(line) + "\n").encode()), purpose="batch")
-    done = _finished(client, client.batches.create(input_file_id=uploaded.id, endpoint="/v1/completions",
-                                                   completion_window="24h").id)  # fmt: skip
+    done = _finished(
+        client, client.batches.create(input_file_id=uploaded.id, endpoint="/v1/completions", completion_window="24h").id
+    )
     assert done.status == "completed" and done.request_counts.completed == 1, done
     [answer] = [json.loads(x) for x in client.files.content(done.output_file_id).text.splitlines()]
     choice = answer["response"]["body"]["choices"][0]

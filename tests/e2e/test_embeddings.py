@@ -25,8 +25,9 @@ def _post(stack: Stack, path: str, body: dict, key: str) -> tuple[int, dict]:
 
 
 def _float_embeddings(stack: Stack, texts: list[str], key: str) -> list[list[float]]:
-    status, body = _post(stack, "/v1/embeddings", {"model": EMBED_MODEL, "input": texts, "encoding_format": "float"},
-                         key)  # fmt: skip
+    status, body = _post(
+        stack, "/v1/embeddings", {"model": EMBED_MODEL, "input": texts, "encoding_format": "float"}, key
+    )
     assert status == 200, body
     return [item["embedding"] for item in sorted(body["data"], key=lambda d: d["index"])]
 
@@ -47,8 +48,9 @@ def test_embeddings_with_the_openai_client(stack: Stack) -> None:
 def test_float_and_base64_encodings_agree(stack: Stack) -> None:
     key = stack.keys["embedder"]
     floats = _float_embeddings(stack, ["encode me"], key)[0]
-    status, body = _post(stack, "/v1/embeddings", {"model": EMBED_MODEL, "input": ["encode me"],
-                                                   "encoding_format": "base64"}, key)  # fmt: skip
+    status, body = _post(
+        stack, "/v1/embeddings", {"model": EMBED_MODEL, "input": ["encode me"], "encoding_format": "base64"}, key
+    )
     assert status == 200, body
     decoded = np.frombuffer(base64.b64decode(body["data"][0]["embedding"]), dtype=np.float32)
     assert decoded.shape == (HIDDEN,) and np.allclose(decoded, floats, atol=1e-5)
@@ -87,8 +89,11 @@ def test_the_wrong_kind_of_model_is_a_clear_400(stack: Stack) -> None:
 
 def test_keys_without_the_model_get_403_on_every_pooling_route(stack: Stack) -> None:
     key = stack.keys["usera"]
-    for path, body in (("/v1/embeddings", {"input": "x"}), ("/v1/score", {"text_1": "a", "text_2": "b"}),
-                       ("/v1/rerank", {"query": "a", "documents": ["b"]})):  # fmt: skip
+    for path, body in (
+        ("/v1/embeddings", {"input": "x"}),
+        ("/v1/score", {"text_1": "a", "text_2": "b"}),
+        ("/v1/rerank", {"query": "a", "documents": ["b"]}),
+    ):
         status, answer = _post(stack, path, {"model": EMBED_MODEL, **body}, key)
         assert status == 403 and answer["error"]["code"] == "model_not_allowed", (path, answer)
     assert EMBED_MODEL not in [m.id for m in stack.client(key).models.list()]
@@ -96,8 +101,9 @@ def test_keys_without_the_model_get_403_on_every_pooling_route(stack: Stack) -> 
 
 def test_score_and_rerank(stack: Stack) -> None:
     key = stack.keys["embedder"]
-    status, score = _post(stack, "/v1/score", {"model": EMBED_MODEL, "text_1": "the cat",
-                                               "text_2": ["the cat", "a stone"]}, key)  # fmt: skip
+    status, score = _post(
+        stack, "/v1/score", {"model": EMBED_MODEL, "text_1": "the cat", "text_2": ["the cat", "a stone"]}, key
+    )
     assert status == 200, score
     scores = [item["score"] for item in sorted(score["data"], key=lambda d: d["index"])]
     assert len(scores) == 2 and math.isclose(scores[0], 1.0, rel_tol=1e-3)  # cosine of a text with itself
@@ -105,14 +111,22 @@ def test_score_and_rerank(stack: Stack) -> None:
 
     documents = ["a stone", "the cat", "blue sky"]
     # the OpenAI client has no rerank call: docs/guides/api.md posts through it, as here
-    rerank = stack.client(key).post("/rerank", cast_to=httpx.Response, body={
-        "model": EMBED_MODEL, "query": "the cat", "documents": documents, "top_n": 2}).json()
+    rerank = (
+        stack.client(key)
+        .post(
+            "/rerank",
+            cast_to=httpx.Response,
+            body={"model": EMBED_MODEL, "query": "the cat", "documents": documents, "top_n": 2},
+        )
+        .json()
+    )
     results = rerank["results"]
     assert len(results) == 2 and results[0]["index"] == 1 and results[0]["document"]["text"] == "the cat"
     assert results[0]["relevance_score"] >= results[1]["relevance_score"]
     assert rerank["usage"]["total_tokens"] > 0
-    status, over = _post(stack, "/v1/rerank", {"model": EMBED_MODEL, "query": "q",
-                                               "documents": ["d"] * (EMBED_MAX_INPUTS + 1)}, key)  # fmt: skip
+    status, over = _post(
+        stack, "/v1/rerank", {"model": EMBED_MODEL, "query": "q", "documents": ["d"] * (EMBED_MAX_INPUTS + 1)}, key
+    )
     assert status == 400 and over["error"]["param"] == "documents"
 
 
@@ -138,7 +152,11 @@ def test_every_pooling_route_is_audited(stack: Stack) -> None:
     lines = [json.loads(line) for line in stack.audit.read_text().splitlines()]
     mine = [line for line in lines if line.get("key") == "embedder"][-4:]
     assert [(line["endpoint"], line["status"]) for line in mine] == [
-        ("/v1/embeddings", 200), ("/v1/score", 200), ("/v1/rerank", 200), ("/v1/embeddings", 400)]
+        ("/v1/embeddings", 200),
+        ("/v1/score", 200),
+        ("/v1/rerank", 200),
+        ("/v1/embeddings", 400),
+    ]
     assert all(line["model"] == EMBED_MODEL for line in mine)
     assert all(line["prompt_tokens"] > 0 for line in mine[:3])
 

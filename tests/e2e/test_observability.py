@@ -19,8 +19,14 @@ import yaml
 from tests.e2e.conftest import MODELS, Stack
 from tests.helpers import ROOT
 from tests.integration.observability.prom import (
-    PROMETHEUS_DIR, free_port, need_tool, prometheus, query, running, wait_for,
-)  # fmt: skip
+    PROMETHEUS_DIR,
+    free_port,
+    need_tool,
+    prometheus,
+    query,
+    running,
+    wait_for,
+)
 
 DATA_TIMEOUT = 240
 # Grafana's variables, as the dashboards would send them with "All" selected.
@@ -96,19 +102,37 @@ def observed(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
     config["global"].update(scrape_interval="2s", evaluation_interval="2s")
     config.pop("alerting")
-    where = {"ray": urlsplit(stack.metrics_url).netloc, "supervisor": f"127.0.0.1:{sup_port}",
-             "node": f"127.0.0.1:{node_port}", "prometheus": f"127.0.0.1:{prom_port}"}  # fmt: skip
+    where = {
+        "ray": urlsplit(stack.metrics_url).netloc,
+        "supervisor": f"127.0.0.1:{sup_port}",
+        "node": f"127.0.0.1:{node_port}",
+        "prometheus": f"127.0.0.1:{prom_port}",
+    }
     config["scrape_configs"] = [job for job in config["scrape_configs"] if job["job_name"] in where]
     for job in config["scrape_configs"]:
         job["static_configs"][0]["targets"] = [where[job["job_name"]]]
     (work / "prometheus.yml").write_text(yaml.safe_dump(config))
 
-    with running([sys.executable, "-c", SUPERVISOR, str(sup_port)], f"http://127.0.0.1:{sup_port}/metrics",
-                 work / "supervisor.log"), \
-         running([node_exporter, f"--web.listen-address=127.0.0.1:{node_port}", "--collector.disable-defaults",
-                  "--collector.filesystem", "--collector.cpu", "--collector.meminfo"],
-                 f"http://127.0.0.1:{node_port}/metrics", work / "node-exporter.log"), \
-         prometheus(work / "prometheus.yml", work / "data", port=prom_port) as base:  # fmt: skip
+    with (
+        running(
+            [sys.executable, "-c", SUPERVISOR, str(sup_port)],
+            f"http://127.0.0.1:{sup_port}/metrics",
+            work / "supervisor.log",
+        ),
+        running(
+            [
+                node_exporter,
+                f"--web.listen-address=127.0.0.1:{node_port}",
+                "--collector.disable-defaults",
+                "--collector.filesystem",
+                "--collector.cpu",
+                "--collector.meminfo",
+            ],
+            f"http://127.0.0.1:{node_port}/metrics",
+            work / "node-exporter.log",
+        ),
+        prometheus(work / "prometheus.yml", work / "data", port=prom_port) as base,
+    ):
         yield base
 
 
@@ -120,14 +144,21 @@ def test_every_target_that_runs_is_up(observed: str) -> None:
     targets = wait_for("every target up", all_up, timeout=60)
     assert {t["labels"]["job"] for t in targets} == {"ray", "supervisor", "node", "prometheus"}
     assert {r["metric"]["job"] for r in query(observed, "up == 1")["data"]["result"]} == {
-        "ray", "supervisor", "node", "prometheus"}
+        "ray",
+        "supervisor",
+        "node",
+        "prometheus",
+    }
 
 
 def test_every_dashboard_and_rule_expression_parses(observed: str) -> None:
     exprs = _every_expression()
     assert len(exprs) > 60
-    bad = [(where, expr, answer.get("error")) for where, expr in exprs
-           if (answer := query(observed, expr))["status"] != "success"]  # fmt: skip
+    bad = [
+        (where, expr, answer.get("error"))
+        for where, expr in exprs
+        if (answer := query(observed, expr))["status"] != "success"
+    ]
     assert not bad, bad
     # Prometheus does reject a broken expression through the same path.
     assert query(observed, "sum by (model (up)")["status"] == "error"
@@ -142,8 +173,11 @@ def test_core_panels_return_data_after_traffic(stack: Stack, observed: str) -> N
         client = stack.client(stack.keys["admin"])
         while not stop.is_set():
             for model in MODELS:
-                list(client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}],
-                                                    max_tokens=16, stream=True))  # fmt: skip
+                list(
+                    client.chat.completions.create(
+                        model=model, messages=[{"role": "user", "content": "hi"}], max_tokens=16, stream=True
+                    )
+                )
                 client.completions.create(model=model, prompt="Once upon", max_tokens=8)
 
     def empty_panels() -> list[tuple[str, str]]:
@@ -166,7 +200,7 @@ def test_core_panels_return_data_after_traffic(stack: Stack, observed: str) -> N
         stop.set()
         worker.join(timeout=120)
 
-    per_model = query(observed, 'model:appliance_completion_tokens:rate1m')["data"]["result"]
+    per_model = query(observed, "model:appliance_completion_tokens:rate1m")["data"]["result"]
     assert {r["metric"]["model"] for r in per_model} >= set(MODELS)
     assert query(observed, "min(appliance_certificate_days_left)")["data"]["result"][0]["value"][1] == "89.5"
     # No rule fails to evaluate against the real series.

@@ -16,8 +16,10 @@ import pytest
 
 from tests.e2e.conftest import NO_EOS, Stack
 
-PROMPT = ("Hello, I am David Johnson, e-mail david.johnson@example.com, my phone number is (212) 555-1234 "
-          "and my card is 4095-2609-9393-4932.")  # fmt: skip
+PROMPT = (
+    "Hello, I am David Johnson, e-mail david.johnson@example.com, my phone number is (212) 555-1234 "
+    "and my card is 4095-2609-9393-4932."
+)
 SECRETS = ("David Johnson", "david.johnson@example.com", "555-1234", "4095-2609-9393-4932")
 PLACEHOLDERS = ("<PERSON_1>", "<EMAIL_ADDRESS_1>", "<PHONE_NUMBER_1>", "<CREDIT_CARD_1>")
 
@@ -65,15 +67,19 @@ def test_chat_masks_every_message_and_restores_the_answer_stream(stack: Stack) -
     client = stack.client(stack.keys["usera"])
     messages = [{"role": "system", "content": "You help David Johnson."}, {"role": "user", "content": PROMPT}]
     # The engine's view of the templated chat prompt: vLLM's prompt_logprobs (the actual prompt tokens).
-    raw = stack.post("/v1/chat/completions", key=stack.keys["usera"], content=json.dumps(
-        {"model": "tiny-a", "messages": messages, "max_tokens": 1, "prompt_logprobs": 0}))  # fmt: skip
+    raw = stack.post(
+        "/v1/chat/completions",
+        key=stack.keys["usera"],
+        content=json.dumps({"model": "tiny-a", "messages": messages, "max_tokens": 1, "prompt_logprobs": 0}),
+    )
     assert raw.status_code == 200, raw.text[:500]
     positions = raw.json()["prompt_logprobs"]
     engine_text = "".join(next(iter(p.values()))["decoded_token"] for p in positions if p)
     _assert_masked(engine_text)
     assert engine_text.count("<PERSON_1>") == 2, engine_text  # the system prompt's and the user's David Johnson
-    chunks = list(client.chat.completions.create(model="tiny-a", messages=messages, max_tokens=8, stream=True,
-                                                extra_body=NO_EOS))
+    chunks = list(
+        client.chat.completions.create(model="tiny-a", messages=messages, max_tokens=8, stream=True, extra_body=NO_EOS)
+    )
     assert chunks[-1].choices[0].finish_reason == "length"
     reply = client.chat.completions.create(model="tiny-a", messages=messages, max_tokens=4)
     assert reply.choices[0].message.role == "assistant"
@@ -83,8 +89,12 @@ def test_chat_masks_every_message_and_restores_the_answer_stream(stack: Stack) -
 def test_analyzer_failure_is_503_and_nothing_reaches_the_engine(stack: Stack) -> None:
     """spaCy refuses a text over its max_length (1,000,000 characters): a real analyzer failure."""
     prompt = "x" * 1_000_050
-    response = stack.post("/v1/completions", key=stack.keys["usera"], headers={"X-Request-ID": "e2e-pii-fail"},
-                          content=json.dumps({"model": "tiny-a", "prompt": prompt, "max_tokens": 2}))  # fmt: skip
+    response = stack.post(
+        "/v1/completions",
+        key=stack.keys["usera"],
+        headers={"X-Request-ID": "e2e-pii-fail"},
+        content=json.dumps({"model": "tiny-a", "prompt": prompt, "max_tokens": 2}),
+    )
     assert response.status_code == 503, response.text[:500]
     error = response.json()["error"]
     assert error["code"] == "pii_unavailable" and error["type"] == "service_unavailable_error"
@@ -94,9 +104,14 @@ def test_analyzer_failure_is_503_and_nothing_reaches_the_engine(stack: Stack) ->
 
 
 def test_pii_metrics_are_exported(stack: Stack) -> None:
-    wanted = ("ray_pii_scan_latency_seconds_bucket", "ray_pii_entities_detected_total",
-              "ray_pii_restore_latency_seconds_bucket", "ray_pii_service_queue_depth", "ray_pii_failures_total",
-              "ray_pii_cache_lookups_total")
+    wanted = (
+        "ray_pii_scan_latency_seconds_bucket",
+        "ray_pii_entities_detected_total",
+        "ray_pii_restore_latency_seconds_bucket",
+        "ray_pii_service_queue_depth",
+        "ray_pii_failures_total",
+        "ray_pii_cache_lookups_total",
+    )
     deadline = time.monotonic() + 90
     missing: list[str] = list(wanted)
     # PROMPT went through the analyzer once, then came from the replica's cache (still masked: asserted above)
@@ -119,13 +134,26 @@ def test_fields_outside_the_allowlist_are_refused_and_ignored_ones_dropped(stack
     with 400 naming it; ``user``/``metadata`` (ignored by vLLM) are dropped; ``stop`` and ``documents`` masked."""
     key = stack.keys["usera"]
     base = {"model": "tiny-a", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
-    refused = stack.post("/v1/chat/completions", key=key, content=json.dumps(
-        {**base, "functions": [{"name": "lookup", "description": PROMPT}]}))  # fmt: skip
+    refused = stack.post(
+        "/v1/chat/completions",
+        key=key,
+        content=json.dumps({**base, "functions": [{"name": "lookup", "description": PROMPT}]}),
+    )
     assert refused.status_code == 400, refused.text[:500]
     error = refused.json()["error"]
     assert error["code"] == "pii_field_not_allowed" and error["param"] == "functions"
     assert all(secret not in refused.text for secret in SECRETS)
-    accepted = stack.post("/v1/chat/completions", key=key, content=json.dumps(
-        {**base, "user": "david.johnson@example.com", "metadata": {"who": "David Johnson"}, "stop": ["David Johnson"],
-         "documents": [{"title": "card", "text": PROMPT}]}))  # fmt: skip
+    accepted = stack.post(
+        "/v1/chat/completions",
+        key=key,
+        content=json.dumps(
+            {
+                **base,
+                "user": "david.johnson@example.com",
+                "metadata": {"who": "David Johnson"},
+                "stop": ["David Johnson"],
+                "documents": [{"title": "card", "text": PROMPT}],
+            }
+        ),
+    )
     assert accepted.status_code == 200, accepted.text[:500]

@@ -11,8 +11,12 @@ import pytest
 
 from tests.e2e.conftest import Stack
 
-PERSON = {"type": "object", "properties": {"who": {"type": "string", "enum": ["David Johnson"]}},
-          "required": ["who"], "additionalProperties": False}  # fmt: skip
+PERSON = {
+    "type": "object",
+    "properties": {"who": {"type": "string", "enum": ["David Johnson"]}},
+    "required": ["who"],
+    "additionalProperties": False,
+}
 FORMAT = {"format": {"type": "json_schema", "name": "person", "schema": PERSON, "strict": True}}
 
 
@@ -22,21 +26,25 @@ def _audit(stack: Stack, request_id: str) -> dict:
 
 def test_a_response_with_usage_capped_and_audited(stack: Stack) -> None:
     client = stack.client(stack.keys["usera"])
-    answer = client.responses.create(model="tiny-a", input="Say hello.", max_output_tokens=500,
-                                     extra_headers={"X-Request-ID": "e2e-responses-1"})  # fmt: skip
+    answer = client.responses.create(
+        model="tiny-a", input="Say hello.", max_output_tokens=500, extra_headers={"X-Request-ID": "e2e-responses-1"}
+    )
     assert answer.object == "response" and answer.status in ("completed", "incomplete")
     assert answer.usage.output_tokens <= 48  # the model's max_tokens_cap, not the 500 asked for
     assert isinstance(answer.output_text, str)
     line = _audit(stack, "e2e-responses-1")
     assert (line["endpoint"], line["status"], line["model"]) == ("/v1/responses", 200, "tiny-a")
-    assert line["prompt_tokens"] == answer.usage.input_tokens and line["completion_tokens"] == answer.usage.output_tokens
+    assert (
+        line["prompt_tokens"] == answer.usage.input_tokens and line["completion_tokens"] == answer.usage.output_tokens
+    )
 
 
 def test_a_streamed_response_in_the_responses_event_format(stack: Stack) -> None:
     client = stack.client(stack.keys["usera"])
     kinds, text, final = [], "", None
-    with client.responses.stream(model="tiny-a", input="Count to three.", max_output_tokens=12,
-                                 extra_headers={"X-Request-ID": "e2e-responses-2"}) as stream:  # fmt: skip
+    with client.responses.stream(
+        model="tiny-a", input="Count to three.", max_output_tokens=12, extra_headers={"X-Request-ID": "e2e-responses-2"}
+    ) as stream:
         for event in stream:
             kinds.append(event.type)
             if event.type == "response.output_text.delta":
@@ -46,15 +54,24 @@ def test_a_streamed_response_in_the_responses_event_format(stack: Stack) -> None
     assert "response.output_text.delta" in kinds
     assert final.output_text == text
     line = _audit(stack, "e2e-responses-2")
-    assert line["stream"] is True and line["ttft_ms"] is not None and line["completion_tokens"] == final.usage.output_tokens
+    assert (
+        line["stream"] is True
+        and line["ttft_ms"] is not None
+        and line["completion_tokens"] == final.usage.output_tokens
+    )
 
 
 def test_pii_is_masked_for_the_engine_and_restored_for_the_client(stack: Stack) -> None:
     """The schema's enum value is a name: the engine is given a placeholder and can only write it (its own tokens,
     in the logprobs, show that); the client gets valid JSON with the name back, streamed and not."""
     client = stack.client(stack.keys["usera"])
-    answer = client.responses.create(model="tiny-a", input="Who is David Johnson?", text=FORMAT,
-                                     include=["message.output_text.logprobs"], top_logprobs=0)  # fmt: skip
+    answer = client.responses.create(
+        model="tiny-a",
+        input="Who is David Johnson?",
+        text=FORMAT,
+        include=["message.output_text.logprobs"],
+        top_logprobs=0,
+    )
     part = answer.output[-1].content[0]
     assert json.loads(part.text) == {"who": "David Johnson"}, part.text
     engine_view = "".join(t.token for t in part.logprobs or [])

@@ -34,25 +34,37 @@ def test_live_and_ready_probes(stack: Stack) -> None:
 
 def test_chat_and_completions_streaming_and_not(stack: Stack) -> None:
     client = stack.client(stack.keys["usera"])
-    chat = client.chat.completions.create(model="tiny-a", messages=[{"role": "user", "content": "hello"}],
-                                          max_tokens=8, extra_body=NO_EOS)  # fmt: skip
+    chat = client.chat.completions.create(
+        model="tiny-a", messages=[{"role": "user", "content": "hello"}], max_tokens=8, extra_body=NO_EOS
+    )
     assert chat.choices[0].message.role == "assistant"
     assert chat.usage.completion_tokens == 8
 
-    chunks = list(client.chat.completions.create(model="tiny-a", messages=[{"role": "user", "content": "hi"}],
-                                                 max_tokens=8, stream=True, extra_body=NO_EOS))  # fmt: skip
+    chunks = list(
+        client.chat.completions.create(
+            model="tiny-a", messages=[{"role": "user", "content": "hi"}], max_tokens=8, stream=True, extra_body=NO_EOS
+        )
+    )
     assert chunks and all(c.choices for c in chunks), "no usage-only chunk unless the client asked for one"
     assert chunks[-1].choices[0].finish_reason == "length"
 
-    with_usage = list(client.chat.completions.create(model="tiny-a", messages=[{"role": "user", "content": "hi"}],
-                                                     max_tokens=4, stream=True, extra_body=NO_EOS,
-                                                     stream_options={"include_usage": True}))  # fmt: skip
+    with_usage = list(
+        client.chat.completions.create(
+            model="tiny-a",
+            messages=[{"role": "user", "content": "hi"}],
+            max_tokens=4,
+            stream=True,
+            extra_body=NO_EOS,
+            stream_options={"include_usage": True},
+        )
+    )
     assert with_usage[-1].usage.completion_tokens == 4
 
     completion = client.completions.create(model="tiny-a", prompt="Once upon", max_tokens=5, extra_body=NO_EOS)
     assert completion.usage.completion_tokens == 5
-    streamed = list(client.completions.create(model="tiny-a", prompt="Once upon", max_tokens=5, stream=True,
-                                             extra_body=NO_EOS))
+    streamed = list(
+        client.completions.create(model="tiny-a", prompt="Once upon", max_tokens=5, stream=True, extra_body=NO_EOS)
+    )
     assert streamed[-1].choices[0].finish_reason == "length"
 
 
@@ -117,8 +129,12 @@ def test_admin_endpoint_needs_admin_and_shows_pinning(stack: Stack) -> None:
 
 
 def test_request_id_is_honoured_and_audited(stack: Stack) -> None:
-    response = stack.post("/v1/completions", key=stack.keys["usera"], headers={"X-Request-ID": "e2e-req-42"},
-                          content=b'{"model":"tiny-a","prompt":"secret prompt text","max_tokens":3,"ignore_eos":true}')  # fmt: skip
+    response = stack.post(
+        "/v1/completions",
+        key=stack.keys["usera"],
+        headers={"X-Request-ID": "e2e-req-42"},
+        content=b'{"model":"tiny-a","prompt":"secret prompt text","max_tokens":3,"ignore_eos":true}',
+    )
     assert response.status_code == 200
     assert response.headers["x-request-id"] == "e2e-req-42"
     lines = [json.loads(line) for line in stack.audit.read_text().splitlines()]
@@ -135,9 +151,16 @@ def test_request_id_is_honoured_and_audited(stack: Stack) -> None:
 
 def test_stream_audit_has_time_to_first_token(stack: Stack) -> None:
     client = stack.client(stack.keys["usera"])
-    list(client.chat.completions.create(model="tiny-a", messages=[{"role": "user", "content": "ttft"}],
-                                        max_tokens=6, stream=True, extra_headers={"X-Request-ID": "e2e-stream-1"},
-                                        extra_body=NO_EOS))
+    list(
+        client.chat.completions.create(
+            model="tiny-a",
+            messages=[{"role": "user", "content": "ttft"}],
+            max_tokens=6,
+            stream=True,
+            extra_headers={"X-Request-ID": "e2e-stream-1"},
+            extra_body=NO_EOS,
+        )
+    )
     line = next(json.loads(l) for l in stack.audit.read_text().splitlines() if "e2e-stream-1" in l)  # noqa: E741
     assert line["stream"] is True and line["status"] == 200
     assert 0 < line["ttft_ms"] <= line["latency_ms"]
@@ -174,8 +197,11 @@ def _samples(text: str, name: str) -> list[tuple[dict[str, str], float]]:
 def test_metrics_count_requests(stack: Stack) -> None:
     def count() -> float:
         text = httpx.get(stack.metrics_url, timeout=30).text
-        return sum(value for labels, value in _samples(text, "ray_appliance_requests_total")
-                   if labels.get("key") == "admin" and labels.get("model") == "tiny-b" and labels.get("status") == "200")
+        return sum(
+            value
+            for labels, value in _samples(text, "ray_appliance_requests_total")
+            if labels.get("key") == "admin" and labels.get("model") == "tiny-b" and labels.get("status") == "200"
+        )
 
     before = count()
     client = stack.client(stack.keys["admin"])
@@ -186,8 +212,12 @@ def test_metrics_count_requests(stack: Stack) -> None:
         time.sleep(2)
     assert count() >= before + 3
     text = httpx.get(stack.metrics_url, timeout=30).text
-    for name in ("ray_appliance_request_latency_seconds_bucket", "ray_appliance_prompt_tokens_total",
-                 "ray_appliance_auth_failures_total", "ray_appliance_requests_in_flight"):  # fmt: skip
+    for name in (
+        "ray_appliance_request_latency_seconds_bucket",
+        "ray_appliance_prompt_tokens_total",
+        "ray_appliance_auth_failures_total",
+        "ray_appliance_requests_in_flight",
+    ):
         assert name in text, name
     assert "ray_vllm" in text or "vllm:" in text, "vLLM's own metrics stay exposed"
 
@@ -212,12 +242,18 @@ def test_smoke_script_passes_against_the_stack(stack: Stack) -> None:
 
     from tests.helpers import ROOT
 
-    for key, summary in (("usera", "13 passed, 0 failed, 2 skipped"), ("admin", "15 passed, 0 failed\n"),
-                         ("embedder", "7 passed, 0 failed, 8 skipped")):  # fmt: skip
+    for key, summary in (
+        ("usera", "13 passed, 0 failed, 2 skipped"),
+        ("admin", "15 passed, 0 failed\n"),
+        ("embedder", "7 passed, 0 failed, 8 skipped"),
+    ):
         result = subprocess.run(
             [sys.executable, str(ROOT / "scripts/test_api.py"), "--url", stack.url, "--key", stack.keys[key]],
-            capture_output=True, text=True, check=False, timeout=600,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=600,
+        )
         assert result.returncode == 0, result.stdout + result.stderr
         assert summary in result.stdout, (key, result.stdout)
 
@@ -230,8 +266,11 @@ def test_public_health_says_status_only_and_admins_see_details(stack: Stack) -> 
     assert public.status_code == 200 and set(public.json()) == {"status", "models_ready", "models_total", "pii"}
     assert public.json()["pii"] == "ready"
     assert public.json()["models_ready"] == public.json()["models_total"] == len(ALL_MODELS)
-    admin = httpx.get(stack.url + "/health/startup", timeout=60,
-                      headers={**forwarded, "Authorization": f"Bearer {stack.keys['admin']}"})  # fmt: skip
+    admin = httpx.get(
+        stack.url + "/health/startup",
+        timeout=60,
+        headers={**forwarded, "Authorization": f"Bearer {stack.keys['admin']}"},
+    )
     assert set(admin.json()["models"]) == set(ALL_MODELS)
     assert httpx.get(stack.url + "/docs", timeout=30).status_code == 404
     assert httpx.get(stack.url + "/openapi.json", timeout=30).status_code == 404
@@ -240,17 +279,26 @@ def test_public_health_says_status_only_and_admins_see_details(stack: Stack) -> 
 @pytest.mark.security
 def test_engine_errors_carry_no_internals_and_bad_roles_are_refused(stack: Stack) -> None:
     key = stack.keys["usera"]
-    too_long = stack.post("/v1/completions", key=key, headers={"X-Request-ID": "e2e-long-1"},
-                          content=json.dumps({"model": "tiny-a", "prompt": "hello world " * 3000, "max_tokens": 2}))  # fmt: skip
+    too_long = stack.post(
+        "/v1/completions",
+        key=key,
+        headers={"X-Request-ID": "e2e-long-1"},
+        content=json.dumps({"model": "tiny-a", "prompt": "hello world " * 3000, "max_tokens": 2}),
+    )
     assert too_long.status_code == 400, too_long.text
     error = too_long.json()["error"]
     for internal in ("Internal exception", "original exception", "Request ID: None", "ray.", "OpenAIHTTPException"):
         assert internal not in error["message"], error
     assert error["message"].endswith("(request id: e2e-long-1)") and error["type"] == "invalid_request_error"
-    for messages, param in (([{"role": "wizard", "content": "x"}], "messages[0].role"),
-                            ([{"role": "tool", "content": "x"}], "messages[0].tool_call_id")):  # fmt: skip
-        refused = stack.post("/v1/chat/completions", key=key,
-                             content=json.dumps({"model": "tiny-a", "messages": messages, "max_tokens": 2}))  # fmt: skip
+    for messages, param in (
+        ([{"role": "wizard", "content": "x"}], "messages[0].role"),
+        ([{"role": "tool", "content": "x"}], "messages[0].tool_call_id"),
+    ):
+        refused = stack.post(
+            "/v1/chat/completions",
+            key=key,
+            content=json.dumps({"model": "tiny-a", "messages": messages, "max_tokens": 2}),
+        )
         assert refused.status_code == 400 and refused.json()["error"]["param"] == param
 
 

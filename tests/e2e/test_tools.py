@@ -11,12 +11,25 @@ import pytest
 
 from tests.e2e.conftest import Stack
 
-COLOURS = {"type": "object", "properties": {"colour": {"type": "string", "enum": ["red", "blue"]},
-                                            "urgent": {"type": "boolean"}},
-           "required": ["colour", "urgent"], "additionalProperties": False}  # fmt: skip
+COLOURS = {
+    "type": "object",
+    "properties": {"colour": {"type": "string", "enum": ["red", "blue"]}, "urgent": {"type": "boolean"}},
+    "required": ["colour", "urgent"],
+    "additionalProperties": False,
+}
 PAINT = {"type": "function", "function": {"name": "paint", "description": "Paint the wall.", "parameters": COLOURS}}
-FLAG = {"type": "function", "function": {"name": "f", "parameters": {
-    "type": "object", "properties": {"u": {"type": "boolean"}}, "required": ["u"], "additionalProperties": False}}}
+FLAG = {
+    "type": "function",
+    "function": {
+        "name": "f",
+        "parameters": {
+            "type": "object",
+            "properties": {"u": {"type": "boolean"}},
+            "required": ["u"],
+            "additionalProperties": False,
+        },
+    },
+}
 NAMED = {"type": "function", "function": {"name": "paint"}}
 ASK = [{"role": "user", "content": "Paint the wall, please."}]
 
@@ -31,8 +44,7 @@ def test_named_tool_choice_gives_arguments_that_match_the_schema(stack: Stack) -
 
 def test_named_tool_choice_streams_argument_deltas(stack: Stack) -> None:
     client = stack.client(stack.keys["usera"])
-    stream = client.chat.completions.create(model="tiny-a", messages=ASK, tools=[PAINT], tool_choice=NAMED,
-                                            stream=True)  # fmt: skip
+    stream = client.chat.completions.create(model="tiny-a", messages=ASK, tools=[PAINT], tool_choice=NAMED, stream=True)
     names, arguments = set(), ""
     for chunk in stream:
         for choice in chunk.choices:
@@ -49,8 +61,7 @@ def test_required_tool_choice(stack: Stack) -> None:
     answers keep adding calls until max_tokens_cap (48) cuts them (finish_reason length, no calls parsed; measured
     on raw vLLM with the same model). A seeded request is reproducible: seed 4 writes one call in 37 tokens."""
     client = stack.client(stack.keys["usera"])
-    answer = client.chat.completions.create(model="tiny-a", messages=ASK, tools=[FLAG], tool_choice="required",
-                                            seed=4)  # fmt: skip
+    answer = client.chat.completions.create(model="tiny-a", messages=ASK, tools=[FLAG], tool_choice="required", seed=4)
     calls = answer.choices[0].message.tool_calls
     assert answer.choices[0].finish_reason == "tool_calls", answer
     assert calls and calls[0].function.name == "f", answer
@@ -60,7 +71,8 @@ def test_required_tool_choice(stack: Stack) -> None:
 def test_auto_tool_choice_where_models_yaml_turns_it_on(stack: Stack) -> None:
     # the tiny models have tool_call_parser and enable_auto_tool_choice in models.yaml
     answer = stack.client(stack.keys["userb"]).chat.completions.create(
-        model="tiny-b", messages=ASK, tools=[PAINT], tool_choice="auto", max_tokens=8)
+        model="tiny-b", messages=ASK, tools=[PAINT], tool_choice="auto", max_tokens=8
+    )
     assert answer.choices[0].message.role == "assistant"
     models = {m.id: m for m in stack.client(stack.keys["admin"]).models.list()}
     assert models["tiny-b"].metadata["tool_choice"] == ["none", "auto", "required", "named"]
@@ -75,26 +87,39 @@ def test_json_schema_response_format(stack: Stack, stream: bool) -> None:
         chunks = client.chat.completions.create(model="tiny-a", messages=ASK, response_format=fmt, stream=True)
         text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     else:
-        text = client.chat.completions.create(model="tiny-a", messages=ASK, response_format=fmt).choices[0].message.content
+        text = (
+            client.chat.completions.create(model="tiny-a", messages=ASK, response_format=fmt).choices[0].message.content
+        )
     jsonschema.validate(json.loads(text), COLOURS)
 
 
 def test_pii_in_a_tool_schema_is_masked_and_the_arguments_restored(stack: Stack) -> None:
     """The enum value is a name: the engine is given a placeholder (and so can only write the placeholder), the
     client gets arguments with the name back, still valid JSON that matches its own schema."""
-    person = {"type": "object", "properties": {"who": {"type": "string", "enum": ["David Johnson"]}},
-              "required": ["who"], "additionalProperties": False}  # fmt: skip
+    person = {
+        "type": "object",
+        "properties": {"who": {"type": "string", "enum": ["David Johnson"]}},
+        "required": ["who"],
+        "additionalProperties": False,
+    }
     tool = {"type": "function", "function": {"name": "call", "parameters": person}}
     client = stack.client(stack.keys["usera"])
     for stream in (False, True):
         answer = client.chat.completions.create(
-            model="tiny-a", messages=[{"role": "user", "content": "Call David Johnson."}], tools=[tool],
-            tool_choice={"type": "function", "function": {"name": "call"}}, logprobs=True, stream=stream)
+            model="tiny-a",
+            messages=[{"role": "user", "content": "Call David Johnson."}],
+            tools=[tool],
+            tool_choice={"type": "function", "function": {"name": "call"}},
+            logprobs=True,
+            stream=stream,
+        )
         if stream:
             arguments, engine_tokens = "", []
             for chunk in answer:
                 for choice in chunk.choices:
-                    arguments += "".join(c.function.arguments or "" for c in choice.delta.tool_calls or [] if c.function)
+                    arguments += "".join(
+                        c.function.arguments or "" for c in choice.delta.tool_calls or [] if c.function
+                    )
                     engine_tokens += [t.token for t in (choice.logprobs.content or [])] if choice.logprobs else []
         else:
             choice = answer.choices[0]

@@ -62,8 +62,10 @@ def test_engine_crash_clients_see_503_with_retry_after_and_readiness_flips_at_on
     statuses, bystander_statuses = Counter(after), Counter(what for t, what in bystander.outcomes if t > crashed)
     flip = None if not_ready_at is None else not_ready_at - crashed
     back = None if ready_again_at is None else ready_again_at - crashed
-    print(f"\nengine crash of {VICTIM}: /health/ready 503 after {flip and round(flip, 2)} s, ready again after "
-          f"{back and round(back, 1)} s; {VICTIM} outcomes {dict(statuses)}; {BYSTANDER} {dict(bystander_statuses)}")
+    print(
+        f"\nengine crash of {VICTIM}: /health/ready 503 after {flip and round(flip, 2)} s, ready again after "
+        f"{back and round(back, 1)} s; {VICTIM} outcomes {dict(statuses)}; {BYSTANDER} {dict(bystander_statuses)}"
+    )
     assert back is not None, f"{VICTIM} not ready again within {RECOVERY_TIMEOUT} s"
     # readiness says so early in the outage (0.03-0.4 s here, against 70-90 s to recover), not when it ends;
     # relative to the outage rather than a wall-clock bound, which a loaded CI machine would stretch

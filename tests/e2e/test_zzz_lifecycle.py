@@ -31,8 +31,15 @@ CHANGE_TIMEOUT = 900  # seconds the CLI waits for a change (a model load is ~50 
 
 
 def _cli(stack: Stack, *args: str, timeout: float = CHANGE_TIMEOUT + 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "appliance", *args], cwd=stack.root, env=stack.env,
-                          capture_output=True, text=True, check=False, timeout=timeout)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "appliance", *args],
+        cwd=stack.root,
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout,
+    )
 
 
 _ORIGINAL: dict[str, str] = {}  # the session's models.yaml, as the applier read it
@@ -57,8 +64,14 @@ def applier(stack: Stack) -> Iterator[subprocess.Popen[str]]:
     original = (stack.root / "models.yaml").read_text()
     _ORIGINAL["text"] = original
     log = (stack.root / "applier.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "appliance", "serve", "--attach", "--ray-address", stack.ray_address],
-                            cwd=stack.root, env=stack.env, stdout=log, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "appliance", "serve", "--attach", "--ray-address", stack.ray_address],
+        cwd=stack.root,
+        env=stack.env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         # It builds the application from the models.yaml it read at its start, as the serve head does: the tests
         # edit models.yaml only once it has read the one the application runs.
@@ -86,12 +99,16 @@ def _store(stack: Stack) -> RegistryStore:
     return RegistryStore.open(f"sqlite:///{stack.root / 'data' / 'registry' / 'registry.db'}")
 
 
-def test_a_tampered_revision_is_refused_and_the_old_generation_keeps_serving(stack: Stack, applier: object,
-                                                                             tmp_path: Path) -> None:  # fmt: skip
+def test_a_tampered_revision_is_refused_and_the_old_generation_keeps_serving(
+    stack: Stack, applier: object, tmp_path: Path
+) -> None:
     copy = stack.root / "models" / "tiny-a-v2"
     shutil.copytree(CACHE, copy, dirs_exist_ok=True)
-    verify_model(ModelToVerify("tiny-a", str(copy), None, False), ManifestStore(stack.root / "data/registry/manifests"),
-                 now="written by the test")  # fmt: skip  # its manifest, as a first load writes it
+    verify_model(
+        ModelToVerify("tiny-a", str(copy), None, False),
+        ManifestStore(stack.root / "data/registry/manifests"),
+        now="written by the test",
+    )  # its manifest, as a first load writes it
     with (copy / "model.safetensors").open("ab") as weights:
         weights.write(b"\0" * 16)  # then the weights change on disk
     _models_yaml(stack, {"tiny-a": copy})
@@ -99,7 +116,10 @@ def test_a_tampered_revision_is_refused_and_the_old_generation_keeps_serving(sta
     done = _cli(stack, "models", "deploy", "--json", "--timeout", str(CHANGE_TIMEOUT))
     assert done.returncode == 1, done.stdout + done.stderr
     outcomes = {o["model"]: o for o in json.loads(done.stdout)["request"]["result"]["outcomes"]}
-    assert outcomes["tiny-a"]["action"] == "refuse" and "model.safetensors: expected sha256:" in outcomes["tiny-a"]["reason"]
+    assert (
+        outcomes["tiny-a"]["action"] == "refuse"
+        and "model.safetensors: expected sha256:" in outcomes["tiny-a"]["reason"]
+    )
     assert outcomes["tiny-b"]["action"] == "keep"
     history = _store(stack).history("tiny-a")[before:]
     assert history[-1].to_status.value == "failed" and "model.safetensors: expected sha256:" in history[-1].reason
@@ -130,7 +150,10 @@ def test_a_changed_engine_argument_switches_with_no_failed_request(stack: Stack,
     bystander_engine = engine_process("tiny-b").pid
     _models_yaml(stack, {}, {"tiny-a": 256})
     stop = threading.Event()
-    changed, bystander = Traffic(stack.url, stack.keys["admin"], "tiny-a", stop), Traffic(stack.url, stack.keys["admin"], "tiny-b", stop)
+    changed, bystander = (
+        Traffic(stack.url, stack.keys["admin"], "tiny-a", stop),
+        Traffic(stack.url, stack.keys["admin"], "tiny-b", stop),
+    )
     changed.start()
     bystander.start()
     try:
@@ -142,8 +165,10 @@ def test_a_changed_engine_argument_switches_with_no_failed_request(stack: Stack,
         bystander.join(90)
     assert done.returncode == 0, done.stdout + done.stderr
     outcomes = {o["model"]: o for o in json.loads(done.stdout)["request"]["result"]["outcomes"]}
-    print(f"\nlifecycle change: {json.dumps(outcomes['tiny-a'])}; tiny-a outcomes "
-          f"{dict(Counter(w for _t, w in changed.outcomes))}, tiny-b {dict(Counter(w for _t, w in bystander.outcomes))}")
+    print(
+        f"\nlifecycle change: {json.dumps(outcomes['tiny-a'])}; tiny-a outcomes "
+        f"{dict(Counter(w for _t, w in changed.outcomes))}, tiny-b {dict(Counter(w for _t, w in bystander.outcomes))}"
+    )
     assert outcomes["tiny-a"]["action"] == "change" and outcomes["tiny-a"]["mode"] == "beside"
     assert outcomes["tiny-b"]["action"] == "keep"
     assert not changed.problems and not bystander.problems, (changed.problems[:5], bystander.problems[:5])

@@ -33,16 +33,22 @@ from tests.integration.docker.harness import Engine, docker_engine
 
 @pytest.fixture(scope="package")
 def engine() -> Iterator[Engine]:
-    need(os.environ.get("APPLIANCE_NETNS_ISOLATED") == "1",
-         "the e2e-docker tier runs inside scripts/ci/isolated.sh (make test)")  # fmt: skip
-    need((DATA_ROOT / "data").is_dir(),
-         f"no prepared images in {DATA_ROOT}: run python -m tests.e2e_docker.prepare first (make test does)")
+    need(
+        os.environ.get("APPLIANCE_NETNS_ISOLATED") == "1",
+        "the e2e-docker tier runs inside scripts/ci/isolated.sh (make test)",
+    )
+    need(
+        (DATA_ROOT / "data").is_dir(),
+        f"no prepared images in {DATA_ROOT}: run python -m tests.e2e_docker.prepare first (make test does)",
+    )
     # The userland proxy publishes nginx's ports on 127.0.0.1 (there are no iptables rules here).
     with docker_engine(DATA_ROOT, keep=True, busybox=False, extra_args=()) as started:
         client = docker.DockerClient(base_url=started.url, timeout=30)
         try:
-            need(any(BASE_IMAGE in image.tags for image in client.images.list()),
-                 f"{BASE_IMAGE} is missing from {DATA_ROOT}: run python -m tests.e2e_docker.prepare (make test does)")
+            need(
+                any(BASE_IMAGE in image.tags for image in client.images.list()),
+                f"{BASE_IMAGE} is missing from {DATA_ROOT}: run python -m tests.e2e_docker.prepare (make test does)",
+            )
         finally:
             client.close()
         yield started

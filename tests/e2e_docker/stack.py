@@ -23,8 +23,21 @@ from tests.helpers import ROOT, set_line
 from tests.integration.docker.harness import Engine
 
 STACK_COPY = ROOT / ".cache" / "e2e-docker-stack"
-STACK_FILES = ("appliance", "compose", "nginx", "prometheus", "grafana", "datadog", "docker-compose.yml",
-               "pyproject.toml", "README.md", "Makefile", ".env.example", ".secrets.example", ".dockerignore")  # fmt: skip
+STACK_FILES = (
+    "appliance",
+    "compose",
+    "nginx",
+    "prometheus",
+    "grafana",
+    "datadog",
+    "docker-compose.yml",
+    "pyproject.toml",
+    "README.md",
+    "Makefile",
+    ".env.example",
+    ".secrets.example",
+    ".dockerignore",
+)
 MODEL_IN_CONTAINER = "/appliance/models/tiny"
 KEY_RE = re.compile(r"Your admin API key.*?(sk-[A-Za-z0-9_\-]+)", re.DOTALL)
 # HF_TOKEN of the tier's .secrets: test_security looks for it where it must not be (serve's environment)
@@ -50,9 +63,10 @@ class DockerStack:
     def make(self, *targets: str, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
         return make(self.root, self.engine, *targets, timeout=timeout)
 
-    def get(self, path: str, **kwargs) -> httpx.Response:  # noqa: ANN003
-        return httpx.get(self.url + path, verify=ssl.create_default_context(cafile=str(self.cafile)), timeout=10,
-                         **kwargs)  # fmt: skip
+    def get(self, path: str, **kwargs) -> httpx.Response:
+        return httpx.get(
+            self.url + path, verify=ssl.create_default_context(cafile=str(self.cafile)), timeout=10, **kwargs
+        )
 
     def containers(self) -> list:
         client = docker.DockerClient(base_url=self.engine.url, timeout=30)
@@ -76,33 +90,64 @@ class DockerStack:
 
 
 def make(root: Path, engine: Engine, *targets: str, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DOCKER_HOST": engine.url, "APPLIANCE_GPU_COUNT": "0", "NO_COLOR": "1", "TERM": "dumb",
-           "COLUMNS": "160"}
+    env = {
+        **os.environ,
+        "DOCKER_HOST": engine.url,
+        "APPLIANCE_GPU_COUNT": "0",
+        "NO_COLOR": "1",
+        "TERM": "dumb",
+        "COLUMNS": "160",
+    }
     venv = ROOT / ".venv"
     # -o: the repository's venv is used as it is (never re-installed from the copy, which would point its
     # editable install at .cache/)
-    argv = ["make", "--no-print-directory", "-C", str(root), "-o", f"{venv}/.installed-base", *targets, f"VENV={venv}",
-            f"PYTHON={sys.executable}", f"UP_ARGS=--local --base-image {BASE_IMAGE}"]  # fmt: skip
+    argv = [
+        "make",
+        "--no-print-directory",
+        "-C",
+        str(root),
+        "-o",
+        f"{venv}/.installed-base",
+        *targets,
+        f"VENV={venv}",
+        f"PYTHON={sys.executable}",
+        f"UP_ARGS=--local --base-image {BASE_IMAGE}",
+    ]
     return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def stack_logs(root: Path, engine: Engine, tail: int = 120) -> str:
     """The last lines of every service's log (for an assertion message)."""
     env = {**os.environ, "DOCKER_HOST": engine.url, "APPLIANCE_GPU_COUNT": "0"}
-    logs = subprocess.run([sys.executable, "-m", "appliance", "logs", "--no-follow", "--tail", str(tail)], cwd=root,
-                          env=env, capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    logs = subprocess.run(
+        [sys.executable, "-m", "appliance", "logs", "--no-follow", "--tail", str(tail)],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     status = ""
     client = docker.DockerClient(base_url=engine.url, timeout=60)
     try:
         for container in client.containers.list(filters={"label": "com.docker.compose.service=serve"}):
-            script = ("cd /tmp/ray/session_latest/logs && for f in $(grep -lE 'Error|Traceback' serve/*.log *.err "
-                      "2>/dev/null | head -4); do echo \"== $f\"; grep -vE '^\\s*$' $f | tail -n 40; done")
+            script = (
+                "cd /tmp/ray/session_latest/logs && for f in $(grep -lE 'Error|Traceback' serve/*.log *.err "
+                "2>/dev/null | head -4); do echo \"== $f\"; grep -vE '^\\s*$' $f | tail -n 40; done"
+            )
             status = container.exec_run(["sh", "-c", script]).output.decode(errors="replace")[-10000:]
     except docker.errors.DockerException as err:
         status = f"(serve status: {err})"
     finally:
         client.close()
-    return "\n--- stack logs ---\n" + logs.stdout[-8000:] + logs.stderr[-2000:] + "\n--- Ray logs with errors (serve container) ---\n" + status
+    return (
+        "\n--- stack logs ---\n"
+        + logs.stdout[-8000:]
+        + logs.stderr[-2000:]
+        + "\n--- Ray logs with errors (serve container) ---\n"
+        + status
+    )
 
 
 def copy_stack(dest: Path) -> None:
@@ -119,17 +164,25 @@ def copy_stack(dest: Path) -> None:
 
 
 def tiny_model(dest: Path) -> None:
-    subprocess.run([sys.executable, str(ROOT / "scripts/make_tiny_model.py"), str(dest)], check=True,
-                   capture_output=True)  # fmt: skip
+    subprocess.run(
+        [sys.executable, str(ROOT / "scripts/make_tiny_model.py"), str(dest)], check=True, capture_output=True
+    )
 
 
 def configure(root: Path, http_port: int, https_port: int) -> None:
     env = root / ".env"
     shutil.copyfile(root / ".env.example", env)
-    for key, value in {"ACCELERATOR": "cpu", "BIND_ADDRESS": "127.0.0.1", "HTTP_PORT": str(http_port),
-                       "HTTPS_PORT": str(https_port), "COMPOSE_PROJECT_NAME": PROJECT,
-                       "RAY_DASHBOARD_ENABLED": "false", "WATCHDOG_SETTLE_SECONDS": "1",
-                       "WATCHDOG_BACKOFF_BASE_SECONDS": "1", "SUPERVISOR_DOCTOR_INTERVAL_SECONDS": "3600"}.items():  # fmt: skip
+    for key, value in {
+        "ACCELERATOR": "cpu",
+        "BIND_ADDRESS": "127.0.0.1",
+        "HTTP_PORT": str(http_port),
+        "HTTPS_PORT": str(https_port),
+        "COMPOSE_PROJECT_NAME": PROJECT,
+        "RAY_DASHBOARD_ENABLED": "false",
+        "WATCHDOG_SETTLE_SECONDS": "1",
+        "WATCHDOG_BACKOFF_BASE_SECONDS": "1",
+        "SUPERVISOR_DOCTOR_INTERVAL_SECONDS": "3600",
+    }.items():
         set_line(env, key, value)
     secrets = root / ".secrets"
     shutil.copyfile(root / ".secrets.example", secrets)

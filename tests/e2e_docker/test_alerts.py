@@ -57,9 +57,12 @@ def test_a_fresh_healthy_stack_has_no_alert_firing_or_pending(docker_stack: Dock
     assert "nginx" not in up and "gpu" not in up, f"a target for a service that is off: {up}"
     time.sleep(2 * EVALUATION_INTERVAL_S + 5)  # the rules evaluated at least twice on what the targets said
     alerts = _query(docker_stack, auth, "ALERTS")
-    seen = sorted(f"{a['metric']['alertname']}({a['metric'].get('alertstate')}, "
-                  + ", ".join(f"{k}={v}" for k, v in sorted(a["metric"].items()) if k in _TELLING) + ")"
-                  for a in alerts)  # fmt: skip
+    seen = sorted(
+        f"{a['metric']['alertname']}({a['metric'].get('alertstate')}, "
+        + ", ".join(f"{k}={v}" for k, v in sorted(a["metric"].items()) if k in _TELLING)
+        + ")"
+        for a in alerts
+    )
     print(f"\nALERTS {time.monotonic() - started:.0f} s after the stack answered: {seen or 'none'}")
     assert alerts == [], seen
 
@@ -69,11 +72,22 @@ def test_make_doctor_on_the_host_finds_nothing_wrong_with_the_healthy_stack(dock
     the appliance's certificate (only nginx publishes ports), not 127.0.0.1:8000 / :9090 of the containers."""
     env = {**os.environ, "DOCKER_HOST": docker_stack.engine.url, "APPLIANCE_GPU_COUNT": "0", "NO_COLOR": "1"}
     started = time.monotonic()
-    doctor = subprocess.run([sys.executable, "-m", "appliance", "doctor", "--json"], cwd=docker_stack.root, env=env,
-                            capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
+    doctor = subprocess.run(
+        [sys.executable, "-m", "appliance", "doctor", "--json"],
+        cwd=docker_stack.root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     report = json.loads(doctor.stdout)
-    problems = {(c["check"], f["title"], f["level"], f["found"]) for c in report["checks"] for f in c["findings"]
-                if f["level"] in ("warning", "error")}  # fmt: skip
+    problems = {
+        (c["check"], f["title"], f["level"], f["found"])
+        for c in report["checks"]
+        for f in c["findings"]
+        if f["level"] in ("warning", "error")
+    }
     print(f"\ndoctor: exit {doctor.returncode} in {time.monotonic() - started:.1f} s; problems: {sorted(problems)}")
     levels = {c["check"]: {f["level"] for f in c["findings"]} for c in report["checks"]}
     assert levels["health-ready"] == {"ok"} and levels["prometheus-targets"] == {"ok"}, report
@@ -85,7 +99,9 @@ def test_the_datadog_agents_ray_endpoint_is_served_by_prometheus_federation(dock
     """The agent reads Ray's metrics from Prometheus's /federate (it cannot reach serve): the URL in
     datadog/conf.d answers with the ingress's and the engines' series (asked through nginx, same path)."""
     conf = yaml.safe_load((docker_stack.root / "datadog/conf.d/openmetrics.d/conf.yaml").read_text())
-    url = urlsplit(next(i["openmetrics_endpoint"] for i in conf["instances"] if "federate" in i["openmetrics_endpoint"]))
+    url = urlsplit(
+        next(i["openmetrics_endpoint"] for i in conf["instances"] if "federate" in i["openmetrics_endpoint"])
+    )
     auth = (_secret(docker_stack, "DASHBOARD_USER"), _secret(docker_stack, "DASHBOARD_PASSWORD"))
     response = docker_stack.get(url.path, params={k: v[0] for k, v in parse_qs(url.query).items()}, auth=auth)
     assert response.status_code == 200, response.text[:500]

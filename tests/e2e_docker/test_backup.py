@@ -26,8 +26,15 @@ READY_TIMEOUT_S = 900
 
 def _cli(stack: DockerStack, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "DOCKER_HOST": stack.engine.url, "APPLIANCE_GPU_COUNT": "0", "NO_COLOR": "1", "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "appliance", *args], cwd=stack.root, env=env, capture_output=True,
-                          text=True, timeout=timeout, check=False)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "appliance", *args],
+        cwd=stack.root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def _served_certificate(stack: DockerStack) -> str:
@@ -38,16 +45,20 @@ def _key_works(stack: DockerStack) -> int:
     return stack.get("/v1/models", headers={"Authorization": f"Bearer {stack.key}"}).status_code
 
 
-def test_back_up_destroy_everything_restore_and_the_stack_is_the_same(docker_stack: DockerStack,
-                                                                      tmp_path: Path) -> None:  # fmt: skip
+def test_back_up_destroy_everything_restore_and_the_stack_is_the_same(
+    docker_stack: DockerStack, tmp_path: Path
+) -> None:
     stack = docker_stack
     auth = (_secret(stack, "DASHBOARD_USER"), _secret(stack, "DASHBOARD_PASSWORD"))
     stack.wait_ready(timeout=READY_TIMEOUT_S)
     assert _key_works(stack) == 200
     certificate = _served_certificate(stack)
     # the admin API the backup uses is on inside the stack, refused at the edge whatever the login
-    for path in ("/prometheus/api/v1/admin/tsdb/snapshot", "/prometheus/api/v1//admin/tsdb/snapshot",
-                 "/prometheus/api/v1/%61dmin/tsdb/snapshot"):  # fmt: skip
+    for path in (
+        "/prometheus/api/v1/admin/tsdb/snapshot",
+        "/prometheus/api/v1//admin/tsdb/snapshot",
+        "/prometheus/api/v1/%61dmin/tsdb/snapshot",
+    ):
         refused = httpx.post(stack.url + path, auth=auth, verify=ssl.create_default_context(cafile=str(stack.cafile)))
         assert refused.status_code == 403, (path, refused.status_code, refused.text[:200])
     started = time.monotonic()
@@ -55,7 +66,7 @@ def test_back_up_destroy_everything_restore_and_the_stack_is_the_same(docker_sta
     took = time.monotonic() - started
     assert backup.returncode == 0, backup.stdout[-3000:] + backup.stderr[-3000:]
     backed_up_at = time.time()
-    history = _query(stack, auth, f"count_over_time(up{{job=\"prometheus\"}}[1h] @ {backed_up_at:.3f})")
+    history = _query(stack, auth, f'count_over_time(up{{job="prometheus"}}[1h] @ {backed_up_at:.3f})')
     assert history and int(history[0]["value"][1]) > 0
     (archive,) = (stack.root / "data" / "backups").glob("appliance-backup-*.tar.gz")
     assert stat.S_IMODE(archive.stat().st_mode) == 0o600
@@ -89,12 +100,14 @@ def test_back_up_destroy_everything_restore_and_the_stack_is_the_same(docker_sta
     deadline = time.monotonic() + 300
     while True:  # Prometheus answers once it has loaded its blocks; the samples from before must be there
         try:
-            history_after = _query(stack, auth, f"count_over_time(up{{job=\"prometheus\"}}[1h] @ {backed_up_at:.3f})")
+            history_after = _query(stack, auth, f'count_over_time(up{{job="prometheus"}}[1h] @ {backed_up_at:.3f})')
         except (AssertionError, httpx.HTTPError):
             history_after = []
         if history_after or time.monotonic() > deadline:
             break
         time.sleep(3)
     assert history_after and int(history_after[0]["value"][1]) > 0, "no metrics history from before the backup"
-    print(f"metrics: {history[0]['value'][1]} samples of up{{job=prometheus}} before the backup, "
-          f"{history_after[0]['value'][1]} of them after the restore")
+    print(
+        f"metrics: {history[0]['value'][1]} samples of up{{job=prometheus}} before the backup, "
+        f"{history_after[0]['value'][1]} of them after the restore"
+    )

@@ -36,7 +36,7 @@ RECOVERY_TIMEOUT_S = 600
 AUDIT_SETTLE_S = 3  # a stream's audit line is written as its body ends
 
 
-def _container(stack: DockerStack, service: str):  # noqa: ANN202
+def _container(stack: DockerStack, service: str):
     found = [c for c in stack.containers() if c.labels.get("com.docker.compose.service") == service]
     assert len(found) == 1, f"expected one {service} container, found {len(found)}"
     found[0].reload()
@@ -73,8 +73,12 @@ def _fired(stack: DockerStack, window_s: float) -> list[str]:
     response = stack.get("/prometheus/api/v1/query", params={"query": query}, auth=auth)
     if response.status_code != 200:
         return [f"(Prometheus answered {response.status_code})"]
-    return sorted({r["metric"]["alertname"] + "(" + r["metric"].get("service", r["metric"].get("job", "")) + ")"
-                   for r in response.json()["data"]["result"]})  # fmt: skip
+    return sorted(
+        {
+            r["metric"]["alertname"] + "(" + r["metric"].get("service", r["metric"].get("job", "")) + ")"
+            for r in response.json()["data"]["result"]
+        }
+    )
 
 
 def _secret(stack: DockerStack, key: str) -> str:
@@ -98,19 +102,24 @@ def traffic(docker_stack: DockerStack) -> Iterator[Traffic]:
     load.join(120)
 
 
-def _report(stack: DockerStack, load: Traffic, what: str, fault_at: float, healthy_after: float | None,
-            allowed: set[str]) -> None:  # fmt: skip
+def _report(
+    stack: DockerStack, load: Traffic, what: str, fault_at: float, healthy_after: float | None, allowed: set[str]
+) -> None:
     """Print the figures, then assert what must hold whatever the timing."""
     time.sleep(AUDIT_SETTLE_S)
     outcomes = load.between(fault_at)
     seen = Counter(o if not o.startswith("transport:") else "transport" for o in outcomes)
     lost = [i for i in load.completed_ids if i and i not in _audited_ids(stack)]
     alerts = _fired(stack, time.monotonic() - fault_at + 30)
-    print(f"\nCHAOS {what}: healthy after {healthy_after and round(healthy_after, 1)} s; clients {dict(seen)}; "
-          f"completed requests not audited {len(lost)} of {len(load.completed_ids)}; alerts fired {alerts or 'none'}")
+    print(
+        f"\nCHAOS {what}: healthy after {healthy_after and round(healthy_after, 1)} s; clients {dict(seen)}; "
+        f"completed requests not audited {len(lost)} of {len(load.completed_ids)}; alerts fired {alerts or 'none'}"
+    )
     assert healthy_after is not None, f"{what}: not healthy within {RECOVERY_TIMEOUT_S} s"
     assert set(seen) <= {"200", "503", "stream-error-event"} | allowed, seen
-    unexpected = [p for p in load.problems if not (p.startswith("stream ended without [DONE]") and "stream-cut" in allowed)]
+    unexpected = [
+        p for p in load.problems if not (p.startswith("stream ended without [DONE]") and "stream-cut" in allowed)
+    ]
     assert not unexpected, unexpected[:10]
     assert outcomes and outcomes[-1] == "200", f"{what}: not answering 200 afterwards: {outcomes[-5:]}"
     assert not lost, f"{what}: completed requests missing from the audit log: {lost[:10]}"
@@ -124,7 +133,7 @@ def _ready(stack: DockerStack) -> int | None:
         return None
 
 
-def _wait(condition, timeout: float = RECOVERY_TIMEOUT_S) -> float | None:  # noqa: ANN001
+def _wait(condition, timeout: float = RECOVERY_TIMEOUT_S) -> float | None:
     started = time.monotonic()
     while time.monotonic() - started < timeout:
         if condition():
@@ -141,8 +150,9 @@ def _crash(stack: DockerStack, service: str) -> tuple[float, str]:
 
 
 @pytest.mark.parametrize("service", ["nginx", "prometheus", "alertmanager", "supervisor"])
-def test_a_crashed_service_comes_back_and_clients_ride_it_out(docker_stack: DockerStack, traffic: Traffic,
-                                                              service: str) -> None:  # fmt: skip
+def test_a_crashed_service_comes_back_and_clients_ride_it_out(
+    docker_stack: DockerStack, traffic: Traffic, service: str
+) -> None:
     fault_at, since = _crash(docker_stack, service)
     healthy = _wait(lambda: _healthy(docker_stack, service, since))
     time.sleep(3)  # requests after the return
@@ -151,8 +161,9 @@ def test_a_crashed_service_comes_back_and_clients_ride_it_out(docker_stack: Dock
     _report(docker_stack, traffic, f"SIGKILL {service}", fault_at, healthy, allowed)
 
 
-def test_a_crashed_serve_container_gives_503_with_retry_after_until_it_is_back(docker_stack: DockerStack,
-                                                                              traffic: Traffic) -> None:  # fmt: skip
+def test_a_crashed_serve_container_gives_503_with_retry_after_until_it_is_back(
+    docker_stack: DockerStack, traffic: Traffic
+) -> None:
     fault_at, since = _crash(docker_stack, "serve")
     healthy = _wait(lambda: _healthy(docker_stack, "serve", since))
     if healthy is not None:
@@ -162,8 +173,9 @@ def test_a_crashed_serve_container_gives_503_with_retry_after_until_it_is_back(d
     _report(docker_stack, traffic, "SIGKILL serve", fault_at, healthy, {"stream-cut"})
 
 
-def test_a_killed_engine_inside_serve_gives_503_until_its_replica_is_back(docker_stack: DockerStack,
-                                                                         traffic: Traffic) -> None:  # fmt: skip
+def test_a_killed_engine_inside_serve_gives_503_until_its_replica_is_back(
+    docker_stack: DockerStack, traffic: Traffic
+) -> None:
     engine = engine_process(MODEL)
     fault_at = time.monotonic()
     os.kill(engine.pid, signal.SIGKILL)

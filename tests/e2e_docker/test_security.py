@@ -21,15 +21,16 @@ pytestmark = pytest.mark.security
 GCS = 6379
 
 
-def _container(stack: DockerStack, service: str):  # noqa: ANN202
+def _container(stack: DockerStack, service: str):
     client = docker.DockerClient(base_url=stack.engine.url, timeout=60)
-    matches = client.containers.list(filters={"label": ["com.docker.compose.project=appliance-e2e",
-                                                        f"com.docker.compose.service={service}"]})  # fmt: skip
+    matches = client.containers.list(
+        filters={"label": ["com.docker.compose.project=appliance-e2e", f"com.docker.compose.service={service}"]}
+    )
     assert matches, f"no running {service} container"
     return matches[0]
 
 
-def _sh(container, script: str, user: str = "") -> tuple[int, str]:  # noqa: ANN001
+def _sh(container, script: str, user: str = "") -> tuple[int, str]:
     result = container.exec_run(["sh", "-c", script], user=user)
     return result.exit_code, result.output.decode(errors="replace")
 
@@ -47,21 +48,30 @@ def test_serve_runs_as_a_non_root_user(docker_stack: DockerStack) -> None:
 def test_serve_cannot_read_the_project_secrets(docker_stack: DockerStack) -> None:
     serve = _container(docker_stack, "serve")
     root = docker_stack.root
-    secrets = dict(line.split("=", 1) for line in (root / ".secrets").read_text().splitlines()
-                   if "=" in line and not line.startswith("#"))  # fmt: skip
+    secrets = dict(
+        line.split("=", 1)
+        for line in (root / ".secrets").read_text().splitlines()
+        if "=" in line and not line.startswith("#")
+    )
     passwords = [secrets["GRAFANA_ADMIN_PASSWORD"], secrets["DASHBOARD_PASSWORD"]]
     assert all(passwords), "make up generated them"
     code, out = _sh(serve, "ls -A /appliance; ls -A /run/appliance")
     assert ".secrets" not in out.split() and ".env" not in out.split(), out
-    assert sorted(out.split()) == sorted(["data", "models", "api_keys", "hf_token", "models.yaml", "ray_auth_token",
-                                          "settings.env"])  # fmt: skip
+    assert sorted(out.split()) == sorted(
+        ["data", "models", "api_keys", "hf_token", "models.yaml", "ray_auth_token", "settings.env"]
+    )
     # no private key, no other service's credential where data could be (not the image's own /usr, /opt)
-    code, out = _sh(serve, "find /appliance /run /home /tmp /var /etc /srv /mnt /root \\( -name 'privkey*' -o -name "
-                           "'*.key' -o -name .secrets -o -name grafana_admin_password -o -name 'datadog*' -o -name "
-                           "htpasswd \\) -print 2>/dev/null")  # fmt: skip
+    code, out = _sh(
+        serve,
+        "find /appliance /run /home /tmp /var /etc /srv /mnt /root \\( -name 'privkey*' -o -name "
+        "'*.key' -o -name .secrets -o -name grafana_admin_password -o -name 'datadog*' -o -name "
+        "htpasswd \\) -print 2>/dev/null",
+    )
     assert out.strip() == "", out
     for password in passwords:
-        code, out = _sh(serve, f"grep -rlF -D skip -- '{password}' /appliance /run/appliance /etc /home /tmp 2>/dev/null")
+        code, out = _sh(
+            serve, f"grep -rlF -D skip -- '{password}' /appliance /run/appliance /etc /home /tmp 2>/dev/null"
+        )
         assert out.strip() == "", f"a password of .secrets is readable in serve: {out}"
     # the API key file holds hashes only, and the ingress answers with it
     code, out = _sh(serve, "cat /run/appliance/api_keys")
@@ -74,8 +84,11 @@ def test_hf_token_is_a_file_never_in_the_environment(docker_stack: DockerStack) 
     assert not any(HF_TOKEN_CANARY in item or item.startswith("HF_TOKEN=") for item in env), env
     assert "HF_TOKEN_PATH=/run/appliance/hf_token" in env
     # every process in serve: Ray's workers, the engine replicas (their runtime env), the ingress
-    code, out = _sh(serve, "for f in /proc/[0-9]*/environ; do tr '\\0' '\\n' < $f 2>/dev/null; done | "
-                           f"grep -c -e '{HF_TOKEN_CANARY}' -e '^HF_TOKEN=' ; ls /proc | grep -c '^[0-9]'")  # fmt: skip
+    code, out = _sh(
+        serve,
+        "for f in /proc/[0-9]*/environ; do tr '\\0' '\\n' < $f 2>/dev/null; done | "
+        f"grep -c -e '{HF_TOKEN_CANARY}' -e '^HF_TOKEN=' ; ls /proc | grep -c '^[0-9]'",
+    )
     hits, processes = out.split()
     assert hits == "0" and int(processes) > 5, out
     code, out = _sh(serve, "python -c 'import huggingface_hub as h; print(h.get_token())'")
@@ -100,8 +113,11 @@ def test_ray_gcs_is_off_the_shared_network_and_wants_its_token(docker_stack: Doc
     # where it is reachable (inside serve; nginx and Prometheus share its network) it refuses a client without
     # the token, and answers one with it
     plain = "env -u RAY_AUTH_TOKEN_PATH -u RAY_AUTH_TOKEN HOME=/tmp/no-token"
-    for client in (f"{plain} RAY_AUTH_MODE=disabled", f"{plain} RAY_AUTH_MODE=token",
-                   "echo wrong-token > /tmp/wrong; RAY_AUTH_TOKEN_PATH=/tmp/wrong"):  # fmt: skip
+    for client in (
+        f"{plain} RAY_AUTH_MODE=disabled",
+        f"{plain} RAY_AUTH_MODE=token",
+        "echo wrong-token > /tmp/wrong; RAY_AUTH_TOKEN_PATH=/tmp/wrong",
+    ):
         code, out = _sh(serve, f"{client} timeout 60 ray status --address=127.0.0.1:{GCS}")
         assert code != 0, f"ray status without the token succeeded ({client}):\n{out[-1500:]}"
     code, out = _sh(serve, f"timeout 60 ray status --address=127.0.0.1:{GCS}")
@@ -114,7 +130,9 @@ def test_ray_metrics_reach_prometheus_with_the_dashboard_off(docker_stack: Docke
     serve = _container(docker_stack, "serve")
     # Ray keeps a headless dashboard process (its metrics and event modules); the web UI and job API must not listen
     code, out = _sh(serve, "python -c \"import socket; socket.create_connection(('127.0.0.1', 8265), 3)\"")
-    assert code != 0 and "refused" in out.lower(), f"the Ray dashboard listens though RAY_DASHBOARD_ENABLED=false: {out}"
+    assert code != 0 and "refused" in out.lower(), (
+        f"the Ray dashboard listens though RAY_DASHBOARD_ENABLED=false: {out}"
+    )
     prometheus = _container(docker_stack, "prometheus")
     query = urllib.parse.quote('count({job="ray", __name__=~"ray_.+"}) and on() up{job="ray"} == 1')
     deadline = time.monotonic() + 120

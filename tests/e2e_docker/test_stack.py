@@ -11,8 +11,8 @@ import docker
 import httpx
 import openai
 
-from tests.e2e_docker.stack import DockerStack
 from tests.e2e_docker.prepare import PROJECT
+from tests.e2e_docker.stack import DockerStack
 from tests.helpers import set_line
 
 SERVICES = {"serve", "nginx", "supervisor", "prometheus", "alertmanager", "node-exporter"}
@@ -24,9 +24,11 @@ def _by_service(stack: DockerStack) -> dict[str, dict]:
         container.reload()
         state = container.attrs["State"]
         out[container.labels["com.docker.compose.service"]] = {
-            "id": container.id, "started": state["StartedAt"], "status": state["Status"],
+            "id": container.id,
+            "started": state["StartedAt"],
+            "status": state["Status"],
             "health": (state.get("Health") or {}).get("Status"),
-        }  # fmt: skip
+        }
     return out
 
 
@@ -40,8 +42,11 @@ def test_make_up_prints_key_urls_and_snippets(docker_stack: DockerStack) -> None
     deadline = time.monotonic() + 180  # Prometheus and Alertmanager report healthy a little after the models
     while True:
         services = _by_service(docker_stack)
-        unwell = {s: (v["status"], v["health"]) for s, v in services.items()
-                  if v["status"] != "running" or v["health"] not in (None, "healthy")}  # fmt: skip
+        unwell = {
+            s: (v["status"], v["health"])
+            for s, v in services.items()
+            if v["status"] != "running" or v["health"] not in (None, "healthy")
+        }
         if not unwell:
             break
         assert time.monotonic() < deadline, f"not running and healthy: {unwell}"
@@ -50,14 +55,29 @@ def test_make_up_prints_key_urls_and_snippets(docker_stack: DockerStack) -> None
 
 def test_streaming_chat_over_https_with_the_printed_key(docker_stack: DockerStack) -> None:
     context = ssl.create_default_context(cafile=str(docker_stack.cafile))
-    client = openai.OpenAI(base_url=docker_stack.url + "/v1", api_key=docker_stack.key,
-                           http_client=httpx.Client(verify=context, timeout=120))  # fmt: skip
-    chunks = list(client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "hi"}],
-                                                 max_tokens=8, stream=True, extra_body={"ignore_eos": True}))  # fmt: skip
+    client = openai.OpenAI(
+        base_url=docker_stack.url + "/v1",
+        api_key=docker_stack.key,
+        http_client=httpx.Client(verify=context, timeout=120),
+    )
+    chunks = list(
+        client.chat.completions.create(
+            model="tiny",
+            messages=[{"role": "user", "content": "hi"}],
+            max_tokens=8,
+            stream=True,
+            extra_body={"ignore_eos": True},
+        )
+    )
     assert chunks and chunks[-1].choices[0].finish_reason == "length"
     assert sum(1 for c in chunks if c.choices and c.choices[0].delta.content) >= 1
-    refused = httpx.post(docker_stack.url + "/v1/chat/completions", verify=context, timeout=30,
-                         headers={"Authorization": "Bearer sk-wrong"}, json={"model": "tiny", "messages": []})  # fmt: skip
+    refused = httpx.post(
+        docker_stack.url + "/v1/chat/completions",
+        verify=context,
+        timeout=30,
+        headers={"Authorization": "Bearer sk-wrong"},
+        json={"model": "tiny", "messages": []},
+    )
     assert refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_api_key"
 
 

@@ -25,31 +25,59 @@ def _config(*files: str, profiles: tuple[str, ...] = (), **env: str) -> dict:
     for profile in profiles:
         argv += ["--profile", profile]
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("APPLIANCE_", "COMPOSE_"))}
-    result = subprocess.run([*argv, "config", "--format", "json"], capture_output=True, text=True, check=False,
-                            env={**clean, **env}, cwd=ROOT, timeout=60)  # fmt: skip
+    result = subprocess.run(
+        [*argv, "config", "--format", "json"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**clean, **env},
+        cwd=ROOT,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
 
 @pytest.mark.parametrize("mode", ["cpu", "gpu"])
 def test_structure(mode: str) -> None:
-    config = _config(f"compose/{mode}.yml", profiles=("datadog",), APPLIANCE_BASE_IMAGE="local/base:1",
-                     BIND_ADDRESS="127.0.0.1", HTTPS_PORT="8443")  # fmt: skip
+    config = _config(
+        f"compose/{mode}.yml",
+        profiles=("datadog",),
+        APPLIANCE_BASE_IMAGE="local/base:1",
+        BIND_ADDRESS="127.0.0.1",
+        HTTPS_PORT="8443",
+    )
     services = config["services"]
-    expected = {"serve", "nginx", "supervisor", "prometheus", "alertmanager", "node-exporter", "nginx-exporter",
-                "grafana", "datadog-agent"} | ({"dcgm-exporter"} if mode == "gpu" else set())  # fmt: skip
+    expected = {
+        "serve",
+        "nginx",
+        "supervisor",
+        "prometheus",
+        "alertmanager",
+        "node-exporter",
+        "nginx-exporter",
+        "grafana",
+        "datadog-agent",
+    } | ({"dcgm-exporter"} if mode == "gpu" else set())
     assert set(services) == expected
     for name, service in services.items():
         assert service["restart"] == "unless-stopped", name
         assert service["logging"]["driver"] == "json-file" and service["logging"]["options"]["max-size"], name
         # Ray (GCS, dashboard = code execution) shares a network with nginx and Prometheus only
-        expected_networks = {"serve": {"serving"}, "nginx": {"backend", "serving"},
-                             "prometheus": {"backend", "serving"}}.get(name, {"backend"})  # fmt: skip
+        expected_networks = {
+            "serve": {"serving"},
+            "nginx": {"backend", "serving"},
+            "prometheus": {"backend", "serving"},
+        }.get(name, {"backend"})
         assert set(service["networks"]) == expected_networks, name
         assert not service.get("ports") or name == "nginx", f"{name} publishes ports: only nginx may"
         for key, value in (service.get("environment") or {}).items():
             if any(word in key for word in ("PASSWORD", "API_KEY", "TOKEN")):  # only where a file is, or a mode
-                assert str(value).startswith(("/run/", "ENC[file@/run/secrets/")) or value == "token", (name, key, value)
+                assert str(value).startswith(("/run/", "ENC[file@/run/secrets/")) or value == "token", (
+                    name,
+                    key,
+                    value,
+                )
     published = {(p["host_ip"], p["published"], p["target"]) for p in services["nginx"]["ports"]}
     assert published == {("127.0.0.1", "80", 80), ("127.0.0.1", "8443", 443)}
     for name in HEALTHCHECKED:
@@ -82,8 +110,9 @@ def test_datadog_agent_only_with_its_profile() -> None:
 
 
 def test_local_mode_builds_offline_and_drops_registry_only_images() -> None:
-    config = _config("compose/cpu.yml", "compose/local.yml", APPLIANCE_PIP_OFFLINE="1",
-                     APPLIANCE_DOCKER_SOCKET="/tmp/d/docker.sock")  # fmt: skip
+    config = _config(
+        "compose/cpu.yml", "compose/local.yml", APPLIANCE_PIP_OFFLINE="1", APPLIANCE_DOCKER_SOCKET="/tmp/d/docker.sock"
+    )
     services = config["services"]
     assert set(services) == {"serve", "nginx", "supervisor", "prometheus", "alertmanager", "node-exporter"}
     assert services["serve"]["build"]["args"]["PIP_OFFLINE"] == "1"
@@ -97,13 +126,22 @@ def _serve_sees_only_what_it_reads(serve: dict) -> None:
     uid = str(serve["user"]).split(":")[0]
     assert uid not in ("", "0", "root"), serve.get("user")
     mounts = {v["target"]: v for v in serve["volumes"]}
-    assert set(mounts) == {"/run/appliance", "/appliance/models", "/appliance/data/logs", "/appliance/data/registry",
-                           "/appliance/data/batch", "/var/cache/huggingface"}  # fmt: skip
+    assert set(mounts) == {
+        "/run/appliance",
+        "/appliance/models",
+        "/appliance/data/logs",
+        "/appliance/data/registry",
+        "/appliance/data/batch",
+        "/var/cache/huggingface",
+    }
     assert mounts["/appliance/data/batch"]["source"].endswith("/data/batch")
     assert mounts["/run/appliance"]["source"].endswith("/data/run/serve") and mounts["/run/appliance"]["read_only"]
     assert mounts["/appliance/models"]["read_only"] is True
-    assert not any(m["source"].rstrip("/").endswith(("/certs", "/data/run", "/data")) for m in mounts.values()
-                   if m["type"] == "bind")  # fmt: skip
+    assert not any(
+        m["source"].rstrip("/").endswith(("/certs", "/data/run", "/data"))
+        for m in mounts.values()
+        if m["type"] == "bind"
+    )
     env = serve["environment"]
     assert env["RAY_AUTH_MODE"] == "token" and env["RAY_AUTH_TOKEN_PATH"].startswith("/run/appliance/")
     assert env["HF_TOKEN_PATH"].startswith("/run/appliance/") and "HF_TOKEN" not in env and "RAY_AUTH_TOKEN" not in env
@@ -137,14 +175,25 @@ def test_up_with_another_env_file_publishes_its_ports(tmp_path) -> None:
     shutil.copytree(ROOT / "compose", tmp_path / "compose", ignore=shutil.ignore_patterns("wheels"))
     make_config_dir(tmp_path)
     (tmp_path / "other.env").write_text((tmp_path / ".env").read_text())
-    for key, value in {"BIND_ADDRESS": "0.0.0.0", "HTTP_PORT": "80", "HTTPS_PORT": "443",
-                       "PROMETHEUS_RETENTION_DAYS": "15", "DOMAIN": "stale.example.com"}.items():  # fmt: skip
+    for key, value in {
+        "BIND_ADDRESS": "0.0.0.0",
+        "HTTP_PORT": "80",
+        "HTTPS_PORT": "443",
+        "PROMETHEUS_RETENTION_DAYS": "15",
+        "DOMAIN": "stale.example.com",
+    }.items():
         set_line(tmp_path / ".env", key, value)
-    for key, value in {"BIND_ADDRESS": "127.0.0.1", "HTTP_PORT": "8080", "HTTPS_PORT": "8443",
-                       "PROMETHEUS_RETENTION_DAYS": "30", "DOMAIN": "llm.example.com"}.items():  # fmt: skip
+    for key, value in {
+        "BIND_ADDRESS": "127.0.0.1",
+        "HTTP_PORT": "8080",
+        "HTTPS_PORT": "8443",
+        "PROMETHEUS_RETENTION_DAYS": "30",
+        "DOMAIN": "llm.example.com",
+    }.items():
         set_line(tmp_path / "other.env", key, value)
-    args = build_parser().parse_args(["up", "--env", str(tmp_path / "other.env"),
-                                      "--secrets", str(tmp_path / ".secrets"), "--root", str(tmp_path)])  # fmt: skip
+    args = build_parser().parse_args(
+        ["up", "--env", str(tmp_path / "other.env"), "--secrets", str(tmp_path / ".secrets"), "--root", str(tmp_path)]
+    )
     config = load(args)
     config_json = _compose(args, config, plan_stack(config, rendered={})).run("config", "--format", "json")
     services = json.loads(config_json)["services"]

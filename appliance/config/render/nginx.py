@@ -144,8 +144,9 @@ def render_nginx(
         "temp_dir": layout.run_dir,
         "log_extra": _log_extra(config),
         "snippet_maps": maps,
-        "snippet_ratelimit": sub("snippets/ratelimit.conf", rpm=s.nginx_rate_limit_rpm,
-                                 login_rpm=s.nginx_login_rate_limit_rpm),  # fmt: skip
+        "snippet_ratelimit": sub(
+            "snippets/ratelimit.conf", rpm=s.nginx_rate_limit_rpm, login_rpm=s.nginx_login_rate_limit_rpm
+        ),
         "snippet_tls": read("snippets/tls.conf"),
         "http_listen": layout.http_listen,
         "https_listen": layout.https_listen,

@@ -28,8 +28,10 @@ def prometheus_config(shipped: str, accelerator: Accelerator) -> str:
 
 def slo_rules(settings: Settings) -> str:
     """``rules/slo.yml``: the TTFT objective the TtftAboveSlo alert compares the p95 with."""
-    group = {"name": "appliance-slo",
-             "rules": [{"record": "appliance:ttft_slo_seconds", "expr": f"vector({float(settings.ttft_slo_seconds)})"}]}
+    group = {
+        "name": "appliance-slo",
+        "rules": [{"record": "appliance:ttft_slo_seconds", "expr": f"vector({float(settings.ttft_slo_seconds)})"}],
+    }
     text: str = yaml.safe_dump({"groups": [group]}, sort_keys=False)
     return text
 

@@ -34,7 +34,9 @@ def assert_fully_rendered(text: str, *, name: str) -> None:
     match = _ANY_BRACES.search(text)
     if match:
         line = text.count("\n", 0, match.start()) + 1
-        raise TemplateError(f"{name}:{line}: an unrendered placeholder is left: {text.splitlines()[line - 1].strip()!r}")
+        raise TemplateError(
+            f"{name}:{line}: an unrendered placeholder is left: {text.splitlines()[line - 1].strip()!r}"
+        )
 
 
 def load(templates: Path, relative: str) -> str:

@@ -27,8 +27,26 @@ from appliance.doctor.checks.unsafe_flags import UnsafeFlags
 
 def all_checks() -> list[Check]:
     return [
-        ConfigValid(), DockerEngineCheck(), ComposeV2(), GpuDriver(), GpuRuntime(), GpuCount(), GpuMemory(),
-        DiskSpace(), Ports(), DomainDns(), AcmeEmail(), SecretsFile(), Certificate(), ClockSkew(), UnsafeFlags(),
-        ModelSources(), PiiModel(),
-        DatadogAgent(), ServicesHealthy(), RestartCounts(), HealthReady(), PrometheusTargets(),
-    ]  # fmt: skip
+        ConfigValid(),
+        DockerEngineCheck(),
+        ComposeV2(),
+        GpuDriver(),
+        GpuRuntime(),
+        GpuCount(),
+        GpuMemory(),
+        DiskSpace(),
+        Ports(),
+        DomainDns(),
+        AcmeEmail(),
+        SecretsFile(),
+        Certificate(),
+        ClockSkew(),
+        UnsafeFlags(),
+        ModelSources(),
+        PiiModel(),
+        DatadogAgent(),
+        ServicesHealthy(),
+        RestartCounts(),
+        HealthReady(),
+        PrometheusTargets(),
+    ]

@@ -7,7 +7,6 @@ from appliance.doctor import probes
 from appliance.doctor.context import DoctorContext
 from appliance.doctor.gpu_fit import Gpu, parse_nvidia_smi
 
-
 # nvidia-smi's own timeout (probes.nvidia_smi_query) plus a second for the check around it
 GPU_QUERY_TIMEOUT_S = 6.0
 

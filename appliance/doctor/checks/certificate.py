@@ -26,14 +26,26 @@ class Certificate(Check):
         paths = CertPaths(ctx.certs_root)
         cert, key = paths.served_fullchain(s), paths.served_privkey(s)
         if not cert.exists():
-            return [self.problem(Level.INFO, "a certificate", f"none yet at {cert} (made on the first make up)",
-                                 "python -m appliance up creates or requests it")]  # fmt: skip
+            return [
+                self.problem(
+                    Level.INFO,
+                    "a certificate",
+                    f"none yet at {cert} (made on the first make up)",
+                    "python -m appliance up creates or requests it",
+                )
+            ]
         try:
             info = check_pair(cert, key, domain=s.domain, now=ctx.now)
         except CertError as err:
-            return [self.problem(Level.ERROR, "a certificate nginx can serve for this config", str(err),
-                                 "python -m appliance certs renew --force (TLS_MODE=provided: fix the files at "
-                                 "TLS_CERT_PATH/TLS_KEY_PATH first)")]  # fmt: skip
+            return [
+                self.problem(
+                    Level.ERROR,
+                    "a certificate nginx can serve for this config",
+                    str(err),
+                    "python -m appliance certs renew --force (TLS_MODE=provided: fix the files at "
+                    "TLS_CERT_PATH/TLS_KEY_PATH first)",
+                )
+            ]
         left = days_left(info, ctx.now)
         expected = f">= {WARN_DAYS} days left"
         fix = "python -m appliance certs renew (see docs/runbooks/certificate-expiring-soon.md)"

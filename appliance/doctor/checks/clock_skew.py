@@ -22,13 +22,22 @@ class ClockSkew(Check):
         try:
             info = probes.docker_snapshot(ctx.docker_host)["info"]
         except ApplianceDockerError:
-            return [self.problem(Level.INFO, "a reference clock", "the Docker Engine did not answer",
-                                 "see the Docker Engine check")]  # fmt: skip
+            return [
+                self.problem(
+                    Level.INFO, "a reference clock", "the Docker Engine did not answer", "see the Docker Engine check"
+                )
+            ]
         engine_time = parse_time(str(info.get("SystemTime", "")))
         if engine_time is None:
             return [self.problem(Level.INFO, "a reference clock", "docker info has no SystemTime", "")]
         skew = abs((engine_time - ctx.now).total_seconds())
         if skew > MAX_SKEW_S:
-            return [self.problem(Level.WARNING, f"<= {MAX_SKEW_S:g} s apart", f"{skew:.1f} s apart",
-                                 "enable time sync: sudo timedatectl set-ntp true")]  # fmt: skip
+            return [
+                self.problem(
+                    Level.WARNING,
+                    f"<= {MAX_SKEW_S:g} s apart",
+                    f"{skew:.1f} s apart",
+                    "enable time sync: sudo timedatectl set-ntp true",
+                )
+            ]
         return [self.ok(found=f"{skew:.2f} s", expected=f"<= {MAX_SKEW_S:g} s from the engine's clock")]

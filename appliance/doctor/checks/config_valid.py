@@ -17,9 +17,23 @@ class ConfigValid(Check):
 
     def run(self, ctx: DoctorContext) -> list[Finding]:
         if ctx.config is not None:
-            warnings = [self.problem(Level.WARNING, "no warnings", f"{issue.location()}: {issue.message}", issue.hint or "see the message")
-                        for issue in ctx.config.warnings if issue.key not in UNSAFE_SETTINGS]  # fmt: skip
+            warnings = [
+                self.problem(
+                    Level.WARNING,
+                    "no warnings",
+                    f"{issue.location()}: {issue.message}",
+                    issue.hint or "see the message",
+                )
+                for issue in ctx.config.warnings
+                if issue.key not in UNSAFE_SETTINGS
+            ]
             return warnings or [self.ok(found=f"{ctx.files.env}, {ctx.files.secrets}")]
-        return [self.problem(Level.ERROR if issue.is_error else Level.WARNING, "a valid configuration", f"{issue.location()}: {issue.message}",
-                             issue.hint or "fix it, then: python -m appliance validate")
-                for issue in ctx.config_issues]  # fmt: skip
+        return [
+            self.problem(
+                Level.ERROR if issue.is_error else Level.WARNING,
+                "a valid configuration",
+                f"{issue.location()}: {issue.message}",
+                issue.hint or "fix it, then: python -m appliance validate",
+            )
+            for issue in ctx.config_issues
+        ]

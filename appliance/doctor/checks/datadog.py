@@ -16,7 +16,17 @@ class DatadogAgent(Check):
         settings = ctx.config.settings
         if ctx.config.secrets.datadog_api_key:
             tags = ",".join(settings.datadog_tags) or "none"
-            return [self.ok(found=f"on: site {settings.datadog_site}, env {settings.datadog_env}, extra tags {tags}",
-                            expected="on when DATADOG_API_KEY is set")]  # fmt: skip
-        return [self.problem(Level.INFO, "on when DATADOG_API_KEY is set", "off: DATADOG_API_KEY is empty in .secrets",
-                             "to ship metrics, events and logs to Datadog set DATADOG_API_KEY (and DATADOG_SITE)")]  # fmt: skip
+            return [
+                self.ok(
+                    found=f"on: site {settings.datadog_site}, env {settings.datadog_env}, extra tags {tags}",
+                    expected="on when DATADOG_API_KEY is set",
+                )
+            ]
+        return [
+            self.problem(
+                Level.INFO,
+                "on when DATADOG_API_KEY is set",
+                "off: DATADOG_API_KEY is empty in .secrets",
+                "to ship metrics, events and logs to Datadog set DATADOG_API_KEY (and DATADOG_SITE)",
+            )
+        ]

@@ -29,16 +29,25 @@ class DiskSpace(Check):
 
     def run(self, ctx: DoctorContext) -> list[Finding]:
         assert ctx.config is not None
-        wanted = {"model cache": (hub_cache(ctx), MIN_MODEL_CACHE_GIB),
-                  "logs": (Path(ctx.config.settings.log_dir), MIN_LOGS_GIB)}  # fmt: skip
+        wanted = {
+            "model cache": (hub_cache(ctx), MIN_MODEL_CACHE_GIB),
+            "logs": (Path(ctx.config.settings.log_dir), MIN_LOGS_GIB),
+        }
         findings = []
         for label, (path, minimum) in wanted.items():
             free = shutil.disk_usage(_existing(path)).free / GIB
             if free < minimum:
-                findings.append(self.problem(Level.ERROR if free < minimum / 4 else Level.WARNING,
-                                             f"{label} ({path}): >= {minimum} GiB free", f"{free:.1f} GiB free",
-                                             "free space on that file system or move it (LOG_DIR / HF_HOME)",
-                                             title=f"free disk: {label}"))  # fmt: skip
+                findings.append(
+                    self.problem(
+                        Level.ERROR if free < minimum / 4 else Level.WARNING,
+                        f"{label} ({path}): >= {minimum} GiB free",
+                        f"{free:.1f} GiB free",
+                        "free space on that file system or move it (LOG_DIR / HF_HOME)",
+                        title=f"free disk: {label}",
+                    )
+                )
             else:
-                findings.append(Finding(self.slug, Level.OK, f"free disk: {label}", f">= {minimum} GiB", f"{free:.0f} GiB"))
+                findings.append(
+                    Finding(self.slug, Level.OK, f"free disk: {label}", f">= {minimum} GiB", f"{free:.0f} GiB")
+                )
         return findings

@@ -31,10 +31,22 @@ class DockerEngineCheck(Check):
         try:
             version = probes.docker_snapshot(ctx.docker_host)["version"]
         except ApplianceDockerError as err:
-            return [self.problem(Level.ERROR, f"Docker Engine >= {wanted} answering", str(err),
-                                 "start it: sudo systemctl start docker; add yourself to the docker group")]  # fmt: skip
+            return [
+                self.problem(
+                    Level.ERROR,
+                    f"Docker Engine >= {wanted} answering",
+                    str(err),
+                    "start it: sudo systemctl start docker; add yourself to the docker group",
+                )
+            ]
         found = str(version.get("Version", "unknown"))
         if version_tuple(found) < MIN_VERSION:
-            return [self.problem(Level.ERROR, f"Docker Engine >= {wanted}", found,
-                                 "upgrade Docker: https://docs.docker.com/engine/install/")]  # fmt: skip
+            return [
+                self.problem(
+                    Level.ERROR,
+                    f"Docker Engine >= {wanted}",
+                    found,
+                    "upgrade Docker: https://docs.docker.com/engine/install/",
+                )
+            ]
         return [self.ok(found=f"Docker {found} (API {version.get('ApiVersion', '?')})", expected=f">= {wanted}")]

@@ -23,10 +23,22 @@ class DomainDns(Check):
         try:
             addresses = probes.resolve(domain)
         except (socket.gaierror, OSError) as err:
-            return [self.problem(Level.WARNING, f"{domain} resolves to this host", f"does not resolve ({err})",
-                                 f"add an A/AAAA record for {domain} pointing at this host (offline: ignore)")]  # fmt: skip
+            return [
+                self.problem(
+                    Level.WARNING,
+                    f"{domain} resolves to this host",
+                    f"does not resolve ({err})",
+                    f"add an A/AAAA record for {domain} pointing at this host (offline: ignore)",
+                )
+            ]
         mine = probes.local_addresses()
         if addresses & mine:
             return [self.ok(found=", ".join(sorted(addresses)), expected="one of this host's addresses")]
-        return [self.problem(Level.WARNING, f"{domain} → one of {', '.join(sorted(mine))}", ", ".join(sorted(addresses)),
-                             "point the DNS record at this host (behind NAT: at its public address; then ignore)")]  # fmt: skip
+        return [
+            self.problem(
+                Level.WARNING,
+                f"{domain} → one of {', '.join(sorted(mine))}",
+                ", ".join(sorted(addresses)),
+                "point the DNS record at this host (behind NAT: at its public address; then ignore)",
+            )
+        ]

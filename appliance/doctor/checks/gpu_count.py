@@ -25,8 +25,13 @@ class GpuCount(Check):
         for model in ctx.config.models:
             need = model.gpus_per_replica
             if need > count:
-                findings.append(self.problem(Level.ERROR, f"{model.id}: {need} GPU(s) (TP {model.tensor_parallel_size}"
-                                             f" × PP {model.pipeline_parallel_size})", f"{count} GPU(s)",
-                                             f"lower tensor_parallel_size of {model.id} to {max(1, count)} in models.yaml"
-                                             " or add GPUs"))  # fmt: skip
+                findings.append(
+                    self.problem(
+                        Level.ERROR,
+                        f"{model.id}: {need} GPU(s) (TP {model.tensor_parallel_size}"
+                        f" × PP {model.pipeline_parallel_size})",
+                        f"{count} GPU(s)",
+                        f"lower tensor_parallel_size of {model.id} to {max(1, count)} in models.yaml or add GPUs",
+                    )
+                )
         return findings or [self.ok(found=f"{count} GPU(s)", expected="TP × PP of each model")]

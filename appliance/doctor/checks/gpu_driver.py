@@ -23,8 +23,14 @@ class GpuDriver(Check):
     def run(self, ctx: DoctorContext) -> list[Finding]:
         gpus = query_gpus()
         if not gpus:
-            return [self.problem(Level.ERROR, "nvidia-smi lists the GPUs", "nvidia-smi missing or failing",
-                                 "install the NVIDIA driver (>= 535), or set ACCELERATOR=cpu")]  # fmt: skip
+            return [
+                self.problem(
+                    Level.ERROR,
+                    "nvidia-smi lists the GPUs",
+                    "nvidia-smi missing or failing",
+                    "install the NVIDIA driver (>= 535), or set ACCELERATOR=cpu",
+                )
+            ]
         driver = gpus[0].driver
         if version_tuple(driver) < MIN_DRIVER:
             return [self.problem(Level.ERROR, f"driver >= {MIN_DRIVER[0]}", driver, "upgrade the NVIDIA driver")]

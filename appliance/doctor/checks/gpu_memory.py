@@ -39,28 +39,46 @@ class GpuMemory(Check):
             title = f"GPU memory fit: {model.id}"
             model_dir = find_model_dir(model.source, model.revision, hub_cache(ctx))
             if model_dir is None:
-                findings.append(self.problem(Level.INFO, "the model's config.json locally", f"{model.source} not in "
-                                             f"{hub_cache(ctx)}", "download it first (huggingface-cli download "
-                                             f"{model.source}) to have the fit checked", title=title))  # fmt: skip
+                findings.append(
+                    self.problem(
+                        Level.INFO,
+                        "the model's config.json locally",
+                        f"{model.source} not in {hub_cache(ctx)}",
+                        f"download it first (huggingface-cli download {model.source}) to have the fit checked",
+                        title=title,
+                    )
+                )
                 continue
             config = json.loads((model_dir / "config.json").read_text())
             shape = shape_from_config(config, safetensors_params(model_dir))
             share = gpus[: model.gpus_per_replica]
             sequences = int(model.engine_kwargs.get("max_num_seqs", 1))
-            fit = estimate_fit(shape, dtype=model.dtype, max_model_len=model.max_model_len, sequences=sequences,
-                               gpus=share, utilization=model.gpu_memory_utilization)  # fmt: skip
+            fit = estimate_fit(
+                shape,
+                dtype=model.dtype,
+                max_model_len=model.max_model_len,
+                sequences=sequences,
+                gpus=share,
+                utilization=model.gpu_memory_utilization,
+            )
             need = fit.weights + fit.kv_cache + fit.overhead
-            found = (f"weights {fmt_gib(fit.weights)} + KV {fmt_gib(fit.kv_cache)} ({fit.max_model_len} tokens × "
-                     f"{sequences} seq) + overhead {fmt_gib(fit.overhead)} = {fmt_gib(need)}")  # fmt: skip
+            found = (
+                f"weights {fmt_gib(fit.weights)} + KV {fmt_gib(fit.kv_cache)} ({fit.max_model_len} tokens × "
+                f"{sequences} seq) + overhead {fmt_gib(fit.overhead)} = {fmt_gib(need)}"
+            )
             expected = f"<= {fmt_gib(fit.usable)} usable on {len(share)} GPU(s) at {model.gpu_memory_utilization:g}"
             if fit.fits:
                 findings.append(Finding(self.slug, Level.OK, title, expected=expected, found=found))
             elif fit.largest_len > 0:
-                fix = (f"lower max_model_len of {model.id} to {fit.largest_len} (or fewer max_num_seqs, or raise "
-                       "gpu_memory_utilization / tensor_parallel_size)")  # fmt: skip
+                fix = (
+                    f"lower max_model_len of {model.id} to {fit.largest_len} (or fewer max_num_seqs, or raise "
+                    "gpu_memory_utilization / tensor_parallel_size)"
+                )
                 findings.append(self.problem(Level.ERROR, expected, found, fix, title=title))
             else:
-                fix = (f"the weights alone do not fit: raise tensor_parallel_size of {model.id} to at least "
-                       f"{max(2, fit.gpus_needed_for_weights)}, or serve a quantized / smaller model")  # fmt: skip
+                fix = (
+                    f"the weights alone do not fit: raise tensor_parallel_size of {model.id} to at least "
+                    f"{max(2, fit.gpus_needed_for_weights)}, or serve a quantized / smaller model"
+                )
                 findings.append(self.problem(Level.ERROR, expected, found, fix, title=title))
         return findings

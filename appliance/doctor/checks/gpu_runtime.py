@@ -21,11 +21,23 @@ class GpuRuntime(Check):
         try:
             info = probes.docker_snapshot(ctx.docker_host)["info"]
         except ApplianceDockerError as err:
-            return [self.problem(Level.INFO, "the nvidia runtime in docker info", f"cannot tell: {err}",
-                                 "fix the Docker Engine check first")]  # fmt: skip
+            return [
+                self.problem(
+                    Level.INFO,
+                    "the nvidia runtime in docker info",
+                    f"cannot tell: {err}",
+                    "fix the Docker Engine check first",
+                )
+            ]
         runtimes = sorted((info.get("Runtimes") or {}).keys())
         if "nvidia" not in runtimes:
-            return [self.problem(Level.ERROR, "runtime 'nvidia' in docker info", ", ".join(runtimes) or "none",
-                                 "install nvidia-container-toolkit, then: sudo nvidia-ctk runtime configure "
-                                 "--runtime=docker && sudo systemctl restart docker")]  # fmt: skip
+            return [
+                self.problem(
+                    Level.ERROR,
+                    "runtime 'nvidia' in docker info",
+                    ", ".join(runtimes) or "none",
+                    "install nvidia-container-toolkit, then: sudo nvidia-ctk runtime configure "
+                    "--runtime=docker && sudo systemctl restart docker",
+                )
+            ]
         return [self.ok(found=", ".join(runtimes), expected="nvidia")]

@@ -16,16 +16,35 @@ class HealthReady(Check):
     def run(self, ctx: DoctorContext) -> list[Finding]:
         endpoint = ctx.health_endpoint()
         if endpoint is None:
-            return [self.problem(Level.INFO, "a valid configuration (where nginx listens)", "none",
-                                 "fix the configuration first (see the config check)")]  # fmt: skip
+            return [
+                self.problem(
+                    Level.INFO,
+                    "a valid configuration (where nginx listens)",
+                    "none",
+                    "fix the configuration first (see the config check)",
+                )
+            ]
         try:
-            status, body = probes.http_get_json(endpoint.url, timeout=5.0, context=endpoint.context,
-                                                headers=endpoint.headers)  # fmt: skip
+            status, body = probes.http_get_json(
+                endpoint.url, timeout=5.0, context=endpoint.context, headers=endpoint.headers
+            )
         except OSError as err:
-            return [self.problem(Level.ERROR, f"200 from {endpoint.url}", f"no answer ({err})",
-                                 "is the stack up? python -m appliance status; docker compose logs serve")]  # fmt: skip
+            return [
+                self.problem(
+                    Level.ERROR,
+                    f"200 from {endpoint.url}",
+                    f"no answer ({err})",
+                    "is the stack up? python -m appliance status; docker compose logs serve",
+                )
+            ]
         if status != 200:
             detail = body if isinstance(body, str) else str(body)[:200]
-            return [self.problem(Level.ERROR, f"200 from {endpoint.url}", f"{status}: {detail}",
-                                 "models may still be loading; else docker compose logs serve")]  # fmt: skip
+            return [
+                self.problem(
+                    Level.ERROR,
+                    f"200 from {endpoint.url}",
+                    f"{status}: {detail}",
+                    "models may still be loading; else docker compose logs serve",
+                )
+            ]
         return [self.ok(found="200", expected="200")]

@@ -27,8 +27,15 @@ class ModelSources(Check):
         for model in (m for m in ctx.config.models if is_local(m.source)):
             facts = observe_with_manifest(model.source, manifests)
             for problem in source_problems(facts, allow_pickle_weights=model.allow_pickle_weights):
-                findings.append(self.problem(Level.ERROR, problem.expected, problem.found, problem.fix,
-                                             title=f"model {model.id}: {problem.field}"))  # fmt: skip
+                findings.append(
+                    self.problem(
+                        Level.ERROR,
+                        problem.expected,
+                        problem.found,
+                        problem.fix,
+                        title=f"model {model.id}: {problem.field}",
+                    )
+                )
             if facts.manifest_files is None:
                 unpinned += 1
             else:

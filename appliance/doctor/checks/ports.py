@@ -38,11 +38,25 @@ class Ports(Check):
             if error.errno == errno.EADDRINUSE:
                 ours = ours_publishing(ctx) if ours is None else ours
                 if port in ours:
-                    findings.append(self.ok(found=f"{port} held by the appliance's nginx", expected=f"{label} free or ours"))
+                    findings.append(
+                        self.ok(found=f"{port} held by the appliance's nginx", expected=f"{label} free or ours")
+                    )
                     continue
-                findings.append(self.problem(Level.ERROR, f"{label}={port} free", "in use by another program",
-                                             f"find it: sudo ss -ltnp 'sport = :{port}'; stop it or set {label}"))  # fmt: skip
+                findings.append(
+                    self.problem(
+                        Level.ERROR,
+                        f"{label}={port} free",
+                        "in use by another program",
+                        f"find it: sudo ss -ltnp 'sport = :{port}'; stop it or set {label}",
+                    )
+                )
             else:
-                findings.append(self.problem(Level.WARNING, f"{label}={port} bindable", error.strerror or str(error),
-                                             "run as root or allow low ports (net.ipv4.ip_unprivileged_port_start)"))  # fmt: skip
+                findings.append(
+                    self.problem(
+                        Level.WARNING,
+                        f"{label}={port} bindable",
+                        error.strerror or str(error),
+                        "run as root or allow low ports (net.ipv4.ip_unprivileged_port_start)",
+                    )
+                )
         return findings

@@ -28,11 +28,25 @@ class RestartCounts(Check):
             record = watchdog.get(c.service)
             total = c.restart_count + (len(record.restarts) if record else 0)
             if record and record.gave_up:
-                findings.append(self.problem(Level.ERROR, "the watchdog watching", f"{c.service}: it gave up",
-                                             "see docs/runbooks/watchdog-gave-up.md", title=f"restarts: {c.service}"))  # fmt: skip
+                findings.append(
+                    self.problem(
+                        Level.ERROR,
+                        "the watchdog watching",
+                        f"{c.service}: it gave up",
+                        "see docs/runbooks/watchdog-gave-up.md",
+                        title=f"restarts: {c.service}",
+                    )
+                )
             elif total > MAX_RESTARTS:
-                findings.append(self.problem(Level.WARNING, f"<= {MAX_RESTARTS} restarts", f"{total} restarts",
-                                             f"look at its logs: docker compose logs {c.service}",
-                                             title=f"restarts: {c.service}"))  # fmt: skip
-        return findings or [self.ok(found=f"{len(containers)} container(s), few restarts", expected=f"<= {MAX_RESTARTS}")]
-
+                findings.append(
+                    self.problem(
+                        Level.WARNING,
+                        f"<= {MAX_RESTARTS} restarts",
+                        f"{total} restarts",
+                        f"look at its logs: docker compose logs {c.service}",
+                        title=f"restarts: {c.service}",
+                    )
+                )
+        return findings or [
+            self.ok(found=f"{len(containers)} container(s), few restarts", expected=f"<= {MAX_RESTARTS}")
+        ]

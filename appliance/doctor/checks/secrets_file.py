@@ -27,6 +27,7 @@ class SecretsFile(Check):
             findings.append(self.problem(Level.ERROR, "mode 0600", f"mode {mode:04o}", f"chmod 600 {path}"))
         uid = os.getuid()
         if st.st_uid != uid:
-            findings.append(self.problem(Level.WARNING, f"owner uid {uid} (you)", f"uid {st.st_uid}",
-                                         f"sudo chown {uid} {path}"))  # fmt: skip
+            findings.append(
+                self.problem(Level.WARNING, f"owner uid {uid} (you)", f"uid {st.st_uid}", f"sudo chown {uid} {path}")
+            )
         return findings or [self.ok(found=f"{path}: 0600, yours", expected="0600, owned by you")]

@@ -20,7 +20,15 @@ class UnsafeFlags(Check):
 
     def run(self, ctx: DoctorContext) -> list[Finding]:
         assert ctx.config is not None
-        findings = [self.problem(Level.WARNING, f"a safe {issue.key}", f"{issue.location()}: {issue.message}",
-                                 issue.hint, title=TITLES.get(issue.key, issue.key))
-                    for issue in ctx.config.warnings if issue.key in UNSAFE_SETTINGS]  # fmt: skip
+        findings = [
+            self.problem(
+                Level.WARNING,
+                f"a safe {issue.key}",
+                f"{issue.location()}: {issue.message}",
+                issue.hint,
+                title=TITLES.get(issue.key, issue.key),
+            )
+            for issue in ctx.config.warnings
+            if issue.key in UNSAFE_SETTINGS
+        ]
         return findings or [self.ok(found="auth on; PII fail-closed", expected="no unsafe flag")]

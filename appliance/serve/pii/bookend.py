@@ -20,15 +20,15 @@ from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
-from appliance.serve.checks import _pooling_text, _prompt_text
+from appliance.serve.checks import pooling_text, prompt_text
 from appliance.serve.errors import ApiError
-from appliance.serve.responses import responses_text
 from appliance.serve.pii.engine import PiiOptions
 from appliance.serve.pii.fields import plan_request, replace_texts
 from appliance.serve.pii.metrics import PiiMetrics
 from appliance.serve.pii.response import SseRestorer, restore_json
 from appliance.serve.pii.restore import Restorer
 from appliance.serve.pii.walker import Spec
+from appliance.serve.responses import responses_text
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ class Masked:
         if self._payload.get("max_output_tokens") is not None:  # the Responses API (the gate always sets it)
             return responses_text(self._payload)
         pooling = any(name in self._payload for name in ("input", "text_1", "query"))  # embeddings, score, rerank
-        return _pooling_text(self._payload) if pooling else _prompt_text(self._payload)
+        return pooling_text(self._payload) if pooling else prompt_text(self._payload)
 
     def restoring(self, send: Send) -> Send:
         """``send`` with the response's placeholders replaced by the user's values (only 200 answers)."""
@@ -145,7 +145,9 @@ class Bookend:
         allowlist, personal data where it cannot be masked, token ids or media), 503 when masking failed.
         ``fields``: the coverage table of the route (None: chat / completions)."""
         payload = json.loads(body)  # already checked by the gate
-        plan = plan_request(payload) if fields is None else plan_request(payload, fields)  # drops the fields the engine ignores; ApiError 400 for refused ones
+        plan = (
+            plan_request(payload) if fields is None else plan_request(payload, fields)
+        )  # drops the fields the engine ignores; ApiError 400 for refused ones
         if plan.dropped:
             body = json.dumps(payload).encode()
         texts = [field.text for field in plan.masked] + [check.text for check in plan.checks]
@@ -159,7 +161,7 @@ class Bookend:
                 raise ValueError(f"the PII service answered {len(answered)} texts for {len(texts)}")
         except TimeoutError:
             return self._failed("timeout", body, payload)
-        except Exception as err:  # noqa: BLE001 - any failure of the service is a refusal (fail closed)
+        except Exception as err:
             _LOGGER.warning("PII service failed: %s", type(err).__name__)
             return self._failed("error", body, payload)
         masked, checked = answered[: len(plan.masked)], answered[len(plan.masked) :]

@@ -33,6 +33,7 @@ def luhn(digits: str) -> bool:
 
 class CardRecognizer(EntityRecognizer):
     """Luhn-valid card numbers of 12-19 digits with an issuer prefix (see the module docstring)."""
+
     name: str  # set by EntityRecognizer.__init__ (presidio leaves it untyped)
 
     def __init__(self, supported_language: str = "en") -> None:
@@ -48,7 +49,17 @@ class CardRecognizer(EntityRecognizer):
         for match in _CANDIDATE.finditer(text):
             digits = re.sub(r"[ -]", "", match.group())
             if 12 <= len(digits) <= 19 and _PREFIX.match(digits) and luhn(digits):
-                found.append(RecognizerResult(ENTITY, match.start(), match.end(), SCORE, analysis_explanation=NO_EXPLANATION,
-                                              recognition_metadata={RecognizerResult.RECOGNIZER_NAME_KEY: self.name,
-                                                                    RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id}))  # fmt: skip
+                found.append(
+                    RecognizerResult(
+                        ENTITY,
+                        match.start(),
+                        match.end(),
+                        SCORE,
+                        analysis_explanation=NO_EXPLANATION,
+                        recognition_metadata={
+                            RecognizerResult.RECOGNIZER_NAME_KEY: self.name,
+                            RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id,
+                        },
+                    )
+                )
         return found

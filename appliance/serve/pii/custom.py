@@ -69,8 +69,9 @@ def custom_types(deny_list: tuple[tuple[str, str], ...], patterns: tuple[tuple[s
     return tuple(dict.fromkeys(kind for kind, _ in (*deny_list, *patterns)))
 
 
-def build_recognizers(deny_list: tuple[tuple[str, str], ...], patterns: tuple[tuple[str, str], ...],
-                      language: str) -> list[Any]:  # fmt: skip
+def build_recognizers(
+    deny_list: tuple[tuple[str, str], ...], patterns: tuple[tuple[str, str], ...], language: str
+) -> list[Any]:
     """One Presidio ``PatternRecognizer`` per custom type (deny-list terms as whole words). Presidio matches
     its patterns with ``re.IGNORECASE | re.MULTILINE | re.DOTALL``: any letter case."""
     from presidio_analyzer import Pattern, PatternRecognizer
@@ -82,6 +83,12 @@ def build_recognizers(deny_list: tuple[tuple[str, str], ...], patterns: tuple[tu
         if terms:
             alternatives = "|".join(re.escape(term) for term in sorted(terms, key=len, reverse=True))
             made.append(Pattern(f"{kind} terms", rf"(?<!\w)(?:{alternatives})(?!\w)", SCORE))
-        recognizers.append(PatternRecognizer(supported_entity=kind, patterns=made, supported_language=language,
-                                             name=f"Custom{kind.title().replace('_', '')}Recognizer"))  # fmt: skip
+        recognizers.append(
+            PatternRecognizer(
+                supported_entity=kind,
+                patterns=made,
+                supported_language=language,
+                name=f"Custom{kind.title().replace('_', '')}Recognizer",
+            )
+        )
     return recognizers

@@ -93,8 +93,9 @@ class PiiSetup:
 
 
 TUNED = PiiSetup()
-STOCK = PiiSetup(only_configured_recognizers=False, exclude_components=(), phone_score=None, fast_ner=False,
-                 recall_recognizers=False)  # fmt: skip
+STOCK = PiiSetup(
+    only_configured_recognizers=False, exclude_components=(), phone_score=None, fast_ner=False, recall_recognizers=False
+)
 
 
 def use_bundled_suffix_list() -> None:
@@ -138,9 +139,12 @@ def build_engines(options: PiiOptions, setup: PiiSetup = TUNED) -> tuple[Analyze
                 self.fast_ner_active = fast is not None
                 self.run = fast or nlp  # nlp(text): spaCy's own pipeline, as SpacyNlpEngine runs it
                 if differences:
-                    _LOGGER.warning("the fast NER differs from spaCy's own on %d canary text(s): this replica runs "
-                                    "spaCy's NER (the same entities, about half the speed); %s", len(differences),
-                                    "; ".join(differences))  # fmt: skip
+                    _LOGGER.warning(
+                        "the fast NER differs from spaCy's own on %d canary text(s): this replica runs "
+                        "spaCy's NER (the same entities, about half the speed); %s",
+                        len(differences),
+                        "; ".join(differences),
+                    )
             self.nlp = {options.language: nlp}  # type: ignore[assignment]  # presidio declares it None until load()
 
         def process_text(self, text: str, language: str):  # type: ignore[no-untyped-def]
@@ -164,8 +168,10 @@ def build_engines(options: PiiOptions, setup: PiiSetup = TUNED) -> tuple[Analyze
     if setup.only_configured_recognizers:  # the tuned set-up: phone numbers looked for only around digits
         from appliance.serve.pii.phone import WindowedPhoneRecognizer
 
-        recognizers = [WindowedPhoneRecognizer.like(r, setup.phone_score)
-                       if type(r).__name__ == "PhoneRecognizer" else r for r in recognizers]  # fmt: skip
+        recognizers = [
+            WindowedPhoneRecognizer.like(r, setup.phone_score) if type(r).__name__ == "PhoneRecognizer" else r
+            for r in recognizers
+        ]
     elif setup.phone_score is not None:
         for recognizer in recognizers:
             if type(recognizer).__name__ == "PhoneRecognizer":
@@ -175,8 +181,9 @@ def build_engines(options: PiiOptions, setup: PiiSetup = TUNED) -> tuple[Analyze
     if options.gliner is not None:
         from appliance.serve.pii.gliner import replace_spacy_ner
 
-        recognizers = replace_spacy_ner(recognizers, options.gliner, options.entities, options.language,
-                                        options.score_threshold)  # fmt: skip
+        recognizers = replace_spacy_ner(
+            recognizers, options.gliner, options.entities, options.language, options.score_threshold
+        )
     if options.deny_list or options.patterns:
         from appliance.serve.pii.custom import build_recognizers
 
@@ -184,11 +191,19 @@ def build_engines(options: PiiOptions, setup: PiiSetup = TUNED) -> tuple[Analyze
     registry.recognizers = recognizers
     enhancer = _in_place_enhancer() if setup.fast_ner else None
     engine_class = _resolving_analyzer_class() if setup.recall_recognizers else AnalyzerEngine
-    analyzer = engine_class(registry=registry, nlp_engine=nlp_engine, supported_languages=[options.language],
-                              default_score_threshold=options.score_threshold,
-                              context_aware_enhancer=enhancer)  # fmt: skip
-    _LOGGER.info("PII analyzer ready: model %s, %d recognizers, entities %s", options.spacy_model,
-                 len(registry.recognizers), ",".join(options.entities))  # fmt: skip
+    analyzer = engine_class(
+        registry=registry,
+        nlp_engine=nlp_engine,
+        supported_languages=[options.language],
+        default_score_threshold=options.score_threshold,
+        context_aware_enhancer=enhancer,
+    )
+    _LOGGER.info(
+        "PII analyzer ready: model %s, %d recognizers, entities %s",
+        options.spacy_model,
+        len(registry.recognizers),
+        ",".join(options.entities),
+    )
     return analyzer, AnonymizerEngine()
 
 
@@ -199,8 +214,12 @@ def _recall_recognizers(options: PiiOptions) -> list[Any]:
     from appliance.serve.pii.phone import CuedPhoneRecognizer
     from appliance.serve.pii.places import LocationRecognizer
 
-    made: dict[str, Any] = {"LOCATION": LocationRecognizer, "PERSON": NameRecognizer, "CREDIT_CARD": CardRecognizer,
-            "PHONE_NUMBER": CuedPhoneRecognizer}
+    made: dict[str, Any] = {
+        "LOCATION": LocationRecognizer,
+        "PERSON": NameRecognizer,
+        "CREDIT_CARD": CardRecognizer,
+        "PHONE_NUMBER": CuedPhoneRecognizer,
+    }
     return [made[entity](supported_language=options.language) for entity in made if entity in options.entities]
 
 
@@ -253,13 +272,23 @@ def _artifacts_of_lower_lemmas(engine: Any, doc: Any, language: str) -> Any:
 
     lemmas = [token.lemma_ for token in doc]
     entities, scores = engine._get_updated_entities(engine._get_entities(doc), engine._get_scores_for_entities(doc))
-    artifacts = NlpArtifacts(entities=entities, tokens=doc, tokens_indices=[token.idx for token in doc],
-                             lemmas=lemmas, nlp_engine=None, language=language, scores=scores)  # fmt: skip
+    artifacts = NlpArtifacts(
+        entities=entities,
+        tokens=doc,
+        tokens_indices=[token.idx for token in doc],
+        lemmas=lemmas,
+        nlp_engine=None,
+        language=language,
+        scores=scores,
+    )
     artifacts.nlp_engine = engine
     flags = doc.to_array([IS_STOP, IS_PUNCT]).tolist() if len(doc) else []
-    artifacts.keywords = [part for lemma, (stop, punct) in zip(lemmas, flags)
-                          if not stop and not punct and lemma not in ("-PRON-", "be")
-                          for part in lemma.lower().split(":")]  # fmt: skip
+    artifacts.keywords = [
+        part
+        for lemma, (stop, punct) in zip(lemmas, flags)
+        if not stop and not punct and lemma not in ("-PRON-", "be")
+        for part in lemma.lower().split(":")
+    ]
     return artifacts
 
 
@@ -275,7 +304,7 @@ def _in_place_enhancer() -> Any:
     from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer
 
     class InPlaceEnhancer(LemmaContextAwareEnhancer):
-        def enhance_using_context(self, text, raw_results, nlp_artifacts, recognizers, context=None):  # type: ignore[no-untyped-def]  # noqa: E501
+        def enhance_using_context(self, text, raw_results, nlp_artifacts, recognizers, context=None):  # type: ignore[no-untyped-def]
             return super().enhance_using_context(text, _NoDeepCopy(raw_results), nlp_artifacts, recognizers, context)
 
     return InPlaceEnhancer()
@@ -311,8 +340,9 @@ def mask_texts(
     for text in texts:
         results = cache.get(text) if cache is not None else None
         if results is None:
-            results = analyzer.analyze(text, language=options.language, entities=list(types),
-                                       score_threshold=options.score_threshold)  # fmt: skip
+            results = analyzer.analyze(
+                text, language=options.language, entities=list(types), score_threshold=options.score_threshold
+            )
             if cache is not None:
                 cache.put(text, results)
         if not results:

@@ -118,11 +118,15 @@ class _Tok2Vec:
         depth = len(named("expand_window"))
         static = named("static_vectors")
         expected = (
-            "extract_features>>list2ragged>>with_array(" + "|".join(["ints-getitem>>hashembed"] * len(embeds))
-            + ")" + ("|static_vectors" if static else "") + ">>with_array(maxout>>layernorm>>dropout)>>ragged2list"
-            + ">>with_array(" + ">>".join(["residual(expand_window>>maxout>>layernorm>>dropout)"] * depth)
+            "extract_features>>list2ragged>>with_array("
+            + "|".join(["ints-getitem>>hashembed"] * len(embeds))
+            + ")"
+            + ("|static_vectors" if static else "")
+            + ">>with_array(maxout>>layernorm>>dropout)>>ragged2list"
+            + ">>with_array("
+            + ">>".join(["residual(expand_window>>maxout>>layernorm>>dropout)"] * depth)
             + ")>>list2array>>linear"
-        )  # fmt: skip
+        )
         if model.name != expected or not embeds or not depth:
             raise ValueError(f"not the tok2vec this class computes: {model.name[:200]}")
         self.static: tuple[numpy.ndarray, Any, int] | None = None
@@ -144,8 +148,10 @@ class _Tok2Vec:
         maxouts, norms = named("maxout"), named("layernorm")
         self.first = (self._maxout(maxouts[0]), self._norm(norms[0]))
         windows = [node.attrs["window_size"] for node in named("expand_window")]
-        self.blocks = [(window, self._maxout(maxout), self._norm(norm))
-                       for window, maxout, norm in zip(windows, maxouts[1:], norms[1:])]  # fmt: skip
+        self.blocks = [
+            (window, self._maxout(maxout), self._norm(norm))
+            for window, maxout, norm in zip(windows, maxouts[1:], norms[1:])
+        ]
         self.pad = next(node.attrs["pad"] for node in nodes if node.name.startswith("with_array(residual"))
         linear = named("linear")[0]
         self.linear = (linear.get_param("W"), linear.get_param("b"))
@@ -398,7 +404,7 @@ def checked_fast_pipeline(
     try:
         run = fast_pipeline(nlp)
         fast = [entity_spans(run(text)) for text in texts]
-    except Exception as err:  # noqa: BLE001 - whatever the array code trips over, spaCy's own NER runs instead
+    except Exception as err:
         undo()
         return None, [f"the fast NER failed: {type(err).__name__}: {err}"]
     differences = [f"{text!r}: spaCy {want}, fast {got}" for text, want, got in zip(texts, stock, fast) if want != got]

@@ -16,8 +16,8 @@ JSON-escapes values it puts into arguments. JSON text that is not an object or a
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from appliance.serve.pii.coverage import FIELDS

@@ -25,7 +25,8 @@ from functools import cache
 _LATIN = re.compile(r"^[A-Za-z\u00C0-\u024F' .-]+$")
 
 # Words of messages that are also a place or a name somewhere (beyond the stop words and Faker's word list).
-EXTRA_COMMON = frozenset("""
+EXTRA_COMMON = frozenset(
+    """
 january february march april may june july august september october november december monday tuesday
 wednesday thursday friday saturday sunday today tomorrow yesterday morning evening night week month year
 street st road rd avenue ave lane drive court place way suite apt apartment unit box floor building city
@@ -37,7 +38,8 @@ number address contact please help urgent ticket note call meeting update premiu
 model version error code report summary draft translate explain write reset ship deliver delivery shipping
 ms mr mrs dr prof miss jr sr ii iii iv ok okay yes no not and or the a an of in on at to for from by with
 usd eur gbp vpn ssh ip api cpu gpu id url faq pdf hr it ceo cto cfo inc ltd llc gmbh plc co corp
-""".split())
+""".split()
+)
 
 
 def fold(text: str) -> str:
@@ -119,9 +121,35 @@ def place_names() -> dict[str, str]:
         places[fold(state["name"])] = "state"
     for country in cache_.get_countries().values():
         places[fold(country["name"])] = "country"
-    for alias in ("usa", "u.s.a.", "u.s.", "uk", "u.k.", "great britain", "england", "scotland", "wales",
-                  "northern ireland", "the netherlands", "holland", "czechia", "south korea", "north korea",
-                  "russia", "vietnam", "czech republic", "netherlands", "republic of korea", "the gambia", "the bahamas", "ivory coast", "uae", "united arab emirates", "hong kong", "taiwan"):
+    for alias in (
+        "usa",
+        "u.s.a.",
+        "u.s.",
+        "uk",
+        "u.k.",
+        "great britain",
+        "england",
+        "scotland",
+        "wales",
+        "northern ireland",
+        "the netherlands",
+        "holland",
+        "czechia",
+        "south korea",
+        "north korea",
+        "russia",
+        "vietnam",
+        "czech republic",
+        "netherlands",
+        "republic of korea",
+        "the gambia",
+        "the bahamas",
+        "ivory coast",
+        "uae",
+        "united arab emirates",
+        "hong kong",
+        "taiwan",
+    ):
         places[alias] = "country"
     return places
 
@@ -151,7 +179,9 @@ def village_names() -> frozenset[str]:
 
 
 # Two-letter region codes written after a city ("Austin, TX"): US states, Canadian provinces, Australian states.
-REGION_CODES = frozenset("""
+REGION_CODES = frozenset(
+    """
 AL AK AZ AR CA CO CT DE FL GA HI ID IL IN IA KS KY LA ME MD MA MI MN MS MO MT NE NV NH NJ NM NY NC ND OH OK OR PA
 RI SC SD TN TX UT VT VA WA WV WI WY DC PR AB BC MB NB NL NS NT NU ON PE QC SK YT NSW VIC QLD TAS ACT
-""".split())
+""".split()
+)

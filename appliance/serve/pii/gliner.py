@@ -81,10 +81,14 @@ def options_from_settings(settings: Settings) -> GlinerOptions | None:
     """The GLiNER options when PII_NER=gliner (None: spaCy's NER)."""
     if settings.pii_ner.value != "gliner":
         return None
-    return GlinerOptions(model=settings.pii_gliner_model, revision=settings.pii_gliner_revision,
-                         sha256=settings.pii_gliner_sha256, threshold=settings.pii_gliner_threshold,
-                         labels=tuple(parse_labels(settings.pii_gliner_labels)),
-                         device=settings.pii_gliner_device.value)  # fmt: skip
+    return GlinerOptions(
+        model=settings.pii_gliner_model,
+        revision=settings.pii_gliner_revision,
+        sha256=settings.pii_gliner_sha256,
+        threshold=settings.pii_gliner_threshold,
+        labels=tuple(parse_labels(settings.pii_gliner_labels)),
+        device=settings.pii_gliner_device.value,
+    )
 
 
 def model_directory(options: GlinerOptions) -> Path:
@@ -92,19 +96,24 @@ def model_directory(options: GlinerOptions) -> Path:
     if is_local(options.model):
         directory = Path(options.model)
         if not (directory / "gliner_config.json").is_file():
-            raise GlinerUnavailable(f"PII_GLINER_MODEL={options.model} is not a GLiNER model directory (no "
-                                    "gliner_config.json there)")  # fmt: skip
+            raise GlinerUnavailable(
+                f"PII_GLINER_MODEL={options.model} is not a GLiNER model directory (no gliner_config.json there)"
+            )
     else:
         directory = Path(options.image_dir)
         fetched = read_manifest(directory)
         if not fetched:
-            raise GlinerUnavailable(f"PII_NER=gliner, but the serve image carries no GLiNER model (PII_GLINER_MODEL="
-                                    f"{options.model}): python -m appliance up builds it in (weights are never "
-                                    "downloaded at run time)")  # fmt: skip
+            raise GlinerUnavailable(
+                f"PII_NER=gliner, but the serve image carries no GLiNER model (PII_GLINER_MODEL="
+                f"{options.model}): python -m appliance up builds it in (weights are never "
+                "downloaded at run time)"
+            )
         if (fetched.get("repo"), fetched.get("revision")) != (options.model, options.revision):
-            raise GlinerUnavailable(f"PII_GLINER_MODEL={options.model}@PII_GLINER_REVISION={options.revision}, but the "
-                                    f"serve image carries {fetched.get('repo')}@{fetched.get('revision')}: rebuild "
-                                    "it with python -m appliance up")  # fmt: skip
+            raise GlinerUnavailable(
+                f"PII_GLINER_MODEL={options.model}@PII_GLINER_REVISION={options.revision}, but the "
+                f"serve image carries {fetched.get('repo')}@{fetched.get('revision')}: rebuild "
+                "it with python -m appliance up"
+            )
     if options.sha256 or not is_local(options.model):
         try:
             verify(directory, options.sha256)
@@ -112,13 +121,16 @@ def model_directory(options: GlinerOptions) -> Path:
             raise GlinerUnavailable(f"PII_GLINER_SHA256: {err}") from None
     missing = needs_backbone(directory)
     if missing:
-        raise GlinerUnavailable(f"PII_GLINER_MODEL: {directory} lacks its encoder's tokenizer or config, so GLiNER "
-                                f"would download {missing} at load; fetch it at build (PII_GLINER_BACKBONE)")  # fmt: skip
+        raise GlinerUnavailable(
+            f"PII_GLINER_MODEL: {directory} lacks its encoder's tokenizer or config, so GLiNER "
+            f"would download {missing} at load; fetch it at build (PII_GLINER_BACKBONE)"
+        )
     return directory
 
 
-def replace_spacy_ner(recognizers: list[Any], options: GlinerOptions, entities: tuple[str, ...], language: str,
-                      score_threshold: float) -> list[Any]:  # fmt: skip
+def replace_spacy_ner(
+    recognizers: list[Any], options: GlinerOptions, entities: tuple[str, ...], language: str, score_threshold: float
+) -> list[Any]:
     """``recognizers`` with GLiNER finding the configured types its labels map to, spaCy's NER no longer
     reporting them (it still reports any other configured NER type)."""
     covered = options.types & set(entities)
@@ -136,32 +148,47 @@ def replace_spacy_ner(recognizers: list[Any], options: GlinerOptions, entities: 
     return kept
 
 
-def load_recognizer(options: GlinerOptions, labels: tuple[tuple[str, str], ...], language: str,
-                    score_threshold: float) -> Any:  # fmt: skip
+def load_recognizer(
+    options: GlinerOptions, labels: tuple[tuple[str, str], ...], language: str, score_threshold: float
+) -> Any:
     """Presidio's GLiNERRecognizer on the checked directory (seconds: loads the model)."""
     try:
         import gliner  # noqa: F401  # presidio imports it lazily and says only "not installed"
     except ImportError as err:
-        raise GlinerUnavailable("PII_NER=gliner needs the gliner package (pyproject extra pii-gliner; the serve "
-                                f"image installs it): {err}") from None  # fmt: skip
+        raise GlinerUnavailable(
+            f"PII_NER=gliner needs the gliner package (pyproject extra pii-gliner; the serve image installs it): {err}"
+        ) from None
     if options.device == "cuda":
         import torch
 
         if not torch.cuda.is_available():
-            raise GlinerUnavailable("PII_GLINER_DEVICE=cuda, but torch sees no GPU here: set PII_GLINER_DEVICE=cpu, "
-                                    "or run serve on a GPU host")  # fmt: skip
+            raise GlinerUnavailable(
+                "PII_GLINER_DEVICE=cuda, but torch sees no GPU here: set PII_GLINER_DEVICE=cpu, "
+                "or run serve on a GPU host"
+            )
     directory = model_directory(options)
     try:
-        recognizer = _recognizer_class()(labels=labels, directory=directory, language=language,
-                                         threshold=options.threshold, device=options.device,
-                                         score_floor=score_threshold)  # fmt: skip
+        recognizer = _recognizer_class()(
+            labels=labels,
+            directory=directory,
+            language=language,
+            threshold=options.threshold,
+            device=options.device,
+            score_floor=score_threshold,
+        )
     except GlinerUnavailable:
         raise
-    except Exception as err:  # noqa: BLE001  # whatever torch/transformers/gliner raise, said once with the setting
-        raise GlinerUnavailable(f"PII_GLINER_MODEL: the GLiNER model in {directory} did not load "
-                                f"({type(err).__name__}: {err})") from err  # fmt: skip
-    _LOGGER.info("GLiNER ready for %s on %s (%s, threshold %.2f)", ",".join(sorted({k for _l, k in labels})),
-                 options.device, options.model, options.threshold)  # fmt: skip
+    except Exception as err:  # whatever torch/transformers/gliner raise, said once with the setting
+        raise GlinerUnavailable(
+            f"PII_GLINER_MODEL: the GLiNER model in {directory} did not load ({type(err).__name__}: {err})"
+        ) from err
+    _LOGGER.info(
+        "GLiNER ready for %s on %s (%s, threshold %.2f)",
+        ",".join(sorted({k for _l, k in labels})),
+        options.device,
+        options.model,
+        options.threshold,
+    )
     return recognizer
 
 
@@ -175,11 +202,25 @@ def _recognizer_class() -> type:
         threshold (set for spaCy and the patterns) does not drop it a second time; the model's own score stays
         in the explanation."""
 
-        def __init__(self, *, labels: tuple[tuple[str, str], ...], directory: Path, language: str,
-                     threshold: float, device: str, score_floor: float) -> None:  # fmt: skip
+        def __init__(
+            self,
+            *,
+            labels: tuple[tuple[str, str], ...],
+            directory: Path,
+            language: str,
+            threshold: float,
+            device: str,
+            score_floor: float,
+        ) -> None:
             self.score_floor = score_floor
-            super().__init__(entity_mapping=dict(labels), name=RECOGNIZER_NAME, supported_language=language,
-                             model_name=str(directory), threshold=threshold, map_location=device)  # fmt: skip
+            super().__init__(
+                entity_mapping=dict(labels),
+                name=RECOGNIZER_NAME,
+                supported_language=language,
+                model_name=str(directory),
+                threshold=threshold,
+                map_location=device,
+            )
 
         def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list[Any]:
             wanted = [entity for entity in entities if entity in self.supported_entities]

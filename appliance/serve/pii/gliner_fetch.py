@@ -29,8 +29,17 @@ BACKBONE_DIR = "backbone"
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 REPO_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "spm.model",
-                    "sentencepiece.bpe.model", "vocab.txt", "vocab.json", "merges.txt", "added_tokens.json")  # fmt: skip
+_TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "spm.model",
+    "sentencepiece.bpe.model",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "added_tokens.json",
+)
 
 
 class GlinerWeightsError(ValueError):
@@ -67,8 +76,13 @@ def verify(directory: Path, sha256: str) -> Path:
 
 
 def write_manifest(directory: Path, repo: str, revision: str, sha256: str, backbone: str = "") -> None:
-    record = {"repo": repo, "revision": revision, "sha256": sha256.lower(), "weights": weights_file(directory).name,
-              "backbone": backbone}  # fmt: skip
+    record = {
+        "repo": repo,
+        "revision": revision,
+        "sha256": sha256.lower(),
+        "weights": weights_file(directory).name,
+        "backbone": backbone,
+    }
     (directory / MANIFEST).write_text(json.dumps(record, indent=2) + "\n")
 
 
@@ -111,18 +125,25 @@ def fetch(repo: str, revision: str, sha256: str, dest: Path, backbone: str = "")
     if not REPO_RE.match(repo) or not COMMIT_RE.match(revision):
         raise GlinerWeightsError(f"expected a repo id and a 40-hex commit, found {repo!r} at {revision!r}")
     dest.mkdir(parents=True, exist_ok=True)
-    snapshot_download(repo_id=repo, revision=revision, local_dir=dest,
-                      allow_patterns=["*.json", "*.txt", "*.model", *WEIGHTS_FILES])  # fmt: skip
+    snapshot_download(
+        repo_id=repo, revision=revision, local_dir=dest, allow_patterns=["*.json", "*.txt", "*.model", *WEIGHTS_FILES]
+    )
     verify(dest, sha256)
     wanted = needs_backbone(dest)
     if wanted and not backbone:
-        raise GlinerWeightsError(f"{repo}@{revision} does not carry its encoder's tokenizer and config: GLiNER would "
-                                 f"download {wanted} at load. Pin it: build arg GLINER_BACKBONE={wanted}@<commit> "
-                                 "(setting PII_GLINER_BACKBONE)")  # fmt: skip
+        raise GlinerWeightsError(
+            f"{repo}@{revision} does not carry its encoder's tokenizer and config: GLiNER would "
+            f"download {wanted} at load. Pin it: build arg GLINER_BACKBONE={wanted}@<commit> "
+            "(setting PII_GLINER_BACKBONE)"
+        )
     if wanted:
         backbone_repo, backbone_revision = parse_pin(backbone)
-        snapshot_download(repo_id=backbone_repo, revision=backbone_revision, local_dir=dest / BACKBONE_DIR,
-                          allow_patterns=["config.json", *_TOKENIZER_FILES])  # fmt: skip
+        snapshot_download(
+            repo_id=backbone_repo,
+            revision=backbone_revision,
+            local_dir=dest / BACKBONE_DIR,
+            allow_patterns=["config.json", *_TOKENIZER_FILES],
+        )
         point_at_backbone(dest)
     write_manifest(dest, repo, revision, sha256, backbone if wanted else "")
     shutil.rmtree(dest / ".cache", ignore_errors=True)  # huggingface_hub's download bookkeeping

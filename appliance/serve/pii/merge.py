@@ -23,8 +23,17 @@ from collections.abc import Sequence
 from typing import Any
 
 # Higher wins inside an overlapping group: checked formats before names and places.
-PRIORITY = {"EMAIL_ADDRESS": 9, "URL": 8, "IBAN_CODE": 8, "CREDIT_CARD": 7, "US_SSN": 7, "IP_ADDRESS": 7,
-            "PHONE_NUMBER": 6, "LOCATION": 4, "PERSON": 3}  # fmt: skip
+PRIORITY = {
+    "EMAIL_ADDRESS": 9,
+    "URL": 8,
+    "IBAN_CODE": 8,
+    "CREDIT_CARD": 7,
+    "US_SSN": 7,
+    "IP_ADDRESS": 7,
+    "PHONE_NUMBER": 6,
+    "LOCATION": 4,
+    "PERSON": 3,
+}
 STREET_KEY = "appliance_street"  # places.STREET_KEY (not imported: this module needs no presidio)
 CHECKED = 6  # priorities from here up: formats with a checksum or a strict shape
 _ADDRESS_GAP = re.compile(r"^(?:[\s,;]|\\n)*$")
@@ -49,8 +58,12 @@ def _uncovered(start: int, end: int, kept: list[Any]) -> list[tuple[int, int]]:
     for other in kept:
         if other.end <= start or other.start >= end:
             continue
-        parts = [piece for s, e in parts
-                 for piece in ((s, min(e, other.start)), (max(s, other.end), e)) if piece[0] < piece[1]]  # fmt: skip
+        parts = [
+            piece
+            for s, e in parts
+            for piece in ((s, min(e, other.start)), (max(s, other.end), e))
+            if piece[0] < piece[1]
+        ]
     return parts
 
 
@@ -78,8 +91,12 @@ def resolve(results: Sequence[Any], text: str) -> list[Any]:
     joined: list[Any] = []
     for result in merged:
         last = joined[-1] if joined else None
-        if (last is not None and last.entity_type == result.entity_type == "LOCATION"
-                and result.start - last.end <= MAX_GAP and _ADDRESS_GAP.match(text[last.end:result.start])):  # fmt: skip
+        if (
+            last is not None
+            and last.entity_type == result.entity_type == "LOCATION"
+            and result.start - last.end <= MAX_GAP
+            and _ADDRESS_GAP.match(text[last.end : result.start])
+        ):
             last.end = result.end
             last.score = max(last.score, result.score)
             continue

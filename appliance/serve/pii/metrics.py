@@ -57,18 +57,25 @@ class RayPiiMetrics:
     def __init__(self) -> None:
         from ray.util.metrics import Counter, Gauge, Histogram
 
-        self._scan = Histogram("pii_scan_latency_seconds", "Time to analyse and mask one request's texts.",
-                               boundaries=SCAN_BUCKETS)  # fmt: skip
-        self._entities = Counter("pii_entities_detected", "Distinct personal values masked, by entity type.",
-                                 tag_keys=("entity_type",))  # fmt: skip
-        self._restore = Histogram("pii_restore_latency_seconds", "Time spent restoring values into one response.",
-                                  boundaries=RESTORE_BUCKETS)  # fmt: skip
+        self._scan = Histogram(
+            "pii_scan_latency_seconds", "Time to analyse and mask one request's texts.", boundaries=SCAN_BUCKETS
+        )
+        self._entities = Counter(
+            "pii_entities_detected", "Distinct personal values masked, by entity type.", tag_keys=("entity_type",)
+        )
+        self._restore = Histogram(
+            "pii_restore_latency_seconds", "Time spent restoring values into one response.", boundaries=RESTORE_BUCKETS
+        )
         self._queue = Gauge("pii_service_queue_depth", "Mask requests waiting or running in a PII replica.")
         self._failures = Counter("pii_failures", "Requests whose masking failed, by reason.", tag_keys=("reason",))
-        self._cache = Counter("pii_cache_lookups", "Texts looked up in a PII replica's analysis cache, by result.",
-                              tag_keys=("result",))  # fmt: skip
-        self._fast_ner = Gauge("pii_fast_ner_active", "1: the fast NER passed its canary check against spaCy's at "
-                               "load; 0: it differed, and this replica runs spaCy's own NER.")  # fmt: skip
+        self._cache = Counter(
+            "pii_cache_lookups", "Texts looked up in a PII replica's analysis cache, by result.", tag_keys=("result",)
+        )
+        self._fast_ner = Gauge(
+            "pii_fast_ner_active",
+            "1: the fast NER passed its canary check against spaCy's at "
+            "load; 0: it differed, and this replica runs spaCy's own NER.",
+        )
 
     def scanned(self, seconds: float, counts: dict[str, int]) -> None:
         self._scan.observe(seconds)

@@ -32,38 +32,153 @@ PAIR_SCORE = 0.7
 SINGLE_SCORE = 0.55
 OVER_NER_SCORE = 0.86  # above spaCy's 0.85
 
-TITLES = frozenset({"mr", "mrs", "ms", "miss", "mx", "dr", "prof", "professor", "sir", "dame", "madam", "herr",
-                    "frau", "mme", "mlle", "monsieur", "madame", "sr", "sra", "srta", "señor", "señora", "sig",
-                    "signor", "signora", "sheikh", "rev", "fr", "capt", "captain"})  # fmt: skip
+TITLES = frozenset(
+    {
+        "mr",
+        "mrs",
+        "ms",
+        "miss",
+        "mx",
+        "dr",
+        "prof",
+        "professor",
+        "sir",
+        "dame",
+        "madam",
+        "herr",
+        "frau",
+        "mme",
+        "mlle",
+        "monsieur",
+        "madame",
+        "sr",
+        "sra",
+        "srta",
+        "señor",
+        "señora",
+        "sig",
+        "signor",
+        "signora",
+        "sheikh",
+        "rev",
+        "fr",
+        "capt",
+        "captain",
+    }
+)
 # Cues after which the next capitalised run is a name: single tokens, and phrases (as lower-cased token tuples).
-CUES = frozenset({"dear", "hi", "hello", "hey", "signed", "cardholder", "attn", "attention", "regards",
-                  "sincerely", "cheers", "thanks", "best", "assistant", "colleague", "manager", "holder",
-                  "named", "spoke", "called", "met", "with", "name"})  # fmt: skip
-PHRASES = (("my", "name", "is"), ("name", "is"), ("i", "am"), ("i", "'m"), ("this", "is"), ("call", "me"),
-           ("name", ":"), ("contact", ":"), ("from", ":"), ("c", "/", "o"))  # fmt: skip
+CUES = frozenset(
+    {
+        "dear",
+        "hi",
+        "hello",
+        "hey",
+        "signed",
+        "cardholder",
+        "attn",
+        "attention",
+        "regards",
+        "sincerely",
+        "cheers",
+        "thanks",
+        "best",
+        "assistant",
+        "colleague",
+        "manager",
+        "holder",
+        "named",
+        "spoke",
+        "called",
+        "met",
+        "with",
+        "name",
+    }
+)
+PHRASES = (
+    ("my", "name", "is"),
+    ("name", "is"),
+    ("i", "am"),
+    ("i", "'m"),
+    ("this", "is"),
+    ("call", "me"),
+    ("name", ":"),
+    ("contact", ":"),
+    ("from", ":"),
+    ("c", "/", "o"),
+)
 CUE_STARTS = TITLES | CUES | {phrase[0] for phrase in PHRASES}
 # Cues that only say "a name may follow": the run must start with a known first or last name.
 WEAK_CUES = frozenset({"with", "called", "met", "spoke", "name", "this", "is", "am", "'m", "me"})
-PARTICLES = frozenset({"de", "van", "der", "von", "da", "di", "le", "la", "del", "della", "bin", "ibn", "al",
-                       "el", "dos", "das", "du", "ter", "ten", "den", "st", "mac", "o'"})  # fmt: skip
-NOT_NAMES = frozenset({"customer", "customers", "sir", "madam", "team", "all", "everyone", "colleagues",
-                       "friends", "support", "there", "guys", "folks", "user", "admin", "bot", "agent",
-                       "assistant", "system", "operator", "client", "guest"})  # fmt: skip
+PARTICLES = frozenset(
+    {
+        "de",
+        "van",
+        "der",
+        "von",
+        "da",
+        "di",
+        "le",
+        "la",
+        "del",
+        "della",
+        "bin",
+        "ibn",
+        "al",
+        "el",
+        "dos",
+        "das",
+        "du",
+        "ter",
+        "ten",
+        "den",
+        "st",
+        "mac",
+        "o'",
+    }
+)
+NOT_NAMES = frozenset(
+    {
+        "customer",
+        "customers",
+        "sir",
+        "madam",
+        "team",
+        "all",
+        "everyone",
+        "colleagues",
+        "friends",
+        "support",
+        "there",
+        "guys",
+        "folks",
+        "user",
+        "admin",
+        "bot",
+        "agent",
+        "assistant",
+        "system",
+        "operator",
+        "client",
+        "guest",
+    }
+)
 # Nationalities and languages: capitalised, never a person by themselves ("great Danish food").
-DEMONYMS = frozenset("""american british english irish scottish welsh canadian australian french german dutch
+DEMONYMS = frozenset(
+    """american british english irish scottish welsh canadian australian french german dutch
 danish swedish norwegian finnish icelandic polish czech slovak hungarian romanian bulgarian greek turkish russian
 ukrainian italian spanish portuguese brazilian mexican argentine chilean peruvian colombian chinese japanese
 korean vietnamese thai indian pakistani arabic arab persian iranian israeli egyptian nigerian kenyan african
-european asian latin swiss austrian belgian croatian serbian slovenian estonian latvian lithuanian""".split())
+european asian latin swiss austrian belgian croatian serbian slovenian estonian latvian lithuanian""".split()
+)
 
 
 class NameRecognizer(EntityRecognizer):
     """Names from titles, cues, name lists and the NER's own spans (see the module docstring)."""
+
     name: str  # set by EntityRecognizer.__init__ (presidio leaves it untyped)
 
     def __init__(self, supported_language: str = "en") -> None:
-        super().__init__(supported_entities=[ENTITY], supported_language=supported_language,
-                         name="NameRecognizer")  # fmt: skip
+        super().__init__(supported_entities=[ENTITY], supported_language=supported_language, name="NameRecognizer")
         self.first, self.last = person_names()
         self.common = common_words()
         self.places = place_names()
@@ -90,8 +205,10 @@ class NameRecognizer(EntityRecognizer):
                     start += 1
                 end = self._run(view, start)
                 weak = lowers[index] in WEAK_CUES or lowers[index + cue - 1] in WEAK_CUES
-                if end > start and lowers[start] not in NOT_NAMES and (
-                    not weak or lowers[start] in self.first or lowers[start] in self.last
+                if (
+                    end > start
+                    and lowers[start] not in NOT_NAMES
+                    and (not weak or lowers[start] in self.first or lowers[start] in self.last)
                 ):
                     found.append((starts[start], ends[end - 1], CUED_SCORE))
                     index = end
@@ -100,36 +217,65 @@ class NameRecognizer(EntityRecognizer):
                 end = self._run(view, index)
                 names = [i for i in range(index, end) if self._namelike(texts[i], lowers[i])]
                 # "Giacinta R Lombardi": two name-like words around an initial are a name whoever's lists
-                initialled = any(self._initial(texts[i]) for i in range(index, end)) and lowers[index] not in self.places
-                if len(names) >= 2 and (initialled or lowers[names[0]] in self.first and (
-                    lowers[names[-1]] in self.last or lowers[names[-1]] in self.first
-                    or lowers[names[-1]] not in self.places
-                )):
+                initialled = (
+                    any(self._initial(texts[i]) for i in range(index, end)) and lowers[index] not in self.places
+                )
+                if len(names) >= 2 and (
+                    initialled
+                    or lowers[names[0]] in self.first
+                    and (
+                        lowers[names[-1]] in self.last
+                        or lowers[names[-1]] in self.first
+                        or lowers[names[-1]] not in self.places
+                    )
+                ):
                     found.append((starts[index], ends[end - 1], PAIR_SCORE))
                     index = end
                     continue
-                mid_sentence = index > 0 and texts[index - 1] not in (".", ":", "!", "?") \
-                    and not texts[index - 1].isspace()
+                mid_sentence = (
+                    index > 0 and texts[index - 1] not in (".", ":", "!", "?") and not texts[index - 1].isspace()
+                )
                 speaker = end == index + 1 and end < count and texts[end] == ":"  # "Shawn: Remember me?"
                 # "Emily is very reliable": a first name opening a sentence, a lower-case word after it
                 subject = end == index + 1 and end < count and (texts[end][:1].islower() or lowers[end] == "'s")
-                if (len(names) == 1 and lowers[index] in self.first and lowers[index] not in self.places
-                        and lowers[index] not in NOT_NAMES and not texts[index].isupper()
-                        and (mid_sentence or speaker or subject)):  # fmt: skip
+                if (
+                    len(names) == 1
+                    and lowers[index] in self.first
+                    and lowers[index] not in self.places
+                    and lowers[index] not in NOT_NAMES
+                    and not texts[index].isupper()
+                    and (mid_sentence or speaker or subject)
+                ):
                     # spaCy's small model often calls a foreign first name a place: a name the place list
                     # does not know outweighs it
                     score = OVER_NER_SCORE if starts[index] in ner_places else SINGLE_SCORE
                     found.append((starts[index], ends[index], score))
             index += 1
         found.extend(self._grown(nlp_artifacts.tokens, view))
-        return [RecognizerResult(ENTITY, start, end, score, analysis_explanation=NO_EXPLANATION, recognition_metadata={
+        return [
+            RecognizerResult(
+                ENTITY,
+                start,
+                end,
+                score,
+                analysis_explanation=NO_EXPLANATION,
+                recognition_metadata={
                     RecognizerResult.RECOGNIZER_NAME_KEY: self.name,
-                    RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id})
-                for start, end, score in found]  # fmt: skip
+                    RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id,
+                },
+            )
+            for start, end, score in found
+        ]
 
     def _namelike(self, text: str, lower: str) -> bool:
-        return (len(text) > 1 and text[0].isupper() and text[0].isalpha() and lower not in self.common
-                and lower not in DEMONYMS and not any(char.isdigit() for char in text))  # fmt: skip
+        return (
+            len(text) > 1
+            and text[0].isupper()
+            and text[0].isalpha()
+            and lower not in self.common
+            and lower not in DEMONYMS
+            and not any(char.isdigit() for char in text)
+        )
 
     @staticmethod
     def _initial(text: str) -> bool:
@@ -182,12 +328,16 @@ class NameRecognizer(EntityRecognizer):
             if ent.label_ != "PERSON":
                 continue
             start, end = ent.start, ent.end
-            while start > 0 and view.spaced[start - 1] and (
-                self._initial(texts[start - 1]) or self._listed(texts[start - 1], lowers[start - 1])
+            while (
+                start > 0
+                and view.spaced[start - 1]
+                and (self._initial(texts[start - 1]) or self._listed(texts[start - 1], lowers[start - 1]))
             ):
                 start -= 1
-            while end < len(texts) and view.spaced[end - 1] and (
-                self._initial(texts[end]) or self._listed(texts[end], lowers[end])
+            while (
+                end < len(texts)
+                and view.spaced[end - 1]
+                and (self._initial(texts[end]) or self._listed(texts[end], lowers[end]))
             ):
                 end += 1
             if (start, end) != (ent.start, ent.end):
@@ -196,5 +346,3 @@ class NameRecognizer(EntityRecognizer):
 
     def _listed(self, text: str, lower: str) -> bool:
         return self._namelike(text, lower) and (lower in self.first or lower in self.last)
-
-

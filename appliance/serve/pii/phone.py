@@ -132,7 +132,7 @@ class WindowedPhoneRecognizer(PhoneRecognizer):
         """What :meth:`PhoneRecognizer.analyze` records for ``match`` (the region named after the number's
         own country when it parses), moved to the text's offsets."""
         try:
-            region = phonenumbers.region_code_for_number(phonenumbers.parse(window[match.start:match.end]))  # type: ignore[assignment]  # None as in presidio's own analyze
+            region = phonenumbers.region_code_for_number(phonenumbers.parse(window[match.start : match.end]))  # type: ignore[assignment]  # None as in presidio's own analyze
         except phonenumbers.NumberParseException:
             pass
         result: RecognizerResult = self._get_recognizer_result(match, window, region, None)  # type: ignore[no-untyped-call]
@@ -142,8 +142,12 @@ class WindowedPhoneRecognizer(PhoneRecognizer):
 
     @classmethod
     def like(cls, stock: PhoneRecognizer, score: float | None) -> WindowedPhoneRecognizer:
-        made = cls(context=stock.context, supported_language=stock.supported_language,
-                   supported_regions=stock.supported_regions, leniency=stock.leniency)  # fmt: skip
+        made = cls(
+            context=stock.context,
+            supported_language=stock.supported_language,
+            supported_regions=stock.supported_regions,
+            leniency=stock.leniency,
+        )
         made.SCORE = score if score is not None else stock.SCORE
         return made
 
@@ -161,11 +165,13 @@ CUED_SCORE = 0.6
 class CuedPhoneRecognizer(EntityRecognizer):
     """6 to 15 digits (spaces, dots, dashes, brackets between them) right after a phone word (``Phone:``,
     ``call me on``, ``mobile``): local numbers of any region, which libphonenumber cannot place."""
+
     name: str  # set by EntityRecognizer.__init__ (presidio leaves it untyped)
 
     def __init__(self, supported_language: str = "en") -> None:
-        super().__init__(supported_entities=["PHONE_NUMBER"], supported_language=supported_language,
-                         name="CuedPhoneRecognizer")  # fmt: skip
+        super().__init__(
+            supported_entities=["PHONE_NUMBER"], supported_language=supported_language, name="CuedPhoneRecognizer"
+        )
 
     def load(self) -> None:
         pass
@@ -175,8 +181,17 @@ class CuedPhoneRecognizer(EntityRecognizer):
         for match in _CUED.finditer(text):
             digits = sum(char.isdigit() for char in match.group(1))
             if 6 <= digits <= 15:
-                found.append(RecognizerResult("PHONE_NUMBER", match.start(1), match.end(1), CUED_SCORE,
-                                              analysis_explanation=NO_EXPLANATION, recognition_metadata={
-                                                  RecognizerResult.RECOGNIZER_NAME_KEY: self.name,
-                                                  RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id}))  # fmt: skip
+                found.append(
+                    RecognizerResult(
+                        "PHONE_NUMBER",
+                        match.start(1),
+                        match.end(1),
+                        CUED_SCORE,
+                        analysis_explanation=NO_EXPLANATION,
+                        recognition_metadata={
+                            RecognizerResult.RECOGNIZER_NAME_KEY: self.name,
+                            RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id,
+                        },
+                    )
+                )
         return found

@@ -90,20 +90,27 @@ _NUMBER_BEFORE = re.compile(r"\b[0-9]{1,6}[A-Za-z]?(?: ?bis| ?ter)?,?[ \t]+$")
 _UNIT_BEFORE = re.compile(rf"\b(?i:{_UNIT})\.? *#? ?[0-9]{{1,5}}[A-Za-z]? *[,/] *$")
 # A line that is only a name and a number ("Helmstok 174", "64535 Svépomoc 219"): a street when it touches
 # another piece of an address (the next line is a unit, a town or a postcode).
-_STREET_LINE = re.compile(rf"(?m)(?<![^\s])(?:[0-9]{{1,6}} )?{_CAP}(?: {_CAP}){{0,3}} [0-9]{{1,5}}[a-zA-Z]?(?=[ \t]*(?:,|$))")
+_STREET_LINE = re.compile(
+    rf"(?m)(?<![^\s])(?:[0-9]{{1,6}} )?{_CAP}(?: {_CAP}){{0,3}} [0-9]{{1,5}}[a-zA-Z]?(?=[ \t]*(?:,|$))"
+)
 _CAPITALISED_RUN = re.compile(rf"{_CAP}(?: {_CAP}){{0,2}}")
 # Which pattern to try at a token, by the token's lower case (dots and slashes stripped): the patterns are
 # matched only there, not searched through the whole text (a tenth of the time).
 _TRIGGERS: dict[str, tuple[re.Pattern[str], ...]] = {}
 for _words, _pattern in (
-    ("rue avenue av avda bd boulevard chemin place allée impasse quai route cours calle c avenida plaza paseo carrer "
-     "camino carretera via viale piazza piazzale corso vicolo largo rua r travessa praça estrada alameda ulica ul "
-     "utca ruta bairro strada rruga odos", _ROMANCE),
+    (
+        "rue avenue av avda bd boulevard chemin place allée impasse quai route cours calle c avenida plaza paseo carrer "
+        "camino carretera via viale piazza piazzale corso vicolo largo rua r travessa praça estrada alameda ulica ul "
+        "utca ruta bairro strada rruga odos",
+        _ROMANCE,
+    ),
     ("p.o p po post postfach apartado caixa casilla", _POBOX),
     ("psc cmr unit usns usnv uss uscgc apo fpo dpo", _MILITARY),
     ("apt apartment suite ste unit flat", _UNIT_ALONE),
-    ("address lives live living located resides reside ship shipped deliver delivered send moved stay staying",
-     _CUED_STREET),
+    (
+        "address lives live living located resides reside ship shipped deliver delivered send moved stay staying",
+        _CUED_STREET,
+    ),
 ):
     for _word in _words.split():
         _TRIGGERS[_word] = _TRIGGERS.get(_word, ()) + (_pattern,)
@@ -116,10 +123,31 @@ _LEAD = re.compile(r"(?:[\s,;]|\\n)*")
 _GAP = re.compile(r"^(?:[\s,;]|\\n)*$")  # what may separate two pieces of one address
 _GAP_RUN = re.compile(r"(?:[\s,;]|\\n)*")  # the same, for fullmatch(text, start, end)
 # Months and weekdays that are also towns (March, Cambridgeshire; Mayo): "in March" is a date.
-_CALENDAR = frozenset("january february march april may june july august september october november december "
-                      "monday tuesday wednesday thursday friday saturday sunday".split())
-_PLACE_PREPOSITIONS = frozenset({"in", "from", "to", "at", "near", "of", "via", "into", "around", "visit",
-                                 "visiting", "moved", "live", "lives", "living", "based", "born"})
+_CALENDAR = frozenset(
+    "january february march april may june july august september october november december "
+    "monday tuesday wednesday thursday friday saturday sunday".split()
+)
+_PLACE_PREPOSITIONS = frozenset(
+    {
+        "in",
+        "from",
+        "to",
+        "at",
+        "near",
+        "of",
+        "via",
+        "into",
+        "around",
+        "visit",
+        "visiting",
+        "moved",
+        "live",
+        "lives",
+        "living",
+        "based",
+        "born",
+    }
+)
 
 
 def _streets(text: str, view: TokenView | None) -> list[tuple[int, int, float]]:
@@ -142,7 +170,8 @@ def _streets(text: str, view: TokenView | None) -> list[tuple[int, int, float]]:
     spans.extend(_compounds(text))
     for start, _, _ in list(spans):
         before = _NUMBER_BEFORE.search(text, max(0, start - 10), start) or _UNIT_BEFORE.search(
-            text, max(0, start - 16), start)
+            text, max(0, start - 16), start
+        )
         if before:
             spans.append((before.start(), start, STREET_SCORE))
     return spans
@@ -174,16 +203,20 @@ def _compounds(text: str) -> list[tuple[int, int, float]]:
 
 class LocationRecognizer(EntityRecognizer):
     """Street addresses, PO boxes, units, gazetteer places and postcodes next to them (module docstring)."""
+
     name: str  # set by EntityRecognizer.__init__ (presidio leaves it untyped)
 
     def __init__(self, supported_language: str = "en") -> None:
-        super().__init__(supported_entities=[ENTITY], supported_language=supported_language,
-                         name="LocationRecognizer")  # fmt: skip
+        super().__init__(supported_entities=[ENTITY], supported_language=supported_language, name="LocationRecognizer")
         self.places = place_names()
         self.villages = village_names()
         # first words of the places of several words ("sidi" of "Sidi El Heni"): only there longer runs are tried
-        self.prefixes = frozenset(re.split(r"[ -]", name, maxsplit=1)[0] for names in (self.places, self.villages)
-                                  for name in names if re.search(r"[ -]", name))  # fmt: skip
+        self.prefixes = frozenset(
+            re.split(r"[ -]", name, maxsplit=1)[0]
+            for names in (self.places, self.villages)
+            for name in names
+            if re.search(r"[ -]", name)
+        )
         self.common = common_words()
         self.first, self.last = person_names()
 
@@ -205,12 +238,22 @@ class LocationRecognizer(EntityRecognizer):
         spans.extend(self._neighbours(text, anchors + [(s, e) for s, e, _ in spans]))
         spans.extend(self._street_lines(text, sorted({(s, e) for s, e, _ in spans})))
         spans.extend(self._towns(text, sorted({(s, e) for s, e, _ in spans})))
-        return [RecognizerResult(ENTITY, start, end, score,
-                                 analysis_explanation=NO_EXPLANATION, recognition_metadata={
-                                     RecognizerResult.RECOGNIZER_NAME_KEY: self.name,
-                                     RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id,
-                                     STREET_KEY: score == STREET_SCORE})
-                for start, end, score in spans if end > start]  # fmt: skip
+        return [
+            RecognizerResult(
+                ENTITY,
+                start,
+                end,
+                score,
+                analysis_explanation=NO_EXPLANATION,
+                recognition_metadata={
+                    RecognizerResult.RECOGNIZER_NAME_KEY: self.name,
+                    RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id,
+                    STREET_KEY: score == STREET_SCORE,
+                },
+            )
+            for start, end, score in spans
+            if end > start
+        ]
 
     def _places(self, text: str, view: TokenView, anchors: list[tuple[int, int]]) -> list[tuple[int, int, float]]:
         """Capitalised runs of 1-4 tokens that name a place (longest first)."""
@@ -238,8 +281,9 @@ class LocationRecognizer(EntityRecognizer):
                     continue
                 if name in _CALENDAR and not self._beside(view, index, anchors):
                     break  # "in March", "on Sunday": a date, a place only beside an address
-                ambiguous = (name in self.common or len(name) < 3 or kind == "town" or name in self.first
-                             or name in self.last)  # fmt: skip
+                ambiguous = (
+                    name in self.common or len(name) < 3 or kind == "town" or name in self.first or name in self.last
+                )
                 placed = self._placed(view, index, anchors)
                 if size == 1 and ambiguous and kind not in ("country", "state") and not placed:
                     break
@@ -273,8 +317,13 @@ class LocationRecognizer(EntityRecognizer):
         found = []
         for match in _STREET_LINE.finditer(text):
             for start, end in pieces:
-                gap = text[match.end():start] if match.end() <= start else text[end:match.start()] \
-                    if end <= match.start() else None
+                gap = (
+                    text[match.end() : start]
+                    if match.end() <= start
+                    else text[end : match.start()]
+                    if end <= match.start()
+                    else None
+                )
                 if gap is not None and len(gap) <= 6 and ("\n" in gap or "\\n" in gap) and _GAP.match(gap):
                     found.append((match.start(), match.end(), STREET_SCORE))
                     break
@@ -290,11 +339,14 @@ class LocationRecognizer(EntityRecognizer):
             match = _CAPITALISED_RUN.match(text, end + len(lead.group()))
             if not match or match.start() - end > 6:
                 continue
-            gap = text[end:match.start()]
+            gap = text[end : match.start()]
             words = match.group().rstrip(".-").split()
             after_postcode = gap.strip(" ") == "" and _POSTCODE_END.search(text, max(0, end - 8), end)
-            if ("," in gap or "\n" in gap or "\\n" in gap or after_postcode) and fold(words[0]) not in self.first \
-                    and not any(fold(word) in self.common for word in words):
+            if (
+                ("," in gap or "\n" in gap or "\\n" in gap or after_postcode)
+                and fold(words[0]) not in self.first
+                and not any(fold(word) in self.common for word in words)
+            ):
                 found.append((match.start(), match.start() + len(match.group().rstrip(".-")), STREET_SCORE))
         return found
 
@@ -320,11 +372,14 @@ class LocationRecognizer(EntityRecognizer):
                 value = match.group()
                 if value.isalpha() and value not in REGION_CODES:
                     continue
-                after = any(end in ends and _GAP_RUN.fullmatch(text, end, match.start())
-                            for end in range(max(0, match.start() - 6), match.start() + 1))  # fmt: skip
+                after = any(
+                    end in ends and _GAP_RUN.fullmatch(text, end, match.start())
+                    for end in range(max(0, match.start() - 6), match.start() + 1)
+                )
                 before = not value.isalpha() and any(  # a region code follows its city, never precedes it
                     start in starts and _GAP_RUN.fullmatch(text, match.end(), start)
-                    for start in range(match.end(), min(len(text), match.end() + 6) + 1))  # fmt: skip
+                    for start in range(match.end(), min(len(text), match.end() + 6) + 1)
+                )
                 if after or before:
                     found.append((match.start(), match.end(), POSTCODE_SCORE))
                     taken.add(match.start())

@@ -24,9 +24,13 @@ class InputCheck(Check):
     """An input of a pooling request under ``PII_EMBEDDINGS=refuse``: refused if it holds personal data."""
 
     def refusal(self) -> ApiError:
-        return ApiError(400, f"Personal data was found in '{self.param}'; this appliance refuses embedding and "
-                             "scoring inputs with personal data (PII_EMBEDDINGS=refuse). Remove it and retry.",
-                        REFUSED_CODE, self.param)  # fmt: skip
+        return ApiError(
+            400,
+            f"Personal data was found in '{self.param}'; this appliance refuses embedding and "
+            "scoring inputs with personal data (PII_EMBEDDINGS=refuse). Remove it and retry.",
+            REFUSED_CODE,
+            self.param,
+        )
 
 
 def _inputs(refuse: bool) -> Spec:
@@ -40,11 +44,17 @@ def _inputs(refuse: bool) -> Spec:
             else:
                 walk.mask(at, value)
         elif isinstance(value, int) and not isinstance(value, bool):
-            raise ApiError(400, f"With PII masking on, '{param}' must be text: token-id inputs cannot be checked for "
-                                "personal data.", "pii_unmaskable_prompt", param)  # fmt: skip
+            raise ApiError(
+                400,
+                f"With PII masking on, '{param}' must be text: token-id inputs cannot be checked for personal data.",
+                "pii_unmaskable_prompt",
+                param,
+            )
         elif value is not None:
-            walk.refuse(param, f"With PII masking on, '{param}' is not accepted: only text inputs can be checked "
-                               "for personal data.")  # fmt: skip
+            walk.refuse(
+                param,
+                f"With PII masking on, '{param}' is not accepted: only text inputs can be checked for personal data.",
+            )
 
     def spec(walk: Walk, value: Any, at: Path, param: str) -> None:
         if isinstance(value, list):
@@ -61,13 +71,32 @@ _COMMON: dict[str, Spec] = {
     "chat_template_kwargs": mask_all,
     "instruction": text,
     "chat_template": refused("a request's own chat template is text the model sees that cannot be masked."),
-    **{name: KEEP for name in (
-        "encoding_format", "embed_dtype", "endianness", "dimensions", "use_activation", "add_special_tokens",
-        "padding", "truncate_prompt_tokens", "truncation_side", "request_id", "priority", "cache_salt",
-        "mm_processor_kwargs", "media_io_kwargs", "add_generation_prompt", "continue_final_message",
-        "max_tokens_per_query", "max_tokens_per_doc", "top_n")},
+    **{
+        name: KEEP
+        for name in (
+            "encoding_format",
+            "embed_dtype",
+            "endianness",
+            "dimensions",
+            "use_activation",
+            "add_special_tokens",
+            "padding",
+            "truncate_prompt_tokens",
+            "truncation_side",
+            "request_id",
+            "priority",
+            "cache_salt",
+            "mm_processor_kwargs",
+            "media_io_kwargs",
+            "add_generation_prompt",
+            "continue_final_message",
+            "max_tokens_per_query",
+            "max_tokens_per_doc",
+            "top_n",
+        )
+    },
     "user": drop,
-}  # fmt: skip
+}
 
 
 def pooling_fields(path: str, *, refuse: bool) -> dict[str, Spec]:

@@ -21,9 +21,13 @@ _FINAL = ("response.completed", "response.incomplete", "response.failed", "respo
 # the delta events' kinds whose text is JSON (restored values JSON-escaped)
 _JSON_TEXT = ("response.function_call_arguments",)
 # a *.done event: the field with the whole text
-_DONE_FIELD = {"response.output_text": "text", "response.reasoning_text": "text",
-               "response.reasoning_summary_text": "text", "response.function_call_arguments": "arguments",
-               "response.refusal": "refusal"}  # fmt: skip
+_DONE_FIELD = {
+    "response.output_text": "text",
+    "response.reasoning_text": "text",
+    "response.reasoning_summary_text": "text",
+    "response.function_call_arguments": "arguments",
+    "response.refusal": "refusal",
+}
 
 Key = tuple[int, int, str]  # (output index, content / summary index, kind)
 
@@ -128,8 +132,16 @@ class ResponsesEvents:
         for (output_index, content_index, family), stream in sorted(self._streams.items()):
             held = stream.flush()
             if held:
-                out.append(_sse({"type": f"{family}.delta", "output_index": output_index,
-                                 "content_index": content_index, "delta": held}))  # fmt: skip
+                out.append(
+                    _sse(
+                        {
+                            "type": f"{family}.delta",
+                            "output_index": output_index,
+                            "content_index": content_index,
+                            "delta": held,
+                        }
+                    )
+                )
         self._streams.clear()
         return b"".join(out)
 
@@ -160,5 +172,10 @@ def _set(holder: dict[str, Any], name: str, value: str) -> bool:
 
 
 def _sse(payload: dict[str, Any]) -> bytes:
-    return (b"event: " + str(payload["type"]).encode() + b"\ndata: " + json.dumps(payload, ensure_ascii=False).encode()
-            + b"\n\n")  # fmt: skip
+    return (
+        b"event: "
+        + str(payload["type"]).encode()
+        + b"\ndata: "
+        + json.dumps(payload, ensure_ascii=False).encode()
+        + b"\n\n"
+    )

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from itertools import product
-from typing import Mapping
 
 from appliance.serve.pii.placeholders import PLACEHOLDER_RE
 
@@ -83,8 +83,9 @@ class Restorer:
         """The restorer for JSON text (tool call arguments): each value as it is written inside a JSON string,
         so a value with ``"``, ``\\`` or a line break keeps the arguments valid JSON."""
         if self._escaped is None:
-            self._escaped = Restorer({token: json.dumps(value, ensure_ascii=False)[1:-1]
-                                      for token, value in self.originals.items()})  # fmt: skip
+            self._escaped = Restorer(
+                {token: json.dumps(value, ensure_ascii=False)[1:-1] for token, value in self.originals.items()}
+            )
         return self._escaped
 
     def scan(self, text: str, *, prev: str, final: bool) -> tuple[str, int]:

@@ -47,9 +47,15 @@ def token_view(nlp_artifacts: Any, text: str) -> TokenView | None:
     rows = doc.to_array([IDX, LENGTH, SPACY, SENT_START]).tolist() if len(doc) else []
     texts = [text[start : start + length] for start, length, _, _ in rows]
     lowers = [token.lower() for token in texts]
-    view = TokenView(texts=texts, starts=[row[0] for row in rows], ends=[row[0] + row[1] for row in rows],
-                     spaced=[bool(row[2]) for row in rows], sent_starts=[row[3] == 1 for row in rows],
-                     lowers=lowers, folded=[fold(lower) if not lower.isascii() else lower for lower in lowers])  # fmt: skip
+    view = TokenView(
+        texts=texts,
+        starts=[row[0] for row in rows],
+        ends=[row[0] + row[1] for row in rows],
+        spaced=[bool(row[2]) for row in rows],
+        sent_starts=[row[3] == 1 for row in rows],
+        lowers=lowers,
+        folded=[fold(lower) if not lower.isascii() else lower for lower in lowers],
+    )
     try:
         setattr(nlp_artifacts, _CACHED, view)
     except AttributeError:  # pragma: no cover - a artifacts object with __slots__

@@ -38,10 +38,29 @@ Spec = Callable[["Walk", Any, Path, str], None]
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
 _DIGITS_RE = re.compile(r"-?\d{1,9}\Z")
 # Words that are structure, never personal data: not sent to the analyser when they appear in checked places.
-STRUCTURAL_WORDS = frozenset({
-    "system", "developer", "user", "assistant", "tool", "function", "auto", "none", "required", "text",
-    "json_object", "json_schema", "string", "number", "integer", "boolean", "object", "array", "null",
-})  # fmt: skip
+STRUCTURAL_WORDS = frozenset(
+    {
+        "system",
+        "developer",
+        "user",
+        "assistant",
+        "tool",
+        "function",
+        "auto",
+        "none",
+        "required",
+        "text",
+        "json_object",
+        "json_schema",
+        "string",
+        "number",
+        "integer",
+        "boolean",
+        "object",
+        "array",
+        "null",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -59,8 +78,13 @@ class Check:
     text: str
 
     def refusal(self) -> ApiError:
-        return ApiError(400, f"Personal data was found in '{self.param}', where it cannot be masked (PII masking "
-                             "is on). Remove it from that field.", UNMASKABLE_CODE, self.param)  # fmt: skip
+        return ApiError(
+            400,
+            f"Personal data was found in '{self.param}', where it cannot be masked (PII masking "
+            "is on). Remove it from that field.",
+            UNMASKABLE_CODE,
+            self.param,
+        )
 
 
 @dataclass(frozen=True)
@@ -241,8 +265,11 @@ def walk_object(walk: Walk, value: dict[str, Any], fields: Mapping[str, Spec], a
     for key, item in value.items():
         if key not in fields and not empty(item):
             name = prefix + name_of(str(key))
-            walk.refuse(name, f"With PII masking on, '{name}' is not accepted: only fields that are masked or "
-                              "known to carry no free text may be sent (see the PII guide).")  # fmt: skip
+            walk.refuse(
+                name,
+                f"With PII masking on, '{name}' is not accepted: only fields that are masked or "
+                "known to carry no free text may be sent (see the PII guide).",
+            )
 
 
 def json_text(walk: Walk, value: Any, at: Path, param: str, inner: Spec = mask_all) -> None:
@@ -266,18 +293,60 @@ def json_text(walk: Walk, value: Any, at: Path, param: str, inner: Spec = mask_a
 # --- JSON schema ----------------------------------------------------------------------------------------------
 
 # Annotations and literal values: text the model reads (or must write), masked.
-_SCHEMA_TEXT = frozenset({"description", "title", "$comment", "examples", "example", "default", "const", "enum",
-                          "pattern"})  # fmt: skip
+_SCHEMA_TEXT = frozenset(
+    {"description", "title", "$comment", "examples", "example", "default", "const", "enum", "pattern"}
+)
 # Keywords whose value maps names (property names, definitions) to schemas.
 _SCHEMA_MAPS = frozenset({"properties", "patternProperties", "$defs", "definitions", "dependentSchemas"})
-_SCHEMA_KEYWORDS = frozenset({
-    "type", "items", "prefixItems", "additionalProperties", "unevaluatedProperties", "unevaluatedItems",
-    "required", "allOf", "anyOf", "oneOf", "not", "if", "then", "else", "contains", "propertyNames", "format",
-    "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "minLength", "maxLength",
-    "minItems", "maxItems", "uniqueItems", "minProperties", "maxProperties", "minContains", "maxContains",
-    "$ref", "$schema", "$id", "$anchor", "$dynamicRef", "$dynamicAnchor", "dependentRequired", "nullable",
-    "readOnly", "writeOnly", "deprecated", "contentEncoding", "contentMediaType", "strict",
-})  # fmt: skip
+_SCHEMA_KEYWORDS = frozenset(
+    {
+        "type",
+        "items",
+        "prefixItems",
+        "additionalProperties",
+        "unevaluatedProperties",
+        "unevaluatedItems",
+        "required",
+        "allOf",
+        "anyOf",
+        "oneOf",
+        "not",
+        "if",
+        "then",
+        "else",
+        "contains",
+        "propertyNames",
+        "format",
+        "minimum",
+        "maximum",
+        "exclusiveMinimum",
+        "exclusiveMaximum",
+        "multipleOf",
+        "minLength",
+        "maxLength",
+        "minItems",
+        "maxItems",
+        "uniqueItems",
+        "minProperties",
+        "maxProperties",
+        "minContains",
+        "maxContains",
+        "$ref",
+        "$schema",
+        "$id",
+        "$anchor",
+        "$dynamicRef",
+        "$dynamicAnchor",
+        "dependentRequired",
+        "nullable",
+        "readOnly",
+        "writeOnly",
+        "deprecated",
+        "contentEncoding",
+        "contentMediaType",
+        "strict",
+    }
+)
 
 
 def schema(walk: Walk, value: Any, at: Path, param: str) -> None:

@@ -56,8 +56,9 @@ serve.shutdown()
 
 
 def _start(argv: list[str], env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen(argv, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)  # fmt: skip
+    return subprocess.Popen(
+        argv, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
 
 
 def _signal_group(proc: subprocess.Popen, sig: int) -> None:
@@ -90,14 +91,28 @@ def head(tmp_path: Path) -> Iterator[tuple[HeadAddress, Path]]:
     token.write_text(secrets.token_hex(32))
     port = free_port()
     temp = Path(f"/tmp/rj{os.getpid()}")  # Ray's socket paths must stay short
-    argv = [RAY, "start", "--head", "--block", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=1",
-            f"--labels={node_labels('head')}", "--include-dashboard=false", "--disable-usage-stats",
-            f"--temp-dir={temp}"]  # fmt: skip
+    argv = [
+        RAY,
+        "start",
+        "--head",
+        "--block",
+        f"--port={port}",
+        "--node-ip-address=127.0.0.1",
+        "--num-cpus=1",
+        f"--labels={node_labels('head')}",
+        "--include-dashboard=false",
+        "--disable-usage-stats",
+        f"--temp-dir={temp}",
+    ]
     proc = _start(argv, _env(token))
     address = HeadAddress("127.0.0.1", port)
     deadline = time.monotonic() + JOIN_TIMEOUT_S
-    while subprocess.run([RAY, "status", f"--address={address}"], env=_env(token), capture_output=True,
-                         check=False).returncode != 0:  # fmt: skip
+    while (
+        subprocess.run(
+            [RAY, "status", f"--address={address}"], env=_env(token), capture_output=True, check=False
+        ).returncode
+        != 0
+    ):
         assert proc.poll() is None and time.monotonic() < deadline, _stop(proc)[-3000:]
         time.sleep(1)
     yield address, token
@@ -108,12 +123,19 @@ def head(tmp_path: Path) -> Iterator[tuple[HeadAddress, Path]]:
 def test_a_worker_joins_and_a_pinned_replica_runs_on_it(head: tuple[HeadAddress, Path]) -> None:
     address, token = head
     started = time.monotonic()
-    worker = _start(worker_argv(address, node_name="worker-1", cpus=1, gpus=0, node_ip="127.0.0.1", ray=RAY),
-                    _env(token))  # fmt: skip
+    worker = _start(
+        worker_argv(address, node_name="worker-1", cpus=1, gpus=0, node_ip="127.0.0.1", ray=RAY), _env(token)
+    )
     try:
         selector = json.dumps(bundle_label_selector(["worker-1"]))
-        driver = subprocess.run([sys.executable, "-c", DRIVER, str(address), selector], env=_env(token),
-                                capture_output=True, text=True, timeout=240, check=False)  # fmt: skip
+        driver = subprocess.run(
+            [sys.executable, "-c", DRIVER, str(address), selector],
+            env=_env(token),
+            capture_output=True,
+            text=True,
+            timeout=240,
+            check=False,
+        )
         assert driver.returncode == 0, driver.stderr[-3000:] + _stop(worker)[-2000:]
         result = [line for line in driver.stdout.splitlines() if line.startswith("RESULT ")]  # Ray logs to stdout too
         assert len(result) == 1, driver.stdout[-3000:]
@@ -125,16 +147,21 @@ def test_a_worker_joins_and_a_pinned_replica_runs_on_it(head: tuple[HeadAddress,
         _stop(worker)
 
 
-ALIVE = "import ray, sys; ray.init(address=sys.argv[1], logging_level='ERROR'); " \
-        "print('RESULT', sorted(n.get('Labels', {}).get('appliance.io/node', '?') for n in ray.nodes() if n['Alive']))"
+ALIVE = (
+    "import ray, sys; ray.init(address=sys.argv[1], logging_level='ERROR'); "
+    "print('RESULT', sorted(n.get('Labels', {}).get('appliance.io/node', '?') for n in ray.nodes() if n['Alive']))"
+)
 
 
 def test_a_worker_with_another_token_is_refused(head: tuple[HeadAddress, Path], tmp_path: Path) -> None:
     address, token = head
     wrong = tmp_path / "wrong_token"
     wrong.write_text(secrets.token_hex(32))
-    argv = [a for a in worker_argv(address, node_name="intruder", cpus=1, gpus=0, node_ip="127.0.0.1", ray=RAY)
-            if a != "--block"]  # fmt: skip
+    argv = [
+        a
+        for a in worker_argv(address, node_name="intruder", cpus=1, gpus=0, node_ip="127.0.0.1", ray=RAY)
+        if a != "--block"
+    ]
     started = time.monotonic()
     joining = _start(argv, _env(wrong))  # its own process group: whatever it left running is stopped below
     try:
@@ -144,7 +171,13 @@ def test_a_worker_with_another_token_is_refused(head: tuple[HeadAddress, Path], 
     output = _stop(joining)
     print(f"\nwrong token: exit {code} after {time.monotonic() - started:.1f} s: {output.strip().splitlines()[-1:]}")
     assert code != 0, output[-3000:]
-    alive = subprocess.run([sys.executable, "-c", ALIVE, str(address)], env=_env(token), capture_output=True,
-                           text=True, timeout=120, check=False)  # fmt: skip
+    alive = subprocess.run(
+        [sys.executable, "-c", ALIVE, str(address)],
+        env=_env(token),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert alive.returncode == 0, alive.stderr[-3000:]
     assert "RESULT ['head']" in alive.stdout.splitlines(), alive.stdout[-3000:]

@@ -38,16 +38,20 @@ def docker_api(engine: Engine) -> Iterator[DockerEngine]:
 
 @pytest.fixture
 def compose(engine: Engine) -> Iterator[ComposeCli]:
-    cli = ComposeCli(f"t{uuid.uuid4().hex[:8]}", [PROJECT_DIR / "compose.yaml"], project_dir=PROJECT_DIR,
-                     docker_host=engine.url, binary=find_compose())  # fmt: skip
+    cli = ComposeCli(
+        f"t{uuid.uuid4().hex[:8]}",
+        [PROJECT_DIR / "compose.yaml"],
+        project_dir=PROJECT_DIR,
+        docker_host=engine.url,
+        binary=find_compose(),
+    )
     yield cli
     with contextlib.suppress(Exception):
         cli.run("--profile", "crash", "--profile", "nginx", "down", "--remove-orphans", "-t", "1", timeout=120)
 
 
-
 def scrape(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:  # noqa: S310 (loopback)
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
         return response.read().decode()
 
 
@@ -80,11 +84,16 @@ class Supervisor:
         workdir.mkdir(exist_ok=True)
         make_config_dir(workdir)
         values = {
-            "COMPOSE_PROJECT_NAME": project, "SUPERVISOR_METRICS_PORT": str(self.port),
-            "SUPERVISOR_STATE_FILE": str(workdir / "state.json"), "LOG_DIR": str(workdir / "logs"),
-            "WATCHDOG_SETTLE_SECONDS": "0.3", "WATCHDOG_BACKOFF_BASE_SECONDS": "0.5",
-            "WATCHDOG_RECONCILE_SECONDS": "5", "LOG_LEVEL": "INFO", "LOG_FORMAT": "json",
-        }  # fmt: skip
+            "COMPOSE_PROJECT_NAME": project,
+            "SUPERVISOR_METRICS_PORT": str(self.port),
+            "SUPERVISOR_STATE_FILE": str(workdir / "state.json"),
+            "LOG_DIR": str(workdir / "logs"),
+            "WATCHDOG_SETTLE_SECONDS": "0.3",
+            "WATCHDOG_BACKOFF_BASE_SECONDS": "0.5",
+            "WATCHDOG_RECONCILE_SECONDS": "5",
+            "LOG_LEVEL": "INFO",
+            "LOG_FORMAT": "json",
+        }
         values.update(settings)
         for key, value in values.items():
             set_line(workdir / ".env", key, value)
@@ -95,10 +104,18 @@ class Supervisor:
         env = dict(os.environ, DOCKER_HOST=self.engine.url, APPLIANCE_GPU_COUNT="0", PYTHONPATH=str(ROOT))
         self.process = subprocess.Popen(
             [sys.executable, "-m", "appliance", "--log-level", "INFO", "supervise", "--metrics-addr", "127.0.0.1"],
-            cwd=self.workdir, env=env, stdout=self.log.open("ab"), stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        wait_until(lambda: metric(scrape(self.port), "appliance_supervisor_service_healthy", service=ready_service)
-                   is not None, 30, "the supervisor's first reconcile")  # fmt: skip
+            cwd=self.workdir,
+            env=env,
+            stdout=self.log.open("ab"),
+            stderr=subprocess.STDOUT,
+        )
+        wait_until(
+            lambda: (
+                metric(scrape(self.port), "appliance_supervisor_service_healthy", service=ready_service) is not None
+            ),
+            30,
+            "the supervisor's first reconcile",
+        )
         return self
 
     def metrics(self) -> str:

@@ -55,10 +55,23 @@ def _start(root: Path, driver: str, extra_args: tuple[str, ...] = ("--userland-p
     socket = root / "docker.sock"
     log = root / f"dockerd-{driver}.log"
     argv = [
-        dockerd, "-H", f"unix://{socket}", "--data-root", str(root / "data"), "--exec-root", str(root / "exec"),
-        "--pidfile", str(root / "docker.pid"), "--iptables=false", "--ip6tables=false", "--storage-driver", driver,
-        "--log-level", "warn", *extra_args,
-    ]  # fmt: skip
+        dockerd,
+        "-H",
+        f"unix://{socket}",
+        "--data-root",
+        str(root / "data"),
+        "--exec-root",
+        str(root / "exec"),
+        "--pidfile",
+        str(root / "docker.pid"),
+        "--iptables=false",
+        "--ip6tables=false",
+        "--storage-driver",
+        driver,
+        "--log-level",
+        "warn",
+        *extra_args,
+    ]
     process = subprocess.Popen(argv, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
     try:
         _wait_for(f"unix://{socket}", process, log)
@@ -110,8 +123,14 @@ def import_busybox(url: str, workdir: Path) -> str:
 
 
 @contextlib.contextmanager
-def docker_engine(root: Path, *, keep: bool = False, isolated: bool = True, busybox: bool = True,
-                  extra_args: tuple[str, ...] = ("--userland-proxy=false",)) -> Iterator[Engine]:  # fmt: skip
+def docker_engine(
+    root: Path,
+    *,
+    keep: bool = False,
+    isolated: bool = True,
+    busybox: bool = True,
+    extra_args: tuple[str, ...] = ("--userland-proxy=false",),
+) -> Iterator[Engine]:
     """dockerd with overlay2 (vfs when overlay is unavailable); stopped, with its containers, at the end.
 
     ``keep``: leave the data root (images, build cache) for the next run. ``isolated=False`` is for building

@@ -14,13 +14,13 @@ def _usr1(*_: object) -> None:
 
 
 signal.signal(signal.SIGUSR1, _usr1)
-handle = open(path, "a", buffering=1)  # noqa: SIM115 (reopened below)
+handle = open(path, "a", buffering=1)
 n = 0
 while True:
     if reopen:
         reopen = False
         handle.close()
-        handle = open(path, "a", buffering=1)  # noqa: SIM115
+        handle = open(path, "a", buffering=1)
     n += 1
     handle.write(f"line {n} " + "x" * 100 + "\n")
     if n % 200 == 0:

@@ -80,7 +80,9 @@ def site(tmp_path: Path, engine: Engine) -> Iterator[tuple[Path, ComposeCli, str
     (root / "compose.yaml").write_text(COMPOSE.replace("{image}", IMAGE).replace("{prom}", str(PROM_BINARY)))
     client = docker.DockerClient(base_url=engine.url, timeout=60)
     client.images.get(IMAGE).tag(f"{project}-prometheus", "latest")  # restore's helper image, as `make up` builds it
-    compose = ComposeCli(project, [root / "compose.yaml"], project_dir=root, docker_host=engine.url, binary=find_compose())
+    compose = ComposeCli(
+        project, [root / "compose.yaml"], project_dir=root, docker_host=engine.url, binary=find_compose()
+    )
     try:
         yield root, compose, project
     finally:
@@ -109,15 +111,21 @@ def _samples(api: DockerEngine, project: str, at: float | None = None) -> int:
     """How many samples of `up` Prometheus holds for the hour before ``at`` (default now), asked inside its
     container."""
     query = urllib.parse.quote("count_over_time(up[1h]" + (f" @ {at:.3f}" if at is not None else "") + ")")
-    code, out = api.exec(_container(api, project, "prometheus"),
-                         ["wget", "-qO-", f"http://127.0.0.1:9090/prometheus/api/v1/query?query={query}"])  # fmt: skip
+    code, out = api.exec(
+        _container(api, project, "prometheus"),
+        ["wget", "-qO-", f"http://127.0.0.1:9090/prometheus/api/v1/query?query={query}"],
+    )
     result = json.loads(out)["data"]["result"] if code == 0 else []
     return int(result[0]["value"][1]) if result else 0
 
 
-def test_back_up_destroy_restore_and_everything_is_back(site: tuple[Path, ComposeCli, str], engine: Engine,
-                                                        docker_api: DockerEngine, capsys: pytest.CaptureFixture[str],
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_back_up_destroy_restore_and_everything_is_back(
+    site: tuple[Path, ComposeCli, str],
+    engine: Engine,
+    docker_api: DockerEngine,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     root, compose, project = site
     monkeypatch.chdir(root)
     _site_files(root)
@@ -153,9 +161,15 @@ def test_back_up_destroy_restore_and_everything_is_back(site: tuple[Path, Compos
     with tarfile.open(archive) as tar:
         names = tar.getnames()
     assert names[-1] == "MANIFEST.json"
-    assert {"files/.env", "files/.secrets", "files/data/certs/live/localhost", "files/data/registry/registry.db",
-            "files/data/certs/certbot/config/accounts/key.json", "files/data/supervisor/watchdog.json",
-            "volumes/grafana-data/grafana.db"} <= set(names)  # fmt: skip
+    assert {
+        "files/.env",
+        "files/.secrets",
+        "files/data/certs/live/localhost",
+        "files/data/registry/registry.db",
+        "files/data/certs/certbot/config/accounts/key.json",
+        "files/data/supervisor/watchdog.json",
+        "volumes/grafana-data/grafana.db",
+    } <= set(names)
     assert not any(n.endswith("-wal") or n.endswith("-shm") for n in names)
     assert any(n.startswith("volumes/prometheus-data/") and n.endswith("/index") for n in names)  # a TSDB block
     code, out = docker_api.exec(_container(docker_api, project, "prometheus"), ["ls", "/prometheus/snapshots"])
@@ -193,6 +207,12 @@ def test_back_up_destroy_restore_and_everything_is_back(site: tuple[Path, Compos
     wait_until(lambda: _samples(docker_api, project) > 0, 60, "Prometheus answering again")
     assert _samples(docker_api, project, at=backed_up_at) >= 5, "the metrics history from before the backup"
     grafana = _container(docker_api, project, "grafana")
-    code, out = docker_api.exec(grafana, ["sh", "-c", "stat -c '%u %g' /var/lib/grafana /var/lib/grafana/grafana.db; "
-                                          "head -1 /var/lib/grafana/grafana.db"])  # fmt: skip
+    code, out = docker_api.exec(
+        grafana,
+        [
+            "sh",
+            "-c",
+            "stat -c '%u %g' /var/lib/grafana /var/lib/grafana/grafana.db; head -1 /var/lib/grafana/grafana.db",
+        ],
+    )
     assert code == 0 and out.split("\n")[:3] == ["472 472", "472 472", "line-1"], out

@@ -17,11 +17,26 @@ from tests.integration.docker.harness import Engine
 
 def run_doctor(workdir: Path, engine: Engine, *args: str) -> tuple[int, dict]:
     result = subprocess.run(
-        [sys.executable, "-m", "appliance", "doctor", "--json", "--docker-host", engine.url,
-         "--health-url", "http://127.0.0.1:9/health/ready", "--prometheus-url", "http://127.0.0.1:9", *args],
-        cwd=workdir, capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT),
-                                                                      "APPLIANCE_GPU_COUNT": "0", "HOME": str(workdir)},
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "appliance",
+            "doctor",
+            "--json",
+            "--docker-host",
+            engine.url,
+            "--health-url",
+            "http://127.0.0.1:9/health/ready",
+            "--prometheus-url",
+            "http://127.0.0.1:9",
+            *args,
+        ],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "APPLIANCE_GPU_COUNT": "0", "HOME": str(workdir)},
+    )
     assert "Traceback" not in result.stderr, result.stderr
     return result.returncode, json.loads(result.stdout)
 
@@ -62,8 +77,14 @@ def test_status_lists_the_services(tmp_path: Path, engine: Engine, compose: Comp
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "APPLIANCE_GPU_COUNT": "0", "DOCKER_HOST": engine.url}
 
     def status() -> tuple[int, dict]:
-        result = subprocess.run([sys.executable, "-m", "appliance", "status", "--json"], cwd=tmp_path,
-                                capture_output=True, text=True, timeout=60, env=env)  # fmt: skip
+        result = subprocess.run(
+            [sys.executable, "-m", "appliance", "status", "--json"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+        )
         return result.returncode, json.loads(result.stdout)
 
     code, data = status()

@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 from appliance.logs.rotation import rotate_file
-from appliance.serve.audit import AuditLog
 from appliance.logs.rotation_policy import RotationPolicy
+from appliance.serve.audit import AuditLog
 from appliance.supervisor.jobs import RotationJob
 from appliance.telemetry.notifier import SupervisorNotifier
 from appliance.telemetry.supervisor_metrics import SupervisorMetrics
@@ -40,8 +40,9 @@ def test_no_line_lost_or_duplicated_while_rotating_a_busy_log(tmp_path: Path) ->
     writer = subprocess.Popen([sys.executable, str(WRITER), str(log), str(stop)], stdout=subprocess.PIPE, text=True)
     policy = RotationPolicy(max_bytes=20_000, keep=1000)
     metrics = SupervisorMetrics()
-    job = RotationJob(tmp_path, policy, SupervisorNotifier(metrics),
-                      {"nginx": lambda: os.kill(writer.pid, signal.SIGUSR1)})  # fmt: skip
+    job = RotationJob(
+        tmp_path, policy, SupervisorNotifier(metrics), {"nginx": lambda: os.kill(writer.pid, signal.SIGUSR1)}
+    )
     rotations = 0
     deadline = time.monotonic() + 60
     while rotations < 5 and time.monotonic() < deadline:

@@ -25,8 +25,12 @@ def starts_since(engine: Engine, cid: str, since: datetime) -> int:
     client = docker.DockerClient(base_url=engine.url)
     try:
         # the API's 'since' has whole-second precision: ask from a second earlier, filter on timeNano
-        events = client.events(since=since - timedelta(seconds=1), until=datetime.now(tz=UTC), decode=True,
-                               filters={"type": "container", "container": cid, "event": "start"})  # fmt: skip
+        events = client.events(
+            since=since - timedelta(seconds=1),
+            until=datetime.now(tz=UTC),
+            decode=True,
+            filters={"type": "container", "container": cid, "event": "start"},
+        )
         return sum(1 for event in events if event["timeNano"] >= since.timestamp() * 1e9)
     finally:
         client.close()
@@ -38,10 +42,18 @@ def test_killed_container_is_restarted_within_3_s(compose: ComposeCli, docker_ap
     web = container(docker_api, compose.project, "web")
     killed = time.monotonic()
     docker_api.kill(web.id)
-    wait_until(lambda: container(docker_api, compose.project, "web").status == "running"
-               and container(docker_api, compose.project, "web").started_at != web.started_at, 10, "web running again")  # fmt: skip
+    wait_until(
+        lambda: (
+            container(docker_api, compose.project, "web").status == "running"
+            and container(docker_api, compose.project, "web").started_at != web.started_at
+        ),
+        10,
+        "web running again",
+    )
     assert time.monotonic() - killed <= 3.0
-    wait_until(lambda: metric(sup.metrics(), "appliance_supervisor_restarts_total", service="web") == 1, 5, "restart metric")
+    wait_until(
+        lambda: metric(sup.metrics(), "appliance_supervisor_restarts_total", service="web") == 1, 5, "restart metric"
+    )
     # the supervisor's own doctor run: the engine answers, and every service is running and healthy again
     wait_until(lambda: metric(sup.metrics(), "appliance_supervisor_check_ok", check="docker-engine") == 1, 10, "checks")
     assert metric(sup.metrics(), "appliance_supervisor_check_ok", check="clock") == 1
@@ -60,8 +72,9 @@ def test_unhealthy_container_is_restarted_only_after_its_start_period(
     client = docker.DockerClient(base_url=engine.url)
     client.containers.get(sick.id).exec_run(["touch", "/run/bad"])
     client.close()
-    wait_until(lambda: metric(sup.metrics(), "appliance_supervisor_restarts_total", service="sick") == 1, 20,
-               "sick restarted")  # fmt: skip
+    wait_until(
+        lambda: metric(sup.metrics(), "appliance_supervisor_restarts_total", service="sick") == 1, 20, "sick restarted"
+    )
     after = container(docker_api, compose.project, "sick")
     assert after.started_at is not None and sick.started_at is not None
     assert (after.started_at - sick.started_at).total_seconds() >= 5.0  # not inside the start period
@@ -75,10 +88,15 @@ def test_crash_loop_backs_off_then_gives_up_without_flapping(
     compose.up("web", wait=True)
     sup = supervisor(WATCHDOG_RESTART_BUDGET="3", WATCHDOG_BACKOFF_BASE_SECONDS="0.3").start()
     compose.run("--profile", "crash", "up", "-d", "crashy")
-    wait_until(lambda: metric(sup.metrics(), "appliance_supervisor_giveups_total", service="crashy") == 1, 40,
-               "the watchdog to give up on crashy")  # fmt: skip
+    wait_until(
+        lambda: metric(sup.metrics(), "appliance_supervisor_giveups_total", service="crashy") == 1,
+        40,
+        "the watchdog to give up on crashy",
+    )
     text = sup.metrics()
-    assert metric(text, "appliance_supervisor_restarts_total", service="crashy") == 3  # budget 3: 3 restarts, then give up
+    assert (
+        metric(text, "appliance_supervisor_restarts_total", service="crashy") == 3
+    )  # budget 3: 3 restarts, then give up
     assert metric(text, "appliance_supervisor_service_healthy", service="crashy") == 0
     crashy = container(docker_api, compose.project, "crashy")
     settled = datetime.now(tz=UTC)
@@ -110,8 +128,11 @@ def test_compose_stop_is_left_alone_and_compose_start_is_watched_again(
     wait_until(lambda: container(docker_api, compose.project, "web").status == "running", 10, "web started")
     time.sleep(0.5)
     docker_api.kill(container(docker_api, compose.project, "web").id)
-    wait_until(lambda: metric(sup.metrics(), "appliance_supervisor_restarts_total", service="web") == 1, 10,
-               "web restarted after compose start")  # fmt: skip
+    wait_until(
+        lambda: metric(sup.metrics(), "appliance_supervisor_restarts_total", service="web") == 1,
+        10,
+        "web restarted after compose start",
+    )
 
 
 def test_supervisor_restarted_mid_way_resumes_without_duplicate_restarts(
@@ -122,7 +143,9 @@ def test_supervisor_restarted_mid_way_resumes_without_duplicate_restarts(
     first = supervisor(**settings).start()
     web = container(docker_api, compose.project, "web")
     docker_api.kill(web.id)  # restart 1: immediate
-    wait_until(lambda: metric(first.metrics(), "appliance_supervisor_restarts_total", service="web") == 1, 10, "restart 1")
+    wait_until(
+        lambda: metric(first.metrics(), "appliance_supervisor_restarts_total", service="web") == 1, 10, "restart 1"
+    )
     time.sleep(0.5)
     killed = datetime.now(tz=UTC)
     docker_api.kill(web.id)  # restart 2: after a backoff of ~6 s (3 * 2 ** ~1)

@@ -47,13 +47,19 @@ def _tls_pair(directory: Path) -> tuple[Path, Path, Path]:
     leaf_key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.now(UTC)
     leaf = (
-        x509.CertificateBuilder().subject_name(x509.Name([])).issuer_name(ca.cert.subject)
-        .public_key(leaf_key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=30))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
-                                                    x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=True)
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([]))
+        .issuer_name(ca.cert.subject)
+        .public_key(leaf_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=30))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=True,
+        )
         .sign(ca.key, hashes.SHA256())
-    )  # fmt: skip
+    )
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "ca.pem").write_bytes(ca.cert.public_bytes(serialization.Encoding.PEM))
     (directory / "cert.pem").write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
@@ -66,19 +72,48 @@ def running_pebble(root: Path, http_port: int) -> Iterator[Pebble]:
     """pebble + pebble-challtestsrv on 127.0.0.1; HTTP-01 challenges go to ``http_port`` (the test nginx)."""
     ca, cert, key = _tls_pair(root / "tls")
     dns_port, dns_mgmt, acme_port, acme_mgmt = free_port(), free_port(), free_port(), free_port()
-    dns = subprocess.Popen([CHALLTESTSRV, "-defaultIPv4", "127.0.0.1", "-defaultIPv6", "", "-dns01",
-                            f"127.0.0.1:{dns_port}", "-http01", "", "-https01", "", "-tlsalpn01", "",
-                            "-management", f"127.0.0.1:{dns_mgmt}"],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    config = {"pebble": {"listenAddress": f"127.0.0.1:{acme_port}",
-                         "managementListenAddress": f"127.0.0.1:{acme_mgmt}",
-                         "certificate": str(cert), "privateKey": str(key), "httpPort": http_port,
-                         "tlsPort": free_port(), "ocspResponderURL": "", "externalAccountBindingRequired": False}}
+    dns = subprocess.Popen(
+        [
+            CHALLTESTSRV,
+            "-defaultIPv4",
+            "127.0.0.1",
+            "-defaultIPv6",
+            "",
+            "-dns01",
+            f"127.0.0.1:{dns_port}",
+            "-http01",
+            "",
+            "-https01",
+            "",
+            "-tlsalpn01",
+            "",
+            "-management",
+            f"127.0.0.1:{dns_mgmt}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    config = {
+        "pebble": {
+            "listenAddress": f"127.0.0.1:{acme_port}",
+            "managementListenAddress": f"127.0.0.1:{acme_mgmt}",
+            "certificate": str(cert),
+            "privateKey": str(key),
+            "httpPort": http_port,
+            "tlsPort": free_port(),
+            "ocspResponderURL": "",
+            "externalAccountBindingRequired": False,
+        }
+    }
     (root / "pebble.json").write_text(json.dumps(config))
     env = {**os.environ, "PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0", "PEBBLE_AUTHZREUSE": "0"}
     log = (root / "pebble.log").open("w")
-    pebble = subprocess.Popen([PEBBLE, "-config", str(root / "pebble.json"), "-dnsserver", f"127.0.0.1:{dns_port}"],
-                              env=env, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    pebble = subprocess.Popen(
+        [PEBBLE, "-config", str(root / "pebble.json"), "-dnsserver", f"127.0.0.1:{dns_port}"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         wait_port(dns_mgmt, dns, "pebble-challtestsrv")
         wait_port(acme_port, pebble, "pebble")

@@ -21,10 +21,14 @@ RELEASE = asyncio.Event()
 async def echo(request: web.Request) -> web.Response:
     body = await request.read()
     # Like the real gate, the answer names a request id of its own: nginx must hide it (one X-Request-ID).
-    own_ids = {"X-Request-ID": f"backend-{request.headers.get('X-Request-ID', 'none')}",
-               "X-Client-Request-ID": "backend-client-id"}  # fmt: skip
-    return web.json_response({"method": request.method, "path": request.path_qs,
-                              "headers": dict(request.headers), "body_bytes": len(body)}, headers=own_ids)  # fmt: skip
+    own_ids = {
+        "X-Request-ID": f"backend-{request.headers.get('X-Request-ID', 'none')}",
+        "X-Client-Request-ID": "backend-client-id",
+    }
+    return web.json_response(
+        {"method": request.method, "path": request.path_qs, "headers": dict(request.headers), "body_bytes": len(body)},
+        headers=own_ids,
+    )
 
 
 async def stream(request: web.Request) -> web.StreamResponse:

@@ -36,13 +36,17 @@ BURST = 3
 
 
 def need_tools() -> None:
-    missing = [what for what, ok in (("nginx (Debian package nginx)", Path(NGINX).exists()),
-                                     ("njs module (Debian package libnginx-mod-http-js)", JS_MODULE.exists()))
-               if not ok]  # fmt: skip
+    missing = [
+        what
+        for what, ok in (
+            ("nginx (Debian package nginx)", Path(NGINX).exists()),
+            ("njs module (Debian package libnginx-mod-http-js)", JS_MODULE.exists()),
+        )
+        if not ok
+    ]
     if not missing:
         return
     need(False, f"missing: {', '.join(missing)}; `make test` installs them (TEST_TOOLS in the Makefile)")
-
 
 
 def wait_port(port: int, proc: subprocess.Popen, what: str, timeout: float = 20) -> None:
@@ -81,11 +85,19 @@ def edge_config(root: Path, secrets: dict[str, str] | None = None, **env: str) -
 
 def local_layout(root: Path, *, http: int, https: int, status: int, backend: str) -> NginxLayout:
     return NginxLayout(
-        conf_dir=root / "conf", cert_dir=root / "certs", acme_webroot=root / "certs" / "acme-webroot",
-        run_dir=root / "run", error_log=str(root / "error.log"), access_log=str(root / "access.log"),
-        http_listen=f"127.0.0.1:{http}", https_listen=f"127.0.0.1:{https}", status_listen=f"127.0.0.1:{status}",
-        module_dir=JS_MODULE.parent, resolver="127.0.0.1", worker_user="root",
-    ).with_upstreams(serve=backend, grafana=backend, prometheus=backend, ray_dashboard=backend)  # fmt: skip
+        conf_dir=root / "conf",
+        cert_dir=root / "certs",
+        acme_webroot=root / "certs" / "acme-webroot",
+        run_dir=root / "run",
+        error_log=str(root / "error.log"),
+        access_log=str(root / "access.log"),
+        http_listen=f"127.0.0.1:{http}",
+        https_listen=f"127.0.0.1:{https}",
+        status_listen=f"127.0.0.1:{status}",
+        module_dir=JS_MODULE.parent,
+        resolver="127.0.0.1",
+        worker_user="root",
+    ).with_upstreams(serve=backend, grafana=backend, prometheus=backend, ray_dashboard=backend)
 
 
 def write_rendered(rendered: RenderedNginx, conf_dir: Path) -> None:
@@ -136,7 +148,9 @@ class Edge:
         return Path(self.layout.error_log).read_text(errors="replace")
 
 
-def raw_exchange(port: int, request: bytes, *, source: str = "127.0.0.1", cafile: Path | None = None) -> tuple[int, bytes]:
+def raw_exchange(
+    port: int, request: bytes, *, source: str = "127.0.0.1", cafile: Path | None = None
+) -> tuple[int, bytes]:
     """Send ``request`` exactly as given (no client library tidies its header bytes) over TLS when ``cafile``
     is given, else plain; returns (status, body). The request should say ``Connection: close``."""
     data = b""
@@ -191,9 +205,16 @@ def make_edge(root: Path, backend_port: int, *, published_https: int | None = No
 def edge(tmp_path_factory: pytest.TempPathFactory, backend_port: int) -> Iterator[Edge]:
     """nginx with low rate limits (6/min, burst 3), a 1 MiB body limit (2 MiB files on /v1/files), a CORS allowlist
     and every dashboard (whatever the example's defaults say)."""
-    running = make_edge(tmp_path_factory.mktemp("edge"), backend_port,
-                        NGINX_RATE_LIMIT_RPM=str(RPM), NGINX_RATE_LIMIT_BURST=str(BURST), MAX_REQUEST_BODY_MB="1",
-                        BATCH_FILE_MAX_MB="2", CORS_ALLOWED_ORIGINS="https://app.example.com", DASHBOARDS_ENABLED="true",
-                        RAY_DASHBOARD_ENABLED="true")  # fmt: skip
+    running = make_edge(
+        tmp_path_factory.mktemp("edge"),
+        backend_port,
+        NGINX_RATE_LIMIT_RPM=str(RPM),
+        NGINX_RATE_LIMIT_BURST=str(BURST),
+        MAX_REQUEST_BODY_MB="1",
+        BATCH_FILE_MAX_MB="2",
+        CORS_ALLOWED_ORIGINS="https://app.example.com",
+        DASHBOARDS_ENABLED="true",
+        RAY_DASHBOARD_ENABLED="true",
+    )
     yield running
     stop(running.proc)

@@ -32,8 +32,12 @@ def acme_edge(tmp_path_factory: pytest.TempPathFactory, backend_port: int) -> It
     root = tmp_path_factory.mktemp("acme")
     edge = make_edge(root / "edge", backend_port, TLS_MODE="acme", DOMAIN=DOMAIN, ACME_EMAIL="ops@appliance.test")
     with running_pebble(root / "pebble", edge.http) as pebble:
-        edge.config = edge.config.__class__(**{**edge.config.__dict__, "settings": edge.config.settings.model_copy(
-            update={"acme_directory_url": pebble.directory})})  # fmt: skip
+        edge.config = edge.config.__class__(
+            **{
+                **edge.config.__dict__,
+                "settings": edge.config.settings.model_copy(update={"acme_directory_url": pebble.directory}),
+            }
+        )
         yield edge, pebble
     stop(edge.proc)
 
@@ -45,8 +49,16 @@ class Alerts(list):
 
 def _renew(edge: Edge, pebble: Pebble, alerts: Alerts, **kwargs):
     test, reload = local_nginx(edge.layout.conf_dir / "nginx.conf")
-    return renew(edge.config, alert=alerts, test_nginx=test, reload_nginx=reload, paths=CertPaths(edge.layout.cert_dir),
-                 certbot_env={"REQUESTS_CA_BUNDLE": str(pebble.ca_bundle)}, certbot_timeout=120, **kwargs)  # fmt: skip
+    return renew(
+        edge.config,
+        alert=alerts,
+        test_nginx=test,
+        reload_nginx=reload,
+        paths=CertPaths(edge.layout.cert_dir),
+        certbot_env={"REQUESTS_CA_BUNDLE": str(pebble.ca_bundle)},
+        certbot_timeout=120,
+        **kwargs,
+    )
 
 
 def served_serial(edge: Edge) -> int:
@@ -67,8 +79,9 @@ def wait_served(edge: Edge, serial: int, timeout: float = 20) -> None:
 
 def _leftovers(edge: Edge) -> list[str]:
     """Hidden entries in live/ other than the versions store: staging dirs or links a swap left behind."""
-    return sorted(p.name for p in (edge.layout.cert_dir / "live").iterdir()
-                  if p.name.startswith(".") and p.name != ".versions")  # fmt: skip
+    return sorted(
+        p.name for p in (edge.layout.cert_dir / "live").iterdir() if p.name.startswith(".") and p.name != ".versions"
+    )
 
 
 def test_issue_then_forced_renewal_is_served_without_dropping_a_connection(acme_edge) -> None:
@@ -111,18 +124,46 @@ def test_cli_renew_and_status_against_pebble(acme_edge) -> None:
     config_dir = edge.root / "config"
     set_line(config_dir / ".env", "ACME_DIRECTORY_URL", pebble.directory)
     before = load_cert_info(edge.cert_file)
-    common = ["--env", str(config_dir / ".env"), "--secrets", str(config_dir / ".secrets"),
-              "--certs-dir", str(edge.layout.cert_dir)]  # fmt: skip
+    common = [
+        "--env",
+        str(config_dir / ".env"),
+        "--secrets",
+        str(config_dir / ".secrets"),
+        "--certs-dir",
+        str(edge.layout.cert_dir),
+    ]
     env = {**os.environ, "REQUESTS_CA_BUNDLE": str(pebble.ca_bundle)}
-    renewed = subprocess.run([sys.executable, "-m", "appliance", "certs", "renew", "--force", "--json",
-                              "--nginx-conf", str(edge.layout.conf_dir / "nginx.conf"), *common],
-                             capture_output=True, text=True, timeout=180, env=env, cwd=edge.root)  # fmt: skip
+    renewed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "appliance",
+            "certs",
+            "renew",
+            "--force",
+            "--json",
+            "--nginx-conf",
+            str(edge.layout.conf_dir / "nginx.conf"),
+            *common,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+        cwd=edge.root,
+    )
     assert renewed.returncode == 0, renewed.stderr
     result = json.loads(renewed.stdout)
     assert result["renewed"] and int(result["serial"], 16) != before.serial
     wait_served(edge, int(result["serial"], 16))
-    status = subprocess.run([sys.executable, "-m", "appliance", "certs", "status", "--json", *common],
-                            capture_output=True, text=True, timeout=60, env=env, cwd=edge.root)  # fmt: skip
+    status = subprocess.run(
+        [sys.executable, "-m", "appliance", "certs", "status", "--json", *common],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=edge.root,
+    )
     facts = json.loads(status.stdout)
     assert status.returncode == 0 and facts["mode"] == "acme" and facts["sans"] == [DOMAIN]
     assert "Pebble" in facts["issuer"] and facts["serial"] == result["serial"]

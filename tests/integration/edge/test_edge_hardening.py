@@ -19,10 +19,16 @@ from tests.integration.edge.conftest import DASHBOARD_PASSWORD, Edge, make_edge,
 pytestmark = pytest.mark.security
 
 SERVER_CIPHERS_TLS12 = [
-    "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES256-GCM-SHA384",
-    "ECDHE-RSA-AES256-GCM-SHA384", "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
-    "DHE-RSA-AES128-GCM-SHA256", "DHE-RSA-AES256-GCM-SHA384", "DHE-RSA-CHACHA20-POLY1305",
-]  # fmt: skip
+    "ECDHE-ECDSA-AES128-GCM-SHA256",
+    "ECDHE-RSA-AES128-GCM-SHA256",
+    "ECDHE-ECDSA-AES256-GCM-SHA384",
+    "ECDHE-RSA-AES256-GCM-SHA384",
+    "ECDHE-ECDSA-CHACHA20-POLY1305",
+    "ECDHE-RSA-CHACHA20-POLY1305",
+    "DHE-RSA-AES128-GCM-SHA256",
+    "DHE-RSA-AES256-GCM-SHA384",
+    "DHE-RSA-CHACHA20-POLY1305",
+]
 PROXIED = ["/v1/echo", "/health/live", "/admin/keys", "/grafana/d/home"]
 UNSAFE_IDS = ["a" * 129, "has space", "semi;colon", 'quote"d', "back\\slash", "ünï"]
 
@@ -33,6 +39,7 @@ def _source(block: int, case: str, cases: list[str]) -> str:
 
 
 # --- forwarded address and request ids -------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("path", PROXIED)
 def test_a_spoofed_client_address_is_not_what_the_backend_sees(edge: Edge, path: str) -> None:
@@ -90,6 +97,7 @@ def test_answers_nginx_makes_itself_carry_its_request_id_once(edge: Edge) -> Non
 
 # --- TLS 1.2 cipher order --------------------------------------------------------------------------------
 
+
 def test_tls12_clients_get_the_servers_first_cipher_whatever_their_order(edge: Edge) -> None:
     chosen = []
     for offer in (SERVER_CIPHERS_TLS12, SERVER_CIPHERS_TLS12[::-1]):
@@ -105,9 +113,27 @@ def test_tls12_clients_get_the_servers_first_cipher_whatever_their_order(edge: E
 
 # --- routes: nothing else is proxied ---------------------------------------------------------------------
 
-CLOSED = ["/", "/metrics", "/docs", "/openapi.json", "/v2/models", "/V1/models", "/api/jobs", "/-/healthy",
-          "/healthz", "/grafanax/", "/adminx/", "/v1x/models", "/.well-known/acme-challenge/tok", "/nginx_status",
-          "/v1/../metrics", "/health/../-/reload", "//metrics", "/%76%32/models", "/ray"]  # fmt: skip
+CLOSED = [
+    "/",
+    "/metrics",
+    "/docs",
+    "/openapi.json",
+    "/v2/models",
+    "/V1/models",
+    "/api/jobs",
+    "/-/healthy",
+    "/healthz",
+    "/grafanax/",
+    "/adminx/",
+    "/v1x/models",
+    "/.well-known/acme-challenge/tok",
+    "/nginx_status",
+    "/v1/../metrics",
+    "/health/../-/reload",
+    "//metrics",
+    "/%76%32/models",
+    "/ray",
+]
 
 
 @pytest.mark.parametrize("path", CLOSED)
@@ -122,6 +148,7 @@ def test_paths_outside_the_published_routes_are_404_json_from_nginx(edge: Edge, 
 
 
 # --- a published port that is not nginx's own (compose: 443 in the container, HTTPS_PORT on the host) ---
+
 
 class Forwarder:
     """A host port that forwards TCP to nginx's listen port, as Docker publishes a container port."""
@@ -176,13 +203,21 @@ def test_port_80_redirects_to_the_configured_name_not_the_clients_host(published
     assert response.headers["location"] == f"https://{DOMAIN}:{port}/v1/models?x=1"
 
 
-@pytest.mark.parametrize(("path", "target"), [("/grafana", "/grafana/"), ("/prometheus", "/prometheus/"),
-                                              ("/health", "/health/"), ("/grafana?orgId=1", "/grafana/?orgId=1")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("path", "target"),
+    [
+        ("/grafana", "/grafana/"),
+        ("/prometheus", "/prometheus/"),
+        ("/health", "/health/"),
+        ("/grafana?orgId=1", "/grafana/?orgId=1"),
+    ],
+)
 def test_trailing_slash_redirects_keep_the_published_port(published: tuple[Edge, int], path: str, target: str) -> None:
     edge, port = published
     verify = ssl.create_default_context(cafile=str(edge.cert_file))
-    with httpx.Client(base_url=f"https://localhost:{port}", verify=verify, timeout=30,
-                      auth=("admin", DASHBOARD_PASSWORD)) as client:  # fmt: skip
+    with httpx.Client(
+        base_url=f"https://localhost:{port}", verify=verify, timeout=30, auth=("admin", DASHBOARD_PASSWORD)
+    ) as client:
         response = client.get(path)
         assert response.status_code == 301
         assert response.headers["location"] == target  # relative: the browser keeps the port it used

@@ -21,20 +21,48 @@ pytestmark = pytest.mark.security
 KEY = b"sk-spelling-key-0123456789"
 # The same key written 42 ways: scheme case, ASCII / Latin-1 / Unicode (UTF-8) whitespace before, between, after.
 SPELLINGS = [
-    b"bearer " + KEY, b"BEARER " + KEY, b"BeArEr " + KEY, b"Bearer  " + KEY, b"Bearer\t" + KEY,
-    b"Bearer \t " + KEY, b"Bearer " + KEY + b"\t", b"Bearer " + KEY + b"\x0b", b"Bearer " + KEY + b"\x0c",
-    b"Bearer " + KEY + b"\x1c", b"Bearer " + KEY + b"\x1f", b"Bearer " + KEY + b"\x85", b"Bearer " + KEY + b"\xa0",
-    b"Bearer " + KEY + b"\xc2\xa0", b"Bearer " + KEY + b"\xc2\x85", b"Bearer " + KEY + b"\xe3\x80\x80",
-    b"Bearer " + KEY + b"\xe2\x80\x83", b"Bearer " + KEY + b"\xe2\x80\xaf", b"Bearer " + KEY + b"\xe2\x81\x9f",
-    b"Bearer " + KEY + b"\xe1\x9a\x80", b"Bearer " + KEY + b"\xef\xbb\xbf", b"Bearer " + KEY + b"\xe2\x80\x8b",
-    b"Bearer " + KEY + b"\xe2\x80\xa8", b"\x0bBearer " + KEY, b"\xa0Bearer " + KEY, b"\xc2\xa0Bearer " + KEY,
-    b"Bearer\xa0" + KEY, b"Bearer\x0b" + KEY, b"Bearer\xe3\x80\x80" + KEY, b"Bearer \xc2\xa0 " + KEY + b" \xc2\xa0",
-    b"bearer\t\t " + KEY + b"\x0b\xa0\t", b"\tBEARER " + KEY + b"\t", b"Bearer\x1c" + KEY, b"Bearer " + KEY + b"\x0b\x0b",
-    b"Bearer\xe2\x80\x82\xe2\x80\x82" + KEY, b"bEARER\x85" + KEY, b"Bearer " + KEY + b"\xe2\x80\x85\xa0",
-    KEY, b" " + KEY + b"\x0b",
+    b"bearer " + KEY,
+    b"BEARER " + KEY,
+    b"BeArEr " + KEY,
+    b"Bearer  " + KEY,
+    b"Bearer\t" + KEY,
+    b"Bearer \t " + KEY,
+    b"Bearer " + KEY + b"\t",
+    b"Bearer " + KEY + b"\x0b",
+    b"Bearer " + KEY + b"\x0c",
+    b"Bearer " + KEY + b"\x1c",
+    b"Bearer " + KEY + b"\x1f",
+    b"Bearer " + KEY + b"\x85",
+    b"Bearer " + KEY + b"\xa0",
+    b"Bearer " + KEY + b"\xc2\xa0",
+    b"Bearer " + KEY + b"\xc2\x85",
+    b"Bearer " + KEY + b"\xe3\x80\x80",
+    b"Bearer " + KEY + b"\xe2\x80\x83",
+    b"Bearer " + KEY + b"\xe2\x80\xaf",
+    b"Bearer " + KEY + b"\xe2\x81\x9f",
+    b"Bearer " + KEY + b"\xe1\x9a\x80",
+    b"Bearer " + KEY + b"\xef\xbb\xbf",
+    b"Bearer " + KEY + b"\xe2\x80\x8b",
+    b"Bearer " + KEY + b"\xe2\x80\xa8",
+    b"\x0bBearer " + KEY,
+    b"\xa0Bearer " + KEY,
+    b"\xc2\xa0Bearer " + KEY,
+    b"Bearer\xa0" + KEY,
+    b"Bearer\x0b" + KEY,
+    b"Bearer\xe3\x80\x80" + KEY,
+    b"Bearer \xc2\xa0 " + KEY + b" \xc2\xa0",
+    b"bearer\t\t " + KEY + b"\x0b\xa0\t",
+    b"\tBEARER " + KEY + b"\t",
+    b"Bearer\x1c" + KEY,
+    b"Bearer " + KEY + b"\x0b\x0b",
+    b"Bearer\xe2\x80\x82\xe2\x80\x82" + KEY,
+    b"bEARER\x85" + KEY,
+    b"Bearer " + KEY + b"\xe2\x80\x85\xa0",
+    KEY,
+    b" " + KEY + b"\x0b",
     b"Bearer " + KEY + b"\r",  # a CR before the CRLF: nginx ends the value there
     b"Bearer " + KEY + b"\x00",  # a NUL: nginx answers 400 itself
-]  # fmt: skip
+]
 NOT_COUNTED = [b"Bearer", b"bearer   ", b"\xa0", b"Bearer \xe2\x80\x85\x0b"]  # no token: ""
 
 
@@ -83,8 +111,9 @@ http {{
     server {{ listen 127.0.0.1:{port}; location / {{ return 200 "$api_key_id"; }} }}
 }}
 """)
-    checked = subprocess.run([NGINX, "-c", str(conf), "-e", f"{root}/error.log", "-t", "-q"], capture_output=True,
-                             text=True, timeout=30)  # fmt: skip
+    checked = subprocess.run(
+        [NGINX, "-c", str(conf), "-e", f"{root}/error.log", "-t", "-q"], capture_output=True, text=True, timeout=30
+    )
     assert checked.returncode == 0, checked.stderr
     proc = subprocess.Popen([NGINX, "-c", str(conf), "-e", f"{root}/error.log", "-g", "daemon off;"])
     wait_port(port, proc, "nginx (njs digest)")
@@ -109,8 +138,15 @@ def test_no_token_is_not_counted_and_other_tokens_differ(digest_port: int) -> No
     assert _digest(digest_port, None) == (200, "")
     for empty in NOT_COUNTED:
         assert _digest(digest_port, empty) == (200, ""), empty
-    others = [b"Bearer " + KEY + b"x", b"Bearer x" + KEY, b"Bearer" + KEY, b"Basic " + KEY, b"Bearer " + KEY + b"\xe2\x80",
-              b"Bearer " + KEY + b"\x7f", b"Bearer " + KEY + b" extra"]  # fmt: skip
+    others = [
+        b"Bearer " + KEY + b"x",
+        b"Bearer x" + KEY,
+        b"Bearer" + KEY,
+        b"Basic " + KEY,
+        b"Bearer " + KEY + b"\xe2\x80",
+        b"Bearer " + KEY + b"\x7f",
+        b"Bearer " + KEY + b" extra",
+    ]
     digests = [_digest(digest_port, other) for other in others]
     assert len({digest for _, digest in digests}) == len(others)
     assert hashlib.sha256(KEY).hexdigest() not in {digest for _, digest in digests}
@@ -118,7 +154,10 @@ def test_no_token_is_not_counted_and_other_tokens_differ(digest_port: int) -> No
 
 def test_two_authorization_headers_are_refused_by_nginx(edge: Edge) -> None:
     """So the gate never reads another key than the one nginx counted."""
-    request = (b"GET /v1/echo HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer " + KEY +
-               b"\r\nAuthorization: Bearer sk-another\r\nConnection: close\r\n\r\n")  # fmt: skip
+    request = (
+        b"GET /v1/echo HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer "
+        + KEY
+        + b"\r\nAuthorization: Bearer sk-another\r\nConnection: close\r\n\r\n"
+    )
     status, body = raw_exchange(edge.https, request, source="127.0.5.200", cafile=edge.cert_file)
     assert status == 400 and b"<center>nginx</center>" in body

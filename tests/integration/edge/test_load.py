@@ -11,14 +11,38 @@ from tests.integration.edge.conftest import BURST, Edge
 
 
 def _load(edge: Edge, *args: str) -> tuple[int, dict]:
-    done = subprocess.run([sys.executable, str(ROOT / "scripts/load_test.py"), "--url", edge.base, "--json",
-                           "--cacert", str(edge.cert_file), *args], capture_output=True, text=True, timeout=120)  # fmt: skip
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts/load_test.py"),
+            "--url",
+            edge.base,
+            "--json",
+            "--cacert",
+            str(edge.cert_file),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     return done.returncode, json.loads(done.stdout) if done.stdout.strip() else {"stderr": done.stderr}
 
 
 def test_flood_gets_only_2xx_and_429(edge: Edge) -> None:
-    code, result = _load(edge, "--path", "/v1/echo", "--requests", "300", "--concurrency", "24",
-                         "--source-address", "127.0.3.1", "--key", "sk-load-test")  # fmt: skip
+    code, result = _load(
+        edge,
+        "--path",
+        "/v1/echo",
+        "--requests",
+        "300",
+        "--concurrency",
+        "24",
+        "--source-address",
+        "127.0.3.1",
+        "--key",
+        "sk-load-test",
+    )
     assert code == 0, result
     assert result["sent"] == 300
     assert result["accepted"] >= 1 + BURST and result["rate_limited_429"] >= 300 - (1 + BURST) - 5
@@ -28,12 +52,17 @@ def test_flood_gets_only_2xx_and_429(edge: Edge) -> None:
 
 
 def test_refuses_targets_outside_loopback() -> None:
-    done = subprocess.run([sys.executable, str(ROOT / "scripts/load_test.py"), "--url", "https://192.0.2.1"],
-                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts/load_test.py"), "--url", "https://192.0.2.1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode != 0 and "non-loopback 192.0.2.1" in done.stderr
 
 
 def test_5xx_answers_make_the_run_fail(edge: Edge) -> None:
-    code, result = _load(edge, "--path", "/v1/fail", "--requests", "3", "--concurrency", "1",
-                         "--source-address", "127.0.3.2")  # fmt: skip
+    code, result = _load(
+        edge, "--path", "/v1/fail", "--requests", "3", "--concurrency", "1", "--source-address", "127.0.3.2"
+    )
     assert code == 1 and result["server_errors_5xx"] == 3 and result["accepted"] == 0

@@ -12,10 +12,16 @@ import pytest
 from tests.integration.edge.conftest import BURST, DASHBOARD_PASSWORD, RPM, Edge
 
 INTERMEDIATE_TLS12 = {
-    "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES256-GCM-SHA384",
-    "ECDHE-RSA-AES256-GCM-SHA384", "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
-    "DHE-RSA-AES128-GCM-SHA256", "DHE-RSA-AES256-GCM-SHA384", "DHE-RSA-CHACHA20-POLY1305",
-}  # fmt: skip
+    "ECDHE-ECDSA-AES128-GCM-SHA256",
+    "ECDHE-RSA-AES128-GCM-SHA256",
+    "ECDHE-ECDSA-AES256-GCM-SHA384",
+    "ECDHE-RSA-AES256-GCM-SHA384",
+    "ECDHE-ECDSA-CHACHA20-POLY1305",
+    "ECDHE-RSA-CHACHA20-POLY1305",
+    "DHE-RSA-AES128-GCM-SHA256",
+    "DHE-RSA-AES256-GCM-SHA384",
+    "DHE-RSA-CHACHA20-POLY1305",
+}
 
 
 def _handshake(edge: Edge, version: ssl.TLSVersion, ciphers: str | None = None, alpn: list[str] | None = None):
@@ -153,14 +159,21 @@ def test_dashboards_refuse_unauthenticated_access(edge: Edge, path: str, source:
     assert DASHBOARD_PASSWORD not in (edge.layout.conf_dir / "nginx.conf").read_text()
 
 
-@pytest.mark.parametrize(("path", "source"), [
-    ("/prometheus/api/v1/admin/tsdb/snapshot", "127.0.2.1"), ("/prometheus/api/v1//admin/tsdb/snapshot", "127.0.2.2"),
-    ("/prometheus/api/v1/%61dmin/tsdb/snapshot", "127.0.2.3"), ("/prometheus/api/v1/admin/tsdb/delete_series", "127.0.2.4"),
-    ("/prometheus/./api/v1/admin/tsdb/clean_tombstones", "127.0.2.5"), ("/prometheus/-/quit", "127.0.2.6"),
-    ("/prometheus//-/reload", "127.0.2.7"),
-])  # fmt: skip
-def test_prometheus_admin_api_is_refused_at_the_edge_even_with_the_dashboard_login(edge: Edge, path: str,
-                                                                                   source: str) -> None:  # fmt: skip
+@pytest.mark.parametrize(
+    ("path", "source"),
+    [
+        ("/prometheus/api/v1/admin/tsdb/snapshot", "127.0.2.1"),
+        ("/prometheus/api/v1//admin/tsdb/snapshot", "127.0.2.2"),
+        ("/prometheus/api/v1/%61dmin/tsdb/snapshot", "127.0.2.3"),
+        ("/prometheus/api/v1/admin/tsdb/delete_series", "127.0.2.4"),
+        ("/prometheus/./api/v1/admin/tsdb/clean_tombstones", "127.0.2.5"),
+        ("/prometheus/-/quit", "127.0.2.6"),
+        ("/prometheus//-/reload", "127.0.2.7"),
+    ],
+)
+def test_prometheus_admin_api_is_refused_at_the_edge_even_with_the_dashboard_login(
+    edge: Edge, path: str, source: str
+) -> None:
     """Prometheus runs with --web.enable-admin-api for the backups' TSDB snapshots (taken inside the stack):
     nginx never passes the admin API on, however the path is written."""
     with edge.client(source) as client:
@@ -187,7 +200,9 @@ def test_oversized_body_gets_413_in_the_openai_shape(edge: Edge) -> None:
 
 def test_batch_file_uploads_have_their_own_body_limit(edge: Edge) -> None:
     with edge.client("127.0.0.31") as client:
-        upload = client.post("/v1/files", content=b"x" * (2 * 1024 * 1024))  # BATCH_FILE_MAX_MB, over MAX_REQUEST_BODY_MB
+        upload = client.post(
+            "/v1/files", content=b"x" * (2 * 1024 * 1024)
+        )  # BATCH_FILE_MAX_MB, over MAX_REQUEST_BODY_MB
         assert upload.status_code == 200 and upload.json()["body_bytes"] == 2 * 1024 * 1024
         too_big = client.post("/v1/files", content=b"x" * (4 * 1024 * 1024))
         assert too_big.status_code == 413 and too_big.json()["error"]["code"] == "request_too_large"

@@ -15,19 +15,30 @@ from tests.integration.edge.conftest import edge_config, local_layout, need_tool
 TLS = {
     "self-signed": {"TLS_MODE": "self-signed"},
     "acme": {"TLS_MODE": "acme", "DOMAIN": "appliance.test", "ACME_EMAIL": "ops@appliance.test"},
-    "provided": {"TLS_MODE": "provided", "DOMAIN": "llm.example.com", "TLS_CERT_PATH": "/etc/ssl/llm.pem",
-                 "TLS_KEY_PATH": "/etc/ssl/llm.key"},
-}  # fmt: skip
+    "provided": {
+        "TLS_MODE": "provided",
+        "DOMAIN": "llm.example.com",
+        "TLS_CERT_PATH": "/etc/ssl/llm.pem",
+        "TLS_KEY_PATH": "/etc/ssl/llm.key",
+    },
+}
 VARIANTS = list(itertools.product(TLS, (False, True), (False, True), (False, True)))
 
 
-@pytest.mark.parametrize(("tls", "pii", "dashboards", "datadog"), VARIANTS,
-                         ids=[f"{t}-pii{int(p)}-dash{int(d)}-dd{int(dd)}" for t, p, d, dd in VARIANTS])  # fmt: skip
+@pytest.mark.parametrize(
+    ("tls", "pii", "dashboards", "datadog"),
+    VARIANTS,
+    ids=[f"{t}-pii{int(p)}-dash{int(d)}-dd{int(dd)}" for t, p, d, dd in VARIANTS],
+)
 def test_nginx_accepts_every_variant(tmp_path: Path, tls: str, pii: bool, dashboards: bool, datadog: bool) -> None:
     need_tools()
-    env = {**TLS[tls], "PII_ENABLED": str(pii).lower(), "DASHBOARDS_ENABLED": str(dashboards).lower(),
-           "RAY_DASHBOARD_ENABLED": str(dashboards).lower(),
-           "CORS_ALLOWED_ORIGINS": "*" if datadog else "https://a.example.com,http://localhost:3000"}  # fmt: skip
+    env = {
+        **TLS[tls],
+        "PII_ENABLED": str(pii).lower(),
+        "DASHBOARDS_ENABLED": str(dashboards).lower(),
+        "RAY_DASHBOARD_ENABLED": str(dashboards).lower(),
+        "CORS_ALLOWED_ORIGINS": "*" if datadog else "https://a.example.com,http://localhost:3000",
+    }
     root = tmp_path / "conf-root"
     secrets = {"DATADOG_API_KEY": "0123456789abcdef0123456789abcdef"} if datadog else {}
     config = edge_config(root / "config", secrets, **env)

@@ -26,8 +26,9 @@ def test_nginx_t_failure_rolls_back_to_the_serving_pair(own_edge: Edge) -> None:
     test, reload = local_nginx(edge.layout.conf_dir / "nginx.conf")
     alerts: list[tuple[str, str]] = []
     paths = CertPaths(edge.layout.cert_dir)
-    good = renew(edge.config, force=True, paths=paths, test_nginx=test, reload_nginx=reload,
-                 alert=lambda *a: alerts.append(a))  # fmt: skip
+    good = renew(
+        edge.config, force=True, paths=paths, test_nginx=test, reload_nginx=reload, alert=lambda *a: alerts.append(a)
+    )
     assert good.ok and good.renewed
     wait_served(edge, good.cert.serial)
 
@@ -35,8 +36,14 @@ def test_nginx_t_failure_rolls_back_to_the_serving_pair(own_edge: Edge) -> None:
     saved = njs.read_bytes()
     njs.unlink()  # the running nginx is unaffected, but `nginx -t` now fails
     try:
-        bad = renew(edge.config, force=True, paths=paths, test_nginx=test, reload_nginx=reload,
-                    alert=lambda *a: alerts.append(a))  # fmt: skip
+        bad = renew(
+            edge.config,
+            force=True,
+            paths=paths,
+            test_nginx=test,
+            reload_nginx=reload,
+            alert=lambda *a: alerts.append(a),
+        )
     finally:
         njs.write_bytes(saved)
     assert not bad.ok and "nginx refused the new certificate" in bad.reason and "nginx -t failed" in bad.reason

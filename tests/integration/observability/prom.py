@@ -21,11 +21,11 @@ START_TIMEOUT = 60
 
 def need_tool(name: str, package: str) -> str:
     """The tool's path; fail under CI (``make test`` installs it: TEST_TOOLS), skip elsewhere."""
-    path = shutil.which(name) or next((p for p in (f"/usr/bin/{name}", f"/usr/sbin/{name}") if os.access(p, os.X_OK)),
-                                      None)  # fmt: skip
+    path = shutil.which(name) or next(
+        (p for p in (f"/usr/bin/{name}", f"/usr/sbin/{name}") if os.access(p, os.X_OK)), None
+    )
     need(path is not None, f"{name} is missing (Debian package {package}); `make test` installs it")
     return path
-
 
 
 def wait_for(what: str, probe: Callable[[], Any], timeout: float = START_TIMEOUT) -> Any:
@@ -49,8 +49,10 @@ def running(args: list[str], ready_url: str, log: Path) -> Iterator[subprocess.P
     with log.open("wb") as out:
         proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
         try:
-            wait_for(f"{args[0]} at {ready_url} (log: {log})",
-                     lambda: proc.poll() is None and httpx.get(ready_url, timeout=5).status_code == 200)  # fmt: skip
+            wait_for(
+                f"{args[0]} at {ready_url} (log: {log})",
+                lambda: proc.poll() is None and httpx.get(ready_url, timeout=5).status_code == 200,
+            )
             yield proc
         finally:
             proc.terminate()
@@ -67,8 +69,16 @@ def prometheus(config: Path, data: Path, *, port: int | None = None, extra: tupl
     binary = need_tool("prometheus", "prometheus")
     port = port or free_port()
     base = f"http://127.0.0.1:{port}/prometheus"
-    args = [binary, f"--config.file={config}", f"--storage.tsdb.path={data}", "--storage.tsdb.retention.time=1d",
-            f"--web.listen-address=127.0.0.1:{port}", f"--web.external-url={base}/", "--web.route-prefix=/prometheus/", *extra]
+    args = [
+        binary,
+        f"--config.file={config}",
+        f"--storage.tsdb.path={data}",
+        "--storage.tsdb.retention.time=1d",
+        f"--web.listen-address=127.0.0.1:{port}",
+        f"--web.external-url={base}/",
+        "--web.route-prefix=/prometheus/",
+        *extra,
+    ]
     with running(args, f"{base}/-/ready", data.parent / f"prometheus-{port}.log"):
         yield base
 
@@ -78,8 +88,15 @@ def alertmanager(config: Path, data: Path, *, port: int | None = None) -> Iterat
     binary = need_tool("prometheus-alertmanager", "prometheus-alertmanager")
     port = port or free_port()
     base = f"http://127.0.0.1:{port}/alertmanager"
-    args = [binary, f"--config.file={config}", f"--storage.path={data}", f"--web.listen-address=127.0.0.1:{port}",
-            f"--web.external-url={base}/", "--web.route-prefix=/alertmanager/", "--cluster.listen-address="]
+    args = [
+        binary,
+        f"--config.file={config}",
+        f"--storage.path={data}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        f"--web.external-url={base}/",
+        "--web.route-prefix=/alertmanager/",
+        "--cluster.listen-address=",
+    ]
     with running(args, f"{base}/-/ready", data.parent / f"alertmanager-{port}.log"):
         yield base
 

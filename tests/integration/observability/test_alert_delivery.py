@@ -12,13 +12,24 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.integration.observability.prom import PROMETHEUS_DIR, alertmanager, free_port, need_tool, prometheus, wait_for
+from tests.integration.observability.prom import (
+    PROMETHEUS_DIR,
+    alertmanager,
+    free_port,
+    need_tool,
+    prometheus,
+    wait_for,
+)
 
 
 def test_amtool_accepts_the_shipped_config() -> None:
-    result = subprocess.run([need_tool("amtool", "prometheus-alertmanager"), "check-config",
-                             str(PROMETHEUS_DIR / "alertmanager.yml")],
-                            capture_output=True, text=True, check=False, timeout=60)  # fmt: skip
+    result = subprocess.run(
+        [need_tool("amtool", "prometheus-alertmanager"), "check-config", str(PROMETHEUS_DIR / "alertmanager.yml")],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
 
@@ -28,7 +39,7 @@ def webhook() -> Iterator[tuple[str, list[dict]]]:
     received: list[dict] = []
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        def do_POST(self) -> None:
             received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
             self.send_response(200)
             self.end_headers()
@@ -61,13 +72,30 @@ def test_a_firing_alert_reaches_the_webhook(tmp_path: Path, webhook: tuple[str, 
     config["rule_files"] = ["firing.yml"]
     config["scrape_configs"] = []
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
-    (tmp_path / "firing.yml").write_text(yaml.safe_dump({"groups": [{"name": "t", "rules": [
-        {"alert": "DeliveryCheck", "expr": "vector(1)", "labels": {"severity": "critical"},
-         "annotations": {"runbook_url": "docs/runbooks/service-down.md"}}]}]}))  # fmt: skip
+    (tmp_path / "firing.yml").write_text(
+        yaml.safe_dump(
+            {
+                "groups": [
+                    {
+                        "name": "t",
+                        "rules": [
+                            {
+                                "alert": "DeliveryCheck",
+                                "expr": "vector(1)",
+                                "labels": {"severity": "critical"},
+                                "annotations": {"runbook_url": "docs/runbooks/service-down.md"},
+                            }
+                        ],
+                    }
+                ]
+            }
+        )
+    )
 
-    with alertmanager(tmp_path / "alertmanager.yml", tmp_path / "am-data", port=am_port), \
-         prometheus(tmp_path / "prometheus.yml", tmp_path / "prom-data",
-                    extra=("--rules.alert.resend-delay=1s",)):  # fmt: skip  (the first send can precede discovery)
+    with (
+        alertmanager(tmp_path / "alertmanager.yml", tmp_path / "am-data", port=am_port),
+        prometheus(tmp_path / "prometheus.yml", tmp_path / "prom-data", extra=("--rules.alert.resend-delay=1s",)),
+    ):  # (the first send can precede discovery)
         wait_for("the alert at the webhook", lambda: received)
     payload = received[0]
     assert payload["receiver"] == "operator"

@@ -13,8 +13,9 @@ from tests.integration.observability.prom import PROMETHEUS_DIR, need_tool, prom
 
 
 def _promtool(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([need_tool("promtool", "prometheus"), *args], capture_output=True, text=True,
-                          check=False, timeout=120)  # fmt: skip
+    return subprocess.run(
+        [need_tool("promtool", "prometheus"), *args], capture_output=True, text=True, check=False, timeout=120
+    )
 
 
 def test_promtool_check_config() -> None:
@@ -53,10 +54,15 @@ def test_promtool_catches_a_broken_rule_test(tmp_path: Path) -> None:
 def test_real_prometheus_loads_config_and_every_rule(tmp_path: Path) -> None:
     shutil.copytree(PROMETHEUS_DIR, tmp_path / "prometheus")
     config = tmp_path / "prometheus" / "prometheus.yml"
-    expected = sum(len(group["rules"]) for path in (PROMETHEUS_DIR / "rules").glob("*.yml")
-                   for group in yaml.safe_load(path.read_text())["groups"])  # fmt: skip
+    expected = sum(
+        len(group["rules"])
+        for path in (PROMETHEUS_DIR / "rules").glob("*.yml")
+        for group in yaml.safe_load(path.read_text())["groups"]
+    )
     with prometheus(config, tmp_path / "data") as base:
-        groups = wait_for("rules loaded", lambda: httpx.get(f"{base}/api/v1/rules", timeout=10).json()["data"]["groups"])
+        groups = wait_for(
+            "rules loaded", lambda: httpx.get(f"{base}/api/v1/rules", timeout=10).json()["data"]["groups"]
+        )
         loaded = [rule for group in groups for rule in group["rules"]]
         assert len(loaded) == expected
         assert all(rule["health"] != "err" for rule in loaded), [r for r in loaded if r["health"] == "err"]
@@ -87,14 +93,20 @@ def test_rendered_files_pass_promtool_and_amtool(tmp_path: Path) -> None:
     shutil.copytree(PROMETHEUS_DIR / "rules", tmp_path / "rules")
     (tmp_path / "rules" / "slo.yml").write_text(slo_rules(settings))
     for accelerator in (Accelerator.CPU, Accelerator.GPU):
-        (tmp_path / "prometheus.yml").write_text(prometheus_config((PROMETHEUS_DIR / "prometheus.yml").read_text(),
-                                                                   accelerator))  # fmt: skip
+        (tmp_path / "prometheus.yml").write_text(
+            prometheus_config((PROMETHEUS_DIR / "prometheus.yml").read_text(), accelerator)
+        )
         result = _promtool("check", "config", str(tmp_path / "prometheus.yml"))
         assert result.returncode == 0, result.stdout + result.stderr
-    (tmp_path / "alertmanager.yml").write_text(alertmanager_config((PROMETHEUS_DIR / "alertmanager.yml").read_text(),
-                                                                   settings))  # fmt: skip
-    checked = subprocess.run([need_tool("amtool", "prometheus-alertmanager"), "check-config",
-                              str(tmp_path / "alertmanager.yml")], capture_output=True, text=True, check=False,
-                             timeout=60)  # fmt: skip
+    (tmp_path / "alertmanager.yml").write_text(
+        alertmanager_config((PROMETHEUS_DIR / "alertmanager.yml").read_text(), settings)
+    )
+    checked = subprocess.run(
+        [need_tool("amtool", "prometheus-alertmanager"), "check-config", str(tmp_path / "alertmanager.yml")],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "SUCCESS" in checked.stdout

@@ -47,8 +47,11 @@ class Server:
 @contextmanager
 def running_server() -> Iterator[Server]:
     bin_dir = find_bin()
-    need(bin_dir is not None, f"PostgreSQL's server is missing (Debian package {PACKAGE}: initdb and pg_ctl under "
-                              "/usr/lib/postgresql/*/bin); `make test` installs it (TEST_TOOLS in the Makefile)")  # fmt: skip
+    need(
+        bin_dir is not None,
+        f"PostgreSQL's server is missing (Debian package {PACKAGE}: initdb and pg_ctl under "
+        "/usr/lib/postgresql/*/bin); `make test` installs it (TEST_TOOLS in the Makefile)",
+    )
     assert bin_dir is not None
     as_user: list[str] = []
     root = Path(tempfile.mkdtemp(prefix="appliance-pg-"))
@@ -61,13 +64,18 @@ def running_server() -> Iterator[Server]:
     data, log = root / "data", root / "server.log"
 
     def run(*argv: str) -> None:
-        result = subprocess.run([*as_user, *argv], capture_output=True, text=True, check=False, timeout=120,
-                                env={**os.environ, "LC_ALL": "C", "TZ": "UTC"})  # fmt: skip
+        result = subprocess.run(
+            [*as_user, *argv],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+            env={**os.environ, "LC_ALL": "C", "TZ": "UTC"},
+        )
         assert result.returncode == 0, f"{argv[0]} failed: {result.stdout}{result.stderr}"
 
     try:
-        run(str(bin_dir / "initdb"), "-D", str(data), "-U", SUPERUSER, "--auth=trust", "--encoding=UTF8",
-            "--no-sync")  # fmt: skip
+        run(str(bin_dir / "initdb"), "-D", str(data), "-U", SUPERUSER, "--auth=trust", "--encoding=UTF8", "--no-sync")
         options = f"-c listen_addresses='' -k {root} -c fsync=off"
         run(str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", options, "-w", "-t", "60", "start")
         try:

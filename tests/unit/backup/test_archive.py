@@ -60,7 +60,7 @@ def test_an_archive_is_private_and_restores_files_modes_and_links(tmp_path: Path
     assert result.previous is not None and (result.previous / ".env").read_text() == "OLD\n"
 
 
-def _rewrite(path: Path, edit) -> Path:  # noqa: ANN001
+def _rewrite(path: Path, edit) -> Path:
     """A copy of the archive with its members passed through ``edit(info, data) -> (info, data) | None``."""
     out = path.with_name("edited.tar.gz")
     with tarfile.open(path, "r:gz") as src, tarfile.open(out, "w:gz") as dst:
@@ -77,7 +77,7 @@ def test_a_corrupted_member_is_refused_and_nothing_is_changed(tmp_path: Path) ->
     _tree(tmp_path / "src")
     path = _backup(tmp_path / "src", tmp_path / "b")
 
-    def flip(info: tarfile.TarInfo, data: bytes | None):  # noqa: ANN202
+    def flip(info: tarfile.TarInfo, data: bytes | None):
         return (info, b"XOMPOSE" + data[7:]) if info.name == "files/.env" else (info, data)
 
     bad = _rewrite(path, flip)
@@ -136,13 +136,22 @@ def test_a_volume_stream_keeps_owners_and_becomes_the_volume_root(tmp_path: Path
         tar.addfile(block, io.BytesIO(b"index"))
     raw = buffer.getvalue()
     with ArchiveWriter(tmp_path, NOW) as writer:
-        writer.add_tar_stream("prometheus-data", ChunkReader(raw[i:i + 100] for i in range(0, len(raw), 100)))
+        writer.add_tar_stream("prometheus-data", ChunkReader(raw[i : i + 100] for i in range(0, len(raw), 100)))
         entries = list(writer.entries)
-        path = writer.finish(Manifest(created=NOW.isoformat(), project="p", appliance_version="1",
-                                      parts={"prometheus": ("prometheus-data",)},
-                                      volumes={"prometheus": "prometheus-data"}, entries=tuple(entries)))  # fmt: skip
-    assert [(e.path, e.uid) for e in entries] == [("volumes/prometheus-data", 65534),
-                                                  ("volumes/prometheus-data/01ABC/index", 65534)]
+        path = writer.finish(
+            Manifest(
+                created=NOW.isoformat(),
+                project="p",
+                appliance_version="1",
+                parts={"prometheus": ("prometheus-data",)},
+                volumes={"prometheus": "prometheus-data"},
+                entries=tuple(entries),
+            )
+        )
+    assert [(e.path, e.uid) for e in entries] == [
+        ("volumes/prometheus-data", 65534),
+        ("volumes/prometheus-data/01ABC/index", 65534),
+    ]
     refilled: dict[str, list[tuple[str, int, bytes | None]]] = {}
 
     def refill(volume: str, tar_path: Path) -> None:
@@ -158,8 +167,13 @@ def test_retention_deletes_only_old_archives(tmp_path: Path) -> None:
     for day in (1, 2, 3):
         (tmp_path / archive_name(datetime(2026, 12, day, tzinfo=UTC))).write_bytes(b"x")
     (tmp_path / "keep-me.txt").write_text("mine")
-    assert [p.name for p in prune(tmp_path, keep=1)] == [archive_name(datetime(2026, 12, d, tzinfo=UTC)) for d in (1, 2)]
-    assert sorted(p.name for p in tmp_path.iterdir()) == [archive_name(datetime(2026, 12, 3, tzinfo=UTC)), "keep-me.txt"]
+    assert [p.name for p in prune(tmp_path, keep=1)] == [
+        archive_name(datetime(2026, 12, d, tzinfo=UTC)) for d in (1, 2)
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        archive_name(datetime(2026, 12, 3, tzinfo=UTC)),
+        "keep-me.txt",
+    ]
 
 
 def test_prune_deletes_unfinished_archives_a_killed_backup_left() -> None:

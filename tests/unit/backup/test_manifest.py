@@ -20,9 +20,14 @@ from appliance.backup.manifest import (
 
 
 def _manifest(*entries: Entry, **parts: tuple[str, ...]) -> Manifest:
-    return Manifest(created="2026-12-05T03:00:00+00:00", project="appliance", appliance_version="1",
-                    parts=parts or {"config": (".env",), "certs": ("data/certs",), "prometheus": ("prometheus-data",)},
-                    volumes={"prometheus": "prometheus-data"}, entries=entries)  # fmt: skip
+    return Manifest(
+        created="2026-12-05T03:00:00+00:00",
+        project="appliance",
+        appliance_version="1",
+        parts=parts or {"config": (".env",), "certs": ("data/certs",), "prometheus": ("prometheus-data",)},
+        volumes={"prometheus": "prometheus-data"},
+        entries=entries,
+    )
 
 
 ENV = Entry("files/.env", "file", 0o644, size=3, sha256="ab" * 32)
@@ -48,11 +53,14 @@ def test_retention_keeps_the_newest_and_never_touches_other_files() -> None:
     assert len(archives_to_delete(names, keep=0)) == 4  # at least the newest one is always kept
 
 
-@pytest.mark.parametrize(("now", "hour", "expected"), [
-    (datetime(2026, 12, 5, 2, 30, tzinfo=UTC), 3, 1800.0),
-    (datetime(2026, 12, 5, 3, 0, tzinfo=UTC), 3, 86400.0),
-    (datetime(2026, 12, 5, 23, 0, tzinfo=UTC), 3, 4 * 3600.0),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("now", "hour", "expected"),
+    [
+        (datetime(2026, 12, 5, 2, 30, tzinfo=UTC), 3, 1800.0),
+        (datetime(2026, 12, 5, 3, 0, tzinfo=UTC), 3, 86400.0),
+        (datetime(2026, 12, 5, 23, 0, tzinfo=UTC), 3, 4 * 3600.0),
+    ],
+)
 def test_the_nightly_backup_waits_for_the_next_hour(now: datetime, hour: int, expected: float) -> None:
     assert seconds_until(now, hour) == expected
 
@@ -69,23 +77,29 @@ def test_a_partial_archive_names_what_is_missing() -> None:
 
 def test_a_changed_file_is_reported_as_corrupted() -> None:
     changed = Entry(ENV.path, "file", 0o644, size=3, sha256="00" * 32)
-    assert verify(_manifest(ENV), {ENV.path: changed}) == [f"{ENV.path}: checksum or size differs from the manifest (corrupted)"]
+    assert verify(_manifest(ENV), {ENV.path: changed}) == [
+        f"{ENV.path}: checksum or size differs from the manifest (corrupted)"
+    ]
 
 
 def test_an_unlisted_member_is_foreign() -> None:
     extra = Entry("files/.env.evil", "file", 0o644, size=1, sha256="11" * 32)
     assert verify(_manifest(ENV), {ENV.path: ENV, extra.path: extra}) == [
-        "files/.env.evil: not listed in the manifest (a foreign member)"]
+        "files/.env.evil: not listed in the manifest (a foreign member)"
+    ]
 
 
-@pytest.mark.parametrize("entry", [
-    Entry("files/../etc/passwd", "file", 0o644),
-    Entry("/etc/passwd", "file", 0o644),
-    Entry("elsewhere/x", "file", 0o644),
-    Entry("files/data/certs/live/y", "symlink", 0o777, target="/etc/shadow"),
-    Entry("files/data/certs/live/z", "symlink", 0o777, target="../../../../etc"),
-    Entry("files/data/other/file", "file", 0o644),  # no part covers it
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "entry",
+    [
+        Entry("files/../etc/passwd", "file", 0o644),
+        Entry("/etc/passwd", "file", 0o644),
+        Entry("elsewhere/x", "file", 0o644),
+        Entry("files/data/certs/live/y", "symlink", 0o777, target="/etc/shadow"),
+        Entry("files/data/certs/live/z", "symlink", 0o777, target="../../../../etc"),
+        Entry("files/data/other/file", "file", 0o644),  # no part covers it
+    ],
+)
 def test_unsafe_or_uncovered_members_are_refused(entry: Entry) -> None:
     problems = verify(_manifest(entry), {entry.path: entry})
     assert len(problems) == 1 and problems[0].startswith(entry.path), problems

@@ -38,8 +38,12 @@ def test_batch_settings_reach_the_ingress_with_paths_made_absolute(tmp_path: Pat
 
 
 def test_batch_settings_are_validated(tmp_path: Path) -> None:
-    for key, value in (("BATCH_FILE_MAX_MB", "0"), ("BATCH_CONCURRENCY", "1000"), ("BATCH_MAX_REQUESTS", "x"),
-                       ("BATCH_IDLE_MAX_LIVE_REQUESTS", "-1")):  # fmt: skip
+    for key, value in (
+        ("BATCH_FILE_MAX_MB", "0"),
+        ("BATCH_CONCURRENCY", "1000"),
+        ("BATCH_MAX_REQUESTS", "x"),
+        ("BATCH_IDLE_MAX_LIVE_REQUESTS", "-1"),
+    ):
         (tmp_path / key).mkdir()
         with pytest.raises(ConfigError) as caught:
             _config(tmp_path / key, **{key: value})

@@ -25,8 +25,11 @@ from appliance.config.secrets import Role
 from appliance.serve.checks import Principal, RequestLimits
 from appliance.serve.errors import ApiError
 
-CAPS = {"gen": RequestLimits(max_tokens=16), "other": RequestLimits(max_tokens=16),
-        "emb": RequestLimits(max_tokens=0, task="embed")}  # fmt: skip
+CAPS = {
+    "gen": RequestLimits(max_tokens=16),
+    "other": RequestLimits(max_tokens=16),
+    "emb": RequestLimits(max_tokens=0, task="embed"),
+}
 ALICE = Principal("alice", Role.USER, ("gen", "emb"))
 CHAT = "/v1/chat/completions"
 
@@ -37,8 +40,14 @@ def line(custom_id: str, model: str = "gen", url: str = CHAT, **body: object) ->
 
 
 def parse(text: str, endpoint: str = CHAT, max_requests: int = 100, max_line_bytes: int = 10_000):
-    return parse_input(text.encode(), endpoint=endpoint, principal=ALICE, caps=CAPS, max_requests=max_requests,
-                       max_line_bytes=max_line_bytes)  # fmt: skip
+    return parse_input(
+        text.encode(),
+        endpoint=endpoint,
+        principal=ALICE,
+        caps=CAPS,
+        max_requests=max_requests,
+        max_line_bytes=max_line_bytes,
+    )
 
 
 def test_good_lines_are_kept_in_order_with_their_numbers_and_bodies() -> None:
@@ -49,39 +58,56 @@ def test_good_lines_are_kept_in_order_with_their_numbers_and_bodies() -> None:
 
 
 def test_every_bad_line_is_reported_with_its_number_code_and_param() -> None:
-    text = "\n".join([
-        line("ok"),
-        "not json",
-        "[1, 2]",
-        line("ok"),  # duplicate custom_id
-        line("u", url="/v1/completions"),  # not the batch's endpoint
-        line("m", model="nope"),  # unknown model
-        line("o", model="other"),  # a model this key may not use
-        line("e", model="emb"),  # an embedding model on the chat route
-        line("s", stream=True),
-        json.dumps({"custom_id": "g", "method": "GET", "url": CHAT, "body": {}}),
-        json.dumps({"custom_id": 7, "url": CHAT, "body": {}}),
-        line("n", n=99),  # beyond the model's bounds, as the gate refuses it live
-        json.dumps({"custom_id": "r", "url": CHAT, "body": {"model": "gen", "messages": [{"role": []}]}}),
-    ])  # fmt: skip
+    text = "\n".join(
+        [
+            line("ok"),
+            "not json",
+            "[1, 2]",
+            line("ok"),  # duplicate custom_id
+            line("u", url="/v1/completions"),  # not the batch's endpoint
+            line("m", model="nope"),  # unknown model
+            line("o", model="other"),  # a model this key may not use
+            line("e", model="emb"),  # an embedding model on the chat route
+            line("s", stream=True),
+            json.dumps({"custom_id": "g", "method": "GET", "url": CHAT, "body": {}}),
+            json.dumps({"custom_id": 7, "url": CHAT, "body": {}}),
+            line("n", n=99),  # beyond the model's bounds, as the gate refuses it live
+            json.dumps({"custom_id": "r", "url": CHAT, "body": {"model": "gen", "messages": [{"role": []}]}}),
+        ]
+    )
     lines, errors = parse(text)
     assert [x.custom_id for x in lines] == ["ok"]
     got = [(e.line, e.code, e.param) for e in errors]
     assert got == [
-        (2, "invalid_json_line", None), (3, "invalid_json_line", None), (4, "duplicate_custom_id", "custom_id"),
-        (5, "mismatched_url", "url"), (6, "model_not_found", "body.model"), (7, "model_not_allowed", "body.model"),
-        (8, "wrong_model_type", "body.model"), (9, "invalid_body", "body.stream"), (10, "invalid_method", "method"),
-        (11, "invalid_custom_id", "custom_id"), (12, got[-2][1], "body.n"), (13, got[-1][1], got[-1][2]),
-    ]  # fmt: skip
+        (2, "invalid_json_line", None),
+        (3, "invalid_json_line", None),
+        (4, "duplicate_custom_id", "custom_id"),
+        (5, "mismatched_url", "url"),
+        (6, "model_not_found", "body.model"),
+        (7, "model_not_allowed", "body.model"),
+        (8, "wrong_model_type", "body.model"),
+        (9, "invalid_body", "body.stream"),
+        (10, "invalid_method", "method"),
+        (11, "invalid_custom_id", "custom_id"),
+        (12, got[-2][1], "body.n"),
+        (13, got[-1][1], got[-1][2]),
+    ]
     # a role the gate's checks trip over (a TypeError there today) is still that line's error, never a 500
-    assert got[-1][1:] in (("invalid_body", "body"), ("invalid_value", "body.messages[0].role"),
-                           ("invalid_value", "body.messages.0.role"))
+    assert got[-1][1:] in (
+        ("invalid_body", "body"),
+        ("invalid_value", "body.messages[0].role"),
+        ("invalid_value", "body.messages.0.role"),
+    )
     assert all(e.message and "Traceback" not in e.message for e in errors)
 
 
 def test_embeddings_lines_are_checked_as_embeddings_requests() -> None:
-    good = json.dumps({"custom_id": "x", "method": "POST", "url": "/v1/embeddings", "body": {"model": "emb", "input": "a"}})
-    bad = json.dumps({"custom_id": "y", "method": "POST", "url": "/v1/embeddings", "body": {"model": "gen", "input": "a"}})
+    good = json.dumps(
+        {"custom_id": "x", "method": "POST", "url": "/v1/embeddings", "body": {"model": "emb", "input": "a"}}
+    )
+    bad = json.dumps(
+        {"custom_id": "y", "method": "POST", "url": "/v1/embeddings", "body": {"model": "gen", "input": "a"}}
+    )
     lines, errors = parse(good + "\n" + bad, endpoint="/v1/embeddings")
     assert [x.custom_id for x in lines] == ["x"] and [e.code for e in errors] == ["wrong_model_type"]
 
@@ -90,8 +116,10 @@ def test_file_limits_empty_files_and_oversized_lines() -> None:
     assert [e.code for e in parse("\n \n")[1]] == ["empty_file"]
     assert [e.code for e in parse(line("a") + "\n" + line("b"), max_requests=1)[1]] == ["too_many_requests"]
     assert [e.code for e in parse(line("a", extra="x" * 200), max_line_bytes=100)[1]] == ["line_too_large"]
-    assert [e.code for e in parse_input(b"\xff", endpoint=CHAT, principal=ALICE, caps=CAPS, max_requests=1,
-                                        max_line_bytes=10)[1]] == ["invalid_file"]  # fmt: skip
+    assert [
+        e.code
+        for e in parse_input(b"\xff", endpoint=CHAT, principal=ALICE, caps=CAPS, max_requests=1, max_line_bytes=10)[1]
+    ] == ["invalid_file"]
 
 
 def test_reported_errors_are_capped_and_say_how_many_more() -> None:
@@ -112,10 +140,18 @@ def test_an_upload_is_checked_for_its_jsonl_shape() -> None:
 
 def test_the_create_body_is_checked() -> None:
     assert check_create({"input_file_id": "file-1", "endpoint": CHAT, "completion_window": "24h"}) == (
-        "file-1", CHAT, "24h", {})
-    bad_bodies = [[], {"endpoint": CHAT}, {"input_file_id": "f", "endpoint": "/v1/responses"},
-                  {"input_file_id": "f", "endpoint": CHAT, "completion_window": "1h"},
-                  {"input_file_id": "f", "endpoint": CHAT, "metadata": {"k": 1}}]  # fmt: skip
+        "file-1",
+        CHAT,
+        "24h",
+        {},
+    )
+    bad_bodies = [
+        [],
+        {"endpoint": CHAT},
+        {"input_file_id": "f", "endpoint": "/v1/responses"},
+        {"input_file_id": "f", "endpoint": CHAT, "completion_window": "1h"},
+        {"input_file_id": "f", "endpoint": CHAT, "metadata": {"k": 1}},
+    ]
     for body in bad_bodies:
         with pytest.raises(ApiError) as caught:
             check_create(body)
@@ -150,10 +186,16 @@ def test_expiry_is_the_completion_window_after_creation() -> None:
 def test_output_lines_are_in_openais_format() -> None:
     body = {"id": "chatcmpl-1", "object": "chat.completion"}
     assert output_line("batch_1-3", "req-3", 200, body) == {
-        "id": "batch_req_batch_1-3", "custom_id": "req-3",
-        "response": {"status_code": 200, "request_id": "batch_1-3", "body": body}, "error": None}  # fmt: skip
+        "id": "batch_req_batch_1-3",
+        "custom_id": "req-3",
+        "response": {"status_code": 200, "request_id": "batch_1-3", "body": body},
+        "error": None,
+    }
     missed = unanswered_line(4, "batch_1", "req-4", "batch_cancelled", "The batch was cancelled.")
-    assert missed["response"] is None and missed["error"] == {"code": "batch_cancelled", "message": "The batch was cancelled."}
+    assert missed["response"] is None and missed["error"] == {
+        "code": "batch_cancelled",
+        "message": "The batch was cancelled.",
+    }
 
 
 def test_request_counts_split_2xx_from_the_rest() -> None:

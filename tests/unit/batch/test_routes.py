@@ -27,8 +27,10 @@ from appliance.serve.ingress_config import BatchOptions, IngressConfig
 from appliance.serve.keystore import KeyStore
 from tests.unit.serve.test_gate import RecordingMetrics
 
-KEYS = (ApiKeyRecord("alice", Role.USER, ("a",), hash_key("sk-alice")),
-        ApiKeyRecord("bob", Role.USER, ("a",), hash_key("sk-bob")))  # fmt: skip
+KEYS = (
+    ApiKeyRecord("alice", Role.USER, ("a",), hash_key("sk-alice")),
+    ApiKeyRecord("bob", Role.USER, ("a",), hash_key("sk-bob")),
+)
 CAPS = {"a": RequestLimits(max_tokens=16), "b": RequestLimits(max_tokens=16)}
 
 
@@ -38,15 +40,26 @@ class Ingress(BatchRoutes):
 
     async def chat(self, request: Request) -> dict[str, Any]:
         body = await request.json()
-        return {"object": "chat.completion", "model": body["model"], "choices": [],
-                "usage": {"prompt_tokens": 1, "completion_tokens": 1}}  # fmt: skip
+        return {
+            "object": "chat.completion",
+            "model": body["model"],
+            "choices": [],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1},
+        }
 
 
 def _app(tmp_path: Path, file_max_bytes: int = 100_000) -> tuple[Any, Ingress]:
-    config = IngressConfig(auth_enabled=True, max_body_bytes=10_000, caps=CAPS, audit_path=str(tmp_path / "audit.log"),
-                           audit_prompts=False, secrets_path=None, keys=KEYS,
-                           registry_url=f"sqlite:///{tmp_path / 'registry.db'}",
-                           batch=BatchOptions(str(tmp_path / "batch"), file_max_bytes, 100, 2, 0))  # fmt: skip
+    config = IngressConfig(
+        auth_enabled=True,
+        max_body_bytes=10_000,
+        caps=CAPS,
+        audit_path=str(tmp_path / "audit.log"),
+        audit_prompts=False,
+        secrets_path=None,
+        keys=KEYS,
+        registry_url=f"sqlite:///{tmp_path / 'registry.db'}",
+        batch=BatchOptions(str(tmp_path / "batch"), file_max_bytes, 100, 2, 0),
+    )
     ingress = Ingress(config)
     app = FastAPI()
 
@@ -58,8 +71,13 @@ def _app(tmp_path: Path, file_max_bytes: int = 100_000) -> tuple[Any, Ingress]:
     for name, (method, path) in BATCH_ROUTES.items():
         getattr(app, method.lower())(path)(getattr(ingress, name))
     app.post("/v1/chat/completions")(ingress.chat)
-    gate = Gate(app, GateSettings(True, 10_000, dict(CAPS)), KeyStore(KEYS), AuditLog(tmp_path / "audit.log"),
-                RecordingMetrics())  # fmt: skip
+    gate = Gate(
+        app,
+        GateSettings(True, 10_000, dict(CAPS)),
+        KeyStore(KEYS),
+        AuditLog(tmp_path / "audit.log"),
+        RecordingMetrics(),
+    )
     ingress._asgi_app = gate  # what Ray Serve's ingress wrapper holds: the whole app, gate first
     return gate, ingress
 
@@ -70,9 +88,18 @@ def _client(gate: Any, key: str) -> openai.AsyncOpenAI:
 
 
 def _jsonl(*models: str, url: str = "/v1/chat/completions") -> bytes:
-    return "".join(json.dumps({"custom_id": f"r{n}", "method": "POST", "url": url,
-                               "body": {"model": m, "messages": [{"role": "user", "content": f"q{n}"}]}}) + "\n"
-                   for n, m in enumerate(models)).encode()  # fmt: skip
+    return "".join(
+        json.dumps(
+            {
+                "custom_id": f"r{n}",
+                "method": "POST",
+                "url": url,
+                "body": {"model": m, "messages": [{"role": "user", "content": f"q{n}"}]},
+            }
+        )
+        + "\n"
+        for n, m in enumerate(models)
+    ).encode()
 
 
 async def _until_done(client: openai.AsyncOpenAI, batch_id: str) -> Any:
@@ -91,8 +118,9 @@ def test_upload_run_list_download_and_isolation(tmp_path: Path) -> None:
         alice, bob = _client(gate, "sk-alice"), _client(gate, "sk-bob")
         uploaded = await alice.files.create(file=("in.jsonl", _jsonl("a", "a", "a")), purpose="batch")
         assert uploaded.purpose == "batch" and uploaded.filename == "in.jsonl" and uploaded.bytes > 0
-        batch = await alice.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions",
-                                           completion_window="24h", metadata={"job": "t"})  # fmt: skip
+        batch = await alice.batches.create(
+            input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h", metadata={"job": "t"}
+        )
         assert batch.status == "validating" and batch.request_counts.total == 3
         done = await _until_done(alice, batch.id)
         assert done.status == "completed" and done.request_counts.completed == 3 and done.error_file_id is None
@@ -103,10 +131,14 @@ def test_upload_run_list_download_and_isolation(tmp_path: Path) -> None:
         assert {f.id for f in (await alice.files.list()).data} == {uploaded.id, done.output_file_id}
         # bob sees none of it: every id is as unknown as a made-up one
         assert (await bob.batches.list()).data == [] and (await bob.files.list()).data == []
-        for call in (bob.batches.retrieve(batch.id), bob.batches.cancel(batch.id), bob.files.retrieve(uploaded.id),
-                     bob.files.content(uploaded.id), bob.files.delete(uploaded.id),
-                     bob.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions",
-                                        completion_window="24h")):  # fmt: skip
+        for call in (
+            bob.batches.retrieve(batch.id),
+            bob.batches.cancel(batch.id),
+            bob.files.retrieve(uploaded.id),
+            bob.files.content(uploaded.id),
+            bob.files.delete(uploaded.id),
+            bob.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"),
+        ):
             with pytest.raises(openai.NotFoundError):
                 await call
         assert (await alice.files.delete(uploaded.id)).deleted
@@ -137,8 +169,9 @@ def test_bad_files_and_lines_are_refused_at_the_edge(tmp_path: Path) -> None:
         uploaded = await alice.files.create(file=("x.jsonl", mixed), purpose="batch")
         with pytest.raises(openai.BadRequestError):
             await alice.batches.create(input_file_id=uploaded.id, endpoint="/v1/responses", completion_window="24h")
-        batch = await alice.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions",
-                                           completion_window="24h")  # fmt: skip
+        batch = await alice.batches.create(
+            input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
         assert batch.status == "failed" and batch.failed_at
         assert [(e.line, e.code) for e in batch.errors.data] == [(2, "model_not_allowed"), (3, "mismatched_url")]
         with pytest.raises(openai.ConflictError):
@@ -146,8 +179,9 @@ def test_bad_files_and_lines_are_refused_at_the_edge(tmp_path: Path) -> None:
         ok = await alice.files.create(file=("ok.jsonl", _jsonl("a")), purpose="batch")
         LIVE.add(100)  # live traffic in flight: the runner holds the batch's line back
         try:
-            running = await alice.batches.create(input_file_id=ok.id, endpoint="/v1/chat/completions",
-                                                 completion_window="24h")  # fmt: skip
+            running = await alice.batches.create(
+                input_file_id=ok.id, endpoint="/v1/chat/completions", completion_window="24h"
+            )
             with pytest.raises(openai.ConflictError):  # the input of a batch not finished stays
                 await alice.files.delete(ok.id)
             cancelled = await alice.batches.cancel(running.id)

@@ -42,11 +42,22 @@ class Engines:
             self.prompts.append(body["messages"][0]["content"])
             if self.hold is not None:
                 await self.hold.wait()
-            payload = json.dumps({"object": "chat.completion", "model": body["model"], "choices": [],
-                                  "usage": {"prompt_tokens": 2, "completion_tokens": 1}}).encode()  # fmt: skip
+            payload = json.dumps(
+                {
+                    "object": "chat.completion",
+                    "model": body["model"],
+                    "choices": [],
+                    "usage": {"prompt_tokens": 2, "completion_tokens": 1},
+                }
+            ).encode()
             status, headers = 200, []
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json"), *headers]})  # fmt: skip
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", b"application/json"), *headers],
+            }
+        )
         await send({"type": "http.response.body", "body": payload})
 
 
@@ -60,8 +71,9 @@ def setup(tmp_path: Path):
     return engines, gate, store, audit
 
 
-def _runner(gate: Gate, store: BatchStore, live: list[int] | None = None, clock: Any = None,
-            concurrency: int = 2) -> BatchRunner:  # fmt: skip
+def _runner(
+    gate: Gate, store: BatchStore, live: list[int] | None = None, clock: Any = None, concurrency: int = 2
+) -> BatchRunner:
     async def call(path: str, body: bytes, request_id: str, caller: BatchCaller):
         return await asgi_call(gate, path, body, request_id, caller)
 
@@ -72,9 +84,17 @@ def _runner(gate: Gate, store: BatchStore, live: list[int] | None = None, clock:
 
 def _batch(store: BatchStore, models: list[str], owner: str = "alice", now: int | None = None):
     now = int(time.time()) if now is None else now
-    lines = [json.dumps({"custom_id": f"c{n}", "method": "POST", "url": CHAT,
-                         "body": {"model": m, "messages": [{"role": "user", "content": f"p{n}"}]}})
-             for n, m in enumerate(models, start=1)]  # fmt: skip
+    lines = [
+        json.dumps(
+            {
+                "custom_id": f"c{n}",
+                "method": "POST",
+                "url": CHAT,
+                "body": {"model": m, "messages": [{"role": "user", "content": f"p{n}"}]},
+            }
+        )
+        for n, m in enumerate(models, start=1)
+    ]
     file = store.add_file(owner, PURPOSE_BATCH, "in.jsonl", ("\n".join(lines) + "\n").encode(), now)
     return store.create(owner, CHAT, file.id, "24h", {}, total=len(lines), now=now, expires_at=now + 86400)
 
@@ -98,9 +118,12 @@ def test_lines_pass_the_gate_and_land_in_the_output_and_error_files(setup) -> No
     assert all(data[k] for k in ("in_progress_at", "finalizing_at", "completed_at"))
     output = _lines(store, data["output_file_id"])
     assert [x["custom_id"] for x in output] == ["c1", "c2", "c4"]
-    assert output[0] == {"id": f"batch_req_{batch.id}-1", "custom_id": "c1", "error": None,
-                         "response": {"status_code": 200, "request_id": f"{batch.id}-1",
-                                      "body": output[0]["response"]["body"]}}  # fmt: skip
+    assert output[0] == {
+        "id": f"batch_req_{batch.id}-1",
+        "custom_id": "c1",
+        "error": None,
+        "response": {"status_code": 200, "request_id": f"{batch.id}-1", "body": output[0]["response"]["body"]},
+    }
     assert output[0]["response"]["body"]["model"] == "a"
     [refused] = _lines(store, data["error_file_id"])
     assert refused["custom_id"] == "c3" and refused["response"]["status_code"] == 403
@@ -108,7 +131,8 @@ def test_lines_pass_the_gate_and_land_in_the_output_and_error_files(setup) -> No
     assert sorted(engines.prompts) == ["p1", "p2", "p4"]
     audited = [json.loads(x) for x in audit.read_text().splitlines()]
     assert sorted((x["request_id"], x["status"]) for x in audited) == [
-        (f"{batch.id}-{n}", 403 if n == 3 else 200) for n in range(1, 5)]
+        (f"{batch.id}-{n}", 403 if n == 3 else 200) for n in range(1, 5)
+    ]
     assert {(x["key"], x["batch_id"], x["endpoint"]) for x in audited} == {("alice", batch.id, CHAT)}
     assert not asyncio.run(_runner(gate, store).run_once())  # nothing left to claim
 

@@ -17,8 +17,9 @@ def store(tmp_path: Path) -> BatchStore:
 
 def _batch(store: BatchStore, owner: str = "alice", now: int = 100, total: int = 3):
     file = store.add_file(owner, PURPOSE_BATCH, "in.jsonl", b'{"x": 1}\n', now)
-    return store.create(owner, "/v1/chat/completions", file.id, "24h", {"k": "v"}, total=total, now=now,
-                        expires_at=now + 86400)  # fmt: skip
+    return store.create(
+        owner, "/v1/chat/completions", file.id, "24h", {"k": "v"}, total=total, now=now, expires_at=now + 86400
+    )
 
 
 def test_files_belong_to_their_owner_and_their_bytes_are_on_disk(store: BatchStore) -> None:
@@ -60,8 +61,17 @@ def test_a_batch_object_is_openais(store: BatchStore) -> None:
     assert data["request_counts"] == {"total": 3, "completed": 0, "failed": 0}
     assert data["metadata"] == {"k": "v"} and data["expires_at"] == data["created_at"] + 86400
     assert "owner" not in data and "lease_owner" not in data
-    failed = store.create("alice", "/v1/completions", "file-x", "24h", {}, total=0, now=5, expires_at=9,
-                          errors={"object": "list", "data": [{"code": "c", "message": "m", "param": None, "line": 1}]})
+    failed = store.create(
+        "alice",
+        "/v1/completions",
+        "file-x",
+        "24h",
+        {},
+        total=0,
+        now=5,
+        expires_at=9,
+        errors={"object": "list", "data": [{"code": "c", "message": "m", "param": None, "line": 1}]},
+    )
     assert failed.status is BatchStatus.FAILED and failed.to_json()["failed_at"] == 5
     assert failed.to_json()["errors"]["data"][0]["code"] == "c"
 

@@ -11,9 +11,9 @@ import pytest
 SCRIPTS = Path(__file__).resolve().parents[3] / "scripts"
 sys.path.insert(0, str(SCRIPTS))
 
+from bench_overhead import parse_target, summarise  # noqa: E402
 from benchlib.client import _data, _events, percentile  # noqa: E402
 from benchlib.targets import vllm_cli  # noqa: E402
-from bench_overhead import parse_target, summarise  # noqa: E402
 
 
 def test_events_split_on_blank_lines_only() -> None:
@@ -26,7 +26,7 @@ def test_events_split_on_blank_lines_only() -> None:
 
 
 def test_events_across_reads_and_crlf() -> None:
-    events, rest = _events(b"data: {\"x\": 1}\r\n\r\ndata: {\"x\"")
+    events, rest = _events(b'data: {"x": 1}\r\n\r\ndata: {"x"')
     assert [_data(e) for e in events] == [b'{"x": 1}'] and rest == b'data: {"x"'
     events, rest = _events(rest + b": 2}\n\n")
     assert [_data(e) for e in events] == [b'{"x": 2}'] and rest == b""
@@ -42,7 +42,9 @@ def test_percentile_nearest_rank() -> None:
 def test_parse_target() -> None:
     assert parse_target("stack") == ("stack", {})
     assert parse_target(" host:SERVE_STREAM_BATCHING_MS=100,RAY_WORKER_NICENESS=0") == (
-        "host", {"SERVE_STREAM_BATCHING_MS": "100", "RAY_WORKER_NICENESS": "0"})
+        "host",
+        {"SERVE_STREAM_BATCHING_MS": "100", "RAY_WORKER_NICENESS": "0"},
+    )
     with pytest.raises(ValueError, match="unknown side"):
         parse_target("gpu")
     with pytest.raises(ValueError, match="KEY=VALUE"):
@@ -50,20 +52,39 @@ def test_parse_target() -> None:
 
 
 def test_vllm_cli_from_engine_kwargs() -> None:
-    argv = vllm_cli({"max_model_len": 1024, "trust_remote_code": False, "enforce_eager": True, "revision": None,
-                     "load_format": "safetensors"})
+    argv = vllm_cli(
+        {
+            "max_model_len": 1024,
+            "trust_remote_code": False,
+            "enforce_eager": True,
+            "revision": None,
+            "load_format": "safetensors",
+        }
+    )
     assert argv == ["--max-model-len", "1024", "--enforce-eager", "--load-format", "safetensors"]
 
 
 def _run(target: str, c: int, n: int, tok_s: float, ttft: float) -> dict:
-    return {"target": target, "concurrency": c, "round": n, "tok_s": tok_s, "ttft_p50_ms": ttft, "errors": 0,
-            "cpu_ms_per_1k_outside_engine": 100.0 if target == "raw vLLM" else 300.0}
+    return {
+        "target": target,
+        "concurrency": c,
+        "round": n,
+        "tok_s": tok_s,
+        "ttft_p50_ms": ttft,
+        "errors": 0,
+        "cpu_ms_per_1k_outside_engine": 100.0 if target == "raw vLLM" else 300.0,
+    }
 
 
 def test_summary_ratios_are_taken_within_each_round() -> None:
-    runs = [_run("raw vLLM", 8, 1, 1000, 10), _run("stack", 8, 1, 500, 30),
-            _run("raw vLLM", 8, 2, 2000, 12), _run("stack", 8, 2, 1800, 20),
-            _run("raw vLLM", 8, 3, 1500, 11), _run("stack", 8, 3, 1200, 25)]
+    runs = [
+        _run("raw vLLM", 8, 1, 1000, 10),
+        _run("stack", 8, 1, 500, 30),
+        _run("raw vLLM", 8, 2, 2000, 12),
+        _run("stack", 8, 2, 1800, 20),
+        _run("raw vLLM", 8, 3, 1500, 11),
+        _run("stack", 8, 3, 1200, 25),
+    ]
     table, numbers = summarise(runs, ["raw vLLM", "stack"], [8])
     summary = numbers["stack c=8"]
     # per round 0.5, 0.9, 0.8: not median(stack) / median(raw) = 1200 / 1500

@@ -98,8 +98,9 @@ def test_provided_files_are_checked_and_installed(tmp_path: Path) -> None:
 def test_provided_mismatch_is_refused_and_the_old_pair_keeps_serving(tmp_path: Path) -> None:
     ca = Ca()
     good_cert, good_key = ca.write(tmp_path / "good", [DOMAIN])
-    config = _config(tmp_path, TLS_MODE="provided", DOMAIN=DOMAIN, TLS_CERT_PATH=str(good_cert),
-                     TLS_KEY_PATH=str(good_key))  # fmt: skip
+    config = _config(
+        tmp_path, TLS_MODE="provided", DOMAIN=DOMAIN, TLS_CERT_PATH=str(good_cert), TLS_KEY_PATH=str(good_key)
+    )
     paths = CertPaths(tmp_path / "certs")
     serving = renew(config, paths=paths, now=NOW, **Recorder().kwargs()).cert
     _, other_key = ca.write(tmp_path / "other", [DOMAIN])

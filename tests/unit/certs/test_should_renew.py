@@ -18,14 +18,17 @@ def cert(days: float) -> CertInfo:
     return CertInfo("x", ("x",), "ca", 1, START, START + timedelta(days=days))
 
 
-@pytest.mark.parametrize(("lifetime", "elapsed", "expected"), [
-    (90, 59, False),   # Let's Encrypt: 31 days left > max(30, 30)
-    (90, 60, True),    # 30 left: both thresholds meet
-    (90, 61, True),
-    (365, 200, False), # 165 left > a third (121.7 d)
-    (365, 250, True),  # 115 left: the third comes before the 30 days
-    (6, 1, True),      # short-lived: 5 left < 30 days
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("lifetime", "elapsed", "expected"),
+    [
+        (90, 59, False),  # Let's Encrypt: 31 days left > max(30, 30)
+        (90, 60, True),  # 30 left: both thresholds meet
+        (90, 61, True),
+        (365, 200, False),  # 165 left > a third (121.7 d)
+        (365, 250, True),  # 115 left: the third comes before the 30 days
+        (6, 1, True),  # short-lived: 5 left < 30 days
+    ],
+)
 def test_examples(lifetime: float, elapsed: float, expected: bool) -> None:
     assert should_renew(cert(lifetime), START + timedelta(days=elapsed)) is expected
 

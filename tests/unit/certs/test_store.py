@@ -46,7 +46,7 @@ def test_a_plain_directory_is_adopted_as_the_previous_version(tmp_path: Path) ->
 def test_swapping_three_times_is_idempotent_in_shape(tmp_path: Path) -> None:
     paths = CertPaths(tmp_path)
     shapes = []
-    for n in range(3):
+    for _ in range(3):
         write_pair(paths.live_dir("x"), b"c", b"k", chain_pem=b"chain")
         shapes.append(sorted(p.name for p in paths.live_dir("x").iterdir()))
     assert shapes == [["chain.pem", "fullchain.pem", "privkey.pem"]] * 3

@@ -72,10 +72,13 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
         assert part in str(err.value)
 
 
-@pytest.mark.parametrize(("content", "message"), [
-    (None, "expected a PEM certificate file, found no such file"),
-    (b"not a certificate", "found none that parses"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "expected a PEM certificate file, found no such file"),
+        (b"not a certificate", "found none that parses"),
+    ],
+)
 def test_missing_or_garbage_certificate(tmp_path: Path, content: bytes | None, message: str) -> None:
     path = tmp_path / "fullchain.pem"
     if content is not None:

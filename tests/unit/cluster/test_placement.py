@@ -37,17 +37,23 @@ def test_selectors_are_what_ray_accepts() -> None:
         bundle_label_selector([])
 
 
-@pytest.mark.parametrize(("text", "address"), [
-    ("10.0.0.5", HeadAddress("10.0.0.5", 6379)), ("head.lan:7000", HeadAddress("head.lan", 7000)),
-    ("[fd00::1]:6379", HeadAddress("fd00::1", 6379)), (" 192.168.1.2 ", HeadAddress("192.168.1.2", 6379)),
-    ("fd00::1", HeadAddress("fd00::1", 6379)),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("text", "address"),
+    [
+        ("10.0.0.5", HeadAddress("10.0.0.5", 6379)),
+        ("head.lan:7000", HeadAddress("head.lan", 7000)),
+        ("[fd00::1]:6379", HeadAddress("fd00::1", 6379)),
+        (" 192.168.1.2 ", HeadAddress("192.168.1.2", 6379)),
+        ("fd00::1", HeadAddress("fd00::1", 6379)),
+    ],
+)
 def test_head_addresses(text: str, address: HeadAddress) -> None:
     assert parse_head_address(text) == address
 
 
-@pytest.mark.parametrize("text", ["", "host:", "host:0", "host:70000", "host:port", "a/b", "fd00::zz", "[fd00::1]x",
-                                  "user@host"])  # fmt: skip
+@pytest.mark.parametrize(
+    "text", ["", "host:", "host:0", "host:70000", "host:port", "a/b", "fd00::zz", "[fd00::1]x", "user@host"]
+)
 def test_bad_head_addresses_say_what_was_expected(text: str) -> None:
     with pytest.raises(ApplianceError, match="head address: expected"):
         parse_head_address(text)

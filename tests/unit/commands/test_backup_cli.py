@@ -13,8 +13,9 @@ import pytest
 from tests.helpers import make_config_dir, run_cli
 
 
-def test_files_only_backup_then_a_damaged_copy_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                          capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_files_only_backup_then_a_damaged_copy_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     make_config_dir(tmp_path)
     (tmp_path / "data/supervisor").mkdir(parents=True)
     (tmp_path / "data/supervisor/watchdog.json").write_text('{"services": {}}')
@@ -27,13 +28,17 @@ def test_files_only_backup_then_a_damaged_copy_is_refused(tmp_path: Path, monkey
     assert stat.S_IMODE(archive.stat().st_mode) == 0o600 and "backup written" in err
     assert "prometheus: not included (no Docker access)" in err
     with tarfile.open(archive) as tar:
-        assert {"files/.env", "files/.secrets", "files/data/supervisor/watchdog.json",
-                "files/data/batch/file-1.jsonl"} <= set(tar.getnames())  # fmt: skip
+        assert {
+            "files/.env",
+            "files/.secrets",
+            "files/data/supervisor/watchdog.json",
+            "files/data/batch/file-1.jsonl",
+        } <= set(tar.getnames())
 
     damaged = tmp_path / "damaged.tar.gz"
     data = bytearray(gzip.decompress(archive.read_bytes()))
-    start = data.find(b"{\"services\": {}}")
-    data[start:start + 2] = b"[]"  # same size, other bytes: only the checksum can tell
+    start = data.find(b'{"services": {}}')
+    data[start : start + 2] = b"[]"  # same size, other bytes: only the checksum can tell
     damaged.write_bytes(gzip.compress(bytes(data)))
     code, _, err = run_cli(capsys, "restore", str(damaged), "--docker-host", "unix:///nonexistent.sock")
     assert code == 1 and "checksum or size differs" in err and "nothing was changed" in " ".join(err.split())

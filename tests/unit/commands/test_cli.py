@@ -9,7 +9,22 @@ import pytest
 
 from tests.helpers import ROOT, run_cli
 
-SUBCOMMANDS = ["validate", "init", "keys", "keys create", "keys list", "keys revoke", "config", "up", "down", "logs", "serve", "status", "doctor", "supervise"]
+SUBCOMMANDS = [
+    "validate",
+    "init",
+    "keys",
+    "keys create",
+    "keys list",
+    "keys revoke",
+    "config",
+    "up",
+    "down",
+    "logs",
+    "serve",
+    "status",
+    "doctor",
+    "supervise",
+]
 STACK_COMMANDS = ["up", "down", "logs"]
 
 
@@ -40,10 +55,21 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_python_dash_m_entry_point_runs(tmp_path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "appliance", "validate", "--env", str(tmp_path / "none.env"),
-         "--secrets", str(tmp_path / "none.secrets")],
-        capture_output=True, text=True, cwd=ROOT, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "appliance",
+            "validate",
+            "--env",
+            str(tmp_path / "none.env"),
+            "--secrets",
+            str(tmp_path / "none.secrets"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
     assert result.returncode == 2
     assert "none.env:(file): expected the file to exist" in result.stderr
     assert "Traceback" not in result.stderr

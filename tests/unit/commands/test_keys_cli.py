@@ -74,8 +74,20 @@ def test_keys_on_an_invalid_config_reports_it(cfg: Path, capsys) -> None:
 
 
 def test_budgets_are_set_updated_listed_and_keep_the_key(cfg: Path, capsys) -> None:
-    code, out, err = run_cli(capsys, "keys", "create", "alice", "--models", "*", "--rpm", "60", "--tpm", "100000",
-                             "--daily-tokens", "2000000")  # fmt: skip
+    code, out, err = run_cli(
+        capsys,
+        "keys",
+        "create",
+        "alice",
+        "--models",
+        "*",
+        "--rpm",
+        "60",
+        "--tpm",
+        "100000",
+        "--daily-tokens",
+        "2000000",
+    )
     assert code == 0, err
     key = out.strip()
     assert "budgets: rpm 60, tpm 100000, tokens_per_day 2000000" in err
@@ -84,8 +96,14 @@ def test_budgets_are_set_updated_listed_and_keep_the_key(cfg: Path, capsys) -> N
 
     code, out, err = run_cli(capsys, "keys", "update", "alice", "--tpm", "none", "--rpm", "120", "--json")
     assert code == 0, err
-    assert json.loads(out) == {"name": "alice", "role": "user", "models": "all", "rpm": 120, "tpm": None,
-                               "tokens_per_day": 2000000}  # fmt: skip
+    assert json.loads(out) == {
+        "name": "alice",
+        "role": "user",
+        "models": "all",
+        "rpm": 120,
+        "tpm": None,
+        "tokens_per_day": 2000000,
+    }
     record = find_key(key, load_config(ConfigFiles(), gpu_count=0).secrets.api_keys)
     assert record is not None and (record.limits.rpm, record.limits.tpm) == (120, None), "same key, new budgets"
     assert stat.S_IMODE((cfg / ".secrets").stat().st_mode) == 0o600

@@ -7,9 +7,19 @@ from appliance.docker.model import ContainerState
 
 
 def _c(status: str, watched: bool = True) -> ContainerState:
-    return ContainerState(id="x" * 12, name="n", service="s", status=status, health=None, started_at=None,
-                          finished_at=None, exit_code=0, start_period_s=0, restart_count=0,
-                          labels={} if watched else {"appliance.watchdog": "false"})  # fmt: skip
+    return ContainerState(
+        id="x" * 12,
+        name="n",
+        service="s",
+        status=status,
+        health=None,
+        started_at=None,
+        finished_at=None,
+        exit_code=0,
+        start_period_s=0,
+        restart_count=0,
+        labels={} if watched else {"appliance.watchdog": "false"},
+    )
 
 
 def test_the_column_names_who_keeps_the_service_up() -> None:

@@ -17,8 +17,9 @@ def _config(root: Path, **env: str):
     make_config_dir(root)
     for key, value in env.items():
         set_line(root / ".env", key, value)
-    return load_config(ConfigFiles(env=root / ".env", secrets=root / ".secrets", models=root / "models.yaml"),
-                       gpu_count=0)  # fmt: skip
+    return load_config(
+        ConfigFiles(env=root / ".env", secrets=root / ".secrets", models=root / "models.yaml"), gpu_count=0
+    )
 
 
 def test_grafana_is_off_in_local_mode(tmp_path: Path) -> None:

@@ -79,14 +79,26 @@ BROKEN: list[tuple[str, Mutation, list[str], list[str]]] = [
     ("port-range", env("HTTP_PORT", "70000"), [".env:HTTP_PORT"], ["1 to 65535", "70000"]),
     ("port-empty", env("HTTPS_PORT", ""), [".env:HTTPS_PORT"], ["an empty value"]),
     ("ports-clash", env("HTTPS_PORT", "80"), [".env:HTTPS_PORT"], ["different from HTTP_PORT"]),
-    ("typo-did-you-mean", append(".env", "NGINX_RATE_LIMT_RPM=5\n"), [".env:NGINX_RATE_LIMT_RPM"],
-     ["unknown setting; did you mean NGINX_RATE_LIMIT_RPM?"]),
+    (
+        "typo-did-you-mean",
+        append(".env", "NGINX_RATE_LIMT_RPM=5\n"),
+        [".env:NGINX_RATE_LIMT_RPM"],
+        ["unknown setting; did you mean NGINX_RATE_LIMIT_RPM?"],
+    ),
     ("burst-zero", env("NGINX_RATE_LIMIT_BURST", "0"), [".env:NGINX_RATE_LIMIT_BURST"], [">= 1"]),
-    ("body-size-overflow", env("MAX_REQUEST_BODY_MB", "99999999999999"), [".env:MAX_REQUEST_BODY_MB"],
-     ["at most 65536", "99999999999999"]),
+    (
+        "body-size-overflow",
+        env("MAX_REQUEST_BODY_MB", "99999999999999"),
+        [".env:MAX_REQUEST_BODY_MB"],
+        ["at most 65536", "99999999999999"],
+    ),
     ("acme-needs-domain-and-email", env("TLS_MODE", "acme"), [".env:DOMAIN", ".env:ACME_EMAIL"], ["TLS_MODE=acme"]),
-    ("acme-bad-email", both(env("TLS_MODE", "acme"), env("DOMAIN", "llm.example.com"), env("ACME_EMAIL", "nope")),
-     [".env:ACME_EMAIL"], ["an e-mail address"]),
+    (
+        "acme-bad-email",
+        both(env("TLS_MODE", "acme"), env("DOMAIN", "llm.example.com"), env("ACME_EMAIL", "nope")),
+        [".env:ACME_EMAIL"],
+        ["an e-mail address"],
+    ),
     ("provided-needs-paths", env("TLS_MODE", "provided"), [".env:TLS_CERT_PATH", ".env:TLS_KEY_PATH"], ["provided"]),
     ("tls-mode-choice", env("TLS_MODE", "letsencrypt"), [".env:TLS_MODE"], ["'self-signed', 'acme' or 'provided'"]),
     ("bool", env("AUTH_ENABLED", "maybe"), [".env:AUTH_ENABLED"], ["true or false", "'maybe'"]),
@@ -97,64 +109,151 @@ BROKEN: list[tuple[str, Mutation, list[str], list[str]]] = [
     ("nan", env("SERVE_STREAM_BATCHING_MS", "nan"), [".env:SERVE_STREAM_BATCHING_MS"], ["finite"]),
     ("pii-entity-typo", env("PII_ENTITIES", "PERSON,EMAIL"), [".env:PII_ENTITIES"], ["did you mean EMAIL_ADDRESS?"]),
     ("domain-with-scheme", env("DOMAIN", "https://llm.example.com/"), [".env:DOMAIN"], ["a DNS name"]),
-    ("model-id-chars", both(lambda d: (d / "models.yaml").unlink(), env("MODEL_ID", "my model/v1")),
-     [".env:MODEL_ID"], ["letters, digits"]),
+    (
+        "model-id-chars",
+        both(lambda d: (d / "models.yaml").unlink(), env("MODEL_ID", "my model/v1")),
+        [".env:MODEL_ID"],
+        ["letters, digits"],
+    ),
     ("cors-origin", env("CORS_ALLOWED_ORIGINS", "example.com"), [".env:CORS_ALLOWED_ORIGINS"], ["https://"]),
     ("gpu-mode-without-gpu", env("ACCELERATOR", "gpu"), [".env:ACCELERATOR"], ["at least one NVIDIA GPU"]),
     ("datadog-key-shape", secret("DATADOG_API_KEY", "not-a-real-key"), [".secrets:DATADOG_API_KEY"], ["32"]),
-    ("short-password", secret("GRAFANA_ADMIN_PASSWORD", "short"), [".secrets:GRAFANA_ADMIN_PASSWORD"],
-     ["at least 12 characters"]),
-    ("secret-typo", append(".secrets", "GRAFANA_PASSWORD=whatever-it-is\n"), [".secrets:GRAFANA_PASSWORD"],
-     ["did you mean GRAFANA_ADMIN_PASSWORD?"]),
-    ("api-key-shape", append(".secrets", "API_KEY_BOB=sha256:abc;role=user;models=*\n"), [".secrets:API_KEY_BOB"],
-     ["64 lower-case hex"]),
-    ("api-key-role", append(".secrets", f"API_KEY_BOB=sha256:{GOOD_HASH};role=root;models=*\n"),
-     [".secrets:API_KEY_BOB"], ["role=admin or role=user"]),
-    ("api-key-unserved-model", append(".secrets", f"API_KEY_BOB=sha256:{GOOD_HASH};role=user;models=gpt-9\n"),
-     [".secrets:API_KEY_BOB"], ["gpt-9"]),
+    (
+        "short-password",
+        secret("GRAFANA_ADMIN_PASSWORD", "short"),
+        [".secrets:GRAFANA_ADMIN_PASSWORD"],
+        ["at least 12 characters"],
+    ),
+    (
+        "secret-typo",
+        append(".secrets", "GRAFANA_PASSWORD=whatever-it-is\n"),
+        [".secrets:GRAFANA_PASSWORD"],
+        ["did you mean GRAFANA_ADMIN_PASSWORD?"],
+    ),
+    (
+        "api-key-shape",
+        append(".secrets", "API_KEY_BOB=sha256:abc;role=user;models=*\n"),
+        [".secrets:API_KEY_BOB"],
+        ["64 lower-case hex"],
+    ),
+    (
+        "api-key-role",
+        append(".secrets", f"API_KEY_BOB=sha256:{GOOD_HASH};role=root;models=*\n"),
+        [".secrets:API_KEY_BOB"],
+        ["role=admin or role=user"],
+    ),
+    (
+        "api-key-unserved-model",
+        append(".secrets", f"API_KEY_BOB=sha256:{GOOD_HASH};role=user;models=gpt-9\n"),
+        [".secrets:API_KEY_BOB"],
+        ["gpt-9"],
+    ),
     ("yaml-syntax", models("models:\n  - id: a\n   source: b\n"), ["models.yaml:(syntax)"], ["line 3, column 4"]),
-    ("yaml-duplicate-key", models("models:\n  - id: a\n    source: b\n    id: c\n"), ["models.yaml:models[0].id"],
-     ["set twice (lines 2 and 4)"]),
+    (
+        "yaml-duplicate-key",
+        models("models:\n  - id: a\n    source: b\n    id: c\n"),
+        ["models.yaml:models[0].id"],
+        ["set twice (lines 2 and 4)"],
+    ),
     ("yaml-empty", models(""), ["models.yaml:(top level)"], ["non-empty 'models:' list"]),
     ("yaml-models-not-list", models("models: qwen\n"), ["models.yaml:models"], ["non-empty 'models:' list"]),
     ("yaml-unknown-top-key", models(ONE_MODEL + "modles: []\n"), ["models.yaml:modles"], ["did you mean models?"]),
-    ("model-unknown-key", models(ONE_MODEL + "    replicass: 2\n"), ["models.yaml:models[0].replicass"],
-     ["did you mean replicas?"]),
+    (
+        "model-unknown-key",
+        models(ONE_MODEL + "    replicass: 2\n"),
+        ["models.yaml:models[0].replicass"],
+        ["did you mean replicas?"],
+    ),
     ("model-missing-source", models("models:\n  - id: m1\n"), ["models.yaml:models[0].source"], ["required"]),
-    ("model-ids-unique", models(ONE_MODEL + "  - id: M1\n    source: org/other\n"), ["models.yaml:models[1].id"],
-     ["unique model id"]),
-    ("model-bad-id", models("models:\n  - id: org/name\n    source: org/name\n"), ["models.yaml:models[0].id"],
-     ["letters, digits"]),
-    ("pipeline-needs-nodes", models(ONE_MODEL + "    pipeline_parallel_size: 2\n"),
-     ["models.yaml:models[0].pipeline_parallel_size"], ["more than one node"]),
-    ("replicas-and-autoscaling", models(ONE_MODEL + "    replicas: 2\n    autoscaling: {max_replicas: 3}\n"),
-     ["models.yaml:models[0].replicas"], ["either replicas or autoscaling"]),
-    ("autoscaling-min-max", models(ONE_MODEL + "    autoscaling: {min_replicas: 3, max_replicas: 2}\n"),
-     ["models.yaml:models[0].autoscaling"], ["min_replicas <= max_replicas"]),
+    (
+        "model-ids-unique",
+        models(ONE_MODEL + "  - id: M1\n    source: org/other\n"),
+        ["models.yaml:models[1].id"],
+        ["unique model id"],
+    ),
+    (
+        "model-bad-id",
+        models("models:\n  - id: org/name\n    source: org/name\n"),
+        ["models.yaml:models[0].id"],
+        ["letters, digits"],
+    ),
+    (
+        "pipeline-needs-nodes",
+        models(ONE_MODEL + "    pipeline_parallel_size: 2\n"),
+        ["models.yaml:models[0].pipeline_parallel_size"],
+        ["more than one node"],
+    ),
+    (
+        "replicas-and-autoscaling",
+        models(ONE_MODEL + "    replicas: 2\n    autoscaling: {max_replicas: 3}\n"),
+        ["models.yaml:models[0].replicas"],
+        ["either replicas or autoscaling"],
+    ),
+    (
+        "autoscaling-min-max",
+        models(ONE_MODEL + "    autoscaling: {min_replicas: 3, max_replicas: 2}\n"),
+        ["models.yaml:models[0].autoscaling"],
+        ["min_replicas <= max_replicas"],
+    ),
     ("model-dtype", models(ONE_MODEL + "    dtype: fp8\n"), ["models.yaml:models[0].dtype"], ["bfloat16"]),
-    ("engine-kwargs-shadow-safety", models(ONE_MODEL + "    engine_kwargs: {trust_remote_code: true, load_format: pt}\n"),
-     ["models.yaml:models[0].engine_kwargs.load_format", "models.yaml:models[0].engine_kwargs.trust_remote_code"],
-     ["set the model's 'allow_pickle_weights' instead", "set the model's 'trust_remote_code' instead"]),
-    ("request-limits-unknown", models(ONE_MODEL + "    request_limits: {max_nn: 2}\n"),
-     ["models.yaml:models[0].request_limits.max_nn"], ["max_n"]),
-    ("pooling-on-generate", models(ONE_MODEL + "    pooling: {pooling_type: MEAN}\n"),
-     ["models.yaml:models[0].pooling"], ["only with task embed or score"]),
+    (
+        "engine-kwargs-shadow-safety",
+        models(ONE_MODEL + "    engine_kwargs: {trust_remote_code: true, load_format: pt}\n"),
+        ["models.yaml:models[0].engine_kwargs.load_format", "models.yaml:models[0].engine_kwargs.trust_remote_code"],
+        ["set the model's 'allow_pickle_weights' instead", "set the model's 'trust_remote_code' instead"],
+    ),
+    (
+        "request-limits-unknown",
+        models(ONE_MODEL + "    request_limits: {max_nn: 2}\n"),
+        ["models.yaml:models[0].request_limits.max_nn"],
+        ["max_n"],
+    ),
+    (
+        "pooling-on-generate",
+        models(ONE_MODEL + "    pooling: {pooling_type: MEAN}\n"),
+        ["models.yaml:models[0].pooling"],
+        ["only with task embed or score"],
+    ),
     ("task-unknown", models(ONE_MODEL + "    task: rerank\n"), ["models.yaml:models[0].task"], ["embed"]),
-    ("pooling-type", models(ONE_MODEL + "    task: embed\n    pooling: {pooling_type: SUM}\n"),
-     ["models.yaml:models[0].pooling.pooling_type"], ["MEAN"]),
-    ("tool-parser-typo", models(ONE_MODEL + "    tool_call_parser: herme\n"),
-     ["models.yaml:models[0].tool_call_parser"], ["did you mean 'hermes'"]),
-    ("auto-tools-without-parser", models(ONE_MODEL + "    enable_auto_tool_choice: true\n"),
-     ["models.yaml:models[0].enable_auto_tool_choice"], ["expected a tool_call_parser"]),
-    ("tools-on-embed-model", models(ONE_MODEL + "    task: embed\n    tool_call_parser: hermes\n"),
-     ["models.yaml:models[0].tool_call_parser"], ["tool calling needs task: generate"]),
-    ("engine-kwargs-shadow-task", models(ONE_MODEL + "    engine_kwargs: {runner: pooling}\n"),
-     ["models.yaml:models[0].engine_kwargs.runner"], ["set the model's 'task' instead"]),
+    (
+        "pooling-type",
+        models(ONE_MODEL + "    task: embed\n    pooling: {pooling_type: SUM}\n"),
+        ["models.yaml:models[0].pooling.pooling_type"],
+        ["MEAN"],
+    ),
+    (
+        "tool-parser-typo",
+        models(ONE_MODEL + "    tool_call_parser: herme\n"),
+        ["models.yaml:models[0].tool_call_parser"],
+        ["did you mean 'hermes'"],
+    ),
+    (
+        "auto-tools-without-parser",
+        models(ONE_MODEL + "    enable_auto_tool_choice: true\n"),
+        ["models.yaml:models[0].enable_auto_tool_choice"],
+        ["expected a tool_call_parser"],
+    ),
+    (
+        "tools-on-embed-model",
+        models(ONE_MODEL + "    task: embed\n    tool_call_parser: hermes\n"),
+        ["models.yaml:models[0].tool_call_parser"],
+        ["tool calling needs task: generate"],
+    ),
+    (
+        "engine-kwargs-shadow-task",
+        models(ONE_MODEL + "    engine_kwargs: {runner: pooling}\n"),
+        ["models.yaml:models[0].engine_kwargs.runner"],
+        ["set the model's 'task' instead"],
+    ),
     ("missing-env-file", lambda d: (d / ".env").unlink(), [".env:(file)"], ["copy .env.example"]),
-    ("secrets-is-a-directory", lambda d: ((d / ".secrets").unlink(), (d / ".secrets").mkdir()),
-     [".secrets:(file)"], ["a directory"]),
+    (
+        "secrets-is-a-directory",
+        lambda d: ((d / ".secrets").unlink(), (d / ".secrets").mkdir()),
+        [".secrets:(file)"],
+        ["a directory"],
+    ),
     ("not-utf8", lambda d: (d / ".env").write_bytes(b"DOMAIN=caf\xe9\n"), [".env:(file)"], ["UTF-8"]),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("mutate", "locations", "words"), [b[1:] for b in BROKEN], ids=[b[0] for b in BROKEN])
@@ -185,7 +284,9 @@ def test_tensor_parallel_beyond_this_nodes_gpus(cfg: Path, capsys, monkeypatch: 
     models(ONE_MODEL + "    tensor_parallel_size: 4\n")(cfg)
     code, _, err = run_cli(capsys, "validate")
     assert code == 2
-    assert "models.yaml:models[0].tensor_parallel_size: expected tensor_parallel_size × pipeline_parallel_size <= 2" in err
+    assert (
+        "models.yaml:models[0].tensor_parallel_size: expected tensor_parallel_size × pipeline_parallel_size <= 2" in err
+    )
     set_line(cfg / ".env", "RAY_WORKER_NODES", "1")  # worker nodes bring more GPUs
     assert run_cli(capsys, "validate")[0] == 0
 
@@ -206,7 +307,9 @@ def test_warnings_do_not_fail(cfg: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert flagged == {(".env", "AUTH_ENABLED"), (".env", "MODEL_ID"), (".secrets", "(file)")}
 
 
-def test_the_ray_dashboard_switched_on_is_a_warning_naming_the_key(cfg: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_ray_dashboard_switched_on_is_a_warning_naming_the_key(
+    cfg: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, out, _ = run_cli(capsys, "validate", "--json")
     assert code == 0 and "RAY_DASHBOARD_ENABLED" not in out
     set_line(cfg / ".env", "RAY_DASHBOARD_ENABLED", "true")
@@ -225,8 +328,9 @@ def test_a_model_pinned_to_a_worker_needs_worker_nodes(cfg: Path, capsys: pytest
     assert run_cli(capsys, "validate")[0] == 0
 
 
-def test_auto_mode_says_when_the_gpus_could_not_be_counted(cfg: Path, capsys: pytest.CaptureFixture[str],
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_auto_mode_says_when_the_gpus_could_not_be_counted(
+    cfg: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("APPLIANCE_GPU_COUNT", "unknown")  # what a failing or slow nvidia-smi gives: no count
     code, out, _ = run_cli(capsys, "validate", "--json")
     report = json.loads(out)

@@ -22,7 +22,7 @@ def test_set_value_appends_and_is_idempotent(tmp_path) -> None:
 
 def test_values_round_trip_through_the_parser(tmp_path) -> None:
     path = tmp_path / "f"
-    tricky = ['plain', 'with space', 'quote"inside', "back\\slash", "hash # mark", "$dollar", "a;b=c,d:*"]
+    tricky = ["plain", "with space", 'quote"inside', "back\\slash", "hash # mark", "$dollar", "a;b=c,d:*"]
     for index, value in enumerate(tricky):
         set_value(path, f"K{index}", value)
     parsed = parse_dotenv(path.read_text(), "f")

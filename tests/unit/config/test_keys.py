@@ -34,9 +34,16 @@ def test_parse_round_trip_and_permissions() -> None:
 
 @pytest.mark.parametrize(
     "value",
-    ["", "sha256:xyz;role=user;models=*", f"sha256:{HASH};role=root", f"sha256:{HASH};role=user",
-     f"sha256:{HASH};role=user;models=*;extra=1", f"{HASH};role=admin", f"sha256:{HASH.upper()};role=admin"],
-)  # fmt: skip
+    [
+        "",
+        "sha256:xyz;role=user;models=*",
+        f"sha256:{HASH};role=root",
+        f"sha256:{HASH};role=user",
+        f"sha256:{HASH};role=user;models=*;extra=1",
+        f"{HASH};role=admin",
+        f"sha256:{HASH.upper()};role=admin",
+    ],
+)
 def test_malformed_records_are_rejected_without_echoing(value: str) -> None:
     with pytest.raises(ApiKeyFormatError) as err:
         parse_api_key("API_KEY_X", value)
@@ -59,10 +66,16 @@ def test_budgets_parse_round_trip_and_old_lines_stay_valid() -> None:
 
 @pytest.mark.parametrize(
     ("tail", "expected"),
-    [(";rpm=0", "rpm=<a whole number from 1 to"), (";tpm=-5", "tpm=<a whole number"), (";tpm=1.5", "tpm=<"),
-     (";tokens_per_day=", "tokens_per_day=<"), (";rpm=ten", "rpm=<"), (";tpm=10000000000000", "tpm=<"),
-     (";rpd=5", "only the fields sha256, role, models, rpm, tpm and tokens_per_day")],
-)  # fmt: skip
+    [
+        (";rpm=0", "rpm=<a whole number from 1 to"),
+        (";tpm=-5", "tpm=<a whole number"),
+        (";tpm=1.5", "tpm=<"),
+        (";tokens_per_day=", "tokens_per_day=<"),
+        (";rpm=ten", "rpm=<"),
+        (";tpm=10000000000000", "tpm=<"),
+        (";rpd=5", "only the fields sha256, role, models, rpm, tpm and tokens_per_day"),
+    ],
+)
 def test_malformed_budgets_are_rejected_naming_the_field(tail: str, expected: str) -> None:
     with pytest.raises(ApiKeyFormatError) as err:
         parse_api_key("API_KEY_X", f"sha256:{HASH};role=user;models=*{tail}")
@@ -73,11 +86,18 @@ def test_malformed_budgets_are_rejected_naming_the_field(tail: str, expected: st
 def test_update_key_rewrites_the_line_keeping_the_hash(tmp_path: Path) -> None:
     secrets = tmp_path / ".secrets"
     secrets.write_text("# keep me\nHF_TOKEN=\n")
-    key, record = create_key(secrets, "alice", Role.USER, ("m1",), existing=[], served=["m1", "m2"],
-                             limits=KeyLimits(rpm=10))  # fmt: skip
+    key, record = create_key(
+        secrets, "alice", Role.USER, ("m1",), existing=[], served=["m1", "m2"], limits=KeyLimits(rpm=10)
+    )
     assert record.limits == KeyLimits(rpm=10)
-    updated = update_key(secrets, "ALICE", existing=[record], served=["m1", "m2"], models=("m1", "m2"),
-                         limits={"tpm": 1000, "tokens_per_day": 50_000})  # fmt: skip
+    updated = update_key(
+        secrets,
+        "ALICE",
+        existing=[record],
+        served=["m1", "m2"],
+        models=("m1", "m2"),
+        limits={"tpm": 1000, "tokens_per_day": 50_000},
+    )
     assert updated == ApiKeyRecord("alice", Role.USER, ("m1", "m2"), hash_key(key), KeyLimits(10, 1000, 50_000))
     lines = secrets.read_text().splitlines()
     assert lines[:2] == ["# keep me", "HF_TOKEN="] and len(lines) == 3

@@ -16,17 +16,47 @@ from appliance.errors import ConfigError
 KEYS = [*setting_names(), "API_KEY_X", "DATADOG_API_KEY", "GRAFANA_ADMIN_PASSWORD", "lower", "1BAD"]
 VALUES = st.one_of(
     st.text(max_size=20),
-    st.sampled_from(["", "0", "-1", "80", "443", "1.5", "nan", "inf", "true", "acme", "provided", "gpu", "*",
-                     '"unterminated', "'x'", '"a" b', "sha256:" + "a" * 64 + ";role=user;models=*"]),
-)  # fmt: skip
+    st.sampled_from(
+        [
+            "",
+            "0",
+            "-1",
+            "80",
+            "443",
+            "1.5",
+            "nan",
+            "inf",
+            "true",
+            "acme",
+            "provided",
+            "gpu",
+            "*",
+            '"unterminated',
+            "'x'",
+            '"a" b',
+            "sha256:" + "a" * 64 + ";role=user;models=*",
+        ]
+    ),
+)
 ENV_LINE = st.one_of(
     st.builds(lambda k, v: f"{k}={v}", st.sampled_from(KEYS), VALUES),
     st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40),
 )
 ENV_TEXT = st.lists(ENV_LINE, max_size=12).map("\n".join)
 SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-5, 10**12), st.floats(), st.text(max_size=12))
-MODEL_KEYS = ["id", "source", "revision", "tensor_parallel_size", "pipeline_parallel_size", "replicas",
-              "autoscaling", "dtype", "engine_kwargs", "max_model_len", "unknown"]  # fmt: skip
+MODEL_KEYS = [
+    "id",
+    "source",
+    "revision",
+    "tensor_parallel_size",
+    "pipeline_parallel_size",
+    "replicas",
+    "autoscaling",
+    "dtype",
+    "engine_kwargs",
+    "max_model_len",
+    "unknown",
+]
 MODEL = st.dictionaries(st.sampled_from(MODEL_KEYS), st.one_of(SCALARS, st.dictionaries(st.text(max_size=5), SCALARS)))
 YAML_DATA = st.one_of(
     st.builds(lambda ms: {"models": ms}, st.lists(st.one_of(MODEL, SCALARS), max_size=3)),

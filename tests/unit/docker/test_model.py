@@ -10,11 +10,18 @@ INSPECT = {
     "Id": "f" * 64,
     "Name": "/appliance-serve-1",
     "RestartCount": 0,
-    "State": {"Status": "running", "ExitCode": 0, "StartedAt": "2026-11-23T11:30:01.123456789Z",
-              "FinishedAt": "0001-01-01T00:00:00Z", "Health": {"Status": "starting"}},
-    "Config": {"Labels": {"com.docker.compose.project": "appliance", "com.docker.compose.service": "serve"},
-               "Healthcheck": {"Test": ["CMD", "true"], "StartPeriod": 600_000_000_000}},
-}  # fmt: skip
+    "State": {
+        "Status": "running",
+        "ExitCode": 0,
+        "StartedAt": "2026-11-23T11:30:01.123456789Z",
+        "FinishedAt": "0001-01-01T00:00:00Z",
+        "Health": {"Status": "starting"},
+    },
+    "Config": {
+        "Labels": {"com.docker.compose.project": "appliance", "com.docker.compose.service": "serve"},
+        "Healthcheck": {"Test": ["CMD", "true"], "StartPeriod": 600_000_000_000},
+    },
+}
 
 
 def test_state_from_inspect() -> None:
@@ -31,8 +38,13 @@ def test_state_from_inspect() -> None:
 
 
 def test_start_period_label_overrides_the_healthcheck() -> None:
-    attrs = {**INSPECT, "Config": {**INSPECT["Config"], "Labels": {**INSPECT["Config"]["Labels"],
-                                                                     "appliance.watchdog.start-period": "1200"}}}  # fmt: skip
+    attrs = {
+        **INSPECT,
+        "Config": {
+            **INSPECT["Config"],
+            "Labels": {**INSPECT["Config"]["Labels"], "appliance.watchdog.start-period": "1200"},
+        },
+    }
     assert state_from_inspect(attrs).start_period_s == 1200
 
 
@@ -46,8 +58,12 @@ def test_parse_time_without_fraction() -> None:
 
 
 def test_health_event() -> None:
-    raw = {"Type": "container", "Action": "health_status: unhealthy", "timeNano": 1_700_000_000_000_000_000,
-           "Actor": {"ID": "abc", "Attributes": {"com.docker.compose.service": "serve", "name": "x"}}}  # fmt: skip
+    raw = {
+        "Type": "container",
+        "Action": "health_status: unhealthy",
+        "timeNano": 1_700_000_000_000_000_000,
+        "Actor": {"ID": "abc", "Attributes": {"com.docker.compose.service": "serve", "name": "x"}},
+    }
     event = event_from_raw(raw)
     assert event is not None and event.kind == "unhealthy" and event.service == "serve"
     assert event_from_raw({"Type": "network", "Action": "connect"}) is None

@@ -16,15 +16,19 @@ def _raw(action: str, cid: str, labels: dict[str, str]) -> dict:
 
 
 def test_events_of_one_offs_are_dropped() -> None:
-    raw = [_raw("die", "oneoff", ONEOFF), _raw("die", "service", SERVICE),
-           _raw("start", "oneoff2", {**SERVICE, "com.docker.compose.oneoff": "true"})]  # fmt: skip
+    raw = [
+        _raw("die", "oneoff", ONEOFF),
+        _raw("die", "service", SERVICE),
+        _raw("start", "oneoff2", {**SERVICE, "com.docker.compose.oneoff": "true"}),
+    ]
     assert [e.container_id for e in EventStream(iter(raw))] == ["service"]
 
 
 def test_one_offs_are_not_project_containers() -> None:
     def attrs(cid: str, labels: dict[str, str]) -> SimpleNamespace:
-        return SimpleNamespace(attrs={"Id": cid, "Name": f"/{cid}", "State": {"Status": "exited"},
-                                      "Config": {"Labels": labels}})  # fmt: skip
+        return SimpleNamespace(
+            attrs={"Id": cid, "Name": f"/{cid}", "State": {"Status": "exited"}, "Config": {"Labels": labels}}
+        )
 
     listed = [attrs("service", SERVICE), attrs("oneoff", ONEOFF)]
     engine = DockerEngine.__new__(DockerEngine)  # no connection: the SDK client below stands in for it

@@ -20,8 +20,9 @@ TWO_GPUS = ONE_GPU + "1, NVIDIA GeForce RTX 4090, 24564, 23900, 550.54.15\n"
 
 @pytest.fixture
 def make_ctx(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., DoctorContext]:
-    def make(gpu_count: int = 0, models_yaml: str | None = None, secrets: dict[str, str] | None = None,
-             **settings: str) -> DoctorContext:  # fmt: skip
+    def make(
+        gpu_count: int = 0, models_yaml: str | None = None, secrets: dict[str, str] | None = None, **settings: str
+    ) -> DoctorContext:
         make_config_dir(tmp_path)
         for key, value in settings.items():
             set_line(tmp_path / ".env", key, value)

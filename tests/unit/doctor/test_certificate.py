@@ -80,8 +80,11 @@ def test_a_key_of_another_certificate(make_ctx, tmp_path: Path) -> None:
     ca = Ca()
     cert, key = ca.write(_live(ctx, DOMAIN), [DOMAIN])
     _, other_key = ca.leaf([DOMAIN])
-    key.write_bytes(other_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                            serialization.NoEncryption()))  # fmt: skip
+    key.write_bytes(
+        other_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
     finding = Certificate().run(ctx)[0]
     assert finding.level is Level.ERROR and "different key" in finding.found
 

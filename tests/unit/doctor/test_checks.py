@@ -17,10 +17,24 @@ from appliance.docker.errors import DockerUnreachableError
 from appliance.docker.model import ContainerState
 from appliance.doctor import probes
 from appliance.doctor.checks import (
-    AcmeEmail, ClockSkew, ConfigValid, DiskSpace, DockerEngineCheck, DomainDns, GpuCount, GpuDriver,
-    GpuMemory, GpuRuntime, HealthReady, Ports, PrometheusTargets, RestartCounts, SecretsFile, ServicesHealthy,
+    AcmeEmail,
+    ClockSkew,
+    ConfigValid,
+    DiskSpace,
+    DockerEngineCheck,
+    DomainDns,
+    GpuCount,
+    GpuDriver,
+    GpuMemory,
+    GpuRuntime,
+    HealthReady,
+    Ports,
+    PrometheusTargets,
+    RestartCounts,
+    SecretsFile,
+    ServicesHealthy,
     UnsafeFlags,
-)  # fmt: skip
+)
 from appliance.doctor.finding import Level
 from tests.unit.doctor.conftest import ONE_GPU, TWO_GPUS
 from tests.unit.doctor.test_gpu_fit import LLAMA2_7B, LLAMA2_7B_PARAMS, llama_tensors, write_safetensors
@@ -33,14 +47,23 @@ def levels(findings) -> list[Level]:
     return [f.level for f in findings]
 
 
-def fake_docker(monkeypatch: pytest.MonkeyPatch, *, version: str = "24.0.7", runtimes=("runc",), skew_s: float = 0,
-                containers: list[ContainerState] | None = None, down: bool = False) -> None:  # fmt: skip
+def fake_docker(
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    version: str = "24.0.7",
+    runtimes=("runc",),
+    skew_s: float = 0,
+    containers: list[ContainerState] | None = None,
+    down: bool = False,
+) -> None:
     def snapshot(host):
         if down:
             raise DockerUnreachableError("no Docker Engine answers at unix:///var/run/docker.sock")
         now = datetime.now(tz=UTC) + timedelta(seconds=skew_s)
-        return {"version": {"Version": version, "ApiVersion": "1.43"},
-                "info": {"Runtimes": {r: {} for r in runtimes}, "SystemTime": now.isoformat().replace("+00:00", "Z")}}  # fmt: skip
+        return {
+            "version": {"Version": version, "ApiVersion": "1.43"},
+            "info": {"Runtimes": {r: {} for r in runtimes}, "SystemTime": now.isoformat().replace("+00:00", "Z")},
+        }
 
     class Engine:
         def __enter__(self):
@@ -58,11 +81,26 @@ def fake_docker(monkeypatch: pytest.MonkeyPatch, *, version: str = "24.0.7", run
     monkeypatch.setattr(probes, "open_engine", lambda host, timeout=2.0: Engine())
 
 
-def container(service: str, status: str = "running", health: str | None = "healthy", restarts: int = 0,
-              ports: tuple[int, ...] = ()) -> ContainerState:  # fmt: skip
-    return ContainerState(id=service * 4, name=f"appliance-{service}-1", service=service, status=status, health=health,
-                          started_at=None, finished_at=None, exit_code=0, start_period_s=0, restart_count=restarts,
-                          published_ports=ports)  # fmt: skip
+def container(
+    service: str,
+    status: str = "running",
+    health: str | None = "healthy",
+    restarts: int = 0,
+    ports: tuple[int, ...] = (),
+) -> ContainerState:
+    return ContainerState(
+        id=service * 4,
+        name=f"appliance-{service}-1",
+        service=service,
+        status=status,
+        health=health,
+        started_at=None,
+        finished_at=None,
+        exit_code=0,
+        start_period_s=0,
+        restart_count=restarts,
+        published_ports=ports,
+    )
 
 
 # --- config, secrets, flags ---------------------------------------------------------------------------
@@ -215,8 +253,14 @@ def test_domain_dns(make_ctx, monkeypatch) -> None:
 
 # --- running stack --------------------------------------------------------------------------------------
 def test_services_healthy(make_ctx, monkeypatch) -> None:
-    fake_docker(monkeypatch, containers=[container("serve", health="starting"), container("nginx"),
-                                         container("prometheus", status="exited", health=None)])  # fmt: skip
+    fake_docker(
+        monkeypatch,
+        containers=[
+            container("serve", health="starting"),
+            container("nginx"),
+            container("prometheus", status="exited", health=None),
+        ],
+    )
     findings = ServicesHealthy().run(make_ctx())
     by_title = {f.title: f.level for f in findings}
     assert by_title == {"service nginx": Level.OK, "service prometheus": Level.ERROR, "service serve": Level.INFO}
@@ -225,9 +269,19 @@ def test_services_healthy(make_ctx, monkeypatch) -> None:
 
 
 def test_a_service_stopped_by_hand_is_flagged_with_how_to_start_it(make_ctx, monkeypatch) -> None:
-    stopped = ContainerState(id="s" * 12, name="appliance-supervisor-1", service="supervisor", status="exited",
-                             health=None, started_at=None, finished_at=None, exit_code=137, start_period_s=0,
-                             restart_count=0, labels={"appliance.watchdog": "false"})  # fmt: skip
+    stopped = ContainerState(
+        id="s" * 12,
+        name="appliance-supervisor-1",
+        service="supervisor",
+        status="exited",
+        health=None,
+        started_at=None,
+        finished_at=None,
+        exit_code=137,
+        start_period_s=0,
+        restart_count=0,
+        labels={"appliance.watchdog": "false"},
+    )
     fake_docker(monkeypatch, containers=[stopped])
     (finding,) = ServicesHealthy().run(make_ctx())
     assert finding.level is Level.ERROR
@@ -237,8 +291,16 @@ def test_a_service_stopped_by_hand_is_flagged_with_how_to_start_it(make_ctx, mon
 
 def test_restart_counts(make_ctx, monkeypatch, tmp_path: Path) -> None:
     state = tmp_path / "watchdog.json"
-    state.write_text(json.dumps({"services": {"serve": {"restarts": [1, 2, 3], "gave_up": False},
-                                              "nginx": {"restarts": [], "gave_up": True}}}))  # fmt: skip
+    state.write_text(
+        json.dumps(
+            {
+                "services": {
+                    "serve": {"restarts": [1, 2, 3], "gave_up": False},
+                    "nginx": {"restarts": [], "gave_up": True},
+                }
+            }
+        )
+    )
     ctx = make_ctx(SUPERVISOR_STATE_FILE=str(state))
     fake_docker(monkeypatch, containers=[container("serve", restarts=2), container("nginx"), container("grafana")])
     findings = RestartCounts().run(ctx)
@@ -260,11 +322,17 @@ def test_health_ready(make_ctx, monkeypatch) -> None:
 
 def test_prometheus_targets(make_ctx, monkeypatch) -> None:
     up = {"labels": {"job": "serve"}, "health": "up", "scrapeUrl": "http://serve:8080/metrics"}
-    down = {"labels": {"job": "supervisor"}, "health": "down", "scrapeUrl": "http://supervisor:9464/metrics",
-            "lastError": "connection refused"}  # fmt: skip
+    down = {
+        "labels": {"job": "supervisor"},
+        "health": "down",
+        "scrapeUrl": "http://supervisor:9464/metrics",
+        "lastError": "connection refused",
+    }
     monkeypatch.setattr(probes, "http_get_json", lambda url, timeout, **_: (200, {"data": {"activeTargets": [up]}}))
     assert levels(PrometheusTargets().run(make_ctx())) == [Level.OK]
-    monkeypatch.setattr(probes, "http_get_json", lambda url, timeout, **_: (200, {"data": {"activeTargets": [up, down]}}))
+    monkeypatch.setattr(
+        probes, "http_get_json", lambda url, timeout, **_: (200, {"data": {"activeTargets": [up, down]}})
+    )
     finding = PrometheusTargets().run(make_ctx())[0]
     assert finding.level is Level.ERROR and "supervisor" in finding.found and "connection refused" in finding.found
 
@@ -274,8 +342,11 @@ def test_datadog_agent_on_only_with_a_key(make_ctx) -> None:
 
     off = DatadogAgent().run(make_ctx())
     assert levels(off) == [Level.INFO] and "off" in off[0].found
-    ctx = make_ctx(secrets={"DATADOG_API_KEY": "0123456789abcdef0123456789abcdef"}, DATADOG_SITE="datadoghq.eu",
-                   DATADOG_TAGS="team:ml")  # fmt: skip
+    ctx = make_ctx(
+        secrets={"DATADOG_API_KEY": "0123456789abcdef0123456789abcdef"},
+        DATADOG_SITE="datadoghq.eu",
+        DATADOG_TAGS="team:ml",
+    )
     on = DatadogAgent().run(ctx)
     assert levels(on) == [Level.OK] and "datadoghq.eu" in on[0].found and "team:ml" in on[0].found
     assert "0123456789abcdef" not in on[0].found, "the key itself is never shown"
@@ -308,9 +379,19 @@ def test_stack_probes_go_through_nginx_with_the_appliance_tls_and_the_dashboard_
 
 def test_an_exit_under_restart_no_is_not_called_a_manual_stop(make_ctx, monkeypatch) -> None:
     """Docker restarts a crash only under always / unless-stopped: elsewhere an exit says nothing about hands."""
-    crashed = ContainerState(id="c" * 12, name="appliance-job-1", service="job", status="exited", health=None,
-                             started_at=None, finished_at=None, exit_code=3, start_period_s=0, restart_count=0,
-                             restart_policy="no")  # fmt: skip
+    crashed = ContainerState(
+        id="c" * 12,
+        name="appliance-job-1",
+        service="job",
+        status="exited",
+        health=None,
+        started_at=None,
+        finished_at=None,
+        exit_code=3,
+        start_period_s=0,
+        restart_count=0,
+        restart_policy="no",
+    )
     fake_docker(monkeypatch, containers=[crashed])
     (finding,) = ServicesHealthy().run(make_ctx())
     assert finding.level is Level.ERROR and finding.found == "exited" and "logs job" in finding.fix

@@ -18,11 +18,27 @@ from appliance.doctor.gpu_fit import (
 )
 from tests.unit.doctor.conftest import ONE_GPU, TWO_GPUS
 
-LLAMA2_7B = {"architectures": ["LlamaForCausalLM"], "hidden_size": 4096, "intermediate_size": 11008,
-             "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 32, "vocab_size": 32000,
-             "max_position_embeddings": 4096, "torch_dtype": "float16"}  # fmt: skip
-TINY = {"hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 2, "num_attention_heads": 2,
-        "num_key_value_heads": 1, "vocab_size": 512, "max_position_embeddings": 2048, "torch_dtype": "float32"}  # fmt: skip
+LLAMA2_7B = {
+    "architectures": ["LlamaForCausalLM"],
+    "hidden_size": 4096,
+    "intermediate_size": 11008,
+    "num_hidden_layers": 32,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 32,
+    "vocab_size": 32000,
+    "max_position_embeddings": 4096,
+    "torch_dtype": "float16",
+}
+TINY = {
+    "hidden_size": 128,
+    "intermediate_size": 256,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "num_key_value_heads": 1,
+    "vocab_size": 512,
+    "max_position_embeddings": 2048,
+    "torch_dtype": "float32",
+}
 LLAMA2_7B_PARAMS = 6_738_415_616
 
 
@@ -40,11 +56,17 @@ def llama_tensors(c: dict) -> dict[str, list[int]]:
     tensors = {"model.embed_tokens.weight": [v, h], "lm_head.weight": [v, h], "model.norm.weight": [h]}
     for n in range(c["num_hidden_layers"]):
         p = f"model.layers.{n}."
-        tensors |= {p + "self_attn.q_proj.weight": [h, h], p + "self_attn.k_proj.weight": [kv * hd, h],
-                    p + "self_attn.v_proj.weight": [kv * hd, h], p + "self_attn.o_proj.weight": [h, h],
-                    p + "mlp.gate_proj.weight": [i, h], p + "mlp.up_proj.weight": [i, h],
-                    p + "mlp.down_proj.weight": [h, i], p + "input_layernorm.weight": [h],
-                    p + "post_attention_layernorm.weight": [h]}  # fmt: skip
+        tensors |= {
+            p + "self_attn.q_proj.weight": [h, h],
+            p + "self_attn.k_proj.weight": [kv * hd, h],
+            p + "self_attn.v_proj.weight": [kv * hd, h],
+            p + "self_attn.o_proj.weight": [h, h],
+            p + "mlp.gate_proj.weight": [i, h],
+            p + "mlp.up_proj.weight": [i, h],
+            p + "mlp.down_proj.weight": [h, i],
+            p + "input_layernorm.weight": [h],
+            p + "post_attention_layernorm.weight": [h],
+        }
     return tensors
 
 
@@ -69,8 +91,9 @@ def test_config_estimate_without_weights_is_close() -> None:
 
 def test_7b_fp16_fits_a_24_gib_gpu_at_4096_tokens() -> None:
     shape = shape_from_config(LLAMA2_7B, LLAMA2_7B_PARAMS)
-    fit = estimate_fit(shape, dtype="auto", max_model_len=4096, sequences=1, gpus=parse_nvidia_smi(ONE_GPU),
-                       utilization=0.9)  # fmt: skip
+    fit = estimate_fit(
+        shape, dtype="auto", max_model_len=4096, sequences=1, gpus=parse_nvidia_smi(ONE_GPU), utilization=0.9
+    )
     assert fit.weights == LLAMA2_7B_PARAMS * 2  # ~12.6 GiB
     assert fit.kv_cache == 32 * 2 * 32 * 128 * 2 * 4096  # 0.5 MiB per token: 2 GiB
     assert fit.overhead == OVERHEAD_PER_GPU and fit.fits
@@ -90,15 +113,22 @@ def test_7b_at_32k_tokens_does_not_fit_and_says_the_largest_length() -> None:
 
 def test_7b_fp32_weights_alone_need_two_gpus() -> None:
     shape = shape_from_config(LLAMA2_7B, LLAMA2_7B_PARAMS)
-    fit = estimate_fit(shape, dtype="float32", max_model_len=4096, sequences=1, gpus=parse_nvidia_smi(ONE_GPU),
-                       utilization=0.9)  # fmt: skip
+    fit = estimate_fit(
+        shape, dtype="float32", max_model_len=4096, sequences=1, gpus=parse_nvidia_smi(ONE_GPU), utilization=0.9
+    )
     assert not fit.fits and fit.largest_len == 0 and fit.gpus_needed_for_weights == 2
 
 
 def test_free_memory_limits_below_utilization() -> None:
     busy = "0, GPU, 24564, 4000, 550.54.15\n"  # another process holds most of it
-    fit = estimate_fit(shape_from_config(LLAMA2_7B, LLAMA2_7B_PARAMS), dtype="auto", max_model_len=4096, sequences=1,
-                       gpus=parse_nvidia_smi(busy), utilization=0.9)  # fmt: skip
+    fit = estimate_fit(
+        shape_from_config(LLAMA2_7B, LLAMA2_7B_PARAMS),
+        dtype="auto",
+        max_model_len=4096,
+        sequences=1,
+        gpus=parse_nvidia_smi(busy),
+        utilization=0.9,
+    )
     assert fit.usable == 4000 * 1024**2 and not fit.fits
 
 
@@ -106,8 +136,9 @@ def test_tiny_model_fits_easily(tmp_path: Path) -> None:
     write_safetensors(tmp_path / "model.safetensors", llama_tensors(TINY), dtype="F32")
     shape = shape_from_config(TINY, safetensors_params(tmp_path))
     assert shape.head_dim == 64 and shape.kv_heads == 1
-    fit = estimate_fit(shape, dtype="auto", max_model_len=None, sequences=256, gpus=parse_nvidia_smi(ONE_GPU),
-                       utilization=0.5)  # fmt: skip
+    fit = estimate_fit(
+        shape, dtype="auto", max_model_len=None, sequences=256, gpus=parse_nvidia_smi(ONE_GPU), utilization=0.5
+    )
     assert fit.max_model_len == 2048 and fit.weights < 2 * 1024**2 and fit.fits
     assert fit.kv_cache == 2 * 2 * 1 * 64 * 4 * 2048 * 256
 

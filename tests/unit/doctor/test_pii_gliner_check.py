@@ -7,13 +7,12 @@ import pytest
 from tests.unit.stack.test_gliner_model import COMMIT, PINNED, REPO
 
 
-def test_doctor_reports_a_missing_gliner_model(make_ctx, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+def test_doctor_reports_a_missing_gliner_model(make_ctx, monkeypatch: pytest.MonkeyPatch) -> None:
     import appliance.docker.images as images
     from appliance.doctor import probes
     from appliance.doctor.checks.pii_model import PiiModel
     from appliance.doctor.finding import Level
-    from appliance.stack.pii_model import DEFAULT_SPACY_MODEL, SPACY_MODEL_LABEL
-    from appliance.stack.pii_model import GLINER_MODEL_LABEL
+    from appliance.stack.pii_model import DEFAULT_SPACY_MODEL, GLINER_MODEL_LABEL, SPACY_MODEL_LABEL
     from tests.unit.doctor.test_pii_model_check import _Engine
 
     ctx = make_ctx(gpu_count=1, **PINNED)

@@ -22,16 +22,24 @@ class _Engine:
         pass
 
 
-@pytest.mark.parametrize(("labels", "configured", "level"), [
-    ({SPACY_MODEL_LABEL: DEFAULT_SPACY_MODEL}, DEFAULT_SPACY_MODEL, Level.OK),
-    ({SPACY_MODEL_LABEL: LOCAL_SPACY_MODEL}, DEFAULT_SPACY_MODEL, Level.OK),  # a local image, default setting
-    ({SPACY_MODEL_LABEL: LOCAL_SPACY_MODEL}, "en_core_web_md", Level.ERROR),
-    ({SPACY_MODEL_LABEL: DEFAULT_SPACY_MODEL}, "en_core_web_md", Level.ERROR),
-    ({}, DEFAULT_SPACY_MODEL, Level.WARNING),  # built before the label: up rebuilds
-    (None, DEFAULT_SPACY_MODEL, Level.INFO),  # not built yet
-])  # fmt: skip
-def test_doctor_compares_the_setting_with_the_image(make_ctx, monkeypatch: pytest.MonkeyPatch,  # noqa: ANN001
-                                                    labels: dict[str, str] | None, configured: str, level: Level) -> None:  # fmt: skip
+@pytest.mark.parametrize(
+    ("labels", "configured", "level"),
+    [
+        ({SPACY_MODEL_LABEL: DEFAULT_SPACY_MODEL}, DEFAULT_SPACY_MODEL, Level.OK),
+        ({SPACY_MODEL_LABEL: LOCAL_SPACY_MODEL}, DEFAULT_SPACY_MODEL, Level.OK),  # a local image, default setting
+        ({SPACY_MODEL_LABEL: LOCAL_SPACY_MODEL}, "en_core_web_md", Level.ERROR),
+        ({SPACY_MODEL_LABEL: DEFAULT_SPACY_MODEL}, "en_core_web_md", Level.ERROR),
+        ({}, DEFAULT_SPACY_MODEL, Level.WARNING),  # built before the label: up rebuilds
+        (None, DEFAULT_SPACY_MODEL, Level.INFO),  # not built yet
+    ],
+)
+def test_doctor_compares_the_setting_with_the_image(
+    make_ctx,
+    monkeypatch: pytest.MonkeyPatch,
+    labels: dict[str, str] | None,
+    configured: str,
+    level: Level,
+) -> None:
     import appliance.docker.images as images
 
     ctx: DoctorContext = make_ctx(PII_ENABLED="true", PII_SPACY_MODEL=configured)

@@ -67,8 +67,18 @@ def test_timeouts_and_crashes_become_findings(make_ctx) -> None:
 def test_doctor_cli_json_without_docker(make_ctx, capsys: pytest.CaptureFixture[str], monkeypatch) -> None:
     ctx = make_ctx()
     monkeypatch.setenv("APPLIANCE_GPU_COUNT", "0")
-    code, out, _ = run_cli(capsys, "doctor", "--preflight", "--json", "--env", str(ctx.files.env), "--secrets",
-                           str(ctx.files.secrets), "--docker-host", "unix:///nonexistent/docker.sock")  # fmt: skip
+    code, out, _ = run_cli(
+        capsys,
+        "doctor",
+        "--preflight",
+        "--json",
+        "--env",
+        str(ctx.files.env),
+        "--secrets",
+        str(ctx.files.secrets),
+        "--docker-host",
+        "unix:///nonexistent/docker.sock",
+    )
     data = json.loads(out)
     assert code == 1 and data["exit_code"] == 1
     engine = next(c for c in data["checks"] if c["check"] == "docker-engine")
@@ -79,7 +89,16 @@ def test_doctor_cli_json_without_docker(make_ctx, capsys: pytest.CaptureFixture[
 def test_doctor_cli_invalid_config_still_runs_host_checks(make_ctx, capsys, monkeypatch) -> None:
     ctx = make_ctx(HTTP_PORT="nope")
     monkeypatch.setenv("COLUMNS", "250")
-    code, out, err = run_cli(capsys, "doctor", "--preflight", "--env", str(ctx.files.env), "--secrets",
-                             str(ctx.files.secrets), "--docker-host", "unix:///nonexistent/docker.sock")  # fmt: skip
+    code, out, err = run_cli(
+        capsys,
+        "doctor",
+        "--preflight",
+        "--env",
+        str(ctx.files.env),
+        "--secrets",
+        str(ctx.files.secrets),
+        "--docker-host",
+        "unix:///nonexistent/docker.sock",
+    )
     assert code == 1 and "HTTP_PORT" in out and "Traceback" not in out + err
     assert "only the checks that need no config ran" in err

@@ -22,7 +22,9 @@ from appliance.serve.builder import engine_kwargs
 from tests.helpers import make_config_dir, run_cli, set_line
 from tests.unit.lifecycle.conftest import write_model
 
-MODELS = "models:\n  - id: tiny\n    source: /appliance/models/tiny\n  - id: qwen\n    source: Qwen/Qwen2.5-0.5B-Instruct\n"
+MODELS = (
+    "models:\n  - id: tiny\n    source: /appliance/models/tiny\n  - id: qwen\n    source: Qwen/Qwen2.5-0.5B-Instruct\n"
+)
 
 
 @pytest.fixture
@@ -37,7 +39,9 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def config(root: Path) -> Any:
-    return load_config(ConfigFiles(env=root / ".env", secrets=root / ".secrets", models=root / "models.yaml"), gpu_count=0)
+    return load_config(
+        ConfigFiles(env=root / ".env", secrets=root / ".secrets", models=root / "models.yaml"), gpu_count=0
+    )
 
 
 def start(cfg: Any) -> DeployRecorder:
@@ -65,11 +69,20 @@ def test_a_deploy_is_recorded_and_a_restart_reuses_the_entry(project: Path, caps
     assert tiny.engine_digest == engine_args_digest(engine_kwargs(cfg.model("tiny")))
     assert tiny.environment.value == "production" and tiny.source == "/appliance/models/tiny"
     code, data = cli_json(capsys, "status")
-    assert code == 0 and [(s["model_id"], s["status"]) for s in data["status"]] == [("qwen", "ready"), ("tiny", "ready")]
+    assert code == 0 and [(s["model_id"], s["status"]) for s in data["status"]] == [
+        ("qwen", "ready"),
+        ("tiny", "ready"),
+    ]
     code, data = cli_json(capsys, "history", "tiny")
     assert [(e["from_status"], e["to_status"]) for e in data["history"]] == [
-        (None, "pending"), ("pending", "loading"), ("loading", "ready"),
-        ("ready", "loading"), ("loading", "ready"), ("ready", "loading"), ("loading", "ready")]  # fmt: skip
+        (None, "pending"),
+        ("pending", "loading"),
+        ("loading", "ready"),
+        ("ready", "loading"),
+        ("loading", "ready"),
+        ("ready", "loading"),
+        ("loading", "ready"),
+    ]
     code, data = cli_json(capsys, "history", "tiny", "--limit", "1")
     assert [e["reason"] for e in data["history"]] == ["the application is running"]
     code, data = cli_json(capsys, "list")
@@ -81,23 +94,25 @@ def test_a_deploy_is_recorded_and_a_restart_reuses_the_entry(project: Path, caps
 def test_changed_weights_or_engine_args_are_a_new_revision(project: Path) -> None:
     start(config(project)).finish(True, "running")
     set_line(project / ".env", "ACCELERATOR", "cpu")
-    (project / "models.yaml").write_text(MODELS.replace("source: /appliance/models/tiny\n",
-                                                        "source: /appliance/models/tiny\n    max_model_len: 512\n"))
+    (project / "models.yaml").write_text(
+        MODELS.replace("source: /appliance/models/tiny\n", "source: /appliance/models/tiny\n    max_model_len: 512\n")
+    )
     start(config(project)).finish(True, "running")
     store = RegistryStore.open(config(project).settings.registry_url)
     assert [e.engine_digest != store.entries("tiny")[0].engine_digest for e in store.entries("tiny")] == [False, True]
     assert [e.status for e in store.current("tiny")] == [Status.READY]
 
 
-def test_a_tampered_model_is_refused_recorded_and_never_reaches_ray(project: Path,
-                                                                     capsys: pytest.CaptureFixture[str],
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_a_tampered_model_is_refused_recorded_and_never_reaches_ray(
+    project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     start(config(project)).finish(True, "running")
     weights = project / "models" / "tiny" / "model.safetensors"
     weights.write_bytes(b"\0" + weights.read_bytes()[1:])
     ray = SimpleNamespace(init=lambda **kw: pytest.fail("Ray was touched"))
-    args = argparse.Namespace(ray_address="auto", http_host="127.0.0.1", http_port=None, wait=True, timeout=1,
-                              head=False)  # fmt: skip
+    args = argparse.Namespace(
+        ray_address="auto", http_host="127.0.0.1", http_port=None, wait=True, timeout=1, head=False
+    )
     with pytest.raises(IntegrityError, match="model.safetensors: expected sha256:"):
         serve_command._deploy(args, config(project), ray, SimpleNamespace())
     code, data = cli_json(capsys, "status", "tiny")
@@ -117,7 +132,7 @@ class FakeServe:
     def start(self, **kwargs: Any) -> None:
         pass
 
-    def RunTarget(self, **kwargs: Any) -> Any:  # noqa: N802 - Ray's name
+    def RunTarget(self, **kwargs: Any) -> Any:
         return kwargs
 
     def run_many(self, targets: list[Any], **kwargs: Any) -> None:
@@ -129,12 +144,14 @@ class FakeServe:
 
 
 @pytest.mark.parametrize(("app_status", "final"), [("RUNNING", "ready"), ("DEPLOY_FAILED", "failed")])
-def test_serve_wait_records_ready_or_failed(project: Path, capsys: pytest.CaptureFixture[str],
-                                            monkeypatch: pytest.MonkeyPatch, app_status: str, final: str) -> None:  # fmt: skip
+def test_serve_wait_records_ready_or_failed(
+    project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, app_status: str, final: str
+) -> None:
     monkeypatch.setattr("appliance.serve.builder.build_app", lambda *a, **kw: "app")
     fake = FakeServe(app_status)
-    args = argparse.Namespace(ray_address="auto", http_host="127.0.0.1", http_port=None, wait=True, timeout=5,
-                              head=False)  # fmt: skip
+    args = argparse.Namespace(
+        ray_address="auto", http_host="127.0.0.1", http_port=None, wait=True, timeout=5, head=False
+    )
     ray = SimpleNamespace(init=lambda **kw: None)
     if final == "ready":
         serve_command._deploy(args, config(project), ray, fake)
@@ -179,14 +196,16 @@ class EndingServe(FakeServe):
         return super().status()
 
 
-def test_the_container_process_records_ready_then_health_checks(project: Path, capsys: pytest.CaptureFixture[str],
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_the_container_process_records_ready_then_health_checks(
+    project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     import threading
 
     monkeypatch.setattr("appliance.serve.builder.build_app", lambda *a, **kw: "app")
     monkeypatch.setattr(serve_command, "HEALTH_RECORD_S", 0.01)
-    args = argparse.Namespace(ray_address="auto", http_host="127.0.0.1", http_port=None, wait=False, timeout=5,
-                              head=True)  # fmt: skip
+    args = argparse.Namespace(
+        ray_address="auto", http_host="127.0.0.1", http_port=None, wait=False, timeout=5, head=True
+    )
     serve_command._deploy(args, config(project), SimpleNamespace(init=lambda **kw: None), EndingServe(4))
     [watcher] = [t for t in threading.enumerate() if t.name == "registry-deploy-recorder"]
     watcher.join(timeout=10)

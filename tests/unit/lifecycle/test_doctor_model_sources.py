@@ -33,20 +33,31 @@ def test_hub_models_only_the_check_does_not_apply(tmp_path: Path, monkeypatch: p
     assert not ModelSources().applies(ctx_for(tmp_path, "  - id: q\n    source: Qwen/Qwen2.5-0.5B-Instruct\n"))
 
 
-def test_problems_are_errors_with_fixes_and_a_clean_state_is_ok(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_problems_are_errors_with_fixes_and_a_clean_state_is_ok(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     write_model(tmp_path / "models" / "tiny")
     (tmp_path / "models" / "tiny" / "weights.pt").write_bytes(b"pickle")
-    ctx = ctx_for(tmp_path, "  - id: tiny\n    source: /appliance/models/tiny\n"
-                            "  - id: gone\n    source: /appliance/models/gone\n")  # fmt: skip
+    ctx = ctx_for(
+        tmp_path, "  - id: tiny\n    source: /appliance/models/tiny\n  - id: gone\n    source: /appliance/models/gone\n"
+    )
     findings = ModelSources().run(ctx)
-    assert [(f.level, f.title) for f in findings] == [(Level.ERROR, "model tiny: allow_pickle_weights"),
-                                                      (Level.ERROR, "model gone: source")]  # fmt: skip
+    assert [(f.level, f.title) for f in findings] == [
+        (Level.ERROR, "model tiny: allow_pickle_weights"),
+        (Level.ERROR, "model gone: source"),
+    ]
     assert "weights.pt" in findings[0].found and "allow_pickle_weights: true" in findings[0].fix
     (tmp_path / "models" / "tiny" / "weights.pt").unlink()
     write_model(tmp_path / "models" / "gone")
-    verify_model(ModelToVerify("tiny", "/appliance/models/tiny", None, False),
-                 ManifestStore(tmp_path / "data" / "registry" / "manifests"), now="t")  # fmt: skip
+    verify_model(
+        ModelToVerify("tiny", "/appliance/models/tiny", None, False),
+        ManifestStore(tmp_path / "data" / "registry" / "manifests"),
+        now="t",
+    )
     [finding] = ModelSources().run(ctx)
     assert finding.level is Level.OK
-    assert finding.found == "1 with a manifest that lists every file, 1 without a manifest yet (written when it first loads)"
+    assert (
+        finding.found
+        == "1 with a manifest that lists every file, 1 without a manifest yet (written when it first loads)"
+    )

@@ -24,14 +24,19 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> RegistryStore:
     set_line(tmp_path / ".env", "ACCELERATOR", "cpu")
     store = RegistryStore.open("sqlite:///data/registry/registry.db")
     store.migrate()
-    entry = store.record(RevisionKey("qwen2.5-0.5b-instruct", Environment.PRODUCTION, "Qwen/Qwen2.5-0.5B-Instruct",
-                                     "", "", "sha256:e"), reason="serve started", now=T0)  # fmt: skip
+    entry = store.record(
+        RevisionKey("qwen2.5-0.5b-instruct", Environment.PRODUCTION, "Qwen/Qwen2.5-0.5B-Instruct", "", "", "sha256:e"),
+        reason="serve started",
+        now=T0,
+    )
     store.transition(entry.id, Status.LOADING, reason="serve started", now=T0)
     store.transition(entry.id, Status.READY, reason="running", now=T0)
     return store
 
 
-def test_disable_then_enable_with_reasons_in_the_history(store: RegistryStore, capsys: pytest.CaptureFixture[str]) -> None:
+def test_disable_then_enable_with_reasons_in_the_history(
+    store: RegistryStore, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, out, _err = run_cli(capsys, "models", "disable", "qwen2.5-0.5b-instruct", "--reason", "bad answers", "--json")
     assert code == 0
     data = json.loads(out)
@@ -40,7 +45,10 @@ def test_disable_then_enable_with_reasons_in_the_history(store: RegistryStore, c
     assert code == 1 and "already disabled" in err
     code, _out, err = run_cli(capsys, "models", "enable", "qwen2.5-0.5b-instruct")
     assert code == 0 and "is ready" in err
-    assert [e.reason for e in store.history()][-2:] == ["disabled by the operator: bad answers", "enabled by the operator"]
+    assert [e.reason for e in store.history()][-2:] == [
+        "disabled by the operator: bad answers",
+        "enabled by the operator",
+    ]
     code, _out, err = run_cli(capsys, "models", "enable", "nope")
     assert code == 2 and "no production revision" in err
 
@@ -60,8 +68,9 @@ def test_routing_reads_disabled_models_at_most_every_ttl(store: RegistryStore) -
     assert not routing.is_disabled(model), "no registry at all: nothing is disabled"
 
 
-def test_an_unreadable_registry_keeps_the_last_answer(store: RegistryStore, tmp_path: Path,
-                                                       caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
+def test_an_unreadable_registry_keeps_the_last_answer(
+    store: RegistryStore, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     clock = [0.0]
     routing = DisabledModels(store, ttl_s=1.0, clock=lambda: clock[0])
     [entry] = store.current("qwen2.5-0.5b-instruct")
@@ -78,9 +87,11 @@ def test_an_unreadable_registry_keeps_the_last_answer(store: RegistryStore, tmp_
 
 def test_migrate_down_and_up_from_the_cli(store: RegistryStore, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _err = run_cli(capsys, "models", "migrate", "--to", "1", "--json")
-    assert code == 0 and json.loads(out)["steps"] == [{"version": 4, "direction": "down"},
-                                                    {"version": 3, "direction": "down"},
-                                                    {"version": 2, "direction": "down"}]
+    assert code == 0 and json.loads(out)["steps"] == [
+        {"version": 4, "direction": "down"},
+        {"version": 3, "direction": "down"},
+        {"version": 2, "direction": "down"},
+    ]
     code, _out, err = run_cli(capsys, "models", "migrate")
     assert code == 0 and "schema version 4 (newest 4); up to 2, up to 3, up to 4" in err
     code, _out, err = run_cli(capsys, "models", "migrate")

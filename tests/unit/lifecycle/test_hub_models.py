@@ -56,8 +56,9 @@ def test_the_registry_learns_the_digest_of_the_first_download(tmp_path: Path, mo
     make_config_dir(tmp_path)
     set_line(tmp_path / ".env", "ACCELERATOR", "cpu")
     (tmp_path / "models.yaml").write_text(f"models:\n  - id: m\n    source: org/m\n    revision: '{COMMIT}'\n")
-    config = load_config(ConfigFiles(env=tmp_path / ".env", secrets=tmp_path / ".secrets",
-                                     models=tmp_path / "models.yaml"), gpu_count=0)  # fmt: skip
+    config = load_config(
+        ConfigFiles(env=tmp_path / ".env", secrets=tmp_path / ".secrets", models=tmp_path / "models.yaml"), gpu_count=0
+    )
     hub = tmp_path / "hub"
     args = {spec.id: engine_kwargs(spec) for spec in config.models}
     recorder = verify_and_record(config, args, hub_cache=hub)

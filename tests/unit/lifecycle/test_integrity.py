@@ -93,7 +93,8 @@ def test_every_model_is_checked_then_one_error_lists_them(model_dir: Path, tmp_p
 
 
 def test_an_unwritable_manifest_dir_loads_unverified_with_a_warning(
-        model_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
+    model_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("a file where the directory should be")
     result = verify_model(model(model_dir), ManifestStore(blocker / "manifests"), now=NOW)

@@ -18,8 +18,14 @@ def test_every_weight_config_and_tokenizer_file_is_covered_docs_and_hidden_files
     (model_dir / "sub").mkdir()
     (model_dir / "sub" / "modeling_tiny.py").write_text("# remote code is covered too")
     assert [str(p) for p in model_files(model_dir)] == [
-        "chat_template.jinja", "config.json", "generation_config.json", "model.safetensors", "sub/modeling_tiny.py",
-        "tokenizer.json", "tokenizer_config.json"]  # fmt: skip
+        "chat_template.jinja",
+        "config.json",
+        "generation_config.json",
+        "model.safetensors",
+        "sub/modeling_tiny.py",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ]
     assert covered(PurePosixPath("vocab.txt")) and covered(PurePosixPath("merges.txt"))
     assert not covered(PurePosixPath("LICENSE")) and not covered(PurePosixPath(".git/HEAD"))
     assert is_pickle(PurePosixPath("pytorch_model.bin")) and is_pickle(PurePosixPath("x.PT"))

@@ -39,12 +39,15 @@ class FakePort(FakeServe):
 
 
 def models_yaml(root: Path, source: Path, max_model_len: int = 512) -> None:
-    (root / "models.yaml").write_text(f"models:\n  - id: tiny\n    source: {source}\n    max_model_len: {max_model_len}\n")
+    (root / "models.yaml").write_text(
+        f"models:\n  - id: tiny\n    source: {source}\n    max_model_len: {max_model_len}\n"
+    )
 
 
 @pytest.fixture
-def stack(request: pytest.FixtureRequest, tmp_path: Path,
-          monkeypatch: pytest.MonkeyPatch) -> tuple[RegistryStore, FakePort, Path]:  # fmt: skip
+def stack(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[RegistryStore, FakePort, Path]:
     """What serve leaves after `make up`: tiny verified (its manifest written), ready (or, param, still loading:
     a plain `serve` returns before it could record ready), routed, its spec kept."""
     last = getattr(request, "param", Status.READY)
@@ -58,8 +61,11 @@ def stack(request: pytest.FixtureRequest, tmp_path: Path,
     [spec] = config.models
     store = RegistryStore.open(f"sqlite:///{tmp_path}/data/registry/registry.db")  # the CLI's, by its full path
     store.migrate()
-    verified = verify_model(ModelToVerify("tiny", str(model), None, False),
-                            ManifestStore(Path(config.settings.registry_manifest_dir)), now="t0")  # fmt: skip
+    verified = verify_model(
+        ModelToVerify("tiny", str(model), None, False),
+        ManifestStore(Path(config.settings.registry_manifest_dir)),
+        now="t0",
+    )
     key = RevisionKey("tiny", PROD, str(model), "", verified.manifest_digest, engine_args_digest(engine_kwargs(spec)))
     entry = store.record(key, reason="serve started", now=T0)
     for status in (Status.LOADING, Status.READY)[: 2 if last is Status.READY else 1]:
@@ -107,7 +113,8 @@ def _stop_appliers(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 def test_deploy_of_tampered_weights_is_refused_and_the_old_generation_serves(
-        stack: tuple[RegistryStore, FakePort, Path], capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    stack: tuple[RegistryStore, FakePort, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     store, port, model = stack
     (model / "model.safetensors").write_bytes(b"not the weights the manifest lists")
     applier = apply_next(store, port)
@@ -124,7 +131,8 @@ def test_deploy_of_tampered_weights_is_refused_and_the_old_generation_serves(
 
 
 def test_deploy_of_a_changed_engine_argument_switches_then_rollback_goes_back(
-        stack: tuple[RegistryStore, FakePort, Path], capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    stack: tuple[RegistryStore, FakePort, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     store, port, model = stack
     models_yaml(Path.cwd(), model, max_model_len=256)
     applier = apply_next(store, port)
@@ -144,8 +152,9 @@ def test_deploy_of_a_changed_engine_argument_switches_then_rollback_goes_back(
     assert store.entry(route.entry_id).status is Status.ROLLED_BACK  # type: ignore[union-attr]
 
 
-def test_bad_input_is_refused_before_anything_is_queued(stack: tuple[RegistryStore, FakePort, Path],
-                                                        capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_bad_input_is_refused_before_anything_is_queued(
+    stack: tuple[RegistryStore, FakePort, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     store, _port, _model = stack
     code, _out, err = run_cli(capsys, "models", "rollback", "nope")
     assert code == 2 and "expected a configured model" in err
@@ -157,8 +166,9 @@ def test_bad_input_is_refused_before_anything_is_queued(stack: tuple[RegistrySto
     assert ChangeRequests(store).claim(now=T0) is None
 
 
-def test_promote_without_a_staging_revision_says_what_to_do(stack: tuple[RegistryStore, FakePort, Path],
-                                                           capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_promote_without_a_staging_revision_says_what_to_do(
+    stack: tuple[RegistryStore, FakePort, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     store, port, _model = stack
     applier = apply_next(store, port)
     code, _out, err = run_cli(capsys, "models", "promote", "tiny", "--timeout", "30")
@@ -167,8 +177,9 @@ def test_promote_without_a_staging_revision_says_what_to_do(stack: tuple[Registr
     assert port.calls == []
 
 
-def test_no_serve_process_to_apply_it_times_out_with_a_hint(stack: tuple[RegistryStore, FakePort, Path],
-                                                           capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_no_serve_process_to_apply_it_times_out_with_a_hint(
+    stack: tuple[RegistryStore, FakePort, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     code, out, _err = run_cli(capsys, "models", "deploy", "--json", "--timeout", "0")
     assert code == 1 and json.loads(out)["request"]["status"] == "pending"
     code, _out, err = run_cli(capsys, "models", "deploy", "--timeout", "0")
@@ -177,7 +188,8 @@ def test_no_serve_process_to_apply_it_times_out_with_a_hint(stack: tuple[Registr
 
 @pytest.mark.parametrize("stack", [Status.LOADING], indirect=True)
 def test_a_generation_serve_left_loading_is_recorded_ready_kept_and_a_rollback_target(
-        stack: tuple[RegistryStore, FakePort, Path], capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    stack: tuple[RegistryStore, FakePort, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     store, port, model = stack
     [started] = store.entries("tiny")
     assert started.status is Status.LOADING
@@ -200,10 +212,12 @@ def test_a_generation_serve_left_loading_is_recorded_ready_kept_and_a_rollback_t
 
 
 def test_a_request_whose_models_yaml_is_invalid_is_refused_before_anything_starts(
-        stack: tuple[RegistryStore, FakePort, Path]) -> None:  # fmt: skip
+    stack: tuple[RegistryStore, FakePort, Path],
+) -> None:
     store, port, _model = stack
-    request = ChangeRequests(store).submit("deploy", PROD, {"models_yaml": "models:\n  - id: tiny\n    sorce: /x\n"},
-                                           now=T0)  # fmt: skip
+    request = ChangeRequests(store).submit(
+        "deploy", PROD, {"models_yaml": "models:\n  - id: tiny\n    sorce: /x\n"}, now=T0
+    )
     config = load_config(ConfigFiles(models=Path("models.yaml")), gpu_count=0)
     result = ChangeApplier(config, store, port).handle(request)
     assert not result["ok"] and result["reason"].startswith("refused before anything started")

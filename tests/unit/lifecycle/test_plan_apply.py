@@ -21,8 +21,16 @@ ONE = Need(1, 0)
 
 
 def wanted(model: str = "a", engine: str = "e1", weights: str = "m1", refused: str = "", need: Need = ONE) -> Wanted:
-    return Wanted(model, f"/models/{model}", "", weights, engine, {"id": model, "source": f"/models/{model}",
-                                                                   "engine": engine}, need, refused)  # fmt: skip
+    return Wanted(
+        model,
+        f"/models/{model}",
+        "",
+        weights,
+        engine,
+        {"id": model, "source": f"/models/{model}", "engine": engine},
+        need,
+        refused,
+    )
 
 
 class FakeServe:
@@ -88,8 +96,10 @@ def serving_now(store: RegistryStore, serve: FakeServe, *models: Wanted) -> dict
 
 
 def current(store: RegistryStore) -> dict[str, Serving]:
-    return {model: Serving(store.entry(route.entry_id), route.deployment)  # type: ignore[arg-type]
-            for (model, _env), route in store.routes(PROD).items()}  # fmt: skip
+    return {
+        model: Serving(store.entry(route.entry_id), route.deployment)  # type: ignore[arg-type]
+        for (model, _env), route in store.routes(PROD).items()
+    }
 
 
 # --- the planner --------------------------------------------------------------------------------------------
@@ -114,8 +124,12 @@ def test_without_room_for_both_a_change_replaces_and_says_so_up_front(store: Reg
 
 def test_a_refused_load_and_a_model_left_out_of_models_yaml(store: RegistryStore) -> None:
     serving = serving_now(store, FakeServe(), wanted("a"), wanted("b"))
-    plan = plan_deploy(PROD, [wanted("a", weights="m2", refused="model.safetensors: expected sha256:1, found sha256:2")],
-                       serving, free=Need(4, 0))  # fmt: skip
+    plan = plan_deploy(
+        PROD,
+        [wanted("a", weights="m2", refused="model.safetensors: expected sha256:1, found sha256:2")],
+        serving,
+        free=Need(4, 0),
+    )
     steps = {s.model_id: s for s in plan.steps}
     assert steps["a"].action is Action.REFUSE and "sha256:2" in steps["a"].reason
     assert steps["b"].action is Action.KEEP and "make up" in steps["b"].reason
@@ -158,7 +172,9 @@ def test_a_good_change_starts_beside_smoke_tests_switches_then_stops_the_old(sto
     serve, events = FakeServe(), Events()
     serving = serving_now(store, serve, wanted("a"), wanted("b"))
     ticks = iter(range(100))
-    executor = Executor(store, serve, sleep=lambda _s: None, events=events, clock=lambda: T0, monotonic=lambda: float(next(ticks)))
+    executor = Executor(
+        store, serve, sleep=lambda _s: None, events=events, clock=lambda: T0, monotonic=lambda: float(next(ticks))
+    )
     [keep, change] = executor.apply(plan_deploy(PROD, [wanted("a"), wanted("b", engine="e2")], serving, Need(1, 0)))
     assert keep.ok and keep.action == "keep"
     assert change.ok and change.mode == "beside" and set(change.seconds) == {"ready", "smoke", "switch"}
@@ -167,20 +183,30 @@ def test_a_good_change_starts_beside_smoke_tests_switches_then_stops_the_old(sto
     assert "LLMServer:a" in serve.live, "a change to b never touches a"
     route = store.routes(PROD)[("b", PROD)]
     assert (route.entry_id, route.deployment) == (change.entry_id, new)
-    assert [e.to_status.value for e in store.history("b")][-5:] == ["pending", "loading", "smoke-testing", "ready",
-                                                                    "rolled-back"]  # fmt: skip
-    assert events.seen == [("b", "pending"), ("b", "loading"), ("b", "smoke-testing"), ("b", "ready"),
-                           ("b", "rolled-back")] and events.rollbacks == []  # fmt: skip
+    assert [e.to_status.value for e in store.history("b")][-5:] == [
+        "pending",
+        "loading",
+        "smoke-testing",
+        "ready",
+        "rolled-back",
+    ]
+    assert (
+        events.seen
+        == [("b", "pending"), ("b", "loading"), ("b", "smoke-testing"), ("b", "ready"), ("b", "rolled-back")]
+        and events.rollbacks == []
+    )
 
 
 @pytest.mark.parametrize("failure", ["load", "smoke"])
-def test_a_failed_generation_is_stopped_recorded_and_the_old_one_keeps_serving(store: RegistryStore,
-                                                                              failure: str) -> None:  # fmt: skip
+def test_a_failed_generation_is_stopped_recorded_and_the_old_one_keeps_serving(
+    store: RegistryStore, failure: str
+) -> None:
     serve, events = FakeServe(), Events()
     serving = serving_now(store, serve, wanted("a"))
     (serve.fail_load if failure == "load" else serve.fail_smoke).add("bad")
     [outcome] = Executor(store, serve, sleep=lambda _s: None, events=events, clock=lambda: T0).apply(
-        plan_deploy(PROD, [wanted("a", engine="bad")], serving, Need(1, 0)))  # fmt: skip
+        plan_deploy(PROD, [wanted("a", engine="bad")], serving, Need(1, 0))
+    )
     assert not outcome.ok and outcome.rolled_back and "the old generation kept serving" in outcome.reason
     assert ("load failed" if failure == "load" else "smoke test failed") in outcome.reason
     assert serve.live.keys() == {"LLMServer:a"}, "the new generation is stopped, the old one untouched"
@@ -196,10 +222,13 @@ def test_a_failed_replace_starts_the_old_generation_again(store: RegistryStore) 
     serving = serving_now(store, serve, wanted("a"))
     serve.fail_load.add("bad")
     [outcome] = Executor(store, serve, sleep=lambda _s: None, clock=lambda: T0).apply(
-        plan_deploy(PROD, [wanted("a", engine="bad")], serving, Need(0, 0)))  # fmt: skip
+        plan_deploy(PROD, [wanted("a", engine="bad")], serving, Need(0, 0))
+    )
     assert outcome.mode == "replace" and outcome.rolled_back and "started again and serves" in outcome.reason
-    assert serve.calls[0] == ("stop", "LLMServer:a") and serve.calls[-2:] == [("start", "LLMServer:a"),
-                                                                              ("wait", "LLMServer:a")]  # fmt: skip
+    assert serve.calls[0] == ("stop", "LLMServer:a") and serve.calls[-2:] == [
+        ("start", "LLMServer:a"),
+        ("wait", "LLMServer:a"),
+    ]
     assert serve.live["LLMServer:a"]["engine"] == "e1"
 
 
@@ -208,7 +237,8 @@ def test_a_refused_load_touches_nothing_and_is_recorded_with_why(store: Registry
     serving = serving_now(store, serve, wanted("a"))
     why = "files differ from its manifest: model.safetensors: expected sha256:aa, found sha256:bb"
     [outcome] = Executor(store, serve, sleep=lambda _s: None, clock=lambda: T0).apply(
-        plan_deploy(PROD, [wanted("a", weights="m2", refused=why)], serving, Need(1, 0)))  # fmt: skip
+        plan_deploy(PROD, [wanted("a", weights="m2", refused=why)], serving, Need(1, 0))
+    )
     assert not outcome.ok and serve.calls == []
     assert store.entry(outcome.entry_id).status is Status.FAILED  # type: ignore[arg-type, union-attr]
     assert "sha256:bb" in store.history("a")[-1].reason
@@ -242,7 +272,12 @@ def test_a_revision_left_ready_by_an_earlier_start_can_be_rolled_back_to(store: 
     [outcome] = Executor(store, serve, sleep=lambda _s: None, clock=lambda: T0).apply(plan)
     assert outcome.ok and outcome.entry_id == earlier.id
     assert [e.to_status.value for e in store.history(entry_id=earlier.id)][-5:] == [
-        "rolled-back", "pending", "loading", "smoke-testing", "ready"]
+        "rolled-back",
+        "pending",
+        "loading",
+        "smoke-testing",
+        "ready",
+    ]
 
 
 def test_what_a_generation_needs_from_ray() -> None:
@@ -253,7 +288,9 @@ def test_what_a_generation_needs_from_ray() -> None:
     spec = ModelSpec(id="a", source="/m/a", tensor_parallel_size=2, replicas=3)
     assert need_of(spec, Accelerator.CPU) == Need(6, 0)
     assert need_of(spec, Accelerator.GPU) == Need(0, 6)
-    scaled = ModelSpec.model_validate({"id": "a", "source": "/m/a", "autoscaling": {"min_replicas": 2, "max_replicas": 4}})
+    scaled = ModelSpec.model_validate(
+        {"id": "a", "source": "/m/a", "autoscaling": {"min_replicas": 2, "max_replicas": 4}}
+    )
     assert need_of(scaled, Accelerator.GPU) == Need(0, 2)
 
 
@@ -265,7 +302,8 @@ def test_an_unexpected_error_from_ray_still_rolls_back(store: RegistryStore) -> 
     serve = Broken()
     serving = serving_now(store, serve, wanted("a"))
     [outcome] = Executor(store, serve, sleep=lambda _s: None, clock=lambda: T0).apply(
-        plan_deploy(PROD, [wanted("a", engine="e2")], serving, Need(1, 0)))  # fmt: skip
+        plan_deploy(PROD, [wanted("a", engine="e2")], serving, Need(1, 0))
+    )
     assert outcome.rolled_back and "smoke test failed: internal error RuntimeError" in outcome.reason
     assert serve.live.keys() == {"LLMServer:a"}
     assert store.entry(outcome.entry_id).status is Status.FAILED  # type: ignore[arg-type, union-attr]

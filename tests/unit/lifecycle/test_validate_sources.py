@@ -61,17 +61,29 @@ def test_validate_reports_each_source_problem(project: Path, capsys: pytest.Capt
     write_model(project / "models" / "noconfig")
     (project / "models" / "noconfig" / "config.json").unlink()
     grown = write_model(project / "models" / "grown")
-    verify_model(ModelToVerify("grown", "/appliance/models/grown", None, False),
-                 ManifestStore(project / "data" / "registry" / "manifests"), now="t")  # fmt: skip
+    verify_model(
+        ModelToVerify("grown", "/appliance/models/grown", None, False),
+        ManifestStore(project / "data" / "registry" / "manifests"),
+        now="t",
+    )
     (grown / "model-00002-of-00002.safetensors").write_bytes(b"added later")
-    models_yaml(project, entry("absent", "/appliance/models/absent"), entry("pickled", "/appliance/models/pickled"),
-                entry("noconfig", "/appliance/models/noconfig"), entry("grown", "/appliance/models/grown"),
-                entry("allowed", "/appliance/models/pickled", "    allow_pickle_weights: true\n"))  # fmt: skip
+    models_yaml(
+        project,
+        entry("absent", "/appliance/models/absent"),
+        entry("pickled", "/appliance/models/pickled"),
+        entry("noconfig", "/appliance/models/noconfig"),
+        entry("grown", "/appliance/models/grown"),
+        entry("allowed", "/appliance/models/pickled", "    allow_pickle_weights: true\n"),
+    )
     code, issues = validate(capsys)
     assert code == 0, "warnings: the serve container refuses the load itself; doctor reports them as errors"
     by_key = {(i["key"], i["severity"]): i for i in issues if i["key"].startswith("models[")}
-    assert set(by_key) == {("models[0].source", "warning"), ("models[1].allow_pickle_weights", "warning"),
-                           ("models[2].source", "warning"), ("models[3].source", "warning")}  # fmt: skip
+    assert set(by_key) == {
+        ("models[0].source", "warning"),
+        ("models[1].allow_pickle_weights", "warning"),
+        ("models[2].source", "warning"),
+        ("models[3].source", "warning"),
+    }
     assert "nothing at" in by_key[("models[0].source", "warning")]["message"]
     assert "pytorch_model.bin" in by_key[("models[1].allow_pickle_weights", "warning")]["message"]
     assert "config.json" in by_key[("models[2].source", "warning")]["message"]

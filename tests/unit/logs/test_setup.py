@@ -27,8 +27,13 @@ def test_json_lines_carry_request_id_and_component(stream: io.StringIO) -> None:
         log.warning("inside %d", 42)
     first, second = lines(stream)
     assert first["request_id"] is None and first["component"] == "test"
-    assert second == {**second, "message": "inside 42", "request_id": "req-1", "level": "WARNING",
-                      "logger": "appliance.test"}  # fmt: skip
+    assert second == {
+        **second,
+        "message": "inside 42",
+        "request_id": "req-1",
+        "level": "WARNING",
+        "logger": "appliance.test",
+    }
 
 
 def test_request_id_follows_each_task(stream: io.StringIO) -> None:

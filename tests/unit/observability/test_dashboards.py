@@ -71,16 +71,29 @@ def test_panels_do_not_overlap() -> None:
 
 def test_the_issue_s_panels_are_there() -> None:
     text = {p.stem: p.read_text() for p in DASHBOARDS}
-    for needle in ("time_to_first_token", "inter_token_latency", "request_latency_seconds:p99",
-                   "completion_tokens:rate1m", "num_requests_running", "num_requests_waiting", "kv_cache_usage"):
+    for needle in (
+        "time_to_first_token",
+        "inter_token_latency",
+        "request_latency_seconds:p99",
+        "completion_tokens:rate1m",
+        "num_requests_running",
+        "num_requests_waiting",
+        "kv_cache_usage",
+    ):
         assert needle in text["llm-serving"], needle
     for needle in ("by (status)", "throttled_ratio", "by (key)", "appliance_certificate_days_left"):
         assert needle in text["gateway"], needle
     for needle in ("pii_scan_latency_seconds", "pii_entities_detected_total", "pii_failures_total"):
         assert needle in text["pii"], needle
-    for needle in ("appliance_supervisor_service_healthy", "appliance_supervisor_restarts_total",
-                   "appliance_supervisor_giveups_total", "node_filesystem_avail_bytes", "DCGM_FI_DEV_GPU_UTIL",
-                   "DCGM_FI_DEV_FB_USED", "DCGM_FI_DEV_GPU_TEMP"):
+    for needle in (
+        "appliance_supervisor_service_healthy",
+        "appliance_supervisor_restarts_total",
+        "appliance_supervisor_giveups_total",
+        "node_filesystem_avail_bytes",
+        "DCGM_FI_DEV_GPU_UTIL",
+        "DCGM_FI_DEV_FB_USED",
+        "DCGM_FI_DEV_GPU_TEMP",
+    ):
         assert needle in text["appliance"], needle
 
 
@@ -102,7 +115,6 @@ def test_grafana_is_under_a_sub_path_with_the_secret_password_and_no_anonymous_a
     assert ini["users"].getboolean("allow_sign_up") is False
 
 
-
 def test_the_disk_panel_shows_the_ratio_the_disk_alert_fires_on() -> None:
     import yaml
 
@@ -114,5 +126,7 @@ def test_the_disk_panel_shows_the_ratio_the_disk_alert_fires_on() -> None:
     rules = yaml.safe_load((GRAFANA.parent / "prometheus/rules/alerts.yml").read_text())
     expr = next(r["expr"] for g in rules["groups"] for r in g["rules"] if r.get("alert") == "DiskSpaceLow")
     assert " ".join(expr.split()) == " ".join(generate.DISK_FREE_RATIO.split()) + " < 0.10"
-    exprs = {t["expr"] for panel in _load(GRAFANA / "dashboards/appliance.json")["panels"] for t in panel.get("targets", [])}
+    exprs = {
+        t["expr"] for panel in _load(GRAFANA / "dashboards/appliance.json")["panels"] for t in panel.get("targets", [])
+    }
     assert generate.DISK_FREE_RATIO in exprs

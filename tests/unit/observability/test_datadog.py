@@ -14,11 +14,16 @@ from tests.helpers import ROOT
 DATADOG = ROOT / "datadog"
 # Names seen on a live Ray head export and the supervisor's registry (see docs/guides/observability.md).
 EXPORTED = {
-    "ray_appliance_requests_total", "ray_appliance_time_to_first_token_seconds_bucket",
-    "ray_vllm_kv_cache_usage_perc", "ray_vllm_num_requests_running", "ray_pii_failures_total",
-    "ray_serve_deployment_status", "ray_serve_num_http_requests_total",
-    "appliance_supervisor_restarts_total", "appliance_certificate_days_left",
-}  # fmt: skip
+    "ray_appliance_requests_total",
+    "ray_appliance_time_to_first_token_seconds_bucket",
+    "ray_vllm_kv_cache_usage_perc",
+    "ray_vllm_num_requests_running",
+    "ray_pii_failures_total",
+    "ray_serve_deployment_status",
+    "ray_serve_num_http_requests_total",
+    "appliance_supervisor_restarts_total",
+    "appliance_certificate_days_left",
+}
 
 
 def _yaml(relative: str) -> dict:
@@ -60,12 +65,17 @@ def test_openmetrics_checks_cover_the_prometheus_targets() -> None:
     instances = _yaml("conf.d/openmetrics.d/conf.yaml")["instances"]
     endpoints = {i["openmetrics_endpoint"] for i in instances}
     prom = yaml.safe_load((ROOT / "prometheus" / "prometheus.yml").read_text())
-    targets = {job["job_name"]: job["static_configs"][0]["targets"][0] for job in prom["scrape_configs"]
-               if "static_configs" in job}  # fmt: skip
+    targets = {
+        job["job_name"]: job["static_configs"][0]["targets"][0]
+        for job in prom["scrape_configs"]
+        if "static_configs" in job
+    }
     # Ray's export through Prometheus's federation of the `ray` job (the agent has no network path to serve).
     assert targets["ray"] == "serve:8080"
-    assert endpoints == {"http://prometheus:9090/prometheus/federate?match[]=%7Bjob%3D%22ray%22%7D",
-                         f"http://{targets['supervisor']}/metrics"}
+    assert endpoints == {
+        "http://prometheus:9090/prometheus/federate?match[]=%7Bjob%3D%22ray%22%7D",
+        f"http://{targets['supervisor']}/metrics",
+    }
     covered = set()
     for instance in instances:
         assert instance["namespace"] == "appliance" and instance["service"] == "appliance"

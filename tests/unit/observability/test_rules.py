@@ -15,8 +15,12 @@ RULE_TESTS = ROOT / "prometheus" / "tests"
 
 
 def _rules() -> list[dict]:
-    return [rule for path in sorted(RULES.glob("*.yml")) for group in yaml.safe_load(path.read_text())["groups"]
-            for rule in group["rules"]]  # fmt: skip
+    return [
+        rule
+        for path in sorted(RULES.glob("*.yml"))
+        for group in yaml.safe_load(path.read_text())["groups"]
+        for rule in group["rules"]
+    ]
 
 
 def _alerts() -> list[dict]:
@@ -24,7 +28,9 @@ def _alerts() -> list[dict]:
 
 
 def _test_cases() -> list[dict]:
-    return [case for path in sorted(RULE_TESTS.glob("*_test.yml")) for case in yaml.safe_load(path.read_text())["tests"]]
+    return [
+        case for path in sorted(RULE_TESTS.glob("*_test.yml")) for case in yaml.safe_load(path.read_text())["tests"]
+    ]
 
 
 def kebab(name: str) -> str:
@@ -33,9 +39,19 @@ def kebab(name: str) -> str:
 
 def test_the_issue_s_alerts_exist() -> None:
     names = {rule["alert"] for rule in _alerts()}
-    assert {"ServiceDown", "ModelNotReady", "TtftAboveSlo", "HighErrorRatio", "GpuMemoryHigh", "KvCacheHigh",
-            "CertificateExpiringSoon", "CertificateRenewalFailed", "WatchdogGaveUp", "PiiServiceFailing",
-            "DiskSpaceLow"} <= names  # fmt: skip
+    assert {
+        "ServiceDown",
+        "ModelNotReady",
+        "TtftAboveSlo",
+        "HighErrorRatio",
+        "GpuMemoryHigh",
+        "KvCacheHigh",
+        "CertificateExpiringSoon",
+        "CertificateRenewalFailed",
+        "WatchdogGaveUp",
+        "PiiServiceFailing",
+        "DiskSpaceLow",
+    } <= names
 
 
 @pytest.mark.parametrize("rule", _alerts(), ids=lambda r: r["alert"])
@@ -49,8 +65,12 @@ def test_alert_has_severity_and_an_existing_runbook(rule: dict) -> None:
 
 @pytest.mark.parametrize("rule", _alerts(), ids=lambda r: r["alert"])
 def test_alert_has_firing_and_not_firing_cases(rule: dict) -> None:
-    checks = [check for case in _test_cases() for check in case.get("alert_rule_test", [])
-              if check["alertname"] == rule["alert"]]  # fmt: skip
+    checks = [
+        check
+        for case in _test_cases()
+        for check in case.get("alert_rule_test", [])
+        if check["alertname"] == rule["alert"]
+    ]
     assert any(check.get("exp_alerts") for check in checks), f"{rule['alert']}: no case where it fires"
     assert any(not check.get("exp_alerts") for check in checks), f"{rule['alert']}: no case where it stays quiet"
 

@@ -34,8 +34,13 @@ def migrations_up_and_down(store: RegistryStore) -> None:
     assert not store.ready()
     assert store.migrate(now=T0) == [(1, True), (2, True), (3, True), (4, True)]
     assert store.version() == migrations.HEAD == 4 and store.ready()
-    assert tables(store) == {"model_registry_entries", "model_registry_history", "model_registry_routes",
-                             "model_registry_requests", "model_registry_specs"}  # fmt: skip
+    assert tables(store) == {
+        "model_registry_entries",
+        "model_registry_history",
+        "model_registry_routes",
+        "model_registry_requests",
+        "model_registry_specs",
+    }
     assert store.migrate() == []  # idempotent
     assert store.migrate(1) == [(4, False), (3, False), (2, False)]
     assert tables(store) == {"model_registry_entries", "model_registry_history"}
@@ -53,17 +58,31 @@ def migrations_up_and_down(store: RegistryStore) -> None:
 def lifecycle_with_history(store: RegistryStore) -> None:
     store.migrate()
     entry = store.record(key(), reason="deploy from models.yaml", now=T0)
-    assert (entry.status, entry.reason, entry.created_at) == (Status.PENDING, "deploy from models.yaml", entry.changed_at)
-    steps = [(Status.LOADING, "engine starting"), (Status.SMOKE_TESTING, "engine up"), (Status.READY, "smoke ok"),
-             (Status.DISABLED, "operator"), (Status.READY, "enabled")]  # fmt: skip
+    assert (entry.status, entry.reason, entry.created_at) == (
+        Status.PENDING,
+        "deploy from models.yaml",
+        entry.changed_at,
+    )
+    steps = [
+        (Status.LOADING, "engine starting"),
+        (Status.SMOKE_TESTING, "engine up"),
+        (Status.READY, "smoke ok"),
+        (Status.DISABLED, "operator"),
+        (Status.READY, "enabled"),
+    ]
     for minutes, (status, reason) in enumerate(steps, start=1):
         entry = store.transition(entry.id, status, reason=reason, now=T0 + timedelta(minutes=minutes))
         assert entry.status is status and entry.reason == reason
     assert entry.created_at < entry.changed_at
     history = store.history("tiny")
     assert [(e.from_status, e.to_status) for e in history] == [
-        (None, Status.PENDING), (Status.PENDING, Status.LOADING), (Status.LOADING, Status.SMOKE_TESTING),
-        (Status.SMOKE_TESTING, Status.READY), (Status.READY, Status.DISABLED), (Status.DISABLED, Status.READY)]  # fmt: skip
+        (None, Status.PENDING),
+        (Status.PENDING, Status.LOADING),
+        (Status.LOADING, Status.SMOKE_TESTING),
+        (Status.SMOKE_TESTING, Status.READY),
+        (Status.READY, Status.DISABLED),
+        (Status.DISABLED, Status.READY),
+    ]
     assert [e.reason for e in history][-1] == "enabled"
     assert store.history(entry_id=entry.id) == history
     store.record_health_check(entry.id, now=T0 + timedelta(hours=1))
@@ -94,8 +113,10 @@ def same_revision_is_one_entry(store: RegistryStore) -> None:
     assert len({first.id, other.id, staging.id}) == 3
     assert [e.id for e in store.entries("tiny")] == [first.id, other.id, staging.id]
     current = store.current("tiny")
-    assert [(e.environment, e.id) for e in current] == [(Environment.PRODUCTION, other.id),
-                                                          (Environment.STAGING, staging.id)]  # fmt: skip
+    assert [(e.environment, e.id) for e in current] == [
+        (Environment.PRODUCTION, other.id),
+        (Environment.STAGING, staging.id),
+    ]
     assert store.entries("other") == [] and store.current("other") == []
 
 
@@ -118,9 +139,13 @@ def database_checks_statuses(store: RegistryStore) -> None:
 
 
 CONTRACT: list[Callable[[RegistryStore], None]] = [
-    migrations_up_and_down, lifecycle_with_history, refused_transition_writes_nothing, same_revision_is_one_entry,
-    history_is_append_only, database_checks_statuses,
-]  # fmt: skip
+    migrations_up_and_down,
+    lifecycle_with_history,
+    refused_transition_writes_nothing,
+    same_revision_is_one_entry,
+    history_is_append_only,
+    database_checks_statuses,
+]
 
 
 def manifest_digest_is_filled_once(store: RegistryStore) -> None:

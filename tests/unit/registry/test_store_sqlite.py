@@ -44,13 +44,16 @@ def test_a_reader_sees_committed_state_while_a_writer_holds_the_lock(store: Regi
         assert store.entry(entry.id).reason == "deploy"  # type: ignore[union-attr]  # WAL: readers do not wait
 
 
-@pytest.mark.parametrize(("url", "message"), [
-    ("data/registry.db", "a URL like"),
-    ("sqlite://data/registry.db", "three slashes"),
-    ("mysql://host/db", "not mysql://"),
-    ("postgresql://user:hunter2@host/db", "no password in the URL"),
-    ("postgresql://user@host", "database name is missing"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("data/registry.db", "a URL like"),
+        ("sqlite://data/registry.db", "three slashes"),
+        ("mysql://host/db", "not mysql://"),
+        ("postgresql://user:hunter2@host/db", "no password in the URL"),
+        ("postgresql://user@host", "database name is missing"),
+    ],
+)
 def test_bad_urls_say_what_was_expected(url: str, message: str) -> None:
     with pytest.raises(RegistryError, match=message) as err:
         RegistryStore.open(url)

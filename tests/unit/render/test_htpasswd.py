@@ -8,13 +8,25 @@ from appliance.config.render.htpasswd import htpasswd_line, sha512_crypt
 
 # From https://www.akkadia.org/drepper/SHA-crypt.txt
 VECTORS = [
-    ("Hello world!", "saltstring", 5000,
-     "$6$saltstring$svn8UoSVapNtMuq1ukKS4tPQd8iKwSMHWjl/O817G3uBnIFNjnQJuesI68u4OTLiBFdcbYEdFCoEOfaS35inz1"),
-    ("Hello world!", "saltstringsaltstring", 10000,
-     "$6$rounds=10000$saltstringsaltst$OW1/O6BYHV6BcXZu8QVeXbDWra3Oeqh0sbHbbMCVNSnCM/UrjmM0Dp8vOuZeHBy/YTBmSK6H9qs/y3RnOaw5v."),
-    ("This is just a test", "toolongsaltstring", 5000,
-     "$6$toolongsaltstrin$lQ8jolhgVRVhY4b5pZKaysCLi0QBxGoNeKQzQ3glMhwllF7oGDZxUhx1yxdYcz/e1JSbq3y6JMxxl8audkUEm0"),
-]  # fmt: skip
+    (
+        "Hello world!",
+        "saltstring",
+        5000,
+        "$6$saltstring$svn8UoSVapNtMuq1ukKS4tPQd8iKwSMHWjl/O817G3uBnIFNjnQJuesI68u4OTLiBFdcbYEdFCoEOfaS35inz1",
+    ),
+    (
+        "Hello world!",
+        "saltstringsaltstring",
+        10000,
+        "$6$rounds=10000$saltstringsaltst$OW1/O6BYHV6BcXZu8QVeXbDWra3Oeqh0sbHbbMCVNSnCM/UrjmM0Dp8vOuZeHBy/YTBmSK6H9qs/y3RnOaw5v.",
+    ),
+    (
+        "This is just a test",
+        "toolongsaltstring",
+        5000,
+        "$6$toolongsaltstrin$lQ8jolhgVRVhY4b5pZKaysCLi0QBxGoNeKQzQ3glMhwllF7oGDZxUhx1yxdYcz/e1JSbq3y6JMxxl8audkUEm0",
+    ),
+]
 
 
 @pytest.mark.parametrize(("password", "salt", "rounds", "expected"), VECTORS)

@@ -20,8 +20,9 @@ def _config(tmp_path: Path, **env: str):
     set_line(tmp_path / ".secrets", "DASHBOARD_PASSWORD", PASSWORD)
     for key, value in env.items():
         set_line(tmp_path / ".env", key, value)
-    return load_config(ConfigFiles(env=tmp_path / ".env", secrets=tmp_path / ".secrets",
-                                   models=tmp_path / "models.yaml"))  # fmt: skip
+    return load_config(
+        ConfigFiles(env=tmp_path / ".env", secrets=tmp_path / ".secrets", models=tmp_path / "models.yaml")
+    )
 
 
 def test_defaults_render_for_the_compose_stack(tmp_path: Path) -> None:
@@ -45,10 +46,20 @@ def test_defaults_render_for_the_compose_stack(tmp_path: Path) -> None:
 
 
 def test_settings_reach_the_config(tmp_path: Path) -> None:
-    conf = render_nginx(_config(tmp_path, DOMAIN="llm.example.com", HTTPS_PORT="8443", NGINX_RATE_LIMIT_RPM="30",
-                                NGINX_RATE_LIMIT_BURST="7", NGINX_CONN_LIMIT="9", MAX_REQUEST_BODY_MB="3",
-                                DASHBOARDS_ENABLED="false", RAY_DASHBOARD_ENABLED="false"),
-                        ocsp=True).conf  # fmt: skip
+    conf = render_nginx(
+        _config(
+            tmp_path,
+            DOMAIN="llm.example.com",
+            HTTPS_PORT="8443",
+            NGINX_RATE_LIMIT_RPM="30",
+            NGINX_RATE_LIMIT_BURST="7",
+            NGINX_CONN_LIMIT="9",
+            MAX_REQUEST_BODY_MB="3",
+            DASHBOARDS_ENABLED="false",
+            RAY_DASHBOARD_ENABLED="false",
+        ),
+        ocsp=True,
+    ).conf
     assert "server_name llm.example.com;" in conf and "live/llm.example.com/fullchain.pem" in conf
     assert "return 301 https://llm.example.com:8443$request_uri;" in conf
     assert "rate=30r/m" in conf and "burst=7 nodelay" in conf and "limit_conn per_address 9;" in conf
@@ -68,8 +79,12 @@ def test_cors_allowlist_and_wildcard(tmp_path: Path) -> None:
 
 
 def test_layout_moves_listeners_paths_and_upstreams(tmp_path: Path) -> None:
-    layout = NginxLayout(conf_dir=tmp_path / "c", http_listen="127.0.0.1:1080", https_listen="127.0.0.1:1443",
-                         status_listen="127.0.0.1:1081").with_upstreams(serve="127.0.0.1:9000")  # fmt: skip
+    layout = NginxLayout(
+        conf_dir=tmp_path / "c",
+        http_listen="127.0.0.1:1080",
+        https_listen="127.0.0.1:1443",
+        status_listen="127.0.0.1:1081",
+    ).with_upstreams(serve="127.0.0.1:9000")
     rendered = render_nginx(_config(tmp_path), layout)
     assert "listen 127.0.0.1:1443 ssl http2 default_server;" in rendered.conf
     assert '"127.0.0.1:9000"' in rendered.conf and f"js_import apikey from {tmp_path / 'c'}/apikey.js;" in rendered.conf
@@ -93,7 +108,10 @@ def test_templates_fail_loudly() -> None:
         render_text("listen {{ port }};", {}, name="t")
     with pytest.raises(TemplateError, match="t:2: an unrendered placeholder"):
         assert_fully_rendered("a\nlisten {{ Port }};", name="t")
-    assert render_text("set $x {{ v }}; return 200 '{\"a\":{}}';", {"v": 1}, name="t") == "set $x 1; return 200 '{\"a\":{}}';"
+    assert (
+        render_text("set $x {{ v }}; return 200 '{\"a\":{}}';", {"v": 1}, name="t")
+        == "set $x 1; return 200 '{\"a\":{}}';"
+    )
 
 
 def test_conn_limit_above_what_nginx_accepts_is_a_config_error(tmp_path: Path) -> None:
@@ -120,11 +138,15 @@ def test_port_80_redirect_never_names_the_clients_host(tmp_path: Path) -> None:
 def test_header_contract_cipher_order_and_relative_redirects(tmp_path: Path) -> None:
     conf = render_nginx(_config(tmp_path, DASHBOARDS_ENABLED="true", RAY_DASHBOARD_ENABLED="true")).conf
     proxied = conf.count("proxy_pass http://$appliance_upstream;")
-    for line in ("proxy_set_header X-Request-ID $request_id;",
-                 "proxy_set_header X-Client-Request-ID $appliance_client_request_id;",
-                 "proxy_set_header X-Forwarded-For $remote_addr;", "proxy_set_header X-Real-IP $remote_addr;",
-                 'proxy_set_header Forwarded "";', "proxy_hide_header X-Request-ID;",
-                 "proxy_hide_header X-Client-Request-ID;"):  # fmt: skip
+    for line in (
+        "proxy_set_header X-Request-ID $request_id;",
+        "proxy_set_header X-Client-Request-ID $appliance_client_request_id;",
+        "proxy_set_header X-Forwarded-For $remote_addr;",
+        "proxy_set_header X-Real-IP $remote_addr;",
+        'proxy_set_header Forwarded "";',
+        "proxy_hide_header X-Request-ID;",
+        "proxy_hide_header X-Client-Request-ID;",
+    ):
         assert conf.count(line) == proxied, line  # every proxied location states the whole contract
     assert "$proxy_add_x_forwarded_for" not in conf and "$http_x_request_id;" in conf  # only in the client map
     assert "ssl_prefer_server_ciphers on;" in conf

@@ -61,8 +61,7 @@ def client(registry_url: str | None) -> TestClient:
 def store(tmp_path: Path) -> RegistryStore:
     store = RegistryStore.open(f"sqlite:///{tmp_path}/registry.db")
     store.migrate()
-    entry = store.record(RevisionKey("tiny", Environment.PRODUCTION, "/m/tiny", "", "m1", "e1"), reason="serve",
-                         now=T0)  # fmt: skip
+    entry = store.record(RevisionKey("tiny", Environment.PRODUCTION, "/m/tiny", "", "m1", "e1"), reason="serve", now=T0)
     store.transition(entry.id, Status.LOADING, reason="serve", now=T0)
     store.transition(entry.id, Status.READY, reason="running", now=T0)
     return store
@@ -83,32 +82,43 @@ def test_a_change_is_queued_and_answered_202_with_where_to_poll(store: RegistryS
     assert api.post("/admin/models/tiny/promote").status_code == 202
     claimed = [ChangeRequests(store).claim(now=T0) for _ in range(3)]
     assert [(r.kind, r.model_id, r.payload) for r in claimed if r] == [
-        ("deploy", "", {"models_yaml": "models: []\n"}), ("rollback", "tiny", {"to": 1}), ("promote", "tiny", {})]
+        ("deploy", "", {"models_yaml": "models: []\n"}),
+        ("rollback", "tiny", {"to": 1}),
+        ("promote", "tiny", {}),
+    ]
     polled = api.get(f"/admin/models/requests/{request['id']}")
     assert polled.status_code == 200 and polled.json()["request"]["status"] == "running"
 
 
 def test_disable_enable_and_history(store: RegistryStore) -> None:
     api = client(url(store))
-    assert api.post("/admin/models/tiny/disable", json={"reason": "bad answers"}).json()["entry"]["status"] == "disabled"
+    assert (
+        api.post("/admin/models/tiny/disable", json={"reason": "bad answers"}).json()["entry"]["status"] == "disabled"
+    )
     again = api.post("/admin/models/tiny/disable")
     assert again.status_code == 409 and again.json()["error"]["code"] == "transition_refused"
     assert api.post("/admin/models/tiny/enable").json()["entry"]["status"] == "ready"
     history = api.get("/admin/models/tiny/history").json()["history"]
-    assert [e["reason"] for e in history][-2:] == ["disabled by an admin key over the API: bad answers",
-                                                   "enabled by an admin key over the API"]  # fmt: skip
+    assert [e["reason"] for e in history][-2:] == [
+        "disabled by an admin key over the API: bad answers",
+        "enabled by an admin key over the API",
+    ]
 
 
-@pytest.mark.parametrize(("method", "path", "body", "status", "code"), [
-    ("post", "/admin/models/nope/promote", None, 404, "model_not_found"),
-    ("post", "/admin/models/tiny/rollback", {"to": "latest"}, 400, "invalid_parameter"),
-    ("post", "/admin/models/deploy", {"environment": "qa", "models_yaml": "x"}, 400, "invalid_parameter"),
-    ("post", "/admin/models/deploy", {}, 400, "invalid_parameter"),
-    ("post", "/admin/models/tiny/disable", [1], 400, "invalid_body"),
-    ("get", "/admin/models/requests/99", None, 404, "request_not_found"),
-])  # fmt: skip
-def test_bad_input_gets_an_openai_error(store: RegistryStore, method: str, path: str, body: object, status: int,
-                                        code: str) -> None:  # fmt: skip
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "code"),
+    [
+        ("post", "/admin/models/nope/promote", None, 404, "model_not_found"),
+        ("post", "/admin/models/tiny/rollback", {"to": "latest"}, 400, "invalid_parameter"),
+        ("post", "/admin/models/deploy", {"environment": "qa", "models_yaml": "x"}, 400, "invalid_parameter"),
+        ("post", "/admin/models/deploy", {}, 400, "invalid_parameter"),
+        ("post", "/admin/models/tiny/disable", [1], 400, "invalid_body"),
+        ("get", "/admin/models/requests/99", None, 404, "request_not_found"),
+    ],
+)
+def test_bad_input_gets_an_openai_error(
+    store: RegistryStore, method: str, path: str, body: object, status: int, code: str
+) -> None:
     response = getattr(client(url(store)), method)(path, **({"json": body} if body is not None else {}))
     assert response.status_code == status and response.json()["error"]["code"] == code
 
@@ -122,11 +132,16 @@ def test_no_registry_is_503_with_retry_after_and_no_internals(tmp_path: Path) ->
 
 
 def test_the_gate_lets_only_admin_keys_through(tmp_path: Path) -> None:
-    keys = KeyStore((ApiKeyRecord("alice", Role.USER, ("tiny",), hash_key("sk-user")),
-                     ApiKeyRecord("root", Role.ADMIN, (), hash_key("sk-admin"))))  # fmt: skip
+    keys = KeyStore(
+        (
+            ApiKeyRecord("alice", Role.USER, ("tiny",), hash_key("sk-user")),
+            ApiKeyRecord("root", Role.ADMIN, (), hash_key("sk-admin")),
+        )
+    )
     downstream = Downstream()
-    gate = Gate(downstream, GateSettings(True, 1000, {"tiny": 16}), keys, AuditLog(tmp_path / "a.log"),
-                RecordingMetrics())  # fmt: skip
+    gate = Gate(
+        downstream, GateSettings(True, 1000, {"tiny": 16}), keys, AuditLog(tmp_path / "a.log"), RecordingMetrics()
+    )
     for name, (method, path) in ADMIN_MODEL_ROUTES.items():
         concrete = path.replace("{model}", "tiny").replace("{request_id}", "1")
         assert call(gate, concrete, b"{}", {"authorization": "Bearer sk-user"}, method=method)[0] == 403, name

@@ -26,8 +26,13 @@ def test_each_line_survives_the_process_being_killed(tmp_path: Path) -> None:
         "print('written', flush=True)\n"
         "time.sleep(60)\n"
     )
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=ROOT,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert proc.stdout.readline().strip() == "written"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -54,8 +59,9 @@ def test_keystore_reloads_on_change_and_keeps_last_good(tmp_path: Path) -> None:
     store = KeyStore(read_key_records(path), path, reload_interval=0)
     assert [r.name for r in store.records()] == ["a"]
     time.sleep(0.01)
-    path.write_text(f"API_KEY_A=sha256:{hash_key('k1')};role=user;models=m\n"
-                    f"API_KEY_B=sha256:{hash_key('k2')};role=admin\n")  # fmt: skip
+    path.write_text(
+        f"API_KEY_A=sha256:{hash_key('k1')};role=user;models=m\nAPI_KEY_B=sha256:{hash_key('k2')};role=admin\n"
+    )
     assert [(r.name, r.role) for r in store.records()] == [("a", Role.USER), ("b", Role.ADMIN)]
     path.write_bytes(b"\xff\xfe broken")
     assert len(store.records()) == 2, "an unreadable file keeps the last good keys"
@@ -63,7 +69,7 @@ def test_keystore_reloads_on_change_and_keeps_last_good(tmp_path: Path) -> None:
     assert store.records() == (), "a parseable file with no valid key means no keys"
 
 
-def test_a_deleted_key_file_refuses_every_key_and_says_so_once(tmp_path: Path, caplog) -> None:  # noqa: ANN001
+def test_a_deleted_key_file_refuses_every_key_and_says_so_once(tmp_path: Path, caplog) -> None:
     path = tmp_path / "api_keys"
     path.write_text(f"API_KEY_A=sha256:{hash_key('k1')};role=user;models=m\n")
     store = KeyStore(read_key_records(path), path, reload_interval=0)

@@ -6,7 +6,7 @@ import asyncio
 import json
 import random
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given, settings
@@ -23,8 +23,8 @@ from appliance.serve.budget import (
 
 pytestmark = pytest.mark.security
 
-NOON = datetime(2026, 12, 4, 12, 0, tzinfo=timezone.utc).timestamp()
-MIDNIGHT = datetime(2026, 12, 5, 0, 0, tzinfo=timezone.utc).timestamp()
+NOON = datetime(2026, 12, 4, 12, 0, tzinfo=UTC).timestamp()
+MIDNIGHT = datetime(2026, 12, 5, 0, 0, tzinfo=UTC).timestamp()
 
 
 class Clocks:
@@ -124,17 +124,23 @@ def test_a_refusal_is_openai_shaped_and_names_the_limit() -> None:
     budgets.reserve("alice", limits, 9_800)
     err = refused(budgets, "alice", limits, 500)
     assert err.status == 429 and err.limit == "tpm"
-    assert err.message == ("Rate limit reached for key 'alice' on tokens per min (TPM): Limit 10000, Used 9800, "
-                           "Requested 500. Please try again in 1.8s.")  # fmt: skip
-    assert json.loads(err.body()) == {"error": {"message": err.message, "type": "rate_limit_error", "param": None,
-                                                "code": "rate_limit_exceeded"}}  # fmt: skip
+    assert err.message == (
+        "Rate limit reached for key 'alice' on tokens per min (TPM): Limit 10000, Used 9800, "
+        "Requested 500. Please try again in 1.8s."
+    )
+    assert json.loads(err.body()) == {
+        "error": {"message": err.message, "type": "rate_limit_error", "param": None, "code": "rate_limit_exceeded"}
+    }
     assert dict(err.headers) == {
-        "retry-after": "2", "retry-after-ms": "1800",
-        "x-ratelimit-limit-requests": "100", "x-ratelimit-remaining-requests": "99",
+        "retry-after": "2",
+        "retry-after-ms": "1800",
+        "x-ratelimit-limit-requests": "100",
+        "x-ratelimit-remaining-requests": "99",
         "x-ratelimit-reset-requests": "600ms",
-        "x-ratelimit-limit-tokens": "10000", "x-ratelimit-remaining-tokens": "200",
+        "x-ratelimit-limit-tokens": "10000",
+        "x-ratelimit-remaining-tokens": "200",
         "x-ratelimit-reset-tokens": "58.8s",
-    }  # fmt: skip
+    }
     assert budgets.snapshot("alice").tokens == 200, "a refusal takes nothing"
 
 
@@ -151,19 +157,26 @@ def test_served_requests_get_openai_headers_and_unlimited_keys_none() -> None:
     budgets = clocks.budgets()
     reservation = budgets.reserve("k", KeyLimits(rpm=60, tpm=600), 60)
     assert budgets.headers(reservation) == (
-        ("x-ratelimit-limit-requests", "60"), ("x-ratelimit-remaining-requests", "59"),
+        ("x-ratelimit-limit-requests", "60"),
+        ("x-ratelimit-remaining-requests", "59"),
         ("x-ratelimit-reset-requests", "1s"),
-        ("x-ratelimit-limit-tokens", "600"), ("x-ratelimit-remaining-tokens", "540"),
+        ("x-ratelimit-limit-tokens", "600"),
+        ("x-ratelimit-remaining-tokens", "540"),
         ("x-ratelimit-reset-tokens", "6s"),
-    )  # fmt: skip
+    )
     free = budgets.reserve("root", KeyLimits(), 10**9)
     assert KeyLimits().unlimited and budgets.headers(free) == ()
     assert budgets.settle(free, 10**9) and not budgets.refund(free)
     assert budgets.tracked_keys() == 1, "an unlimited key keeps no record"
 
 
-@pytest.mark.parametrize(("limits", "label"), [(KeyLimits(tpm=1000), "tokens per min (TPM): Limit 1000"),
-                                               (KeyLimits(tokens_per_day=1000), "tokens per day (TPD): Limit 1000")])
+@pytest.mark.parametrize(
+    ("limits", "label"),
+    [
+        (KeyLimits(tpm=1000), "tokens per min (TPM): Limit 1000"),
+        (KeyLimits(tokens_per_day=1000), "tokens per day (TPD): Limit 1000"),
+    ],
+)
 def test_a_request_larger_than_a_budget_can_never_fit(limits: KeyLimits, label: str) -> None:
     budgets = Clocks().budgets()
     err = refused(budgets, "k", limits, 1001)
@@ -204,8 +217,20 @@ def test_idle_keys_are_forgotten_and_todays_usage_is_not() -> None:
 
 
 def test_go_durations_like_openai() -> None:
-    cases = {0: "0s", 0.0121: "13ms", 0.012: "12ms", 0.9994: "1s", 1: "1s", 1.8: "1.8s", 59.9: "59.9s",
-             60: "1m0s", 360: "6m0s", 90.5: "1m30.5s", 3723: "1h2m3s", 86_400: "24h0m0s"}  # fmt: skip
+    cases = {
+        0: "0s",
+        0.0121: "13ms",
+        0.012: "12ms",
+        0.9994: "1s",
+        1: "1s",
+        1.8: "1.8s",
+        59.9: "59.9s",
+        60: "1m0s",
+        360: "6m0s",
+        90.5: "1m30.5s",
+        3723: "1h2m3s",
+        86_400: "24h0m0s",
+    }
     assert {seconds: go_duration(seconds) for seconds in cases} == cases
 
 
@@ -227,10 +252,15 @@ def test_reservation_is_prompt_plus_the_most_the_engine_may_generate() -> None:
     body = {"prompt": "abc", "max_tokens": 100}
     assert reservation_tokens(body, default_max_tokens=7) == 101
     assert reservation_tokens({"prompt": "abc"}, default_max_tokens=7) == 8
-    assert reservation_tokens({"prompt": "abc", "max_tokens": 10, "max_completion_tokens": 50, "n": 3},
-                              default_max_tokens=7) == 151  # fmt: skip
-    assert reservation_tokens({"prompt": "abc", "max_tokens": True, "n": -1}, default_max_tokens=7) == 8, \
+    assert (
+        reservation_tokens(
+            {"prompt": "abc", "max_tokens": 10, "max_completion_tokens": 50, "n": 3}, default_max_tokens=7
+        )
+        == 151
+    )
+    assert reservation_tokens({"prompt": "abc", "max_tokens": True, "n": -1}, default_max_tokens=7) == 8, (
         "malformed values are the checks' business; the reservation falls back to the default"
+    )
 
 
 async def _stream(budgets: Budgets, limits: KeyLimits, ledger: dict, rng: random.Random, clocks: Clocks) -> None:
@@ -308,12 +338,15 @@ def test_threads_share_the_budget_exactly() -> None:
     assert (snap.requests, snap.tokens, snap.tokens_today) == (0, 10**6 - 2500, 2500)
 
 
-_OPS = st.lists(st.one_of(
-    st.tuples(st.just("reserve"), st.integers(0, 1500)),
-    st.tuples(st.just("settle"), st.integers(0, 50), st.floats(0, 1)),
-    st.tuples(st.just("refund"), st.integers(0, 50)),
-    st.tuples(st.just("advance"), st.floats(0, 30)),
-), max_size=60)  # fmt: skip
+_OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("reserve"), st.integers(0, 1500)),
+        st.tuples(st.just("settle"), st.integers(0, 50), st.floats(0, 1)),
+        st.tuples(st.just("refund"), st.integers(0, 50)),
+        st.tuples(st.just("advance"), st.floats(0, 30)),
+    ),
+    max_size=60,
+)
 
 
 @settings(max_examples=200, deadline=None)

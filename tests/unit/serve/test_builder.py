@@ -24,8 +24,12 @@ def test_safe_loading_defaults_and_pass_through() -> None:
 
 def test_replicas_or_autoscaling() -> None:
     settings = Settings()
-    assert deployment_config(spec(), settings) == {"max_ongoing_requests": 256, "num_replicas": 1,
-                                                   "health_check_period_s": 2, "health_check_timeout_s": 10}
+    assert deployment_config(spec(), settings) == {
+        "max_ongoing_requests": 256,
+        "num_replicas": 1,
+        "health_check_period_s": 2,
+        "health_check_timeout_s": 10,
+    }
     auto = deployment_config(spec(autoscaling={"min_replicas": 0, "max_replicas": 3}), settings)
     assert auto["autoscaling_config"] == {"min_replicas": 0, "max_replicas": 3, "target_ongoing_requests": 16}
     assert "num_replicas" not in auto
@@ -49,16 +53,24 @@ def test_llm_config_from_a_validated_config(tmp_path: Path, monkeypatch) -> None
     set_line(tmp_path / ".env", "SERVE_STREAM_BATCHING_MS", "20")
     config = load_config(ConfigFiles(), gpu_count=0)
     data = llm_config_dict(config.models[0], config)
-    assert data["model_loading_config"] == {"model_id": "qwen2.5-0.5b-instruct", "model_source": "Qwen/Qwen2.5-0.5B-Instruct"}
+    assert data["model_loading_config"] == {
+        "model_id": "qwen2.5-0.5b-instruct",
+        "model_source": "Qwen/Qwen2.5-0.5B-Instruct",
+    }
     assert data["engine_kwargs"]["revision"] == "7ae557604adf67be50417f59c2c2f167def9a775"
-    assert data["experimental_configs"] == {"stream_batching_interval_ms": 20.0,
-                                            "appliance_stream_batching_max_ms": 150.0}
+    assert data["experimental_configs"] == {
+        "stream_batching_interval_ms": 20.0,
+        "appliance_stream_batching_max_ms": 150.0,
+    }
     # the HF token is a file in the serve container (HF_TOKEN_PATH), never a Ray runtime-env variable
     assert data["runtime_env"]["env_vars"] == {"VLLM_CPU_KVCACHE_SPACE": "1"}
     assert "hf_secret_token_value" not in repr(data)
     ingress = IngressConfig.from_config(config, audit_path="a.log", models=())
     assert {m: limits.max_tokens for m, limits in ingress.caps.items()} == {"qwen2.5-0.5b-instruct": 2048}
-    assert ingress.caps["qwen2.5-0.5b-instruct"].max_n == 4 and not ingress.caps["qwen2.5-0.5b-instruct"].allow_chat_template
+    assert (
+        ingress.caps["qwen2.5-0.5b-instruct"].max_n == 4
+        and not ingress.caps["qwen2.5-0.5b-instruct"].allow_chat_template
+    )
     assert ingress.max_body_bytes == 10 * 1024 * 1024 and ingress.auth_enabled
 
 
@@ -72,11 +84,17 @@ def test_embed_and_score_models_use_vllms_pooling_runner() -> None:
     assert "pooler_config" not in engine_kwargs(spec(task="score"))
     plain = engine_kwargs(spec())
     assert not {"runner", "pooler_config", "tool_call_parser", "enable_auto_tool_choice"} & plain.keys()
-    assert card_metadata(spec(task="embed")) == {"task": "embed",
-                                                 "endpoints": ["/v1/embeddings", "/v1/score", "/v1/rerank",
-                                                               "/tokenize", "/detokenize"]}
-    assert card_metadata(spec())["endpoints"] == ["/v1/chat/completions", "/v1/completions",
-                                                     "/v1/responses", "/tokenize", "/detokenize"]
+    assert card_metadata(spec(task="embed")) == {
+        "task": "embed",
+        "endpoints": ["/v1/embeddings", "/v1/score", "/v1/rerank", "/tokenize", "/detokenize"],
+    }
+    assert card_metadata(spec())["endpoints"] == [
+        "/v1/chat/completions",
+        "/v1/completions",
+        "/v1/responses",
+        "/tokenize",
+        "/detokenize",
+    ]
     assert card_metadata(spec())["tool_choice"] == ["none"]
     assert card_metadata(spec(tool_call_parser="hermes"))["tool_choice"] == ["none"]  # vLLM loads no parser
     tools = card_metadata(spec(tool_call_parser="hermes", enable_auto_tool_choice=True))["tool_choice"]
@@ -104,8 +122,9 @@ def test_pooling_options_are_vllms_pooler_config() -> None:
 
     from appliance.config.models import PoolingSpec
 
-    options = PoolingSpec(pooling_type="LAST", use_activation=False, dimensions=64, max_embed_len=1024,
-                          enable_chunked_processing=True).pooler_config()  # fmt: skip
+    options = PoolingSpec(
+        pooling_type="LAST", use_activation=False, dimensions=64, max_embed_len=1024, enable_chunked_processing=True
+    ).pooler_config()
     made = PoolerConfig(**options)
     assert (made.seq_pooling_type, made.use_activation, made.dimensions) == ("LAST", False, 64)
     assert PoolingSpec().pooler_config() == {}
@@ -120,7 +139,7 @@ def test_tool_call_parser_names_are_vllms() -> None:
     assert set(TOOL_CALL_PARSERS) == registered
 
 
-def test_ray_serve_llm_takes_the_health_check_options(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+def test_ray_serve_llm_takes_the_health_check_options(tmp_path: Path, monkeypatch) -> None:
     """LLMConfig validates its deployment_config against Serve's options: ours must be among them."""
     from ray.llm._internal.serve.core.server import builder as llm_builder
     from ray.serve.llm import LLMConfig
@@ -132,5 +151,6 @@ def test_ray_serve_llm_takes_the_health_check_options(tmp_path: Path, monkeypatc
     config = load_config(ConfigFiles(), gpu_count=0)
     llm = LLMConfig.model_validate(llm_config_dict(config.models[0], config))
     options = llm_builder.maybe_apply_llm_deployment_config_defaults(  # what build_llm_deployment gives Serve
-        llm_builder.DEFAULT_DEPLOYMENT_OPTIONS, ApplianceLLMServer.get_deployment_options(llm))
+        llm_builder.DEFAULT_DEPLOYMENT_OPTIONS, ApplianceLLMServer.get_deployment_options(llm)
+    )
     assert options["health_check_period_s"] == 2 and options["health_check_timeout_s"] == 10

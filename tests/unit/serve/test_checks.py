@@ -16,11 +16,19 @@ ALICE = Principal("alice", Role.USER, ("a",))
 def test_authenticate() -> None:
     assert authenticate(f"Bearer {KEY}", RECORDS, auth_enabled=True) == ALICE
     assert authenticate(None, RECORDS, auth_enabled=False) is ANONYMOUS
-    for header, code in ((None, "missing_api_key"), ("", "missing_api_key"), (KEY, "invalid_api_key"),
-                         ("Basic abc", "invalid_api_key"), ("Bearer nope", "invalid_api_key"),
-                         (f"bearer {KEY}", "invalid_api_key"), (f"Bearer  {KEY}", "invalid_api_key"),
-                         (f"Bearer {KEY} ", "invalid_api_key"), (f"Bearer {KEY}\x0b", "invalid_api_key"),
-                         (f"Bearer\t{KEY}", "invalid_api_key"), (f"Bearer {KEY}\xa0", "invalid_api_key")):  # fmt: skip
+    for header, code in (
+        (None, "missing_api_key"),
+        ("", "missing_api_key"),
+        (KEY, "invalid_api_key"),
+        ("Basic abc", "invalid_api_key"),
+        ("Bearer nope", "invalid_api_key"),
+        (f"bearer {KEY}", "invalid_api_key"),
+        (f"Bearer  {KEY}", "invalid_api_key"),
+        (f"Bearer {KEY} ", "invalid_api_key"),
+        (f"Bearer {KEY}\x0b", "invalid_api_key"),
+        (f"Bearer\t{KEY}", "invalid_api_key"),
+        (f"Bearer {KEY}\xa0", "invalid_api_key"),
+    ):
         with pytest.raises(ApiError) as err:
             authenticate(header, RECORDS, auth_enabled=True)
         assert (err.value.status, err.value.code) == (401, code)
@@ -48,7 +56,7 @@ def refused(raw: bytes, principal: Principal = ALICE) -> ApiError:
         (b'{"model": "a", "stream": "yes"}', 400, "invalid_type"),
         (b'{"model": "a", "stream": true, "stream_options": 3}', 400, "invalid_type"),
     ],
-)  # fmt: skip
+)
 def test_refusals(raw: bytes, status: int, code: str) -> None:
     error = refused(raw)
     assert (error.status, error.code) == (status, code)

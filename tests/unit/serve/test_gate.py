@@ -48,12 +48,18 @@ class Downstream:
         body = json.loads(message["body"] or b"{}")
         self.seen.append({"scope": scope, "body": body, "raw": message["body"]})
         if body.get("stream"):
-            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
+            await send(
+                {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]}
+            )
             for text in ("a", "b"):
                 chunk = {"choices": [{"index": 0, "delta": {"content": text}}]}
-                await send({"type": "http.response.body", "body": f"data: {json.dumps(chunk)}\n\n".encode(), "more_body": True})
+                await send(
+                    {"type": "http.response.body", "body": f"data: {json.dumps(chunk)}\n\n".encode(), "more_body": True}
+                )
             usage = {"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 2}}
-            await send({"type": "http.response.body", "body": f"data: {json.dumps(usage)}\n\ndata: [DONE]\n\n".encode()})
+            await send(
+                {"type": "http.response.body", "body": f"data: {json.dumps(usage)}\n\ndata: [DONE]\n\n".encode()}
+            )
             return
         payload = json.dumps({"ok": True, "usage": {"prompt_tokens": 3, "completion_tokens": 1}}).encode()
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
@@ -65,7 +71,9 @@ def parts(tmp_path: Path):
     downstream = Downstream()
     metrics = RecordingMetrics()
     keys = KeyStore((ApiKeyRecord("alice", Role.USER, ("a",), hash_key(KEY)),))
-    gate = Gate(downstream, GateSettings(True, 1000, {"a": 16, "b": 16}), keys, AuditLog(tmp_path / "audit.log"), metrics)
+    gate = Gate(
+        downstream, GateSettings(True, 1000, {"a": 16, "b": 16}), keys, AuditLog(tmp_path / "audit.log"), metrics
+    )
     return gate, downstream, metrics, tmp_path / "audit.log"
 
 
@@ -80,8 +88,13 @@ def call(gate: Gate, path: str, body: bytes = b"", headers: dict[str, str] | Non
     async def send(message):
         sent.append(message)
 
-    scope = {"type": "http", "method": method, "path": path, "client": ("10.9.8.7", 5555),
-             "headers": [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]}  # fmt: skip
+    scope = {
+        "type": "http",
+        "method": method,
+        "path": path,
+        "client": ("10.9.8.7", 5555),
+        "headers": [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()],
+    }
     asyncio.run(gate(scope, receive, send))
     start = sent[0]
     return start["status"], dict(start["headers"]), b"".join(m.get("body", b"") for m in sent[1:])
@@ -113,9 +126,12 @@ def test_health_is_open_and_other_paths_guarded(parts) -> None:
 
 def test_generation_is_checked_capped_and_audited(parts) -> None:
     gate, downstream, metrics, audit = parts
-    status, headers, body = call(gate, "/v1/completions", b'{"model":"a","prompt":"p","max_tokens":999}',
-                                 auth({"x-request-id": "rid-1", "x-forwarded-for": "1.2.3.4, 10.0.0.1",
-                                       "x-client-request-id": "mine-7"}))  # fmt: skip
+    status, headers, body = call(
+        gate,
+        "/v1/completions",
+        b'{"model":"a","prompt":"p","max_tokens":999}',
+        auth({"x-request-id": "rid-1", "x-forwarded-for": "1.2.3.4, 10.0.0.1", "x-client-request-id": "mine-7"}),
+    )
     assert status == 200 and json.loads(body)["ok"]
     seen = downstream.seen[0]
     assert seen["body"]["max_tokens"] == 16
@@ -125,10 +141,23 @@ def test_generation_is_checked_capped_and_audited(parts) -> None:
     assert b"x-request-id" not in headers, "the proxy in front echoes an incoming request id itself"
     (line,) = audit_lines(audit)
     assert line | {"latency_ms": 0, "time": 0} == {
-        "time": 0, "request_id": "rid-1", "key": "alice", "role": "user", "model": "a", "endpoint": "/v1/completions",
-        "method": "POST", "stream": False, "status": 200, "error": None, "prompt_tokens": 3, "completion_tokens": 1,
-        "latency_ms": 0, "ttft_ms": None, "client": "10.0.0.1", "client_request_id": "mine-7",
-    }  # fmt: skip
+        "time": 0,
+        "request_id": "rid-1",
+        "key": "alice",
+        "role": "user",
+        "model": "a",
+        "endpoint": "/v1/completions",
+        "method": "POST",
+        "stream": False,
+        "status": 200,
+        "error": None,
+        "prompt_tokens": 3,
+        "completion_tokens": 1,
+        "latency_ms": 0,
+        "ttft_ms": None,
+        "client": "10.0.0.1",
+        "client_request_id": "mine-7",
+    }
     # the client's own X-Forwarded-For entries (before the one nginx wrote) are not what is recorded
     assert metrics.flight == [("a", 1), ("a", -1)]
     assert metrics.done[0]["completion_tokens"] == 1
@@ -152,8 +181,11 @@ def test_refusals_name_the_model_and_reason(parts) -> None:
     assert call(gate, "/v1/completions", b"{}", auth({"content-length": "99999"}))[0] == 413
     lines = audit_lines(audit)
     assert [(l["status"], l["error"], l["model"]) for l in lines] == [  # noqa: E741
-        (403, "model_not_allowed", "b"), (400, "invalid_json", None), (413, "body_too_large", None),
-        (413, "body_too_large", None)]  # fmt: skip
+        (403, "model_not_allowed", "b"),
+        (400, "invalid_json", None),
+        (413, "body_too_large", None),
+        (413, "body_too_large", None),
+    ]
     assert downstream.seen == []
     assert KEY not in (audit.read_text())
 
@@ -165,7 +197,10 @@ def test_stream_audit_line_is_written_before_the_client_sees_done(tmp_path: Path
     async def downstream(scope, receive, send) -> None:
         await receive()
         await send({"type": "http.response.start", "status": 200, "headers": []})
-        chunk = {"choices": [{"index": 0, "delta": {"content": "x"}}], "usage": {"prompt_tokens": 1, "completion_tokens": 1}}
+        chunk = {
+            "choices": [{"index": 0, "delta": {"content": "x"}}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1},
+        }
         await send({"type": "http.response.body", "body": f"data: {json.dumps(chunk)}\n\n".encode(), "more_body": True})
         await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -181,8 +216,13 @@ def test_stream_audit_line_is_written_before_the_client_sees_done(tmp_path: Path
     async def receive():
         return {"type": "http.request", "body": b'{"model":"a","messages":[],"stream":true}', "more_body": False}
 
-    scope = {"type": "http", "method": "POST", "path": "/v1/chat/completions", "client": ("10.0.0.1", 1),
-             "headers": [(b"authorization", f"Bearer {KEY}".encode()), (b"x-request-id", b"r-1")]}  # fmt: skip
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/v1/chat/completions",
+        "client": ("10.0.0.1", 1),
+        "headers": [(b"authorization", f"Bearer {KEY}".encode()), (b"x-request-id", b"r-1")],
+    }
     asyncio.run(gate(scope, receive, send))
     assert lines_when_done == [1]
     assert len(audit_path.read_text().splitlines()) == 1, "written once"
@@ -195,8 +235,13 @@ def test_plain_audit_line_is_written_once_the_client_has_content_length_bytes(tm
 
     async def downstream(scope, receive, send) -> None:
         await receive()
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())],
+            }
+        )
         await send({"type": "http.response.body", "body": payload, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
@@ -211,8 +256,13 @@ def test_plain_audit_line_is_written_once_the_client_has_content_length_bytes(tm
     async def receive():
         return {"type": "http.request", "body": b'{"model":"a","prompt":"x"}', "more_body": False}
 
-    scope = {"type": "http", "method": "POST", "path": "/v1/completions", "client": ("10.0.0.1", 1),
-             "headers": [(b"authorization", f"Bearer {KEY}".encode())]}  # fmt: skip
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/v1/completions",
+        "client": ("10.0.0.1", 1),
+        "headers": [(b"authorization", f"Bearer {KEY}".encode())],
+    }
     asyncio.run(gate(scope, receive, send))
     assert lines_when_body == [1]
     line = audit_lines(audit_path)
@@ -223,8 +273,14 @@ def test_a_model_disabled_in_the_registry_answers_404(tmp_path: Path) -> None:
     disabled = {"a"}
     keys = KeyStore((ApiKeyRecord("alice", Role.USER, ("a",), hash_key(KEY)),))
     downstream = Downstream()
-    gate = Gate(downstream, GateSettings(True, 1000, {"a": 16}), keys, AuditLog(tmp_path / "audit.log"),
-                RecordingMetrics(), disabled=lambda model: model in disabled)  # fmt: skip
+    gate = Gate(
+        downstream,
+        GateSettings(True, 1000, {"a": 16}),
+        keys,
+        AuditLog(tmp_path / "audit.log"),
+        RecordingMetrics(),
+        disabled=lambda model: model in disabled,
+    )
     status, _, body = call(gate, "/v1/completions", b'{"model":"a","prompt":"p"}', auth())
     assert status == 404 and json.loads(body)["error"]["code"] == "model_not_found" and downstream.seen == []
     disabled.clear()
@@ -234,8 +290,10 @@ def test_a_model_disabled_in_the_registry_answers_404(tmp_path: Path) -> None:
 def test_the_registry_url_is_made_absolute_for_the_replicas(tmp_path: Path) -> None:
     from appliance.serve.ingress_config import absolute_registry_url
 
-    assert absolute_registry_url("sqlite:///data/registry/registry.db", tmp_path) == \
-        f"sqlite:///{tmp_path}/data/registry/registry.db"  # fmt: skip
+    assert (
+        absolute_registry_url("sqlite:///data/registry/registry.db", tmp_path)
+        == f"sqlite:///{tmp_path}/data/registry/registry.db"
+    )
     assert absolute_registry_url("sqlite:////srv/r.db", tmp_path) == "sqlite:////srv/r.db"
     assert absolute_registry_url("postgresql://u@h:5432/db", tmp_path) == "postgresql://u@h:5432/db"
 
@@ -261,8 +319,9 @@ def test_no_request_is_served_unaudited_when_the_audit_disk_is_full(parts, monke
     assert len(downstream.seen) == 2 and audit_lines(audit)[-1]["status"] == 200
 
 
-def test_a_failed_audit_write_refuses_until_the_log_opens_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                 caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
+def test_a_failed_audit_write_refuses_until_the_log_opens_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     from appliance.serve import audit as audit_module
 
     monkeypatch.setattr(audit_module, "FREE_CHECK_INTERVAL_S", 0.0)

@@ -48,8 +48,10 @@ class FakeServeApi:
         self.deployments: dict[str, tuple[str, str]] = {}
 
     def status(self) -> Any:
-        deployments = {name: SimpleNamespace(status=status, message=message)
-                       for name, (status, message) in self.deployments.items()}  # fmt: skip
+        deployments = {
+            name: SimpleNamespace(status=status, message=message)
+            for name, (status, message) in self.deployments.items()
+        }
         return SimpleNamespace(applications={"appliance": SimpleNamespace(deployments=deployments)})
 
 
@@ -92,7 +94,10 @@ def test_wait_ready_reads_serves_status(config: Any) -> None:
     port, _runs, serve = port_with(config)
     serve.deployments["LLMServer:a@5"] = ("HEALTHY", "")
     port.wait_ready("LLMServer:a@5", 1.0)
-    serve.deployments["LLMServer:a@5"] = ("DEPLOY_FAILED", "\nThe replica failed to start: ValueError: bad arg\nTraceback…")
+    serve.deployments["LLMServer:a@5"] = (
+        "DEPLOY_FAILED",
+        "\nThe replica failed to start: ValueError: bad arg\nTraceback…",
+    )
     with pytest.raises(GenerationError, match="did not start: The replica failed to start: ValueError: bad arg$"):
         port.wait_ready("LLMServer:a@5", 1.0)
     serve.deployments["LLMServer:a@5"] = ("UPDATING", "")
@@ -146,4 +151,5 @@ def test_the_application_graph_changes_only_the_named_generation(config: Any, tm
     switched = graph()
     assert "LLMServer:a" not in switched and switched["LLMServer:a@5"] == beside["LLMServer:a@5"]
     assert {k: switched[k] for k in ("LLMServer:b", "ApplianceIngress", "PIIService")} == {
-        k: first[k] for k in ("LLMServer:b", "ApplianceIngress", "PIIService")}
+        k: first[k] for k in ("LLMServer:b", "ApplianceIngress", "PIIService")
+    }

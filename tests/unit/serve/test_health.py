@@ -137,14 +137,17 @@ def test_ready_cache_invalidate_starts_a_new_probe() -> None:
     assert count == 2
 
 
-@pytest.mark.parametrize(("models", "pii", "expected"), [
-    ("ready", None, "ready"),  # masking off: the models alone
-    ("ready", "ready", "ready"),
-    ("ready", "loading", "loading"),  # every model ready, the PII service not: requests would get 503
-    ("ready", "failed", "failed"),  # the PII service could not start (e.g. its spaCy model is missing)
-    ("loading", "ready", "loading"),
-    ("failed", "ready", "failed"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("models", "pii", "expected"),
+    [
+        ("ready", None, "ready"),  # masking off: the models alone
+        ("ready", "ready", "ready"),
+        ("ready", "loading", "loading"),  # every model ready, the PII service not: requests would get 503
+        ("ready", "failed", "failed"),  # the PII service could not start (e.g. its spaCy model is missing)
+        ("loading", "ready", "loading"),
+        ("failed", "ready", "failed"),
+    ],
+)
 def test_readiness_covers_the_pii_service(models: str, pii: str | None, expected: str) -> None:
     assert with_pii(models, pii) == expected
 

@@ -52,8 +52,11 @@ def test_each_route_takes_only_its_kind_of_model() -> None:
     wrong = refused(lambda: pool("/v1/embeddings", {"model": "gen", "input": "x"}))
     assert (wrong.status, wrong.code, wrong.param) == (400, "wrong_model_type", "model")
     assert "generate model" in wrong.message and "emb" in wrong.message  # names the key's embedding models
-    chat = refused(lambda: check_generation(b'{"model":"emb","messages":[{"role":"user","content":"x"}]}',
-                                            principal(), CAPS, chat=True))  # fmt: skip
+    chat = refused(
+        lambda: check_generation(
+            b'{"model":"emb","messages":[{"role":"user","content":"x"}]}', principal(), CAPS, chat=True
+        )
+    )
     assert (chat.status, chat.code) == (400, "wrong_model_type") and "embed model" in chat.message
     completions = refused(lambda: check_generation(b'{"model":"emb","prompt":"x"}', principal(), CAPS, chat=False))
     assert completions.code == "wrong_model_type"
@@ -104,8 +107,11 @@ def test_the_budget_reserves_the_inputs_only() -> None:
 
 def test_routes_are_known_to_the_gate() -> None:
     assert ROUTES["embeddings"] == ("POST", "/v1/embeddings")
-    assert {route_of("/v1/embeddings"), route_of("/v1/score"), route_of("/v1/rerank")} == {"embeddings", "score",
-                                                                                            "rerank"}  # fmt: skip
+    assert {route_of("/v1/embeddings"), route_of("/v1/score"), route_of("/v1/rerank")} == {
+        "embeddings",
+        "score",
+        "rerank",
+    }
     assert route_of("/v1/responses") == "responses"
     assert route_of("/v1/assistants") is None and route_of("/v1/embeddings/x") is None
 
@@ -124,8 +130,11 @@ class PoolingEngine:
         self.seen.append({"path": scope["path"], "body": body})
         inputs = body.get("input") or body.get("text_2") or body.get("documents")
         inputs = inputs if isinstance(inputs, list) else [inputs]
-        answer = {"object": "list", "data": [{"index": i, "embedding": [0.5, 0.5]} for i in range(len(inputs))],
-                  "usage": {"prompt_tokens": 7 * len(inputs), "total_tokens": 7 * len(inputs)}}  # fmt: skip
+        answer = {
+            "object": "list",
+            "data": [{"index": i, "embedding": [0.5, 0.5]} for i in range(len(inputs))],
+            "usage": {"prompt_tokens": 7 * len(inputs), "total_tokens": 7 * len(inputs)},
+        }
         payload = json.dumps(answer).encode()
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
         await send({"type": "http.response.body", "body": payload})
@@ -135,8 +144,13 @@ class PoolingEngine:
 def gate(tmp_path: Path):
     engine = PoolingEngine()
     metrics = RecordingMetrics()
-    gate = Gate(engine, GateSettings(True, 10_000, dict(CAPS), audit_prompts=True), KeyStore((ALICE,)),
-                AuditLog(tmp_path / "audit.log"), metrics)  # fmt: skip
+    gate = Gate(
+        engine,
+        GateSettings(True, 10_000, dict(CAPS), audit_prompts=True),
+        KeyStore((ALICE,)),
+        AuditLog(tmp_path / "audit.log"),
+        metrics,
+    )
     return gate, engine, metrics, tmp_path / "audit.log"
 
 
@@ -150,8 +164,13 @@ def post(gate: Gate, path: str, body: dict[str, Any]) -> tuple[int, dict[bytes, 
     async def send(message):
         sent.append(message)
 
-    scope = {"type": "http", "method": "POST", "path": path, "client": ("127.0.0.1", 1),
-             "headers": [(b"authorization", f"Bearer {KEY}".encode()), (b"content-type", b"application/json")]}
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": path,
+        "client": ("127.0.0.1", 1),
+        "headers": [(b"authorization", f"Bearer {KEY}".encode()), (b"content-type", b"application/json")],
+    }
     asyncio.run(gate(scope, receive, send))
     return sent[0]["status"], dict(sent[0]["headers"]), json.loads(b"".join(m.get("body", b"") for m in sent[1:]))
 
@@ -162,7 +181,12 @@ def test_embeddings_go_through_with_audit_metrics_and_budget(gate) -> None:
     assert status == 200 and len(body["data"]) == 2
     assert engine.seen[0]["path"] == "/v1/embeddings" and engine.seen[0]["body"]["input"] == ["hello", "world"]
     line = audit_lines(audit)[-1]
-    assert (line["endpoint"], line["model"], line["status"], line["prompt_tokens"]) == ("/v1/embeddings", "emb", 200, 14)
+    assert (line["endpoint"], line["model"], line["status"], line["prompt_tokens"]) == (
+        "/v1/embeddings",
+        "emb",
+        200,
+        14,
+    )
     assert line["prompt"] == "hello\nworld" and line["stream"] is False
     assert metrics.done[-1]["model"] == "emb" and metrics.done[-1]["prompt_tokens"] == 14
     assert gate.budgets.snapshot("alice").tokens_today == 14  # settled with the engine's count, not the estimate
@@ -176,8 +200,10 @@ def test_refusals_are_audited_and_never_forwarded(gate) -> None:
     status, _, body = post(gate, "/v1/rerank", {"model": "rank", "query": "q", "documents": ["d"]})
     assert status == 403 and body["error"]["code"] == "model_not_allowed"
     assert engine.seen == []
-    assert [(line["status"], line["endpoint"]) for line in audit_lines(audit)] == [(400, "/v1/embeddings"),
-                                                                                  (403, "/v1/rerank")]  # fmt: skip
+    assert [(line["status"], line["endpoint"]) for line in audit_lines(audit)] == [
+        (400, "/v1/embeddings"),
+        (403, "/v1/rerank"),
+    ]
 
 
 def test_score_and_rerank_reach_the_engine(gate) -> None:

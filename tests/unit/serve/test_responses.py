@@ -62,16 +62,28 @@ def test_keys_kinds_and_limits() -> None:
     assert refused({"model": "gen", "input": "x", "tools": [{}, {}, {}]}).param == "tools"
     assert refused({"model": "gen", "input": "x", "max_output_tokens": 0}).param == "max_output_tokens"
     assert refused({"model": "gen", "input": "x", "stream": "yes"}).param == "stream"
-    items = [{"role": "system", "content": "be brief"}, {"role": "user", "content": [{"type": "input_text",
-                                                                                      "text": "hi"}]}]  # fmt: skip
+    items = [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": [{"type": "input_text", "text": "hi"}]},
+    ]
     assert check({"model": "gen", "input": items, "instructions": "be kind"})[1].prompt == (
-        "instructions: be kind\nsystem: be brief\nuser: hi")
+        "instructions: be kind\nsystem: be brief\nuser: hi"
+    )
 
 
-RESPONSE = {"id": "resp_1", "object": "response", "status": "completed", "output": [
-    {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Hello"}]}],
-    "usage": {"input_tokens": 5, "output_tokens": 3, "total_tokens": 8,
-              "input_tokens_details": {"cached_tokens": 0}, "output_tokens_details": {"reasoning_tokens": 0}}}
+RESPONSE = {
+    "id": "resp_1",
+    "object": "response",
+    "status": "completed",
+    "output": [{"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Hello"}]}],
+    "usage": {
+        "input_tokens": 5,
+        "output_tokens": 3,
+        "total_tokens": 8,
+        "input_tokens_details": {"cached_tokens": 0},
+        "output_tokens_details": {"reasoning_tokens": 0},
+    },
+}
 
 
 def event(payload: dict[str, Any]) -> bytes:
@@ -80,12 +92,26 @@ def event(payload: dict[str, Any]) -> bytes:
 
 STREAM = [
     {"type": "response.created", "sequence_number": 0, "response": {**RESPONSE, "status": "in_progress", "output": []}},
-    {"type": "response.output_text.delta", "sequence_number": 1, "item_id": "m", "output_index": 0,
-     "content_index": 0, "delta": "Hel", "logprobs": []},
-    {"type": "response.output_text.delta", "sequence_number": 2, "item_id": "m", "output_index": 0,
-     "content_index": 0, "delta": "lo", "logprobs": []},
+    {
+        "type": "response.output_text.delta",
+        "sequence_number": 1,
+        "item_id": "m",
+        "output_index": 0,
+        "content_index": 0,
+        "delta": "Hel",
+        "logprobs": [],
+    },
+    {
+        "type": "response.output_text.delta",
+        "sequence_number": 2,
+        "item_id": "m",
+        "output_index": 0,
+        "content_index": 0,
+        "delta": "lo",
+        "logprobs": [],
+    },
     {"type": "response.completed", "sequence_number": 3, "response": RESPONSE},
-]  # fmt: skip
+]
 
 
 def test_stream_first_token_and_usage_from_responses_events() -> None:
@@ -112,8 +138,9 @@ class ResponsesEngine:
         body = json.loads((await receive())["body"])
         self.seen.append(body)
         if body.get("stream"):
-            await send({"type": "http.response.start", "status": 200,
-                        "headers": [(b"content-type", b"text/event-stream")]})  # fmt: skip
+            await send(
+                {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]}
+            )
             for payload in STREAM:
                 await send({"type": "http.response.body", "body": event(payload), "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -130,8 +157,13 @@ def post(gate: Gate, body: dict[str, Any]) -> tuple[int, bytes]:
 
 def test_through_the_gate_audited_budgeted_and_refusals_never_forwarded(tmp_path: Path) -> None:
     engine = ResponsesEngine()
-    gate = Gate(engine, GateSettings(True, 10_000, dict(CAPS), audit_prompts=True), KeyStore((ALICE,)),
-                AuditLog(tmp_path / "audit.log"), RecordingMetrics())  # fmt: skip
+    gate = Gate(
+        engine,
+        GateSettings(True, 10_000, dict(CAPS), audit_prompts=True),
+        KeyStore((ALICE,)),
+        AuditLog(tmp_path / "audit.log"),
+        RecordingMetrics(),
+    )
     status, body = post(gate, {"model": "gen", "input": "hello"})
     assert status == 200 and json.loads(body)["output"][0]["content"][0]["text"] == "Hello"
     assert engine.seen[0]["max_output_tokens"] == 16 and engine.seen[0]["store"] is False
@@ -142,6 +174,9 @@ def test_through_the_gate_audited_budgeted_and_refusals_never_forwarded(tmp_path
     assert len(engine.seen) == 2
     lines = audit_lines(tmp_path / "audit.log")
     assert [(line["endpoint"], line["status"], line["prompt_tokens"], line["completion_tokens"]) for line in lines] == [
-        ("/v1/responses", 200, 5, 3), ("/v1/responses", 200, 5, 3), ("/v1/responses", 400, None, None)]
+        ("/v1/responses", 200, 5, 3),
+        ("/v1/responses", 200, 5, 3),
+        ("/v1/responses", 400, None, None),
+    ]
     assert lines[1]["stream"] is True and lines[1]["ttft_ms"] is not None and lines[0]["prompt"] == "user: hello"
     assert gate.budgets.snapshot("alice").tokens_today == 16  # twice 5 + 3, the engine's counts

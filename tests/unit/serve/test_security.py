@@ -28,26 +28,58 @@ LIMITS = RequestLimits(max_tokens=16, max_n=2, max_logprobs=5, max_messages=4, m
 def parts(tmp_path: Path):
     downstream = Downstream()
     metrics = RecordingMetrics()
-    keys = KeyStore((ApiKeyRecord("alice", Role.USER, ("a",), hash_key(KEY)),
-                     ApiKeyRecord("ops", Role.ADMIN, ("*",), hash_key(ADMIN_KEY))))  # fmt: skip
-    gate = Gate(downstream, GateSettings(True, 1 << 20, {"a": LIMITS, "b": 16}), keys, AuditLog(tmp_path / "audit.log"),
-                metrics)  # fmt: skip
+    keys = KeyStore(
+        (
+            ApiKeyRecord("alice", Role.USER, ("a",), hash_key(KEY)),
+            ApiKeyRecord("ops", Role.ADMIN, ("*",), hash_key(ADMIN_KEY)),
+        )
+    )
+    gate = Gate(
+        downstream, GateSettings(True, 1 << 20, {"a": LIMITS, "b": 16}), keys, AuditLog(tmp_path / "audit.log"), metrics
+    )
     return gate, downstream, metrics, tmp_path / "audit.log"
 
 
 def _guarded_routes() -> list[tuple[str, str]]:
-    return [(method, path.replace("{model:path}", "a")) for name, (method, path) in ROUTES.items()
-            if not name.startswith("health")]  # fmt: skip
+    return [
+        (method, path.replace("{model:path}", "a"))
+        for name, (method, path) in ROUTES.items()
+        if not name.startswith("health")
+    ]
 
 
 def _bad_headers(count: int) -> list[str]:
     """Wrong keys and every other spelling of the right one: none may pass the gate."""
     rng = random.Random(15)
-    spellings = [f"bearer {KEY}", f"BEARER {KEY}", f"Bearer  {KEY}", f"Bearer {KEY} ", f" Bearer {KEY}",
-                 f"Bearer\t{KEY}", f"Bearer {KEY}\x0b", f"Bearer {KEY}\xa0", f"Bearer\xa0{KEY}", f"Bearer {KEY}\t",
-                 f"Bearer {KEY},", f"Bearer {KEY}x", f"Bearer {KEY[:-1]}", f"Token {KEY}", f"Basic {KEY}", KEY,
-                 f"Bearer {KEY} {KEY}", f"Bearer:{KEY}", f"Bearer={KEY}", "Bearer", "Bearer ", "", " ",
-                 f"Bearer {KEY.upper()}", f"Bearer {KEY}\r", f"Bearer {KEY}\x00", f"Bearer {ADMIN_KEY}\n"]  # fmt: skip
+    spellings = [
+        f"bearer {KEY}",
+        f"BEARER {KEY}",
+        f"Bearer  {KEY}",
+        f"Bearer {KEY} ",
+        f" Bearer {KEY}",
+        f"Bearer\t{KEY}",
+        f"Bearer {KEY}\x0b",
+        f"Bearer {KEY}\xa0",
+        f"Bearer\xa0{KEY}",
+        f"Bearer {KEY}\t",
+        f"Bearer {KEY},",
+        f"Bearer {KEY}x",
+        f"Bearer {KEY[:-1]}",
+        f"Token {KEY}",
+        f"Basic {KEY}",
+        KEY,
+        f"Bearer {KEY} {KEY}",
+        f"Bearer:{KEY}",
+        f"Bearer={KEY}",
+        "Bearer",
+        "Bearer ",
+        "",
+        " ",
+        f"Bearer {KEY.upper()}",
+        f"Bearer {KEY}\r",
+        f"Bearer {KEY}\x00",
+        f"Bearer {ADMIN_KEY}\n",
+    ]
     alphabet = string.printable + "\xa0\x85\u2028"
     while len(spellings) < count:
         kind = rng.randrange(3)
@@ -81,8 +113,20 @@ def test_a_thousand_malformed_or_wrong_authorization_headers_all_fail_on_every_r
 
 def test_unknown_paths_are_404_before_any_key_check(parts) -> None:
     gate, downstream, *_ = parts
-    for path in ("/", "/v2/chat/completions", "/v1/chat/completions/", "/v1//completions", "/docs", "/openapi.json",
-                 "/admin/", "/admin/anything", "/v1/assistants", "/metrics", "/-/routes", "/health"):  # fmt: skip
+    for path in (
+        "/",
+        "/v2/chat/completions",
+        "/v1/chat/completions/",
+        "/v1//completions",
+        "/docs",
+        "/openapi.json",
+        "/admin/",
+        "/admin/anything",
+        "/v1/assistants",
+        "/metrics",
+        "/-/routes",
+        "/health",
+    ):
         status, _, body = call(gate, path, b"", auth(), method="GET")
         assert status == 404 and json.loads(body)["error"]["code"] == "not_found", path
     assert downstream.seen == []
@@ -100,8 +144,14 @@ def test_root_path_is_stripped_like_starlette_does(parts) -> None:
 
     import asyncio
 
-    scope = {"type": "http", "method": "GET", "path": "/api/v1/models", "root_path": "/api", "client": ("1.1.1.1", 1),
-             "headers": [(b"authorization", f"Bearer {KEY}".encode())]}  # fmt: skip
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/api/v1/models",
+        "root_path": "/api",
+        "client": ("1.1.1.1", 1),
+        "headers": [(b"authorization", f"Bearer {KEY}".encode())],
+    }
     asyncio.run(gate(scope, receive, send))
     assert sent[0]["status"] == 200 and len(downstream.seen) == 1
 
@@ -111,8 +161,12 @@ def test_health_details_only_for_admins_and_probes_from_inside(parts) -> None:
     seen = downstream.seen
     call(gate, "/health/ready", method="GET", headers={"x-forwarded-for": "203.0.113.9"})
     call(gate, "/health/ready", method="GET", headers={"x-forwarded-for": "203.0.113.9", **auth()})
-    call(gate, "/health/ready", method="GET",
-         headers={"x-forwarded-for": "203.0.113.9", "authorization": f"Bearer {ADMIN_KEY}"})  # fmt: skip
+    call(
+        gate,
+        "/health/ready",
+        method="GET",
+        headers={"x-forwarded-for": "203.0.113.9", "authorization": f"Bearer {ADMIN_KEY}"},
+    )
     assert [s["scope"]["state"][DETAIL_STATE] for s in seen] == [False, False, True]
     assert all(b"authorization" not in dict(s["scope"]["headers"]) for s in seen)
 
@@ -127,14 +181,20 @@ def test_a_reply_saying_done_does_not_end_the_stream_and_usage_is_audited(parts,
     class Talker:
         async def __call__(self, scope, receive, send) -> None:
             await receive()
-            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
+            await send(
+                {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]}
+            )
             for start in range(0, len(raw), 7):  # split anywhere, even inside an event
-                await send({"type": "http.response.body", "body": raw[start:start + 7], "more_body": True})
+                await send({"type": "http.response.body", "body": raw[start : start + 7], "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     gate.app = Talker()
-    status, _, body = call(gate, "/v1/chat/completions",
-                           b'{"model":"a","messages":[{"role":"user","content":"say it"}],"stream":true}', auth())  # fmt: skip
+    status, _, body = call(
+        gate,
+        "/v1/chat/completions",
+        b'{"model":"a","messages":[{"role":"user","content":"say it"}],"stream":true}',
+        auth(),
+    )
     assert status == 200
     assert body.count(b"and more") == 2 and body.endswith(b"data: [DONE]\n\n")
     assert b'"usage"' not in body, "the usage event the client did not ask for is taken out"
@@ -156,14 +216,15 @@ def test_metric_labels_stay_within_configured_models_under_300_random_ones(parts
 
 def test_a_huge_model_string_is_not_echoed(parts) -> None:
     gate, *_ = parts
-    status, _, body = call(gate, "/v1/completions", json.dumps({"model": "x" * 100_000, "prompt": "p"}).encode(), auth())
+    status, _, body = call(
+        gate, "/v1/completions", json.dumps({"model": "x" * 100_000, "prompt": "p"}).encode(), auth()
+    )
     assert status == 404 and len(body) < 1000
 
 
 def test_spoofed_forwarded_for_is_not_recorded(parts) -> None:
     gate, _, _, audit = parts
-    call(gate, "/v1/completions", b'{"model":"a","prompt":"p"}',
-         auth({"x-forwarded-for": "6.6.6.6, 172.18.0.5"}))  # fmt: skip
+    call(gate, "/v1/completions", b'{"model":"a","prompt":"p"}', auth({"x-forwarded-for": "6.6.6.6, 172.18.0.5"}))
     call(gate, "/v1/completions", b'{"model":"zz","prompt":"p"}', auth({"x-forwarded-for": "6.6.6.6,172.18.0.5"}))
     assert [line["client"] for line in audit_lines(audit)] == ["172.18.0.5", "172.18.0.5"]
 
@@ -191,7 +252,7 @@ def test_spoofed_forwarded_for_is_not_recorded(parts) -> None:
         ({"messages": ["hello"]}, "messages[0]"),
         ({"prompt": "p", "n": "2"}, "n"),
     ],
-)  # fmt: skip
+)
 def test_each_capped_or_invalid_parameter_is_refused_naming_it(parts, body: dict[str, Any], param: str) -> None:
     gate, downstream, *_ = parts
     path = "/v1/chat/completions" if "messages" in body else "/v1/completions"
@@ -204,43 +265,72 @@ def test_each_capped_or_invalid_parameter_is_refused_naming_it(parts, body: dict
 @pytest.mark.parametrize("number", [b"NaN", b"Infinity", b"-Infinity"])
 def test_non_finite_numbers_are_refused(parts, number: bytes) -> None:
     gate, downstream, *_ = parts
-    status, _, answer = call(gate, "/v1/completions", b'{"model":"a","prompt":"p","temperature":' + number + b"}", auth())
+    status, _, answer = call(
+        gate, "/v1/completions", b'{"model":"a","prompt":"p","temperature":' + number + b"}", auth()
+    )
     assert status == 400 and json.loads(answer)["error"]["code"] == "invalid_json"
     assert downstream.seen == []
 
 
 def test_within_the_caps_everything_passes(parts) -> None:
     gate, downstream, *_ = parts
-    body = {"model": "a", "messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "u"},
-            {"role": "assistant", "content": None, "tool_calls": [{"id": "c1", "type": "function",
-                                                                   "function": {"name": "f", "arguments": "{}"}}]},
-            {"role": "tool", "tool_call_id": "c1", "content": "42"}],
-            "n": 2, "logprobs": True, "top_logprobs": 5, "stop": ["x", "y"], "tools": [{"type": "function"}] * 2,
-            "min_tokens": 3, "temperature": 0.5}  # fmt: skip
+    body = {
+        "model": "a",
+        "messages": [
+            {"role": "system", "content": "s"},
+            {"role": "user", "content": "u"},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}],
+            },
+            {"role": "tool", "tool_call_id": "c1", "content": "42"},
+        ],
+        "n": 2,
+        "logprobs": True,
+        "top_logprobs": 5,
+        "stop": ["x", "y"],
+        "tools": [{"type": "function"}] * 2,
+        "min_tokens": 3,
+        "temperature": 0.5,
+    }
     status, _, _ = call(gate, "/v1/chat/completions", json.dumps(body).encode(), auth())
     assert status == 200 and len(downstream.seen) == 1
 
 
 def test_engine_errors_reach_the_client_without_internals(parts) -> None:
     gate, _, _, audit = parts
-    ray_message = ("Message: This model's maximum context length is 64 tokens. (Request ID: abc-1), Internal exception: "
-                   "ray.llm._internal.serve.core.configs.openai_api_models.OpenAIHTTPException (Request ID: None), "
-                   "original exception: \x1b[36mray::LLMServer\x1b[0m Traceback (most recent call last): ...")  # fmt: skip
+    ray_message = (
+        "Message: This model's maximum context length is 64 tokens. (Request ID: abc-1), Internal exception: "
+        "ray.llm._internal.serve.core.configs.openai_api_models.OpenAIHTTPException (Request ID: None), "
+        "original exception: \x1b[36mray::LLMServer\x1b[0m Traceback (most recent call last): ..."
+    )
 
     class Failing:
         async def __call__(self, scope, receive, send) -> None:
             await receive()
             body = json.dumps({"error": {"message": ray_message, "type": "OpenAIHTTPException", "code": 400}}).encode()
-            await send({"type": "http.response.start", "status": 400,
-                        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 400,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+                }
+            )
             await send({"type": "http.response.body", "body": body})
 
     gate.app = Failing()
-    status, headers, body = call(gate, "/v1/completions", b'{"model":"a","prompt":"p"}', auth({"x-request-id": "rid-9"}))
+    status, headers, body = call(
+        gate, "/v1/completions", b'{"model":"a","prompt":"p"}', auth({"x-request-id": "rid-9"})
+    )
     error = json.loads(body)["error"]
     assert status == 400 and int(headers[b"content-length"]) == len(body)
-    assert error == {"message": "This model's maximum context length is 64 tokens. (request id: rid-9)",
-                     "type": "invalid_request_error", "param": None, "code": None}  # fmt: skip
+    assert error == {
+        "message": "This model's maximum context length is 64 tokens. (request id: rid-9)",
+        "type": "invalid_request_error",
+        "param": None,
+        "code": None,
+    }
     assert audit_lines(audit)[0]["status"] == 400
 
 
@@ -259,8 +349,14 @@ def _budget_gate(tmp_path: Path, limits, downstream=None):
     clock = FakeClock()
     keys = KeyStore((ApiKeyRecord("alice", Role.USER, ("a",), hash_key(KEY), KeyLimits(**limits)),))
     metrics = RecordingMetrics()
-    gate = Gate(downstream or Downstream(), GateSettings(True, 1 << 20, {"a": 16}), keys,
-                AuditLog(tmp_path / "audit.log"), metrics, budgets=Budgets(clock=clock, wall=lambda: 1_700_000_000.0))  # fmt: skip
+    gate = Gate(
+        downstream or Downstream(),
+        GateSettings(True, 1 << 20, {"a": 16}),
+        keys,
+        AuditLog(tmp_path / "audit.log"),
+        metrics,
+        budgets=Budgets(clock=clock, wall=lambda: 1_700_000_000.0),
+    )
     return gate, clock, metrics
 
 
@@ -297,13 +393,19 @@ def test_budget_settles_streams_to_usage_and_refunds_failures_under_concurrency(
                 await send({"type": "http.response.start", "status": 500, "headers": []})
                 await send({"type": "http.response.body", "body": b""})
                 return
-            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
+            await send(
+                {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]}
+            )
             for _ in range(3):
                 await asyncio.sleep(0)  # let the other streams run
                 chunk = {"choices": [{"index": 0, "delta": {"content": "x"}}]}
-                await send({"type": "http.response.body", "body": f"data: {json.dumps(chunk)}\n\n".encode(), "more_body": True})
+                await send(
+                    {"type": "http.response.body", "body": f"data: {json.dumps(chunk)}\n\n".encode(), "more_body": True}
+                )
             usage = {"choices": [], "usage": {"prompt_tokens": 2, "completion_tokens": 3}}
-            await send({"type": "http.response.body", "body": f"data: {json.dumps(usage)}\n\ndata: [DONE]\n\n".encode()})
+            await send(
+                {"type": "http.response.body", "body": f"data: {json.dumps(usage)}\n\ndata: [DONE]\n\n".encode()}
+            )
 
     gate, _clock, _ = _budget_gate(tmp_path, {"tpm": 10_000, "tokens_per_day": 100_000}, Streams())
     budgets: Budgets = gate.budgets
@@ -319,8 +421,13 @@ def test_budget_settles_streams_to_usage_and_refunds_failures_under_concurrency(
         async def send(message):
             sent.append(message)
 
-        scope = {"type": "http", "method": "POST", "path": "/v1/completions", "client": ("10.0.0.1", 1),
-                 "headers": [(b"authorization", f"Bearer {KEY}".encode())]}  # fmt: skip
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": "/v1/completions",
+            "client": ("10.0.0.1", 1),
+            "headers": [(b"authorization", f"Bearer {KEY}".encode())],
+        }
         await gate(scope, receive, send)
         return sent[0]["status"]
 
@@ -334,20 +441,67 @@ def test_budget_settles_streams_to_usage_and_refunds_failures_under_concurrency(
     assert snapshot.tokens == 10_000 - 20 * 5, snapshot  # the clock stood still: no refill hides a leak
 
 
-_PARAMS = ["model", "prompt", "messages", "n", "best_of", "logprobs", "top_logprobs", "prompt_logprobs", "stop",
-           "stop_token_ids", "min_tokens", "max_tokens", "max_completion_tokens", "tools", "functions", "stream",
-           "stream_options", "chat_template", "chat_template_kwargs", "temperature", "user", "tool_choice"]
+_PARAMS = [
+    "model",
+    "prompt",
+    "messages",
+    "n",
+    "best_of",
+    "logprobs",
+    "top_logprobs",
+    "prompt_logprobs",
+    "stop",
+    "stop_token_ids",
+    "min_tokens",
+    "max_tokens",
+    "max_completion_tokens",
+    "tools",
+    "functions",
+    "stream",
+    "stream_options",
+    "chat_template",
+    "chat_template_kwargs",
+    "temperature",
+    "user",
+    "tool_choice",
+]
 
 
 def _json_values():
     from hypothesis import strategies as st
 
-    leaves = st.none() | st.booleans() | st.integers(-5, 10**6) | st.floats(allow_nan=False, allow_infinity=False) \
-        | st.text(max_size=12) | st.sampled_from(["a", "b", "user", "tool", "assistant"])
-    return st.recursive(leaves, lambda inner: st.lists(inner, max_size=6)
-                        | st.dictionaries(st.sampled_from(["role", "content", "tool_call_id", "tool_calls", "function",
-                                                           "name", "type", "include_usage", "text"]), inner, max_size=5),
-                        max_leaves=25)  # fmt: skip
+    leaves = (
+        st.none()
+        | st.booleans()
+        | st.integers(-5, 10**6)
+        | st.floats(allow_nan=False, allow_infinity=False)
+        | st.text(max_size=12)
+        | st.sampled_from(["a", "b", "user", "tool", "assistant"])
+    )
+    return st.recursive(
+        leaves,
+        lambda inner: (
+            st.lists(inner, max_size=6)
+            | st.dictionaries(
+                st.sampled_from(
+                    [
+                        "role",
+                        "content",
+                        "tool_call_id",
+                        "tool_calls",
+                        "function",
+                        "name",
+                        "type",
+                        "include_usage",
+                        "text",
+                    ]
+                ),
+                inner,
+                max_size=5,
+            )
+        ),
+        max_leaves=25,
+    )
 
 
 def test_fuzzed_bodies_get_a_clean_answer_never_an_exception() -> None:
@@ -365,8 +519,9 @@ def test_fuzzed_bodies_get_a_clean_answer_never_an_exception() -> None:
     def check(body: dict[str, Any], chat: bool) -> None:
         body.setdefault("model", "a")
         try:
-            forwarded, facts = check_generation(json.dumps(body).encode(), principal, {"a": LIMITS}, chat=chat,
-                                                log_prompt=True)  # fmt: skip
+            forwarded, facts = check_generation(
+                json.dumps(body).encode(), principal, {"a": LIMITS}, chat=chat, log_prompt=True
+            )
         except ApiError as err:
             assert 400 <= err.status < 500 and json.loads(err.body())["error"]["message"]
             return

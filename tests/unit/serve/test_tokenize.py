@@ -21,8 +21,11 @@ from tests.unit.serve.pii.test_bookend import KEY
 from tests.unit.serve.pii.test_bookend import post as post_to
 from tests.unit.serve.test_gate import RecordingMetrics, audit_lines
 
-CAPS = {"gen": RequestLimits(max_tokens=16, max_prompts=2), "emb": RequestLimits(16, task="embed"),
-        "other": RequestLimits(16)}  # fmt: skip
+CAPS = {
+    "gen": RequestLimits(max_tokens=16, max_prompts=2),
+    "emb": RequestLimits(16, task="embed"),
+    "other": RequestLimits(16),
+}
 ALICE = ApiKeyRecord("alice", Role.USER, ("gen", "emb"), hash_key(KEY), KeyLimits(tpm=1000))
 
 
@@ -39,15 +42,22 @@ def test_routes_are_vllms_exact_paths() -> None:
 
 def test_bodies_are_checked() -> None:
     for model in ("gen", "emb"):  # any kind of model has a tokenizer
-        raw, facts = check_tokenize(json.dumps({"model": model, "prompt": "hi"}).encode(),
-                                    Principal.from_record(ALICE), CAPS, "/tokenize", log_prompt=True)  # fmt: skip
+        raw, facts = check_tokenize(
+            json.dumps({"model": model, "prompt": "hi"}).encode(),
+            Principal.from_record(ALICE),
+            CAPS,
+            "/tokenize",
+            log_prompt=True,
+        )
         assert facts.model == model and facts.reserve_tokens == 0 and facts.prompt == "hi" and not facts.stream
     assert refused("/tokenize", {"model": "other", "prompt": "hi"}).status == 403
     assert refused("/tokenize", {"model": "nope", "prompt": "hi"}).status == 404
     assert refused("/tokenize", {"model": "gen"}).param == "prompt"
     assert refused("/tokenize", {"model": "gen", "prompt": [1, 2]}).param == "prompt"
     assert refused("/tokenize", {"model": "gen", "prompt": ["a", "b", "c"]}).code == "too_many_items"
-    assert refused("/tokenize", {"model": "gen", "prompt": "a", "return_token_strs": "yes"}).param == "return_token_strs"
+    assert (
+        refused("/tokenize", {"model": "gen", "prompt": "a", "return_token_strs": "yes"}).param == "return_token_strs"
+    )
     check_tokenize(b'{"model": "gen", "tokens": [1, 2, 0]}', Principal.from_record(ALICE), CAPS, "/detokenize")
     for tokens in ([1, -1], [1.5], "12", None, [True]):
         assert refused("/detokenize", {"model": "gen", "tokens": tokens}).param == "tokens", tokens
@@ -60,15 +70,25 @@ class TokenizerEngine:
     async def __call__(self, scope, receive, send) -> None:
         self.seen.append((await receive())["body"])
         payload = json.dumps({"count": 2, "max_model_len": 64, "tokens": [5, 6], "token_strs": None}).encode()
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(payload))]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(payload))],
+            }
+        )
         await send({"type": "http.response.body", "body": payload})
 
 
 def test_through_the_gate_audited_and_not_charged(tmp_path: Path) -> None:
     engine = TokenizerEngine()
-    gate = Gate(engine, GateSettings(True, 10_000, dict(CAPS), audit_prompts=True), KeyStore((ALICE,)),
-                AuditLog(tmp_path / "audit.log"), RecordingMetrics())  # fmt: skip
+    gate = Gate(
+        engine,
+        GateSettings(True, 10_000, dict(CAPS), audit_prompts=True),
+        KeyStore((ALICE,)),
+        AuditLog(tmp_path / "audit.log"),
+        RecordingMetrics(),
+    )
     status, _, body = post_to(gate, "/tokenize", {"model": "gen", "prompt": "hello"})
     assert status == 200 and json.loads(body)["tokens"] == [5, 6]
     status, _, body = post_to(gate, "/detokenize", {"model": "other", "tokens": [5]})
@@ -76,7 +96,9 @@ def test_through_the_gate_audited_and_not_charged(tmp_path: Path) -> None:
     assert len(engine.seen) == 1
     lines = audit_lines(tmp_path / "audit.log")
     assert [(line["endpoint"], line["status"], line["model"]) for line in lines] == [
-        ("/tokenize", 200, "gen"), ("/detokenize", 403, "other")]
+        ("/tokenize", 200, "gen"),
+        ("/detokenize", 403, "other"),
+    ]
     assert lines[0]["prompt"] == "hello" and gate.budgets.snapshot("alice").tokens_today == 0
 
 

@@ -4,8 +4,10 @@ from appliance.serve.usage import UsageWatcher
 
 
 def sse(*payloads: dict | str) -> bytes:
-    return b"".join(b"data: " + (p if isinstance(p, str) else json.dumps(p, separators=(",", ":"))).encode() + b"\n\n"
-                    for p in payloads)  # fmt: skip
+    return b"".join(
+        b"data: " + (p if isinstance(p, str) else json.dumps(p, separators=(",", ":"))).encode() + b"\n\n"
+        for p in payloads
+    )
 
 
 CHUNK = {"id": "c", "choices": [{"index": 0, "delta": {"content": "x"}}]}

@@ -18,8 +18,13 @@ from appliance.stack.plan import plan_stack
 from tests.helpers import ROOT, make_config_dir, set_line
 
 REPO, COMMIT, DIGEST = "org/gliner-pii", "0123456789abcdef0123456789abcdef01234567", "ab" * 32
-PINNED = {"PII_ENABLED": "true", "PII_NER": "gliner", "PII_GLINER_MODEL": REPO, "PII_GLINER_REVISION": COMMIT,
-          "PII_GLINER_SHA256": DIGEST}  # fmt: skip
+PINNED = {
+    "PII_ENABLED": "true",
+    "PII_NER": "gliner",
+    "PII_GLINER_MODEL": REPO,
+    "PII_GLINER_REVISION": COMMIT,
+    "PII_GLINER_SHA256": DIGEST,
+}
 
 
 def load(tmp_path: Path, gpu_count: int = 1, **settings: str) -> ApplianceConfig:
@@ -49,17 +54,20 @@ def test_a_repo_id_must_be_pinned_by_commit_and_digest(tmp_path: Path) -> None:
     assert load(tmp_path, PII_ENABLED="true", PII_NER="gliner", PII_GLINER_MODEL="/appliance/models/gliner")
 
 
-@pytest.mark.parametrize(("key", "value", "says"), [
-    ("PII_NER", "flair", "'spacy' or 'gliner'"),
-    ("PII_GLINER_REVISION", "main", "commit hash"),
-    ("PII_GLINER_SHA256", "abc", "64 hex"),
-    ("PII_GLINER_MODEL", "not a repo", "repo id"),
-    ("PII_GLINER_LABELS", "person=PEOPLE", "'PEOPLE' is not one"),
-    ("PII_GLINER_LABELS", "person", "label=TYPE"),
-    ("PII_GLINER_BACKBONE", "microsoft/mdeberta-v3-base", "ORG/NAME@"),
-    ("PII_GLINER_THRESHOLD", "1.5", ""),
-    ("PII_GLINER_DEVICE", "tpu", "'cuda' or 'cpu'"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("key", "value", "says"),
+    [
+        ("PII_NER", "flair", "'spacy' or 'gliner'"),
+        ("PII_GLINER_REVISION", "main", "commit hash"),
+        ("PII_GLINER_SHA256", "abc", "64 hex"),
+        ("PII_GLINER_MODEL", "not a repo", "repo id"),
+        ("PII_GLINER_LABELS", "person=PEOPLE", "'PEOPLE' is not one"),
+        ("PII_GLINER_LABELS", "person", "label=TYPE"),
+        ("PII_GLINER_BACKBONE", "microsoft/mdeberta-v3-base", "ORG/NAME@"),
+        ("PII_GLINER_THRESHOLD", "1.5", ""),
+        ("PII_GLINER_DEVICE", "tpu", "'cuda' or 'cpu'"),
+    ],
+)
 def test_bad_values_are_errors_naming_the_key(tmp_path: Path, key: str, value: str, says: str) -> None:
     found = errors(tmp_path, **{**PINNED, key: value})
     assert key in found and says in found[key], found
@@ -102,4 +110,3 @@ def test_up_and_doctor_compare_the_label_with_the_settings() -> None:
         problem = gliner_model_problem(settings, image, carried)
         assert problem is not None and "rebuild" in problem and f"{REPO}@{COMMIT}" in problem
     assert gliner_model_problem(Settings(PII_ENABLED=True), image, {}) is None  # spaCy: nothing to carry
-

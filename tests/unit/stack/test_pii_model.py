@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from appliance.config import ConfigFiles, load_config
-from appliance.config.settings import Settings
 from appliance.config.dotenv import parse_dotenv
+from appliance.config.settings import Settings
 from appliance.stack.pii_model import (
     DEFAULT_SPACY_MODEL,
     LOCAL_SPACY_MODEL,
@@ -48,18 +48,23 @@ def test_a_mismatch_says_what_the_image_carries_and_how_to_fix_it() -> None:
 
 
 def test_with_setting_replaces_or_appends_one_line() -> None:
-    assert with_setting(b"A=1\nPII_SPACY_MODEL=en_core_web_lg\nB=2\n", "PII_SPACY_MODEL", "m") == b"A=1\nPII_SPACY_MODEL=m\nB=2\n"
+    assert (
+        with_setting(b"A=1\nPII_SPACY_MODEL=en_core_web_lg\nB=2\n", "PII_SPACY_MODEL", "m")
+        == b"A=1\nPII_SPACY_MODEL=m\nB=2\n"
+    )
     assert with_setting(b"A=1\n", "PII_SPACY_MODEL", "m") == b"A=1\nPII_SPACY_MODEL=m\n"
 
 
 @pytest.mark.parametrize(("local", "expected"), [(True, LOCAL_SPACY_MODEL), (False, DEFAULT_SPACY_MODEL)])
-def test_serve_is_told_the_local_model_in_local_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, local: bool,
-                                                     expected: str) -> None:  # fmt: skip
+def test_serve_is_told_the_local_model_in_local_mode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, local: bool, expected: str
+) -> None:
     monkeypatch.chdir(tmp_path)
     make_config_dir(tmp_path)
     set_line(tmp_path / ".env", "PII_ENABLED", "true")
-    config = load_config(ConfigFiles(env=tmp_path / ".env", secrets=tmp_path / ".secrets",
-                                     models=tmp_path / "models.yaml"), gpu_count=0)  # fmt: skip
+    config = load_config(
+        ConfigFiles(env=tmp_path / ".env", secrets=tmp_path / ".secrets", models=tmp_path / "models.yaml"), gpu_count=0
+    )
     run = tmp_path / "data/run"
     render_run_dir(config, version="1.0", run_dir=run, certs_dir=tmp_path / "certs", local=local)
     text = (run / "serve/settings.env").read_text()

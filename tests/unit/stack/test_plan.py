@@ -22,8 +22,9 @@ def _config(root: Path, gpus: int | None = 0, **env: str):
         set_line(root / ".secrets", "DASHBOARD_PASSWORD", "a-dashboard-password-1")
     for key, value in env.items():
         set_line(root / ".env", key, value)
-    return load_config(ConfigFiles(env=root / ".env", secrets=root / ".secrets", models=root / "models.yaml"),
-                       gpu_count=gpus)  # fmt: skip
+    return load_config(
+        ConfigFiles(env=root / ".env", secrets=root / ".secrets", models=root / "models.yaml"), gpu_count=gpus
+    )
 
 
 def test_cpu_and_gpu_files_and_the_local_override(tmp_path: Path) -> None:
@@ -65,7 +66,10 @@ def test_rendered_files_change_nothing_the_second_time(tmp_path: Path, monkeypat
     assert first == second, "same config, same files (the htpasswd salt is kept while the password matches)"
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     plan = plan_stack(config, rendered=first)
-    assert plan.env["APPLIANCE_NGINX_CONFIG_HASH"] == plan_stack(config, rendered=second).env["APPLIANCE_NGINX_CONFIG_HASH"]
+    assert (
+        plan.env["APPLIANCE_NGINX_CONFIG_HASH"]
+        == plan_stack(config, rendered=second).env["APPLIANCE_NGINX_CONFIG_HASH"]
+    )
     assert "rules/slo.yml" in first["prometheus"] and "nginx.conf" in first["nginx"]
     assert oct((tmp_path / "run" / "grafana_admin_password").stat().st_mode & 0o777) == "0o600"
     assert b"DD_API_KEY" not in (tmp_path / "run" / "datadog.env").read_bytes()
@@ -94,7 +98,9 @@ def test_ray_head_command(tmp_path: Path) -> None:
     assert "--include-dashboard=false" in quiet and "--num-cpus=3" in quiet
     assert "--num-cpus=64" in ray_start_argv(settings, cores=64)
     assert "--labels=appliance.io/node=head" in argv
-    assert "--labels=appliance.io/node=gpu-a" in ray_start_argv(_config(tmp_path, RAY_NODE_NAME="gpu-a").settings, cores=2)
+    assert "--labels=appliance.io/node=gpu-a" in ray_start_argv(
+        _config(tmp_path, RAY_NODE_NAME="gpu-a").settings, cores=2
+    )
 
 
 def test_urls_and_socket(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -115,12 +121,17 @@ def test_direct_ingress_env_and_proxy_port(tmp_path: Path) -> None:
     from appliance.serve.head import proxy_port, serving_env
 
     settings = _config(tmp_path, SERVE_HTTP_PORT="8000").settings
-    assert serving_env(settings) == {"RAY_worker_niceness": "15", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
-                                     "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": "8000",
-                                     "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": "8001"}  # fmt: skip
+    assert serving_env(settings) == {
+        "RAY_worker_niceness": "15",
+        "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+        "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": "8000",
+        "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": "8001",
+    }
     assert proxy_port(settings) == 8002, "Serve's proxy moves out of the way of the ingress"
     two = _config(tmp_path, SERVE_INGRESS_REPLICAS="2").settings
-    assert serving_env(two) == {"RAY_worker_niceness": "15"} and proxy_port(two) == 8000, "several ingress replicas: through the proxy"
+    assert serving_env(two) == {"RAY_worker_niceness": "15"} and proxy_port(two) == 8000, (
+        "several ingress replicas: through the proxy"
+    )
     off = _config(tmp_path, SERVE_INGRESS_REPLICAS="1", SERVE_DIRECT_INGRESS="false").settings
     assert serving_env(off) == {"RAY_worker_niceness": "15"} and proxy_port(off) == 8000
     level = _config(tmp_path, RAY_WORKER_NICENESS="0").settings
@@ -137,11 +148,32 @@ def test_every_variable_compose_interpolates_comes_from_the_plan(tmp_path: Path)
     for path in [ROOT / "docker-compose.yml", *sorted((ROOT / "compose").glob("*.yml"))]:
         names |= set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", path.read_text()))
     assert {"BIND_ADDRESS", "HTTPS_PORT", "PROMETHEUS_RETENTION_DAYS"} <= names  # the scan finds them
-    config = _config(tmp_path, BIND_ADDRESS="127.0.0.2", HTTP_PORT="8080", HTTPS_PORT="8443", DOMAIN="llm.example.com",
-                     PROMETHEUS_RETENTION_DAYS="30", SUPERVISOR_METRICS_PORT="9500")  # fmt: skip
+    config = _config(
+        tmp_path,
+        BIND_ADDRESS="127.0.0.2",
+        HTTP_PORT="8080",
+        HTTPS_PORT="8443",
+        DOMAIN="llm.example.com",
+        PROMETHEUS_RETENTION_DAYS="30",
+        SUPERVISOR_METRICS_PORT="9500",
+    )
     env = plan_stack(config, rendered={}).env
     assert names <= set(env), f"not exported by plan_stack: {sorted(names - set(env))}"
-    assert {k: env[k] for k in ("BIND_ADDRESS", "HTTP_PORT", "HTTPS_PORT", "DOMAIN", "PROMETHEUS_RETENTION_DAYS",
-                                "SUPERVISOR_METRICS_PORT")} == {
-        "BIND_ADDRESS": "127.0.0.2", "HTTP_PORT": "8080", "HTTPS_PORT": "8443", "DOMAIN": "llm.example.com",
-        "PROMETHEUS_RETENTION_DAYS": "30", "SUPERVISOR_METRICS_PORT": "9500"}  # fmt: skip
+    assert {
+        k: env[k]
+        for k in (
+            "BIND_ADDRESS",
+            "HTTP_PORT",
+            "HTTPS_PORT",
+            "DOMAIN",
+            "PROMETHEUS_RETENTION_DAYS",
+            "SUPERVISOR_METRICS_PORT",
+        )
+    } == {
+        "BIND_ADDRESS": "127.0.0.2",
+        "HTTP_PORT": "8080",
+        "HTTPS_PORT": "8443",
+        "DOMAIN": "llm.example.com",
+        "PROMETHEUS_RETENTION_DAYS": "30",
+        "SUPERVISOR_METRICS_PORT": "9500",
+    }

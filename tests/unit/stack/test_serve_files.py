@@ -17,26 +17,46 @@ from appliance.stack.plan import SERVE_UID, plan_stack, serve_user
 from appliance.stack.render import render_run_dir
 from tests.helpers import make_config_dir, set_line
 
-SECRET_VALUES = {"GRAFANA_ADMIN_PASSWORD": "grafana-password-123", "DASHBOARD_PASSWORD": "dashboard-password-1",
-                 "DATADOG_API_KEY": "0123456789abcdef0123456789abcdef", "HF_TOKEN": "hf_the_token_value"}  # fmt: skip
+SECRET_VALUES = {
+    "GRAFANA_ADMIN_PASSWORD": "grafana-password-123",
+    "DASHBOARD_PASSWORD": "dashboard-password-1",
+    "DATADOG_API_KEY": "0123456789abcdef0123456789abcdef",
+    "HF_TOKEN": "hf_the_token_value",
+}
 
 
-def _project(root: Path):  # noqa: ANN202
+def _project(root: Path):
     make_config_dir(root)
     for key, value in SECRET_VALUES.items():
         set_line(root / ".secrets", key, value)
-    assert main(["keys", "create", "alice", "--role", "admin", "--env", str(root / ".env"),
-                 "--secrets", str(root / ".secrets")]) == 0  # fmt: skip
-    return load_config(ConfigFiles(env=root / ".env", secrets=root / ".secrets", models=root / "models.yaml"),
-                       gpu_count=0)  # fmt: skip
+    assert (
+        main(
+            [
+                "keys",
+                "create",
+                "alice",
+                "--role",
+                "admin",
+                "--env",
+                str(root / ".env"),
+                "--secrets",
+                str(root / ".secrets"),
+            ]
+        )
+        == 0
+    )
+    return load_config(
+        ConfigFiles(env=root / ".env", secrets=root / ".secrets", models=root / "models.yaml"), gpu_count=0
+    )
 
 
-def _render(root: Path, config):  # noqa: ANN001, ANN202
+def _render(root: Path, config):
     return render_run_dir(config, version="1.0", run_dir=root / "data" / "run", certs_dir=root / "certs")
 
 
-def test_serve_sees_settings_key_hashes_and_tokens_but_no_other_secret(tmp_path: Path,
-                                                                       monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_serve_sees_settings_key_hashes_and_tokens_but_no_other_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     config = _project(tmp_path)
     rendered = _render(tmp_path, config)
@@ -75,8 +95,9 @@ def test_no_hf_token_no_file_and_models_yaml_copied(tmp_path: Path, monkeypatch:
     _render(tmp_path, config)
     set_line(tmp_path / ".secrets", "HF_TOKEN", "")
     (tmp_path / "models.yaml").write_text("models:\n  - id: tiny\n    source: /appliance/models/tiny\n")
-    config = load_config(ConfigFiles(env=tmp_path / ".env", secrets=tmp_path / ".secrets",
-                                     models=tmp_path / "models.yaml"), gpu_count=0)  # fmt: skip
+    config = load_config(
+        ConfigFiles(env=tmp_path / ".env", secrets=tmp_path / ".secrets", models=tmp_path / "models.yaml"), gpu_count=0
+    )
     _render(tmp_path, config)
     serve_dir = tmp_path / "data" / "run" / "serve"
     assert not (serve_dir / "hf_token").exists(), "a removed HF_TOKEN leaves no file behind"
@@ -84,8 +105,9 @@ def test_no_hf_token_no_file_and_models_yaml_copied(tmp_path: Path, monkeypatch:
     assert [m.id for m in load_config(in_stack_files(serve_dir), gpu_count=0).models] == ["tiny"]
 
 
-def test_keys_create_update_and_revoke_reach_the_running_ingress(tmp_path: Path,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_keys_create_update_and_revoke_reach_the_running_ingress(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     config = _project(tmp_path)
     _render(tmp_path, config)

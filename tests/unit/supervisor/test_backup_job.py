@@ -19,8 +19,9 @@ def test_a_failed_backup_sets_the_gauge_and_writes_nothing(tmp_path: Path, monke
     monkeypatch.chdir(tmp_path)
     config = load_config(ConfigFiles(env=tmp_path / ".env", secrets=tmp_path / ".secrets"), gpu_count=0)
     metrics = SupervisorMetrics()
-    job = BackupJob(config, SupervisorNotifier(metrics), root=tmp_path,
-                    docker_host=f"unix://{tmp_path}/no-such-docker.sock")  # fmt: skip
+    job = BackupJob(
+        config, SupervisorNotifier(metrics), root=tmp_path, docker_host=f"unix://{tmp_path}/no-such-docker.sock"
+    )
     assert job.run_once() is False
     assert metrics.registry.get_sample_value("appliance_backup_last_ok") == 0.0
     backups = tmp_path / config.settings.backup_dir

@@ -19,8 +19,18 @@ from appliance.telemetry.notifier import SupervisorNotifier
 from appliance.telemetry.supervisor_metrics import SupervisorMetrics
 
 # what the supervisor watched when the list was a tuple in supervisor/jobs.py
-IN_STACK = {"config", "docker-engine", "disk", "certificate", "clock", "unsafe-flags", "services", "restarts",
-            "gpu-driver", "gpu-count"}  # fmt: skip
+IN_STACK = {
+    "config",
+    "docker-engine",
+    "disk",
+    "certificate",
+    "clock",
+    "unsafe-flags",
+    "services",
+    "restarts",
+    "gpu-driver",
+    "gpu-count",
+}
 
 
 def test_the_in_stack_checks() -> None:

@@ -29,9 +29,16 @@ def write_cert(path: Path, days: int) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "appliance.test")])
     now = datetime.now(tz=UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(7).not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=days))
-            .sign(key, hashes.SHA256()))  # fmt: skip
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(7)
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=days))
+        .sign(key, hashes.SHA256())
+    )
     path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
 
@@ -45,7 +52,11 @@ def test_renewal_job_reports_failure_and_success(tmp_path: Path) -> None:
     write_cert(tmp_path / "c.pem", 10)
     metrics = SupervisorMetrics()
     calls: list[dict] = []
-    outcomes = [Result(False, "ACME server unreachable"), Result(True, "renewed", renewed=True), Result(True, "not due")]
+    outcomes = [
+        Result(False, "ACME server unreachable"),
+        Result(True, "renewed", renewed=True),
+        Result(True, "not due"),
+    ]
 
     def renew(config, **kwargs):
         calls.append(kwargs)
@@ -53,7 +64,9 @@ def test_renewal_job_reports_failure_and_success(tmp_path: Path) -> None:
         return outcomes[len(calls) - 1]
 
     reload = lambda: None  # noqa: E731
-    job = RenewalJob(object(), SupervisorNotifier(metrics), cert_path=tmp_path / "c.pem", renew=renew, reload_nginx=reload)
+    job = RenewalJob(
+        object(), SupervisorNotifier(metrics), cert_path=tmp_path / "c.pem", renew=renew, reload_nginx=reload
+    )
     for _ in range(3):
         asyncio.run(job())
     text = generate_latest(metrics.registry).decode()

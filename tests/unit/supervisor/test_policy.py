@@ -67,8 +67,9 @@ def test_old_restarts_decay_out_of_the_budget() -> None:
 
 
 def test_unhealthy_inside_start_period_waits_for_its_end() -> None:
-    decision = should_restart(history(reason=Reason.UNHEALTHY, started_at=NOW - timedelta(seconds=100),
-                                      start_period_s=900), NOW, POLICY)  # fmt: skip
+    decision = should_restart(
+        history(reason=Reason.UNHEALTHY, started_at=NOW - timedelta(seconds=100), start_period_s=900), NOW, POLICY
+    )
     assert decision.action is Action.WAIT and decision.delay_s == pytest.approx(800)
 
 
@@ -78,8 +79,9 @@ def test_died_inside_start_period_is_restarted() -> None:
 
 
 def test_unhealthy_after_start_period_restarts() -> None:
-    decision = should_restart(history(reason=Reason.UNHEALTHY, started_at=NOW - timedelta(seconds=901),
-                                      start_period_s=900), NOW, POLICY)  # fmt: skip
+    decision = should_restart(
+        history(reason=Reason.UNHEALTHY, started_at=NOW - timedelta(seconds=901), start_period_s=900), NOW, POLICY
+    )
     assert decision.action is Action.RESTART
 
 

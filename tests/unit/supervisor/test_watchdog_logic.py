@@ -19,8 +19,18 @@ NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def state(status: str = "running", health: str | None = None) -> ContainerState:
-    return ContainerState(id="c1", name="p-web-1", service="web", status=status, health=health, started_at=NOW,
-                          finished_at=None, exit_code=0, start_period_s=0, restart_count=0)  # fmt: skip
+    return ContainerState(
+        id="c1",
+        name="p-web-1",
+        service="web",
+        status=status,
+        health=health,
+        started_at=NOW,
+        finished_at=None,
+        exit_code=0,
+        start_period_s=0,
+        restart_count=0,
+    )
 
 
 class FakeStream:
@@ -85,8 +95,16 @@ async def drive(watchdog: Watchdog, engine: FakeEngine, steps) -> None:
 
 
 def make(tmp_path: Path, engine: FakeEngine, **kw) -> Watchdog:
-    return Watchdog(engine, "p", policy=RestartPolicy(budget=5, backoff_base_s=0.01), state=StateStore(tmp_path / "s.json"),
-                    settle_s=0.05, reconcile_s=60, draw=lambda: 1.0, **kw)  # fmt: skip
+    return Watchdog(
+        engine,
+        "p",
+        policy=RestartPolicy(budget=5, backoff_base_s=0.01),
+        state=StateStore(tmp_path / "s.json"),
+        settle_s=0.05,
+        reconcile_s=60,
+        draw=lambda: 1.0,
+        **kw,
+    )
 
 
 def test_died_is_restarted_once_and_its_own_start_event_is_ignored(tmp_path: Path) -> None:

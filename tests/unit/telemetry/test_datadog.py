@@ -61,11 +61,15 @@ def test_prometheus_names_follow_the_contract() -> None:
     notifier.renewal(True, "")
     notifier.rotated("audit.log", 1234)
     text = generate_latest(metrics.registry).decode()
-    for line in ('appliance_supervisor_restarts_total{service="serve"} 1.0',
-                 'appliance_supervisor_giveups_total{service="nginx"} 1.0',
-                 'appliance_supervisor_service_healthy{service="nginx"} 0.0',
-                 'appliance_supervisor_check_ok{check="disk"} 1.0', "appliance_certificate_days_left 12.5",
-                 'appliance_certificate_renewals_total{result="success"} 1.0',
-                 "appliance_certificate_last_renewal_ok 1.0", 'appliance_log_rotated_bytes_total{log="audit.log"} 1234.0',
-                 "appliance_supervisor_up 1.0"):  # fmt: skip
+    for line in (
+        'appliance_supervisor_restarts_total{service="serve"} 1.0',
+        'appliance_supervisor_giveups_total{service="nginx"} 1.0',
+        'appliance_supervisor_service_healthy{service="nginx"} 0.0',
+        'appliance_supervisor_check_ok{check="disk"} 1.0',
+        "appliance_certificate_days_left 12.5",
+        'appliance_certificate_renewals_total{result="success"} 1.0',
+        "appliance_certificate_last_renewal_ok 1.0",
+        'appliance_log_rotated_bytes_total{log="audit.log"} 1234.0',
+        "appliance_supervisor_up 1.0",
+    ):
         assert line in text, line

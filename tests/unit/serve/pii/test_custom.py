@@ -14,7 +14,10 @@ from tests.unit.serve.pii.conftest import TEST_SPACY_MODEL, test_options
 
 def test_deny_list_entries() -> None:
     assert parse_deny_list(["PROJECT=Blue Falcon", "Acme", " CODE_NAME = Red Kite "]) == [
-        ("PROJECT", "Blue Falcon"), ("CUSTOM", "Acme"), ("CODE_NAME", "Red Kite")]  # fmt: skip
+        ("PROJECT", "Blue Falcon"),
+        ("CUSTOM", "Acme"),
+        ("CODE_NAME", "Red Kite"),
+    ]
     for bad in (["project=x"], ["PROJECT="], ["1X=y"], ["A__B=c"]):
         with pytest.raises(ValueError):
             parse_deny_list(bad)
@@ -23,21 +26,32 @@ def test_deny_list_entries() -> None:
 def test_patterns_json() -> None:
     assert parse_patterns("") == []
     assert parse_patterns('{"EMPLOYEE_ID": "EMP-[0-9]{6}", "TICKET": ["T-[0-9]+", "INC[0-9]{5}"]}') == [
-        ("EMPLOYEE_ID", "EMP-[0-9]{6}"), ("TICKET", "T-[0-9]+"), ("TICKET", "INC[0-9]{5}")]  # fmt: skip
-    for bad, says in (("{", "JSON object"), ('["x"]', "JSON object"), ('{"id": "x"}', "upper-case"),
-                      ('{"ID": "("}', "valid regular expression"), ('{"ID": "a*"}', "empty text"),
-                      ('{"ID": 5}', "regular expression")):  # fmt: skip
+        ("EMPLOYEE_ID", "EMP-[0-9]{6}"),
+        ("TICKET", "T-[0-9]+"),
+        ("TICKET", "INC[0-9]{5}"),
+    ]
+    for bad, says in (
+        ("{", "JSON object"),
+        ('["x"]', "JSON object"),
+        ('{"id": "x"}', "upper-case"),
+        ('{"ID": "("}', "valid regular expression"),
+        ('{"ID": "a*"}', "empty text"),
+        ('{"ID": 5}', "regular expression"),
+    ):
         with pytest.raises(ValueError, match=says):
             parse_patterns(bad)
     assert custom_types((("A", "x"),), (("B", "y"), ("A", "z"))) == ("A", "B")
 
 
 def test_settings_check_them_at_load() -> None:
-    env = parse_dotenv("""PII_DENY_LIST=PROJECT=Blue Falcon,Acme\nPII_PATTERNS='{"EMPLOYEE_ID": "EMP-[0-9]{6}"}'\n""", ".env")
+    env = parse_dotenv(
+        """PII_DENY_LIST=PROJECT=Blue Falcon,Acme\nPII_PATTERNS='{"EMPLOYEE_ID": "EMP-[0-9]{6}"}'\n""", ".env"
+    )
     assert not env.issues
     problems: list = []
-    settings, errors = validate_partial(Settings, env.values(), lambda err: problems.append(err) or [],
-                                        by_alias=True, by_name=False)  # fmt: skip
+    settings, errors = validate_partial(
+        Settings, env.values(), lambda err: problems.append(err) or [], by_alias=True, by_name=False
+    )
     assert not problems and not errors, (problems, errors)
     options = options_from_settings(settings)
     assert options.deny_list == (("PROJECT", "Blue Falcon"), ("CUSTOM", "Acme"))
@@ -48,8 +62,11 @@ def test_settings_check_them_at_load() -> None:
 
 
 def test_custom_types_are_masked_with_their_own_placeholders() -> None:
-    options = test_options(spacy_model=TEST_SPACY_MODEL, deny_list=(("PROJECT", "Blue Falcon"),),
-                           patterns=(("EMPLOYEE_ID", r"\bEMP-[0-9]{6}\b"),))  # fmt: skip
+    options = test_options(
+        spacy_model=TEST_SPACY_MODEL,
+        deny_list=(("PROJECT", "Blue Falcon"),),
+        patterns=(("EMPLOYEE_ID", r"\bEMP-[0-9]{6}\b"),),
+    )
     analyzer, anonymizer = build_engines(options)
     result = mask_texts(analyzer, anonymizer, ["Project blue falcon: ask EMP-123456, not EMP-12."], options)
     assert result.texts == ["Project <PROJECT_1>: ask <EMPLOYEE_ID_1>, not EMP-12."]

@@ -22,8 +22,12 @@ def nlp():
 
 
 def _openblas_nodes(nlp) -> int:  # type: ignore[no-untyped-def]
-    return sum(isinstance(node.ops, OpenBlasOps) for _, c in nlp.pipeline if hasattr(getattr(c, "model", None), "walk")
-               for node in c.model.walk())  # fmt: skip
+    return sum(
+        isinstance(node.ops, OpenBlasOps)
+        for _, c in nlp.pipeline
+        if hasattr(getattr(c, "model", None), "walk")
+        for node in c.model.walk()
+    )
 
 
 ARRAY_PARSE = ArrayNer.parse
@@ -59,8 +63,9 @@ def test_a_failing_fast_ner_falls_back_to_spacy(nlp, monkeypatch: pytest.MonkeyP
     assert run is None and differences == ["the fast NER failed: IndexError: a shape this code was not written for"]
 
 
-def test_the_engine_and_the_service_report_the_fallback(monkeypatch: pytest.MonkeyPatch,
-                                                       caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
+def test_the_engine_and_the_service_report_the_fallback(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     monkeypatch.setattr(ArrayNer, "parse", _wrong_parse)
     with caplog.at_level(logging.WARNING, logger="appliance.serve.pii.engine"):
         analyzer, _ = build_engines(test_options())

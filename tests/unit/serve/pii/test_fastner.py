@@ -89,8 +89,10 @@ def test_the_corpus_has_entities_of_several_tokens_and_tokens_inside_them_that_b
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.sampled_from(SENTENCES[:80] + TRICKY[4:]), min_size=1, max_size=8),
-       st.sampled_from([" ", "\n", ", ", ". ", "", "\n\n", " and "]))  # fmt: skip
+@given(
+    st.lists(st.sampled_from(SENTENCES[:80] + TRICKY[4:]), min_size=1, max_size=8),
+    st.sampled_from([" ", "\n", ", ", ". ", "", "\n\n", " and "]),
+)
 def test_same_entities_on_generated_texts(pipelines, pieces: list[str], separator: str) -> None:
     stock, fast = pipelines
     text = separator.join(pieces)
@@ -162,8 +164,15 @@ def random_ner(tok2vec: dict, use_upper: bool = True):  # type: ignore[no-untype
         table = numpy.random.default_rng(5).normal(0, 1, (len(words), 20)).astype("f")  # no spare (zero) rows
         keys = [nlp.vocab.strings.add(word) for word in words]
         nlp.vocab.vectors = Vectors(strings=nlp.vocab.strings, data=table, keys=keys)
-    model = {"@architectures": "spacy.TransitionBasedParser.v2", "state_type": "ner", "extra_state_tokens": False,
-             "hidden_width": 24, "maxout_pieces": 2, "use_upper": use_upper, "tok2vec": tok2vec}  # fmt: skip
+    model = {
+        "@architectures": "spacy.TransitionBasedParser.v2",
+        "state_type": "ner",
+        "extra_state_tokens": False,
+        "hidden_width": 24,
+        "maxout_pieces": 2,
+        "use_upper": use_upper,
+        "tok2vec": tok2vec,
+    }
     ner = nlp.add_pipe("ner", config={"model": model})
     for label in ("PERSON", "GPE", "ORG", "DATE"):
         ner.add_label(label)
@@ -178,32 +187,66 @@ def random_ner(tok2vec: dict, use_upper: bool = True):  # type: ignore[no-untype
     # entities of one, two and many tokens, all through the texts
     if use_upper:
         upper = ner.model.get_ref("upper")
-        shift = numpy.array([{"B": 1.0, "I": 1.2, "U": 0.5}.get(ner.moves.get_class_name(index)[0], 0.0)
-                             for index in range(ner.moves.n_moves)], dtype="f")  # fmt: skip
+        shift = numpy.array(
+            [
+                {"B": 1.0, "I": 1.2, "U": 0.5}.get(ner.moves.get_class_name(index)[0], 0.0)
+                for index in range(ner.moves.n_moves)
+            ],
+            dtype="f",
+        )
         upper.set_param("W", upper.get_param("W") * 0.001)
         upper.set_param("b", shift + upper.get_param("b") * 0.001)
     use_openblas(nlp)
     return nlp
 
 
-MAXOUT_CNN = {"@architectures": "spacy.HashEmbedCNN.v2", "pretrained_vectors": None, "width": 32, "depth": 2,
-              "embed_size": 300, "window_size": 1, "maxout_pieces": 2, "subword_features": False}  # fmt: skip
-MISH_CNN = {"@architectures": "spacy.Tok2Vec.v2",
-            "embed": {"@architectures": "spacy.MultiHashEmbed.v2", "width": 32, "attrs": ["NORM", "SHAPE"],
-                      "rows": [300, 100], "include_static_vectors": False},
-            "encode": {"@architectures": "spacy.MishWindowEncoder.v2", "width": 32, "window_size": 1, "depth": 2}}  # fmt: skip
+MAXOUT_CNN = {
+    "@architectures": "spacy.HashEmbedCNN.v2",
+    "pretrained_vectors": None,
+    "width": 32,
+    "depth": 2,
+    "embed_size": 300,
+    "window_size": 1,
+    "maxout_pieces": 2,
+    "subword_features": False,
+}
+MISH_CNN = {
+    "@architectures": "spacy.Tok2Vec.v2",
+    "embed": {
+        "@architectures": "spacy.MultiHashEmbed.v2",
+        "width": 32,
+        "attrs": ["NORM", "SHAPE"],
+        "rows": [300, 100],
+        "include_static_vectors": False,
+    },
+    "encode": {"@architectures": "spacy.MishWindowEncoder.v2", "width": 32, "window_size": 1, "depth": 2},
+}
 
 
-STATIC_CNN = {"@architectures": "spacy.Tok2Vec.v2",
-              "embed": {"@architectures": "spacy.MultiHashEmbed.v2", "width": 32,
-                        "attrs": ["NORM", "PREFIX", "SUFFIX", "SHAPE", "SPACY", "IS_SPACE"],
-                        "rows": [300, 100, 100, 100, 50, 50], "include_static_vectors": True},
-              "encode": {"@architectures": "spacy.MaxoutWindowEncoder.v2", "width": 32, "window_size": 1,
-                         "maxout_pieces": 3, "depth": 3}}  # fmt: skip
+STATIC_CNN = {
+    "@architectures": "spacy.Tok2Vec.v2",
+    "embed": {
+        "@architectures": "spacy.MultiHashEmbed.v2",
+        "width": 32,
+        "attrs": ["NORM", "PREFIX", "SUFFIX", "SHAPE", "SPACY", "IS_SPACE"],
+        "rows": [300, 100, 100, 100, 50, 50],
+        "include_static_vectors": True,
+    },
+    "encode": {
+        "@architectures": "spacy.MaxoutWindowEncoder.v2",
+        "width": 32,
+        "window_size": 1,
+        "maxout_pieces": 3,
+        "depth": 3,
+    },
+}
 
 
-@pytest.mark.parametrize(("tok2vec", "ours"), [(MAXOUT_CNN, True), (STATIC_CNN, True), (MISH_CNN, False)],
-                         ids=["maxout", "static-vectors", "mish"])  # fmt: skip
+@pytest.mark.parametrize(
+    ("tok2vec", "ours"),
+    [(MAXOUT_CNN, True), (STATIC_CNN, True), (MISH_CNN, False)],
+    ids=["maxout", "static-vectors", "mish"],
+)
 def test_same_entities_as_spacy_with_other_ner_shapes(tok2vec: dict, ours: bool) -> None:
     """Tok2vecs :class:`_Tok2Vec` knows (one embedding, depth 2, 2 maxout pieces; six embeddings with static
     vectors as in the md / lg pipelines) and one it does not (Mish: thinc's own ``predict``): bit for bit

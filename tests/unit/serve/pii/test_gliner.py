@@ -23,8 +23,10 @@ from tests.unit.serve.pii.conftest import test_options
 from tests.unit.serve.pii.test_bookend import make_gate, post
 from tests.unit.serve.pii.tiny_gliner import build_tiny_gliner
 
-TEXT = ("Dear Maria García, your parcel for 350 Fifth Avenue, New York went to David Johnson in London; "
-        "write to anna.schmidt@example.de or call (212) 555-1234.")  # fmt: skip
+TEXT = (
+    "Dear Maria García, your parcel for 350 Fifth Avenue, New York went to David Johnson in London; "
+    "write to anna.schmidt@example.de or call (212) 555-1234."
+)
 CHECKED = ("anna.schmidt@example.de", "555-1234")  # found by the pattern recognizers, whatever GLiNER says
 LABELS = (("person", "PERSON"), ("city", "LOCATION"), ("street address", "LOCATION"))
 
@@ -58,8 +60,10 @@ def test_labels_map_to_entity_types_and_the_threshold_is_the_models(tiny_model: 
     scores = sorted(p["score"] for p in raw_predictions(tiny_model, [label for label, _ in LABELS], 0.0))
     threshold = scores[len(scores) // 2]  # a real cut: some spans under it, some at or over it
     assert scores[0] < threshold
-    expected = {(p["start"], p["end"], dict(LABELS)[p["label"]])
-                for p in raw_predictions(tiny_model, [label for label, _ in LABELS], threshold)}  # fmt: skip
+    expected = {
+        (p["start"], p["end"], dict(LABELS)[p["label"]])
+        for p in raw_predictions(tiny_model, [label for label, _ in LABELS], threshold)
+    }
     # PII_SCORE_THRESHOLD 0.9 is over every random score: a GLiNER span passing its own threshold still counts
     recognizer = load_recognizer(gliner_options(tiny_model, threshold=threshold), LABELS, "en", 0.9)
     results = recognizer.analyze(TEXT, ["PERSON", "LOCATION", "EMAIL_ADDRESS"])
@@ -110,10 +114,17 @@ def test_spacy_stays_the_default() -> None:
     from appliance.serve.pii.engine import options_from_settings
 
     assert options_from_settings(Settings()).gliner is None
-    options = options_from_settings(Settings(PII_NER="gliner", PII_GLINER_MODEL="/models/g", PII_GLINER_DEVICE="cpu",
-                                             PII_GLINER_LABELS="person=PERSON,street=LOCATION"))  # fmt: skip
-    assert options.gliner == GlinerOptions(model="/models/g", device="cpu",
-                                           labels=(("person", "PERSON"), ("street", "LOCATION")))  # fmt: skip
+    options = options_from_settings(
+        Settings(
+            PII_NER="gliner",
+            PII_GLINER_MODEL="/models/g",
+            PII_GLINER_DEVICE="cpu",
+            PII_GLINER_LABELS="person=PERSON,street=LOCATION",
+        )
+    )
+    assert options.gliner == GlinerOptions(
+        model="/models/g", device="cpu", labels=(("person", "PERSON"), ("street", "LOCATION"))
+    )
 
 
 # --- failures to load: each says which setting to change -------------------------------------------------------

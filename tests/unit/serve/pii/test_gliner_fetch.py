@@ -74,8 +74,13 @@ def test_fetch_pins_the_commit_and_records_it(tmp_path: Path, hub: dict) -> None
     hub[(REPO, COMMIT)] = write_repo(tmp_path / "hub/a")
     digest = sha256_of(tmp_path / "hub/a/pytorch_model.bin")
     dest = fetch(REPO, COMMIT, digest, tmp_path / "image")
-    assert read_manifest(dest) == {"repo": REPO, "revision": COMMIT, "sha256": digest,
-                                   "weights": "pytorch_model.bin", "backbone": ""}  # fmt: skip
+    assert read_manifest(dest) == {
+        "repo": REPO,
+        "revision": COMMIT,
+        "sha256": digest,
+        "weights": "pytorch_model.bin",
+        "backbone": "",
+    }
     assert not (dest / ".cache").exists() and needs_backbone(dest) == ""
     with pytest.raises(GlinerWeightsError, match="40-hex commit"):
         fetch(REPO, "main", digest, tmp_path / "other")
@@ -104,8 +109,9 @@ def test_a_repo_without_its_tokenizer_needs_the_pinned_backbone(tmp_path: Path, 
     assert read_manifest(dest)["backbone"] == f"{BACKBONE}@{BACKBONE_COMMIT}"
 
 
-def test_the_command_line_fails_the_build_with_the_reason(tmp_path: Path, hub: dict,
-                                                           capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_the_command_line_fails_the_build_with_the_reason(
+    tmp_path: Path, hub: dict, capsys: pytest.CaptureFixture[str]
+) -> None:
     hub[(REPO, COMMIT)] = write_repo(tmp_path / "hub/a")
     args = ["--repo", REPO, "--revision", COMMIT, "--dest", str(tmp_path / "image")]
     assert main([*args, "--sha256", "0" * 64]) == 2

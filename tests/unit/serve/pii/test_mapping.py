@@ -49,15 +49,25 @@ CHAT = {
     "model": "m",
     "messages": [
         {"role": "system", "content": "You help Ann Lee."},
-        {"role": "user", "content": [{"type": "text", "text": "Mail ann@example.com"},
-                                     {"type": "image_url", "image_url": {"url": "http://x/y.png"}}]},
-        {"role": "assistant", "content": None, "tool_calls": [
-            {"id": "c1", "type": "function", "function": {"name": "lookup", "arguments": '{"who": "Ann Lee"}'}}]},
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "Mail ann@example.com"},
+                {"type": "image_url", "image_url": {"url": "http://x/y.png"}},
+            ],
+        },
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {"id": "c1", "type": "function", "function": {"name": "lookup", "arguments": '{"who": "Ann Lee"}'}}
+            ],
+        },
         {"role": "tool", "tool_call_id": "c1", "content": "Ann Lee: +1 212 555 1234"},
         {"role": "assistant", "content": "", "function_call": {"name": "f", "arguments": '{"card": "4095"}'}},
         {"role": "user", "name": "ann", "content": "thanks"},
     ],
-}  # fmt: skip
+}
 
 
 def test_every_text_of_a_chat_request_in_order() -> None:
@@ -91,7 +101,10 @@ def test_json_arguments_are_masked_value_by_value_and_stay_valid_json() -> None:
     body = {"messages": [{"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": arguments}}]}]}
     fields = request_texts(body)
     assert [(f.inner, f.text) for f in fields] == [
-        (("to",), 'Ann "Nan" O\'Lee'), (("cc", 0), "bo@example.com"), (("n", "deep"), "x\ny")]
+        (("to",), 'Ann "Nan" O\'Lee'),
+        (("cc", 0), "bo@example.com"),
+        (("n", "deep"), "x\ny"),
+    ]
     replace_texts(body, fields, ['<PERSON_1> "x"', "<EMAIL_ADDRESS_1>", "é\n"])
     masked = json.loads(body["messages"][0]["tool_calls"][0]["function"]["arguments"])
     assert masked == {"to": '<PERSON_1> "x"', "cc": ["<EMAIL_ADDRESS_1>", 7, None], "n": {"deep": "é\n"}}

@@ -24,7 +24,7 @@ def found(recognizer: PhoneRecognizer, text: str) -> list[tuple[int, int, float]
 def test_windows_cover_digit_runs_with_margins() -> None:
     assert windows("no digits here") == []
     text = "a" * 50 + "call 212-555-1234" + "b" * 50
-    (start, end), = windows(text)
+    ((start, end),) = windows(text)
     assert start == 55 - 24 and end == 67 + 24
     assert len(windows("1" + "x" * 100 + "2")) == 2
 
@@ -38,16 +38,46 @@ def test_same_results_as_presidio_on_the_labelled_sample() -> None:
 
 # Whole numbers, short international ones ("+49 30 1234" is valid with 6 digits), prefixes ("00", "011"), and
 # years / house numbers / dates next to them (candidates too short for a region, skipped before parsing).
-PIECES = st.sampled_from(["+1 (212) 555-1234", "212.555.1234", "06-82237745", "+41 53 147 37 99", "ext. 12",
-                          "650-752-7354x549", "07700 316 475", " ", "tel:", "Call ", "a", "-", "(", "9", "0",
-                          "+49 30 1234", "0049 30 12345", "011 44 20 7946 0958", "+", "00", "2019", "12/05/2020",
-                          " on 3 May, ", "No. 42", "+31 6 1234 5678", "1-800-555-0199",
-                          # the fewest digits of any valid number with its country code (6: Iran, Norway), with a
-                          # "+" and with an international call prefix instead
-                          "+98 9601", "+47 02000", "0047 02000", "00 98 9601",
-                          # Canada's 7-digit universal access numbers, which the US matcher finds too (country
-                          # code 1): the fewest digits of a region are those of its whole country code
-                          "310-1234", " 310 1234."])  # fmt: skip
+PIECES = st.sampled_from(
+    [
+        "+1 (212) 555-1234",
+        "212.555.1234",
+        "06-82237745",
+        "+41 53 147 37 99",
+        "ext. 12",
+        "650-752-7354x549",
+        "07700 316 475",
+        " ",
+        "tel:",
+        "Call ",
+        "a",
+        "-",
+        "(",
+        "9",
+        "0",
+        "+49 30 1234",
+        "0049 30 12345",
+        "011 44 20 7946 0958",
+        "+",
+        "00",
+        "2019",
+        "12/05/2020",
+        " on 3 May, ",
+        "No. 42",
+        "+31 6 1234 5678",
+        "1-800-555-0199",
+        # the fewest digits of any valid number with its country code (6: Iran, Norway), with a
+        # "+" and with an international call prefix instead
+        "+98 9601",
+        "+47 02000",
+        "0047 02000",
+        "00 98 9601",
+        # Canada's 7-digit universal access numbers, which the US matcher finds too (country
+        # code 1): the fewest digits of a region are those of its whole country code
+        "310-1234",
+        " 310 1234.",
+    ]
+)
 
 
 @settings(max_examples=150, deadline=None)

@@ -40,8 +40,13 @@ class PoolingEcho:
         body = json.loads(raw)
         usage = {"prompt_tokens": 9, "total_tokens": 9}
         if scope["path"] == "/v1/rerank":
-            answer: dict[str, Any] = {"results": [{"index": i, "document": {"text": d}, "relevance_score": 0.5}
-                                                  for i, d in enumerate(body["documents"])], "usage": usage}
+            answer: dict[str, Any] = {
+                "results": [
+                    {"index": i, "document": {"text": d}, "relevance_score": 0.5}
+                    for i, d in enumerate(body["documents"])
+                ],
+                "usage": usage,
+            }
         else:
             answer = {"object": "list", "data": [{"index": 0, "embedding": [0.1, 0.2]}], "usage": usage}
         payload = json.dumps(answer).encode()
@@ -53,8 +58,14 @@ def make_gate(tmp_path: Path, call, mode: str) -> tuple[Gate, PoolingEcho, Path]
     engine = PoolingEcho()
     bookend = Bookend(BookendSettings(30.0), call, RecordingPiiMetrics())
     keys = KeyStore((ApiKeyRecord("alice", Role.USER, ("emb",), hash_key(KEY)),))
-    gate = Gate(engine, GateSettings(True, 100_000, dict(CAPS), True, mode), keys, AuditLog(tmp_path / "audit.log"),
-                RecordingMetrics(), bookend)  # fmt: skip
+    gate = Gate(
+        engine,
+        GateSettings(True, 100_000, dict(CAPS), True, mode),
+        keys,
+        AuditLog(tmp_path / "audit.log"),
+        RecordingMetrics(),
+        bookend,
+    )
     return gate, engine, tmp_path / "audit.log"
 
 
@@ -72,8 +83,9 @@ def test_embedding_inputs_reach_the_engine_masked(tmp_path: Path, pii_service) -
 
 def test_rerank_documents_are_masked_and_restored(tmp_path: Path, pii_service) -> None:
     gate, engine, _ = make_gate(tmp_path, pii_service.mask, "mask")
-    status, _, body = post(gate, "/v1/rerank", {"model": "emb", "query": "Who is David Johnson?",
-                                                "documents": [PROMPT, "nothing here"]})  # fmt: skip
+    status, _, body = post(
+        gate, "/v1/rerank", {"model": "emb", "query": "Who is David Johnson?", "documents": [PROMPT, "nothing here"]}
+    )
     assert status == 200, body
     assert_no_secrets(engine.seen[0])
     assert json.loads(body)["results"][0]["document"]["text"] == PROMPT  # the user's own text back
@@ -105,11 +117,14 @@ def test_token_id_inputs_cannot_be_checked(tmp_path: Path, pii_service) -> None:
     assert engine.seen == []
 
 
-@pytest.mark.parametrize(("path", "models"), [
-    ("/v1/embeddings", ("EmbeddingCompletionRequest", "EmbeddingChatRequest")),
-    ("/v1/score", ("ScoreTextRequest",)),
-    ("/v1/rerank", ("RerankRequest",)),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("path", "models"),
+    [
+        ("/v1/embeddings", ("EmbeddingCompletionRequest", "EmbeddingChatRequest")),
+        ("/v1/score", ("ScoreTextRequest",)),
+        ("/v1/rerank", ("RerankRequest",)),
+    ],
+)
 def test_every_field_of_vllms_request_models_is_classified(path: str, models: tuple[str, ...]) -> None:
     from vllm.entrypoints.pooling.embed import protocol as embed
     from vllm.entrypoints.pooling.scoring import protocol as scoring

@@ -34,8 +34,10 @@ def values(pii_service, text: str, kind: str) -> list[str]:
 @pytest.mark.parametrize(
     ("text", "address"),
     [
-        ("Ship it to 1234 Maple Avenue, Apt 5B, Springfield, IL 62704 please.",
-         "1234 Maple Avenue, Apt 5B, Springfield, IL 62704"),
+        (
+            "Ship it to 1234 Maple Avenue, Apt 5B, Springfield, IL 62704 please.",
+            "1234 Maple Avenue, Apt 5B, Springfield, IL 62704",
+        ),
         ("Flat 3, 27 Mill Lane\nLeeds LS6 2AB", "Flat 3, 27 Mill Lane\nLeeds LS6 2AB"),
         ("Meine Adresse: Lindenstraße 14, 10969 Berlin.", "Lindenstraße 14, 10969 Berlin"),
         ("Livraison au 12 rue des Lilas, 69003 Lyon", "12 rue des Lilas, 69003 Lyon"),
@@ -45,14 +47,16 @@ def values(pii_service, text: str, kind: str) -> list[str]:
         ("Send the forms to P.O. Box 4417, Boise, ID 83702.", "P.O. Box 4417, Boise, ID 83702"),
         ("PSC 1234, Box 5678\nAPO AE 09012", "PSC 1234, Box 5678\nAPO AE 09012"),
     ],
-)  # fmt: skip
+)
 def test_an_address_is_one_location(pii_service, text: str, address: str) -> None:
     assert values(pii_service, text, "LOCATION") == [address]
 
 
 def test_places_from_the_gazetteer_and_ambiguous_words(pii_service) -> None:
     assert values(pii_service, "We are opening offices in Kraków and Nairobi next year.", "LOCATION") == [
-        "Kraków", "Nairobi"]  # fmt: skip
+        "Kraków",
+        "Nairobi",
+    ]
     # a place that is also a common word or a first name needs a preposition of place or an address
     assert values(pii_service, "May I reset the Mobile app?", "LOCATION") == []
     assert "Mobile" in values(pii_service, "She moved to Mobile last spring.", "LOCATION")
@@ -91,14 +95,18 @@ def test_numbers_that_are_not_next_to_a_place_are_not_postcodes(pii_service) -> 
         # a listed first name opening a sentence, a lower-case word after it
         ("Beatrix is handling your refund now.", "Beatrix"),
     ],
-)  # fmt: skip
+)
 def test_names_after_titles_cues_and_from_the_name_lists(pii_service, text: str, name: str) -> None:
     assert any(name in value for value in values(pii_service, text, "PERSON")), found(pii_service, text)
 
 
 def test_words_that_look_like_names_are_not(pii_service) -> None:
-    for text in ("Dear Customer, your order is ready.", "It serves great Danish food.",
-                 "I DON'T KNOW WHAT TO PRESS NEXT", "Bot: How can I help?"):  # fmt: skip
+    for text in (
+        "Dear Customer, your order is ready.",
+        "It serves great Danish food.",
+        "I DON'T KNOW WHAT TO PRESS NEXT",
+        "Bot: How can I help?",
+    ):
         assert values(pii_service, text, "PERSON") == [], text
 
 
@@ -124,8 +132,11 @@ def test_card_candidates_that_fail_the_checks_are_not_cards() -> None:
 
 def test_phone_numbers_after_a_phone_word() -> None:
     recognizer = CuedPhoneRecognizer()
-    for text, number in (("Can someone call me on 76 177 296?", "76 177 296"), ("Phone:\n439 4166", "439 4166"),
-                         ("mobile: +44 (0)20 7946 0958", "+44 (0)20 7946 0958")):  # fmt: skip
+    for text, number in (
+        ("Can someone call me on 76 177 296?", "76 177 296"),
+        ("Phone:\n439 4166", "439 4166"),
+        ("mobile: +44 (0)20 7946 0958", "+44 (0)20 7946 0958"),
+    ):
         assert [text[r.start : r.end] for r in recognizer.analyze(text, ["PHONE_NUMBER"])] == [number]
     assert recognizer.analyze("the order number is 12345", ["PHONE_NUMBER"]) == []
 
@@ -149,8 +160,10 @@ def test_overlaps_leave_no_part_of_a_value_unmasked() -> None:
     # spaCy's "Verena Schuur Apt" beside the unit "Apt. 961": the name keeps what the unit does not cover
     text = "Dr. Verena Schuur Apt. 961 Lascano"
     merged = resolve([result("PERSON", 4, 21, 0.85), result("LOCATION", 18, 26, 0.7, street=True)], text)
-    assert [(r.entity_type, text[r.start : r.end]) for r in merged] == [("PERSON", "Verena Schuur"),
-                                                                        ("LOCATION", "Apt. 961")]  # fmt: skip
+    assert [(r.entity_type, text[r.start : r.end]) for r in merged] == [
+        ("PERSON", "Verena Schuur"),
+        ("LOCATION", "Apt. 961"),
+    ]
     partial = resolve([result("PERSON", 0, 5), result("LOCATION", 3, 12, 0.6)], "abcdefghijklmn")
     assert [(r.entity_type, r.start, r.end) for r in partial] == [("PERSON", 0, 3), ("LOCATION", 3, 12)]
 
@@ -161,13 +174,21 @@ def test_a_checked_format_wins_over_a_longer_name_or_place() -> None:
     assert [(r.entity_type, r.start, r.end) for r in merged] == [("EMAIL_ADDRESS", 5, 27)]
     merged = resolve([result("LOCATION", 0, 30, 0.6), result("PHONE_NUMBER", 10, 20, 0.6)], "x" * 40)
     assert [(r.entity_type, r.start, r.end) for r in merged] == [
-        ("LOCATION", 0, 10), ("PHONE_NUMBER", 10, 20), ("LOCATION", 20, 30)]  # fmt: skip
+        ("LOCATION", 0, 10),
+        ("PHONE_NUMBER", 10, 20),
+        ("LOCATION", 20, 30),
+    ]
 
 
 def test_address_pieces_are_joined_and_white_space_trimmed() -> None:
     text = "12 Main St\\n Springfield, IL 62704 and Paris"
-    pieces = [result("LOCATION", 0, 10), result("LOCATION", 13, 24), result("LOCATION", 26, 28),
-              result("LOCATION", 29, 34), result("LOCATION", 39, 44)]  # fmt: skip
+    pieces = [
+        result("LOCATION", 0, 10),
+        result("LOCATION", 13, 24),
+        result("LOCATION", 26, 28),
+        result("LOCATION", 29, 34),
+        result("LOCATION", 39, 44),
+    ]
     merged = resolve(pieces, text)
     assert [text[r.start : r.end] for r in merged] == ["12 Main St\\n Springfield, IL 62704", "Paris"]
     trimmed = resolve([result("PERSON", 0, 8)], "Svratka\n ")
@@ -194,8 +215,16 @@ def _script():
 
 # Measured on the sample with the small model when these recognizers landed (recall): LOCATION 0.876,
 # PERSON 0.832, PHONE_NUMBER 0.885, CREDIT_CARD 1.0, the pattern types 1.0; F2 0.875. Floors a little under.
-RECALL_FLOORS = {"LOCATION": 0.85, "PERSON": 0.80, "PHONE_NUMBER": 0.84, "CREDIT_CARD": 0.96, "EMAIL_ADDRESS": 1.0,
-                 "IBAN_CODE": 1.0, "IP_ADDRESS": 1.0, "US_SSN": 1.0}  # fmt: skip
+RECALL_FLOORS = {
+    "LOCATION": 0.85,
+    "PERSON": 0.80,
+    "PHONE_NUMBER": 0.84,
+    "CREDIT_CARD": 0.96,
+    "EMAIL_ADDRESS": 1.0,
+    "IBAN_CODE": 1.0,
+    "IP_ADDRESS": 1.0,
+    "US_SSN": 1.0,
+}
 
 
 def test_sample_recall_floors_per_type(pii_service, capsys: pytest.CaptureFixture[str]) -> None:

@@ -18,8 +18,11 @@ def sse(*payloads: dict) -> bytes:
 
 
 def chat_event(index: int, finish: str | None = None, **delta: object) -> dict:
-    return {"id": "c", "object": "chat.completion.chunk", "choices": [{"index": index, "delta": delta,
-                                                                       "finish_reason": finish}]}  # fmt: skip
+    return {
+        "id": "c",
+        "object": "chat.completion.chunk",
+        "choices": [{"index": index, "delta": delta, "finish_reason": finish}],
+    }
 
 
 def events(raw: bytes) -> list[dict]:
@@ -47,11 +50,26 @@ def texts_by_choice(raw: bytes) -> dict[int, str]:
 
 
 def test_json_answer_every_choice_and_tool_call() -> None:
-    body = {"choices": [
-        {"index": 0, "message": {"role": "assistant", "content": "Hi <PERSON_1>", "tool_calls": [
-            {"id": "t", "type": "function", "function": {"name": "send", "arguments": '{"to": "<EMAIL_ADDRESS_1>"}'}}]}},
-        {"index": 1, "message": {"role": "assistant", "content": "<person_1>!"}},
-    ], "usage": {"prompt_tokens": 3}}  # fmt: skip
+    body = {
+        "choices": [
+            {
+                "index": 0,
+                "message": {
+                    "role": "assistant",
+                    "content": "Hi <PERSON_1>",
+                    "tool_calls": [
+                        {
+                            "id": "t",
+                            "type": "function",
+                            "function": {"name": "send", "arguments": '{"to": "<EMAIL_ADDRESS_1>"}'},
+                        }
+                    ],
+                },
+            },
+            {"index": 1, "message": {"role": "assistant", "content": "<person_1>!"}},
+        ],
+        "usage": {"prompt_tokens": 3},
+    }
     restored = json.loads(restore_json(json.dumps(body).encode(), RESTORER))
     assert restored["choices"][0]["message"]["content"] == "Hi Žofie Nováková"
     assert restored["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"] == '{"to": "zofie@example.com"}'
@@ -66,10 +84,15 @@ def test_json_that_is_not_an_answer_passes_unchanged() -> None:
 
 
 def test_stream_placeholder_split_across_events_and_choices() -> None:
-    raw = sse(chat_event(0, role="assistant", content=""), chat_event(0, content="Hello <PER"),
-              chat_event(1, content="<EMAIL_"), chat_event(0, content="SON_1>, "),
-              chat_event(1, content="ADDRESS_1> ok"), chat_event(0, content="bye", finish="stop"),
-              chat_event(1, finish="stop"))  # fmt: skip
+    raw = sse(
+        chat_event(0, role="assistant", content=""),
+        chat_event(0, content="Hello <PER"),
+        chat_event(1, content="<EMAIL_"),
+        chat_event(0, content="SON_1>, "),
+        chat_event(1, content="ADDRESS_1> ok"),
+        chat_event(0, content="bye", finish="stop"),
+        chat_event(1, finish="stop"),
+    )
     out = run(raw, [])
     assert texts_by_choice(out) == {0: "Hello Žofie Nováková, bye", 1: "zofie@example.com ok"}
     seen = events(out)
@@ -99,7 +122,7 @@ def test_tool_call_arguments_streamed_per_call() -> None:
         chat_event(0, tool_calls=[{"index": 0, "id": "a", "function": {"name": "f", "arguments": '{"n": "<PER'}}]),
         chat_event(0, tool_calls=[{"index": 1, "id": "b", "function": {"name": "g", "arguments": '{"e": "<EMAIL'}}]),
         chat_event(0, tool_calls=[{"index": 0, "function": {"arguments": 'SON_1>"}'}}]),
-        chat_event(0, tool_calls=[{"index": 1, "function": {"arguments": '_ADDRESS_1'}}]),
+        chat_event(0, tool_calls=[{"index": 1, "function": {"arguments": "_ADDRESS_1"}}]),
         chat_event(0, finish="tool_calls"),
     )
     args: dict[int, str] = {}
@@ -115,9 +138,12 @@ def test_usage_and_non_data_events_pass_unchanged() -> None:
     assert restorer.feed(b": keep-alive\n\n" + usage) == b": keep-alive\n\n" + usage
 
 
-COMPLETION = sse(*({"id": "x", "object": "text_completion", "choices": [{"index": i % 2, "text": t,
-                                                                          "finish_reason": None}]}
-                   for i, t in enumerate(["Ž<PER", "Ž<EMAIL_", "SON_1", "ADDRESS_1>é", ">😀", " done"])))  # fmt: skip
+COMPLETION = sse(
+    *(
+        {"id": "x", "object": "text_completion", "choices": [{"index": i % 2, "text": t, "finish_reason": None}]}
+        for i, t in enumerate(["Ž<PER", "Ž<EMAIL_", "SON_1", "ADDRESS_1>é", ">😀", " done"])
+    )
+)
 
 
 @settings(max_examples=300, deadline=None)
@@ -133,22 +159,44 @@ TRICKY = Restorer({"<PERSON_1>": 'Ann "Nan" Lee', "<LOCATION_1>": "C:\\Temp\nNex
 
 
 def test_values_put_into_tool_call_arguments_are_json_escaped() -> None:
-    body = {"choices": [{"index": 0, "message": {"role": "assistant", "content": "Hi <PERSON_1>", "tool_calls": [
-        {"id": "t", "type": "function", "function": {"name": "f", "arguments": '{"who": "<PERSON_1>", "at": "<LOCATION_1>"}'}}]}}]}  # fmt: skip
+    body = {
+        "choices": [
+            {
+                "index": 0,
+                "message": {
+                    "role": "assistant",
+                    "content": "Hi <PERSON_1>",
+                    "tool_calls": [
+                        {
+                            "id": "t",
+                            "type": "function",
+                            "function": {"name": "f", "arguments": '{"who": "<PERSON_1>", "at": "<LOCATION_1>"}'},
+                        }
+                    ],
+                },
+            }
+        ]
+    }
     message = json.loads(restore_json(json.dumps(body).encode(), TRICKY))["choices"][0]["message"]
     assert message["content"] == 'Hi Ann "Nan" Lee'  # plain text: the value as it is
     assert json.loads(message["tool_calls"][0]["function"]["arguments"]) == {
-        "who": 'Ann "Nan" Lee', "at": "C:\\Temp\nNext line"}
+        "who": 'Ann "Nan" Lee',
+        "at": "C:\\Temp\nNext line",
+    }
 
 
 def test_streamed_tool_call_arguments_stay_valid_json() -> None:
     raw = sse(
         chat_event(0, content="To <PERS"),
-        chat_event(0, content="ON_1>", tool_calls=[{"index": 0, "id": "a", "function": {"name": "f", "arguments": '{"who": "<PER'}}]),
+        chat_event(
+            0,
+            content="ON_1>",
+            tool_calls=[{"index": 0, "id": "a", "function": {"name": "f", "arguments": '{"who": "<PER'}}],
+        ),
         chat_event(0, tool_calls=[{"index": 0, "function": {"arguments": 'SON_1>", "at": "<LOCATION_1'}}]),
         chat_event(0, tool_calls=[{"index": 0, "function": {"arguments": '>"}'}}]),
         chat_event(0, finish="tool_calls"),
-    )  # fmt: skip
+    )
     restorer = SseRestorer(TRICKY)
     out = restorer.feed(raw) + restorer.finish()
     content, arguments = "", ""

@@ -64,10 +64,15 @@ class ResponsesEcho:
         self.seen.append(raw)
         body = json.loads(raw)
         said = body["input"] if isinstance(body["input"], str) else body["input"][-1]["content"]
-        answer = {"id": "resp_1", "object": "response", "output": [
-            {"type": "message", "content": [{"type": "output_text", "text": f"You said: {said}"}]},
-            {"type": "function_call", "name": "send", "call_id": "c", "arguments": json.dumps({"to": said})}],
-            "usage": {"input_tokens": 9, "output_tokens": 4, "total_tokens": 13}}  # fmt: skip
+        answer = {
+            "id": "resp_1",
+            "object": "response",
+            "output": [
+                {"type": "message", "content": [{"type": "output_text", "text": f"You said: {said}"}]},
+                {"type": "function_call", "name": "send", "call_id": "c", "arguments": json.dumps({"to": said})},
+            ],
+            "usage": {"input_tokens": 9, "output_tokens": 4, "total_tokens": 13},
+        }
         payload = json.dumps(answer).encode()
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
         await send({"type": "http.response.body", "body": payload})
@@ -77,20 +82,41 @@ def make_gate(tmp_path: Path, call) -> tuple[Gate, ResponsesEcho]:
     engine = ResponsesEcho()
     bookend = Bookend(BookendSettings(30.0), call, RecordingPiiMetrics())
     keys = KeyStore((ApiKeyRecord("alice", Role.USER, ("gen",), hash_key(KEY)),))
-    gate = Gate(engine, GateSettings(True, 100_000, dict(CAPS), True), keys, AuditLog(tmp_path / "audit.log"),
-                RecordingMetrics(), bookend)  # fmt: skip
+    gate = Gate(
+        engine,
+        GateSettings(True, 100_000, dict(CAPS), True),
+        keys,
+        AuditLog(tmp_path / "audit.log"),
+        RecordingMetrics(),
+        bookend,
+    )
     return gate, engine
 
 
 def test_every_text_reaches_the_engine_masked_and_comes_back(tmp_path: Path, pii_service) -> None:
     gate, engine = make_gate(tmp_path, pii_service.mask)
-    tool = {"type": "function", "name": "send", "description": "Mail David Johnson.",
-            "parameters": {"type": "object", "properties": {"to": {"type": "string"}}}}  # fmt: skip
-    items = [{"type": "function_call", "call_id": "c0", "name": "send", "arguments": json.dumps({"to": PROMPT})},
-             {"type": "function_call_output", "call_id": "c0", "output": f"sent to {PROMPT}"},
-             {"role": "user", "content": PROMPT}]  # fmt: skip
-    status, _, body = post(gate, "/v1/responses", {"model": "gen", "instructions": f"Help {PROMPT}", "input": items,
-                                                   "tools": [tool], "user": "david.johnson@example.com"})  # fmt: skip
+    tool = {
+        "type": "function",
+        "name": "send",
+        "description": "Mail David Johnson.",
+        "parameters": {"type": "object", "properties": {"to": {"type": "string"}}},
+    }
+    items = [
+        {"type": "function_call", "call_id": "c0", "name": "send", "arguments": json.dumps({"to": PROMPT})},
+        {"type": "function_call_output", "call_id": "c0", "output": f"sent to {PROMPT}"},
+        {"role": "user", "content": PROMPT},
+    ]
+    status, _, body = post(
+        gate,
+        "/v1/responses",
+        {
+            "model": "gen",
+            "instructions": f"Help {PROMPT}",
+            "input": items,
+            "tools": [tool],
+            "user": "david.johnson@example.com",
+        },
+    )
     assert status == 200, body
     assert_no_secrets(engine.seen[0])
     sent = json.loads(engine.seen[0])
@@ -105,9 +131,11 @@ def test_every_text_reaches_the_engine_masked_and_comes_back(tmp_path: Path, pii
 
 def test_hosted_tools_media_and_stored_responses_are_refused(tmp_path: Path, pii_service) -> None:
     gate, engine = make_gate(tmp_path, pii_service.mask)
-    for extra in ({"tools": [{"type": "web_search"}]},
-                  {"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "http://x/y.png"}]}]},
-                  {"prompt": {"id": "pmpt_1"}}):  # fmt: skip
+    for extra in (
+        {"tools": [{"type": "web_search"}]},
+        {"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "http://x/y.png"}]}]},
+        {"prompt": {"id": "pmpt_1"}},
+    ):
         status, _, body = post(gate, "/v1/responses", {"model": "gen", "input": "hi", **extra})
         assert status == 400, body
     assert engine.seen == []
@@ -120,10 +148,14 @@ def test_every_field_of_vllms_request_is_classified() -> None:
 
 
 def test_restore_json_response_object() -> None:
-    answer = {"object": "response", "output": [
-        {"type": "reasoning", "summary": [{"type": "summary_text", "text": "<PERSON_1> asks"}]},
-        {"type": "message", "content": [{"type": "output_text", "text": "Hi <person_1>"}]},
-        {"type": "function_call", "arguments": '{"to": "<EMAIL_ADDRESS_1>"}'}]}  # fmt: skip
+    answer = {
+        "object": "response",
+        "output": [
+            {"type": "reasoning", "summary": [{"type": "summary_text", "text": "<PERSON_1> asks"}]},
+            {"type": "message", "content": [{"type": "output_text", "text": "Hi <person_1>"}]},
+            {"type": "function_call", "arguments": '{"to": "<EMAIL_ADDRESS_1>"}'},
+        ],
+    }
     restored = json.loads(restore_json(json.dumps(answer).encode(), RESTORER))
     assert restored["output"][0]["summary"][0]["text"] == "Žofie Nováková asks"
     assert restored["output"][1]["content"][0]["text"] == "Hi Žofie Nováková"
@@ -132,8 +164,14 @@ def test_restore_json_response_object() -> None:
 
 def test_stream_placeholder_split_across_deltas_and_flushed_before_done() -> None:
     stream = text_events("Hi <PERSON_1>", ["Hi <PER", "SON_1>"]) + [
-        {"type": "response.completed", "response": {"object": "response", "output": [
-            {"type": "message", "content": [{"type": "output_text", "text": "Hi <PERSON_1>"}]}]}}]  # fmt: skip
+        {
+            "type": "response.completed",
+            "response": {
+                "object": "response",
+                "output": [{"type": "message", "content": [{"type": "output_text", "text": "Hi <PERSON_1>"}]}],
+            },
+        }
+    ]
     restorer = SseRestorer(RESTORER)
     out = parse(b"".join(restorer.feed(event(e)) for e in stream) + restorer.finish())
     deltas = "".join(e["delta"] for e in out if e["type"] == "response.output_text.delta")
@@ -144,15 +182,19 @@ def test_stream_placeholder_split_across_deltas_and_flushed_before_done() -> Non
     held = text_events("<PERSON_1", ["<PERSON_1"])  # the text ends while a placeholder could still be forming
     restorer = SseRestorer(RESTORER)
     out = parse(b"".join(restorer.feed(event(e)) for e in held) + restorer.finish())
-    assert [e["type"] for e in out] == ["response.output_text.delta", "response.output_text.delta",
-                                        "response.output_text.done"]  # fmt: skip
+    assert [e["type"] for e in out] == [
+        "response.output_text.delta",
+        "response.output_text.delta",
+        "response.output_text.done",
+    ]
     assert "".join(e["delta"] for e in out[:2]) == "Žofie Nováková" and out[1]["logprobs"] == []
 
 
 def test_streamed_arguments_are_json_escaped() -> None:
     restorer = Restorer({"<PERSON_1>": 'Ann "Nan" O\'Brien'})
-    stream = text_events('{"to": "<PERSON_1>"}', ['{"to": "<PERS', 'ON_1>"}'], "response.function_call_arguments",
-                         "arguments")  # fmt: skip
+    stream = text_events(
+        '{"to": "<PERSON_1>"}', ['{"to": "<PERS', 'ON_1>"}'], "response.function_call_arguments", "arguments"
+    )
     sse = SseRestorer(restorer)
     out = parse(b"".join(sse.feed(event(e)) for e in stream) + sse.finish())
     streamed = "".join(e["delta"] for e in out if e["type"].endswith(".delta"))
@@ -162,8 +204,9 @@ def test_streamed_arguments_are_json_escaped() -> None:
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.integers(min_value=0, max_value=400), max_size=8))
 def test_any_byte_chunking_gives_the_same_text(cuts: list[int]) -> None:
-    raw = b"".join(event(e) for e in text_events("A <PERSON_1> B <EMAIL_ADDRESS_1>",
-                                                 ["A <PE", "RSON_1> B <EMAIL_", "ADDRESS_1>"]))  # fmt: skip
+    raw = b"".join(
+        event(e) for e in text_events("A <PERSON_1> B <EMAIL_ADDRESS_1>", ["A <PE", "RSON_1> B <EMAIL_", "ADDRESS_1>"])
+    )
     restorer = SseRestorer(RESTORER)
     points = sorted({min(c, len(raw)) for c in cuts})
     pieces = [raw[a:b] for a, b in zip([0, *points], [*points, len(raw)], strict=True)]

@@ -122,8 +122,9 @@ def test_restoring_a_masked_text_gives_the_original(values: list[str], data: st.
 
     mapping = PlaceholderMap()
     tokens = [mapping.placeholder_for("PERSON", value) for value in values]
-    glue = data.draw(st.lists(st.sampled_from([" ", ", ", ". ", "\n", " and "]), min_size=len(values),
-                              max_size=len(values)))  # fmt: skip
+    glue = data.draw(
+        st.lists(st.sampled_from([" ", ", ", ". ", "\n", " and "]), min_size=len(values), max_size=len(values))
+    )
     masked = "".join(g + t for g, t in zip(glue, tokens, strict=True))
     original = "".join(g + v for g, v in zip(glue, values, strict=True))
     assert Restorer(mapping.originals).restore(masked) == original

@@ -33,26 +33,51 @@ def build_tiny_gliner(out: Path) -> Path:
     tokenizer.normalizer = normalizers.BertNormalizer(lowercase=False)
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tokenizer.train_from_iterator([CORPUS] * 3, trainers.WordPieceTrainer(vocab_size=400, special_tokens=special,
-                                                                          show_progress=False))  # fmt: skip
+    tokenizer.train_from_iterator(
+        [CORPUS] * 3, trainers.WordPieceTrainer(vocab_size=400, special_tokens=special, show_progress=False)
+    )
     cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
     tokenizer.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)]
     )
-    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]",
-                                   cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]", model_max_length=512)  # fmt: skip
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=512,
+    )
     fast.save_pretrained(out)
-    encoder = DebertaV2Config(vocab_size=len(fast), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                              intermediate_size=64, max_position_embeddings=512, relative_attention=True,
-                              position_buckets=64, pos_att_type=["p2c", "c2p"])  # fmt: skip
-    config = GLiNERConfig(model_name=str(out), encoder_config=encoder.to_dict(), hidden_size=32, max_width=12,
-                          span_mode="markerV0", max_len=384, dropout=0.0)  # fmt: skip
+    encoder = DebertaV2Config(
+        vocab_size=len(fast),
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=512,
+        relative_attention=True,
+        position_buckets=64,
+        pos_att_type=["p2c", "c2p"],
+    )
+    config = GLiNERConfig(
+        model_name=str(out),
+        encoder_config=encoder.to_dict(),
+        hidden_size=32,
+        max_width=12,
+        span_mode="markerV0",
+        max_len=384,
+        dropout=0.0,
+    )
     values = config.to_dict()
     values.pop("model_type", None)  # GLiNER.from_pretrained drops it too: a property in GLiNERConfig
     torch.manual_seed(SEED)
     model = GLiNER.from_config(values, backbone_from_pretrained=False, load_tokenizer=True)
     save_file(model.prepare_state_dict(model.model.state_dict()), out / "model.safetensors")
     model.data_processor.transformer_tokenizer.save_pretrained(out)  # with GLiNER's <<ENT>> and <<SEP>>
-    values["encoder_config"]["vocab_size"] = model.model.token_rep_layer.bert_layer.model.get_input_embeddings().num_embeddings
+    values["encoder_config"]["vocab_size"] = (
+        model.model.token_rep_layer.bert_layer.model.get_input_embeddings().num_embeddings
+    )
     (out / "gliner_config.json").write_text(json.dumps(values, indent=2, default=str))
     return out
