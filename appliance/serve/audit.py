@@ -93,7 +93,8 @@ class AuditLog:
             self._handle = os.fdopen(fd, "a", encoding="utf-8", buffering=1)
         return self._handle
 
-    def write(self, record: dict[str, Any]) -> None:
+    def write(self, record: dict[str, Any]) -> bool:
+        """Append the record's line; False when it could not be written (logged, and new requests refused)."""
         line: dict[str, Any] = {"time": datetime.now(UTC).isoformat(timespec="milliseconds")}
         line.update({field: record.get(field) for field in FIELDS if field != "time"})
         if "prompt" in record:
@@ -107,6 +108,7 @@ class AuditLog:
                 handle.write(text)
                 handle.flush()
             self._last_write_failed = False
+            return True
         except OSError as err:
             self._last_write_failed = True
             self._free_checked_at = time.monotonic()  # refused from now; looked at again after the interval
@@ -122,6 +124,7 @@ class AuditLog:
                 self.path,
                 err.strerror or type(err).__name__,
             )
+            return False
 
     def close(self) -> None:
         with self._lock:

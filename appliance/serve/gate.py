@@ -238,12 +238,20 @@ class Gate:
         raise ApiError(401, "The API key that created this batch no longer exists (revoked).", "invalid_api_key")
 
     def _audited(self, send: Send, record: dict[str, Any], started: float) -> Send:
-        """``send`` that writes the request's audit line (its status) before the answer starts."""
+        """``send`` that writes the request's audit line (its status) before the answer starts; when the line
+        cannot be written the answer is a 503 instead (never served unaudited)."""
+        refused = False
 
         async def audited(message: Message) -> None:
+            nonlocal refused
+            if refused:
+                return
             if message["type"] == "http.response.start":
                 record.update(status=message["status"], latency_ms=round((time.monotonic() - started) * 1000, 1))
-                self.audit.write(record)
+                if not self.audit.write(record):
+                    refused = True
+                    await _answer(send, AUDIT_UNAVAILABLE)
+                    return
             await send(message)
 
         return audited
@@ -336,14 +344,19 @@ class Gate:
         LIVE.add(live)
         status = 500
         finished = False
+        audited = True
+        # An answer that is not streamed is held until its audit line is written, so that a line that cannot
+        # be written (a full disk) turns it into a 503; a stream (already started) ends with an error event.
+        held: list[Message] = []
+        replaced = False
 
         def finish() -> None:
-            nonlocal finished
+            nonlocal finished, audited
             if not finished:
                 finished = True
                 self.metrics.in_flight(facts.model, -1)
                 LIVE.add(-live)
-                usage = self._finish(record, facts, status, watcher, started)
+                usage, audited = self._finish(record, facts, status, watcher, started)
                 used = (usage.get("prompt_tokens") or 0) + (usage.get("completion_tokens") or 0)
                 if status < 400 and used:
                     self.budgets.settle(reservation, used)
@@ -356,17 +369,39 @@ class Gate:
         try:
 
             async def watched_send(message: Message) -> None:
-                nonlocal status, length, sent
+                nonlocal status, length, sent, replaced
+                if replaced:  # the answer was replaced because its audit line could not be written
+                    return
                 if message["type"] == "http.response.start":
                     status = message["status"]
                     length = _content_length(message)
                     if rate_headers:
                         message = {**message, "headers": [*message.get("headers", []), *rate_headers]}
+                    if not facts.stream:
+                        held.append(message)
+                        return
                 elif message["type"] == "http.response.body":
                     message = watcher.on_body(message, time.monotonic())
                     sent += len(message.get("body", b""))
-                    if not message.get("more_body", False) or watcher.done or (length is not None and sent >= length):
+                    last = (
+                        not message.get("more_body", False) or watcher.done or (length is not None and sent >= length)
+                    )
+                    if last and not finished:
                         finish()  # the audit line is written before the client sees the end of the response
+                        if not audited and status < 400:
+                            replaced = True
+                            if held:  # nothing of it sent yet: refused as a whole
+                                await _answer(send, AUDIT_UNAVAILABLE)
+                            else:  # a stream: its end becomes an error event
+                                await send({"type": "http.response.body", "body": _audit_error_event()})
+                            return
+                    if held:
+                        if not last:
+                            held.append(message)
+                            return
+                        for early in held:
+                            await send(early)
+                        held.clear()
                 await send(message)
 
             await self.app(scope, _replay(body, receive), watched_send)
@@ -375,7 +410,8 @@ class Gate:
 
     def _finish(
         self, record: dict[str, Any], facts: GenerationFacts, status: int, watcher: UsageWatcher, started: float
-    ) -> dict[str, Any]:
+    ) -> tuple[dict[str, Any], bool]:
+        """Write the request's audit line and count it; the usage, and whether the line was written."""
         now = time.monotonic()
         latency = now - started
         ttft = watcher.first_token_at - started if facts.stream and watcher.first_token_at else None
@@ -387,7 +423,7 @@ class Gate:
             latency_ms=round(latency * 1000, 1),
             ttft_ms=round(ttft * 1000, 1) if ttft is not None else None,
         )
-        self.audit.write(record)
+        written = self.audit.write(record)
         self.metrics.request_done(
             model=self.label(facts.model),
             status=status,
@@ -397,7 +433,7 @@ class Gate:
             prompt_tokens=usage.get("prompt_tokens"),
             completion_tokens=usage.get("completion_tokens"),
         )
-        return usage
+        return usage, written
 
     async def _refuse(self, send: Send, err: ApiError, record: dict[str, Any], started: float) -> None:
         record.update(status=err.status, error=err.code, latency_ms=round((time.monotonic() - started) * 1000, 1))
@@ -471,6 +507,11 @@ def _downstream_scope(scope: Scope, principal: Principal | None) -> Scope:
         state[PRINCIPAL_STATE] = principal
     scope["state"] = state
     return scope
+
+
+def _audit_error_event() -> bytes:
+    """The end of a stream whose audit line could not be written: an OpenAI error event, then [DONE]."""
+    return f"data: {AUDIT_UNAVAILABLE.body().decode()}\n\ndata: [DONE]\n\n".encode()
 
 
 async def _answer(send: Send, err: ApiError) -> None:

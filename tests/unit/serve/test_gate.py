@@ -335,3 +335,35 @@ def test_a_failed_audit_write_refuses_until_the_log_opens_again(
     assert log.available()
     log.write({"request_id": "r-2", "status": 200})
     assert [line["request_id"] for line in audit_lines(path)] == ["r-2"]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_answer_whose_audit_line_cannot_be_written_is_not_served(parts, stream: bool) -> None:
+    """The log breaks while the request is with the model (admitted: the log was fine). A whole answer is held
+    until its line is written and becomes a 503; a stream (already started) ends with an error event, not the
+    end of the answer. The next request is refused at the door until the log opens again."""
+    gate, downstream, metrics, audit = parts
+    call(gate, "/v1/completions", b'{"model":"a","prompt":"x"}', auth())  # the log is open and written
+    served = gate.app
+
+    async def breaks_the_log(scope, receive, send) -> None:
+        audit.unlink()
+        audit.mkdir()  # in the file's place: the next line cannot be written (EISDIR), as a broken disk
+        gate.audit._handle.close()  # the open handle went with the file
+        await served(scope, receive, send)
+
+    gate.app = breaks_the_log
+    body = json.dumps({"model": "a", "prompt": "x", "stream": stream}).encode()
+    status, headers, answer = call(gate, "/v1/completions", body, auth())
+    if stream:
+        assert status == 200
+        events = [e for e in answer.decode().split("\n\n") if e]
+        deltas = [json.loads(e[6:])["choices"][0]["delta"]["content"] for e in events[:-2]]
+        assert deltas == ["a", "b"], events  # what was streamed before the end; the end itself was not sent
+        assert events[-1] == "data: [DONE]" and json.loads(events[-2][6:])["error"]["code"] == "audit_unavailable"
+    else:
+        error = json.loads(answer)["error"]
+        assert (status, error["code"]) == (503, "audit_unavailable") and b'"ok"' not in answer
+        assert {k.lower(): v for k, v in headers.items()}[b"retry-after"] == b"30"
+    gate.app = served
+    assert call(gate, "/v1/completions", b'{"model":"a","prompt":"x"}', auth())[0] == 503  # refused at the door
