@@ -8,6 +8,7 @@ deployments whose version did not change are left running by Serve, so only the 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import threading
 import time
@@ -46,6 +47,7 @@ class RayServePort:
         self.poll_s = poll_s
         self._replacing: set[str] = set()  # models whose serving generation stops when the next one starts
         self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None  # the smoke tests' loop, for the port's lifetime
 
     def deployment_name(self, model_id: str, entry_id: int) -> str:
         return generation_deployment(model_id, entry_id)
@@ -100,8 +102,10 @@ class RayServePort:
 
     def smoke(self, model_id: str, deployment: str) -> None:
         """One real completion through the generation's own deployment (not through the ingress), sent from an
-        event loop of its own: with direct ingress (RAY_SERVE_THROUGHPUT_OPTIMIZED) Serve's handles run their
-        router in the caller's loop and refuse a caller without one."""
+        event loop of the port's own: with direct ingress (RAY_SERVE_THROUGHPUT_OPTIMIZED) Serve's handles run
+        their router in the caller's loop and refuse a caller without one. The loop lives as long as the port:
+        Serve keeps a handle's router bound to the loop it first ran in, so a loop per smoke test (asyncio.run)
+        fails every smoke test after the first with "Event loop is closed"."""
         from ray.llm._internal.serve.core.configs.openai_api_models import CompletionRequest
 
         request = CompletionRequest(model=model_id, prompt=SMOKE_PROMPT, max_tokens=SMOKE_MAX_TOKENS, stream=False)
@@ -123,10 +127,10 @@ class RayServePort:
             raise GenerationError("the smoke completion answered nothing")
 
         try:
-            asyncio.run(complete())
+            asyncio.run_coroutine_threadsafe(complete(), self._smoke_loop()).result(SMOKE_TIMEOUT_S + 5.0)
         except GenerationError:
             raise
-        except TimeoutError:
+        except (TimeoutError, concurrent.futures.TimeoutError):
             raise GenerationError(f"the smoke completion took more than {SMOKE_TIMEOUT_S:.0f} s") from None
         except Exception as err:
             raise GenerationError(
@@ -134,6 +138,14 @@ class RayServePort:
             ) from None
 
     # --- helpers ----------------------------------------------------------------------------------------
+    def _smoke_loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                threading.Thread(target=loop.run_forever, name="lifecycle-smoke-loop", daemon=True).start()
+                self._loop = loop
+            return self._loop
+
     def _serving_model(self, deployment: str) -> str | None:
         for model_id, (name, _spec) in self.generations.serving.items():
             if name == deployment:

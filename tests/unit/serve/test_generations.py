@@ -153,3 +153,42 @@ def test_the_application_graph_changes_only_the_named_generation(config: Any, tm
     assert {k: switched[k] for k in ("LLMServer:b", "ApplianceIngress", "PIIService")} == {
         k: first[k] for k in ("LLMServer:b", "ApplianceIngress", "PIIService")
     }
+
+
+class LoopBoundHandle:
+    """Like Serve's handle: its router is bound to the event loop it first ran in and fails once that loop is
+    closed (what made every smoke test after the first fail with 'Event loop is closed')."""
+
+    def __init__(self) -> None:
+        self.loop: Any = None
+        self.calls = 0
+
+    def options(self, **_kw: Any) -> LoopBoundHandle:
+        return self
+
+    @property
+    def completions(self) -> LoopBoundHandle:
+        return self
+
+    def remote(self, request: Any, _raw: Any) -> Any:
+        import asyncio
+
+        running = asyncio.get_running_loop()
+        self.loop = self.loop or running
+        if self.loop.is_closed() or self.loop is not running:
+            raise RuntimeError("Event loop is closed")
+        self.calls += 1
+
+        async def chunks() -> Any:
+            yield SimpleNamespace(error=None, choices=[SimpleNamespace(text=" ok")])
+
+        return chunks()
+
+
+def test_smoke_tests_after_the_first_still_run(config: Any) -> None:
+    port, _runs, serve = port_with(config)
+    handle = LoopBoundHandle()
+    serve.get_deployment_handle = lambda _name, app_name: handle  # type: ignore[attr-defined]
+    for _ in range(3):
+        port.smoke("a", "LLMServer:a@5")
+    assert handle.calls == 3
