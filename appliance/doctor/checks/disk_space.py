@@ -1,4 +1,5 @@
-"""Free disk for the model cache and the logs."""
+"""Free disk for the model cache and the logs. The model cache counts only when a model is downloaded from the
+Hugging Face Hub: models served from local paths never write to it."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from appliance.doctor.base import Check
 from appliance.doctor.checks.gpu_memory import hub_cache
 from appliance.doctor.context import DoctorContext
 from appliance.doctor.finding import Finding, Level
+from appliance.lifecycle.sources import is_local
 
 GIB = 1024**3
 MIN_MODEL_CACHE_GIB = 50
@@ -29,11 +31,14 @@ class DiskSpace(Check):
 
     def run(self, ctx: DoctorContext) -> list[Finding]:
         assert ctx.config is not None
-        wanted = {
-            "model cache": (hub_cache(ctx), MIN_MODEL_CACHE_GIB),
-            "logs": (Path(ctx.config.settings.log_dir), MIN_LOGS_GIB),
-        }
+        wanted = {"logs": (Path(ctx.config.settings.log_dir), MIN_LOGS_GIB)}
         findings = []
+        if any(not is_local(m.source) for m in ctx.config.models):
+            wanted = {"model cache": (hub_cache(ctx), MIN_MODEL_CACHE_GIB), **wanted}
+        else:
+            findings.append(
+                Finding(self.slug, Level.OK, "free disk: model cache", "none needed", "every model is a local path")
+            )
         for label, (path, minimum) in wanted.items():
             free = shutil.disk_usage(_existing(path)).free / GIB
             if free < minimum:

@@ -216,6 +216,10 @@ def test_disk_space(make_ctx, monkeypatch) -> None:
     assert levels(DiskSpace().run(ctx)) == [Level.ERROR, Level.OK]  # model cache wants 50, logs 2
     monkeypatch.setattr(shutil, "disk_usage", lambda path: Usage(500 * GIB, 499 * GIB, GIB))
     assert levels(DiskSpace().run(ctx)) == [Level.ERROR, Level.WARNING]
+    local = make_ctx(MODEL_SOURCE="/models/tiny")  # nothing is downloaded: the hub cache's disk does not matter
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: Usage(500 * GIB, 490 * GIB, 10 * GIB))
+    findings = DiskSpace().run(local)
+    assert levels(findings) == [Level.OK, Level.OK] and findings[0].found == "every model is a local path"
 
 
 def test_ports_free_busy_or_ours(make_ctx, monkeypatch) -> None:
