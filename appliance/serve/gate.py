@@ -250,6 +250,7 @@ class Gate:
                 record.update(status=message["status"], latency_ms=round((time.monotonic() - started) * 1000, 1))
                 if not self.audit.write(record):
                     refused = True
+                    self.metrics.audit_refused()
                     await _answer(send, AUDIT_UNAVAILABLE)
                     return
             await send(message)
@@ -390,6 +391,7 @@ class Gate:
                         finish()  # the audit line is written before the client sees the end of the response
                         if not audited and status < 400:
                             replaced = True
+                            self.metrics.audit_refused()
                             if held:  # nothing of it sent yet: refused as a whole
                                 await _answer(send, AUDIT_UNAVAILABLE)
                             else:  # a stream: its end becomes an error event
@@ -438,6 +440,8 @@ class Gate:
     async def _refuse(self, send: Send, err: ApiError, record: dict[str, Any], started: float) -> None:
         record.update(status=err.status, error=err.code, latency_ms=round((time.monotonic() - started) * 1000, 1))
         self.audit.write(record)  # before the answer: a client that got its refusal finds the line written
+        if err is AUDIT_UNAVAILABLE:
+            self.metrics.audit_refused()
         await _answer(send, err)
         self.metrics.request_done(
             model=self.label(record.get("model")),

@@ -33,6 +33,8 @@ class Metrics(Protocol):
 
     def budget_refused(self, key: str, limit: str) -> None: ...  # limit: BudgetError.limit (a fixed string)
 
+    def audit_refused(self) -> None: ...  # a request refused, or an answer withheld, for want of its audit line
+
 
 class RayMetrics:
     """:class:`Metrics` on ``ray.util.metrics``; create it inside a Ray worker (an ingress replica)."""
@@ -72,6 +74,10 @@ class RayMetrics:
             "Requests refused by a key's budget, by key name and limit (rpm, tpm, tokens_per_day, too_large).",
             tag_keys=("key", "limit"),
         )
+        self._audit_refusals = Counter(
+            "appliance_audit_refusals",
+            "Requests refused, and answers withheld, because their audit line could not be written.",
+        )
         self._flight: dict[str, int] = {}
 
     def request_done(
@@ -103,3 +109,6 @@ class RayMetrics:
 
     def budget_refused(self, key: str, limit: str) -> None:
         self._budget_refusals.inc(1, {"key": key, "limit": limit})
+
+    def audit_refused(self) -> None:
+        self._audit_refusals.inc(1)

@@ -36,6 +36,9 @@ class RecordingMetrics:
     def budget_refused(self, key: str, limit: str) -> None:
         self.auth.append(f"budget:{key}:{limit}")
 
+    def audit_refused(self) -> None:
+        self.auth.append("audit")
+
 
 class Downstream:
     """Echoes what it received; streams three SSE events plus a usage event when asked to stream."""
@@ -313,6 +316,7 @@ def test_no_request_is_served_unaudited_when_the_audit_disk_is_full(parts, monke
     error = json.loads(body)["error"]
     assert (status, error["code"], error["type"]) == (503, "audit_unavailable", "service_unavailable_error")
     assert {k.lower(): v for k, v in headers.items()}[b"retry-after"] == b"30" and downstream.seen == []
+    assert metrics.auth == ["audit"]
     assert call(gate, "/v1/models", b"", auth(), method="GET")[0] == 200  # nothing to audit: still served
     gate.audit.min_free_bytes = 0
     assert call(gate, "/v1/completions", b'{"model":"a","prompt":"x"}', auth())[0] == 200
@@ -367,3 +371,4 @@ def test_an_answer_whose_audit_line_cannot_be_written_is_not_served(parts, strea
         assert {k.lower(): v for k, v in headers.items()}[b"retry-after"] == b"30"
     gate.app = served
     assert call(gate, "/v1/completions", b'{"model":"a","prompt":"x"}', auth())[0] == 503  # refused at the door
+    assert metrics.auth.count("audit") == 2  # the withheld answer and the refusal: what AuditLogUnavailable watches
