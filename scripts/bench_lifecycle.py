@@ -14,6 +14,7 @@ PNG under --out. Everything listens on 127.0.0.1; run it through `make bench` (a
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import signal
@@ -63,6 +64,11 @@ class Load(threading.Thread):
         with self.lock:
             return self.ok, len(self.failed)
 
+    def kinds(self, since: int) -> dict[str, int]:
+        """The failures after the first ``since``, counted by kind (status, stream error, transport error)."""
+        with self.lock:
+            return dict(collections.Counter(self.failed[since:]))
+
     def _client(self) -> None:
         body = {"model": MODEL, "prompt": "lifecycle bench", "max_tokens": 32, "stream": True, "ignore_eos": True}
         headers = {"Authorization": f"Bearer {self.key}"}
@@ -74,7 +80,7 @@ class Load(threading.Thread):
                         text = "".join(response.iter_text())
                     events = [e.strip() for e in text.split("\n\n") if e.strip()]
                     if response.status_code != 200:
-                        outcome = f"{response.status_code}"
+                        outcome = f"{response.status_code} {text[:160]}"
                     elif not events or events[-1] != "data: [DONE]" or any('"error"' in e[:20] for e in events):
                         outcome = "stream error"
                 except httpx.HTTPError as err:
@@ -84,6 +90,16 @@ class Load(threading.Thread):
                         self.ok += 1
                     else:
                         self.failed.append(outcome)
+                if outcome != "ok":
+                    self.stop.wait(0.5)  # as a client backs off: a refusal loop would starve the 2 cores
+
+
+def _wait_attached(log: Path, applier: subprocess.Popen[bytes], timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while "applying queued model changes" not in log.read_text(errors="replace"):
+        if applier.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"serve --attach did not start: {log.read_text(errors='replace')[-2000:]}")
+        time.sleep(0.5)
 
 
 def _cli(work: Path, env: dict[str, str], *args: str) -> dict:
@@ -123,6 +139,7 @@ def _change(work: Path, env: dict[str, str], load: Load, *args: str) -> dict:
         "mode": outcome.get("mode"),
         "requests": ok1 - ok0 + failed1 - failed0,
         "failed": failed1 - failed0,
+        "failed_kinds": load.kinds(failed0),
         "reason": outcome.get("reason", request["result"].get("reason", "")),
     }
 
@@ -165,6 +182,10 @@ def main() -> int:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
+            # The applier must have read its configuration before models.yaml changes: a configuration read after
+            # the change gives the ingress another digest, and Serve then replaces the ingress itself (with direct
+            # ingress its one port stays taken by the old replica while it drains: every request is refused).
+            _wait_attached(work / "applier.log", applier)
             load = Load(url, key, args.streams)
             load.start()
             try:
@@ -177,7 +198,13 @@ def main() -> int:
                     print(
                         f"run {number}: deploy {deploy['status']} in {deploy['total_s']} s {deploy['seconds']}, "
                         f"failed {deploy['failed']}/{deploy['requests']}; rollback {rollback['status']} in "
-                        f"{rollback['total_s']} s, failed {rollback['failed']}/{rollback['requests']}",
+                        f"{rollback['total_s']} s, failed {rollback['failed']}/{rollback['requests']}"
+                        + "".join(f"\n  {r['reason']}" for r in (deploy, rollback) if r["status"] != "done")
+                        + "".join(
+                            f"\n  failed: {n} × {kind}"
+                            for r in (deploy, rollback)
+                            for kind, n in r["failed_kinds"].items()
+                        ),
                         flush=True,
                     )
             finally:
