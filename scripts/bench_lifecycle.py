@@ -248,7 +248,7 @@ def main() -> int:
 
         fig, ax = plt.subplots(figsize=(7, 4))
         names = list(series)
-        ax.boxplot([series[n] for n in names], vert=False)
+        ax.boxplot([series[n] for n in names], orientation="horizontal")
         ax.set_yticks(range(1, len(names) + 1), names)
         ax.set_xlabel("seconds")
         ax.set_title(f"Model lifecycle, {len(runs)} runs (failed requests: {failed} of {requests})")
