@@ -10,8 +10,10 @@ the generated tiny model.
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import docker
 import pytest
@@ -54,10 +56,25 @@ def engine() -> Iterator[Engine]:
         yield started
 
 
+# data/logs on a filesystem of its own, so the chaos tier can fill it to 100 % (doctor warns: under 2 GiB)
+LOGS_TMPFS_SIZE = "1g"
+
+
+def _unmount_logs(root: Path) -> None:
+    logs = root / "data" / "logs"
+    if logs.is_mount():
+        subprocess.run(["umount", "--lazy", str(logs)], check=True)
+
+
 @pytest.fixture(scope="package")
 def docker_stack(engine: Engine) -> Iterator[DockerStack]:
     root = STACK_COPY
+    _unmount_logs(root)  # left by an interrupted run
     copy_stack(root)
+    logs = root / "data" / "logs"
+    logs.mkdir(parents=True)
+    # Mounted before `make up`: the containers' bind mounts of data/ and data/logs then carry it (rbind).
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={LOGS_TMPFS_SIZE},mode=0755", "tmpfs", str(logs)], check=True)
     tiny_model(root / "models" / "tiny")
     http_port, https_port = free_port(), free_port()
     configure(root, http_port, https_port)
@@ -71,3 +88,4 @@ def docker_stack(engine: Engine) -> Iterator[DockerStack]:
         down = make(root, engine, "down", timeout=600)
         if down.returncode != 0:
             print(down.stdout[-3000:], down.stderr[-3000:], file=sys.stderr)
+        _unmount_logs(root)

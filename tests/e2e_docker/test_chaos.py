@@ -1,6 +1,7 @@
 """The chaos tier (#17): crash each part of the compose stack under steady streaming load, as a crash or the OOM
 killer would (SIGKILL of a container's main process from the host, which Docker's restart policy answers), kill
-the vLLM engine inside serve, and freeze serve for 30 s (a hung engine).
+the vLLM engine inside serve, freeze serve for 30 s (a hung engine), and fill the audit log's disk to 100 %
+(data/logs is a tmpfs of the tier's own: requests must be refused with 503, never served unaudited).
 
 For each: time until the service is healthy again, what clients saw (outcomes by kind), completed requests
 missing from the audit log (must be 0) and the alerts Prometheus fired. Figures are printed, not asserted;
@@ -13,6 +14,7 @@ Sorts after test_alerts (which wants the fresh stack) and leaves the stack healt
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -199,3 +201,67 @@ def test_a_frozen_serve_for_30_s_recovers_without_errors(docker_stack: DockerSta
     back = _wait(lambda: _ready(docker_stack) == 200)
     time.sleep(3)
     _report(docker_stack, traffic, "serve frozen 30 s", fault_at, back and back + 30, set())
+
+
+def _fill(path) -> int:
+    """Write zeros to ``path`` until its filesystem is full (ENOSPC); the bytes written."""
+    written, chunk = 0, b"\0" * (1 << 20)
+    with open(path, "wb", buffering=0) as handle:
+        while True:
+            try:
+                written += handle.write(chunk)
+            except OSError as err:
+                if err.errno != errno.ENOSPC:
+                    raise
+                chunk = chunk[: len(chunk) // 2]  # the last free pages, down to a byte
+                if not chunk:
+                    return written
+
+
+def _completion(stack: DockerStack) -> httpx.Response | None:
+    try:
+        return httpx.post(
+            stack.url + "/v1/completions",
+            json={"model": MODEL, "prompt": "disk", "max_tokens": 4},
+            headers={"Authorization": f"Bearer {stack.key}"},
+            verify=ssl.create_default_context(cafile=str(stack.cafile)),
+            timeout=60,
+        )
+    except httpx.HTTPError:
+        return None
+
+
+def test_a_full_log_disk_refuses_requests_rather_than_serving_them_unaudited(
+    docker_stack: DockerStack, traffic: Traffic
+) -> None:
+    logs = docker_stack.root / "data" / "logs"
+    assert logs.is_mount(), "data/logs is not the tier's own filesystem (tests/e2e_docker/conftest.py mounts it)"
+    filler = logs / "chaos-filler"
+    fault_at = time.monotonic()
+    try:
+        size = _fill(filler)
+        refusal: list[httpx.Response] = []
+
+        def refused() -> bool:
+            answer = _completion(docker_stack)
+            if answer is not None and answer.status_code == 503:
+                refusal.append(answer)
+            return bool(refusal)
+
+        refused_after = _wait(refused, timeout=60)
+        assert refusal, "requests were still served with the audit log's disk full"
+        assert refusal[0].json()["error"]["code"] == "audit_unavailable", refusal[0].text[:300]
+        assert int(refusal[0].headers["retry-after"]) > 0
+        time.sleep(10)  # traffic against the full disk
+    finally:
+        filler.unlink(missing_ok=True)
+    freed_at = time.monotonic()
+    back = _wait(lambda: (answer := _completion(docker_stack)) is not None and answer.status_code == 200)
+    time.sleep(3)
+    refused_count = Counter(traffic.between(fault_at, freed_at))
+    print(
+        f"\nCHAOS disk full: {size / 1e6:.0f} MB filler; new requests refused after {refused_after and round(refused_after, 2)} s; "
+        f"answering 200 {back and round(back, 2)} s after the space came back; while full: {dict(refused_count)}"
+    )
+    assert refused_count["503"] + refused_count["stream-error-event"] > 0, refused_count
+    _report(docker_stack, traffic, "data/logs full", fault_at, back and freed_at - fault_at + back, set())
