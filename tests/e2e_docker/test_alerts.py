@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -28,6 +29,7 @@ _TELLING = {"job", "service", "check", "mountpoint", "model", "instance"}
 # Doctor findings that depend on the machine the tier runs on, not on the stack: the production minimum of
 # free disk for a model cache (50 GiB) is more than a test VM may have. Reported, not failed.
 HOST_DEPENDENT_CHECKS = {"disk"}
+DISK_SPACE_LOW_RATIO = 0.10  # prometheus/rules/alerts.yml, DiskSpaceLow
 
 
 def _secret(stack: DockerStack, key: str) -> str:
@@ -64,7 +66,14 @@ def test_a_fresh_healthy_stack_has_no_alert_firing_or_pending(docker_stack: Dock
         for a in alerts
     )
     print(f"\nALERTS {time.monotonic() - started:.0f} s after the stack answered: {seen or 'none'}")
-    assert alerts == [], seen
+    # DiskSpaceLow is true, not false, on a test machine whose disk really has under 10 % free (the stack's files
+    # live on it): tolerated then, and only then
+    usage = shutil.disk_usage(docker_stack.root)
+    host_disk_low = usage.free / usage.total < DISK_SPACE_LOW_RATIO
+    false_alerts = [a for a in alerts if not (host_disk_low and a["metric"]["alertname"] == "DiskSpaceLow")]
+    if host_disk_low:
+        print(f"the test machine's disk has {usage.free / usage.total:.1%} free: DiskSpaceLow is tolerated")
+    assert false_alerts == [], seen
 
 
 def test_make_doctor_on_the_host_finds_nothing_wrong_with_the_healthy_stack(docker_stack: DockerStack) -> None:
