@@ -8,7 +8,6 @@ deployments whose version did not change are left running by Serve, so only the 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
 import threading
 import time
@@ -126,11 +125,13 @@ class RayServePort:
                     return str(choices[0].text)
             raise GenerationError("the smoke completion answered nothing")
 
+        future = asyncio.run_coroutine_threadsafe(complete(), self._smoke_loop())
         try:
-            asyncio.run_coroutine_threadsafe(complete(), self._smoke_loop()).result(SMOKE_TIMEOUT_S + 5.0)
+            future.result(SMOKE_TIMEOUT_S + 5.0)  # asyncio.timeout inside ends it first; this is the backstop
         except GenerationError:
             raise
-        except (TimeoutError, concurrent.futures.TimeoutError):
+        except TimeoutError:  # concurrent.futures.TimeoutError is this class since Python 3.11
+            future.cancel()
             raise GenerationError(f"the smoke completion took more than {SMOKE_TIMEOUT_S:.0f} s") from None
         except Exception as err:
             raise GenerationError(

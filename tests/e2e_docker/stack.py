@@ -68,6 +68,11 @@ class DockerStack:
             self.url + path, verify=ssl.create_default_context(cafile=str(self.cafile)), timeout=10, **kwargs
         )
 
+    def post(self, path: str, *, timeout: float = 10, **kwargs) -> httpx.Response:
+        return httpx.post(
+            self.url + path, verify=ssl.create_default_context(cafile=str(self.cafile)), timeout=timeout, **kwargs
+        )
+
     def containers(self) -> list:
         client = docker.DockerClient(base_url=self.engine.url, timeout=30)
         try:

@@ -220,11 +220,10 @@ def _fill(path) -> int:
 
 def _completion(stack: DockerStack) -> httpx.Response | None:
     try:
-        return httpx.post(
-            stack.url + "/v1/completions",
+        return stack.post(
+            "/v1/completions",
             json={"model": MODEL, "prompt": "disk", "max_tokens": 4},
             headers={"Authorization": f"Bearer {stack.key}"},
-            verify=ssl.create_default_context(cafile=str(stack.cafile)),
             timeout=60,
         )
     except httpx.HTTPError:

@@ -31,14 +31,15 @@ class DiskSpace(Check):
 
     def run(self, ctx: DoctorContext) -> list[Finding]:
         assert ctx.config is not None
-        wanted = {"logs": (Path(ctx.config.settings.log_dir), MIN_LOGS_GIB)}
+        wanted: dict[str, tuple[Path, int]] = {}
         findings = []
         if any(not is_local(m.source) for m in ctx.config.models):
-            wanted = {"model cache": (hub_cache(ctx), MIN_MODEL_CACHE_GIB), **wanted}
+            wanted["model cache"] = (hub_cache(ctx), MIN_MODEL_CACHE_GIB)
         else:
             findings.append(
                 Finding(self.slug, Level.OK, "free disk: model cache", "none needed", "every model is a local path")
             )
+        wanted["logs"] = (Path(ctx.config.settings.log_dir), MIN_LOGS_GIB)
         for label, (path, minimum) in wanted.items():
             free = shutil.disk_usage(_existing(path)).free / GIB
             if free < minimum:
