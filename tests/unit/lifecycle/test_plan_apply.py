@@ -110,7 +110,9 @@ def test_unchanged_models_are_kept_and_a_changed_one_starts_beside_when_there_is
     assert steps["a"].action is Action.KEEP and steps["a"].reason == "unchanged"
     assert (steps["b"].action, steps["b"].mode) == (Action.CHANGE, Mode.BESIDE)
     assert "changed: engine arguments" in steps["b"].reason
-    assert steps["c"].action is Action.START
+    assert steps["c"].action is Action.REFUSE and "make up" in steps["c"].reason, "a new model id in production"
+    staged = plan_deploy(Environment.STAGING, [wanted("c")], {}, free=Need(2, 0))
+    assert staged.steps[0].action is Action.START, "staging may load a new model: nothing routes to it"
 
 
 def test_without_room_for_both_a_change_replaces_and_says_so_up_front(store: RegistryStore) -> None:
@@ -119,7 +121,8 @@ def test_without_room_for_both_a_change_replaces_and_says_so_up_front(store: Reg
     [step] = plan.steps
     assert (step.action, step.mode) == (Action.CHANGE, Mode.REPLACE)
     assert "503 + Retry-After" in step.reason and "changed: weights" in step.reason
-    assert plan_deploy(PROD, [wanted("new")], {}, free=Need(0, 0)).steps[0].action is Action.REFUSE
+    no_room = plan_deploy(Environment.STAGING, [wanted("new")], {}, free=Need(0, 0)).steps[0]
+    assert no_room.action is Action.REFUSE and "not enough free resources" in no_room.reason
 
 
 def test_a_refused_load_and_a_model_left_out_of_models_yaml(store: RegistryStore) -> None:
