@@ -16,7 +16,6 @@ from appliance import __version__
 from appliance.commands import (
     backup,
     certs,
-    cluster,
     config_docs,
     doctor,
     init,
@@ -61,7 +60,6 @@ def build_parser() -> argparse.ArgumentParser:
     up.register(sub)
     models.register(sub)
     backup.register(sub)
-    cluster.register(sub)
     return parser
 
 

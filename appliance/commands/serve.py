@@ -85,9 +85,9 @@ def run(args: argparse.Namespace) -> int:
             "serve image"
         ) from None
     if args.head:
-        from appliance.serve.head import gcs_address, proxy_port, run_head
+        from appliance.serve.head import GCS_PORT, proxy_port, run_head
 
-        args.ray_address = gcs_address(config.settings)
+        args.ray_address = f"127.0.0.1:{GCS_PORT}"
         args.http_port = args.http_port or proxy_port(config.settings)
         return run_head(config.settings, lambda: _deploy(args, config, ray, serve))
     if args.attach:
@@ -170,8 +170,7 @@ def _deploy(args: argparse.Namespace, config: ApplianceConfig, ray: Any, serve: 
     try:
         ray.init(address=args.ray_address, log_to_driver=False, logging_level="WARNING")
         port = args.http_port or config.settings.serve_http_port
-        # HeadOnly: Serve's HTTP proxy runs on the head only (a worker machine serves engines, not the API)
-        serve.start(http_options={"host": args.http_host, "port": port}, proxy_location="HeadOnly")
+        serve.start(http_options={"host": args.http_host, "port": port})
         # with pinned versions from the start: a later model change rebuilds the application without restarting
         # what it does not change (appliance.serve.generations)
         _application(args, config, serve)(Generations())

@@ -24,15 +24,7 @@ from appliance.config.keys import create_key
 from appliance.config.secrets import Role
 from appliance.errors import ApplianceError
 from appliance.output import say
-from appliance.stack.plan import (
-    DATADOG_PROFILE,
-    StackPlan,
-    api_urls,
-    local_health_url,
-    plan_stack,
-    socket_path,
-    without_cluster,
-)
+from appliance.stack.plan import DATADOG_PROFILE, StackPlan, api_urls, local_health_url, plan_stack, socket_path
 
 if TYPE_CHECKING:
     from appliance.docker.compose import ComposeCli
@@ -53,7 +45,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     up = sub.add_parser(
         "up", help="build and start the stack; wait until the models are ready", description=__doc__.split("\n\n")[1]
     )
-    add_stack_options(up)
+    _common(up)
     up.add_argument(
         "--local",
         action="store_true",
@@ -73,19 +65,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="docker compose down. Named volumes (model cache, metrics) and data/ stay; "
         "--volumes removes the volumes too.",
     )
-    add_stack_options(down)
+    _common(down)
     down.add_argument("--volumes", action="store_true", help="also remove the named volumes (model cache, metrics)")
     down.set_defaults(handler=run_down)
 
     logs = sub.add_parser("logs", help="follow the stack's logs", description="docker compose logs --follow.")
-    add_stack_options(logs)
+    _common(logs)
     logs.add_argument("services", nargs="*", help="only these services (default: all)")
     logs.add_argument("--tail", default="100", help="lines of history per service (default 100)")
     logs.add_argument("--no-follow", action="store_true", help="print and return")
     logs.set_defaults(handler=run_logs)
 
 
-def add_stack_options(parser: argparse.ArgumentParser) -> None:
+def _common(parser: argparse.ArgumentParser) -> None:
     add_config_options(parser)
     parser.add_argument("--root", type=Path, default=Path("."), help="the appliance's directory (default: .)")
     parser.add_argument(
@@ -93,7 +85,7 @@ def add_stack_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def stack_compose(
+def _compose(
     args: argparse.Namespace, config: ApplianceConfig, plan: StackPlan, profiles: tuple[str, ...] | None = None
 ) -> ComposeCli:
     from appliance.docker.compose import ComposeCli
@@ -174,14 +166,13 @@ def run_up(args: argparse.Namespace) -> int:
         base_image=args.base_image,
         docker_socket=socket_path(args.docker_host),
     )
-    compose = stack_compose(args, config, plan)
+    compose = _compose(args, config, plan)
     mode = config.accelerator.value.upper()
     say(f"starting the stack in {mode} mode ({', '.join(plan.files)}); the first build takes a while")
     if not args.no_build:
         compose.run("build", timeout=7200, stream=True)
     check_pii_model(config, local=args.local, docker_host=args.docker_host)
-    # the one-off chown container must not take serve's fixed address on the cluster network (serve may hold it)
-    own_model_cache(stack_compose(args, config, without_cluster(plan)), plan)
+    own_model_cache(compose, plan)
     compose.run("up", "-d", "--remove-orphans", timeout=7200, stream=True)
     if not args.no_wait:
         wait_ready(config, args.timeout)
@@ -326,7 +317,7 @@ def run_down(args: argparse.Namespace) -> int:
     config = load(args)
     plan = plan_stack(config, rendered={}, docker_socket=socket_path(args.docker_host))
     # with the datadog profile always: an agent started while a key was set goes too
-    compose = stack_compose(args, config, plan, profiles=(DATADOG_PROFILE,))
+    compose = _compose(args, config, plan, profiles=(DATADOG_PROFILE,))
     compose.run(
         "down", "--remove-orphans", "-t", "30", *(["--volumes"] if args.volumes else []), timeout=600, stream=True
     )
@@ -337,7 +328,7 @@ def run_down(args: argparse.Namespace) -> int:
 def run_logs(args: argparse.Namespace) -> int:
     config = load(args)
     plan = plan_stack(config, rendered={}, docker_socket=socket_path(args.docker_host))
-    compose = stack_compose(args, config, plan)
+    compose = _compose(args, config, plan)
     follow = [] if args.no_follow else ["--follow"]
     try:
         compose.run("logs", *follow, "--tail", args.tail, *args.services, timeout=10**9, stream=True)
