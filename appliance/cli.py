@@ -16,6 +16,7 @@ from appliance import __version__
 from appliance.commands import (
     backup,
     certs,
+    cluster,
     config_docs,
     doctor,
     init,
@@ -60,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.register(sub)
     models.register(sub)
     backup.register(sub)
+    cluster.register(sub)
     return parser
 
 

@@ -11,8 +11,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Any
 
 NODE_LABEL = "appliance.io/node"
+# A custom Ray resource only the head has: the ingress and PII replicas ask for a sliver of it, so Ray never
+# places them on a worker machine (they write the audit log and read the API keys, which live on the head).
+HEAD_RESOURCE = "appliance_head"
+HEAD_SLIVER = 0.001
 # A Ray (Kubernetes-style) label value: 63 characters at most, alphanumeric at both ends, '-', '_', '.' inside.
 # Lower case only here, so that a name means one node however an operator spells it in .env and models.yaml.
 NODE_NAME_RE = re.compile(r"[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?")
@@ -38,3 +43,8 @@ def bundle_label_selector(nodes: Sequence[str]) -> list[dict[str, str]]:
         raise ValueError("a model pinned to no node has no selector")
     value = nodes[0] if len(nodes) == 1 else "in(" + ",".join(sorted(set(nodes))) + ")"
     return [{NODE_LABEL: value}]
+
+
+def head_only(actor_options: dict[str, Any], on: bool) -> dict[str, Any]:
+    """``actor_options`` asking also for a sliver of the head-only resource when ``on`` (a cluster)."""
+    return {**actor_options, "resources": {HEAD_RESOURCE: HEAD_SLIVER}} if on else actor_options

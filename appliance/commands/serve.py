@@ -85,9 +85,9 @@ def run(args: argparse.Namespace) -> int:
             "serve image"
         ) from None
     if args.head:
-        from appliance.serve.head import GCS_PORT, proxy_port, run_head
+        from appliance.serve.head import gcs_address, proxy_port, run_head
 
-        args.ray_address = f"127.0.0.1:{GCS_PORT}"
+        args.ray_address = gcs_address(config.settings)
         args.http_port = args.http_port or proxy_port(config.settings)
         return run_head(config.settings, lambda: _deploy(args, config, ray, serve))
     if args.attach:

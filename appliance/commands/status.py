@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from appliance.cluster.network import cluster_network
 from appliance.commands.common import add_config_options, load
 
 _LOGGER = logging.getLogger(__name__)
@@ -71,8 +72,9 @@ def _run(args: argparse.Namespace) -> int:
             }
         )
     healthy = bool(containers) and all(c.running_and_healthy for c in containers)
+    nodes = _nodes(args, containers) if cluster_network(config.settings) is not None else None
     if args.json:
-        print_json({"project": project, "healthy": healthy, "services": rows})
+        print_json({"project": project, "healthy": healthy, "services": rows, **({"nodes": nodes} if nodes else {})})
     elif not rows:
         say(f"no containers of project {project!r}: the stack is not up (python -m appliance up)", style="yellow")
     else:
@@ -81,4 +83,36 @@ def _run(args: argparse.Namespace) -> int:
             ["service", "container", "state", "health", "restarts", "watchdog"],
             [[str(r[k]) for k in ("service", "container", "state", "health", "restarts", "watchdog")] for r in rows],
         )
+        if nodes:
+            print_table(
+                "Ray nodes",
+                ["node", "address", "state", "CPUs", "GPUs", "runs"],
+                [
+                    [n["node"], n["address"], n["state"], str(n["cpus"]), str(n["gpus"]), ", ".join(n["runs"]) or "-"]
+                    for n in nodes
+                ],
+            )
     return 0 if healthy else 1
+
+
+def _nodes(args: argparse.Namespace, containers: list[Any]) -> list[dict[str, Any]] | None:
+    """The Ray nodes and what runs where, asked inside the running serve container (Ray is reachable only there);
+    None when serve is not running or did not answer (the services table says why)."""
+    from appliance.docker.engine import DockerEngine
+    from appliance.docker.errors import ApplianceDockerError
+
+    serve = next((c for c in containers if c.service == "serve" and c.status == "running"), None)
+    if serve is None:
+        return None
+    try:
+        with DockerEngine(args.docker_host, timeout=60) as engine:
+            code, output = engine.exec(serve.id, ["python", "-m", "appliance.cluster.nodes"])
+    except ApplianceDockerError as err:
+        _LOGGER.warning("Ray nodes not listed: %s", err)
+        return None
+    line = output.strip().splitlines()[-1] if output.strip() else ""
+    if code != 0 or not line.startswith("["):
+        _LOGGER.warning("Ray nodes not listed: the serve container answered exit %s", code)
+        return None
+    nodes: list[dict[str, Any]] = json.loads(line)
+    return nodes

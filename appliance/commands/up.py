@@ -24,7 +24,15 @@ from appliance.config.keys import create_key
 from appliance.config.secrets import Role
 from appliance.errors import ApplianceError
 from appliance.output import say
-from appliance.stack.plan import DATADOG_PROFILE, StackPlan, api_urls, local_health_url, plan_stack, socket_path
+from appliance.stack.plan import (
+    DATADOG_PROFILE,
+    StackPlan,
+    api_urls,
+    local_health_url,
+    plan_stack,
+    socket_path,
+    without_cluster,
+)
 
 if TYPE_CHECKING:
     from appliance.docker.compose import ComposeCli
@@ -45,7 +53,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     up = sub.add_parser(
         "up", help="build and start the stack; wait until the models are ready", description=__doc__.split("\n\n")[1]
     )
-    _common(up)
+    add_stack_options(up)
     up.add_argument(
         "--local",
         action="store_true",
@@ -65,19 +73,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="docker compose down. Named volumes (model cache, metrics) and data/ stay; "
         "--volumes removes the volumes too.",
     )
-    _common(down)
+    add_stack_options(down)
     down.add_argument("--volumes", action="store_true", help="also remove the named volumes (model cache, metrics)")
     down.set_defaults(handler=run_down)
 
     logs = sub.add_parser("logs", help="follow the stack's logs", description="docker compose logs --follow.")
-    _common(logs)
+    add_stack_options(logs)
     logs.add_argument("services", nargs="*", help="only these services (default: all)")
     logs.add_argument("--tail", default="100", help="lines of history per service (default 100)")
     logs.add_argument("--no-follow", action="store_true", help="print and return")
     logs.set_defaults(handler=run_logs)
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
+def add_stack_options(parser: argparse.ArgumentParser) -> None:
     add_config_options(parser)
     parser.add_argument("--root", type=Path, default=Path("."), help="the appliance's directory (default: .)")
     parser.add_argument(
@@ -85,7 +93,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _compose(
+def stack_compose(
     args: argparse.Namespace, config: ApplianceConfig, plan: StackPlan, profiles: tuple[str, ...] | None = None
 ) -> ComposeCli:
     from appliance.docker.compose import ComposeCli
@@ -166,13 +174,14 @@ def run_up(args: argparse.Namespace) -> int:
         base_image=args.base_image,
         docker_socket=socket_path(args.docker_host),
     )
-    compose = _compose(args, config, plan)
+    compose = stack_compose(args, config, plan)
     mode = config.accelerator.value.upper()
     say(f"starting the stack in {mode} mode ({', '.join(plan.files)}); the first build takes a while")
     if not args.no_build:
         compose.run("build", timeout=7200, stream=True)
     check_pii_model(config, local=args.local, docker_host=args.docker_host)
-    own_model_cache(compose, plan)
+    # the one-off chown container must not take serve's fixed address on the cluster network (serve may hold it)
+    own_model_cache(stack_compose(args, config, without_cluster(plan)), plan)
     compose.run("up", "-d", "--remove-orphans", timeout=7200, stream=True)
     if not args.no_wait:
         wait_ready(config, args.timeout)
@@ -317,7 +326,7 @@ def run_down(args: argparse.Namespace) -> int:
     config = load(args)
     plan = plan_stack(config, rendered={}, docker_socket=socket_path(args.docker_host))
     # with the datadog profile always: an agent started while a key was set goes too
-    compose = _compose(args, config, plan, profiles=(DATADOG_PROFILE,))
+    compose = stack_compose(args, config, plan, profiles=(DATADOG_PROFILE,))
     compose.run(
         "down", "--remove-orphans", "-t", "30", *(["--volumes"] if args.volumes else []), timeout=600, stream=True
     )
@@ -328,7 +337,7 @@ def run_down(args: argparse.Namespace) -> int:
 def run_logs(args: argparse.Namespace) -> int:
     config = load(args)
     plan = plan_stack(config, rendered={}, docker_socket=socket_path(args.docker_host))
-    compose = _compose(args, config, plan)
+    compose = stack_compose(args, config, plan)
     follow = [] if args.no_follow else ["--follow"]
     try:
         compose.run("logs", *follow, "--tail", args.tail, *args.services, timeout=10**9, stream=True)

@@ -64,6 +64,7 @@ def check_rules(
     issues: list[ConfigIssue] = []
     issues += _tls_rules(settings, where)
     issues += _port_rules(settings, where)
+    issues += _cluster_rules(settings, where)
     issues += _model_rules(settings, models, where, gpu_count)
     issues += _security_rules(settings, secrets, models, where)
     issues += _registry_rules(settings, where)
@@ -115,6 +116,22 @@ def _tls_rules(s: Settings, where: Where) -> list[ConfigIssue]:
                 "ACME_STAGING",
                 "has no effect when ACME_DIRECTORY_URL is set",
                 "the directory URL wins; unset one of them",
+                Severity.WARNING,
+            )
+        )
+    return issues
+
+
+def _cluster_rules(s: Settings, where: Where) -> list[ConfigIssue]:
+    from appliance.cluster.network import problems
+
+    issues = [where.env(p.key, p.message, p.hint) for p in problems(s)]
+    if s.ray_worker_nodes > 0 and not s.ray_cluster_interface:
+        issues.append(
+            where.env(
+                "RAY_WORKER_NODES",
+                f"expects {s.ray_worker_nodes} worker node(s), but no cluster network is set: none can reach this head",
+                "set RAY_CLUSTER_INTERFACE, RAY_CLUSTER_SUBNET and RAY_CLUSTER_BIND (docs/guides/scale-out.md)",
                 Severity.WARNING,
             )
         )

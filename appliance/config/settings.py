@@ -228,6 +228,22 @@ class Settings(BaseModel):
         "pins a model to named nodes.",
         HARDWARE,
     )
+    ray_cluster_interface: str = setting(
+        "",
+        "Host network interface on the private network that joins this machine's Ray node to the others "
+        "(e.g. eth1); empty = single node, Ray reachable only inside the stack. docs/guides/scale-out.md.",
+        HARDWARE,
+    )
+    ray_cluster_subnet: str = setting(
+        "", "Subnet of that network in CIDR form (e.g. 10.50.0.0/24); set with RAY_CLUSTER_INTERFACE.", HARDWARE
+    )
+    ray_cluster_bind: str = setting(
+        "",
+        "This node's own Ray address on that network: a free address in RAY_CLUSTER_SUBNET that Docker gives "
+        "the serve (or worker) container, the only address Ray's ports are reachable at from other machines. "
+        "Never a wildcard (0.0.0.0).",
+        HARDWARE,
+    )
     ray_num_cpus: NonNegativeInt = setting(
         0, "Logical CPUs Ray schedules with; 0 = max(8, cores) so the ingress fits beside engines.", HARDWARE
     )

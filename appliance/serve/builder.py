@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from appliance.cluster.placement import bundle_label_selector
+from appliance.cluster.placement import bundle_label_selector, head_only
 from appliance.config.loader import ApplianceConfig
 from appliance.config.models import TASK_ROUTES, ModelSpec
 from appliance.config.settings import Accelerator, Settings
@@ -145,7 +145,8 @@ def ingress_options(settings: Settings) -> dict[str, Any]:
     return {
         "num_replicas": settings.serve_ingress_replicas,
         "max_ongoing_requests": max(1000, settings.serve_max_ongoing_requests * 4),
-        "ray_actor_options": {"num_cpus": 1},
+        # on a cluster it stays on the head: it writes the audit log and reads the API keys there
+        "ray_actor_options": head_only({"num_cpus": 1}, bool(settings.ray_cluster_interface)),
     }
 
 

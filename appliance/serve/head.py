@@ -17,13 +17,15 @@ import time
 from collections.abc import Callable
 from types import FrameType
 
-from appliance.cluster.placement import node_labels
+from appliance.cluster.network import cluster_network
+from appliance.cluster.placement import HEAD_RESOURCE, node_labels
 from appliance.config.settings import Settings
 from appliance.errors import ApplianceError
 
 GCS_PORT = 6379
 DASHBOARD_PORT = 8265
 METRICS_EXPORT_PORT = 8080  # Prometheus's `ray` job scrapes serve:8080
+HEAD_RESOURCE_UNITS = 1000
 MIN_LOGICAL_CPUS = 8  # the ingress and PII replicas must fit beside the engines (logical CPUs are tokens)
 
 
@@ -44,12 +46,24 @@ def ray_start_argv(settings: Settings, *, cores: int, ray: str = "ray") -> list[
         f"--metrics-export-port={METRICS_EXPORT_PORT}",
         "--disable-usage-stats",
         f"--labels={node_labels(settings.ray_node_name)}",
+        # what must stay on the head (the ingress, PII masking: they hold the audit log and the API keys)
+        f'--resources={{"{HEAD_RESOURCE}": {HEAD_RESOURCE_UNITS}}}',
     ]
+    network = cluster_network(settings)
+    if network is not None:  # the other nodes reach this one at its own address on the cluster network
+        argv.append(f"--node-ip-address={network.bind}")
     if settings.ray_dashboard_enabled:
         argv += ["--include-dashboard=true", "--dashboard-host=0.0.0.0", f"--dashboard-port={DASHBOARD_PORT}"]
     else:
         argv += ["--include-dashboard=false"]
     return argv
+
+
+def gcs_address(settings: Settings) -> str:
+    """Where processes in the serve container reach the head's GCS: its address on the cluster network when it has
+    one (a driver that came in over 127.0.0.1 would take itself for another node), else loopback."""
+    network = cluster_network(settings)
+    return f"{network.bind if network is not None else '127.0.0.1'}:{GCS_PORT}"
 
 
 def direct_ingress(settings: Settings) -> bool:
@@ -98,7 +112,7 @@ def run_head(settings: Settings, deploy: Callable[[], None], *, wait_s: float = 
     while True:
         if head.poll() is not None:
             raise ApplianceError(f"ray start --head exited with status {head.returncode} before it answered")
-        check = subprocess.run([ray, "status", f"--address=127.0.0.1:{GCS_PORT}"], capture_output=True, check=False)
+        check = subprocess.run([ray, "status", f"--address={gcs_address(settings)}"], capture_output=True, check=False)
         if check.returncode == 0:
             break
         if time.monotonic() > deadline:

@@ -22,11 +22,16 @@ _FAILED = {"DEPLOY_FAILED", "UNHEALTHY"}
 _SETTLED = {"HEALTHY", "UPSCALING", "DOWNSCALING"}
 
 
-def model_state(deployment_status: str | None, running_replicas: int, was_ready: bool) -> str:
+def model_state(deployment_status: str | None, running_replicas: int, was_ready: bool, starting: int = 0) -> str:
     """``loading`` until Serve calls the deployment healthy (or it keeps a running replica after it was
-    ready), ``failed`` when Serve gave up on it."""
+    ready), ``failed`` when Serve gave up on it. No running replica while one is starting is ``loading`` whatever
+    Serve's status says: Serve may still call a deployment healthy (or upscaling) whose only replica is gone with
+    its node and whose new one waits for room, and requests would wait for it without an answer (a scale-from-zero
+    cold start is the same: 503 + Retry-After until its replica runs)."""
     if deployment_status in _FAILED:
         return FAILED
+    if running_replicas == 0 and starting > 0:
+        return LOADING
     if deployment_status in _SETTLED or (was_ready and running_replicas > 0):
         return READY
     return LOADING
@@ -71,7 +76,7 @@ class ModelHealth:
             status, replicas, message = statuses.get(name, (None, {}, "not deployed yet"))
             previous = self._states.get(model_id)
             was_ready = bool(previous and previous["state"] == READY)
-            state = model_state(status, replicas.get("RUNNING", 0), was_ready)
+            state = model_state(status, replicas.get("RUNNING", 0), was_ready, replicas.get("STARTING", 0))
             since = (
                 previous["since_ts"]
                 if previous and previous["state"] == state

@@ -9,11 +9,14 @@ its htpasswd file on every request.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import os
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from appliance.cluster.network import ClusterNetwork, cluster_network
 from appliance.config.loader import ApplianceConfig
 from appliance.config.settings import Accelerator, Settings
 from appliance.stack.pii_model import gliner_build_args
@@ -22,6 +25,10 @@ COMPOSE_FILE = "docker-compose.yml"
 CPU_FILE = "compose/cpu.yml"
 GPU_FILE = "compose/gpu.yml"
 LOCAL_FILE = "compose/local.yml"
+CLUSTER_FILE = "compose/cluster.yml"
+WORKER_PROFILE = "worker"
+WORKER_SERVICE = "ray-worker"
+WORKER_RUN_SUBDIR = "worker"  # data/run/worker: what the worker container reads (the head's token, the HF token)
 DATADOG_PROFILE = "datadog"
 DEFAULT_BASE_IMAGE = "debian:bookworm-slim"
 # The serve container's user (compose/serve/Dockerfile) and the files `make up` renders for it: data/run/serve
@@ -123,6 +130,9 @@ def plan_stack(
     files = [COMPOSE_FILE, GPU_FILE if config.accelerator is Accelerator.GPU else CPU_FILE]
     if local:
         files.append(LOCAL_FILE)
+    network = cluster_network(config.settings)
+    if network is not None:
+        files.append(CLUSTER_FILE)
     profiles = [DATADOG_PROFILE] if config.secrets.datadog_api_key else []
     env = {
         **compose_settings(config.settings),
@@ -141,8 +151,41 @@ def plan_stack(
         "APPLIANCE_NGINX_CONFIG_HASH": files_digest(rendered.get("nginx", {})),
         "APPLIANCE_PROMETHEUS_CONFIG_HASH": files_digest(rendered.get("prometheus", {})),
         **gliner_build_args(config.settings),
+        **(cluster_env(network) if network is not None else {}),
     }
     return StackPlan(tuple(files), tuple(profiles), env)
+
+
+def without_cluster(plan: StackPlan) -> StackPlan:
+    """The plan for a one-off container of serve's image (``compose run``): without compose/cluster.yml, which
+    gives serve its one fixed address on the cluster network (a second container with it fails to start)."""
+    return StackPlan(tuple(f for f in plan.files if f != CLUSTER_FILE), plan.profiles, plan.env)
+
+
+def cluster_env(network: ClusterNetwork) -> dict[str, str]:
+    """What compose/cluster.yml interpolates: the interface, subnet and this node's address, and a gateway for
+    Docker's IPAM. Docker reserves a gateway address in every network it makes; the cluster network carries no
+    default route (the bridge networks do), so any other host address serves: the one after this node's (before
+    it, at the top of the subnet). Per node, so that nodes sharing one Docker Engine (tests) never ask for the
+    same one."""
+    subnet = ipaddress.ip_network(network.subnet)
+    bind = ipaddress.ip_address(network.bind)
+    after = bind + 1
+    gateway = after if after in subnet and after != subnet.broadcast_address else bind - 1
+    return {
+        "RAY_CLUSTER_INTERFACE": network.interface,
+        "RAY_CLUSTER_SUBNET": network.subnet,
+        "RAY_CLUSTER_BIND": network.bind,
+        "APPLIANCE_CLUSTER_GATEWAY": str(gateway),
+    }
+
+
+def worker_env(argv: list[str], settings: Settings) -> dict[str, str]:
+    """What compose/cluster.yml's ray-worker interpolates besides the plan: its ``ray start`` and niceness."""
+    return {
+        "APPLIANCE_RAY_WORKER_COMMAND": shlex.join(argv),
+        "APPLIANCE_RAY_WORKER_NICENESS": str(settings.ray_worker_niceness),
+    }
 
 
 def serve_gid(euid: int, egid: int) -> int:

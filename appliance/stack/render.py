@@ -132,6 +132,19 @@ def write_serve_files(files: dict[str, bytes], run_dir: Path = RUN_DIR) -> None:
             (directory / stale).unlink(missing_ok=True)
 
 
+def write_private_files(files: dict[str, bytes], directory: Path) -> None:
+    """``directory`` holds ``files`` (and no stale token), readable by the serve image's group only: a worker
+    machine's data/run/worker (the head's Ray token, the HF token)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    _serve_group(directory, 0o750)
+    for name, data in files.items():
+        write_if_changed(directory / name, data, 0o640)
+        _serve_group(directory / name, 0o640)
+    for stale in (SERVE_HF_TOKEN,):
+        if stale not in files:
+            (directory / stale).unlink(missing_ok=True)
+
+
 def refresh_api_keys(records: tuple[ApiKeyRecord, ...], run_dir: Path) -> bool:
     """Rewrite the serve container's key file after ``keys create|revoke``, when ``make up`` made one there;
     the ingress reloads it within a second. True when there was one to refresh."""

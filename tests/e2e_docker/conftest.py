@@ -23,6 +23,7 @@ from tests.e2e_docker.stack import (
     KEY_RE,
     STACK_COPY,
     DockerStack,
+    cluster_link,
     configure,
     copy_stack,
     make,
@@ -77,7 +78,9 @@ def docker_stack(engine: Engine) -> Iterator[DockerStack]:
     subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={LOGS_TMPFS_SIZE},mode=0755", "tmpfs", str(logs)], check=True)
     tiny_model(root / "models" / "tiny")
     http_port, https_port = free_port(), free_port()
-    configure(root, http_port, https_port)
+    # the head of a two-"machine" Ray cluster on a veth pair (test_scale_out); every other test runs against it too
+    cluster_link()
+    configure(root, http_port, https_port, cluster=True)
     try:
         up = make(root, engine, "up", timeout=3000)
         assert up.returncode == 0, up.stdout[-4000:] + up.stderr[-4000:] + stack_logs(root, engine)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import socket
 import ssl
 import subprocess
 import sys
@@ -40,6 +41,13 @@ STACK_FILES = (
 )
 MODEL_IN_CONTAINER = "/appliance/models/tiny"
 KEY_RE = re.compile(r"Your admin API key.*?(sk-[A-Za-z0-9_\-]+)", re.DOTALL)
+# The tier's "LAN" for scale-out (test_scale_out): a veth pair inside the test's network namespace, one end per
+# "machine"; the head's serve container has HEAD_BIND on a macvlan over HEAD_LINK, a worker WORKER_BIND over
+# WORKER_LINK. A private range that exists only inside the namespace: nothing leaves it.
+CLUSTER_SUBNET = "10.77.0.0/24"
+HEAD_LINK, WORKER_LINK = "clu0", "clu1"
+HEAD_BIND, WORKER_BIND = "10.77.0.10", "10.77.0.20"
+WORKER_NODE = "worker1"
 # HF_TOKEN of the tier's .secrets: test_security looks for it where it must not be (serve's environment)
 HF_TOKEN_CANARY = "hf_e2e_canary_not_a_real_token_0123456789"
 
@@ -174,7 +182,21 @@ def tiny_model(dest: Path) -> None:
     )
 
 
-def configure(root: Path, http_port: int, https_port: int) -> None:
+def cluster_link() -> None:
+    """The veth pair of the tier's cluster network (made once per namespace; only in scripts/ci/isolated.sh)."""
+    if os.environ.get("APPLIANCE_NETNS_ISOLATED") != "1":
+        raise RuntimeError("the cluster link is made only inside scripts/ci/isolated.sh's namespace")
+    try:
+        socket.if_nametoindex(HEAD_LINK)  # of this namespace (/sys/class/net shows the one sysfs was mounted in)
+    except OSError:
+        subprocess.run(["ip", "link", "add", HEAD_LINK, "type", "veth", "peer", "name", WORKER_LINK], check=True)
+    for link in (HEAD_LINK, WORKER_LINK):
+        subprocess.run(["ip", "link", "set", link, "up"], check=True)
+
+
+def configure(root: Path, http_port: int, https_port: int, *, cluster: bool = False) -> None:
+    """The tier's .env, .secrets and models.yaml; ``cluster``: the head of a Ray cluster on the tier's veth
+    "LAN" (cluster_link), expecting one worker."""
     env = root / ".env"
     shutil.copyfile(root / ".env.example", env)
     for key, value in {
@@ -187,6 +209,16 @@ def configure(root: Path, http_port: int, https_port: int) -> None:
         "WATCHDOG_SETTLE_SECONDS": "1",
         "WATCHDOG_BACKOFF_BASE_SECONDS": "1",
         "SUPERVISOR_DOCTOR_INTERVAL_SECONDS": "3600",
+        **(
+            {
+                "RAY_CLUSTER_INTERFACE": HEAD_LINK,
+                "RAY_CLUSTER_SUBNET": CLUSTER_SUBNET,
+                "RAY_CLUSTER_BIND": HEAD_BIND,
+                "RAY_WORKER_NODES": "1",
+            }
+            if cluster
+            else {}
+        ),
     }.items():
         set_line(env, key, value)
     secrets = root / ".secrets"

@@ -98,8 +98,12 @@ def test_hf_token_is_a_file_never_in_the_environment(docker_stack: DockerStack) 
 def test_ray_gcs_is_off_the_shared_network_and_wants_its_token(docker_stack: DockerStack) -> None:
     serve = _container(docker_stack, "serve")
     networks = serve.attrs["NetworkSettings"]["Networks"]
-    assert [name.split("_")[-1] for name in networks] == ["serving"], list(networks)
-    serve_ip = next(iter(networks.values()))["IPAddress"]
+    # serving (nginx and Prometheus only), and in cluster mode (the tier's stack is a cluster head) the private
+    # macvlan network of the Ray nodes, where serve has its own address (compose/cluster.yml)
+    by_kind = {name.split("_")[-1]: settings for name, settings in networks.items()}
+    assert set(by_kind) in ({"serving"}, {"serving", "cluster"}), list(networks)
+    serve_ip = by_kind["serving"]["IPAddress"]
+    gcs_host = by_kind["cluster"]["IPAddress"] if "cluster" in by_kind else "127.0.0.1"
     # a container on the backend network only (the exporters', Grafana's and the Datadog agent's): no name, no route
     exporter = _container(docker_stack, "node-exporter")
     assert "serving" not in " ".join(exporter.attrs["NetworkSettings"]["Networks"])
@@ -118,9 +122,9 @@ def test_ray_gcs_is_off_the_shared_network_and_wants_its_token(docker_stack: Doc
         f"{plain} RAY_AUTH_MODE=token",
         "echo wrong-token > /tmp/wrong; RAY_AUTH_TOKEN_PATH=/tmp/wrong",
     ):
-        code, out = _sh(serve, f"{client} timeout 60 ray status --address=127.0.0.1:{GCS}")
+        code, out = _sh(serve, f"{client} timeout 60 ray status --address={gcs_host}:{GCS}")
         assert code != 0, f"ray status without the token succeeded ({client}):\n{out[-1500:]}"
-    code, out = _sh(serve, f"timeout 60 ray status --address=127.0.0.1:{GCS}")
+    code, out = _sh(serve, f"timeout 60 ray status --address={gcs_host}:{GCS}")
     assert code == 0, out[-2000:]
     code, out = _sh(serve, "stat -c '%a %U' /run/appliance/ray_auth_token")
     assert out.split()[0] == "640", out

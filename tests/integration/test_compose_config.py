@@ -167,7 +167,7 @@ def test_up_with_another_env_file_publishes_its_ports(tmp_path) -> None:
 
     from appliance.cli import build_parser
     from appliance.commands.common import load
-    from appliance.commands.up import _compose
+    from appliance.commands.up import stack_compose
     from appliance.stack.plan import plan_stack
     from tests.helpers import make_config_dir, set_line
 
@@ -195,10 +195,55 @@ def test_up_with_another_env_file_publishes_its_ports(tmp_path) -> None:
         ["up", "--env", str(tmp_path / "other.env"), "--secrets", str(tmp_path / ".secrets"), "--root", str(tmp_path)]
     )
     config = load(args)
-    config_json = _compose(args, config, plan_stack(config, rendered={})).run("config", "--format", "json")
+    config_json = stack_compose(args, config, plan_stack(config, rendered={})).run("config", "--format", "json")
     services = json.loads(config_json)["services"]
     published = {(p["host_ip"], p["published"], p["target"]) for p in services["nginx"]["ports"]}
     assert published == {("127.0.0.1", "8080", 80), ("127.0.0.1", "8443", 443)}
     assert "--storage.tsdb.retention.time=30d" in services["prometheus"]["command"]
     assert services["grafana"]["environment"]["GF_SERVER_DOMAIN"] == "llm.example.com"
     print(f"published: {sorted(published)}")
+
+
+CLUSTER_ENV = {
+    "RAY_CLUSTER_INTERFACE": "eth1",
+    "RAY_CLUSTER_SUBNET": "10.50.0.0/24",
+    "RAY_CLUSTER_BIND": "10.50.0.10",
+    "APPLIANCE_CLUSTER_GATEWAY": "10.50.0.11",
+}
+
+
+def test_cluster_mode_gives_serve_its_own_address_on_the_cluster_interface_and_publishes_nothing() -> None:
+    config = _config("compose/cpu.yml", "compose/cluster.yml", **CLUSTER_ENV)
+    services, network = config["services"], config["networks"]["cluster"]
+    assert "ray-worker" not in services, "the worker runs only where join starts it (profile worker)"
+    assert network["driver"] == "macvlan" and network["driver_opts"]["parent"] == "eth1"
+    assert network["ipam"]["config"] == [
+        {"subnet": "10.50.0.0/24", "ip_range": "10.50.0.10/32", "gateway": "10.50.0.11"}
+    ]
+    serve = services["serve"]
+    assert serve["networks"]["cluster"]["ipv4_address"] == "10.50.0.10"
+    assert serve["networks"]["serving"]["gw_priority"] == 1, "the default route must stay on the bridge"
+    # liveness: a model away with its worker must not get the head restarted by its health check
+    assert serve["healthcheck"]["test"] == ["CMD", "appliance-healthcheck", "/health/live"]
+    assert not any(s.get("ports") for n, s in services.items() if n != "nginx")
+
+
+def test_the_worker_service_runs_the_join_command_as_the_serve_user_with_only_its_token() -> None:
+    config = _config(
+        "compose/cpu.yml",
+        "compose/cluster.yml",
+        profiles=("worker",),
+        APPLIANCE_RAY_WORKER_COMMAND="ray start --address=10.50.0.10:6379 --block --num-cpus=8",
+        **{**CLUSTER_ENV, "RAY_CLUSTER_BIND": "10.50.0.20", "APPLIANCE_CLUSTER_GATEWAY": "10.50.0.21"},
+    )
+    worker = config["services"]["ray-worker"]
+    assert worker["command"] == ["ray", "start", "--address=10.50.0.10:6379", "--block", "--num-cpus=8"]
+    assert worker["image"] == "cfgtest-serve:latest" and worker["restart"] == "unless-stopped"
+    assert str(worker["user"]).split(":")[0] not in ("", "0", "root")
+    assert worker["environment"]["RAY_AUTH_MODE"] == "token"
+    assert worker["environment"]["RAY_AUTH_TOKEN_PATH"] == "/run/appliance/ray_auth_token"
+    mounts = {v["target"]: v for v in worker["volumes"]}
+    assert set(mounts) == {"/run/appliance", "/appliance/models", "/var/cache/huggingface"}
+    assert mounts["/run/appliance"]["source"].endswith("/data/run/worker") and mounts["/run/appliance"]["read_only"]
+    assert worker["networks"]["cluster"]["ipv4_address"] == "10.50.0.20"
+    assert worker["networks"]["egress"]["gw_priority"] == 1 and not worker.get("ports")

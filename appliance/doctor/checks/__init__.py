@@ -4,6 +4,7 @@ from appliance.doctor.base import Check
 from appliance.doctor.checks.acme_email import AcmeEmail
 from appliance.doctor.checks.certificate import Certificate
 from appliance.doctor.checks.clock_skew import ClockSkew
+from appliance.doctor.checks.cluster_network import ClusterNetwork
 from appliance.doctor.checks.compose_v2 import ComposeV2
 from appliance.doctor.checks.config_valid import ConfigValid
 from appliance.doctor.checks.datadog import DatadogAgent
@@ -36,6 +37,7 @@ def all_checks() -> list[Check]:
         GpuMemory(),
         DiskSpace(),
         Ports(),
+        ClusterNetwork(),
         DomainDns(),
         AcmeEmail(),
         SecretsFile(),

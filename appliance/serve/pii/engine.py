@@ -56,6 +56,8 @@ class PiiOptions:
     timeout_seconds: float = 5.0
     fail_open: bool = False
     replicas: int = 1
+    # On a cluster (RAY_CLUSTER_INTERFACE set): replicas stay on the head, so raw text never crosses to a worker.
+    head_only: bool = False
     # Analysis results of recent texts per replica (cache.py): entries (0: off) and their lifetime.
     cache_entries: int = 4096
     cache_ttl_seconds: float = 600.0
@@ -367,6 +369,7 @@ def options_from_settings(settings: Settings) -> PiiOptions:
         timeout_seconds=settings.pii_timeout_seconds,
         fail_open=settings.pii_fail_open,
         replicas=settings.pii_replicas,
+        head_only=bool(settings.ray_cluster_interface),
         cache_entries=settings.pii_cache_entries,
         cache_ttl_seconds=settings.pii_cache_ttl_seconds,
         deny_list=tuple(parse_deny_list(settings.pii_deny_list)),

@@ -13,6 +13,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from appliance.cluster.placement import head_only
 from appliance.serve.pii.cache import AnalysisCache
 from appliance.serve.pii.engine import MaskResult, PiiOptions, build_engines, mask_texts
 from appliance.serve.pii.metrics import NoMetrics, PiiMetrics
@@ -83,7 +84,7 @@ def deployment_options(options: PiiOptions) -> dict[str, Any]:
         "name": DEPLOYMENT_NAME,
         "num_replicas": options.replicas,
         "max_ongoing_requests": MAX_ONGOING,
-        "ray_actor_options": {"num_cpus": 1},
+        "ray_actor_options": head_only({"num_cpus": 1}, options.head_only),
         "health_check_period_s": 30,
         "health_check_timeout_s": 60,
     }

@@ -10,6 +10,11 @@ def test_model_state() -> None:
     assert model_state(None, 0, False) == LOADING
     assert model_state("HEALTHY", 1, False) == READY
     assert model_state("UPSCALING", 1, True) == READY
+    # its only replica gone (with its node) and the new one waiting for room: not ready, whatever Serve calls it
+    assert model_state("HEALTHY", 0, True, starting=1) == LOADING
+    assert model_state("UPSCALING", 0, True, starting=1) == LOADING
+    assert model_state("HEALTHY", 0, True) == READY  # scaled to zero, nothing starting: a request starts one
+    assert model_state("UNHEALTHY", 0, True, starting=1) == FAILED
     assert model_state("UPDATING", 1, True) == READY, "a rolling update keeps a ready model ready"
     assert model_state("UPDATING", 0, True) == LOADING
     assert model_state("DEPLOY_FAILED", 0, False) == FAILED

@@ -11,7 +11,15 @@ from appliance.config import ConfigFiles, load_config
 from appliance.config.keys import create_key
 from appliance.config.secrets import Role
 from appliance.serve.head import ray_start_argv
-from appliance.stack.plan import api_urls, local_health_url, plan_stack, serve_digest, socket_path, supervisor_digest
+from appliance.stack.plan import (
+    api_urls,
+    local_health_url,
+    plan_stack,
+    serve_digest,
+    socket_path,
+    supervisor_digest,
+    worker_env,
+)
 from appliance.stack.render import render_run_dir, write_if_changed
 from tests.helpers import make_config_dir, set_line
 
@@ -156,8 +164,11 @@ def test_every_variable_compose_interpolates_comes_from_the_plan(tmp_path: Path)
         DOMAIN="llm.example.com",
         PROMETHEUS_RETENTION_DAYS="30",
         SUPERVISOR_METRICS_PORT="9500",
+        RAY_CLUSTER_INTERFACE="eth1",  # compose/cluster.yml's too
+        RAY_CLUSTER_SUBNET="10.50.0.0/24",
+        RAY_CLUSTER_BIND="10.50.0.10",
     )
-    env = plan_stack(config, rendered={}).env
+    env = {**plan_stack(config, rendered={}).env, **worker_env(["ray", "start"], config.settings)}
     assert names <= set(env), f"not exported by plan_stack: {sorted(names - set(env))}"
     assert {
         k: env[k]

@@ -1,0 +1,243 @@
+"""Scale-out with two "machines" on this one: the tier's stack is the head (its serve container at 10.77.0.10 on a
+macvlan over one end of a veth pair, tests/e2e_docker/conftest.py), and a second copy of the repository, with its
+own .env and compose project, joins it with `python -m appliance join` over the other end (10.77.0.20): the
+cable between two hosts. Nothing is published on the host, and the range exists only in the test's namespace.
+
+A worker holding another token is refused by the head; with the head's token it joins; a model pinned to it
+(`nodes: [worker1]`) answers through the head's nginx while its engine runs in
+the worker container (added with `make up`, which restarts the head: the worker joins the new head by itself);
+`leave` → that model gets 503 with Retry-After (never 500/502) and the head's own model keeps answering; join again → it answers again. The model is removed and the worker's project taken down at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import httpx
+import pytest
+import yaml
+
+from tests.e2e_docker.prepare import BASE_IMAGE
+from tests.e2e_docker.stack import (
+    CLUSTER_SUBNET,
+    HEAD_BIND,
+    MODEL_IN_CONTAINER,
+    WORKER_BIND,
+    WORKER_LINK,
+    WORKER_NODE,
+    DockerStack,
+    copy_stack,
+)
+from tests.helpers import ROOT, set_line
+
+WORKER_ROOT = ROOT / ".cache" / "e2e-docker-worker"
+WORKER_PROJECT = "appliance-e2e-w1"
+PINNED = "tiny-w"
+CHANGE_TIMEOUT_S = 900  # a model load is ~50 s here; far below this
+BACK_TIMEOUT_S = 300
+
+
+def _env(stack: DockerStack) -> dict[str, str]:
+    return {**os.environ, "DOCKER_HOST": stack.engine.url, "APPLIANCE_GPU_COUNT": "0", "NO_COLOR": "1"}
+
+
+def _cli(stack: DockerStack, root: Path, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "appliance", *args],
+        cwd=root,
+        env=_env(stack),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def _join(stack: DockerStack, *extra: str, timeout_s: int = 180) -> subprocess.CompletedProcess[str]:
+    return _cli(
+        stack,
+        WORKER_ROOT,
+        "join",
+        HEAD_BIND,
+        "--local",
+        "--base-image",
+        BASE_IMAGE,
+        "--timeout",
+        str(timeout_s),
+        *extra,
+    )
+
+
+def _chat(stack: DockerStack, model: str) -> httpx.Response | None:
+    try:
+        return stack.post(
+            "/v1/chat/completions",
+            json={"model": model, "messages": [{"role": "user", "content": "hello"}], "max_tokens": 4},
+            headers={"Authorization": f"Bearer {stack.key}"},
+            timeout=60,
+        )
+    except httpx.HTTPError:
+        return None
+
+
+def _until(condition, timeout: float) -> float | None:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if condition():
+            return time.monotonic() - started
+        time.sleep(2)
+    return None
+
+
+def _serve(stack: DockerStack):
+    return next(c for c in stack.containers() if c.labels.get("com.docker.compose.service") == "serve")
+
+
+NODES = (
+    "import json, ray; ray.init(address='auto', logging_level='ERROR'); "
+    "print('NODES ' + json.dumps([[n['NodeManagerAddress'], n.get('Labels', {}).get('appliance.io/node')] "
+    "for n in ray.nodes() if n['Alive']]))"
+)
+
+
+def _alive_nodes(stack: DockerStack) -> list[list[str]]:
+    out = _serve(stack).exec_run(["python", "-c", NODES]).output.decode(errors="replace")
+    line = next((x for x in out.splitlines() if x.startswith("NODES ")), None)
+    assert line, out[-2000:]
+    return json.loads(line[len("NODES ") :])
+
+
+def _worker_container(stack: DockerStack):
+    client = docker.DockerClient(base_url=stack.engine.url, timeout=30)
+    try:
+        found = client.containers.list(filters={"label": f"com.docker.compose.project={WORKER_PROJECT}"})
+        return found[0] if found else None
+    finally:
+        client.close()
+
+
+def _up(stack: DockerStack, models: list[dict]) -> subprocess.CompletedProcess[str]:
+    """models.yaml rewritten, then `make up`: serve restarts with it (a new model id is added this way; the Ray
+    worker loses the head for that time and joins again by itself, restarted by Docker)."""
+    (stack.root / "models.yaml").write_text(yaml.safe_dump({"models": models}, sort_keys=False))
+    return stack.make("up", timeout=CHANGE_TIMEOUT_S)
+
+
+@pytest.fixture(scope="module")
+def worker(docker_stack: DockerStack) -> Iterator[Path]:
+    copy_stack(WORKER_ROOT)
+    env = WORKER_ROOT / ".env"
+    shutil.copyfile(WORKER_ROOT / ".env.example", env)
+    for key, value in {
+        "ACCELERATOR": "cpu",
+        "COMPOSE_PROJECT_NAME": WORKER_PROJECT,
+        "RAY_NODE_NAME": WORKER_NODE,
+        "RAY_CLUSTER_INTERFACE": WORKER_LINK,
+        "RAY_CLUSTER_SUBNET": CLUSTER_SUBNET,
+        "RAY_CLUSTER_BIND": WORKER_BIND,
+    }.items():
+        set_line(env, key, value)
+    shutil.copyfile(WORKER_ROOT / ".secrets.example", WORKER_ROOT / ".secrets")
+    (WORKER_ROOT / ".secrets").chmod(0o600)
+    init = _cli(docker_stack, WORKER_ROOT, "init")
+    assert init.returncode == 0, init.stdout + init.stderr
+    # the same weights at the same path as on the head (an operator copies them, or the model is a Hub id)
+    shutil.copytree(docker_stack.root / "models" / "tiny", WORKER_ROOT / "models" / "tiny")
+    original = yaml.safe_load((docker_stack.root / "models.yaml").read_text())["models"]
+    try:
+        yield WORKER_ROOT
+    finally:
+        if any(m["id"] == PINNED for m in yaml.safe_load((docker_stack.root / "models.yaml").read_text())["models"]):
+            done = _up(docker_stack, original)
+            print("restore models:", done.returncode, done.stdout[-1500:], done.stderr[-1500:], file=sys.stderr)
+        _cli(docker_stack, WORKER_ROOT, "leave", timeout=300)
+        down = _cli(docker_stack, WORKER_ROOT, "down", timeout=600)
+        print("worker down:", down.returncode, down.stderr[-1500:], file=sys.stderr)
+
+
+def test_a_worker_with_another_token_is_refused(docker_stack: DockerStack, worker: Path) -> None:
+    wrong = worker / "wrong-token"
+    wrong.write_text(secrets.token_hex(32))
+    started = time.monotonic()
+    refused = _join(docker_stack, "--token-file", str(wrong), timeout_s=120)
+    print(f"wrong token: join exited {refused.returncode} after {time.monotonic() - started:.0f} s:")
+    print(refused.stderr[-1500:])
+    assert refused.returncode != 0, refused.stdout + refused.stderr
+    assert "refused this node's Ray token" in refused.stderr, refused.stderr[-3000:]
+    assert "Traceback" not in refused.stderr
+    assert _worker_container(docker_stack) is None, "a refused worker's container is removed"
+    assert [n for n in _alive_nodes(docker_stack) if n[1] == WORKER_NODE] == []
+
+
+def test_a_model_pinned_to_the_worker_serves_through_the_head_and_waits_while_it_is_away(
+    docker_stack: DockerStack, worker: Path
+) -> None:
+    token = docker_stack.root / "data" / "run" / "serve" / "ray_auth_token"
+    started = time.monotonic()
+    joined = _join(docker_stack, "--token-file", str(token), "--no-build")
+    print(f"join: {time.monotonic() - started:.1f} s")
+    assert joined.returncode == 0, joined.stdout[-3000:] + joined.stderr[-3000:]
+    nodes = _alive_nodes(docker_stack)
+    assert [WORKER_BIND, WORKER_NODE] in nodes and [HEAD_BIND, "head"] in nodes, nodes
+
+    original = yaml.safe_load((docker_stack.root / "models.yaml").read_text())["models"]
+    pinned = {**original[0], "id": PINNED, "source": MODEL_IN_CONTAINER, "nodes": [WORKER_NODE]}
+    started = time.monotonic()
+    done = _up(docker_stack, [*original, pinned])
+    print(f"make up with the pinned model (head restarted, worker back by itself): {time.monotonic() - started:.1f} s")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert [WORKER_BIND, WORKER_NODE] in _alive_nodes(docker_stack)
+    answer = _chat(docker_stack, PINNED)
+    assert answer is not None and answer.status_code == 200, answer and answer.text[:500]
+    assert answer.json()["choices"][0]["message"]["content"] is not None
+    status = _cli(docker_stack, docker_stack.root, "status", "--json", timeout=120)
+    by_node = {n["node"]: n for n in json.loads(status.stdout).get("nodes", [])}
+    assert by_node.get(WORKER_NODE, {}).get("address") == WORKER_BIND, status.stdout[-2000:]
+    assert any(PINNED in d for d in by_node[WORKER_NODE]["runs"]), by_node
+    assert not any(PINNED in d for d in by_node["head"]["runs"]) and "ApplianceIngress" in by_node["head"]["runs"]
+    on_worker = [" ".join(p[-1:]) for p in (_worker_container(docker_stack).top().get("Processes") or [])]
+    assert "VLLM::EngineCore" in on_worker, f"no vLLM engine in the worker container: {on_worker}"
+
+    left_at = time.monotonic()
+    left = _cli(docker_stack, worker, "leave", timeout=300)
+    assert left.returncode == 0, left.stderr[-2000:]
+    refusals: list[httpx.Response] = []
+    seen: list[int | None] = []
+
+    def refused() -> bool:
+        reply = _chat(docker_stack, PINNED)
+        seen.append(reply.status_code if reply is not None else None)
+        if reply is not None and reply.status_code == 503:
+            refusals.append(reply)
+        return bool(refusals)
+
+    after = _until(refused, timeout=BACK_TIMEOUT_S)
+    print(f"worker gone: first 503 after {after} s; statuses seen: {sorted(set(map(str, seen)))}")
+    assert refusals, f"no 503 for {PINNED} after its node left; statuses: {seen}"
+    assert int(refusals[0].headers["retry-after"]) > 0
+    assert refusals[0].json()["error"]["type"], refusals[0].text[:300]
+    assert not {500, 502} & {s for s in seen if s is not None}, seen
+    # Not asserted: no alert fires for a lost worker yet. ModelNotReady watches Serve's deployment status, and
+    # Serve keeps calling a deployment HEALTHY (or UPSCALING) whose only replica went with its node (measured: not
+    # pending within 180 s). Open in #20; the 503s above are what clients see.
+    head_model = _chat(docker_stack, original[0]["id"])
+    assert head_model is not None and head_model.status_code == 200, "the head's own model must keep answering"
+    print(f"leave → 503: {time.monotonic() - left_at:.1f} s")
+
+    rejoined_at = time.monotonic()
+    again = _join(docker_stack, "--no-build")  # the token join copied the first time
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    back = _until(
+        lambda: (reply := _chat(docker_stack, PINNED)) is not None and reply.status_code == 200, BACK_TIMEOUT_S
+    )
+    print(f"rejoin → {PINNED} answering again: {time.monotonic() - rejoined_at:.1f} s")
+    assert back is not None, f"{PINNED} did not come back within {BACK_TIMEOUT_S} s of the worker rejoining"
