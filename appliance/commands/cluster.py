@@ -27,6 +27,8 @@ from appliance.config.settings import Accelerator
 from appliance.errors import ApplianceError
 from appliance.output import say
 from appliance.stack.plan import (
+    SERVE_HF_TOKEN,
+    SERVE_RAY_TOKEN,
     WORKER_PROFILE,
     WORKER_RUN_SUBDIR,
     WORKER_SERVICE,
@@ -39,8 +41,6 @@ from appliance.stack.plan import (
 if TYPE_CHECKING:
     from appliance.docker.compose import ComposeCli
 
-TOKEN_FILE = "ray_auth_token"
-HF_TOKEN_FILE = "hf_token"
 MIN_TOKEN_CHARS = 32
 JOINED = "Ray runtime started"  # what `ray start` prints once the head took the node
 # What the head answers a worker holding another token (its `ray start` keeps retrying: nothing to wait for).
@@ -95,9 +95,9 @@ def read_token(path: Path) -> bytes:
 
 
 def worker_files(config: ApplianceConfig, token: bytes) -> dict[str, bytes]:
-    files = {TOKEN_FILE: token + b"\n"}
+    files = {SERVE_RAY_TOKEN: token + b"\n"}  # the same names as the head's: compose mounts them at the same paths
     if config.secrets.hf_token:
-        files[HF_TOKEN_FILE] = config.secrets.hf_token.encode()
+        files[SERVE_HF_TOKEN] = config.secrets.hf_token.encode()
     return files
 
 
@@ -114,7 +114,7 @@ def run_join(args: argparse.Namespace) -> int:
         )
     head = parse_head_address(args.head)
     run_dir = args.root.resolve() / "data" / "run" / WORKER_RUN_SUBDIR
-    token_path = args.token_file or run_dir / TOKEN_FILE
+    token_path = args.token_file or run_dir / SERVE_RAY_TOKEN
     if args.token_file is None and not token_path.exists():
         raise ApplianceError(
             "the head's Ray token is needed: pass --token-file (the head's data/run/serve/ray_auth_token)"
@@ -160,7 +160,7 @@ def wait_joined(compose: ComposeCli, timeout: float, interval: float = 2.0) -> N
         if REFUSED in logs:
             break
         state = compose.run("ps", "--all", "--format", "{{.State}}", WORKER_SERVICE, timeout=60).strip()
-        if state and state != "running" or "exited" in state or "restarting" in state:
+        if state and state != "running":  # exited, or restarting after an exit
             break
         time.sleep(interval)
     compose.run("rm", "--force", "--stop", WORKER_SERVICE, timeout=120)

@@ -123,9 +123,10 @@ def _tls_rules(s: Settings, where: Where) -> list[ConfigIssue]:
 
 
 def _cluster_rules(s: Settings, where: Where) -> list[ConfigIssue]:
-    from appliance.cluster.network import problems
+    # imported here: appliance.cluster.network reads Settings, whose package imports this module
+    from appliance.cluster.network import problems as cluster_problems
 
-    issues = [where.env(p.key, p.message, p.hint) for p in problems(s)]
+    issues = [where.env(p.key, p.message, p.hint) for p in cluster_problems(s)]
     if s.ray_worker_nodes > 0 and not s.ray_cluster_interface:
         issues.append(
             where.env(

@@ -121,26 +121,21 @@ def serve_files(config: ApplianceConfig, run_dir: Path = RUN_DIR, *, local: bool
 
 def write_serve_files(files: dict[str, bytes], run_dir: Path = RUN_DIR) -> None:
     """data/run/serve/ holds exactly ``files``, readable by the serve container's group only."""
-    directory = run_dir / SERVE_RUN_SUBDIR
+    # models from .env again, HF_TOKEN removed
+    write_private_files(files, run_dir / SERVE_RUN_SUBDIR, optional=(SERVE_MODELS, SERVE_HF_TOKEN))
+
+
+def write_private_files(
+    files: dict[str, bytes], directory: Path, *, optional: tuple[str, ...] = (SERVE_HF_TOKEN,)
+) -> None:
+    """``directory`` holds ``files``, readable by the serve image's group only; an ``optional`` file not among them
+    is removed (data/run/serve, or a worker machine's data/run/worker: the head's Ray token, the HF token)."""
     directory.mkdir(parents=True, exist_ok=True)
     _serve_group(directory, 0o750)
     for name, data in files.items():
         write_if_changed(directory / name, data, 0o640)
         _serve_group(directory / name, 0o640)
-    for stale in (SERVE_MODELS, SERVE_HF_TOKEN):  # models from .env again, HF_TOKEN removed
-        if stale not in files:
-            (directory / stale).unlink(missing_ok=True)
-
-
-def write_private_files(files: dict[str, bytes], directory: Path) -> None:
-    """``directory`` holds ``files`` (and no stale token), readable by the serve image's group only: a worker
-    machine's data/run/worker (the head's Ray token, the HF token)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    _serve_group(directory, 0o750)
-    for name, data in files.items():
-        write_if_changed(directory / name, data, 0o640)
-        _serve_group(directory / name, 0o640)
-    for stale in (SERVE_HF_TOKEN,):
+    for stale in optional:
         if stale not in files:
             (directory / stale).unlink(missing_ok=True)
 
