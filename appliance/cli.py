@@ -44,9 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"appliance {__version__}")
     parser.add_argument(
         "--log-level",
-        default=os.environ.get("LOG_LEVEL", "WARNING"),
+        default=None,
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-        help="log level (default WARNING)",
+        help="log level (default: the LOG_LEVEL environment variable, else WARNING; the supervisor: LOG_LEVEL of .env)",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     validate.register(sub)
@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    setup_logging(args.log_level, "auto", component="cli")
+    setup_logging(args.log_level or os.environ.get("LOG_LEVEL", "WARNING"), "auto", component="cli")
     try:
         return int(args.handler(args))
     except ConfigError as err:

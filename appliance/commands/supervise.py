@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 
 from appliance.commands.common import add_config_options, load
+from appliance.logs.setup import setup_logging
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -31,5 +33,8 @@ def _run(args: argparse.Namespace) -> int:
     from appliance.supervisor.daemon import supervise
 
     config = load(args)
+    if args.log_level is None and "LOG_LEVEL" not in os.environ:  # the daemon's log is its record: .env's level
+        s = config.settings
+        setup_logging(s.log_level.value, s.log_format.value, component="supervisor")
     asyncio.run(supervise(config, docker_host=args.docker_host, metrics_addr=args.metrics_addr))
     return 0

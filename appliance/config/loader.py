@@ -29,6 +29,8 @@ DEFAULT_MODELS = Path("models.yaml")
 
 IndexedModels = list[tuple[int, ModelSpec]]
 
+NOT_SECRET = frozenset({"DASHBOARD_USER"})  # kept in .secrets beside its password, but shown freely
+
 
 @dataclass(frozen=True)
 class ConfigFiles:
@@ -107,7 +109,9 @@ def load_config(files: ConfigFiles = ConfigFiles(), *, gpu_count: int | None = N
     issues += parsed_secrets.issues
     secrets = _typed_secrets(parsed_secrets, secrets_label, issues)
     for name, entry in parsed_secrets.entries.items():  # passwords and tokens never reach a log line
-        if not name.startswith(API_KEY_PREFIX):  # API keys are stored as hashes: nothing to hide
+        # API keys are stored as hashes: nothing to hide; the dashboard user name is a name, not a secret (its
+        # default, "admin", scrubbed from every log line turned "an admin key" into "an <redacted> key")
+        if not name.startswith(API_KEY_PREFIX) and name not in NOT_SECRET:
             register_secret(entry.value)
     if secrets_text is not None:
         issues += _secrets_mode(files.secrets, secrets_label)

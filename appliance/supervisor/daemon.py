@@ -16,8 +16,11 @@ from appliance.docker.engine import DockerEngine
 from appliance.docker.nginx import NginxContainer
 from appliance.doctor.context import DoctorContext
 from appliance.logs.rotation_policy import RotationPolicy
+from appliance.registry.store import RegistryStore
 from appliance.supervisor.backup_job import BackupJob, nightly
 from appliance.supervisor.jobs import DoctorJob, RenewalJob, RotationJob, every
+from appliance.supervisor.lifecycle_events import INTERVAL_S as LIFECYCLE_INTERVAL_S
+from appliance.supervisor.lifecycle_events import LifecycleEventsJob
 from appliance.supervisor.policy import RestartPolicy
 from appliance.supervisor.state import StateStore
 from appliance.supervisor.watchdog import Watchdog
@@ -82,12 +85,18 @@ async def supervise(config: ApplianceConfig, *, docker_host: str | None = None, 
     reopen = {prefix: nginx.reopen_logs for prefix in ("access", "error", "nginx")}
     rotation = RotationJob(Path(s.log_dir), rotation_policy(s), notifier, reopen)
     doctor = DoctorJob(DoctorContext(files=config.files, config=config, docker_host=docker_host), notifier)
+    lifecycle = LifecycleEventsJob(
+        lambda: RegistryStore.open(s.registry_url),
+        notifier,
+        Path(s.supervisor_state_file).with_name("registry-events.json"),
+    )
     _LOGGER.info("supervisor started for project %s", s.compose_project_name)
     tasks = [
         asyncio.ensure_future(watchdog.run(stop)),
         asyncio.ensure_future(every(s.cert_check_interval_hours * 3600.0, renewal, stop, first_delay_s=5.0)),
         asyncio.ensure_future(every(float(s.log_rotate_interval_seconds), rotation, stop, first_delay_s=10.0)),
         asyncio.ensure_future(every(float(s.supervisor_doctor_interval_seconds), doctor, stop, first_delay_s=1.0)),
+        asyncio.ensure_future(every(LIFECYCLE_INTERVAL_S, lifecycle, stop, first_delay_s=2.0)),
     ]
     if s.backup_enabled:
         backup = BackupJob(config, notifier, root=Path.cwd(), docker_host=docker_host)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+from appliance.registry.states import Status
+from appliance.registry.store import Event
 from appliance.telemetry.dogstatsd import DatadogSink
 from appliance.telemetry.supervisor_metrics import SupervisorMetrics
 
@@ -65,6 +67,20 @@ class SupervisorNotifier:
         self.metrics.rotated_bytes.labels(log=log).inc(size)
         if self.datadog:
             self.datadog.increment("log.rotated_bytes", [f"log:{log}"])
+
+    def model_transition(self, event: Event) -> None:
+        """One state change of a model revision, as the registry's history recorded it."""
+        status = event.to_status.value
+        was = event.from_status.value if event.from_status else "new"
+        line = f"model {event.model_id} ({event.environment.value}) entry {event.entry_id}: {was} -> {status}"
+        level = logging.WARNING if event.to_status is Status.FAILED else logging.INFO
+        _LOGGER.log(level, "%s: %s", line, event.reason)
+        if self.datadog:
+            tags = [f"model:{event.model_id}", f"environment:{event.environment.value}", f"status:{status}"]
+            self.datadog.increment("model.transitions", tags)
+            alert = {Status.FAILED: "error", Status.READY: "success"}.get(event.to_status, "info")
+            title = f"appliance: model {event.model_id} ({event.environment.value}) {status}"
+            self.datadog.event(title, f"{line}: {event.reason}", alert_type=alert, tags=tags)
 
     def backup(self, ok: bool, size: int | None) -> None:
         self.metrics.backup_last_ok.set(1 if ok else 0)

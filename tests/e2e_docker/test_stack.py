@@ -81,6 +81,39 @@ def test_streaming_chat_over_https_with_the_printed_key(docker_stack: DockerStac
     assert refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_api_key"
 
 
+def test_a_model_disabled_over_the_admin_api_is_a_supervisor_event(docker_stack: DockerStack) -> None:
+    """disable -> 404 for the model, enable -> served again; the supervisor reports both transitions."""
+    admin = {"Authorization": f"Bearer {docker_stack.key}"}
+    chat = {"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+    disabled = docker_stack.post("/admin/models/tiny/disable", headers=admin, json={"reason": "e2e"})
+    try:
+        assert disabled.status_code == 200, disabled.text
+        refused = docker_stack.post("/v1/chat/completions", headers=admin, json=chat, timeout=30)
+        deadline = time.monotonic() + 10  # the ingress reads the routes once a second
+        while refused.status_code != 404 and time.monotonic() < deadline:
+            time.sleep(1)
+            refused = docker_stack.post("/v1/chat/completions", headers=admin, json=chat, timeout=30)
+        assert refused.status_code == 404, refused.text
+    finally:
+        enabled = docker_stack.post("/admin/models/tiny/enable", headers=admin, json={})
+    assert enabled.status_code == 200, enabled.text
+    supervisor = next(c for c in docker_stack.containers() if c.labels["com.docker.compose.service"] == "supervisor")
+    wanted = ("ready -> disabled: disabled by", "disabled -> ready: enabled by")
+    deadline, logs = time.monotonic() + 60, ""
+    while time.monotonic() < deadline:
+        logs = supervisor.logs(tail=200).decode(errors="replace")
+        if all(w in logs for w in wanted):
+            break
+        time.sleep(2)
+    assert all(w in logs for w in wanted), logs[-3000:]
+    deadline = time.monotonic() + 10
+    served = docker_stack.post("/v1/chat/completions", headers=admin, json=chat, timeout=60)
+    while served.status_code != 200 and time.monotonic() < deadline:
+        time.sleep(1)
+        served = docker_stack.post("/v1/chat/completions", headers=admin, json=chat, timeout=60)
+    assert served.status_code == 200, served.text
+
+
 def test_killed_serve_is_brought_back_by_the_supervisor(docker_stack: DockerStack) -> None:
     before = _by_service(docker_stack)["serve"]
     client = docker.DockerClient(base_url=docker_stack.engine.url, timeout=30)

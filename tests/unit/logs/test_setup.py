@@ -81,3 +81,15 @@ def test_loading_the_config_registers_every_secret_value(stream: io.StringIO, tm
     load_config(ConfigFiles(env=tmp_path / ".env", secrets=tmp_path / ".secrets", models=tmp_path / "models.yaml"))
     logging.getLogger("x").warning("connecting with %s", "dash-pass-4711-unique")
     assert "dash-pass-4711-unique" not in stream.getvalue() and "<redacted>" in stream.getvalue()
+
+
+def test_the_dashboard_user_name_is_not_scrubbed_as_a_secret(stream: io.StringIO, tmp_path) -> None:
+    from appliance.config import ConfigFiles, load_config
+    from tests.helpers import make_config_dir, set_line
+
+    make_config_dir(tmp_path)
+    set_line(tmp_path / ".secrets", "DASHBOARD_USER", "operator-4711")
+    set_line(tmp_path / ".secrets", "DASHBOARD_PASSWORD", "dash-pass-4712-unique")
+    load_config(ConfigFiles(env=tmp_path / ".env", secrets=tmp_path / ".secrets", models=tmp_path / "models.yaml"))
+    logging.getLogger("x").warning("disabled by operator-4711 with %s", "dash-pass-4712-unique")
+    assert "disabled by operator-4711 with <redacted>" in stream.getvalue()

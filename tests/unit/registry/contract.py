@@ -206,3 +206,25 @@ def change_requests_are_claimed_once(store: RegistryStore) -> None:
 
 
 CONTRACT += [switch_moves_the_route_in_one_transaction, change_requests_are_claimed_once]
+
+
+def events_after_pages_through_history(store: RegistryStore) -> None:
+    store.migrate()
+    assert store.last_event_id() == 0 and store.events_after(0) == []
+    entry = store.record(key(), reason="deploy", now=T0)
+    store.transition(entry.id, Status.LOADING, reason="engine starting", now=T0)
+    other = store.record(key("small"), reason="deploy", now=T0)
+    store.transition(entry.id, Status.FAILED, reason="smoke test failed", now=T0)
+    history = store.history()
+    assert store.last_event_id() == history[-1].id
+    assert store.events_after(0) == history
+    assert [(e.model_id, e.to_status) for e in store.events_after(history[1].id)] == [
+        ("small", Status.PENDING),
+        ("tiny", Status.FAILED),
+    ]
+    assert store.events_after(0, limit=1) == history[:1]
+    assert store.events_after(history[-1].id) == []
+    assert other.model_id == "small"
+
+
+CONTRACT += [events_after_pages_through_history]

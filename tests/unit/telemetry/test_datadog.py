@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 from collections.abc import Iterator
 
@@ -73,3 +74,58 @@ def test_prometheus_names_follow_the_contract() -> None:
         "appliance_supervisor_up 1.0",
     ):
         assert line in text, line
+
+
+def test_an_agent_whose_name_does_not_resolve_never_holds_up_the_supervisor(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """DNS that hangs (Docker's resolver asking an upstream that is gone) and then fails: the notifier's calls
+    return while it hangs, and the library's per-packet warning is cut to one."""
+    import threading
+
+    import datadog.dogstatsd.base as dogstatsd_base
+
+    release = threading.Event()
+    real_getaddrinfo = socket.getaddrinfo
+
+    def hanging_getaddrinfo(host, *args, **kwargs):
+        if host == "datadog-agent.invalid":
+            release.wait(30)
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(dogstatsd_base.socket, "getaddrinfo", hanging_getaddrinfo)
+    sink = DatadogSink("datadog-agent.invalid", 8125, env="prod", extra_tags=[])
+    notifier = SupervisorNotifier(SupervisorMetrics(), sink)
+    done = threading.Event()
+
+    def burst() -> None:
+        for _ in range(50):
+            notifier.restarted("serve", "died")  # a counter and an event each
+        done.set()
+
+    caller = threading.Thread(target=burst, daemon=True)
+    with caplog.at_level(logging.WARNING, logger="datadog.dogstatsd"):
+        caller.start()
+        # a hang detector, not a speed limit: a synchronous client would still be inside getaddrinfo
+        assert done.wait(20), "the supervisor's calls waited for DNS"
+        release.set()
+        sink.close()
+    dropped = [r for r in caplog.records if "dropping the packet" in r.getMessage()]
+    assert len(dropped) <= 1, [r.getMessage() for r in dropped]
+
+
+def test_the_drop_warning_filter_lets_one_through_per_interval() -> None:
+    from appliance.telemetry.dogstatsd import _OncePerInterval
+
+    cut = _OncePerInterval(600)
+
+    def record(msg: str, level: int = logging.WARNING) -> logging.LogRecord:
+        return logging.LogRecord("datadog.dogstatsd", level, __file__, 1, msg, (), None)
+
+    drop = "Error submitting packet: [Errno 111] Connection refused, dropping the packet and closing the socket"
+    assert cut.filter(record(drop)) and not cut.filter(record(drop)) and not cut.filter(record(drop))
+    assert cut.filter(record("something else")) and cut.filter(record(drop, logging.DEBUG))
+    cut._last -= 601  # the interval passed
+    later = record(drop)
+    assert cut.filter(later) and "(2 more such warnings in the last interval)" in later.getMessage()
