@@ -110,7 +110,7 @@ def renew(
             if dry_run:
                 return RenewalResult(True, "dry run: the ACME server would issue a certificate", current)
         else:
-            _obtain_self_signed(staging, s.domain or None, now)
+            _obtain_self_signed(staging, s.domain or None, now, current)
             if dry_run:
                 return RenewalResult(True, "dry run: a self-signed certificate can be made", current)
         info = check_pair(
@@ -211,8 +211,11 @@ def directory_url(configured: str, staging: bool) -> str:
     return "https://acme-v02.api.letsencrypt.org/directory"
 
 
-def _obtain_self_signed(staging: Path, domain: str | None, now: datetime) -> None:
-    names = [domain, *host_names()] if domain else host_names()
+def _obtain_self_signed(staging: Path, domain: str | None, now: datetime, current: CertInfo | None = None) -> None:
+    """A new self-signed pair for the names the current one covers (the host's, from ``make up``: the supervisor
+    renews inside its container, whose own host name and address no client uses), else this host's names."""
+    covered = list(current.sans) if current is not None and current.sans else host_names()
+    names = [domain, *covered] if domain else covered
     cert, key = make_self_signed(list(dict.fromkeys(names)), now=now)
     (staging / FULLCHAIN).write_bytes(cert)
     (staging / PRIVKEY).write_bytes(key)

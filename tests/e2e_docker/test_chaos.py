@@ -1,7 +1,8 @@
 """The chaos tier (#17): crash each part of the compose stack under steady streaming load, as a crash or the OOM
 killer would (SIGKILL of a container's main process from the host, which Docker's restart policy answers), kill
-the vLLM engine inside serve, freeze serve for 30 s (a hung engine), and fill the audit log's disk to 100 %
-(data/logs is a tmpfs of the tier's own: requests must be refused with 503, never served unaudited).
+the vLLM engine inside serve, freeze serve for 30 s (a hung engine), fill the audit log's disk to 100 %
+(data/logs is a tmpfs of the tier's own: requests must be refused with 503, never served unaudited), and let the
+served certificate expire (the supervisor renews it; clients keep going).
 
 For each: time until the service is healthy again, what clients saw (outcomes by kind), completed requests
 missing from the audit log (must be 0) and the alerts Prometheus fired. Figures are printed, not asserted;
@@ -23,12 +24,17 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import docker
 import httpx
 import pytest
+from cryptography import x509
 
-from tests.e2e_docker.stack import DockerStack
+from appliance.certs.inspect import load_cert_info
+from appliance.certs.selfsigned import make_self_signed
+from appliance.certs.store import write_pair
+from tests.e2e_docker.stack import DockerStack, stack_secret
 from tests.traffic import Traffic, engine_process
 
 pytestmark = pytest.mark.chaos
@@ -70,7 +76,7 @@ def _audited_ids(stack: DockerStack) -> set[str]:
 
 
 def _fired(stack: DockerStack, window_s: float) -> list[str]:
-    auth = tuple(_secret(stack, k) for k in ("DASHBOARD_USER", "DASHBOARD_PASSWORD"))
+    auth = tuple(stack_secret(stack, k) for k in ("DASHBOARD_USER", "DASHBOARD_PASSWORD"))
     query = f'max_over_time(ALERTS{{alertstate="firing"}}[{max(int(window_s), 60)}s])'
     response = stack.get("/prometheus/api/v1/query", params={"query": query}, auth=auth)
     if response.status_code != 200:
@@ -81,14 +87,6 @@ def _fired(stack: DockerStack, window_s: float) -> list[str]:
             for r in response.json()["data"]["result"]
         }
     )
-
-
-def _secret(stack: DockerStack, key: str) -> str:
-    for line in (stack.root / ".secrets").read_text().splitlines():
-        name, _, value = line.partition("=")
-        if name.strip() == key:
-            return value.strip()
-    raise AssertionError(f"{key} is not in .secrets")
 
 
 @pytest.fixture
@@ -264,3 +262,46 @@ def test_a_full_log_disk_refuses_requests_rather_than_serving_them_unaudited(
     )
     assert refused_count["503"] + refused_count["stream-error-event"] > 0, refused_count
     _report(docker_stack, traffic, "data/logs full", fault_at, back and freed_at - fault_at + back, set())
+
+
+def _served_certificate(stack: DockerStack) -> x509.Certificate:
+    """The certificate nginx presents, read without verifying it (it may be expired on purpose)."""
+    pem = ssl.get_server_certificate(("127.0.0.1", stack.https_port), timeout=10)
+    return x509.load_pem_x509_certificate(pem.encode())
+
+
+def test_an_expired_certificate_is_renewed_while_clients_keep_going(docker_stack: DockerStack) -> None:
+    """The pair nginx serves expires (a renewal missed); the supervisor's next check (here: its restart, which
+    checks 5 s after start) makes a new one for the same names and reloads nginx. Clients that do not verify keep
+    going through the swap; clients that verify against the new pair succeed after it."""
+    live = docker_stack.root / "data" / "certs" / "live" / "localhost"
+    before = load_cert_info(live / "fullchain.pem")
+    cert, key = make_self_signed(list(before.sans), now=datetime.now(UTC) - timedelta(days=400), days=397)
+    write_pair(live, cert, key)
+    _container(docker_stack, "nginx").kill(signal="SIGHUP")  # nginx serves the expired pair now
+    expired = _wait(lambda: _served_certificate(docker_stack).not_valid_after_utc < datetime.now(UTC), timeout=30)
+    assert expired is not None, "nginx did not take the expired pair"
+    stop = threading.Event()
+    load = Traffic(docker_stack.url, docker_stack.key, MODEL, stop, verify=False, max_tokens=32)
+    load.start()
+    try:
+        time.sleep(3)
+        fault_at = time.monotonic()
+        _container(docker_stack, "supervisor").restart(timeout=10)
+        renewed = _wait(lambda: _served_certificate(docker_stack).not_valid_after_utc > datetime.now(UTC), timeout=120)
+        time.sleep(3)
+    finally:
+        stop.set()
+        load.join(120)
+    after = load_cert_info(live / "fullchain.pem")
+    seen = Counter(load.between(fault_at))
+    print(
+        f"\nCHAOS expired certificate: renewed and served {renewed and round(renewed, 1)} s after the supervisor's "
+        f"restart; clients (not verifying) {dict(seen)}; new pair valid until {after.not_after:%Y-%m-%d}"
+    )
+    assert renewed is not None, "the supervisor did not renew the expired certificate within 120 s"
+    assert sorted(after.sans) == sorted(before.sans), "the renewal changed the names the certificate covers"
+    assert set(seen) == {"200"} and not load.problems, (seen, load.problems[:5])
+    assert docker_stack.get("/health/ready").status_code == 200  # verified against the new pair
+    owner = docker_stack.root.joinpath("data", "certs", "live").stat().st_uid
+    assert (live / "privkey.pem").stat().st_uid == owner, "the renewed key is not the certificate area owner's"

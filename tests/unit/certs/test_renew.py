@@ -128,3 +128,18 @@ def test_forced_dry_run_never_touches_live(tmp_path: Path) -> None:
     before = paths.fullchain("localhost").read_bytes()
     assert renew(config, paths=paths, dry_run=True, force=True, **Recorder().kwargs()).ok
     assert paths.fullchain("localhost").read_bytes() == before
+
+
+def test_a_self_signed_renewal_keeps_the_names_the_current_pair_covers(tmp_path: Path) -> None:
+    """The supervisor renews inside its container: the new pair must cover the host's names from ``make up``,
+    not the container's own host name and address."""
+    from appliance.certs.selfsigned import make_self_signed
+    from appliance.certs.store import write_pair
+
+    config, paths, rec = _config(tmp_path), CertPaths(tmp_path / "certs"), Recorder()
+    names = ["localhost", "127.0.0.1", "gpu-box.lan", "192.168.7.20"]
+    cert, key = make_self_signed(names, now=NOW - timedelta(days=400), days=397)  # expired 3 days ago
+    write_pair(paths.live_dir("localhost"), cert, key)
+    renewed = renew(config, paths=paths, now=NOW, **rec.kwargs())
+    assert renewed.ok and renewed.renewed, renewed.reason
+    assert sorted(renewed.cert.sans) == sorted(names) and renewed.cert.not_after > NOW

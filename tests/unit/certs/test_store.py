@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
+import pytest
+
+from appliance.certs.selfsigned import make_self_signed
 from appliance.certs.store import CertPaths, roll_back, write_pair
 
 
@@ -50,3 +54,20 @@ def test_swapping_three_times_is_idempotent_in_shape(tmp_path: Path) -> None:
         write_pair(paths.live_dir("x"), b"c", b"k", chain_pem=b"chain")
         shapes.append(sorted(p.name for p in paths.live_dir("x").iterdir()))
     assert shapes == [["chain.pem", "fullchain.pem", "privkey.pem"]] * 3
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0, reason="needs root to hand files to another owner (CI and this tier run as root)"
+)
+def test_a_pair_written_as_root_belongs_to_the_owner_of_the_certificate_area(tmp_path: Path) -> None:
+    """The supervisor renews as root inside its container; the operator's host commands must still read the key."""
+    area = tmp_path / "live"
+    area.mkdir()
+    os.chown(area, 12345, 12346)
+    for _ in range(2):  # the first pair, then a renewal (a new version beside the previous one)
+        cert, key = make_self_signed(["localhost"])
+        write_pair(area / "localhost", cert, key)
+    paths = [area / "localhost", *area.rglob("*")]
+    owners = {(str(p.relative_to(tmp_path)), p.lstat().st_uid, p.lstat().st_gid) for p in paths}
+    assert {(u, g) for _, u, g in owners} == {(12345, 12346)}, sorted(owners)
+    assert stat.S_IMODE((area / "localhost" / "privkey.pem").stat().st_mode) == 0o600
