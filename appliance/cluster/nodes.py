@@ -12,6 +12,8 @@ from typing import Any
 
 from appliance.cluster.placement import NODE_LABEL
 
+_LOGGER = logging.getLogger(__name__)
+
 REPLICA_PREFIX = "SERVE_REPLICA::"  # Serve's replica actors are named SERVE_REPLICA::<app>#<deployment>#<id>
 
 
@@ -47,6 +49,29 @@ def nodes_view(nodes: Iterable[Mapping[str, Any]], actors: Iterable[Mapping[str,
             }
         )
     return sorted(rows, key=lambda r: (r["state"] != "alive", r["node"], r["address"]))
+
+
+def ask_serve(docker_host: str | None, containers: Iterable[Any], timeout_s: float = 60) -> list[dict[str, Any]] | None:
+    """The Ray nodes and what runs where, asked inside the running serve container (Ray is reachable only there);
+    None when serve is not running or did not answer (the reason is logged)."""
+    from appliance.docker.engine import DockerEngine
+    from appliance.docker.errors import ApplianceDockerError
+
+    serve = next((c for c in containers if c.service == "serve" and c.status == "running"), None)
+    if serve is None:
+        return None
+    try:
+        with DockerEngine(docker_host, timeout=timeout_s) as engine:
+            code, output = engine.exec(serve.id, ["python", "-m", "appliance.cluster.nodes"])
+    except ApplianceDockerError as err:
+        _LOGGER.warning("Ray nodes not listed: %s", err)
+        return None
+    line = output.strip().splitlines()[-1] if output.strip() else ""
+    if code != 0 or not line.startswith("["):
+        _LOGGER.warning("Ray nodes not listed: the serve container answered exit %s", code)
+        return None
+    nodes: list[dict[str, Any]] = json.loads(line)
+    return nodes
 
 
 def main() -> None:  # pragma: no cover - runs inside the serve container (tested end to end)

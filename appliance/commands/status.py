@@ -96,23 +96,6 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _nodes(args: argparse.Namespace, containers: list[Any]) -> list[dict[str, Any]] | None:
-    """The Ray nodes and what runs where, asked inside the running serve container (Ray is reachable only there);
-    None when serve is not running or did not answer (the services table says why)."""
-    from appliance.docker.engine import DockerEngine
-    from appliance.docker.errors import ApplianceDockerError
+    from appliance.cluster.nodes import ask_serve
 
-    serve = next((c for c in containers if c.service == "serve" and c.status == "running"), None)
-    if serve is None:
-        return None
-    try:
-        with DockerEngine(args.docker_host, timeout=60) as engine:
-            code, output = engine.exec(serve.id, ["python", "-m", "appliance.cluster.nodes"])
-    except ApplianceDockerError as err:
-        _LOGGER.warning("Ray nodes not listed: %s", err)
-        return None
-    line = output.strip().splitlines()[-1] if output.strip() else ""
-    if code != 0 or not line.startswith("["):
-        _LOGGER.warning("Ray nodes not listed: the serve container answered exit %s", code)
-        return None
-    nodes: list[dict[str, Any]] = json.loads(line)
-    return nodes
+    return ask_serve(args.docker_host, containers)

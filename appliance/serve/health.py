@@ -158,8 +158,11 @@ class EngineWatch:
         period: float = 0.5,
         timeout: float = 2.0,
         on_change: Callable[[], None] = lambda: None,
+        on_serving: Callable[[str, bool], None] | None = None,
     ) -> None:
         self._checks = checks
+        self._on_serving = on_serving
+        self._served: set[str] = set()  # models requests reached since this replica started
         self._states = states
         self._period = period
         self._timeout = timeout
@@ -212,6 +215,20 @@ class EngineWatch:
         if not_ready != self._not_ready:
             self._not_ready = not_ready
             self._on_change()
+        self._report_serving()
+
+    def _report_serving(self) -> None:
+        """Tell ``on_serving`` whether requests reach each model, every round, from the first time they did (a
+        model still loading after a start is Serve's to report: ModelNotReady). Every round, not on change: Ray's
+        metrics export drops a gauge series about 30 s after its last set (measured with ray 2.60)."""
+        if self._on_serving is None:
+            return
+        for model_id in self._checks:
+            serving = not self.down(model_id)
+            if serving:
+                self._served.add(model_id)
+            if model_id in self._served:
+                self._on_serving(model_id, serving)
 
     async def _run(self) -> None:
         while True:

@@ -45,7 +45,7 @@ from appliance.serve.gate import DETAIL_STATE, PRINCIPAL_STATE, ROUTES, Gate, Ga
 from appliance.serve.health import READY, EngineWatch, ModelHealth, ReadyCache, with_pii
 from appliance.serve.ingress_config import IngressConfig
 from appliance.serve.keystore import KeyStore
-from appliance.serve.metrics import RayMetrics
+from appliance.serve.metrics import RayMetrics, ServingGauge
 from appliance.serve.pii.bookend import make_bookend
 from appliance.serve.pii.service import DEPLOYMENT_NAME as PII_DEPLOYMENT
 from appliance.serve.routed import RoutedGenerations
@@ -159,7 +159,9 @@ class ApplianceIngress(BatchRoutes, AdminModels, RoutedGenerations, OpenAiIngres
         checks: dict[str, Callable[[], Awaitable[Any]]] = {
             mid: functools.partial(self.health_check_call, mid, handle) for mid, handle in llm_deployments.items()
         }
-        self._watch = EngineWatch(checks, self._health.states, on_change=self._ready.invalidate)
+        self._watch = EngineWatch(
+            checks, self._health.states, on_change=self._ready.invalidate, on_serving=ServingGauge().set
+        )
         # the PII service is a deployment every request passes through when masking is on: readiness covers it
         self._pii_health = ModelHealth({PII_KEY: PII_DEPLOYMENT}) if pii_service is not None else None
 

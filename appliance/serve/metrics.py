@@ -112,3 +112,21 @@ class RayMetrics:
 
     def audit_refused(self) -> None:
         self._audit_refusals.inc(1)
+
+
+class ServingGauge:
+    """``ray_appliance_model_serving{model}``: 1 while the ingress sends a model's requests to it, 0 while it
+    answers them 503 (engine dead, replica gone with its node, not ready); set from the first time the model
+    served (a model still loading has no series: that is ModelNotReady's, from Serve's status)."""
+
+    def __init__(self) -> None:
+        from ray.util.metrics import Gauge
+
+        self._gauge = Gauge(
+            "appliance_model_serving",
+            "1 while the ingress sends the model's requests to it, 0 while it answers them 503 (after it served once).",
+            tag_keys=("model",),
+        )
+
+    def set(self, model: str, serving: bool) -> None:
+        self._gauge.set(1 if serving else 0, {"model": model})

@@ -229,3 +229,11 @@ def configure(root: Path, http_port: int, https_port: int, *, cluster: bool = Fa
         "models:\n  - id: tiny\n    source: " + MODEL_IN_CONTAINER + "\n    max_model_len: 512\n"
         "    gpu_memory_utilization: 0.3\n    max_tokens_cap: 64\n"
     )
+
+
+def stack_secret(stack: DockerStack, key: str) -> str:
+    for line in (stack.root / ".secrets").read_text().splitlines():
+        name, _, value = line.partition("=")
+        if name.strip() == key:
+            return value.strip()
+    raise AssertionError(f"{key} is not in .secrets")

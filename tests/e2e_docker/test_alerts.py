@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
-from tests.e2e_docker.stack import DockerStack
+from tests.e2e_docker.stack import DockerStack, stack_secret
 
 # Scrape jobs of a CPU stack in local mode: gpu is rendered away (no GPU), nginx has no target while
 # nginx-exporter is switched off (found through Docker's DNS).
@@ -33,14 +33,6 @@ DISK_SPACE_LOW_RATIO = 0.10  # prometheus/rules/alerts.yml, DiskSpaceLow
 FEDERATION_TIMEOUT_S = 90  # two scrape intervals of the ray job and federation, with room
 
 
-def _secret(stack: DockerStack, key: str) -> str:
-    for line in (stack.root / ".secrets").read_text().splitlines():
-        name, _, value = line.partition("=")
-        if name.strip() == key:
-            return value.strip()
-    raise AssertionError(f"{key} is not in .secrets")
-
-
 def _query(stack: DockerStack, auth: tuple[str, str], promql: str) -> list[dict]:
     response = stack.get("/prometheus/api/v1/query", params={"query": promql}, auth=auth)
     assert response.status_code == 200, response.text[:500]
@@ -48,7 +40,7 @@ def _query(stack: DockerStack, auth: tuple[str, str], promql: str) -> list[dict]
 
 
 def test_a_fresh_healthy_stack_has_no_alert_firing_or_pending(docker_stack: DockerStack) -> None:
-    auth = (_secret(docker_stack, "DASHBOARD_USER"), _secret(docker_stack, "DASHBOARD_PASSWORD"))
+    auth = (stack_secret(docker_stack, "DASHBOARD_USER"), stack_secret(docker_stack, "DASHBOARD_PASSWORD"))
     assert docker_stack.get("/prometheus/api/v1/query", params={"query": "up"}).status_code == 401
     started = time.monotonic()
     while True:  # every job scraped and up
@@ -116,7 +108,7 @@ def test_the_datadog_agents_ray_endpoint_is_served_by_prometheus_federation(dock
     url = urlsplit(
         next(i["openmetrics_endpoint"] for i in conf["instances"] if "federate" in i["openmetrics_endpoint"])
     )
-    auth = (_secret(docker_stack, "DASHBOARD_USER"), _secret(docker_stack, "DASHBOARD_PASSWORD"))
+    auth = (stack_secret(docker_stack, "DASHBOARD_USER"), stack_secret(docker_stack, "DASHBOARD_PASSWORD"))
     chat = docker_stack.post(
         "/v1/chat/completions",
         headers={"Authorization": f"Bearer {docker_stack.key}"},

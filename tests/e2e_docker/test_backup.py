@@ -18,8 +18,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.e2e_docker.stack import DockerStack
-from tests.e2e_docker.test_alerts import _query, _secret
+from tests.e2e_docker.stack import DockerStack, stack_secret
+from tests.e2e_docker.test_alerts import _query
 
 READY_TIMEOUT_S = 900
 
@@ -49,7 +49,7 @@ def test_back_up_destroy_everything_restore_and_the_stack_is_the_same(
     docker_stack: DockerStack, tmp_path: Path
 ) -> None:
     stack = docker_stack
-    auth = (_secret(stack, "DASHBOARD_USER"), _secret(stack, "DASHBOARD_PASSWORD"))
+    auth = (stack_secret(stack, "DASHBOARD_USER"), stack_secret(stack, "DASHBOARD_PASSWORD"))
     stack.wait_ready(timeout=READY_TIMEOUT_S)
     assert _key_works(stack) == 200
     certificate = _served_certificate(stack)

@@ -85,7 +85,13 @@ def test_a_model_disabled_over_the_admin_api_is_a_supervisor_event(docker_stack:
     """disable -> 404 for the model, enable -> served again; the supervisor reports both transitions."""
     admin = {"Authorization": f"Bearer {docker_stack.key}"}
     chat = {"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+    # the model may answer a moment before serve's head records its entry ready ("the application is running"):
+    # until then the registry refuses the move (409, loading -> disabled)
+    deadline = time.monotonic() + 120
     disabled = docker_stack.post("/admin/models/tiny/disable", headers=admin, json={"reason": "e2e"})
+    while disabled.status_code == 409 and time.monotonic() < deadline:
+        time.sleep(2)
+        disabled = docker_stack.post("/admin/models/tiny/disable", headers=admin, json={"reason": "e2e"})
     try:
         assert disabled.status_code == 200, disabled.text
         refused = docker_stack.post("/v1/chat/completions", headers=admin, json=chat, timeout=30)

@@ -4,6 +4,7 @@ from appliance.doctor.base import Check
 from appliance.doctor.checks.acme_email import AcmeEmail
 from appliance.doctor.checks.certificate import Certificate
 from appliance.doctor.checks.clock_skew import ClockSkew
+from appliance.doctor.checks.cluster_fit import ClusterFit
 from appliance.doctor.checks.cluster_network import ClusterNetwork
 from appliance.doctor.checks.compose_v2 import ComposeV2
 from appliance.doctor.checks.config_valid import ConfigValid
@@ -51,4 +52,5 @@ def all_checks() -> list[Check]:
         RestartCounts(),
         HealthReady(),
         PrometheusTargets(),
+        ClusterFit(),
     ]

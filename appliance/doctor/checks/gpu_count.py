@@ -15,7 +15,8 @@ class GpuCount(Check):
     timeout_s = GPU_QUERY_TIMEOUT_S
 
     def applies(self, ctx: DoctorContext) -> bool:
-        return gpu_mode(ctx)
+        # with worker nodes a model's GPUs may be on other machines: cluster-fit checks them per joined node
+        return gpu_mode(ctx) and ctx.config is not None and ctx.config.settings.ray_worker_nodes == 0
 
     def run(self, ctx: DoctorContext) -> list[Finding]:
         assert ctx.config is not None

@@ -35,8 +35,20 @@ class GpuMemory(Check):
         if not gpus:
             return [self.problem(Level.INFO, "GPU memory figures", "nvidia-smi missing", "see the NVIDIA driver check")]
         findings = []
+        head = ctx.config.settings.ray_node_name
         for model in ctx.config.models:
             title = f"GPU memory fit: {model.id}"
+            if model.nodes and head not in model.nodes:  # this machine's GPUs are not the ones it will use
+                findings.append(
+                    self.problem(
+                        Level.INFO,
+                        "the GPUs of the nodes it runs on",
+                        f"pinned to {', '.join(model.nodes)}, not this node ({head})",
+                        "its GPU count is checked by cluster-fit; its memory fit is not estimated for other machines",
+                        title=title,
+                    )
+                )
+                continue
             model_dir = find_model_dir(model.source, model.revision, hub_cache(ctx))
             if model_dir is None:
                 findings.append(

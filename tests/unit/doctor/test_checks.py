@@ -399,3 +399,39 @@ def test_an_exit_under_restart_no_is_not_called_a_manual_stop(make_ctx, monkeypa
     fake_docker(monkeypatch, containers=[crashed])
     (finding,) = ServicesHealthy().run(make_ctx())
     assert finding.level is Level.ERROR and finding.found == "exited" and "logs job" in finding.fix
+
+
+# --- cluster-fit ------------------------------------------------------------------------------------------
+CLUSTER = {"RAY_CLUSTER_INTERFACE": "eth1", "RAY_CLUSTER_SUBNET": "10.50.0.0/24", "RAY_CLUSTER_BIND": "10.50.0.10"}
+
+
+def test_cluster_fit_applies_with_workers_only_and_replaces_gpu_count(make_ctx) -> None:
+    from appliance.doctor.checks.cluster_fit import ClusterFit
+
+    single = make_ctx(gpu_count=1, ACCELERATOR="gpu")
+    assert not ClusterFit().applies(single) and GpuCount().applies(single)
+    cluster = make_ctx(gpu_count=1, ACCELERATOR="gpu", RAY_WORKER_NODES="1", **CLUSTER)
+    assert ClusterFit().applies(cluster) and not GpuCount().applies(cluster)
+
+
+def test_cluster_fit_without_a_running_serve_is_info(make_ctx, monkeypatch) -> None:
+    from appliance.doctor.checks.cluster_fit import ClusterFit
+
+    ctx = make_ctx(RAY_WORKER_NODES="1", **CLUSTER)
+    fake_docker(monkeypatch, containers=[container("serve", status="exited", health=None)])
+    (finding,) = ClusterFit().run(ctx)
+    assert finding.level is Level.INFO and "serve is not running" in finding.found
+
+
+def test_cluster_fit_reports_per_model_from_rays_nodes(make_ctx, monkeypatch) -> None:
+    import appliance.doctor.checks.cluster_fit as module
+
+    ctx = make_ctx(RAY_WORKER_NODES="1", **CLUSTER)
+    fake_docker(monkeypatch, containers=[container("serve")])
+    nodes = [{"node": "head", "address": "10.50.0.10", "state": "alive", "cpus": 8, "gpus": 0, "runs": []}]
+    monkeypatch.setattr(module, "ask_serve", lambda host, containers, timeout: nodes)
+    findings = module.ClusterFit().run(ctx)
+    assert [(f.title, f.level) for f in findings] == [
+        ("worker nodes", Level.INFO),
+        (f"placement: {ctx.config.models[0].id}", Level.OK),
+    ]

@@ -106,6 +106,39 @@ def test_engine_watch_flips_on_a_dead_engine_and_back_when_it_answers() -> None:
     assert len(changes) >= 3
 
 
+def test_engine_watch_reports_serving_from_the_first_time_a_model_served() -> None:
+    from appliance.serve.health import EngineWatch
+
+    states = {"a": LOADING, "b": READY}
+
+    async def read_states():
+        return {mid: {"state": state} for mid, state in states.items()}
+
+    async def alive() -> None:
+        return None
+
+    heard: dict[str, bool] = {}
+    watch = EngineWatch(
+        {"a": alive, "b": alive}, read_states, timeout=0.05, on_serving=lambda m, up: heard.__setitem__(m, up)
+    )
+
+    async def scenario():
+        await watch.sweep()
+        assert heard == {"b": True}  # "a" is still loading after its start: nothing said about it yet
+        heard.clear()
+        await watch.sweep()
+        assert heard == {"b": True}  # said again every round (Ray drops a gauge not set for ~30 s)
+        states["a"] = READY
+        states["b"] = LOADING  # b's replica went with its node; Serve starts another
+        await watch.sweep()
+        assert heard == {"a": True, "b": False}
+        states["b"] = READY
+        await watch.sweep()
+        assert heard == {"a": True, "b": True}
+
+    asyncio.run(scenario())
+
+
 def test_engine_watch_takes_a_failed_request_at_its_word_and_ignores_unknown_models() -> None:
     changes: list[str] = []
     watch = _watch_with({"a": True}, {"a": READY}, changes)
