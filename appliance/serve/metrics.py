@@ -8,9 +8,12 @@ numbers whole when the ingress has several replicas.
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Protocol
 
 LATENCY_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300]
+GAUGE_REFRESH_S = 10.0  # well inside the ~30 s after which Ray's export drops a gauge series not set again
 TTFT_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30]
 
 
@@ -79,6 +82,8 @@ class RayMetrics:
             "Requests refused, and answers withheld, because their audit line could not be written.",
         )
         self._flight: dict[str, int] = {}
+        self._flight_lock = threading.Lock()
+        self._refresher: threading.Thread | None = None
 
     def request_done(
         self,
@@ -101,8 +106,24 @@ class RayMetrics:
             self._completion_tokens.inc(completion_tokens, {"model": model, "key": key})
 
     def in_flight(self, model: str, delta: int) -> None:
-        self._flight[model] = self._flight.get(model, 0) + delta
-        self._in_flight.set(self._flight[model], {"model": model})
+        with self._flight_lock:
+            self._flight[model] = self._flight.get(model, 0) + delta
+            self._in_flight.set(self._flight[model], {"model": model})
+            if self._refresher is None:
+                self._refresher = threading.Thread(target=self._keep_set, name="in-flight-gauge", daemon=True)
+                self._refresher.start()
+
+    def refresh(self) -> None:
+        """Set every in-flight gauge again: Ray's export drops a gauge series ~30 s after its last set (measured,
+        ray 2.60), and an idle model's panel would show no data instead of 0."""
+        with self._flight_lock:
+            for model, count in self._flight.items():
+                self._in_flight.set(count, {"model": model})
+
+    def _keep_set(self) -> None:
+        while True:
+            time.sleep(GAUGE_REFRESH_S)
+            self.refresh()
 
     def auth_failure(self, reason: str) -> None:
         self._auth_failures.inc(1, {"reason": reason})
