@@ -211,7 +211,7 @@ def directory_url(configured: str, staging: bool) -> str:
     return "https://acme-v02.api.letsencrypt.org/directory"
 
 
-def _obtain_self_signed(staging: Path, domain: str | None, now: datetime, current: CertInfo | None = None) -> None:
+def _obtain_self_signed(staging: Path, domain: str | None, now: datetime, current: CertInfo | None) -> None:
     """A new self-signed pair for the names the current one covers (the host's, from ``make up``: the supervisor
     renews inside its container, whose own host name and address no client uses), else this host's names."""
     covered = list(current.sans) if current is not None and current.sans else host_names()

@@ -119,33 +119,26 @@ def _point(live_dir: Path, version: Path) -> None:
     link = live_dir.parent / f".{live_dir.name}.link"
     link.unlink(missing_ok=True)
     os.symlink(os.path.relpath(version, live_dir.parent), link)
-    if os.geteuid() == 0:
-        owner = live_dir.parent.stat()
-        os.lchown(link, owner.st_uid, owner.st_gid)
+    _owned_like(live_dir.parent, [link])
     os.replace(link, live_dir)
 
 
-def _owned_like_parent(root: Path, parent: Path) -> None:
-    """As root (the supervisor's container renews certificates), give ``root`` and what is under it the owner of
-    ``parent`` (the operator who ran ``make up``): root-owned files would leave the host's ``doctor``, ``backup``
-    and ``certs`` commands unable to read the key or remove old versions."""
+def _owned_like(parent: Path, paths: list[Path]) -> None:
+    """As root (the supervisor's container renews certificates), give ``paths`` the owner of ``parent`` (the
+    operator who ran ``make up``): root-owned files would leave the host's ``doctor``, ``backup`` and ``certs``
+    commands unable to read the key or remove old versions."""
     if os.geteuid() != 0:
         return
     owner = parent.stat()
-    if owner.st_uid == 0 and owner.st_gid == 0:
-        return
-    for path in [root, *root.rglob("*")]:
+    for path in paths:
         os.lchown(path, owner.st_uid, owner.st_gid)
 
 
 def swap_in(staging: Path, live_dir: Path) -> None:
     """Make ``staging`` the live pair (it is moved into the versions); keep the previous version."""
     versions = _versions(live_dir)
-    new_dirs = not versions.exists()
     versions.mkdir(parents=True, exist_ok=True)
-    if new_dirs:
-        _owned_like_parent(versions.parent, live_dir.parent)
-    _owned_like_parent(staging, live_dir.parent)
+    _owned_like(live_dir.parent, [versions.parent, versions, staging, *staging.rglob("*")])
     if live_dir.exists() and not live_dir.is_symlink():  # a plain directory (placed by hand): adopt it once
         os.replace(live_dir, versions / "0-adopted")
     previous = _target(live_dir)

@@ -311,30 +311,28 @@ class RegistryStore:
         if entry_id is not None:
             clauses.append("entry_id = ?")
             params.append(entry_id)
-        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
-        with self.db.transaction(write=False) as tx:
-            rows = tx.execute(
-                "SELECT id, entry_id, model_id, environment, from_status, to_status, reason, at "
-                f"FROM model_registry_history {where} ORDER BY id",
-                params,
-            )
-        return [Event.from_row(r) for r in rows]
+        return self._events(clauses, params)
 
     def events_after(self, event_id: int, *, limit: int = 500) -> list[Event]:
         """The state changes recorded after history row ``event_id``, oldest first (at most ``limit``)."""
-        with self.db.transaction(write=False) as tx:
-            rows = tx.execute(
-                "SELECT id, entry_id, model_id, environment, from_status, to_status, reason, at "
-                "FROM model_registry_history WHERE id > ? ORDER BY id LIMIT ?",
-                (event_id, limit),
-            )
-        return [Event.from_row(r) for r in rows]
+        return self._events(["id > ?"], [event_id], limit=limit)
 
     def last_event_id(self) -> int:
         """The id of the newest history row (0 when there is none)."""
         with self.db.transaction(write=False) as tx:
             row = tx.one("SELECT MAX(id) AS last FROM model_registry_history")
         return int(row["last"]) if row and row["last"] is not None else 0
+
+    def _events(self, clauses: list[str], params: list[str | int], *, limit: int | None = None) -> list[Event]:
+        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        bounded = " LIMIT ?" if limit is not None else ""
+        with self.db.transaction(write=False) as tx:
+            rows = tx.execute(
+                "SELECT id, entry_id, model_id, environment, from_status, to_status, reason, at "
+                f"FROM model_registry_history {where} ORDER BY id{bounded}",
+                [*params, *([limit] if limit is not None else [])],
+            )
+        return [Event.from_row(r) for r in rows]
 
     def _locked(self, tx: Transaction, entry_id: int) -> Entry:
         lock = " FOR UPDATE" if tx.dialect is Dialect.POSTGRESQL else ""  # SQLite: BEGIN IMMEDIATE locked it all

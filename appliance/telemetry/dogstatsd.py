@@ -75,10 +75,6 @@ class DatadogSink:
     def event(self, title: str, text: str, *, alert_type: str = "warning", tags: list[str] | None = None) -> None:
         self._client.event(title, text, alert_type=alert_type, tags=tags or [], source_type_name="appliance")
 
-    def flush(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
-        """Wait (at most ``timeout_s``) until what was queued has been handed to the socket."""
-        self._client.wait_for_pending(timeout=timeout_s)
-
     def close(self) -> None:
         self._client.stop(timeout=STOP_TIMEOUT_S)
         self._client.close_socket()
