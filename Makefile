@@ -19,7 +19,7 @@ MISMATCHED_WHEELS := torchvision torchaudio torchcodec
 PYTEST_ARGS ?=
 UP_ARGS ?=
 
-.PHONY: help up down status doctor logs validate keys lint format test test-unit test-integration test-e2e test-e2e-docker bench docs clean
+.PHONY: help up down status doctor logs validate keys lint format test test-unit test-integration test-e2e test-e2e-docker soak bench docs clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -97,6 +97,11 @@ test-e2e-docker: $(VENV)/.installed-test ## only the compose-stack tier (builds 
 	@scripts/ci/ensure_tools.sh $(TEST_TOOLS)
 	@$(PY) -m tests.e2e_docker.prepare
 	@scripts/ci/isolated.sh $(PY) -m pytest -m e2e_docker $(PYTEST_ARGS)
+
+soak: $(VENV)/.installed-test ## watch a fresh compose stack for alerts under light traffic (SOAK_MINUTES, default 15)
+	@scripts/ci/ensure_tools.sh $(TEST_TOOLS)
+	@$(PY) -m tests.e2e_docker.prepare
+	@scripts/ci/isolated.sh $(PY) -m pytest -q -s -p no:cacheprovider tests/e2e_docker/soak_alerts.py
 
 # bench_overhead.py measures the compose stack too: the images are built first, as for the e2e-docker tier.
 bench: $(VENV)/.installed-test ## run the benchmark scripts (tables and plots in bench-results/)

@@ -55,10 +55,18 @@ def _port(raw: str, text: str) -> int:
 
 
 def worker_argv(
-    head: HeadAddress, *, node_name: str, cpus: int, gpus: int, node_ip: str | None = None, ray: str = "ray"
+    head: HeadAddress,
+    *,
+    node_name: str,
+    cpus: int,
+    gpus: int,
+    node_ip: str | None = None,
+    metrics_port: int | None = None,
+    ray: str = "ray",
 ) -> list[str]:
     """``ray start`` joining ``head`` as the node ``node_name`` with ``cpus`` logical CPUs and ``gpus`` GPUs;
-    ``node_ip``: the address the other nodes reach this one at (Ray guesses it when none)."""
+    ``node_ip``: the address the other nodes reach this one at (Ray guesses it when none); ``metrics_port``: where
+    the node exports its metrics (Ray picks a port when none; the head's relay finds it either way)."""
     problem = node_name_problem(node_name)
     if problem:
         raise ApplianceError(f"node name: {problem}")
@@ -76,4 +84,6 @@ def worker_argv(
     ]
     if node_ip:
         argv.append(f"--node-ip-address={node_ip}")
+    if metrics_port:
+        argv.append(f"--metrics-export-port={metrics_port}")
     return argv

@@ -26,6 +26,7 @@ from appliance.config import ApplianceConfig
 from appliance.config.settings import Accelerator
 from appliance.errors import ApplianceError
 from appliance.output import say
+from appliance.serve.head import METRICS_EXPORT_PORT
 from appliance.stack.plan import (
     SERVE_HF_TOKEN,
     SERVE_RAY_TOKEN,
@@ -124,7 +125,14 @@ def run_join(args: argparse.Namespace) -> int:
     prepare_models_dir(args.root.resolve() / "models")  # local weights readable by the serve image's user
     gpus = args.gpus if args.gpus is not None else _gpus(config)
     cpus = args.cpus if args.cpus is not None else logical_cpus(config.settings, os.cpu_count() or 1)
-    argv = worker_argv(head, node_name=config.settings.ray_node_name, cpus=cpus, gpus=gpus, node_ip=network.bind)
+    argv = worker_argv(
+        head,
+        node_name=config.settings.ray_node_name,
+        cpus=cpus,
+        gpus=gpus,
+        node_ip=network.bind,
+        metrics_port=METRICS_EXPORT_PORT,  # as the head's: one port to open for Prometheus on every node
+    )
     plan = plan_stack(
         config, rendered={}, local=args.local, base_image=args.base_image, docker_socket=socket_path(args.docker_host)
     )

@@ -185,12 +185,25 @@ def _deploy(args: argparse.Namespace, config: ApplianceConfig, ray: Any, serve: 
         _wait_and_record(serve, args.timeout, recorder)
     elif args.head:  # the container's process lives on: record ready (or failed), then each health check
         _start_applier(args, config, serve)  # and apply the model changes queued in the registry
+        _start_metrics_relay(config, ray)  # scale-out: Prometheus's way to the worker nodes' metrics
         threading.Thread(
             target=_wait_and_record,
             args=(serve, args.timeout, recorder, False, HEALTH_RECORD_S),
             daemon=True,
             name="registry-deploy-recorder",
         ).start()
+
+
+def _start_metrics_relay(config: ApplianceConfig, ray: Any) -> None:
+    from appliance.cluster.metrics_relay import RELAY_PORT, start_relay
+    from appliance.cluster.network import cluster_network
+
+    if cluster_network(config.settings) is None:
+        return
+    try:
+        start_relay(ray.nodes, ray.get_runtime_context().get_node_id())
+    except OSError as err:  # the port taken: the workers' metrics are not scraped, serving goes on
+        _LOGGER.warning("worker nodes' metrics not relayed to Prometheus (port %d): %s", RELAY_PORT, err)
 
 
 HEALTH_RECORD_S = 30.0  # how often the container's process writes the models' last health check

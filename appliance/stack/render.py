@@ -15,6 +15,7 @@ from pathlib import Path
 from appliance.atomic import write_atomic
 from appliance.certs.inspect import ocsp_stapling_possible
 from appliance.certs.store import DEFAULT_CERTS_ROOT, CertPaths
+from appliance.cluster.network import cluster_network
 from appliance.config.loader import ApplianceConfig
 from appliance.config.render.htpasswd import htpasswd_line
 from appliance.config.render.nginx import NGINX_DIR, NginxLayout, render_nginx
@@ -61,7 +62,12 @@ def nginx_files(config: ApplianceConfig, run_dir: Path = RUN_DIR, certs_dir: Pat
 
 def prometheus_files(config: ApplianceConfig, shipped: Path = PROMETHEUS_DIR) -> dict[str, bytes]:
     files = {
-        "prometheus.yml": prometheus_config((shipped / "prometheus.yml").read_text(), config.accelerator),
+        "prometheus.yml": prometheus_config(
+            (shipped / "prometheus.yml").read_text(),
+            config.accelerator,
+            cluster=cluster_network(config.settings) is not None,
+            node=config.settings.ray_node_name,
+        ),
         "alertmanager.yml": alertmanager_config((shipped / "alertmanager.yml").read_text(), config.settings),
     }
     for rule in sorted((shipped / "rules").glob("*.yml")):

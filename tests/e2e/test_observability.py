@@ -30,7 +30,7 @@ from tests.integration.observability.prom import (
 
 DATA_TIMEOUT = 240
 # Grafana's variables, as the dashboards would send them with "All" selected.
-GRAFANA_VARS = {"$model": ".*", "$__rate_interval": "1m", "$__range": "1h"}
+GRAFANA_VARS = {"$model": ".*", "$node": ".*", "$__rate_interval": "1m", "$__range": "1h"}
 # The serving panels that must show data once requests went through: (dashboard uid, panel title, whether the
 # value must be above zero — rates and latencies — or only a number — gauges that may rightly read 0).
 CORE_PANELS = [

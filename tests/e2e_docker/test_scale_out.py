@@ -7,7 +7,8 @@ A worker holding another token is refused by the head; with the head's token it 
 (`nodes: [worker1]`) answers through the head's nginx while its engine runs in
 the worker container (added with `make up`, which restarts the head: the worker joins the new head by itself);
 `leave` → that model gets 503 with Retry-After (never 500/502), the head's own model keeps answering and the
-ModelUnavailable alert fires for the pinned model only; join again → it answers again. The model is removed and the worker's project taken down at the end.
+ModelUnavailable alert fires for the pinned model only (the worker's own metrics reach the head's Prometheus through
+the serve container's relay while it is there); join again → it answers again. The model is removed and the worker's project taken down at the end.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ WORKER_PROJECT = "appliance-e2e-w1"
 PINNED = "tiny-w"
 CHANGE_TIMEOUT_S = 900  # a model load is ~50 s here; far below this
 BACK_TIMEOUT_S = 300
+SCRAPE_TIMEOUT_S = 120  # the relay's service discovery refresh (30 s) and a scrape (15 s), with room
 ALERT_TIMEOUT_S = 240  # the rule's `for: 2m`, plus scrape and evaluation intervals (15 s each)
 
 
@@ -213,6 +215,25 @@ def test_a_model_pinned_to_the_worker_serves_through_the_head_and_waits_while_it
     assert not any(PINNED in d for d in by_node["head"]["runs"]) and "ApplianceIngress" in by_node["head"]["runs"]
     on_worker = [" ".join(p[-1:]) for p in (_worker_container(docker_stack).top().get("Processes") or [])]
     assert "VLLM::EngineCore" in on_worker, f"no vLLM engine in the worker container: {on_worker}"
+    # Prometheus (which cannot reach the cluster network) scrapes the worker's own metrics export through the
+    # head's relay: the pinned model's engine series, recorded on the worker, carry the worker's node name
+    auth = (stack_secret(docker_stack, "DASHBOARD_USER"), stack_secret(docker_stack, "DASHBOARD_PASSWORD"))
+    scraped: dict[str, list] = {}
+
+    def worker_scraped() -> bool:
+        for name, promql in {
+            "up": f'up{{job="ray-workers", node="{WORKER_NODE}"}} == 1',
+            "engine": f'ray_vllm_num_requests_running{{model_name="{PINNED}", node="{WORKER_NODE}"}}',
+            "head": 'ray_appliance_model_serving{node="head"}',
+        }.items():
+            reply = docker_stack.get("/prometheus/api/v1/query", params={"query": promql}, auth=auth)
+            scraped[name] = reply.json()["data"]["result"] if reply.is_success else []
+        return all(scraped.values())
+
+    found = _until(worker_scraped, timeout=SCRAPE_TIMEOUT_S)
+    print(f"worker's metrics in Prometheus after {found} s: {sorted(k for k, v in scraped.items() if v)}")
+    assert found is not None, f"the worker's metrics not scraped within {SCRAPE_TIMEOUT_S} s: {scraped}"
+    assert scraped["up"][0]["metric"]["instance"] == f"{WORKER_BIND}:8080", scraped["up"]
 
     left_at = time.monotonic()
     left = _cli(docker_stack, worker, "leave", timeout=300)
@@ -238,7 +259,6 @@ def test_a_model_pinned_to_the_worker_serves_through_the_head_and_waits_while_it
     print(f"leave → 503: {time.monotonic() - left_at:.1f} s")
     # ModelUnavailable (the ingress's own view; Serve keeps calling the deployment healthy, so ModelNotReady
     # would not fire) goes pending, then firing after its 2 minutes
-    auth = (stack_secret(docker_stack, "DASHBOARD_USER"), stack_secret(docker_stack, "DASHBOARD_PASSWORD"))
     states: list[str] = []
 
     def alert_firing() -> bool:

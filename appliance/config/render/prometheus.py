@@ -2,7 +2,8 @@
 
 The shipped files (``prometheus/``) hold the defaults; what depends on ``.env`` is changed here, purely
 (text in, text out): the ``gpu`` scrape job only in GPU mode, the TTFT objective from ``TTFT_SLO_SECONDS``,
-the webhook of ``ALERT_WEBHOOK_URL``, and Prometheus's command-line flags (retention, sub-path).
+the webhook of ``ALERT_WEBHOOK_URL``, and Prometheus's command-line flags (retention, sub-path); with a cluster
+network the ``ray-workers`` job (the worker nodes' metrics, relayed by the head) and the head's node name.
 """
 
 from __future__ import annotations
@@ -14,14 +15,21 @@ import yaml
 from appliance.config.settings import Accelerator, Settings
 
 GPU_JOB = "gpu"
+RAY_JOB = "ray"
+WORKERS_JOB = "ray-workers"
 RECEIVER = "operator"
 
 
-def prometheus_config(shipped: str, accelerator: Accelerator) -> str:
-    """``prometheus.yml`` for the resolved accelerator: without a GPU there is no dcgm-exporter to scrape."""
+def prometheus_config(shipped: str, accelerator: Accelerator, *, cluster: bool = False, node: str = "head") -> str:
+    """``prometheus.yml`` for the resolved accelerator (without a GPU there is no dcgm-exporter to scrape) and the
+    cluster: ``cluster`` keeps the worker nodes' job, ``node`` labels the head's Ray series (RAY_NODE_NAME)."""
     config: dict[str, Any] = yaml.safe_load(shipped)
-    if accelerator is not Accelerator.GPU:
-        config["scrape_configs"] = [job for job in config["scrape_configs"] if job["job_name"] != GPU_JOB]
+    dropped = ({GPU_JOB} if accelerator is not Accelerator.GPU else set()) | (set() if cluster else {WORKERS_JOB})
+    config["scrape_configs"] = [job for job in config["scrape_configs"] if job["job_name"] not in dropped]
+    for job in config["scrape_configs"]:
+        if job["job_name"] == RAY_JOB:
+            for group in job["static_configs"]:
+                group.setdefault("labels", {})["node"] = node
     text: str = yaml.safe_dump(config, sort_keys=False)
     return text
 

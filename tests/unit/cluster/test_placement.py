@@ -60,7 +60,8 @@ def test_bad_head_addresses_say_what_was_expected(text: str) -> None:
 
 
 def test_worker_argv_joins_with_its_label_and_resources_and_no_token() -> None:
-    argv = worker_argv(HeadAddress("fd00::1"), node_name="w1", cpus=16, gpus=2, node_ip="fd00::2")
+    argv = worker_argv(HeadAddress("fd00::1"), node_name="w1", cpus=16, gpus=2, node_ip="fd00::2", metrics_port=8080)
+    assert "--metrics-export-port=8080" in argv
     assert argv[:4] == ["ray", "start", "--address=[fd00::1]:6379", "--block"]
     assert {"--num-cpus=16", "--num-gpus=2", f"--labels={NODE_LABEL}=w1", "--node-ip-address=fd00::2"} <= set(argv)
     assert not any("token" in part.lower() for part in argv)

@@ -20,7 +20,17 @@ def test_gpu_job_only_in_gpu_mode() -> None:
     assert "gpu" in _jobs(prometheus_config(SHIPPED, Accelerator.GPU))
     cpu = _jobs(prometheus_config(SHIPPED, Accelerator.CPU))
     assert "gpu" not in cpu and {"ray", "supervisor", "nginx", "node"} <= set(cpu)
-    assert yaml.safe_load(prometheus_config(SHIPPED, Accelerator.GPU)) == yaml.safe_load(SHIPPED)
+    assert "ray-workers" not in _jobs(prometheus_config(SHIPPED, Accelerator.GPU))  # a single node
+    assert yaml.safe_load(prometheus_config(SHIPPED, Accelerator.GPU, cluster=True)) == yaml.safe_load(SHIPPED)
+
+
+def test_the_worker_nodes_job_and_the_heads_node_label_only_with_a_cluster_network() -> None:
+    config = yaml.safe_load(prometheus_config(SHIPPED, Accelerator.CPU, cluster=True, node="gpu-a"))
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert jobs["ray"]["static_configs"] == [{"targets": ["serve:8080"], "labels": {"node": "gpu-a"}}]
+    workers = jobs["ray-workers"]
+    assert workers["http_sd_configs"][0]["url"] == workers["proxy_url"] + "/targets"  # the relay lists and relays
+    assert workers["proxy_url"] == "http://serve:8090"
 
 
 def test_slo_from_the_setting_and_the_shipped_default_agree() -> None:
