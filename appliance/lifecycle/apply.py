@@ -1,7 +1,8 @@
 """Applying a plan (:mod:`appliance.lifecycle.plan`): each changed model, one at a time, goes
 record (pending) → [replace: stop the old generation] → loading (start the new generation, wait until ready)
-→ smoke-testing (a real completion, timed) → switch (one registry transaction: new ready, old rolled-back, the
-route moved; the ingress follows within a second) → drain and stop the old generation.
+→ smoke-testing (a real completion, timed) → [a new model in production: the ingress learns it] → switch (one
+registry transaction: new ready, old rolled-back, the route moved; the ingress follows within a second) → drain
+and stop the old generation.
 
 Any failure on the way stops the new generation, records it ``failed`` with why, and leaves (or, after a
 replace, starts again) the last good generation: the route never moved, so requests kept going to it. Models a
@@ -46,6 +47,8 @@ class ServePort(Protocol):
     def smoke(self, model_id: str, deployment: str) -> None: ...  # one real completion; GenerationError
 
     def stop(self, deployment: str) -> None: ...  # drains in-flight requests, then removes it
+
+    def add(self, model_id: str, deployment: str) -> None: ...  # a new model id: the ingress learns it (production)
 
 
 class Events(Protocol):
@@ -195,6 +198,9 @@ class Executor:
             started = self.monotonic()
             self.port.smoke(step.model_id, deployment)
             outcome.seconds["smoke"] = self.monotonic() - started
+            if old is None and plan.environment is Environment.PRODUCTION:
+                phase = "add it to the running application"  # the ingress learns a model it did not serve
+                self.port.add(step.model_id, deployment)
             phase = "switch"
             started = self.monotonic()
             reason = f"{plan.kind}: smoke test passed in {outcome.seconds['smoke']:.2f} s"

@@ -38,6 +38,8 @@ class Port(ServePort, Protocol):
 
     def running(self, deployment: str) -> bool: ...  # Serve calls it healthy now
 
+    def exists(self, deployment: str) -> bool: ...  # Serve has it, in whatever state
+
 
 def need_of(spec: ModelSpec, accelerator: Accelerator) -> Need:
     """Pure: what one generation of ``spec`` takes from Ray, counted at its starting number of replicas: on CPU
@@ -87,9 +89,12 @@ class ChangeApplier:
         free = self.port.free()
         if request.kind == "deploy":
             models = self._models_of(request.payload.get("models_yaml"))
-            return plan_deploy(env, [self._wanted(spec) for spec in models], self.serving(env), free)
+            serving = self.serving(env)
+            if env is Environment.PRODUCTION:  # a route left by a model `make up` dropped is not serving
+                serving = {m: s for m, s in serving.items() if self.port.exists(s.deployment)}
+            return plan_deploy(env, [self._wanted(spec) for spec in models], serving, free)
         model_id = request.model_id
-        spec = self.config.model(model_id)
+        spec = self.config.model(model_id) or self._served_spec(model_id)  # (a model added since the start)
         if spec is None:
             raise ApplianceError(f"expected a model of the running configuration, found {model_id!r}")
         need = need_of(spec, self.config.accelerator)
@@ -139,6 +144,12 @@ class ChangeApplier:
             if entry is not None:
                 serving[model_id] = Serving(entry, route.deployment)
         return serving
+
+    def _served_spec(self, model_id: str) -> ModelSpec | None:
+        """The spec of the generation production routes ``model_id`` to (a model added by a deploy)."""
+        route = self.store.routes(Environment.PRODUCTION).get((model_id, Environment.PRODUCTION))
+        spec = self.store.spec(route.entry_id) if route is not None else None
+        return ModelSpec.model_validate(spec) if spec is not None else None
 
     def _models_of(self, text: object) -> tuple[ModelSpec, ...]:
         """The request's models.yaml, validated with the head's own settings (every error, file:key style)."""

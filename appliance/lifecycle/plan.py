@@ -121,15 +121,6 @@ class Plan:
         return {"kind": self.kind, "environment": self.environment.value, "steps": [s.to_json() for s in self.steps]}
 
 
-# The ingress learns the models it serves (their limits, cards, health checks) when serve starts; a generation of
-# a model id it does not know would load, pass its smoke test and still answer 404. Until the ingress reloads its
-# model table live, a new model id is added by `make up` (which restarts serve), and a change says so up front.
-NEW_IN_PRODUCTION = (
-    "a model the running application does not serve yet: add it with `make up` (serve restarts and its ingress "
-    "learns the new model); models deploy changes the models it already serves"
-)
-
-
 def plan_deploy(environment: Environment, wanted: Sequence[Wanted], serving: Mapping[str, Serving], free: Need) -> Plan:
     """``deploy``: bring every wanted model to its wanted revision. Models serving but no longer wanted are kept
     (removing a model from a running application takes ``make up``): their step says so."""
@@ -151,9 +142,6 @@ def plan_deploy(environment: Environment, wanted: Sequence[Wanted], serving: Map
             continue
         if current is not None and model.same_as(current.entry) and current.entry.status in LIVE:
             steps.append(Step(model.model_id, Action.KEEP, Mode.NONE, "unchanged", model, current))
-            continue
-        if current is None and environment is Environment.PRODUCTION:
-            steps.append(Step(model.model_id, Action.REFUSE, Mode.NONE, NEW_IN_PRODUCTION, model))
             continue
         step = _start_or_change(model, current, room)
         if step.action is Action.START:

@@ -39,6 +39,10 @@ class AdminModels:
 
     _config: Any
 
+    def model_infos(self) -> tuple[Any, ...]:
+        """The models the ingress serves (the ingress adds those added to the running application)."""
+        return tuple(self._config.models)
+
     def _store(self) -> Any:
         from appliance.registry.store import RegistryStore
 
@@ -47,7 +51,7 @@ class AdminModels:
         return RegistryStore.open(self._config.registry_url)
 
     def _known(self, model: str) -> str:
-        if model not in {info.id for info in self._config.models}:
+        if model not in {info.id for info in self.model_infos()}:
             raise ApiError(404, f"The model {echo(model)} does not exist.", "model_not_found", "model")
         return model
 

@@ -165,6 +165,7 @@ def build_app(
     from ray.serve.llm import LLMConfig, build_llm_deployment
 
     from appliance.serve.engine import ApplianceLLMServer
+    from appliance.serve.generations import INGRESS_NAME
     from appliance.serve.ingress import make_ingress_class
     from appliance.serve.pii.service import build_deployment as build_pii_deployment
 
@@ -187,7 +188,12 @@ def build_app(
         if "pii_service" in extra:  # pinned like the rest: a model change never restarts PII masking
             extra["pii_service"] = generations.pin("PIIService", extra["pii_service"], ingress.pii)
     # serve.deployment's stubs type it as a decorator factory only; called with a class it is the Deployment
-    app = serve.deployment(ingress_cls, name="ApplianceIngress", **ingress_options(config.settings)).bind(  # type: ignore[attr-defined]
+    options = ingress_options(config.settings)
+    if generations is not None:  # models added since the start: a user_config change reconfigures the ingress
+        from appliance.serve.live_models import added_models
+
+        options["user_config"] = added_models(generations.serving, config)
+    app = serve.deployment(ingress_cls, name=INGRESS_NAME, **options).bind(  # type: ignore[attr-defined]
         llm_deployments=deployments, model_cards=cards, ingress_config=ingress, **extra
     )
     return generations.pin_ingress(app, ingress) if generations is not None else app

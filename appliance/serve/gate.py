@@ -12,7 +12,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -124,7 +124,7 @@ AUDIT_UNAVAILABLE = ApiError(
 class GateSettings:
     auth_enabled: bool
     max_body_bytes: int
-    caps: dict[str, RequestLimits | int]  # model id -> its request limits (an int: only a max_tokens cap)
+    caps: Mapping[str, RequestLimits | int]  # model id -> its request limits (an int: only a max_tokens cap)
     audit_prompts: bool = False
     pii_embeddings: str = "mask"  # PII_EMBEDDINGS: "mask" or "refuse" inputs of the pooling routes
 

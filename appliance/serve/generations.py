@@ -5,7 +5,9 @@ Ray Serve gives a deployment without a version a random one on every ``serve.run
 engine deployment's version is a digest of what it is started with (its ``LLMConfig`` and its name), and the
 ingress keeps the version it started with, so applying the application again restarts only what changed.
 A generation started by a change is its own deployment (``LLMServer:<model>@<entry>``): it loads and is smoke
-tested beside the serving one, and the ingress switches to it by name when the registry's route moves.
+tested beside the serving one, and the ingress switches to it by name when the registry's route moves. A model
+the configuration does not name (added to the running application in production) is served the same way; the
+ingress learns it through its user_config (appliance.serve.live_models).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
     from appliance.config.loader import ApplianceConfig
 
 DEFAULT_PREFIX = "LLMServer:"
+INGRESS_NAME = "ApplianceIngress"  # the ingress deployment's name
 
 
 def default_deployment(model_id: str) -> str:
@@ -69,7 +72,14 @@ class Generations:
                 else (_pinned(default_app, name, spec, config))
             )
         beside = {name: _engine(name, spec, config) for name, (_model, spec) in self.beside.items()}
+        for name, spec in self.added(config).values():  # bound beside: the ingress learns them live
+            beside[name] = _engine(name, spec, config)
         return serving, beside
+
+    def added(self, config: ApplianceConfig) -> dict[str, tuple[str, ModelSpec]]:
+        """The models served that ``config`` does not name: added to the running application by a change."""
+        configured = {spec.id for spec in config.models}
+        return {mid: generation for mid, generation in self.serving.items() if mid not in configured}
 
     def pin_ingress(self, app: Application, ingress_config: Any) -> Application:
         """The ingress with a version that never changes for the same configuration: a model change (which
@@ -77,7 +87,7 @@ class Generations:
         left out: the ingress reads them from their file as they change (appliance.serve.keystore)."""
         if not self.ingress_version:
             data = {k: v for k, v in asdict(ingress_config).items() if k != "keys"}
-            self.ingress_version = deployment_version("ApplianceIngress", data)
+            self.ingress_version = deployment_version(INGRESS_NAME, data)
         return _with_version(app, self.ingress_version)
 
     def pin(self, name: str, app: Application, options: Any) -> Application:

@@ -24,6 +24,7 @@ from ray.llm._internal.serve.core.configs.openai_api_models import (
     CompletionRequest,
     EmbeddingCompletionRequest,
     ErrorResponse,
+    ModelCard,
     ModelList,
     OpenAIHTTPException,
     ScoreRequest,
@@ -45,6 +46,7 @@ from appliance.serve.gate import DETAIL_STATE, PRINCIPAL_STATE, ROUTES, Gate, Ga
 from appliance.serve.health import READY, EngineWatch, ModelHealth, ReadyCache, with_pii
 from appliance.serve.ingress_config import IngressConfig
 from appliance.serve.keystore import KeyStore
+from appliance.serve.live_models import parse_added, with_added
 from appliance.serve.metrics import RayMetrics, ServingGauge
 from appliance.serve.pii.bookend import make_bookend
 from appliance.serve.pii.service import DEPLOYMENT_NAME as PII_DEPLOYMENT
@@ -71,7 +73,11 @@ class GateMiddleware(Gate):
     def __init__(self, app: Any, config: IngressConfig) -> None:
         keys = KeyStore(config.keys, Path(config.secrets_path) if config.secrets_path else None)
         settings = GateSettings(
-            config.auth_enabled, config.max_body_bytes, dict(config.caps), config.audit_prompts, config.pii_embeddings
+            config.auth_enabled,
+            config.max_body_bytes,
+            with_added(config.caps),
+            config.audit_prompts,
+            config.pii_embeddings,
         )
         bookend = make_bookend(config.pii) if config.pii is not None else None
         super().__init__(
@@ -151,19 +157,61 @@ class ApplianceIngress(BatchRoutes, AdminModels, RoutedGenerations, OpenAiIngres
         # reach them by name once the registry routes there: appliance.serve.routed)
         super().__init__(llm_deployments, model_cards, **kwargs)
         self._config = ingress_config
+        self._caps = with_added(ingress_config.caps)  # and the models added to the running application since
+        self._added_infos: dict[str, Any] = {}
         self._disabled = disabled_models(ingress_config)
         self._started = time.time()
         self._init_routes(ingress_config.registry_url, llm_deployments)
         self._health = ModelHealth(self.deployment_names)
         self._ready = ReadyCache(self._probe_models, ttl=ingress_config.ready_cache_seconds)
-        checks: dict[str, Callable[[], Awaitable[Any]]] = {
+        self._checks: dict[str, Callable[[], Awaitable[Any]]] = {
             mid: functools.partial(self.health_check_call, mid, handle) for mid, handle in llm_deployments.items()
         }
         self._watch = EngineWatch(
-            checks, self._health.states, on_change=self._ready.invalidate, on_serving=ServingGauge().set
+            self._checks, self._health.states, on_change=self._ready.invalidate, on_serving=ServingGauge().set
         )
         # the PII service is a deployment every request passes through when masking is on: readiness covers it
         self._pii_health = ModelHealth({PII_KEY: PII_DEPLOYMENT}) if pii_service is not None else None
+
+    async def reconfigure(self, user_config: dict[str, Any]) -> None:
+        """Serve's call when the application's user_config changes (and at the start): the models added to the
+        running application since it was built (appliance.serve.live_models) join the model table, the request
+        limits, the health checks and ``/admin/models``; one no longer listed leaves them (the application it came
+        with is the one that can remove it). The models the replica started with are never touched here."""
+        from ray import serve
+
+        from appliance.serve.live_models import ADDED_CAPS
+
+        added = parse_added(user_config)
+        app_name = serve.get_replica_context().app_name
+        for model_id in [m for m in self._added_infos if m not in added]:
+            for table in (self._added_infos, self._model_cards, self._default_serve_handles, self._checks):
+                table.pop(model_id, None)
+            for table in (self._configured_serve_handles, self._built_with, self.deployment_names, ADDED_CAPS):
+                table.pop(model_id, None)
+            _LOGGER.info("model %s: no longer served by this application", model_id)
+        for model_id, (deployment, card, limits, info) in added.items():
+            if model_id in self._built_with and model_id not in self._added_infos:
+                continue  # started with it: models.yaml's model wins
+            if self._built_with.get(model_id) != deployment:
+                handle = serve.get_deployment_handle(deployment, app_name=app_name)
+                self._default_serve_handles[model_id] = handle
+                self._configured_serve_handles.pop(model_id, None)
+                self._built_with[model_id] = self.deployment_names[model_id] = deployment
+                self._checks[model_id] = functools.partial(self.health_check_call, model_id, handle)
+                _LOGGER.info("model %s: served by %s (added to the running application)", model_id, deployment)
+            self._model_cards[model_id] = ModelCard.model_validate(card)
+            ADDED_CAPS[model_id] = limits
+            self._added_infos[model_id] = info
+        self._ready.invalidate()
+
+    async def serves(self, model_id: str) -> bool:
+        """Whether this replica serves ``model_id`` (the lifecycle asks before it routes a new model here)."""
+        return model_id in self._model_cards
+
+    def model_infos(self) -> tuple[Any, ...]:
+        """What ``/admin/models`` shows: the models the replica started with, then those added since."""
+        return (*self._config.models, *self._added_infos.values())
 
     async def check_health(self) -> None:
         """Serve's periodic check of the ingress: starts the engine watch and the batch runner early (they need
@@ -298,7 +346,7 @@ class ApplianceIngress(BatchRoutes, AdminModels, RoutedGenerations, OpenAiIngres
     async def admin_models(self) -> dict[str, Any]:
         states = await self._health.states()
         details = []
-        for info in self._config.models:
+        for info in self.model_infos():
             state = states.get(info.id, {})
             details.append(
                 {
@@ -324,7 +372,7 @@ class ApplianceIngress(BatchRoutes, AdminModels, RoutedGenerations, OpenAiIngres
                 return model_id, {"ready": False, "error": "the engine is not answering (dead or restarting)"}
             try:
                 handle = self._get_configured_serve_handle(model_id)
-                method, request = _probe_request(model_id, self._config.caps.get(model_id))
+                method, request = _probe_request(model_id, self._caps.get(model_id))
                 async with asyncio.timeout(self._config.ready_timeout_seconds):
                     async for chunk in getattr(handle, method).remote(request, None):
                         first = chunk[0] if isinstance(chunk, list) else chunk

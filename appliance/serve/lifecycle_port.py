@@ -18,13 +18,14 @@ from appliance.config.loader import ApplianceConfig
 from appliance.config.models import ModelSpec
 from appliance.lifecycle.apply import GenerationError
 from appliance.lifecycle.plan import Need
-from appliance.serve.generations import Generations, default_deployment, generation_deployment
+from appliance.serve.generations import INGRESS_NAME, Generations, default_deployment, generation_deployment
 
 _LOGGER = logging.getLogger(__name__)
 SMOKE_PROMPT = "The appliance checks this model with a short completion."
 SMOKE_MAX_TOKENS = 8
 SMOKE_TIMEOUT_S = 60.0
 _FAILED = {"DEPLOY_FAILED", "UNHEALTHY"}
+LEARN_TIMEOUT_S = 60.0  # Serve reconfigures the ingress within a few seconds of the application's update
 
 
 class RayServePort:
@@ -61,6 +62,9 @@ class RayServePort:
         status = self._status(deployment)
         return status is not None and status[0] == "HEALTHY"
 
+    def exists(self, deployment: str) -> bool:
+        return self._status(deployment) is not None
+
     def start(self, model_id: str, deployment: str, spec: Mapping[str, Any]) -> None:
         model = ModelSpec.model_validate(dict(spec))
         with self._lock:
@@ -86,6 +90,47 @@ class RayServePort:
                 return
             self.generations.serving[model_id] = (successor, self.generations.beside.pop(successor)[1])
             self._apply()  # the switched-to generation serves; the old one is drained and removed by Serve
+
+    def add(self, model_id: str, deployment: str) -> None:
+        """A new model id, loaded and smoke-tested beside: it becomes one the application serves, and the ingress
+        learns it from the application's user_config (appliance.serve.live_models); nothing else restarts."""
+        with self._lock:
+            generation = self.generations.beside.pop(deployment)
+            self.generations.serving[model_id] = (deployment, generation[1])
+            try:
+                self._apply()
+            except GenerationError:  # as it was: the executor's rollback stops it as a generation beside
+                self._unadd(model_id, deployment, generation)
+                raise
+        try:
+            self._wait_learned(model_id)  # (outside the lock: the smoke loop's creation takes it)
+        except GenerationError:
+            with self._lock:
+                self._unadd(model_id, deployment, generation)
+            raise
+
+    def _unadd(self, model_id: str, deployment: str, generation: tuple[str, ModelSpec]) -> None:
+        del self.generations.serving[model_id]
+        self.generations.beside[deployment] = generation  # (stop() then applies the application without it)
+
+    def _wait_learned(self, model_id: str) -> None:
+        """Until the ingress serves ``model_id`` (Serve reconfigures it a moment after the application is applied),
+        so the route switches to a model the ingress knows and ``models deploy`` returns once it answers."""
+
+        async def serves() -> bool:
+            handle = self.serve.get_deployment_handle(INGRESS_NAME, app_name=self.app_name)
+            return bool(await handle.serves.remote(model_id))
+
+        deadline = time.monotonic() + LEARN_TIMEOUT_S
+        while True:
+            try:
+                if asyncio.run_coroutine_threadsafe(serves(), self._smoke_loop()).result(LEARN_TIMEOUT_S):
+                    return
+            except Exception as err:  # the ingress restarting or not reachable for a moment: asked again
+                _LOGGER.debug("ingress not asked whether it serves %s: %s", model_id, type(err).__name__)
+            if time.monotonic() > deadline:
+                raise GenerationError(f"the ingress did not learn the model within {LEARN_TIMEOUT_S:.0f} s")
+            time.sleep(max(self.poll_s, 0.2))
 
     def wait_ready(self, deployment: str, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s

@@ -1,7 +1,8 @@
 """Model changes on the real stack (Ray + vLLM CPU, the tiny model), applied by `serve --attach` (what the serve
 head runs in the container): a tampered revision is refused and the old generation keeps serving; disable →
 404, enable → back; a changed engine argument is deployed beside the serving generation and switched to while
-both models take traffic, with no failed request. Runs last (its changes stay: tiny-a ends on a new generation).
+both models take traffic, with no failed request; a new model id is added to the running application (its
+ingress learns it live) while the others keep serving. Runs last (its changes stay: tiny-a ends on a new generation).
 """
 
 from __future__ import annotations
@@ -177,3 +178,47 @@ def test_a_changed_engine_argument_switches_with_no_failed_request(stack: Stack,
     assert route.deployment == f"LLMServer:tiny-a@{outcomes['tiny-a']['entry']}"
     assert engine_process("tiny-b").pid == bystander_engine, "the unchanged model was not restarted"
     assert _completion(stack, "tiny-a") == 200
+
+
+def test_a_new_model_id_is_added_to_the_running_application_and_nothing_else_restarts(
+    stack: Stack, applier: object
+) -> None:
+    """`models deploy` with a model id the application did not serve: loaded and smoke-tested beside, learned by
+    the running ingress (its user_config; no restart), then routed; the other models' engines keep running and
+    their traffic sees no error."""
+    engines = {model: engine_process(model).pid for model in ("tiny-a", "tiny-b")}
+    models = yaml.safe_load((stack.root / "models.yaml").read_text())  # as the test before left it
+    tiny_b = next(m for m in models["models"] if m["id"] == "tiny-b")
+    models["models"].append({**tiny_b, "id": "tiny-c", "source": str(CACHE)})
+    (stack.root / "models.yaml").write_text(yaml.safe_dump(models, sort_keys=False))
+    assert _completion(stack, "tiny-c") == 404, "not served before the deploy"
+    stop = threading.Event()
+    bystander = Traffic(stack.url, stack.keys["admin"], "tiny-b", stop)
+    bystander.start()
+    started = time.monotonic()
+    try:
+        done = _cli(stack, "models", "deploy", "--json", "--timeout", str(CHANGE_TIMEOUT))
+        took = time.monotonic() - started
+        first = _completion(stack, "tiny-c")  # right after the CLI returned
+    finally:
+        stop.set()
+        bystander.join(90)
+    assert done.returncode == 0, done.stdout + done.stderr
+    outcomes = {o["model"]: o for o in json.loads(done.stdout)["request"]["result"]["outcomes"]}
+    print(
+        f"\nnew model added in {took:.1f} s: {json.dumps(outcomes['tiny-c'])}; "
+        f"tiny-b meanwhile {dict(Counter(w for _t, w in bystander.outcomes))}"
+    )
+    assert outcomes["tiny-c"]["action"] == "start" and outcomes["tiny-c"]["ok"], outcomes["tiny-c"]
+    assert {outcomes[m]["action"] for m in ("tiny-a", "tiny-b")} == {"keep"}
+    assert first == 200, "the ingress knew the model when the deploy returned"
+    listed = stack.get("/v1/models", key=stack.keys["admin"]).json()
+    assert "tiny-c" in {m["id"] for m in listed["data"]}
+    admin = stack.get("/admin/models", key=stack.keys["admin"]).json()
+    assert {m["id"]: m["source"] for m in admin["models"]}["tiny-c"] == str(CACHE)
+    route = _store(stack).routes(Environment.PRODUCTION)[("tiny-c", Environment.PRODUCTION)]
+    assert route.deployment == f"LLMServer:tiny-c@{outcomes['tiny-c']['entry']}"
+    assert {model: engine_process(model).pid for model in engines} == engines, "no other engine restarted"
+    assert not bystander.problems and {w for _t, w in bystander.outcomes} == {"200"}, bystander.problems[:5]
+    ready = stack.get("/health/ready", key=stack.keys["admin"])
+    assert ready.status_code == 200 and "tiny-c" in ready.json().get("models", {}), ready.text[:500]

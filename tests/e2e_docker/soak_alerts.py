@@ -13,12 +13,14 @@ import os
 import time
 
 import httpx
+import pytest
 
 from tests.e2e_docker.stack import DockerStack, stack_secret
 from tests.e2e_docker.test_alerts import EVALUATION_INTERVAL_S, JOBS, SETTLE_TIMEOUT_S, _query
 
 SAMPLE_S = 30
 CHAT_EVERY_S = 10
+MINUTES = float(os.environ.get("SOAK_MINUTES", "15"))
 
 
 def _chat(stack: DockerStack) -> int:
@@ -34,8 +36,9 @@ def _chat(stack: DockerStack) -> int:
     return response.status_code
 
 
+@pytest.mark.timeout(int(MINUTES * 60) + 1200)  # the soak, and the stack's start before it
 def test_a_fresh_healthy_stack_fires_no_alert_for_the_whole_soak(docker_stack: DockerStack) -> None:
-    minutes = float(os.environ.get("SOAK_MINUTES", "15"))
+    minutes = MINUTES
     auth = (stack_secret(docker_stack, "DASHBOARD_USER"), stack_secret(docker_stack, "DASHBOARD_PASSWORD"))
     started = time.monotonic()
     while True:

@@ -37,6 +37,9 @@ class FakePort(FakeServe):
     def running(self, deployment: str) -> bool:
         return deployment in self.live
 
+    def exists(self, deployment: str) -> bool:
+        return deployment in self.live
+
 
 def models_yaml(root: Path, source: Path, max_model_len: int = 512) -> None:
     (root / "models.yaml").write_text(
@@ -150,6 +153,60 @@ def test_deploy_of_a_changed_engine_argument_switches_then_rollback_goes_back(
     back = store.routes(PROD)[("tiny", PROD)]
     assert back.entry_id != route.entry_id and port.live[back.deployment]["max_model_len"] == 512
     assert store.entry(route.entry_id).status is Status.ROLLED_BACK  # type: ignore[union-attr]
+
+
+def _with_second(root: Path, source: Path, max_model_len: int = 512) -> None:
+    models_yaml(root, source)
+    with (root / "models.yaml").open("a") as f:
+        f.write(f"  - id: tiny2\n    source: {source}\n    max_model_len: {max_model_len}\n")
+
+
+def test_a_new_model_is_added_then_changed_and_rolled_back_though_the_head_started_without_it(
+    stack: tuple[RegistryStore, FakePort, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    store, port, model = stack
+    _with_second(Path.cwd(), model)
+    applier = apply_next(store, port)
+    code, out, err = run_cli(capsys, "models", "deploy", "--json", "--timeout", "30")
+    applier.join(5)
+    assert code == 0, out + err
+    outcomes = {o["model"]: o for o in json.loads(out)["request"]["result"]["outcomes"]}
+    assert (outcomes["tiny"]["action"], outcomes["tiny2"]["action"]) == ("keep", "start")
+    added = store.routes(PROD)[("tiny2", PROD)]
+    assert ("add", added.deployment) in port.calls and added.deployment in port.live
+
+    _with_second(Path.cwd(), model, max_model_len=256)
+    applier = apply_next(store, port)
+    code, out, _err = run_cli(capsys, "models", "deploy", "--timeout", "30")
+    applier.join(5)
+    assert code == 0 and store.routes(PROD)[("tiny2", PROD)].entry_id != added.entry_id, out
+
+    models_yaml(Path.cwd(), model)  # the head started without tiny2: its spec comes from the registry
+    applier = apply_next(store, port)
+    _with_second(Path.cwd(), model, max_model_len=256)  # the operator's models.yaml names it (the CLI checks)
+    code, out, _err = run_cli(capsys, "models", "rollback", "tiny2", "--timeout", "30")
+    applier.join(5)
+    assert code == 0, out
+    back = store.routes(PROD)[("tiny2", PROD)]
+    assert port.live[back.deployment]["max_model_len"] == 512
+
+
+def test_a_route_to_a_deployment_serve_no_longer_has_is_not_kept_as_unchanged(
+    stack: tuple[RegistryStore, FakePort, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`make up` without a model `models deploy` had added: its route stays in the registry, its deployment is
+    gone; deploying it again starts it instead of calling it unchanged."""
+    store, port, model = stack
+    _with_second(Path.cwd(), model)
+    applier = apply_next(store, port)
+    assert run_cli(capsys, "models", "deploy", "--timeout", "30")[0] == 0
+    applier.join(5)
+    port.live.pop(store.routes(PROD)[("tiny2", PROD)].deployment)  # what the restart left
+    applier = apply_next(store, port)
+    code, out, _err = run_cli(capsys, "models", "deploy", "--json", "--timeout", "30")
+    applier.join(5)
+    outcomes = {o["model"]: o for o in json.loads(out)["request"]["result"]["outcomes"]}
+    assert code == 0 and outcomes["tiny2"]["action"] == "start" and outcomes["tiny"]["action"] == "keep", outcomes
 
 
 def test_bad_input_is_refused_before_anything_is_queued(

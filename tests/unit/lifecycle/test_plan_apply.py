@@ -41,6 +41,7 @@ class FakeServe:
         self.calls: list[tuple[str, str]] = []
         self.fail_load: set[str] = set()
         self.fail_smoke: set[str] = set()
+        self.fail_add: set[str] = set()
 
     def deployment_name(self, model_id: str, entry_id: int) -> str:
         return f"LLMServer:{model_id}@{entry_id}"
@@ -62,6 +63,11 @@ class FakeServe:
     def stop(self, deployment: str) -> None:
         self.calls.append(("stop", deployment))
         self.live.pop(deployment, None)
+
+    def add(self, model_id: str, deployment: str) -> None:
+        self.calls.append(("add", deployment))
+        if self.live[deployment].get("engine") in self.fail_add:
+            raise GenerationError("Ray Serve refused the application: ValueError")
 
 
 class Events:
@@ -110,7 +116,7 @@ def test_unchanged_models_are_kept_and_a_changed_one_starts_beside_when_there_is
     assert steps["a"].action is Action.KEEP and steps["a"].reason == "unchanged"
     assert (steps["b"].action, steps["b"].mode) == (Action.CHANGE, Mode.BESIDE)
     assert "changed: engine arguments" in steps["b"].reason
-    assert steps["c"].action is Action.REFUSE and "make up" in steps["c"].reason, "a new model id in production"
+    assert (steps["c"].action, steps["c"].mode) == (Action.START, Mode.BESIDE), "a new model id, with room"
     staged = plan_deploy(Environment.STAGING, [wanted("c")], {}, free=Need(2, 0))
     assert staged.steps[0].action is Action.START, "staging may load a new model: nothing routes to it"
 
@@ -198,6 +204,31 @@ def test_a_good_change_starts_beside_smoke_tests_switches_then_stops_the_old(sto
         == [("b", "pending"), ("b", "loading"), ("b", "smoke-testing"), ("b", "ready"), ("b", "rolled-back")]
         and events.rollbacks == []
     )
+
+
+def test_a_new_model_in_production_is_added_to_the_running_application_before_its_route(
+    store: RegistryStore,
+) -> None:
+    serve = FakeServe()
+    serving = serving_now(store, serve, wanted("a"))
+    executor = Executor(store, serve, sleep=lambda _s: None, clock=lambda: T0)
+    [keep, start] = executor.apply(plan_deploy(PROD, [wanted("a"), wanted("c")], serving, Need(1, 0)))
+    assert keep.ok and start.ok and start.action == "start", start.reason
+    new = f"LLMServer:c@{start.entry_id}"
+    assert serve.calls[-4:] == [("start", new), ("wait", new), ("smoke", new), ("add", new)]
+    assert store.routes(PROD)[("c", PROD)].deployment == new and "LLMServer:a" in serve.live
+    # staging loads a new model too, but nothing routes to it: the ingress does not learn it
+    staged = Executor(store, serve, sleep=lambda _s: None, clock=lambda: T0).apply(
+        plan_deploy(Environment.STAGING, [wanted("d")], {}, Need(1, 0))
+    )
+    assert staged[0].ok and ("add", f"LLMServer:d@{staged[0].entry_id}") not in serve.calls
+
+    serve.fail_add.add("e")
+    outcomes = executor.apply(plan_deploy(PROD, [wanted("e", engine="e")], current(store), Need(1, 0)))
+    [failed] = [o for o in outcomes if o.model_id == "e"]
+    assert failed.rolled_back and "add it to the running application failed" in failed.reason
+    assert f"LLMServer:e@{failed.entry_id}" not in serve.live and ("e", PROD) not in store.routes(PROD)
+    assert store.entry(failed.entry_id).status is Status.FAILED  # type: ignore[arg-type, union-attr]
 
 
 @pytest.mark.parametrize("failure", ["load", "smoke"])

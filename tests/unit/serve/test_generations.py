@@ -46,6 +46,15 @@ def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
 class FakeServeApi:
     def __init__(self) -> None:
         self.deployments: dict[str, tuple[str, str]] = {}
+        self.ingress_serves: set[str] = set()  # what the ingress answers it serves (after its reconfigure)
+
+    def get_deployment_handle(self, name: str, app_name: str) -> Any:
+        assert name == "ApplianceIngress" and app_name == "appliance"
+
+        async def serves(model_id: str) -> bool:
+            return model_id in self.ingress_serves
+
+        return SimpleNamespace(serves=SimpleNamespace(remote=serves))
 
     def status(self) -> Any:
         deployments = {
@@ -62,6 +71,7 @@ def port_with(config: Any) -> tuple[RayServePort, list[dict[str, str]], FakeServ
     def run(generations: Generations) -> None:  # what the application would hold: model → deployment
         holds = {m.id: generations.spec_of(m.id, config)[0] for m in config.models}
         holds.update({name: f"beside:{model}" for name, (model, _s) in generations.beside.items()})
+        holds.update({model: name for model, (name, _s) in generations.added(config).items()})
         runs.append(holds)
 
     return RayServePort(serve, config, Generations(), run, "appliance", poll_s=0.0), runs, serve
@@ -153,6 +163,69 @@ def test_the_application_graph_changes_only_the_named_generation(config: Any, tm
     assert {k: switched[k] for k in ("LLMServer:b", "ApplianceIngress", "PIIService")} == {
         k: first[k] for k in ("LLMServer:b", "ApplianceIngress", "PIIService")
     }
+
+
+def test_a_new_model_is_added_beside_and_a_refused_application_leaves_it_beside(config: Any) -> None:
+    port, runs, serve = port_with(config)
+    serve.ingress_serves.add("c")
+    spec = {"id": "c", "source": "/m/c"}
+    port.start("c", "LLMServer:c@7", spec)
+    assert runs[-1] == {"a": "LLMServer:a", "b": "LLMServer:b", "LLMServer:c@7": "beside:c"}
+    port.add("c", "LLMServer:c@7")
+    assert runs[-1] == {"a": "LLMServer:a", "b": "LLMServer:b", "c": "LLMServer:c@7"}
+    port.stop("LLMServer:c@7")  # a replace of the added model: stopped by the start that follows
+    port.start("c", "LLMServer:c@9", spec)
+    assert runs[-1] == {"a": "LLMServer:a", "b": "LLMServer:b", "c": "LLMServer:c@9"}
+
+    refusing, _runs, _serve = port_with(config)
+    refusing.start("d", "LLMServer:d@8", {"id": "d", "source": "/m/d"})
+
+    def refuse(_generations: Generations) -> None:
+        raise ValueError("bad application")
+
+    refusing._run = refuse
+    with pytest.raises(GenerationError, match="refused the application"):
+        refusing.add("d", "LLMServer:d@8")
+    assert "d" not in refusing.generations.serving and "LLMServer:d@8" in refusing.generations.beside
+
+
+def test_an_ingress_that_does_not_learn_the_model_fails_the_add(config: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("appliance.serve.lifecycle_port.LEARN_TIMEOUT_S", 0.3)
+    port, runs, _serve = port_with(config)  # its ingress never says it serves "c"
+    port.start("c", "LLMServer:c@7", {"id": "c", "source": "/m/c"})
+    with pytest.raises(GenerationError, match="did not learn the model"):
+        port.add("c", "LLMServer:c@7")
+    assert "c" not in port.generations.serving and "LLMServer:c@7" in port.generations.beside
+    port.stop("LLMServer:c@7")  # the executor's rollback
+    assert runs[-1] == {"a": "LLMServer:a", "b": "LLMServer:b"}
+
+
+def test_a_model_added_to_the_running_application_reaches_the_ingress_in_its_user_config(
+    config: Any, tmp_path: Path
+) -> None:
+    """Built as Serve builds it: the added model's engine is in the graph, the ingress keeps its version (Serve
+    reconfigures it, never restarts it) and its user_config carries the model's card, limits and info."""
+    from ray.serve._private.build_app import build_app as serve_build
+
+    from appliance.config.models import ModelSpec
+    from appliance.serve.builder import build_app
+    from appliance.serve.live_models import parse_added
+
+    generations = Generations()
+
+    def built() -> dict[str, Any]:
+        app = build_app(config, audit_path=str(tmp_path / "a.log"), secrets_path=None, generations=generations)
+        return {d.name: d for d in serve_build(app, name="appliance").deployments}
+
+    first = built()
+    assert parse_added(first["ApplianceIngress"].user_config) == {}
+    generations.serving["c"] = ("LLMServer:c@7", ModelSpec(id="c", source="/m/c", max_model_len=256, max_tokens_cap=64))
+    added = built()
+    assert set(added) == set(first) | {"LLMServer:c@7"}
+    assert {name: added[name].version for name in first} == {name: d.version for name, d in first.items()}
+    [(model, (deployment, card, limits, info))] = parse_added(added["ApplianceIngress"].user_config).items()
+    assert (model, deployment, card["id"], limits.max_tokens, info.source) == ("c", "LLMServer:c@7", "c", 64, "/m/c")
+    assert info.engine_kwargs["max_model_len"] == 256
 
 
 class LoopBoundHandle:
