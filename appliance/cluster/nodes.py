@@ -17,7 +17,7 @@ _LOGGER = logging.getLogger(__name__)
 REPLICA_PREFIX = "SERVE_REPLICA::"  # Serve's replica actors are named SERVE_REPLICA::<app>#<deployment>#<id>
 
 
-def _deployment(actor_name: str) -> str | None:
+def deployment_of_replica(actor_name: str) -> str | None:
     if not actor_name.startswith(REPLICA_PREFIX):
         return None
     parts = actor_name[len(REPLICA_PREFIX) :].split("#")
@@ -31,7 +31,7 @@ def nodes_view(nodes: Iterable[Mapping[str, Any]], actors: Iterable[Mapping[str,
     for actor in actors:
         if actor.get("State") != "ALIVE":
             continue
-        deployment = _deployment(str(actor.get("Name") or ""))
+        deployment = deployment_of_replica(str(actor.get("Name") or ""))
         node_id = (actor.get("Address") or {}).get("NodeID")
         if deployment and node_id:
             runs.setdefault(node_id, set()).add(deployment)

@@ -13,6 +13,7 @@ head sees the node go, and what ran there is placed elsewhere or waits (the mode
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 from pathlib import Path
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
     from appliance.docker.compose import ComposeCli
 
 MIN_TOKEN_CHARS = 32
+DRAIN_TIMEOUT_S = 60.0  # leave: how long Ray Serve gets to move the node's replicas
 JOINED = "Ray runtime started"  # what `ray start` prints once the head took the node
 # What the head answers a worker holding another token (its `ray start` keeps retrying: nothing to wait for).
 REFUSED = "InvalidAuthToken"
@@ -75,9 +77,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     leave = sub.add_parser(
         "leave",
         help="stop this machine's Ray worker node (the head places its work elsewhere or waits)",
-        description="Stops and removes the ray-worker container that join started; data/run/worker is kept.",
+        description="Drains the node (Ray Serve moves its replicas to nodes that may run them), then stops and "
+        "removes the ray-worker container that join started; data/run/worker is kept.",
     )
     add_stack_options(leave)
+    leave.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=DRAIN_TIMEOUT_S,
+        metavar="S",
+        help=f"seconds Ray Serve gets to move this node's replicas elsewhere before it stops (default "
+        f"{DRAIN_TIMEOUT_S:.0f}; 0: stop at once)",
+    )
     leave.set_defaults(handler=run_leave)
 
 
@@ -194,12 +205,55 @@ def last_said(logs: str) -> str:
     return last.split("] ", 1)[1] if last.startswith("[") and "] " in last else last
 
 
+def drain(compose: ComposeCli, timeout_s: float) -> None:
+    """Drain the running worker node (appliance.cluster.drain, inside its container) and say what moved; a
+    worker not running, or a drain that fails, is said and the leave goes on."""
+    state = compose.run("ps", "--all", "--format", "{{.State}}", WORKER_SERVICE, timeout=60).strip()
+    if state != "running":
+        return
+    say(f"draining this node (up to {timeout_s:.0f} s): Ray Serve moves its replicas to nodes that may run them")
+    try:
+        out = compose.run(
+            "exec",
+            "-T",
+            WORKER_SERVICE,
+            "python",
+            "-m",
+            "appliance.cluster.drain",
+            str(timeout_s),
+            timeout=timeout_s + 120,
+        )
+        result = json.loads(out.strip().splitlines()[-1])
+    except (ApplianceError, ValueError, IndexError) as err:
+        say(f"not drained ({err}); stopping it anyway", style="yellow")
+        return
+    if not result.get("accepted"):
+        say(f"Ray refused the drain ({result.get('reason') or 'no reason given'}); stopping it anyway", style="yellow")
+        return
+    if result.get("moved"):
+        say(f"moved to other nodes: {', '.join(result['moved'])}")
+    if result.get("stopped"):
+        say(
+            f"stopped, no other node runs them (their requests get 503 + Retry-After until a node that may run "
+            f"them joins): {', '.join(result['stopped'])}",
+            style="yellow",
+        )
+    if result.get("left"):
+        say(
+            f"still on this node after {result['seconds']} s, stopped with it: {', '.join(result['left'])}",
+            style="yellow",
+        )
+    say(f"drained in {result['seconds']} s")
+
+
 def run_leave(args: argparse.Namespace) -> int:
     config = load(args)
     plan = plan_stack(config, rendered={}, docker_socket=socket_path(args.docker_host))
     if cluster_network(config.settings) is None:
         raise ApplianceError(f"{config.files.env}: no cluster network is set: this machine has no worker node to stop")
     compose = stack_compose(args, config, plan, profiles=(WORKER_PROFILE,))
+    if args.drain_timeout > 0:
+        drain(compose, args.drain_timeout)
     compose.run("rm", "--force", "--stop", WORKER_SERVICE, timeout=300)
     say(f"node '{config.settings.ray_node_name}' left the cluster; data/run/worker is kept for the next join")
     return 0

@@ -6,7 +6,8 @@ cable between two hosts. Nothing is published on the host, and the range exists 
 A worker holding another token is refused by the head; with the head's token it joins; a model pinned to it
 (`nodes: [worker1]`) answers through the head's nginx while its engine runs in
 the worker container (added with `make up`, which restarts the head: the worker joins the new head by itself);
-`leave` → that model gets 503 with Retry-After (never 500/502), the head's own model keeps answering and the
+`leave` (it drains the node first: the pinned model's replica has nowhere to go, and leave says so) → that
+model gets 503 with Retry-After (never 500/502), the head's own model keeps answering and the
 ModelUnavailable alert fires for the pinned model only (the worker's own metrics reach the head's Prometheus through
 the serve container's relay while it is there); join again → it answers again. The model is removed and the worker's project taken down at the end.
 """
@@ -47,6 +48,7 @@ WORKER_PROJECT = "appliance-e2e-w1"
 PINNED = "tiny-w"
 CHANGE_TIMEOUT_S = 900  # a model load is ~50 s here; far below this
 BACK_TIMEOUT_S = 300
+DRAIN_S = 20  # leave's drain: the pinned model cannot move (no other node may run it), so all of it is waited
 SCRAPE_TIMEOUT_S = 120  # the relay's service discovery refresh (30 s) and a scrape (15 s), with room
 ALERT_TIMEOUT_S = 240  # the rule's `for: 2m`, plus scrape and evaluation intervals (15 s each)
 
@@ -163,7 +165,7 @@ def worker(docker_stack: DockerStack) -> Iterator[Path]:
     finally:
         # the worker leaves first: a model Ray was free to place could have landed on it, and the tests after
         # this file expect the stack as `make up` left it, every model on the head and ready
-        _cli(docker_stack, WORKER_ROOT, "leave", timeout=300)
+        _cli(docker_stack, WORKER_ROOT, "leave", "--drain-timeout", "0", timeout=300)
         if yaml.safe_load((docker_stack.root / "models.yaml").read_text())["models"] != original:
             done = _up(docker_stack, original)
             print("restore models:", done.returncode, done.stdout[-1500:], done.stderr[-1500:], file=sys.stderr)
@@ -236,8 +238,15 @@ def test_a_model_pinned_to_the_worker_serves_through_the_head_and_waits_while_it
     assert scraped["up"][0]["metric"]["instance"] == f"{WORKER_BIND}:8080", scraped["up"]
 
     left_at = time.monotonic()
-    left = _cli(docker_stack, worker, "leave", timeout=300)
+    left = _cli(docker_stack, worker, "leave", "--drain-timeout", str(DRAIN_S), timeout=300)
     assert left.returncode == 0, left.stderr[-2000:]
+    said = " ".join((left.stdout + left.stderr).split())  # (the console wraps long lines)
+    print(f"leave with a drain of {DRAIN_S} s took {time.monotonic() - left_at:.1f} s: {said.strip()[-600:]}")
+    # the pinned model may run on no other node: Serve stops its replica soon after the drain began, and nothing
+    # replaces it; leave says so (the head's model is pinned to the head: nothing else ran on the worker)
+    assert "draining this node" in said and "stopped, no other node runs them" in said, said[-2000:]
+    assert f"LLMServer:{PINNED}" in said and "moved to other nodes" not in said, said[-2000:]
+    stopped_at = time.monotonic()
     refusals: list[httpx.Response] = []
     seen: list[int | None] = []
 
@@ -256,7 +265,7 @@ def test_a_model_pinned_to_the_worker_serves_through_the_head_and_waits_while_it
     assert not {500, 502} & {s for s in seen if s is not None}, seen
     head_model = _chat(docker_stack, original[0]["id"])
     assert head_model is not None and head_model.status_code == 200, "the head's own model must keep answering"
-    print(f"leave → 503: {time.monotonic() - left_at:.1f} s")
+    print(f"leave → 503: {time.monotonic() - left_at:.1f} s ({time.monotonic() - stopped_at:.1f} s after it returned)")
     # ModelUnavailable (the ingress's own view; Serve keeps calling the deployment healthy, so ModelNotReady
     # would not fire) goes pending, then firing after its 2 minutes
     states: list[str] = []
