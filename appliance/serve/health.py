@@ -118,24 +118,32 @@ class ReadyCache:
         self._result: dict[str, dict[str, Any]] | None = None
         self._at = 0.0
         self._task: asyncio.Task[dict[str, dict[str, Any]]] | None = None
+        self._generation = 0  # bumped by clear(): a probe of an older generation does not fill the cache
 
     def invalidate(self) -> None:
         """The next :meth:`get` starts a new probe (a model went down or came back)."""
         self._at = 0.0
+
+    def clear(self) -> None:
+        """The set of models changed: the next :meth:`get` waits for a probe of the new set (an answer about the
+        old set is not one about this one; a probe already running is left to finish, its answer unused)."""
+        self._result, self._at, self._task = None, 0.0, None
+        self._generation += 1
 
     async def get(self) -> dict[str, dict[str, Any]]:
         fresh = self._result is not None and time.monotonic() - self._at < self._ttl
         if fresh:
             return self._result  # type: ignore[return-value]
         if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run())
+            self._task = asyncio.create_task(self._run(self._generation))
         if self._result is not None:
             return self._result  # an earlier answer now; the new one lands in the cache
         return await asyncio.shield(self._task)
 
-    async def _run(self) -> dict[str, dict[str, Any]]:
+    async def _run(self, generation: int) -> dict[str, dict[str, Any]]:
         result = await self._probe()
-        self._result, self._at = result, time.monotonic()
+        if generation == self._generation:
+            self._result, self._at = result, time.monotonic()
         return result
 
 

@@ -183,6 +183,7 @@ class ApplianceIngress(BatchRoutes, AdminModels, RoutedGenerations, OpenAiIngres
         from appliance.serve.live_models import ADDED_CAPS
 
         added = parse_added(user_config)
+        before = set(self._added_infos)
         app_name = serve.get_replica_context().app_name
         for model_id in [m for m in self._added_infos if m not in added]:
             for table in (self._added_infos, self._model_cards, self._default_serve_handles, self._checks):
@@ -203,7 +204,8 @@ class ApplianceIngress(BatchRoutes, AdminModels, RoutedGenerations, OpenAiIngres
             self._model_cards[model_id] = ModelCard.model_validate(card)
             ADDED_CAPS[model_id] = limits
             self._added_infos[model_id] = info
-        self._ready.invalidate()
+        if set(self._added_infos) != before:
+            self._ready.clear()  # /health/ready answers about the new set of models from its next call
 
     async def serves(self, model_id: str) -> bool:
         """Whether this replica serves ``model_id`` (the lifecycle asks before it routes a new model here)."""

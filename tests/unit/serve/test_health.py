@@ -62,6 +62,35 @@ def test_ready_cache_serves_fresh_results_without_probing() -> None:
     assert count == 1
 
 
+def test_a_cleared_cache_waits_for_a_probe_of_the_new_set_of_models() -> None:
+    models = ["a"]
+    slow = asyncio.Event()
+    slow_probe = [False]
+
+    async def probe():
+        seen = list(models)  # the set when the probe starts, as the ingress's probe gathers its models
+        if len(models) == 1 and slow_probe[0]:
+            await slow.wait()
+        return {m: {"ready": True} for m in seen}
+
+    async def scenario():
+        cache = ReadyCache(probe, ttl=60)
+        first = await cache.get()
+        slow_probe[0] = True
+        cache.invalidate()
+        stale = await cache.get()  # invalidated: the earlier answer now; a probe of {a} runs (slowly)
+        await asyncio.sleep(0)
+        models.append("added")
+        cache.clear()
+        fresh = await asyncio.wait_for(cache.get(), 1)  # cleared: a new probe, of the new set
+        slow.set()
+        await asyncio.sleep(0.01)  # the old probe finishes: its answer must not replace the new one
+        return first, stale, fresh, await cache.get()
+
+    first, stale, fresh, after = asyncio.run(scenario())
+    assert set(first) == set(stale) == {"a"} and set(fresh) == set(after) == {"a", "added"}
+
+
 def _watch_with(alive: dict[str, object], states: dict[str, str], changes: list[str]):
     from appliance.serve.health import EngineWatch
 
