@@ -408,6 +408,25 @@ def _panel(panel: Panel, panel_id: int, x: int, y: int) -> dict:
     }
 
 
+def _variable(name: str, metric: str, regex: str | None = None) -> dict:
+    """A multi-select query variable over the values of ``metric``'s label ``name`` (All by default)."""
+    query = f"label_values({metric}, {name})"
+    return {
+        "name": name,
+        "label": name.capitalize(),
+        "type": "query",
+        "datasource": DATASOURCE,
+        "query": {"query": query, "refId": name},
+        "definition": query,
+        **({"regex": regex} if regex is not None else {}),
+        "includeAll": True,
+        "multi": True,
+        "allValue": ".*",
+        "refresh": 2,
+        "current": {"text": "All", "value": "$__all"},
+    }
+
+
 def dashboard(uid: str) -> dict:
     title, panels, per_model = DASHBOARDS[uid]
     out, x, y = [], 0, 0
@@ -418,37 +437,10 @@ def dashboard(uid: str) -> dict:
         x += panel.width
     templating = []
     if per_model:
-        templating.append(
-            {
-                "name": "model",
-                "label": "Model",
-                "type": "query",
-                "datasource": DATASOURCE,
-                "query": {"query": "label_values(ray_appliance_requests_total, model)", "refId": "model"},
-                "definition": "label_values(ray_appliance_requests_total, model)",
-                "regex": "^[^-].*|^-.+",
-                "includeAll": True,
-                "multi": True,
-                "allValue": ".*",
-                "refresh": 2,
-                "current": {"text": "All", "value": "$__all"},
-            }
-        )
-        templating.append(
-            {
-                "name": "node",
-                "label": "Node",
-                "type": "query",
-                "datasource": DATASOURCE,
-                "query": {"query": "label_values(ray_vllm_num_requests_running, node)", "refId": "node"},
-                "definition": "label_values(ray_vllm_num_requests_running, node)",
-                "includeAll": True,
-                "multi": True,
-                "allValue": ".*",
-                "refresh": 2,
-                "current": {"text": "All", "value": "$__all"},
-            }
-        )
+        templating += [
+            _variable("model", "ray_appliance_requests_total", regex="^[^-].*|^-.+"),
+            _variable("node", "ray_vllm_num_requests_running"),
+        ]
     return {
         "uid": uid,
         "title": title,
