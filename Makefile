@@ -38,7 +38,12 @@ $(VENV)/.installed-base: pyproject.toml $(VENV)/.python-ok
 
 $(VENV)/.installed-test: pyproject.toml tests/requirements-pii.txt $(VENV)/.python-ok
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[serve,cpu,test,bench,pii-gliner]'
+	@# a download cut short by the index's CDN fails pip outright: up to three tries, a little apart
+	@for try in 1 2 3; do \
+	  $(PY) -m pip install --quiet --resume-retries 10 -e '.[serve,cpu,test,bench,pii-gliner]' && break; \
+	  if [ $$try = 3 ]; then echo "make: pip install failed 3 times (the index or the network: see above)" >&2; exit 1; fi; \
+	  echo "make: pip install failed (try $$try of 3); trying again in $$((try * 20)) s" >&2; sleep $$((try * 20)); \
+	done
 	$(PY) -m pip install --quiet --no-deps --require-hashes -r tests/requirements-pii.txt
 	$(PY) -m pip uninstall --quiet --yes $(MISMATCHED_WHEELS)
 	@touch $@ $(VENV)/.installed-base
