@@ -10,7 +10,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from appliance.cluster.placement import NODE_LABEL
+from appliance.cluster.placement import NODE_LABEL, gpu_memory_of
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -45,6 +45,7 @@ def nodes_view(nodes: Iterable[Mapping[str, Any]], actors: Iterable[Mapping[str,
                 "state": "alive" if node.get("Alive") else "dead",
                 "cpus": int(resources.get("CPU", 0)),
                 "gpus": int(resources.get("GPU", 0)),
+                "gpu_memory_mib": gpu_memory_of(node.get("Labels") or {}),
                 "runs": sorted(runs.get(str(node.get("NodeID")), set())),
             }
         )

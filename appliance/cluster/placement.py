@@ -14,6 +14,9 @@ from collections.abc import Sequence
 from typing import Any
 
 NODE_LABEL = "appliance.io/node"
+# The memory of a worker's smallest GPU, in MiB, as nvidia-smi reported it at `join`: doctor's cluster-fit
+# estimates a pinned model's memory fit on that machine from it (the head cannot ask another machine's GPUs).
+GPU_MEMORY_LABEL = "appliance.io/gpu-memory-mib"
 # A custom Ray resource only the head has: the ingress and PII replicas ask for a sliver of it, so Ray never
 # places them on a worker machine (they write the audit log and read the API keys, which live on the head).
 HEAD_RESOURCE = "appliance_head"
@@ -31,9 +34,16 @@ def node_name_problem(name: str) -> str | None:
     return f"expected {NODE_NAME_RULE}, found {name!r}"
 
 
-def node_labels(name: str) -> str:
-    """The ``ray start --labels`` value of a node."""
-    return f"{NODE_LABEL}={name}"
+def node_labels(name: str, gpu_memory_mib: int | None = None) -> str:
+    """The ``ray start --labels`` value of a node (``key=value`` pairs, comma-separated)."""
+    labels = f"{NODE_LABEL}={name}"
+    return labels + (f",{GPU_MEMORY_LABEL}={gpu_memory_mib}" if gpu_memory_mib else "")
+
+
+def gpu_memory_of(labels: dict[str, Any]) -> int | None:
+    """The GPU memory (MiB) a node reported at join, or None (a CPU node, or one that joined without it)."""
+    value = str(labels.get(GPU_MEMORY_LABEL) or "")
+    return int(value) if value.isdigit() and int(value) > 0 else None
 
 
 def bundle_label_selector(nodes: Sequence[str]) -> list[dict[str, str]]:

@@ -62,11 +62,13 @@ def worker_argv(
     gpus: int,
     node_ip: str | None = None,
     metrics_port: int | None = None,
+    gpu_memory_mib: int | None = None,
     ray: str = "ray",
 ) -> list[str]:
     """``ray start`` joining ``head`` as the node ``node_name`` with ``cpus`` logical CPUs and ``gpus`` GPUs;
     ``node_ip``: the address the other nodes reach this one at (Ray guesses it when none); ``metrics_port``: where
-    the node exports its metrics (Ray picks a port when none; the head's relay finds it either way)."""
+    the node exports its metrics (Ray picks a port when none; the head's relay finds it either way);
+    ``gpu_memory_mib``: its smallest GPU's memory, labelled for the head's doctor (none on a CPU node)."""
     problem = node_name_problem(node_name)
     if problem:
         raise ApplianceError(f"node name: {problem}")
@@ -79,7 +81,7 @@ def worker_argv(
         "--block",
         f"--num-cpus={cpus}",
         f"--num-gpus={gpus}",
-        f"--labels={node_labels(node_name)}",
+        f"--labels={node_labels(node_name, gpu_memory_mib if gpus else None)}",
         "--disable-usage-stats",
     ]
     if node_ip:

@@ -143,6 +143,7 @@ def run_join(args: argparse.Namespace) -> int:
         gpus=gpus,
         node_ip=network.bind,
         metrics_port=METRICS_EXPORT_PORT,  # as the head's: one port to open for Prometheus on every node
+        gpu_memory_mib=_gpu_memory_mib(gpus),
     )
     plan = plan_stack(
         config, rendered={}, local=args.local, base_image=args.base_image, docker_socket=socket_path(args.docker_host)
@@ -166,6 +167,16 @@ def _gpus(config: ApplianceConfig) -> int:
     from appliance.config.gpus import detect_gpu_count
 
     return detect_gpu_count() or 0
+
+
+def _gpu_memory_mib(gpus: int) -> int | None:
+    """The smallest memory of the GPUs this worker gives Ray (nvidia-smi), for the head's doctor; None without."""
+    if gpus < 1:
+        return None
+    from appliance.doctor.checks._gpu import query_gpus
+
+    found = query_gpus() or []
+    return min((g.total_bytes for g in found[:gpus]), default=0) // 2**20 or None
 
 
 def wait_joined(compose: ComposeCli, timeout: float, interval: float = 2.0) -> None:

@@ -17,8 +17,10 @@ def _actor(name: str, node_id: str, state: str = "ALIVE") -> dict:
 
 
 def test_each_node_with_what_runs_there() -> None:
+    gpu_worker = _node(WORKER, "worker1", "10.77.0.20", CPU=8.0)
+    gpu_worker["Labels"]["appliance.io/gpu-memory-mib"] = "24564"  # what `join` labels a GPU worker with
     nodes = [
-        _node(WORKER, "worker1", "10.77.0.20", CPU=8.0),
+        gpu_worker,
         _node(HEAD, "head", "10.77.0.10", CPU=8.0, GPU=2.0, appliance_head=1000.0),
         _node("c" * 56, None, "10.77.0.30", alive=False),
     ]
@@ -37,6 +39,7 @@ def test_each_node_with_what_runs_there() -> None:
             "state": "alive",
             "cpus": 8,
             "gpus": 2,
+            "gpu_memory_mib": None,
             "runs": ["ApplianceIngress", "LLMServer:tiny"],
         },
         {
@@ -45,7 +48,16 @@ def test_each_node_with_what_runs_there() -> None:
             "state": "alive",
             "cpus": 8,
             "gpus": 0,
+            "gpu_memory_mib": 24564,
             "runs": ["LLMServer:tiny-w@7"],
         },
-        {"node": "?", "address": "10.77.0.30", "state": "dead", "cpus": 0, "gpus": 0, "runs": []},
+        {
+            "node": "?",
+            "address": "10.77.0.30",
+            "state": "dead",
+            "cpus": 0,
+            "gpus": 0,
+            "gpu_memory_mib": None,
+            "runs": [],
+        },
     ]

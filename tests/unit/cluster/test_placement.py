@@ -65,6 +65,10 @@ def test_worker_argv_joins_with_its_label_and_resources_and_no_token() -> None:
     assert argv[:4] == ["ray", "start", "--address=[fd00::1]:6379", "--block"]
     assert {"--num-cpus=16", "--num-gpus=2", f"--labels={NODE_LABEL}=w1", "--node-ip-address=fd00::2"} <= set(argv)
     assert not any("token" in part.lower() for part in argv)
+    gpu = worker_argv(HeadAddress("h"), node_name="w1", cpus=8, gpus=2, gpu_memory_mib=24564)
+    assert f"--labels={NODE_LABEL}=w1,appliance.io/gpu-memory-mib=24564" in gpu
+    cpu = worker_argv(HeadAddress("h"), node_name="w1", cpus=8, gpus=0, gpu_memory_mib=24564)
+    assert f"--labels={NODE_LABEL}=w1" in cpu  # no GPU given to Ray: no memory to report
     with pytest.raises(ApplianceError, match="node name"):
         worker_argv(HeadAddress("h"), node_name="W1", cpus=1, gpus=0)
     with pytest.raises(ApplianceError, match="cpus >= 1"):

@@ -35,6 +35,7 @@ from appliance.doctor.checks import (
     ServicesHealthy,
     UnsafeFlags,
 )
+from appliance.doctor.context import DoctorContext
 from appliance.doctor.finding import Level
 from tests.unit.doctor.conftest import ONE_GPU, TWO_GPUS
 from tests.unit.doctor.test_gpu_fit import LLAMA2_7B, LLAMA2_7B_PARAMS, llama_tensors, write_safetensors
@@ -421,6 +422,37 @@ def test_cluster_fit_without_a_running_serve_is_info(make_ctx, monkeypatch) -> N
     fake_docker(monkeypatch, containers=[container("serve", status="exited", health=None)])
     (finding,) = ClusterFit().run(ctx)
     assert finding.level is Level.INFO and "serve is not running" in finding.found
+
+
+def test_cluster_fit_estimates_a_model_pinned_to_a_worker_from_the_gpu_memory_it_reported(
+    make_ctx, monkeypatch, nvidia_smi, tmp_path: Path
+) -> None:
+    import appliance.doctor.checks.cluster_fit as module
+
+    model_dir = tmp_path / "llama-2-7b"
+    model_dir.mkdir()
+    (model_dir / "config.json").write_text(json.dumps(LLAMA2_7B))
+    write_safetensors(model_dir / "model.safetensors", llama_tensors(LLAMA2_7B))
+
+    def ctx_for(max_model_len: int) -> DoctorContext:
+        pinned = f"models:\n  - id: big\n    source: {model_dir}\n    max_model_len: {max_model_len}\n    nodes: [w1]\n"
+        return make_ctx(gpu_count=1, ACCELERATOR="gpu", RAY_WORKER_NODES="1", models_yaml=pinned, **CLUSTER)
+
+    fake_docker(monkeypatch, containers=[container("serve")])
+    head = {"node": "head", "state": "alive", "cpus": 8, "gpus": 1, "gpu_memory_mib": None, "runs": []}
+    w1 = {"node": "w1", "state": "alive", "cpus": 8, "gpus": 1, "gpu_memory_mib": 24564, "runs": []}
+    monkeypatch.setattr(module, "ask_serve", lambda host, containers, timeout: [head, w1])
+    memory = [f for f in module.ClusterFit().run(ctx_for(4096)) if f.title == "GPU memory fit: big"]
+    assert [f.level for f in memory] == [Level.OK] and "usable on 1 GPU(s)" in memory[0].expected
+    (too_long,) = [f for f in module.ClusterFit().run(ctx_for(32768)) if f.title == "GPU memory fit: big"]
+    assert too_long.level is Level.ERROR and "lower max_model_len of big to 15438" in too_long.fix  # as on one box
+    monkeypatch.setattr(module, "ask_serve", lambda host, containers, timeout: [head, {**w1, "gpu_memory_mib": None}])
+    (unknown,) = [f for f in module.ClusterFit().run(ctx_for(4096)) if f.title == "GPU memory fit: big"]
+    assert unknown.level is Level.INFO and "not known for: w1" in unknown.found and "join" in unknown.fix
+    # gpu-memory, on the head, leaves it to cluster-fit (this machine's GPUs are not the ones it runs on)
+    nvidia_smi(ONE_GPU)
+    (local,) = GpuMemory().run(ctx_for(4096))
+    assert local.level is Level.INFO and "cluster-fit" in local.fix
 
 
 def test_cluster_fit_reports_per_model_from_rays_nodes(make_ctx, monkeypatch) -> None:
