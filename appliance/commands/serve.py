@@ -119,14 +119,36 @@ def _application(args: argparse.Namespace, config: ApplianceConfig, serve: Any) 
     return run_app
 
 
-def _start_applier(args: argparse.Namespace, config: ApplianceConfig, serve: Any) -> threading.Event:
+def _restored(config: ApplianceConfig) -> tuple[ApplianceConfig, tuple[Path, str]]:
+    """The configuration with the models production served when serve last stopped, when the model changes
+    since were made under this same configuration (appliance.lifecycle.served); and where the applier records
+    what it serves after each change, with the configuration's digest."""
+    import dataclasses
+
+    from appliance.lifecycle.served import configured_digest, read_record, record_path, restore
+
+    path = record_path(config.settings)
+    base = configured_digest(config.models)
+    restored = restore(config.models, read_record(path))
+    if restored.used:
+        say(f"serving {restored.why} ({path})")
+        config = dataclasses.replace(config, models=restored.models)
+    elif restored.stale:
+        _LOGGER.info("%s removed: %s", path, restored.why)
+        path.unlink(missing_ok=True)
+    return config, (path, base)
+
+
+def _start_applier(
+    args: argparse.Namespace, config: ApplianceConfig, serve: Any, served: tuple[Path, str] | None = None
+) -> threading.Event:
     from appliance.serve.applier import run_applier
 
     stop = threading.Event()
     threading.Thread(
         target=run_applier,
         args=(config, serve, APP_NAME, _application(args, config, serve), stop),
-        kwargs={"events": _lifecycle_events(config)},
+        kwargs={"events": _lifecycle_events(config), "served": served},
         daemon=True,
         name="model-changes",
     ).start()
@@ -164,6 +186,7 @@ def _deploy(args: argparse.Namespace, config: ApplianceConfig, ray: Any, serve: 
     from appliance.serve.builder import engine_kwargs
     from appliance.serve.generations import Generations
 
+    config, served = _restored(config)  # the model changes applied since this configuration, if any
     # every model's files are verified (and the deploy recorded) before Ray is touched: a refusal leaves a
     # running application as it is
     recorder = verify_and_record(config, {spec.id: engine_kwargs(spec) for spec in config.models})
@@ -184,7 +207,7 @@ def _deploy(args: argparse.Namespace, config: ApplianceConfig, ray: Any, serve: 
     if args.wait:
         _wait_and_record(serve, args.timeout, recorder)
     elif args.head:  # the container's process lives on: record ready (or failed), then each health check
-        _start_applier(args, config, serve)  # and apply the model changes queued in the registry
+        _start_applier(args, config, serve, served)  # and apply the model changes queued in the registry
         _start_metrics_relay(config, ray)  # scale-out: Prometheus's way to the worker nodes' metrics
         threading.Thread(
             target=_wait_and_record,

@@ -2,7 +2,8 @@
 record (pending) → [replace: stop the old generation] → loading (start the new generation, wait until ready)
 → smoke-testing (a real completion, timed) → [a new model in production: the ingress learns it] → switch (one
 registry transaction: new ready, old rolled-back, the route moved; the ingress follows within a second) → drain
-and stop the old generation.
+and stop the old generation. A model removed: the ingress drops it → its engine stops → its entry rolled back
+and its route removed (one transaction).
 
 Any failure on the way stops the new generation, records it ``failed`` with why, and leaves (or, after a
 replace, starts again) the last good generation: the route never moved, so requests kept going to it. Models a
@@ -49,6 +50,8 @@ class ServePort(Protocol):
     def stop(self, deployment: str) -> None: ...  # drains in-flight requests, then removes it
 
     def add(self, model_id: str, deployment: str) -> None: ...  # a new model id: the ingress learns it (production)
+
+    def remove(self, model_id: str, deployment: str) -> None: ...  # the ingress drops it, then its engine stops
 
 
 class Events(Protocol):
@@ -133,6 +136,8 @@ class Executor:
                 )
             elif step.action is Action.REFUSE:
                 outcomes.append(self._refuse(plan, step))
+            elif step.action is Action.REMOVE:
+                outcomes.append(self._remove(plan, step))
             else:
                 outcomes.append(self._change(plan, step))
         return outcomes
@@ -166,6 +171,29 @@ class Executor:
             self.events.rolled_back(step.model_id, plan.environment, step.reason)
             return Outcome(step.model_id, step.action.value, False, step.reason, entry_id=entry.id, rolled_back=True)
         return Outcome(step.model_id, step.action.value, False, step.reason)
+
+    def _remove(self, plan: Plan, step: Step) -> Outcome:
+        """The ingress drops the model (its requests get 404 from then on), its engine stops, and the registry
+        records the entry rolled back with why and removes the route. A failure leaves it served, said."""
+        assert step.serving is not None
+        old = step.serving
+        outcome = Outcome(step.model_id, step.action.value, False, "", entry_id=old.entry.id)
+        started = self.monotonic()
+        try:
+            self.port.remove(step.model_id, old.deployment)
+        except ApplianceError as err:
+            outcome.reason = _short(f"not removed: {err}")
+            return outcome
+        outcome.seconds["remove"] = self.monotonic() - started
+        reason = f"{plan.kind}: removed (no longer in models.yaml)"
+        try:
+            entry = self.store.retire(old.entry.id, reason=reason, now=self.clock())
+        except ApplianceError as err:
+            outcome.reason = _short(f"removed from serving, but not recorded: {err}")
+            return outcome
+        self.events.transition(entry.model_id, entry.environment, entry.status)
+        outcome.ok, outcome.reason = True, reason
+        return outcome
 
     def _change(self, plan: Plan, step: Step) -> Outcome:
         old = step.serving

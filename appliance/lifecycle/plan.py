@@ -5,8 +5,10 @@ the steps to take. No store, no Ray, no clock: :mod:`appliance.lifecycle.apply` 
 Each step concerns one model. ``keep``: nothing differs, the model is not touched (a change to another model
 never restarts it). ``start``: a model with no generation yet. ``change``: a new generation replaces the one
 serving, ``beside`` it when the free resources hold both (no request sees a gap) or ``replace`` (the old one is
-stopped first; its requests get 503 + Retry-After until the new one is ready), said up front. ``refuse``: the
-change cannot be made (integrity refused it, no resources, nothing to roll back to); nothing is touched.
+stopped first; its requests get 503 + Retry-After until the new one is ready), said up front. ``remove``: a model
+production serves that the deployed models.yaml no longer names (the ingress drops it, then its engine stops).
+``refuse``: the change cannot be made (integrity refused it, no resources, nothing to roll back to); nothing is
+touched.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ class Action(StrEnum):
     KEEP = "keep"
     START = "start"
     CHANGE = "change"
+    REMOVE = "remove"
     REFUSE = "refuse"
 
 
@@ -122,8 +125,8 @@ class Plan:
 
 
 def plan_deploy(environment: Environment, wanted: Sequence[Wanted], serving: Mapping[str, Serving], free: Need) -> Plan:
-    """``deploy``: bring every wanted model to its wanted revision. Models serving but no longer wanted are kept
-    (removing a model from a running application takes ``make up``): their step says so."""
+    """``deploy``: bring every wanted model to its wanted revision. A model production serves that is no longer
+    wanted is removed from the running application (the other models are not touched)."""
     steps: list[Step] = []
     room = free
     for model in wanted:
@@ -149,16 +152,13 @@ def plan_deploy(environment: Environment, wanted: Sequence[Wanted], serving: Map
         steps.append(step)
     wanted_ids = {m.model_id for m in wanted}
     for model_id, current in sorted(serving.items()):
-        if model_id not in wanted_ids:
+        if model_id in wanted_ids:
+            continue
+        if environment is Environment.PRODUCTION and len(wanted_ids) > 0:
+            steps.append(Step(model_id, Action.REMOVE, Mode.NONE, "no longer in models.yaml: removed", None, current))
+        else:  # staging holds no running generation to remove (a staged one is stopped once recorded)
             steps.append(
-                Step(
-                    model_id,
-                    Action.KEEP,
-                    Mode.NONE,
-                    "no longer in models.yaml: still served until the next `make up`",
-                    None,
-                    current,
-                )
+                Step(model_id, Action.KEEP, Mode.NONE, "not in this models.yaml: left as it is", None, current)
             )
     return Plan("deploy", environment, tuple(steps))
 

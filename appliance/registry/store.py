@@ -251,6 +251,21 @@ class RegistryStore:
             _upsert_route(tx, new, deployment, timestamp(now))
             return new
 
+    def retire(self, entry_id: int, *, reason: str, now: datetime) -> Entry:
+        """One transaction: the entry's model is no longer served in its environment (a deploy removed it): the
+        entry ready/disabled → rolled-back (one never seen ready → failed), and its route removed."""
+        with self.db.transaction() as tx:
+            entry = self._locked(tx, entry_id)
+            if entry.status in (Status.READY, Status.DISABLED):
+                entry = _change(tx, entry, Status.ROLLED_BACK, reason, now)
+            elif entry.status in (Status.PENDING, Status.LOADING, Status.SMOKE_TESTING):
+                entry = _change(tx, entry, Status.FAILED, reason, now)
+            tx.execute(
+                "DELETE FROM model_registry_routes WHERE model_id = ? AND environment = ?",
+                (entry.model_id, entry.environment.value),
+            )
+            return entry
+
     def save_spec(self, entry_id: int, spec: dict[str, Any]) -> None:
         """What the entry's generation is started from (its models.yaml entry); kept as first written."""
         with self.db.transaction() as tx:

@@ -13,11 +13,13 @@ import logging
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from appliance.config.loader import ApplianceConfig
 from appliance.config.models import ModelSpec
 from appliance.errors import ApplianceError
+from appliance.lifecycle.served import record_of, write_record
 from appliance.registry.requests import ChangeRequests
 from appliance.registry.states import Environment
 from appliance.registry.store import RegistryStore
@@ -40,6 +42,29 @@ def generations_from_registry(store: RegistryStore, config: ApplianceConfig) -> 
     return generations
 
 
+def served_models(config: ApplianceConfig, generations: Generations) -> list[ModelSpec]:
+    """Every model production serves, as it serves it: the configuration's order (a model a change switched, or
+    rolled back, with the spec of its serving generation; one a deploy removed is not), then the models added
+    since."""
+    removed = generations.removed
+    models = [
+        generations.serving[spec.id][1] if spec.id in generations.serving else spec
+        for spec in config.models
+        if spec.id not in removed
+    ]
+    models += [spec for model_id, (_d, spec) in generations.added(config).items() if config.model(model_id) is None]
+    return models
+
+
+def record_served(served: tuple[Path, str], config: ApplianceConfig, generations: Generations) -> None:
+    """What production serves now, for a restart under the same configuration (appliance.lifecycle.served)."""
+    path, base = served
+    try:
+        write_record(path, record_of(base, served_models(config, generations)))
+    except OSError as err:  # serving goes on; a restart would serve the configured models
+        _LOGGER.warning("model changes: %s not written (%s): a restart serves the configured models", path, err)
+
+
 def run_applier(
     config: ApplianceConfig,
     serve: Any,
@@ -49,8 +74,10 @@ def run_applier(
     *,
     events: Any = None,
     poll_s: float = POLL_S,
+    served: tuple[Path, str] | None = None,
 ) -> None:
-    """Apply queued change requests until ``stop`` is set (the head's thread, or ``serve --attach``)."""
+    """Apply queued change requests until ``stop`` is set (the head's thread, or ``serve --attach``). ``served``:
+    where to record what production serves after each request, and the configuration's digest (the head's)."""
     from appliance.lifecycle.changes import ChangeApplier
     from appliance.serve.lifecycle_port import RayServePort
 
@@ -89,6 +116,8 @@ def run_applier(
         except Exception as err:  # the loop's boundary: the request fails with the reason, the loop goes on
             _LOGGER.exception("model changes: request %d failed unexpectedly", request.id)
             result = {"ok": False, "reason": f"internal error: {type(err).__name__}", "outcomes": []}
+        if served is not None:  # (the port's generations change only inside handle(): this loop's thread)
+            record_served(served, config, port.generations)
         try:
             requests.finish(request.id, ok=bool(result.get("ok")), result=result, now=datetime.now(UTC))
         except ApplianceError as err:

@@ -177,7 +177,11 @@ def build_app(
     if generations is not None:  # the model lifecycle (appliance.serve.lifecycle_port): names and stable versions
         deployments, beside = generations.apply(deployments, config)
     specs = {spec.id: spec for spec in config.models}
-    cards = {c.model_id: to_model_metadata(c.model_id, c, card_metadata(specs[c.model_id])) for c in llm_configs}
+    cards = {
+        c.model_id: to_model_metadata(c.model_id, c, card_metadata(specs[c.model_id]))
+        for c in llm_configs
+        if c.model_id in deployments  # (not a model a deploy removed from the running application)
+    }
     ingress = IngressConfig.from_config(
         config, audit_path=audit_path, models=model_infos(config), secrets_path=secrets_path, root=root
     )
@@ -192,7 +196,7 @@ def build_app(
     if generations is not None:  # models added since the start: a user_config change reconfigures the ingress
         from appliance.serve.live_models import added_models
 
-        options["user_config"] = added_models(generations.serving, config)
+        options["user_config"] = added_models(generations.added(config), config, generations.removed)
     app = serve.deployment(ingress_cls, name=INGRESS_NAME, **options).bind(  # type: ignore[attr-defined]
         llm_deployments=deployments, model_cards=cards, ingress_config=ingress, **extra
     )

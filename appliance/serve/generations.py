@@ -53,6 +53,9 @@ class Generations:
     ingress_version: str = ""  # "" until the first build pins the ingress to its configuration's digest
     serving: dict[str, tuple[str, ModelSpec]] = field(default_factory=dict)  # model id → (deployment, spec)
     beside: dict[str, tuple[str, ModelSpec]] = field(default_factory=dict)  # deployment → (model id, spec)
+    # models the ingress was told to drop since the start (a deploy whose models.yaml no longer names them); one
+    # deployed again later is served as an added model (the running ingress learns it the same way)
+    dropped: set[str] = field(default_factory=set)
 
     def spec_of(self, model_id: str, config: ApplianceConfig) -> tuple[str, ModelSpec | None]:
         if model_id in self.serving:
@@ -65,6 +68,8 @@ class Generations:
         """The engine deployments with their serving names and pinned versions, and those starting beside."""
         serving = {}
         for model_id, default_app in deployments.items():
+            if model_id in self.removed:
+                continue  # its engine is stopped (or drains beside, until the ingress has dropped it)
             name, spec = self.spec_of(model_id, config)
             serving[model_id] = (
                 _engine(name, spec, config)
@@ -72,14 +77,23 @@ class Generations:
                 else (_pinned(default_app, name, spec, config))
             )
         beside = {name: _engine(name, spec, config) for name, (_model, spec) in self.beside.items()}
-        for name, spec in self.added(config).values():  # bound beside: the ingress learns them live
-            beside[name] = _engine(name, spec, config)
+        for model_id, (name, spec) in self.added(config).items():  # bound beside: the ingress learns them live
+            if model_id not in serving:  # (one dropped and deployed again is among the configured ones)
+                beside[name] = _engine(name, spec, config)
         return serving, beside
 
+    @property
+    def removed(self) -> set[str]:
+        """The models dropped and not deployed again: the application no longer serves them."""
+        return self.dropped - set(self.serving)
+
     def added(self, config: ApplianceConfig) -> dict[str, tuple[str, ModelSpec]]:
-        """The models served that ``config`` does not name: added to the running application by a change."""
+        """The models served that the running ingress did not start with: added to the running application by a
+        change (a model ``config`` does not name, or one dropped and deployed again)."""
         configured = {spec.id for spec in config.models}
-        return {mid: generation for mid, generation in self.serving.items() if mid not in configured}
+        return {
+            mid: generation for mid, generation in self.serving.items() if mid not in configured or mid in self.dropped
+        }
 
     def pin_ingress(self, app: Application, ingress_config: Any) -> Application:
         """The ingress with a version that never changes for the same configuration: a model change (which

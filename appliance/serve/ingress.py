@@ -46,7 +46,7 @@ from appliance.serve.gate import DETAIL_STATE, PRINCIPAL_STATE, ROUTES, Gate, Ga
 from appliance.serve.health import READY, EngineWatch, ModelHealth, ReadyCache, with_pii
 from appliance.serve.ingress_config import IngressConfig
 from appliance.serve.keystore import KeyStore
-from appliance.serve.live_models import parse_added, with_added
+from appliance.serve.live_models import parse_added, parse_removed, with_added
 from appliance.serve.metrics import RayMetrics, ServingGauge
 from appliance.serve.pii.bookend import make_bookend
 from appliance.serve.pii.service import DEPLOYMENT_NAME as PII_DEPLOYMENT
@@ -159,6 +159,7 @@ class ApplianceIngress(BatchRoutes, AdminModels, RoutedGenerations, OpenAiIngres
         self._config = ingress_config
         self._caps = with_added(ingress_config.caps)  # and the models added to the running application since
         self._added_infos: dict[str, Any] = {}
+        self._removed: set[str] = set()  # models it started with that a deploy removed since
         self._disabled = disabled_models(ingress_config)
         self._started = time.time()
         self._init_routes(ingress_config.registry_url, llm_deployments)
@@ -176,21 +177,33 @@ class ApplianceIngress(BatchRoutes, AdminModels, RoutedGenerations, OpenAiIngres
     async def reconfigure(self, user_config: dict[str, Any]) -> None:
         """Serve's call when the application's user_config changes (and at the start): the models added to the
         running application since it was built (appliance.serve.live_models) join the model table, the request
-        limits, the health checks and ``/admin/models``; one no longer listed leaves them (the application it came
-        with is the one that can remove it). The models the replica started with are never touched here."""
+        limits, the health checks and ``/admin/models``; one no longer listed as added, or listed as removed (a
+        deploy dropped it, whether the replica started with it or not), leaves them: its requests get 404 from
+        the gate, as for a model never served."""
         from ray import serve
 
-        from appliance.serve.live_models import ADDED_CAPS
+        from appliance.serve.live_models import ADDED_CAPS, REMOVED
 
-        added = parse_added(user_config)
-        before = set(self._added_infos)
+        added, removed = parse_added(user_config), parse_removed(user_config)
+        before = set(self._model_cards)
         app_name = serve.get_replica_context().app_name
-        for model_id in [m for m in self._added_infos if m not in added]:
-            for table in (self._added_infos, self._model_cards, self._default_serve_handles, self._checks):
-                table.pop(model_id, None)
-            for table in (self._configured_serve_handles, self._built_with, self.deployment_names, ADDED_CAPS):
+        for model_id in [m for m in self._model_cards if m in removed or (m in self._added_infos and m not in added)]:
+            tables: tuple[dict[str, Any], ...] = (
+                self._added_infos,
+                self._model_cards,
+                self._default_serve_handles,
+                self._checks,
+                self._configured_serve_handles,
+                self._built_with,
+                self.deployment_names,
+                ADDED_CAPS,
+            )
+            for table in tables:
                 table.pop(model_id, None)
             _LOGGER.info("model %s: no longer served by this application", model_id)
+        REMOVED.clear()
+        REMOVED.update(removed)
+        self._removed = removed
         for model_id, (deployment, card, limits, info) in added.items():
             if model_id in self._built_with and model_id not in self._added_infos:
                 continue  # started with it: models.yaml's model wins
@@ -204,16 +217,18 @@ class ApplianceIngress(BatchRoutes, AdminModels, RoutedGenerations, OpenAiIngres
             self._model_cards[model_id] = ModelCard.model_validate(card)
             ADDED_CAPS[model_id] = limits
             self._added_infos[model_id] = info
-        if set(self._added_infos) != before:
+        if set(self._model_cards) != before:
             self._ready.clear()  # /health/ready answers about the new set of models from its next call
 
     async def serves(self, model_id: str) -> bool:
-        """Whether this replica serves ``model_id`` (the lifecycle asks before it routes a new model here)."""
+        """Whether this replica serves ``model_id`` (the lifecycle asks before it routes a new model here, and
+        after it removed one, before it stops its engine)."""
         return model_id in self._model_cards
 
     def model_infos(self) -> tuple[Any, ...]:
         """What ``/admin/models`` shows: the models the replica started with, then those added since."""
-        return (*self._config.models, *self._added_infos.values())
+        started = (m for m in self._config.models if m.id not in self._removed and m.id not in self._added_infos)
+        return (*started, *self._added_infos.values())
 
     async def check_health(self) -> None:
         """Serve's periodic check of the ingress: starts the engine watch and the batch runner early (they need

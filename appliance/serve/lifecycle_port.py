@@ -96,7 +96,7 @@ class RayServePort:
         learns it from the application's user_config (appliance.serve.live_models); nothing else restarts."""
         with self._lock:
             generation = self.generations.beside.pop(deployment)
-            self.generations.serving[model_id] = (deployment, generation[1])
+            self.generations.serving[model_id] = (deployment, generation[1])  # (a model dropped before: served again)
             try:
                 self._apply()
             except GenerationError:  # as it was: the executor's rollback stops it as a generation beside
@@ -109,27 +109,59 @@ class RayServePort:
                 self._unadd(model_id, deployment, generation)
             raise
 
+    def remove(self, model_id: str, deployment: str) -> None:
+        """The ingress drops ``model_id`` (its user_config lists it removed; its engine still runs, beside, so a
+        request routed a moment before still has an engine to answer it), then the engine's deployment goes
+        (Serve drains it). Nothing else restarts."""
+        with self._lock:
+            if self._serving_model(deployment) != model_id:
+                raise GenerationError(f"{deployment} does not serve {model_id} in this application")
+            spec = self.generations.serving.pop(model_id)[1]
+            self.generations.dropped.add(model_id)
+            self.generations.beside[deployment] = (model_id, spec)
+            try:
+                self._apply()
+            except GenerationError:  # as it was: still served
+                self._unremove(model_id, deployment, spec)
+                raise
+        try:
+            self._wait_learned(model_id, serves=False)
+        except GenerationError:
+            with self._lock:
+                self._unremove(model_id, deployment, spec)
+                self._apply()
+            raise
+        with self._lock:
+            del self.generations.beside[deployment]
+            self._apply()  # Serve drains the engine's replicas and removes the deployment
+
+    def _unremove(self, model_id: str, deployment: str, spec: ModelSpec) -> None:
+        self.generations.beside.pop(deployment, None)
+        self.generations.serving[model_id] = (deployment, spec)
+
     def _unadd(self, model_id: str, deployment: str, generation: tuple[str, ModelSpec]) -> None:
         del self.generations.serving[model_id]
         self.generations.beside[deployment] = generation  # (stop() then applies the application without it)
 
-    def _wait_learned(self, model_id: str) -> None:
+    def _wait_learned(self, model_id: str, *, serves: bool = True) -> None:
         """Until the ingress serves ``model_id`` (Serve reconfigures it a moment after the application is applied),
-        so the route switches to a model the ingress knows and ``models deploy`` returns once it answers."""
+        so the route switches to a model the ingress knows and ``models deploy`` returns once it answers; with
+        ``serves=False``, until it no longer serves it (a removal: then its engine may stop)."""
 
-        async def serves() -> bool:
+        async def ask() -> bool:
             handle = self.serve.get_deployment_handle(INGRESS_NAME, app_name=self.app_name)
             return bool(await handle.serves.remote(model_id))
 
         deadline = time.monotonic() + LEARN_TIMEOUT_S
         while True:
             try:
-                if asyncio.run_coroutine_threadsafe(serves(), self._smoke_loop()).result(LEARN_TIMEOUT_S):
+                if asyncio.run_coroutine_threadsafe(ask(), self._smoke_loop()).result(LEARN_TIMEOUT_S) is serves:
                     return
             except Exception as err:  # the ingress restarting or not reachable for a moment: asked again
                 _LOGGER.debug("ingress not asked whether it serves %s: %s", model_id, type(err).__name__)
             if time.monotonic() > deadline:
-                raise GenerationError(f"the ingress did not learn the model within {LEARN_TIMEOUT_S:.0f} s")
+                learned = "learn" if serves else "drop"
+                raise GenerationError(f"the ingress did not {learned} the model within {LEARN_TIMEOUT_S:.0f} s")
             time.sleep(max(self.poll_s, 0.2))
 
     def wait_ready(self, deployment: str, timeout_s: float) -> None:
@@ -197,6 +229,8 @@ class RayServePort:
             if name == deployment:
                 return model_id
         for spec in self.config.models:
+            if spec.id in self.generations.dropped:
+                continue  # removed since the start: its default deployment is gone (one deployed again is above)
             if spec.id not in self.generations.serving and default_deployment(spec.id) == deployment:
                 self.generations.serving[spec.id] = (deployment, spec)
                 return spec.id

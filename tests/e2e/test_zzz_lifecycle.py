@@ -2,7 +2,8 @@
 head runs in the container): a tampered revision is refused and the old generation keeps serving; disable →
 404, enable → back; a changed engine argument is deployed beside the serving generation and switched to while
 both models take traffic, with no failed request; a new model id is added to the running application (its
-ingress learns it live) while the others keep serving. Runs last (its changes stay: tiny-a ends on a new generation).
+ingress learns it live) while the others keep serving; models left out of models.yaml are removed from the running
+application. Runs last (its changes stay: tiny-embed and tiny-c end removed).
 """
 
 from __future__ import annotations
@@ -222,3 +223,60 @@ def test_a_new_model_id_is_added_to_the_running_application_and_nothing_else_res
     assert not bystander.problems and {w for _t, w in bystander.outcomes} == {"200"}, bystander.problems[:5]
     ready = stack.get("/health/ready", key=stack.keys["admin"])
     assert ready.status_code == 200 and "tiny-c" in ready.json().get("models", {}), ready.text[:500]
+
+
+def _engines_of(model: str) -> int:
+    try:
+        engine_process(model)
+    except AssertionError:
+        return 0  # none (the helper asserts exactly one)
+    return 1
+
+
+def test_models_left_out_of_models_yaml_are_removed_and_the_others_keep_serving(stack: Stack, applier: object) -> None:
+    """`models deploy` of a models.yaml without tiny-c (added live by the test before) and tiny-embed (one the
+    application started with; the one API key limited to it moved first): the running ingress drops both (404 once the CLI
+    returns, as for a model never served), then their engines stop and their routes go; tiny-b's engine keeps
+    running and its traffic sees no error."""
+    bystander_engine = engine_process("tiny-b").pid
+    # a key limited to a model keeps it from being removed (validate refuses it, naming the key): move it first
+    moved = _cli(stack, "keys", "update", "embedder", "--models", "tiny-b", timeout=120)
+    assert moved.returncode == 0, moved.stdout + moved.stderr
+    models = yaml.safe_load((stack.root / "models.yaml").read_text())  # as the test before left it
+    models["models"] = [m for m in models["models"] if m["id"] not in ("tiny-embed", "tiny-c")]
+    (stack.root / "models.yaml").write_text(yaml.safe_dump(models, sort_keys=False))
+    stop = threading.Event()
+    bystander = Traffic(stack.url, stack.keys["admin"], "tiny-b", stop)
+    bystander.start()
+    started = time.monotonic()
+    try:
+        done = _cli(stack, "models", "deploy", "--json", "--timeout", str(CHANGE_TIMEOUT))
+        took = time.monotonic() - started
+        after = {model: _completion(stack, model) for model in ("tiny-embed", "tiny-c", "tiny-b")}
+    finally:
+        stop.set()
+        bystander.join(90)
+    assert done.returncode == 0, done.stdout + done.stderr
+    outcomes = {o["model"]: o for o in json.loads(done.stdout)["request"]["result"]["outcomes"]}
+    print(
+        f"\nremoved in {took:.1f} s: {json.dumps(outcomes['tiny-embed'])}, {json.dumps(outcomes['tiny-c'])}; "
+        f"tiny-b meanwhile {dict(Counter(w for _t, w in bystander.outcomes))}"
+    )
+    assert {outcomes[m]["action"] for m in ("tiny-embed", "tiny-c")} == {"remove"}
+    assert outcomes["tiny-embed"]["ok"] and outcomes["tiny-c"]["ok"], (outcomes["tiny-embed"], outcomes["tiny-c"])
+    assert outcomes["tiny-b"]["action"] == "keep"
+    assert after == {"tiny-embed": 404, "tiny-c": 404, "tiny-b": 200}
+    listed = {m["id"] for m in stack.get("/v1/models", key=stack.keys["admin"]).json()["data"]}
+    assert "tiny-b" in listed and not {"tiny-embed", "tiny-c"} & listed
+    routes = _store(stack).routes(Environment.PRODUCTION)
+    assert ("tiny-embed", Environment.PRODUCTION) not in routes and ("tiny-c", Environment.PRODUCTION) not in routes
+    deadline = time.monotonic() + 60  # Serve drains the removed engines' replicas, then they exit
+    while (_engines_of("tiny-embed") or _engines_of("tiny-c")) and time.monotonic() < deadline:
+        time.sleep(1)
+    assert not _engines_of("tiny-embed") and not _engines_of("tiny-c"), "the removed models' engines stopped"
+    assert engine_process("tiny-b").pid == bystander_engine, "the model kept was not restarted"
+    assert not bystander.problems and {w for _t, w in bystander.outcomes} == {"200"}, bystander.problems[:5]
+    ready = stack.get("/health/ready", key=stack.keys["admin"])
+    assert ready.status_code == 200 and not {"tiny-embed", "tiny-c"} & set(ready.json().get("models", {})), ready.text[
+        :500
+    ]

@@ -11,6 +11,8 @@ import docker
 import httpx
 import openai
 
+from appliance.registry.states import Environment
+from appliance.registry.store import RegistryStore
 from tests.e2e_docker.prepare import PROJECT
 from tests.e2e_docker.stack import DockerStack
 from tests.helpers import set_line
@@ -120,7 +122,39 @@ def test_a_model_disabled_over_the_admin_api_is_a_supervisor_event(docker_stack:
     assert served.status_code == 200, served.text
 
 
-def test_killed_serve_is_brought_back_by_the_supervisor(docker_stack: DockerStack) -> None:
+def _change_tiny_live(docker_stack: DockerStack, max_model_len: int) -> dict:
+    """``models deploy`` over the admin API: tiny with another max_model_len (a new generation, switched to)."""
+    admin = {"Authorization": f"Bearer {docker_stack.key}"}
+    text = (
+        (docker_stack.root / "models.yaml").read_text().replace("max_model_len: 512", f"max_model_len: {max_model_len}")
+    )
+    queued = docker_stack.post("/admin/models/deploy", headers=admin, json={"models_yaml": text})
+    assert queued.status_code == 202, queued.text
+    deadline, request = time.monotonic() + 600, queued.json()["request"]
+    while request["status"] not in ("done", "failed") and time.monotonic() < deadline:
+        time.sleep(2)
+        request = docker_stack.get(queued.json()["poll"], headers=admin).json()["request"]
+    assert request["status"] == "done", request
+    return request
+
+
+def _served_max_model_len(docker_stack: DockerStack) -> int | None:
+    """What the registry's production route of tiny says its generation was started with."""
+    store = RegistryStore.open(f"sqlite:///{docker_stack.root / 'data/registry/registry.db'}")
+    route = store.routes(Environment.PRODUCTION)[("tiny", Environment.PRODUCTION)]
+    spec = store.spec(route.entry_id)
+    return spec["max_model_len"] if spec else None
+
+
+def test_killed_serve_is_brought_back_by_the_supervisor_serving_what_the_last_change_left(
+    docker_stack: DockerStack,
+) -> None:
+    """A change applied live (``models deploy``: not in the models.yaml ``make up`` rendered) is still what serves
+    after the supervisor restarts a killed serve: the last good generation, not the rendered file's."""
+    started = time.monotonic()
+    _change_tiny_live(docker_stack, 384)
+    print(f"live change of tiny applied in {time.monotonic() - started:.0f} s")
+    assert _served_max_model_len(docker_stack) == 384
     before = _by_service(docker_stack)["serve"]
     client = docker.DockerClient(base_url=docker_stack.engine.url, timeout=30)
     try:
@@ -133,6 +167,9 @@ def test_killed_serve_is_brought_back_by_the_supervisor(docker_stack: DockerStac
     state = json.loads((docker_stack.root / "data" / "supervisor" / "watchdog.json").read_text())
     assert state["services"]["serve"]["restarts"], "the supervisor's watchdog did not record the restart"
     print(f"serve recovered in {recovered:.0f} s after docker kill")
+    assert _served_max_model_len(docker_stack) == 384, "the restarted serve went back to the rendered models.yaml"
+    served = json.loads((docker_stack.root / "data" / "registry" / "served.json").read_text())
+    assert [m["max_model_len"] for m in served["models"]] == [384]
 
 
 def test_make_up_again_restarts_nothing(docker_stack: DockerStack) -> None:

@@ -69,6 +69,12 @@ class FakeServe:
         if self.live[deployment].get("engine") in self.fail_add:
             raise GenerationError("Ray Serve refused the application: ValueError")
 
+    def remove(self, model_id: str, deployment: str) -> None:
+        self.calls.append(("remove", deployment))
+        if self.live[deployment].get("engine") in self.fail_add:
+            raise GenerationError("the ingress did not drop the model within 60 s")
+        self.live.pop(deployment)
+
 
 class Events:
     def __init__(self) -> None:
@@ -141,7 +147,10 @@ def test_a_refused_load_and_a_model_left_out_of_models_yaml(store: RegistryStore
     )
     steps = {s.model_id: s for s in plan.steps}
     assert steps["a"].action is Action.REFUSE and "sha256:2" in steps["a"].reason
-    assert steps["b"].action is Action.KEEP and "make up" in steps["b"].reason
+    assert steps["b"].action is Action.REMOVE and "no longer in models.yaml" in steps["b"].reason
+    # staging: a model the models.yaml leaves out is left as it is (staging holds nothing running to remove)
+    staged = plan_deploy(Environment.STAGING, [wanted("a")], serving, free=Need(4, 0))
+    assert {s.model_id: s.action for s in staged.steps}["b"] is Action.KEEP
 
 
 def test_promote_takes_the_staging_revision_as_it_is(store: RegistryStore) -> None:
@@ -224,11 +233,40 @@ def test_a_new_model_in_production_is_added_to_the_running_application_before_it
     assert staged[0].ok and ("add", f"LLMServer:d@{staged[0].entry_id}") not in serve.calls
 
     serve.fail_add.add("e")
-    outcomes = executor.apply(plan_deploy(PROD, [wanted("e", engine="e")], current(store), Need(1, 0)))
+    everyone = [wanted("a"), wanted("c"), wanted("e", engine="e")]
+    outcomes = executor.apply(plan_deploy(PROD, everyone, current(store), Need(1, 0)))
     [failed] = [o for o in outcomes if o.model_id == "e"]
     assert failed.rolled_back and "add it to the running application failed" in failed.reason
     assert f"LLMServer:e@{failed.entry_id}" not in serve.live and ("e", PROD) not in store.routes(PROD)
     assert store.entry(failed.entry_id).status is Status.FAILED  # type: ignore[arg-type, union-attr]
+
+
+def test_a_model_left_out_of_models_yaml_is_removed_and_its_route_goes(store: RegistryStore) -> None:
+    serve = FakeServe()
+    serving = serving_now(store, serve, wanted("a"), wanted("b"))
+    events = Events()
+    executor = Executor(store, serve, events=events, sleep=lambda _s: None, clock=lambda: T0)
+    [keep, removed] = executor.apply(plan_deploy(PROD, [wanted("a")], serving, Need(0, 0)))
+    assert keep.action == "keep" and (removed.action, removed.ok) == ("remove", True), removed.reason
+    assert serve.calls == [("remove", "LLMServer:b")] and "LLMServer:a" in serve.live
+    assert ("b", PROD) not in store.routes(PROD) and ("a", PROD) in store.routes(PROD)
+    entry = store.entry(removed.entry_id)  # type: ignore[arg-type]
+    assert entry is not None and entry.status is Status.ROLLED_BACK and "removed" in entry.reason
+    assert ("b", "rolled-back") in events.seen
+    # deployed again later: a model with no route is started (and added to the running application)
+    [_keep, again] = executor.apply(plan_deploy(PROD, [wanted("a"), wanted("b")], current(store), Need(2, 0)))
+    assert (again.action, again.ok) == ("start", True) and ("add", f"LLMServer:b@{again.entry_id}") in serve.calls
+
+
+def test_a_removal_the_ingress_does_not_take_leaves_the_model_served(store: RegistryStore) -> None:
+    serve = FakeServe()
+    serving = serving_now(store, serve, wanted("a"), wanted("b", engine="stuck"))
+    serve.fail_add.add("stuck")
+    executor = Executor(store, serve, sleep=lambda _s: None, clock=lambda: T0)
+    [_keep, removed] = executor.apply(plan_deploy(PROD, [wanted("a")], serving, Need(0, 0)))
+    assert not removed.ok and "not removed: the ingress did not drop the model" in removed.reason
+    assert store.routes(PROD)[("b", PROD)].deployment == "LLMServer:b"
+    assert store.entry(removed.entry_id).status is Status.READY  # type: ignore[arg-type, union-attr]
 
 
 @pytest.mark.parametrize("failure", ["load", "smoke"])

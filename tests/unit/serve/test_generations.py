@@ -69,7 +69,7 @@ def port_with(config: Any) -> tuple[RayServePort, list[dict[str, str]], FakeServ
     serve = FakeServeApi()
 
     def run(generations: Generations) -> None:  # what the application would hold: model → deployment
-        holds = {m.id: generations.spec_of(m.id, config)[0] for m in config.models}
+        holds = {m.id: generations.spec_of(m.id, config)[0] for m in config.models if m.id not in generations.removed}
         holds.update({name: f"beside:{model}" for name, (model, _s) in generations.beside.items()})
         holds.update({model: name for model, (name, _s) in generations.added(config).items()})
         runs.append(holds)
@@ -228,6 +228,63 @@ def test_a_model_added_to_the_running_application_reaches_the_ingress_in_its_use
     assert info.engine_kwargs["max_model_len"] == 256
 
 
+def test_a_removed_model_is_dropped_by_the_ingress_before_its_engine_stops_and_can_come_back(config: Any) -> None:
+    port, runs, serve = port_with(config)
+    serve.ingress_serves.update({"a", "b"})
+    asked: list[dict[str, str]] = []
+
+    async def serves(model_id: str) -> bool:  # the ingress drops "a" once the application without it is applied
+        asked.append(runs[-1])
+        return model_id in serve.ingress_serves and "a" in runs[-1]
+
+    serve.get_deployment_handle = lambda _n, app_name: SimpleNamespace(serves=SimpleNamespace(remote=serves))
+    port.remove("a", "LLMServer:a")
+    # first the ingress drops it while its engine still runs (beside), then the engine goes
+    assert runs == [{"b": "LLMServer:b", "LLMServer:a": "beside:a"}, {"b": "LLMServer:b"}]
+    assert asked == [runs[0]] and port.generations.removed == {"a"}
+    with pytest.raises(GenerationError, match="does not serve a"):
+        port.remove("a", "LLMServer:a")
+
+    port.start("a", "LLMServer:a@9", {"id": "a", "source": "/m/a2"})  # deployed again later: served as added
+    serve.ingress_serves.add("a")
+    del serve.get_deployment_handle  # (the class's again: the ingress answers from ingress_serves)
+    port.add("a", "LLMServer:a@9")
+    assert port.generations.removed == set() and set(port.generations.added(config)) == {"a"}
+    assert runs[-1] == {"a": "LLMServer:a@9", "b": "LLMServer:b"}
+
+
+def test_an_ingress_that_does_not_drop_the_model_fails_the_removal_and_it_stays_served(
+    config: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("appliance.serve.lifecycle_port.LEARN_TIMEOUT_S", 0.3)
+    port, runs, serve = port_with(config)
+    serve.ingress_serves.update({"a", "b"})  # it keeps saying it serves "a"
+    with pytest.raises(GenerationError, match="did not drop the model"):
+        port.remove("a", "LLMServer:a")
+    assert runs[-1] == {"a": "LLMServer:a", "b": "LLMServer:b"} and port.generations.removed == set()
+
+
+def test_a_removed_model_leaves_the_graph_and_the_ingress_user_config_lists_it(config: Any, tmp_path: Path) -> None:
+    from ray.serve._private.build_app import build_app as serve_build
+
+    from appliance.serve.builder import build_app
+    from appliance.serve.live_models import parse_added, parse_removed
+
+    generations = Generations()
+
+    def built() -> dict[str, Any]:
+        app = build_app(config, audit_path=str(tmp_path / "a.log"), secrets_path=None, generations=generations)
+        return {d.name: d for d in serve_build(app, name="appliance").deployments}
+
+    first = built()
+    generations.dropped.add("a")
+    removed = built()
+    assert set(removed) == set(first) - {"LLMServer:a"}
+    assert removed["ApplianceIngress"].version == first["ApplianceIngress"].version  # reconfigured, not restarted
+    assert parse_removed(removed["ApplianceIngress"].user_config) == {"a"}
+    assert parse_added(removed["ApplianceIngress"].user_config) == {}
+
+
 class LoopBoundHandle:
     """Like Serve's handle: its router is bound to the event loop it first ran in and fails once that loop is
     closed (what made every smoke test after the first fail with 'Event loop is closed')."""
@@ -265,3 +322,17 @@ def test_smoke_tests_after_the_first_still_run(config: Any) -> None:
     for _ in range(3):
         port.smoke("a", "LLMServer:a@5")
     assert handle.calls == 3
+
+
+def test_the_gate_limits_follow_the_models_added_and_removed(monkeypatch: pytest.MonkeyPatch) -> None:
+    from appliance.serve import live_models
+
+    monkeypatch.setattr(live_models, "ADDED_CAPS", {})
+    monkeypatch.setattr(live_models, "REMOVED", set())
+    caps = live_models.with_added({"a": 100, "b": 200})
+    live_models.ADDED_CAPS["c"] = 300
+    assert dict(caps) == {"a": 100, "b": 200, "c": 300} and len(caps) == 3
+    live_models.REMOVED.add("a")  # removed: the gate answers 404 for it, as for a model never served
+    assert "a" not in caps and list(caps) == ["b", "c"]
+    live_models.ADDED_CAPS["a"] = 50  # deployed again: its new limits
+    assert caps["a"] == 50 and set(caps) == {"a", "b", "c"}
