@@ -228,3 +228,26 @@ def events_after_pages_through_history(store: RegistryStore) -> None:
 
 
 CONTRACT += [events_after_pages_through_history]
+
+
+def retire_rolls_the_entry_back_and_deletes_only_its_route(store: RegistryStore) -> None:
+    """A model a deploy removed: its entry rolled back with why (one never seen ready: failed), its route gone, the
+    other models' routes and the history kept."""
+    store.migrate()
+    removed = store.record(key(), reason="serve started", now=T0)
+    for status in (Status.LOADING, Status.READY):
+        removed = store.transition(removed.id, status, reason="serve started", now=T0)
+    store.set_route(removed.id, "LLMServer:tiny", now=T0)
+    kept = store.record(key("small"), reason="serve started", now=T0)
+    store.set_route(kept.id, "LLMServer:small", now=T0)
+    loading = store.record(key("mid"), reason="serve started", now=T0)
+    loading = store.transition(loading.id, Status.LOADING, reason="serve started", now=T0)
+    store.set_route(loading.id, "LLMServer:mid", now=T0)
+    retired = store.retire(removed.id, reason="deploy: removed (no longer in models.yaml)", now=T0)
+    assert retired.status is Status.ROLLED_BACK and retired.reason == "deploy: removed (no longer in models.yaml)"
+    assert store.retire(loading.id, reason="deploy: removed", now=T0).status is Status.FAILED
+    assert set(store.routes()) == {("small", Environment.PRODUCTION)}
+    assert [e.to_status for e in store.history("tiny")][-1] is Status.ROLLED_BACK
+
+
+CONTRACT += [retire_rolls_the_entry_back_and_deletes_only_its_route]
