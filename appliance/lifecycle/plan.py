@@ -154,7 +154,7 @@ def plan_deploy(environment: Environment, wanted: Sequence[Wanted], serving: Map
     for model_id, current in sorted(serving.items()):
         if model_id in wanted_ids:
             continue
-        if environment is Environment.PRODUCTION and len(wanted_ids) > 0:
+        if environment is Environment.PRODUCTION:
             steps.append(Step(model_id, Action.REMOVE, Mode.NONE, "no longer in models.yaml: removed", None, current))
         else:  # staging holds no running generation to remove (a staged one is stopped once recorded)
             steps.append(

@@ -23,8 +23,7 @@ from appliance.lifecycle.served import (
     write_record,
 )
 from appliance.serve.applier import record_served, served_models
-from tests.helpers import make_config_dir, set_line
-from tests.unit.serve.test_generations import port_with
+from tests.unit.serve.test_generations import config, port_with  # noqa: F401 (config: the fixture, a and b)
 
 pytestmark = pytest.mark.unit
 
@@ -73,17 +72,9 @@ def test_the_file_round_trips_and_a_broken_one_reads_as_none(tmp_path: Path, cap
     assert "served.json not used" in caplog.text
 
 
-@pytest.fixture
-def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.chdir(tmp_path)
-    make_config_dir(tmp_path)
-    set_line(tmp_path / ".env", "ACCELERATOR", "cpu")
-    (tmp_path / "models.yaml").write_text("models:\n  - id: a\n    source: /m/a\n  - id: b\n    source: /m/b\n")
-    return load_config(ConfigFiles(models=Path("models.yaml")), gpu_count=0)
-
-
 def test_a_restarted_head_serves_what_the_changes_left_until_the_configuration_changes(
-    config: Any, capsys: pytest.CaptureFixture[str]
+    config: Any,  # noqa: F811 (the fixture imported above)
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """The head's applier records its port's generations after a change (a switched model, an added one); a
     head started again from the same files serves them; after an edit of models.yaml it serves the file and
