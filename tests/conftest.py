@@ -7,7 +7,9 @@ installed by the set-up, not skipped past.
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,6 +26,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 f"{item.nodeid}: tests live under tests/unit, tests/integration, tests/e2e or tests/e2e_docker"
             )
         item.add_marker(getattr(pytest.mark, tier))
+
+
+@pytest.fixture(autouse=True)
+def _logging_enabled_after_each_test() -> Iterator[None]:
+    """vLLM's ``suppress_logging()`` (vllm/logger.py) does not restore logging when the code inside it raises (no
+    try/finally): a test that meets that leaves ``logging.disable`` on for every test after it, whose caplog then
+    sees nothing (tests/unit/lifecycle after tests/unit/serve)."""
+    yield
+    logging.disable(logging.NOTSET)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
