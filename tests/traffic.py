@@ -121,6 +121,13 @@ class Traffic(threading.Thread):
 def engine_process(model: str) -> psutil.Process:
     """The vLLM EngineCore process (title ``VLLM::EngineCore``) under the Serve replica of ``model`` (the replica
     actor's title names its deployment, which ray.serve.llm names after the model id)."""
+    found = engine_processes(model)
+    assert len(found) == 1, f"expected one EngineCore under {model}'s replica, found {[p.pid for p in found]}"
+    return found[0]
+
+
+def engine_processes(model: str) -> list[psutil.Process]:
+    """The EngineCore processes under every Serve replica of ``model``."""
     named = re.compile(rf"(?<![\w-]){re.escape(model)}(?![\w-])")  # 'tiny' is not 'tiny-a'
     found = []
     for proc in psutil.process_iter(["pid", "cmdline"]):
@@ -131,5 +138,4 @@ def engine_process(model: str) -> psutil.Process:
                 found.append(proc)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
-    assert len(found) == 1, f"expected one EngineCore under {model}'s replica, found {[p.pid for p in found]}"
-    return found[0]
+    return found

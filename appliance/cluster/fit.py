@@ -44,7 +44,7 @@ def model_fit(model: ModelSpec, alive: Mapping[str, Mapping[str, Any]], *, gpu: 
         return Verdict(model.id, "ok", f"{model.id}: a node to run on ({where})", _names(usable))
     tp, pp = model.tensor_parallel_size, model.pipeline_parallel_size
     stages = sum(int(n.get("gpus", 0)) // tp for n in usable)
-    replicas = model.autoscaling.min_replicas if model.autoscaling else (model.replicas or 1)
+    replicas = model.starting_replicas
     shape = f"{pp} stage(s) of {tp} GPU(s), each stage on one node"
     if stages < pp:
         return Verdict(

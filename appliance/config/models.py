@@ -87,6 +87,11 @@ class ModelSpec(BaseModel):
     dtype: Dtype = Field("auto", description="One of auto, bfloat16, float16, float32.")
     replicas: PositiveInt | None = Field(None, description="Fixed replica count; none = 1. Exclusive with autoscaling.")
     autoscaling: AutoscalingSpec | None = Field(None, description="Autoscaling instead of fixed replicas.")
+    replicas_standby: NonNegativeInt = Field(
+        0,
+        description="Warm replicas on top of replicas (or of autoscaling's min and max): they take load too, and "
+        "when an engine crashes its requests go to the others instead of 503 while Serve replaces it.",
+    )
     max_tokens_cap: PositiveInt = Field(2048, description="Largest max_tokens a request may ask for.")
     request_limits: RequestLimitsSpec = Field(
         default_factory=RequestLimitsSpec, description="Bounds on request parameters (REQUEST_MAX_* by default)."
@@ -124,6 +129,12 @@ class ModelSpec(BaseModel):
     @property
     def gpus_per_replica(self) -> int:
         return self.tensor_parallel_size * self.pipeline_parallel_size
+
+    @property
+    def starting_replicas(self) -> int:
+        """The engine replicas kept running at least: ``replicas`` (or autoscaling's min) plus the standby ones."""
+        base = self.autoscaling.min_replicas if self.autoscaling is not None else (self.replicas or 1)
+        return base + self.replicas_standby
 
 
 def model_from_settings(settings: Any) -> ModelSpec:

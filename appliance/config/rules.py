@@ -186,6 +186,15 @@ def _model_rules(
                     f"{model.autoscaling.min_replicas} > {model.autoscaling.max_replicas}",
                 )
             )
+        if model.replicas_standby and model.autoscaling and model.autoscaling.min_replicas == 0:
+            issues.append(
+                where.model(
+                    index,
+                    "replicas_standby",
+                    f"expected 0 with autoscaling.min_replicas 0 (scale to zero), found {model.replicas_standby}",
+                    "standby replicas are kept warm, which scaling to zero would not: drop one of the two",
+                )
+            )
         if model.pipeline_parallel_size > 1 and s.ray_worker_nodes == 0:
             issues.append(
                 where.model(

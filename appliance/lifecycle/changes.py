@@ -46,8 +46,7 @@ def need_of(spec: ModelSpec, accelerator: Accelerator) -> Need:
     two logical CPUs per replica (the engine's bundle, ``{"CPU": 1}``, plus the replica actor's own CPU, which
     ray.serve.llm adds to the first bundle: seen as ``{'CPU': 2.0}`` in its deployment options); on GPU the
     GPUs of one replica (tensor × pipeline parallel)."""
-    replicas = spec.autoscaling.min_replicas if spec.autoscaling is not None else (spec.replicas or 1)
-    replicas = max(replicas, 1)
+    replicas = max(spec.starting_replicas, 1)
     if accelerator is Accelerator.CPU:
         return Need(float(2 * replicas), 0.0)
     return Need(0.0, float(replicas * spec.gpus_per_replica))

@@ -83,15 +83,25 @@ def deployment_config(spec: ModelSpec, settings: Settings) -> dict[str, Any]:
     }
     if spec.autoscaling is not None:
         options["autoscaling_config"] = {
-            "min_replicas": spec.autoscaling.min_replicas,
-            "max_replicas": spec.autoscaling.max_replicas,
+            "min_replicas": spec.autoscaling.min_replicas + spec.replicas_standby,
+            "max_replicas": spec.autoscaling.max_replicas + spec.replicas_standby,
             "target_ongoing_requests": spec.autoscaling.target_ongoing_requests,
         }
     else:
-        options["num_replicas"] = spec.replicas or 1
+        options["num_replicas"] = spec.starting_replicas
     if spec.nodes:  # every bundle of every replica (engine and its workers) on the named nodes only
         options["placement_group_bundle_label_selector"] = bundle_label_selector(spec.nodes)
     return options
+
+
+def keeps_several(deployment: dict[str, Any]) -> bool:
+    """Whether a model's deployment options (:func:`deployment_config`) keep more than one engine replica running:
+    then a replica whose engine died leaves (:class:`appliance.serve.engine.ApplianceLLMServer`) and the ingress
+    sends requests that met it to the others instead of answering 503."""
+    autoscaling = deployment.get("autoscaling_config")
+    if autoscaling is not None:
+        return int(autoscaling.get("min_replicas", 1)) > 1
+    return int(deployment.get("num_replicas", 1)) > 1
 
 
 def placement(spec: ModelSpec, accelerator: Accelerator) -> dict[str, Any] | None:

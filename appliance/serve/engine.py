@@ -8,13 +8,21 @@ batching of streamed chunks between this replica and the ingress changes (see :m
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import os
+import sys
 from collections.abc import AsyncGenerator
 from typing import Any
 
 from ray.serve.llm import LLMServer
 
+from appliance.serve.builder import keeps_several
 from appliance.serve.streaming import StreamWindow, windowed_batches
+
+_LOGGER = logging.getLogger(__name__)
+DEAD_ENGINE_POLL_S = 0.1  # how often a replica of a model with several asks vLLM whether its engine is dead
 
 # LLMConfig.experimental_configs key of the widest window (ms); the base is ray.serve.llm's own
 # ``stream_batching_interval_ms``
@@ -23,6 +31,7 @@ MAX_WINDOW_KEY = "appliance_stream_batching_max_ms"
 
 class ApplianceLLMServer(LLMServer):
     _stream_window: StreamWindow | None = None
+    _dead_engine_watch: asyncio.Task[None] | None = None
 
     def _batch_output_stream(self, generator: AsyncGenerator[Any, None]) -> AsyncGenerator[list[Any], None]:
         if self._stream_window is None:
@@ -31,9 +40,39 @@ class ApplianceLLMServer(LLMServer):
             self._stream_window = StreamWindow(base_ms / 1000, max_ms / 1000)
         return windowed_batches(generator, self._stream_window)
 
+    async def check_health(self) -> None:
+        """ray.serve.llm's check (it raises once the vLLM engine is dead); where the model keeps other replicas,
+        a replica whose engine died also leaves at once: its process exits, so Serve's routers stop choosing it
+        at their next try (a dead engine answers fastest, and would otherwise draw the requests) and its
+        controller replaces it now, instead of after three failed checks. The same happens sooner from
+        :meth:`_leave_when_dead` and for a request that reaches the dead engine."""
+        try:
+            await super().check_health()
+        except Exception as err:
+            if self.engine is not None and self._keeps_several():
+                leave(self._llm_config.model_id, type(err).__name__)
+            raise
+
+    async def _run_request(self, request: Any, **kwargs: Any) -> AsyncGenerator[Any, None]:
+        if self._keeps_several() and engine_dead(self.engine):
+            leave(self._llm_config.model_id, "a request met the dead engine")
+        return await super()._run_request(request, **kwargs)
+
+    def _keeps_several(self) -> bool:
+        return keeps_several(dict(self._llm_config.deployment_config or {}))
+
+    async def _leave_when_dead(self) -> None:
+        """Where the model keeps other replicas: leave as soon as vLLM knows its engine is dead (it learns of the
+        engine process's death at once), not at the next health check."""
+        while not engine_dead(self.engine):
+            await asyncio.sleep(DEAD_ENGINE_POLL_S)
+        leave(self._llm_config.model_id, "engine dead")
+
     async def _start_engine(self) -> None:
         await super()._start_engine()  # type: ignore[no-untyped-call]
         adopt_tokenization(self.engine)
+        if self._keeps_several():
+            self._dead_engine_watch = asyncio.get_running_loop().create_task(self._leave_when_dead())
 
     async def rerank(self, request: Any, raw_request_info: Any = None) -> AsyncGenerator[Any, None]:
         """vLLM's own rerank (its ``ServingScores`` with a ``RerankRequest``, as ``vllm serve`` answers
@@ -48,6 +87,26 @@ class ApplianceLLMServer(LLMServer):
         await self._maybe_add_request_id_to_request(request)
         answers = _responses(self.engine, request, raw_request_info)
         return self._batch_output_stream(answers) if request.stream else answers
+
+
+def engine_dead(engine: Any) -> bool:
+    """Whether ray.serve.llm's engine holds a vLLM engine client that knows its engine is dead."""
+    client = getattr(engine, "_engine_client", None)
+    return bool(client is not None and getattr(client, "errored", False))
+
+
+def leave(model_id: str, why: str) -> None:
+    """End this replica's process: its engine is dead and the model's other replicas take its requests."""
+    _LOGGER.error(
+        "model %s: this replica's engine is dead (%s); the replica exits, Serve starts another and the model's "
+        "other replicas take its requests meanwhile",
+        model_id,
+        why,
+    )
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    sys.stderr.flush()
+    os._exit(1)
 
 
 def adopt_tokenization(engine: Any) -> None:

@@ -22,12 +22,18 @@ _FAILED = {"DEPLOY_FAILED", "UNHEALTHY"}
 _SETTLED = {"HEALTHY", "UPSCALING", "DOWNSCALING"}
 
 
-def model_state(deployment_status: str | None, running_replicas: int, was_ready: bool, starting: int = 0) -> str:
+def model_state(
+    deployment_status: str | None, running_replicas: int, was_ready: bool, starting: int = 0, several: bool = False
+) -> str:
     """``loading`` until Serve calls the deployment healthy (or it keeps a running replica after it was
     ready), ``failed`` when Serve gave up on it. No running replica while one is starting is ``loading`` whatever
     Serve's status says: Serve may still call a deployment healthy (or upscaling) whose only replica is gone with
     its node and whose new one waits for room, and requests would wait for it without an answer (a scale-from-zero
-    cold start is the same: 503 + Retry-After until its replica runs)."""
+    cold start is the same: 503 + Retry-After until its replica runs). A model that keeps ``several`` replicas
+    stays ready while one of them is replaced (Serve calls it UNHEALTHY until the new one runs) as long as
+    another runs: the ingress sends its requests there."""
+    if deployment_status == "UNHEALTHY" and several and was_ready and running_replicas > 0:
+        return READY
     if deployment_status in _FAILED:
         return FAILED
     if running_replicas == 0 and starting > 0:
@@ -47,8 +53,15 @@ def with_pii(models_overall: str, pii: str | None) -> str:
 
 
 class ModelHealth:
-    def __init__(self, deployments: dict[str, str], *, refresh_seconds: float = 1.0) -> None:
+    def __init__(
+        self,
+        deployments: dict[str, str],
+        *,
+        refresh_seconds: float = 1.0,
+        several: Callable[[str], bool] = lambda model_id: False,
+    ) -> None:
         self._deployments = deployments  # model id -> Serve deployment name
+        self._several = several  # whether a model keeps more than one replica (model_state)
         self._refresh = refresh_seconds
         self._states: dict[str, dict[str, Any]] = {}
         self._checked = 0.0
@@ -76,7 +89,9 @@ class ModelHealth:
             status, replicas, message = statuses.get(name, (None, {}, "not deployed yet"))
             previous = self._states.get(model_id)
             was_ready = bool(previous and previous["state"] == READY)
-            state = model_state(status, replicas.get("RUNNING", 0), was_ready, replicas.get("STARTING", 0))
+            state = model_state(
+                status, replicas.get("RUNNING", 0), was_ready, replicas.get("STARTING", 0), self._several(model_id)
+            )
             since = (
                 previous["since_ts"]
                 if previous and previous["state"] == state

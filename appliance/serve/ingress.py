@@ -40,6 +40,7 @@ from appliance.batch.routes import BatchRoutes
 from appliance.errors import ApplianceError
 from appliance.serve.admin_models import AdminModels
 from appliance.serve.audit import AuditLog
+from appliance.serve.builder import keeps_several
 from appliance.serve.checks import Principal, echo
 from appliance.serve.errors import ApiError, error_body
 from appliance.serve.gate import DETAIL_STATE, PRINCIPAL_STATE, ROUTES, Gate, GateSettings
@@ -57,6 +58,15 @@ _LOGGER = logging.getLogger(__name__)
 
 PII_KEY = "pii"  # the PII service's entry in the health bodies
 RETRY_AFTER_SECONDS = 5  # what a client told 503 waits before it retries (nginx's @upstream_down says the same)
+# A model with several replicas: how long a request that met a dead engine is sent to others (a dead replica
+# leaves at its next health check: the ingress's watch asks every 0.5 s, Serve's controller every 2 s)
+FAILOVER_SECONDS = 10.0
+FAILOVER_PAUSE_SECONDS = 0.2
+CHECK_TRIES = 3  # health checks and readiness probes of such a model: any one replica's answer of this many tries
+
+
+class _EngineGone(Exception):
+    """A call met a dead engine or replica before its first answer."""
 
 
 def _route(method: str, path: str) -> Callable[[FastAPI], Callable[..., Any]]:
@@ -163,10 +173,10 @@ class ApplianceIngress(BatchRoutes, AdminModels, RoutedGenerations, OpenAiIngres
         self._disabled = disabled_models(ingress_config)
         self._started = time.time()
         self._init_routes(ingress_config.registry_url, llm_deployments)
-        self._health = ModelHealth(self.deployment_names)
+        self._health = ModelHealth(self.deployment_names, several=self._keeps_several)
         self._ready = ReadyCache(self._probe_models, ttl=ingress_config.ready_cache_seconds)
         self._checks: dict[str, Callable[[], Awaitable[Any]]] = {
-            mid: functools.partial(self.health_check_call, mid, handle) for mid, handle in llm_deployments.items()
+            mid: functools.partial(self._check_engine, mid, handle) for mid, handle in llm_deployments.items()
         }
         self._watch = EngineWatch(
             self._checks, self._health.states, on_change=self._ready.invalidate, on_serving=ServingGauge().set
@@ -212,7 +222,7 @@ class ApplianceIngress(BatchRoutes, AdminModels, RoutedGenerations, OpenAiIngres
                 self._default_serve_handles[model_id] = handle
                 self._configured_serve_handles.pop(model_id, None)
                 self._built_with[model_id] = self.deployment_names[model_id] = deployment
-                self._checks[model_id] = functools.partial(self.health_check_call, model_id, handle)
+                self._checks[model_id] = functools.partial(self._check_engine, model_id, handle)
                 _LOGGER.info("model %s: served by %s (added to the running application)", model_id, deployment)
             self._model_cards[model_id] = ModelCard.model_validate(card)
             ADDED_CAPS[model_id] = limits
@@ -241,42 +251,88 @@ class ApplianceIngress(BatchRoutes, AdminModels, RoutedGenerations, OpenAiIngres
     ) -> AsyncGenerator[Any, None]:
         """The stock call to the model, answered 503 + Retry-After while the model cannot take it (its engine
         dead or restarting, no running replica) instead of Ray's 500; a stream cut by an engine crash ends with
-        an OpenAI error event (then ``[DONE]``) instead of a dropped connection."""
+        an OpenAI error event (then ``[DONE]``) instead of a dropped connection. A model that keeps several
+        replicas fails over instead: a request that met a dead engine before its first answer goes to another
+        replica (the dead one leaves at its next health check: :meth:`ApplianceLLMServer.check_health`)."""
         self._watch.start()
         model = body.model
         if model in self._model_cards and self._watch.down(model):
             raise _unavailable(model)
+        several = self._keeps_several(model)
+        deadline = time.monotonic() + FAILOVER_SECONDS
+        while True:
+            try:
+                async for response in self._call_once(model, several, body, call_method, raw_request):
+                    yield response
+                return
+            except _EngineGone as gone:
+                if not several or time.monotonic() >= deadline or self._watch.down(model):
+                    if several:  # (one replica: _engine_gone marked it down already)
+                        self._watch.mark_down(model)
+                    raise _unavailable(model) from gone.__cause__
+                _LOGGER.warning("model %s: a request met a dead engine; it goes to another replica", model)
+                await asyncio.sleep(FAILOVER_PAUSE_SECONDS)
+
+    async def _call_once(
+        self, model: str, several: bool, body: Any, call_method: str, raw_request: Request | None
+    ) -> AsyncGenerator[Any, None]:
+        """One try of the call: :class:`_EngineGone` when it met a dead engine or replica before its first answer."""
         started = False
         try:
             async for response in super()._get_response(body=body, call_method=call_method, raw_request=raw_request):
                 failed = _says_engine_dead(response) or (
                     _stream_server_error(response) if started else _server_error(response)
                 )
-                if not started and failed and await self._engine_gone(model, response=response):
-                    raise _unavailable(model)  # (a stream's first batch may already hold the dead engine's event)
-                if started and failed and await self._engine_gone(model, response=response):
+                if not started and failed and await self._engine_gone(model, several, response=response):
+                    raise _EngineGone  # (a stream's first batch may already hold the dead engine's event)
+                if started and failed and await self._engine_gone(model, several, response=response):
                     yield _error_event(model)  # the engine's own event says only "InternalServerError"
                     return
                 started = True
                 yield response
-        except (ApiError, asyncio.CancelledError, GeneratorExit):
+        except (ApiError, asyncio.CancelledError, GeneratorExit, _EngineGone):
             raise
         except Exception as err:
-            if not await self._engine_gone(model, err):
+            if not await self._engine_gone(model, several, err):
                 raise
             if not started:
-                raise _unavailable(model) from err
+                raise _EngineGone from err
             _LOGGER.warning("model %s: a stream was cut by the engine (%s)", model, type(err).__name__)
             yield _error_event(model)
 
-    async def _engine_gone(self, model: str, err: BaseException | None = None, response: Any = None) -> bool:
+    async def _check_engine(self, model_id: str, handle: Any) -> None:
+        """The watch's check of a model's engine: one replica's answer; for a model that keeps several replicas,
+        any one's of up to three tries (a try that met a dead engine makes its replica leave, and the router
+        then picks another), so one dead engine does not take the model down."""
+        tries = CHECK_TRIES if self._keeps_several(model_id) else 1
+        for attempt in range(tries):
+            try:
+                await self.health_check_call(model_id, handle)
+                return
+            except Exception:
+                if attempt == tries - 1:
+                    raise
+            await asyncio.sleep(FAILOVER_PAUSE_SECONDS)  # (time for the dead replica to leave)
+
+    def _keeps_several(self, model: str) -> bool:
+        """Whether ``model`` keeps more than one engine replica running (replicas, replicas_standby)."""
+        info = next((m for m in self.model_infos() if m.id == model), None)
+        return info is not None and keeps_several(dict(info.deployment or {}))
+
+    async def _engine_gone(
+        self, model: str, several: bool, err: BaseException | None = None, response: Any = None
+    ) -> bool:
         """Whether a failure came from the model's engine or replica being gone (asked once, at most ~2 s).
         vLLM's own word for a dead engine (EngineDeadError's message) is taken at once: the replica may still
-        answer its health check for a moment, and the client must get 503, not that 500."""
+        answer its health check for a moment, and the client must get 503, not that 500. With several replicas
+        one dead engine does not take the model down: the caller tries another."""
         if model not in self._model_cards:
             return False
-        if (err is not None and _replica_gone(err)) or (response is not None and _says_engine_dead(response)):
-            self._watch.mark_down(model)
+        if (err is not None and (_replica_gone(err) or _raised_engine_dead(err))) or (
+            response is not None and _says_engine_dead(response)
+        ):
+            if not several:
+                self._watch.mark_down(model)
             return True
         return self._watch.down(model) or await self._watch.check(model) is False
 
@@ -387,18 +443,23 @@ class ApplianceIngress(BatchRoutes, AdminModels, RoutedGenerations, OpenAiIngres
             started = time.monotonic()
             if self._watch.down(model_id):  # no generation sent to an engine known to be gone
                 return model_id, {"ready": False, "error": "the engine is not answering (dead or restarting)"}
-            try:
-                handle = self._get_configured_serve_handle(model_id)
-                method, request = _probe_request(model_id, self._caps.get(model_id))
-                async with asyncio.timeout(self._config.ready_timeout_seconds):
-                    async for chunk in getattr(handle, method).remote(request, None):
-                        first = chunk[0] if isinstance(chunk, list) else chunk
-                        if getattr(first, "error", None) is not None:
-                            raise RuntimeError(first.error.message)
-                        break
-                return model_id, {"ready": True, "probe_ms": round((time.monotonic() - started) * 1000, 1)}
-            except Exception as err:
-                return model_id, {"ready": False, "error": _probe_error(err)}
+            tries = CHECK_TRIES if self._keeps_several(model_id) else 1  # (as _check_engine)
+            for attempt in range(tries):
+                try:
+                    handle = self._get_configured_serve_handle(model_id)
+                    method, request = _probe_request(model_id, self._caps.get(model_id))
+                    async with asyncio.timeout(self._config.ready_timeout_seconds):
+                        async for chunk in getattr(handle, method).remote(request, None):
+                            first = chunk[0] if isinstance(chunk, list) else chunk
+                            if getattr(first, "error", None) is not None:
+                                raise RuntimeError(first.error.message)
+                            break
+                    return model_id, {"ready": True, "probe_ms": round((time.monotonic() - started) * 1000, 1)}
+                except Exception as err:
+                    if attempt == tries - 1:
+                        return model_id, {"ready": False, "error": _probe_error(err)}
+                await asyncio.sleep(FAILOVER_PAUSE_SECONDS)
+            raise AssertionError("unreachable")  # (tries >= 1)
 
         results = await asyncio.gather(*(probe(mid) for mid in self._model_cards))
         return dict(results)
@@ -489,6 +550,11 @@ def _says_engine_dead(response: Any) -> bool:
         if ENGINE_DEAD_MESSAGE in (text or ""):
             return True
     return False
+
+
+def _raised_engine_dead(err: BaseException) -> bool:
+    """vLLM's EngineDeadError raised through Serve (a request the replica took as its engine died)."""
+    return type(err).__name__ == "EngineDeadError" or ENGINE_DEAD_MESSAGE in str(err)
 
 
 def _replica_gone(err: BaseException) -> bool:

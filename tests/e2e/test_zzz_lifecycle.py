@@ -27,7 +27,7 @@ from appliance.lifecycle.manifest import ManifestStore
 from appliance.registry.states import Environment
 from appliance.registry.store import RegistryStore
 from tests.e2e.conftest import CACHE, NO_EOS, Stack
-from tests.traffic import Traffic, engine_process
+from tests.traffic import Traffic, engine_processes
 
 CHANGE_TIMEOUT = 900  # seconds the CLI waits for a change (a model load is ~50 s on 2 cores; far below this)
 
@@ -149,7 +149,7 @@ def test_disable_answers_404_and_enable_brings_it_back(stack: Stack, applier: ob
 
 
 def test_a_changed_engine_argument_switches_with_no_failed_request(stack: Stack, applier: object) -> None:
-    bystander_engine = engine_process("tiny-b").pid
+    bystander_engines = _pids("tiny-b")
     _models_yaml(stack, {}, {"tiny-a": 256})
     stop = threading.Event()
     changed, bystander = (
@@ -177,7 +177,7 @@ def test_a_changed_engine_argument_switches_with_no_failed_request(stack: Stack,
     assert {w for _t, w in changed.outcomes} == {"200"} and {w for _t, w in bystander.outcomes} == {"200"}
     route = _store(stack).routes(Environment.PRODUCTION)[("tiny-a", Environment.PRODUCTION)]
     assert route.deployment == f"LLMServer:tiny-a@{outcomes['tiny-a']['entry']}"
-    assert engine_process("tiny-b").pid == bystander_engine, "the unchanged model was not restarted"
+    assert _pids("tiny-b") == bystander_engines, "the unchanged model was not restarted"
     assert _completion(stack, "tiny-a") == 200
 
 
@@ -187,10 +187,11 @@ def test_a_new_model_id_is_added_to_the_running_application_and_nothing_else_res
     """`models deploy` with a model id the application did not serve: loaded and smoke-tested beside, learned by
     the running ingress (its user_config; no restart), then routed; the other models' engines keep running and
     their traffic sees no error."""
-    engines = {model: engine_process(model).pid for model in ("tiny-a", "tiny-b")}
+    engines = {model: _pids(model) for model in ("tiny-a", "tiny-b")}
     models = yaml.safe_load((stack.root / "models.yaml").read_text())  # as the test before left it
     tiny_b = next(m for m in models["models"] if m["id"] == "tiny-b")
-    models["models"].append({**tiny_b, "id": "tiny-c", "source": str(CACHE)})
+    tiny_c = {k: v for k, v in tiny_b.items() if k != "replicas_standby"}  # (one replica: tiny-b's standby is its own)
+    models["models"].append({**tiny_c, "id": "tiny-c", "source": str(CACHE)})
     (stack.root / "models.yaml").write_text(yaml.safe_dump(models, sort_keys=False))
     assert _completion(stack, "tiny-c") == 404, "not served before the deploy"
     stop = threading.Event()
@@ -219,18 +220,19 @@ def test_a_new_model_id_is_added_to_the_running_application_and_nothing_else_res
     assert {m["id"]: m["source"] for m in admin["models"]}["tiny-c"] == str(CACHE)
     route = _store(stack).routes(Environment.PRODUCTION)[("tiny-c", Environment.PRODUCTION)]
     assert route.deployment == f"LLMServer:tiny-c@{outcomes['tiny-c']['entry']}"
-    assert {model: engine_process(model).pid for model in engines} == engines, "no other engine restarted"
+    assert {model: _pids(model) for model in engines} == engines, "no other engine restarted"
     assert not bystander.problems and {w for _t, w in bystander.outcomes} == {"200"}, bystander.problems[:5]
     ready = stack.get("/health/ready", key=stack.keys["admin"])
     assert ready.status_code == 200 and "tiny-c" in ready.json().get("models", {}), ready.text[:500]
 
 
+def _pids(model: str) -> set[int]:
+    """The engine processes of ``model``'s replicas (tiny-b keeps a standby replica: two)."""
+    return {p.pid for p in engine_processes(model)}
+
+
 def _engines_of(model: str) -> int:
-    try:
-        engine_process(model)
-    except AssertionError:
-        return 0  # none (the helper asserts exactly one)
-    return 1
+    return len(engine_processes(model))
 
 
 def test_models_left_out_of_models_yaml_are_removed_and_the_others_keep_serving(stack: Stack, applier: object) -> None:
@@ -238,7 +240,7 @@ def test_models_left_out_of_models_yaml_are_removed_and_the_others_keep_serving(
     application started with; the one API key limited to it moved first): the running ingress drops both (404 once the CLI
     returns, as for a model never served), then their engines stop and their routes go; tiny-b's engine keeps
     running and its traffic sees no error."""
-    bystander_engine = engine_process("tiny-b").pid
+    bystander_engines = _pids("tiny-b")
     # a key limited to a model keeps it from being removed (validate refuses it, naming the key): move it first
     moved = _cli(stack, "keys", "update", "embedder", "--models", "tiny-b", timeout=120)
     assert moved.returncode == 0, moved.stdout + moved.stderr
@@ -274,7 +276,7 @@ def test_models_left_out_of_models_yaml_are_removed_and_the_others_keep_serving(
     while (_engines_of("tiny-embed") or _engines_of("tiny-c")) and time.monotonic() < deadline:
         time.sleep(1)
     assert not _engines_of("tiny-embed") and not _engines_of("tiny-c"), "the removed models' engines stopped"
-    assert engine_process("tiny-b").pid == bystander_engine, "the model kept was not restarted"
+    assert _pids("tiny-b") == bystander_engines, "the model kept was not restarted"
     assert not bystander.problems and {w for _t, w in bystander.outcomes} == {"200"}, bystander.problems[:5]
     ready = stack.get("/health/ready", key=stack.keys["admin"])
     assert ready.status_code == 200 and not {"tiny-embed", "tiny-c"} & set(ready.json().get("models", {})), ready.text[

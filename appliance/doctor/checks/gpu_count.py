@@ -1,4 +1,5 @@
-"""GPU mode: enough GPUs for every model's tensor × pipeline parallel size."""
+"""GPU mode: enough GPUs for every model's tensor × pipeline parallel size, times the replicas it keeps running
+(standby ones included: ray.serve.llm gives every rank of every replica a whole GPU)."""
 
 from __future__ import annotations
 
@@ -24,8 +25,9 @@ class GpuCount(Check):
         count = len(gpus or [])
         findings = []
         for model in ctx.config.models:
-            need = model.gpus_per_replica
-            if need > count:
+            replicas = model.starting_replicas
+            need = model.gpus_per_replica * replicas
+            if model.gpus_per_replica > count:
                 findings.append(
                     self.problem(
                         Level.ERROR,
@@ -33,6 +35,16 @@ class GpuCount(Check):
                         f" × PP {model.pipeline_parallel_size})",
                         f"{count} GPU(s)",
                         f"lower tensor_parallel_size of {model.id} to {max(1, count)} in models.yaml or add GPUs",
+                    )
+                )
+            elif need > count:
+                findings.append(
+                    self.problem(
+                        Level.ERROR,
+                        f"{model.id}: {need} GPU(s) ({replicas} replicas of TP {model.tensor_parallel_size}"
+                        f" × PP {model.pipeline_parallel_size}, replicas_standby {model.replicas_standby})",
+                        f"{count} GPU(s)",
+                        f"lower replicas or replicas_standby of {model.id} in models.yaml, or add GPUs",
                     )
                 )
         return findings or [self.ok(found=f"{count} GPU(s)", expected="TP × PP of each model")]

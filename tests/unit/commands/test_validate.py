@@ -195,6 +195,18 @@ BROKEN: list[tuple[str, Mutation, list[str], list[str]]] = [
         ["models.yaml:models[0].autoscaling"],
         ["min_replicas <= max_replicas"],
     ),
+    (
+        "standby-with-scale-to-zero",
+        models(ONE_MODEL + "    replicas_standby: 1\n    autoscaling: {min_replicas: 0, max_replicas: 2}\n"),
+        ["models.yaml:models[0].replicas_standby"],
+        ["scale to zero"],
+    ),
+    (
+        "standby-negative",
+        models(ONE_MODEL + "    replicas_standby: -1\n"),
+        ["models.yaml:models[0].replicas_standby"],
+        ["expected an integer >= 0, found -1"],
+    ),
     ("model-dtype", models(ONE_MODEL + "    dtype: fp8\n"), ["models.yaml:models[0].dtype"], ["bfloat16"]),
     (
         "engine-kwargs-shadow-safety",

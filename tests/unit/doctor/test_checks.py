@@ -192,6 +192,16 @@ def test_gpu_count(make_ctx, nvidia_smi) -> None:
     assert finding.level is Level.ERROR and finding.found == "1 GPU(s)"
 
 
+def test_gpu_count_counts_the_standby_replicas(make_ctx, nvidia_smi) -> None:
+    standby = "models:\n  - id: m\n    source: org/m\n    replicas_standby: 1\n"
+    ctx = make_ctx(gpu_count=2, ACCELERATOR="gpu", models_yaml=standby)
+    nvidia_smi(TWO_GPUS)
+    assert levels(GpuCount().run(ctx)) == [Level.OK]
+    nvidia_smi(ONE_GPU)
+    finding = GpuCount().run(ctx)[0]
+    assert finding.level is Level.ERROR and "2 replicas" in finding.expected and "replicas_standby" in finding.fix
+
+
 def test_gpu_memory_fit_says_what_to_lower(make_ctx, nvidia_smi, tmp_path: Path) -> None:
     model_dir = tmp_path / "llama-2-7b"
     model_dir.mkdir()

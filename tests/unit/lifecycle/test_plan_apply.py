@@ -364,6 +364,8 @@ def test_what_a_generation_needs_from_ray() -> None:
         {"id": "a", "source": "/m/a", "autoscaling": {"min_replicas": 2, "max_replicas": 4}}
     )
     assert need_of(scaled, Accelerator.GPU) == Need(0, 2)
+    standby = ModelSpec(id="a", source="/m/a", replicas_standby=1)
+    assert need_of(standby, Accelerator.CPU) == Need(4, 0)
 
 
 def test_an_unexpected_error_from_ray_still_rolls_back(store: RegistryStore) -> None:

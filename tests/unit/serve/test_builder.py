@@ -3,7 +3,7 @@ from pathlib import Path
 from appliance.config import ConfigFiles, load_config
 from appliance.config.models import ModelSpec
 from appliance.config.settings import Accelerator, Settings
-from appliance.serve.builder import deployment_config, engine_kwargs, llm_config_dict, placement
+from appliance.serve.builder import deployment_config, engine_kwargs, keeps_several, llm_config_dict, placement
 from appliance.serve.ingress_config import IngressConfig
 from tests.helpers import make_config_dir, set_line
 
@@ -33,6 +33,18 @@ def test_replicas_or_autoscaling() -> None:
     auto = deployment_config(spec(autoscaling={"min_replicas": 0, "max_replicas": 3}), settings)
     assert auto["autoscaling_config"] == {"min_replicas": 0, "max_replicas": 3, "target_ongoing_requests": 16}
     assert "num_replicas" not in auto
+    assert not keeps_several(deployment_config(spec(), settings)) and not keeps_several(auto)
+
+
+def test_standby_replicas_come_on_top_of_replicas_or_autoscaling() -> None:
+    settings = Settings()
+    fixed = deployment_config(spec(replicas=2, replicas_standby=1), settings)
+    assert fixed["num_replicas"] == 3 and keeps_several(fixed)
+    assert deployment_config(spec(replicas_standby=1), settings)["num_replicas"] == 2
+    auto = deployment_config(spec(autoscaling={"min_replicas": 1, "max_replicas": 3}, replicas_standby=1), settings)
+    assert auto["autoscaling_config"]["min_replicas"] == 2 and auto["autoscaling_config"]["max_replicas"] == 4
+    assert keeps_several(auto)
+    assert spec(autoscaling={"min_replicas": 1, "max_replicas": 3}, replicas_standby=2).starting_replicas == 3
 
 
 def test_a_model_pinned_to_nodes_selects_them_for_every_bundle() -> None:

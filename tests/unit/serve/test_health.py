@@ -19,6 +19,10 @@ def test_model_state() -> None:
     assert model_state("UPDATING", 0, True) == LOADING
     assert model_state("DEPLOY_FAILED", 0, False) == FAILED
     assert model_state("UNHEALTHY", 1, True) == FAILED
+    # a model with several replicas, one replaced: still ready while another runs
+    assert model_state("UNHEALTHY", 1, True, starting=1, several=True) == READY
+    assert model_state("UNHEALTHY", 0, True, starting=2, several=True) == FAILED
+    assert model_state("UNHEALTHY", 1, False, several=True) == FAILED
 
 
 def test_ready_cache_never_queues_a_probe_behind_a_running_one() -> None:

@@ -78,7 +78,173 @@ def test_vllms_engine_dead_error_is_a_gone_engine_even_while_its_health_check_st
     dead = ErrorResponse(error=ErrorInfo(message="EngineCore encountered an issue.", type="x", code=500))
     assert _says_engine_dead([event]) and _says_engine_dead(dead) and not _says_engine_dead([other])
     ingress = Ingress()
-    assert asyncio.run(ApplianceIngress._engine_gone(ingress, "m", response=[event])) is True
+    assert asyncio.run(ApplianceIngress._engine_gone(ingress, "m", False, response=[event])) is True
     assert ingress._watch.marked == ["m"]
-    assert asyncio.run(ApplianceIngress._engine_gone(ingress, "m", response=[other])) is False  # asked, no answer
-    assert asyncio.run(ApplianceIngress._engine_gone(ingress, "other", response=[event])) is False  # not ours
+    assert asyncio.run(ApplianceIngress._engine_gone(ingress, "m", False, response=[other])) is False  # no answer
+    assert asyncio.run(ApplianceIngress._engine_gone(ingress, "other", False, response=[event])) is False  # not ours
+    # a model with several replicas: one dead engine is not the model's; the request goes to another replica
+    ingress._watch.marked.clear()
+    assert asyncio.run(ApplianceIngress._engine_gone(ingress, "m", True, response=[event])) is True
+    assert ingress._watch.marked == []
+
+
+class _Watch:
+    def __init__(self, down: bool = False) -> None:
+        self.marked: list[str] = []
+        self._down = down
+
+    def start(self) -> None:
+        pass
+
+    def mark_down(self, model: str) -> None:
+        self.marked.append(model)
+
+    def down(self, model: str) -> bool:
+        return self._down or model in self.marked
+
+
+class _Body:
+    model = "m"
+
+
+def _failover_ingress(several: bool, failures: int, *, down: bool = False):
+    """An ingress whose calls meet a dead engine ``failures`` times, then answer."""
+    from appliance.serve.ingress import _EngineGone
+
+    class Ingress:
+        _model_cards = {"m": object()}
+        _watch = _Watch(down)
+        calls = 0
+
+        def _keeps_several(self, model: str) -> bool:
+            return several
+
+        async def _call_once(self, model, several_, body, call_method, raw_request):
+            type(self).calls += 1
+            if type(self).calls <= failures:
+                raise _EngineGone
+            yield f"answer {type(self).calls}"
+
+    return Ingress()
+
+
+def _drain(ingress) -> list:
+    import asyncio
+
+    async def run():
+        return [x async for x in ApplianceIngress._get_response(ingress, body=_Body(), call_method="chat")]
+
+    return asyncio.run(run())
+
+
+def test_a_model_with_several_replicas_sends_a_request_that_met_a_dead_engine_to_another(monkeypatch) -> None:
+    import appliance.serve.ingress as ingress_module
+    from appliance.serve.errors import ApiError
+
+    monkeypatch.setattr(ingress_module, "FAILOVER_PAUSE_SECONDS", 0.0)
+    several = _failover_ingress(True, failures=2)
+    assert _drain(several) == ["answer 3"] and several._watch.marked == []
+    one = _failover_ingress(False, failures=1)  # one replica: 503 + Retry-After at once, as before
+    with pytest.raises(ApiError) as raised:
+        _drain(one)
+    assert raised.value.status == 503 and one.calls == 1
+    # the watch says every replica is down: no more tries
+    gone = _failover_ingress(True, failures=1)
+    gone._watch.marked.append("elsewhere")
+    gone._watch._down = False
+    monkeypatch.setattr(ingress_module, "FAILOVER_SECONDS", 0.0)  # out of time: the model is down, 503
+    with pytest.raises(ApiError) as raised:
+        _drain(gone)
+    assert raised.value.status == 503 and gone._watch.marked[-1] == "m" and gone.calls == 1
+
+
+def test_health_checks_of_a_model_with_several_replicas_take_any_replicas_answer(monkeypatch) -> None:
+    import asyncio
+
+    import appliance.serve.ingress as ingress_module
+    from appliance.serve.ingress import CHECK_TRIES
+
+    monkeypatch.setattr(ingress_module, "FAILOVER_PAUSE_SECONDS", 0.0)
+
+    class Ingress:
+        def __init__(self, several: bool, failures: int) -> None:
+            self.several, self.failures, self.calls = several, failures, 0
+
+        def _keeps_several(self, model: str) -> bool:
+            return self.several
+
+        async def health_check_call(self, model_id: str, handle: object) -> None:
+            self.calls += 1
+            if self.calls <= self.failures:
+                raise RuntimeError("EngineDeadError")
+
+    several = Ingress(True, failures=CHECK_TRIES - 1)
+    asyncio.run(ApplianceIngress._check_engine(several, "m", None))  # the last try met a live replica
+    assert several.calls == CHECK_TRIES
+    for ingress in (Ingress(True, failures=CHECK_TRIES), Ingress(False, failures=1)):
+        with pytest.raises(RuntimeError):
+            asyncio.run(ApplianceIngress._check_engine(ingress, "m", None))
+
+
+def test_a_replica_whose_engine_died_leaves_when_the_model_keeps_others(monkeypatch) -> None:
+    import asyncio
+    from types import SimpleNamespace
+
+    from ray.serve.llm import LLMServer
+
+    import appliance.serve.engine as engine_module
+    from appliance.serve.engine import ApplianceLLMServer
+
+    class Exited(Exception):
+        pass
+
+    def exit_(code: int) -> None:
+        raise Exited(code)
+
+    async def dead(self) -> None:
+        raise RuntimeError("EngineCore encountered an issue.")
+
+    monkeypatch.setattr(engine_module.os, "_exit", exit_)
+    monkeypatch.setattr(LLMServer, "check_health", dead)
+
+    class Replica(ApplianceLLMServer):
+        def __del__(self) -> None:  # (LLMServer's is a coroutine: never awaited for an object never started)
+            pass
+
+    def server(deployment: dict) -> ApplianceLLMServer:
+        replica = object.__new__(Replica)
+        replica.engine = object()
+        replica._llm_config = SimpleNamespace(model_id="m", deployment_config=deployment)
+        return replica
+
+    with pytest.raises(Exited):
+        asyncio.run(server({"num_replicas": 2}).check_health())
+    with pytest.raises(RuntimeError):  # its only replica: Serve replaces it after its failed checks, as before
+        asyncio.run(server({"num_replicas": 1}).check_health())
+
+    # a request that reaches a dead engine, and the watch vLLM's own verdict feeds, leave at once too
+    async def run_request(self, request, **kwargs):
+        return "ran"
+
+    monkeypatch.setattr(LLMServer, "_run_request", run_request)
+    dead_client = SimpleNamespace(errored=True)
+    several, one = server({"num_replicas": 2}), server({"num_replicas": 1})
+    for replica in (several, one):
+        replica.engine = SimpleNamespace(_engine_client=dead_client)
+    with pytest.raises(Exited):
+        asyncio.run(several._run_request(object(), engine_method="completions"))
+    assert asyncio.run(one._run_request(object(), engine_method="completions")) == "ran"
+    with pytest.raises(Exited):
+        asyncio.run(several._leave_when_dead())
+    alive = server({"num_replicas": 2})
+    alive.engine = SimpleNamespace(_engine_client=SimpleNamespace(errored=False))
+    assert asyncio.run(alive._run_request(object(), engine_method="completions")) == "ran"
+    assert not engine_module.engine_dead(alive.engine) and not engine_module.engine_dead(None)
+
+
+def test_an_engine_dead_error_raised_through_serve_is_a_dead_engine() -> None:
+    from vllm.v1.engine.exceptions import EngineDeadError
+
+    from appliance.serve.ingress import _raised_engine_dead
+
+    assert _raised_engine_dead(EngineDeadError()) and not _raised_engine_dead(RuntimeError("boom"))
