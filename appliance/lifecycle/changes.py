@@ -95,7 +95,10 @@ class ChangeApplier:
         model_id = request.model_id
         spec = self.config.model(model_id) or self._served_spec(model_id)  # (a model added since the start)
         if spec is None:
-            raise ApplianceError(f"expected a model of the running configuration, found {model_id!r}")
+            raise ApplianceError(
+                f"expected a model of the running configuration, found {model_id!r} "
+                "(a removed model's history stays; to serve it again, add it to models.yaml and run models deploy)"
+            )
         need = need_of(spec, self.config.accelerator)
         if request.kind == "promote":
             staged = self.serving(Environment.STAGING).get(model_id)

@@ -52,8 +52,26 @@ class AdminModels:
 
     def _known(self, model: str) -> str:
         if model not in {info.id for info in self.model_infos()}:
+            if self._recorded(model):  # removed since (a recorded id, safe to repeat): back only through models.yaml
+                raise ApiError(
+                    404,
+                    f"The model {echo(model)} is not served now (removed; its history: /admin/models/{model}/history). "
+                    "To serve it again, add it to models.yaml and deploy.",
+                    "model_not_found",
+                    "model",
+                )
             raise ApiError(404, f"The model {echo(model)} does not exist.", "model_not_found", "model")
         return model
+
+    def _recorded(self, model: str) -> bool:
+        """Whether the registry has any history for ``model`` (False without a registry, or one unreachable)."""
+        if not self._config.registry_url:
+            return False
+        try:
+            store = self._store()
+            return store.ready() and bool(store.history(model))
+        except ApplianceError:  # an unreachable registry: the model is simply unknown here
+            return False
 
     async def admin_model_deploy(self, request: Request) -> JSONResponse:
         body = await _body(request)
@@ -83,7 +101,8 @@ class AdminModels:
         return await self._switch(self._known(model), enable=False, body=await _body(request))
 
     async def admin_model_history(self, model: str) -> dict[str, Any]:
-        model = self._known(model)
+        if not await asyncio.to_thread(self._recorded, model):  # a removed model's history stays readable
+            model = self._known(model)
         events = await asyncio.to_thread(_registry_call, lambda: self._store().history(model))
         return {"model": model, "history": [e.to_json() for e in events[-MAX_HISTORY:]]}
 

@@ -280,3 +280,15 @@ def test_a_request_whose_models_yaml_is_invalid_is_refused_before_anything_start
     assert not result["ok"] and result["reason"].startswith("refused before anything started")
     assert "models.yaml (of the request)" in result["reason"] and "sorce" in result["reason"]
     assert "/tmp" not in result["reason"] and port.calls == []
+
+
+def test_a_rollback_of_a_model_not_served_says_how_to_serve_it_again(
+    stack: tuple[RegistryStore, FakePort, Path],
+) -> None:
+    store, port, _model = stack
+    request = ChangeRequests(store).submit("rollback", PROD, {"to": None}, model_id="gone", now=T0)
+    config = load_config(ConfigFiles(models=Path("models.yaml")), gpu_count=0)
+    result = ChangeApplier(config, store, port).handle(request)
+    assert not result["ok"] and result["reason"].startswith("refused before anything started")
+    assert "'gone'" in result["reason"] and "add it to models.yaml and run models deploy" in result["reason"]
+    assert port.calls == []

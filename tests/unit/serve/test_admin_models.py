@@ -148,3 +148,24 @@ def test_the_gate_lets_only_admin_keys_through(tmp_path: Path) -> None:
         assert call(gate, concrete, b"{}", {}, method=method)[0] == 401, name
         assert call(gate, concrete, b"{}", {"authorization": "Bearer sk-admin"}, method=method)[0] == 200, name
     assert len(downstream.seen) == len(ADMIN_MODEL_ROUTES)
+
+
+def test_a_removed_model_keeps_its_history_and_a_change_to_it_says_how_to_serve_it_again(
+    store: RegistryStore,
+) -> None:
+    entry = store.record(
+        RevisionKey("gone", Environment.PRODUCTION, "/m/gone", "", "m2", "e2"), reason="deploy", now=T0
+    )
+    store.transition(entry.id, Status.LOADING, reason="deploy", now=T0)
+    store.transition(entry.id, Status.READY, reason="running", now=T0)
+    store.retire(entry.id, reason="deploy: removed (no longer in models.yaml)", now=T0)
+    api = client(url(store))  # serves "tiny" only
+    history = api.get("/admin/models/gone/history")
+    assert history.status_code == 200
+    assert [e["reason"] for e in history.json()["history"]][-1] == "deploy: removed (no longer in models.yaml)"
+    for action in ("rollback", "promote", "disable"):
+        refused = api.post(f"/admin/models/gone/{action}")
+        assert refused.status_code == 404 and refused.json()["error"]["code"] == "model_not_found"
+        assert "add it to models.yaml and deploy" in refused.json()["error"]["message"]
+    never = api.get("/admin/models/never/history")
+    assert never.status_code == 404 and "does not exist" in never.json()["error"]["message"]
