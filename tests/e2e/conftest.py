@@ -28,7 +28,6 @@ from appliance.serve.head import proxy_port, serving_env
 from tests.helpers import ROOT, free_port, need, set_line, stop_ray
 
 MODELS = ("tiny-a", "tiny-b")  # the generating models
-STANDBY_MODEL, STANDBY_REPLICAS = "tiny-b", 1  # two engine replicas: an engine crash fails over (test_zz_resilience)
 EMBED_MODEL = "tiny-embed"  # the tiny Llama again, served by vLLM's pooling runner (embeddings, score, rerank)
 EMBED_MAX_INPUTS = 16  # REQUEST_MAX_INPUTS of the session
 ALL_MODELS = (*MODELS, EMBED_MODEL)
@@ -103,7 +102,6 @@ def _write_config(root: Path, model_dir: Path, audit: Path) -> None:
         f"    max_tokens_cap: 48\n"
         "    engine_kwargs: {structured_outputs_config: {backend: xgrammar, disable_any_whitespace: true}}\n"
         "    tool_call_parser: pythonic\n    enable_auto_tool_choice: true\n"
-        + (f"    replicas_standby: {STANDBY_REPLICAS}\n" if mid == STANDBY_MODEL else "")
         for mid in MODELS
     )
     models += (
@@ -185,9 +183,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     ).settings
     env.update(serving_env(settings))
     ray = str(Path(sys.executable).parent / "ray")
-    # Logical CPUs (Ray's accounting, not cores): 5 engines (tiny-b has two) take 2 each, the ingress and PII
-    # service 1 each, and test_zzz_lifecycle needs 2 more free so that a changed model's new generation starts
-    # beside the old one.
+    # Logical CPUs (Ray's accounting, not cores): 3 engines take 2 each, the ingress and PII service 1 each;
+    # test_zzz_lifecycle needs 2 more free so that a changed model's new generation starts beside the old one,
+    # and 4 for the model it adds (two replicas: one is a standby).
     started = subprocess.run(
         [
             ray,

@@ -2,8 +2,8 @@
 head runs in the container): a tampered revision is refused and the old generation keeps serving; disable →
 404, enable → back; a changed engine argument is deployed beside the serving generation and switched to while
 both models take traffic, with no failed request; a new model id is added to the running application (its
-ingress learns it live) while the others keep serving; models left out of models.yaml are removed from the running
-application. Runs last (its changes stay: tiny-embed and tiny-c end removed).
+ingress learns it live) while the others keep serving, and with its standby replica rides out an engine crash;
+models left out of models.yaml are removed from the running application. Runs last (its changes stay: tiny-embed and tiny-c end removed).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
 
@@ -30,6 +31,7 @@ from tests.e2e.conftest import CACHE, NO_EOS, Stack
 from tests.traffic import Traffic, engine_processes
 
 CHANGE_TIMEOUT = 900  # seconds the CLI waits for a change (a model load is ~50 s on 2 cores; far below this)
+FAILOVER_WATCH_S = 30  # how long clients are watched after one of tiny-c's engines is killed
 
 
 def _cli(stack: Stack, *args: str, timeout: float = CHANGE_TIMEOUT + 60) -> subprocess.CompletedProcess[str]:
@@ -190,8 +192,8 @@ def test_a_new_model_id_is_added_to_the_running_application_and_nothing_else_res
     engines = {model: _pids(model) for model in ("tiny-a", "tiny-b")}
     models = yaml.safe_load((stack.root / "models.yaml").read_text())  # as the test before left it
     tiny_b = next(m for m in models["models"] if m["id"] == "tiny-b")
-    tiny_c = {k: v for k, v in tiny_b.items() if k != "replicas_standby"}  # (one replica: tiny-b's standby is its own)
-    models["models"].append({**tiny_c, "id": "tiny-c", "source": str(CACHE)})
+    # with a standby replica: the test after this one crashes one of its two engines
+    models["models"].append({**tiny_b, "id": "tiny-c", "source": str(CACHE), "replicas_standby": 1})
     (stack.root / "models.yaml").write_text(yaml.safe_dump(models, sort_keys=False))
     assert _completion(stack, "tiny-c") == 404, "not served before the deploy"
     stop = threading.Event()
@@ -224,10 +226,70 @@ def test_a_new_model_id_is_added_to_the_running_application_and_nothing_else_res
     assert not bystander.problems and {w for _t, w in bystander.outcomes} == {"200"}, bystander.problems[:5]
     ready = stack.get("/health/ready", key=stack.keys["admin"])
     assert ready.status_code == 200 and "tiny-c" in ready.json().get("models", {}), ready.text[:500]
+    assert _engines_of("tiny-c") == 2, "tiny-c runs two replicas (one standby)"
+
+
+def test_an_engine_crash_of_a_model_with_a_standby_replica_is_a_failover(stack: Stack, applier: object) -> None:
+    """tiny-c (added live by the test before, with ``replicas_standby: 1``): SIGKILL one of its two engines under
+    two clients' traffic. A request that met the dead engine before its first answer goes to the other replica,
+    the dead engine's replica leaves at once and Serve starts another; no request is refused and tiny-c's
+    readiness entry stays ready. The test does not wait for the new replica to load (minutes here): the next
+    test removes tiny-c, the loading replica with it."""
+    admin = stack.keys["admin"]
+    engines = engine_processes("tiny-c")
+    assert len(engines) == 2, [p.pid for p in engines]
+    stop = threading.Event()
+    clients = [Traffic(stack.url, admin, "tiny-c", stop) for _ in range(2)]
+    for client in clients:
+        client.start()
+    time.sleep(2)  # traffic flowing before the crash
+
+    crashed = time.monotonic()
+    engines[0].send_signal(signal.SIGKILL)
+    not_ready: list[tuple[float, object]] = []
+    replacement = None
+    try:
+        while time.monotonic() - crashed < FAILOVER_WATCH_S:
+            ready = stack.get("/health/ready", key=admin)  # (an admin key: the body says which model, why)
+            entry = ready.json().get("models", {}).get("tiny-c", {})
+            if not entry.get("ready"):
+                not_ready.append((round(time.monotonic() - crashed, 2), entry))
+            if replacement is None and _replicas(stack, "tiny-c").get("starting", 0) >= 1:
+                replacement = time.monotonic() - crashed
+            time.sleep(0.2)
+    finally:
+        stop.set()
+        for client in clients:
+            client.join(90)
+
+    outcomes = Counter(what for client in clients for t, what in client.outcomes if t > crashed)
+    first = Counter(what for client in clients for t, what in client.outcomes if crashed < t < crashed + 10)
+    print(
+        f"\nengine crash of one of tiny-c's 2 replicas: outcomes over {FAILOVER_WATCH_S} s {dict(outcomes)} "
+        f"(first 10 s: {dict(first)}); Serve starting a new replica after {replacement and round(replacement, 1)} s; "
+        f"readiness entry not ready: {not_ready[:10]}"
+    )
+    for client in clients:
+        assert not client.problems, client.problems[:10]
+    # no refusal: at most a stream already under way on the dead engine ends with an error event
+    assert set(outcomes) <= {"200", "stream-error-event"}, outcomes
+    assert outcomes["stream-error-event"] <= len(clients), outcomes
+    assert first["200"] > 0, "no request was answered right after the crash"
+    assert not not_ready, not_ready[:10]
+    assert replacement is not None, f"Serve started no new replica within {FAILOVER_WATCH_S} s"
+    assert not engines[0].is_running() or engines[0].status() == psutil.STATUS_ZOMBIE
+
+
+def _replicas(stack: Stack, model: str) -> dict[str, int]:
+    """Serve's replica counts of ``model`` (/admin/models)."""
+    listing = stack.get("/admin/models", key=stack.keys["admin"])
+    if listing.status_code != 200:
+        return {}
+    return next((m.get("replicas") or {} for m in listing.json()["models"] if m["id"] == model), {})
 
 
 def _pids(model: str) -> set[int]:
-    """The engine processes of ``model``'s replicas (tiny-b keeps a standby replica: two)."""
+    """The engine processes of ``model``'s replicas (tiny-c has two)."""
     return {p.pid for p in engine_processes(model)}
 
 
