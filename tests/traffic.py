@@ -1,7 +1,7 @@
 """For outage tests: the engine process of a model, and steady client traffic: one model's completions, one after another, streamed and not.
 
 Each outcome is recorded with its time: ``"200"``, another status as text, ``"stream-error-event"`` (a stream that
-ended with an OpenAI-shaped error event and ``[DONE]``), ``"stream-cut"`` (a stream that ended without ``[DONE]``, or broke off mid-body)
+ended with an OpenAI-shaped error event and ``[DONE]``), ``"stream-cut"`` (a stream that ended without ``[DONE]``, or any answer whose body broke off after its headers)
 or ``"transport:<Error>"`` (no HTTP answer at all). Refusals must be 503 with ``Retry-After`` in the OpenAI shape;
 anything else lands in ``problems``. Like the official OpenAI clients, it waits what ``Retry-After`` says (at most
 ``MAX_RETRY_AFTER_S``) before its next request: a client hammering through an outage meets the per-key rate
@@ -69,8 +69,15 @@ class Traffic(threading.Thread):
 
     def _one(self, client: httpx.Client, body: dict) -> str:
         if not body["stream"]:
-            response = client.post("/v1/completions", json=body)
-            self._check_refusal(response.status_code, response.headers, response.text)
+            with client.stream("POST", "/v1/completions", json=body) as response:
+                try:
+                    text = response.read().decode()
+                except (httpx.RemoteProtocolError, httpx.ReadError) as err:  # the answer began, then broke
+                    self.problems.append(
+                        f"stream ended without [DONE]: the body broke after the headers ({type(err).__name__})"
+                    )
+                    return "stream-cut"
+            self._check_refusal(response.status_code, response.headers, text)
             if response.status_code == 200:
                 self.completed_ids.append(response.headers.get("x-request-id", ""))
             return str(response.status_code)
