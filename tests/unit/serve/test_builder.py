@@ -75,7 +75,7 @@ def test_llm_config_from_a_validated_config(tmp_path: Path, monkeypatch) -> None
         "appliance_stream_batching_max_ms": 150.0,
     }
     # the HF token is a file in the serve container (HF_TOKEN_PATH), never a Ray runtime-env variable
-    assert data["runtime_env"]["env_vars"] == {"VLLM_CPU_KVCACHE_SPACE": "1"}
+    assert data["runtime_env"]["env_vars"] == {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_USE_AOT_COMPILE": "0"}
     assert "hf_secret_token_value" not in repr(data)
     ingress = IngressConfig.from_config(config, audit_path="a.log", models=())
     assert {m: limits.max_tokens for m, limits in ingress.caps.items()} == {"qwen2.5-0.5b-instruct": 2048}
