@@ -185,7 +185,7 @@ class EngineWatch:
     ) -> None:
         self._checks = checks
         self._on_serving = on_serving
-        self._served: set[str] = set()  # models requests reached since this replica started
+        self._served: set[str] = set()  # models seen able to take requests since this replica started
         self._states = states
         self._period = period
         self._timeout = timeout
@@ -204,6 +204,11 @@ class EngineWatch:
 
     def down_models(self) -> set[str]:
         return set(self._dead) | self._not_ready
+
+    def seen_ready(self, model_id: str) -> bool:
+        """Whether a round of this watch has seen the model able to take requests since the replica started
+        (until then its verdicts say nothing: a cold start's first requests must ask Serve themselves)."""
+        return model_id in self._served
 
     def mark_down(self, model_id: str) -> None:
         if model_id in self._checks and model_id not in self._dead:
@@ -238,6 +243,7 @@ class EngineWatch:
         if not_ready != self._not_ready:
             self._not_ready = not_ready
             self._on_change()
+        self._served |= {mid for mid in self._checks if not self.down(mid)}
         self._report_serving()
 
     def _report_serving(self) -> None:
@@ -247,11 +253,8 @@ class EngineWatch:
         if self._on_serving is None:
             return
         for model_id in self._checks:
-            serving = not self.down(model_id)
-            if serving:
-                self._served.add(model_id)
             if model_id in self._served:
-                self._on_serving(model_id, serving)
+                self._on_serving(model_id, not self.down(model_id))
 
     async def _run(self) -> None:
         while True:

@@ -256,7 +256,7 @@ class ApplianceIngress(BatchRoutes, AdminModels, RoutedGenerations, OpenAiIngres
         replica (the dead one leaves at its next health check: :meth:`ApplianceLLMServer.check_health`)."""
         self._watch.start()
         model = body.model
-        if model in self._model_cards and self._watch.down(model):
+        if model in self._model_cards and (self._watch.down(model) or not await self._may_take(model)):
             raise _unavailable(model)
         several = self._keeps_several(model)
         deadline = time.monotonic() + FAILOVER_SECONDS
@@ -272,6 +272,17 @@ class ApplianceIngress(BatchRoutes, AdminModels, RoutedGenerations, OpenAiIngres
                     raise _unavailable(model) from gone.__cause__
                 _LOGGER.warning("model %s: a request met a dead engine; it goes to another replica", model)
                 await asyncio.sleep(FAILOVER_PAUSE_SECONDS)
+
+    async def _may_take(self, model: str) -> bool:
+        """Whether a request may go to the model's engine. Once the watch has seen the model ready its verdicts
+        decide (:meth:`EngineWatch.down`); before that — the first seconds of a (re)started ingress replica, while
+        engines still load — Serve's view does: a request sent to an engine with no running replica would wait
+        for one, without an answer, for as long as the load takes (a client saw a 60 s hang after a restart of
+        the serve container), where it should get 503 + Retry-After. A model Serve's view does not list goes on."""
+        if self._watch.seen_ready(model):
+            return True
+        state = (await self._health.states()).get(model, {}).get("state")
+        return state is None or state == READY
 
     async def _call_once(
         self, model: str, several: bool, body: Any, call_method: str, raw_request: Request | None

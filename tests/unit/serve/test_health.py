@@ -156,8 +156,10 @@ def test_engine_watch_reports_serving_from_the_first_time_a_model_served() -> No
     )
 
     async def scenario():
+        assert not watch.seen_ready("a") and not watch.seen_ready("b")  # no round yet: nothing known
         await watch.sweep()
         assert heard == {"b": True}  # "a" is still loading after its start: nothing said about it yet
+        assert watch.seen_ready("b") and not watch.seen_ready("a")
         heard.clear()
         await watch.sweep()
         assert heard == {"b": True}  # said again every round (Ray drops a gauge not set for ~30 s)
@@ -165,6 +167,7 @@ def test_engine_watch_reports_serving_from_the_first_time_a_model_served() -> No
         states["b"] = LOADING  # b's replica went with its node; Serve starts another
         await watch.sweep()
         assert heard == {"a": True, "b": False}
+        assert watch.seen_ready("b") and watch.down("b")  # seen ready once: the watch's verdicts decide now
         states["b"] = READY
         await watch.sweep()
         assert heard == {"a": True, "b": True}

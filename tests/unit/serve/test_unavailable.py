@@ -102,6 +102,9 @@ class _Watch:
     def down(self, model: str) -> bool:
         return self._down or model in self.marked
 
+    def seen_ready(self, model: str) -> bool:
+        return True
+
 
 class _Body:
     model = "m"
@@ -118,6 +121,9 @@ def _failover_ingress(several: bool, failures: int, *, down: bool = False):
 
         def _keeps_several(self, model: str) -> bool:
             return several
+
+        async def _may_take(self, model: str) -> bool:
+            return await ApplianceIngress._may_take(self, model)
 
         async def _call_once(self, model, several_, body, call_method, raw_request):
             type(self).calls += 1
@@ -248,3 +254,32 @@ def test_an_engine_dead_error_raised_through_serve_is_a_dead_engine() -> None:
     from appliance.serve.ingress import _raised_engine_dead
 
     assert _raised_engine_dead(EngineDeadError()) and not _raised_engine_dead(RuntimeError("boom"))
+
+
+def test_a_model_the_watch_has_not_seen_ready_yet_is_asked_of_serve_not_waited_for() -> None:
+    """A cold start (the serve container restarted): the ingress answers before the engines have loaded, and its
+    watch has not swept yet. A request must get 503 + Retry-After while Serve calls the model loading, not wait
+    for a replica (a client saw a 60 s hang), and go on once Serve calls it ready."""
+    from appliance.serve.errors import ApiError
+
+    class Health:
+        def __init__(self) -> None:
+            self.state: str | None = "loading"
+
+        async def states(self) -> dict:
+            return {} if self.state is None else {"m": {"state": self.state}}
+
+    class Watch(_Watch):
+        def seen_ready(self, model: str) -> bool:
+            return False
+
+    ingress = _failover_ingress(False, failures=0)
+    ingress._watch, ingress._health = Watch(), Health()
+    with pytest.raises(ApiError) as raised:
+        _drain(ingress)
+    assert raised.value.status == 503 and ("Retry-After", str(RETRY_AFTER_SECONDS)) in raised.value.headers
+    assert ingress.calls == 0  # never sent to the engine
+    ingress._health.state = "ready"
+    assert _drain(ingress) == ["answer 1"]
+    ingress._health.state = None  # a model Serve's view does not list (yet): as before, it goes on
+    assert _drain(ingress) == ["answer 2"]
