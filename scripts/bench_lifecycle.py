@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
-"""Model changes, measured: deploy → ready, the smoke completion, the switch, a rollback, and the requests that
-failed meanwhile under steady streaming load to the model being changed. p50 / p95 over --runs runs.
+"""Model changes, measured: deploy → ready, the smoke completion, the switch, a rollback, a second model added and
+removed live, and the requests that failed meanwhile under steady streaming load to the first model. p50 / p95 over
+--runs runs.
 
     python scripts/bench_lifecycle.py [--runs 5] [--streams 2] [--out bench-results]
 
 One tiny model (scripts/make_tiny_model.py) served by the appliance on the host (Ray head + ``python -m appliance
 serve``), the change applier attached (``serve --attach``, what the serve container's head runs). Each run changes
 an engine argument (max_model_len 1024 → 512) with ``models deploy`` and then goes back with ``models rollback``,
-both while ``--streams`` clients stream completions to that model. Prints a table, writes JSON, Markdown and a
-PNG under --out. Everything listens on 127.0.0.1; run it through `make bench` (a loopback-only namespace).
+both while ``--streams`` clients stream completions to that model; then adds a second model (``models deploy`` of a
+models.yaml that lists it too) and removes it again (``models deploy`` without it), checking that it answers once
+added and gets 404 once removed. Prints a table, writes JSON, Markdown and a PNG under --out. Everything listens
+on 127.0.0.1; run it through `make bench` (a loopback-only namespace).
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from appliance.serve.head import serving_env  # noqa: E402
 from tests.helpers import free_port  # noqa: E402
 
 TARGETS = {"ready_s": 600.0, "smoke_s": 3.0, "rollback_s": 300.0}  # the seeds' goals (p95)
+ADDED = "tiny-added"  # the model each run adds live and removes again
 
 
 class Load(threading.Thread):
@@ -117,20 +121,32 @@ def _cli(work: Path, env: dict[str, str], *args: str) -> dict:
     return json.loads(done.stdout)["request"]
 
 
-def _models_yaml(work: Path, max_model_len: int) -> None:
+def _models_yaml(work: Path, max_model_len: int, *, added: bool = False) -> None:
+    ids = (MODEL, ADDED) if added else (MODEL,)
     (work / "models.yaml").write_text(
-        f"models:\n  - id: {MODEL}\n    source: {CACHE}\n    max_model_len: {max_model_len}\n"
-        "    gpu_memory_utilization: 0.3\n    max_tokens_cap: 4096\n"
+        "models:\n"
+        + "".join(
+            f"  - id: {model}\n    source: {CACHE}\n    max_model_len: {max_model_len}\n"
+            "    gpu_memory_utilization: 0.3\n    max_tokens_cap: 4096\n"
+            for model in ids
+        )
     )
 
 
-def _change(work: Path, env: dict[str, str], load: Load, *args: str) -> dict:
+def _status_of(url: str, key: str, model: str) -> int:
+    """The HTTP status of one short completion to ``model`` (200 served, 404 not served)."""
+    body = {"model": model, "prompt": "lifecycle bench", "max_tokens": 4}
+    response = httpx.post(f"{url}/v1/completions", json=body, headers={"Authorization": f"Bearer {key}"}, timeout=60)
+    return response.status_code
+
+
+def _change(work: Path, env: dict[str, str], load: Load, *args: str, model: str = MODEL) -> dict:
     ok0, failed0 = load.window()
     started = time.monotonic()
     request = _cli(work, env, *args)
     total = time.monotonic() - started
     ok1, failed1 = load.window()
-    [outcome] = [o for o in request["result"].get("outcomes", []) if o["model"] == MODEL] or [{}]
+    [outcome] = [o for o in request["result"].get("outcomes", []) if o["model"] == model] or [{}]
     return {
         "status": request["status"],
         "total_s": round(total, 2),
@@ -193,16 +209,25 @@ def main() -> int:
                     _models_yaml(work, 512)
                     deploy = _change(work, env, load, "models", "deploy")
                     rollback = _change(work, env, load, "models", "rollback", MODEL)
+                    _models_yaml(work, 1024, added=True)
+                    add = _change(work, env, load, "models", "deploy", model=ADDED)
+                    add["answers"] = _status_of(url, key, ADDED)
                     _models_yaml(work, 1024)
-                    runs.append({"run": number, "deploy": deploy, "rollback": rollback})
+                    remove = _change(work, env, load, "models", "deploy", model=ADDED)
+                    remove["answers"] = _status_of(url, key, ADDED)
+                    changes = {"deploy": deploy, "rollback": rollback, "add": add, "remove": remove}
+                    runs.append({"run": number, **changes})
                     print(
-                        f"run {number}: deploy {deploy['status']} in {deploy['total_s']} s {deploy['seconds']}, "
-                        f"failed {deploy['failed']}/{deploy['requests']}; rollback {rollback['status']} in "
-                        f"{rollback['total_s']} s, failed {rollback['failed']}/{rollback['requests']}"
-                        + "".join(f"\n  {r['reason']}" for r in (deploy, rollback) if r["status"] != "done")
+                        f"run {number}: "
+                        + "; ".join(
+                            f"{name} {r['status']} in {r['total_s']} s {r['seconds']}, failed {r['failed']}/"
+                            f"{r['requests']}" + (f", {ADDED} then answers {r['answers']}" if "answers" in r else "")
+                            for name, r in changes.items()
+                        )
+                        + "".join(f"\n  {r['reason']}" for r in changes.values() if r["status"] != "done")
                         + "".join(
                             f"\n  failed: {n} × {kind}"
-                            for r in (deploy, rollback)
+                            for r in changes.values()
                             for kind, n in r["failed_kinds"].items()
                         ),
                         flush=True,
@@ -213,20 +238,30 @@ def main() -> int:
                 applier.send_signal(signal.SIGTERM)
                 applier.wait(60)
                 log.close()
+    return report(runs, args.streams, args.out)
+
+
+def report(runs: list[dict], streams: int, out: Path) -> int:
+    """The table (printed, and as Markdown), the runs as JSON and the PNG; 1 when any change or check failed."""
     series = {
         "deploy → ready (s)": [r["deploy"]["seconds"].get("ready", float("nan")) for r in runs],
         "smoke completion (s)": [r["deploy"]["seconds"].get("smoke", float("nan")) for r in runs],
         "switch (s)": [r["deploy"]["seconds"].get("switch", float("nan")) for r in runs],
         "deploy, request → done (s)": [r["deploy"]["total_s"] for r in runs],
         "rollback, request → done (s)": [r["rollback"]["total_s"] for r in runs],
+        "add a model → ready (s)": [r["add"]["seconds"].get("ready", float("nan")) for r in runs],
+        "add, request → done (s)": [r["add"]["total_s"] for r in runs],
+        "remove, request → done (s)": [r["remove"]["total_s"] for r in runs],
     }
-    failed = sum(r["deploy"]["failed"] + r["rollback"]["failed"] for r in runs)
-    requests = sum(r["deploy"]["requests"] + r["rollback"]["requests"] for r in runs)
+    kinds = ("deploy", "rollback", "add", "remove")
+    failed = sum(r[k]["failed"] for r in runs for k in kinds)
+    requests = sum(r[k]["requests"] for r in runs for k in kinds)
     lines = [f"| measure ({len(runs)} runs) | p50 | p95 | target |", "|---|---:|---:|---:|"]
     goals = {
         "deploy → ready (s)": TARGETS["ready_s"],
         "smoke completion (s)": TARGETS["smoke_s"],
         "rollback, request → done (s)": TARGETS["rollback_s"],
+        "add a model → ready (s)": TARGETS["ready_s"],
     }
     for name, values in series.items():
         goal = goals.get(name)
@@ -234,12 +269,17 @@ def main() -> int:
             f"| {name} | {statistics.median(values):.2f} | {_pct(values, 0.95):.2f} | "
             f"{'≤ ' + format(goal, 'g') if goal else '-'} |"
         )
-    lines.append(f"| requests failed during changes ({args.streams} streams) | {failed} of {requests} | | 0 |")
+    lines.append(f"| requests failed during changes ({streams} streams) | {failed} of {requests} | | 0 |")
+    answers = [(r["add"]["answers"], r["remove"]["answers"]) for r in runs]
+    lines.append(
+        f"| {ADDED} answered after add / after remove | "
+        f"{sum(a == 200 for a, _ in answers)} × 200 / {sum(b == 404 for _, b in answers)} × 404 of {len(runs)} | | all |"
+    )
     table = "\n".join(lines)
     print(table)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "bench_lifecycle.json").write_text(json.dumps(runs, indent=2))
-    (args.out / "bench_lifecycle.md").write_text("# Model lifecycle (tiny model, CPU)\n\n" + table + "\n")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench_lifecycle.json").write_text(json.dumps(runs, indent=2))
+    (out / "bench_lifecycle.md").write_text("# Model lifecycle (tiny model, CPU)\n\n" + table + "\n")
     try:
         import matplotlib
 
@@ -253,10 +293,10 @@ def main() -> int:
         ax.set_xlabel("seconds")
         ax.set_title(f"Model lifecycle, {len(runs)} runs (failed requests: {failed} of {requests})")
         fig.tight_layout()
-        fig.savefig(args.out / "bench_lifecycle.png", dpi=100)
+        fig.savefig(out / "bench_lifecycle.png", dpi=100)
     except ImportError:
         print("bench_lifecycle: matplotlib missing; no PNG (pip install -e '.[bench]')", file=sys.stderr)
-    bad = any(r["deploy"]["status"] != "done" or r["rollback"]["status"] != "done" for r in runs)
+    bad = any(r[k]["status"] != "done" for r in runs for k in kinds) or any(a != (200, 404) for a in answers)
     return 1 if bad or failed else 0
 
 
