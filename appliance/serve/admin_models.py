@@ -50,18 +50,23 @@ class AdminModels:
             raise ApiError(503, "The model registry is not configured (REGISTRY_URL).", "registry_unavailable")
         return RegistryStore.open(self._config.registry_url)
 
-    def _known(self, model: str) -> str:
-        if model not in {info.id for info in self.model_infos()}:
-            if self._recorded(model):  # removed since (a recorded id, safe to repeat): back only through models.yaml
-                raise ApiError(
-                    404,
-                    f"The model {echo(model)} is not served now (removed; its history: /admin/models/{model}/history). "
-                    "To serve it again, add it to models.yaml and deploy.",
-                    "model_not_found",
-                    "model",
-                )
-            raise ApiError(404, f"The model {echo(model)} does not exist.", "model_not_found", "model")
-        return model
+    async def _known(self, model: str) -> str:
+        """``model`` when served; else 404, saying how to serve it again when the registry remembers it (a removed
+        model). The registry is read off the event loop, and only for a model not served."""
+        if self._served(model):
+            return model
+        if await asyncio.to_thread(self._recorded, model):  # (a recorded id: safe to repeat in the message)
+            raise ApiError(
+                404,
+                f"The model {echo(model)} is not served now (removed; its history: /admin/models/{model}/history). "
+                "To serve it again, add it to models.yaml and deploy.",
+                "model_not_found",
+                "model",
+            )
+        raise _no_such_model(model)
+
+    def _served(self, model: str) -> bool:
+        return model in {info.id for info in self.model_infos()}
 
     def _recorded(self, model: str) -> bool:
         """Whether the registry has any history for ``model`` (False without a registry, or one unreachable)."""
@@ -84,7 +89,7 @@ class AdminModels:
         return await self._queue("deploy", environment, {"models_yaml": text}, "")
 
     async def admin_model_promote(self, model: str, request: Request) -> JSONResponse:
-        return await self._queue("promote", "production", {}, self._known(model))
+        return await self._queue("promote", "production", {}, await self._known(model))
 
     async def admin_model_rollback(self, model: str, request: Request) -> JSONResponse:
         body = await _body(request)
@@ -92,17 +97,17 @@ class AdminModels:
         if to is not None and (not isinstance(to, int) or isinstance(to, bool) or to < 1):
             raise ApiError(400, "Expected 'to': a registry entry id (a positive integer).", "invalid_parameter", "to")
         environment = _environment(body.get("environment", "production"))
-        return await self._queue("rollback", environment, {"to": to}, self._known(model))
+        return await self._queue("rollback", environment, {"to": to}, await self._known(model))
 
     async def admin_model_enable(self, model: str, request: Request) -> JSONResponse:
-        return await self._switch(self._known(model), enable=True, body=await _body(request))
+        return await self._switch(await self._known(model), enable=True, body=await _body(request))
 
     async def admin_model_disable(self, model: str, request: Request) -> JSONResponse:
-        return await self._switch(self._known(model), enable=False, body=await _body(request))
+        return await self._switch(await self._known(model), enable=False, body=await _body(request))
 
     async def admin_model_history(self, model: str) -> dict[str, Any]:
-        if not await asyncio.to_thread(self._recorded, model):  # a removed model's history stays readable
-            model = self._known(model)
+        if not self._served(model) and not await asyncio.to_thread(self._recorded, model):
+            raise _no_such_model(model)  # (a removed model's history stays readable)
         events = await asyncio.to_thread(_registry_call, lambda: self._store().history(model))
         return {"model": model, "history": [e.to_json() for e in events[-MAX_HISTORY:]]}
 
@@ -158,6 +163,10 @@ class AdminModels:
 
         entry = await asyncio.to_thread(_registry_call, change)
         return JSONResponse(status_code=200, content={"entry": entry.to_json()})
+
+
+def _no_such_model(model: str) -> ApiError:
+    return ApiError(404, f"The model {echo(model)} does not exist.", "model_not_found", "model")
 
 
 def _registry_call(call: Any) -> Any:
