@@ -98,6 +98,7 @@ def test_analyzer_failure_is_503_and_nothing_reaches_the_engine(stack: Stack) ->
     assert response.status_code == 503, response.text[:500]
     error = response.json()["error"]
     assert error["code"] == "pii_unavailable" and error["type"] == "service_unavailable_error"
+    assert int(response.headers["retry-after"]) > 0
     line = next(json.loads(l) for l in stack.audit.read_text().splitlines() if "e2e-pii-fail" in l)  # noqa: E741
     assert line["status"] == 503 and line["error"] == "pii_unavailable"
     assert line["prompt_tokens"] is None and line["completion_tokens"] is None  # the engine never answered

@@ -37,6 +37,7 @@ Send = Callable[[Message], Awaitable[None]]
 MaskCall = Callable[[list[str]], Awaitable[dict[str, Any]]]
 
 UNAVAILABLE_MESSAGE = "PII masking is unavailable, so the request was not sent to the model. Retry later."
+RETRY_AFTER_SECONDS = 5  # what a 503 for unavailable masking tells clients to wait (the service restarts in seconds)
 
 
 @dataclass(frozen=True)
@@ -174,7 +175,9 @@ class Bookend:
     def _failed(self, reason: str, body: bytes, payload: dict[str, Any]) -> Masked:
         self._metrics.failure(reason)
         if not self.settings.fail_open:
-            raise ApiError(503, UNAVAILABLE_MESSAGE, "pii_unavailable")
+            raise ApiError(
+                503, UNAVAILABLE_MESSAGE, "pii_unavailable", headers=(("Retry-After", str(RETRY_AFTER_SECONDS)),)
+            )
         _LOGGER.warning("PII masking failed (%s); PII_FAIL_OPEN is on, so the request goes out unmasked", reason)
         return Masked(body, None, Restorer({}), self._metrics)  # no payload: the audit never gets this prompt
 

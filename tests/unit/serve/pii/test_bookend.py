@@ -205,9 +205,10 @@ def test_analyzer_failure_is_503_and_the_engine_is_never_called(tmp_path: Path) 
         raise RuntimeError("analyzer crashed on " + texts[0])
 
     gate, engine, metrics, audit = make_gate(tmp_path, broken)
-    status, _, body = post(gate, "/v1/completions", {"model": "a", "prompt": PROMPT})
+    status, headers, body = post(gate, "/v1/completions", {"model": "a", "prompt": PROMPT})
     error = json.loads(body)["error"]
     assert status == 503 and error["code"] == "pii_unavailable" and error["type"] == "service_unavailable_error"
+    assert int({k.lower(): v for k, v in headers.items()}[b"retry-after"]) > 0  # the service restarts in seconds
     assert engine.seen == [] and metrics.failures == ["error"]
     line = json.loads(audit.read_text().splitlines()[-1])
     assert line["status"] == 503 and line["error"] == "pii_unavailable"
