@@ -4,8 +4,8 @@
 field outside the allowlist, media, or token ids are refused with 400 and fields the engine ignores are
 dropped. It then sends every text the model will see, and every string that cannot be masked (names, ids,
 schema keys; refused with 400 if they hold personal data), to the PII service with a timeout. Any failure
-(error, timeout, no replica) refuses the request with 503 in the OpenAI shape and the body is never
-forwarded; only ``PII_FAIL_OPEN`` (off by default, flagged by doctor) forwards it unmasked instead.
+(error, timeout, no replica; a service still loading fails at once, :class:`FirstReady`) refuses the request
+with 503 + Retry-After in the OpenAI shape and the body is never forwarded; only ``PII_FAIL_OPEN`` (off by default, flagged by doctor) forwards it unmasked instead.
 :meth:`Masked.restoring` wraps the ASGI ``send`` so the client gets its own values back. The mapping lives
 in the :class:`Masked` object of one request: never logged, never stored.
 """
@@ -35,6 +35,7 @@ _LOGGER = logging.getLogger(__name__)
 Message = MutableMapping[str, Any]
 Send = Callable[[Message], Awaitable[None]]
 MaskCall = Callable[[list[str]], Awaitable[dict[str, Any]]]
+Available = Callable[[], Awaitable[bool]]  # whether the PII service may take a call now
 
 UNAVAILABLE_MESSAGE = "PII masking is unavailable, so the request was not sent to the model. Retry later."
 RETRY_AFTER_SECONDS = 5  # what a 503 for unavailable masking tells clients to wait (the service restarts in seconds)
@@ -136,10 +137,13 @@ class _RestoringSend:
 class Bookend:
     """Masking for one ingress replica. ``call`` sends texts to the PII service (a Serve handle in production)."""
 
-    def __init__(self, settings: BookendSettings, call: MaskCall, metrics: PiiMetrics) -> None:
+    def __init__(
+        self, settings: BookendSettings, call: MaskCall, metrics: PiiMetrics, available: Available | None = None
+    ) -> None:
         self.settings = settings
         self._call = call
         self._metrics = metrics
+        self._available = available
 
     async def mask(self, body: bytes, fields: Mapping[str, Spec] | None = None) -> Masked:
         """The masked request, or ApiError: 400 for a body that may not go out with PII on (a field outside the
@@ -154,6 +158,8 @@ class Bookend:
         texts = [field.text for field in plan.masked] + [check.text for check in plan.checks]
         if not texts:
             return Masked(body, payload, Restorer({}), self._metrics)
+        if self._available is not None and not await self._available():
+            return self._failed("unavailable", body, payload)
         try:
             async with asyncio.timeout(self.settings.timeout_seconds):
                 result = await self._call(texts)
@@ -206,8 +212,51 @@ def serve_handle_call(app_name: str | None = None) -> MaskCall:
     return call
 
 
+class FirstReady:
+    """Whether the PII service may take a call. Until it has been seen ready once, its state in Serve's view decides
+    (``state``: ModelHealth's, cached 1 s): in the first seconds of a (re)started application the service may
+    still be loading, and a call would wait for a replica until ``PII_TIMEOUT_SECONDS`` only to fail; it fails at
+    once instead. After that every call goes on, and a later failure is the call's own (timeout, error). A state
+    that cannot be read lets the call go on (its timeout still bounds it)."""
+
+    def __init__(self, state: Callable[[], Awaitable[str]]) -> None:
+        self._state = state
+        self._seen_ready = False
+
+    async def __call__(self) -> bool:
+        if self._seen_ready:
+            return True
+        try:
+            state = await self._state()
+        except Exception as err:
+            _LOGGER.warning("the PII service's state could not be read (%s); the call goes on", type(err).__name__)
+            return True
+        from appliance.serve.health import READY
+
+        self._seen_ready = state == READY
+        return self._seen_ready
+
+
+def serve_state() -> Callable[[], Awaitable[str]]:
+    """The PII service's state in Serve's view (loading, ready, failed), read at most once a second."""
+    from appliance.serve.health import ModelHealth
+    from appliance.serve.pii.service import DEPLOYMENT_NAME
+
+    health = ModelHealth({DEPLOYMENT_NAME: DEPLOYMENT_NAME})
+
+    async def state() -> str:
+        return str((await health.states())[DEPLOYMENT_NAME]["state"])
+
+    return state
+
+
 def make_bookend(options: PiiOptions) -> Bookend:
     """The bookend of an ingress replica: the PII service of this Serve application, Ray metrics."""
     from appliance.serve.pii.metrics import RayPiiMetrics
 
-    return Bookend(BookendSettings(options.timeout_seconds, options.fail_open), serve_handle_call(), RayPiiMetrics())
+    return Bookend(
+        BookendSettings(options.timeout_seconds, options.fail_open),
+        serve_handle_call(),
+        RayPiiMetrics(),
+        FirstReady(serve_state()),
+    )

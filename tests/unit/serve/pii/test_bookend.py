@@ -16,7 +16,7 @@ from appliance.config.secrets import ApiKeyRecord, Role
 from appliance.serve.audit import AuditLog
 from appliance.serve.gate import Gate, GateSettings
 from appliance.serve.keystore import KeyStore
-from appliance.serve.pii.bookend import Bookend, BookendSettings
+from appliance.serve.pii.bookend import Bookend, BookendSettings, FirstReady
 from tests.unit.serve.test_gate import RecordingMetrics
 
 KEY = "sk-pii-test"
@@ -114,10 +114,11 @@ def make_gate(
     fail_open: bool = False,
     audit_prompts: bool = True,
     timeout: float = 30.0,
+    available=None,
 ):
     engine = engine or EchoEngine()
     pii_metrics = RecordingPiiMetrics()
-    bookend = Bookend(BookendSettings(timeout, fail_open), call, pii_metrics)
+    bookend = Bookend(BookendSettings(timeout, fail_open), call, pii_metrics, available)
     keys = KeyStore((ApiKeyRecord("alice", Role.USER, ("a",), hash_key(KEY)),))
     gate = Gate(
         engine,
@@ -316,3 +317,39 @@ def test_tool_call_arguments_masked_as_json_and_restored_valid(tmp_path: Path, p
     assert "<EMAIL_ADDRESS_1>" in seen["mail"] and "<PHONE_NUMBER_1>" in seen["note"]
     answer = json.loads(body)["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"]
     assert json.loads(answer) == arguments
+
+
+def test_a_loading_pii_service_fails_at_once_and_is_never_called(tmp_path: Path) -> None:
+    """The first seconds of a (re)started application: the PII service still loads. The request is refused at
+    once (503 + Retry-After) instead of waiting for a replica until the timeout; the service is never called."""
+    called: list[list[str]] = []
+
+    async def service(texts: list[str]) -> dict:
+        called.append(texts)
+        return {"texts": texts, "originals": {}}
+
+    states = ["loading", "ready"]
+
+    async def state() -> str:
+        return states.pop(0)
+
+    gate, engine, metrics, audit = make_gate(tmp_path, service, available=FirstReady(state))
+    status, headers, body = post(gate, "/v1/completions", {"model": "a", "prompt": "hello"})
+    assert status == 503 and json.loads(body)["error"]["code"] == "pii_unavailable"
+    assert int({k.lower(): v for k, v in headers.items()}[b"retry-after"]) > 0
+    assert called == [] and engine.seen == [] and metrics.failures == ["unavailable"]
+    status, _, _ = post(gate, "/v1/completions", {"model": "a", "prompt": "hello"})  # ready now
+    assert status == 200 and called == [["hello"]]
+    status, _, _ = post(gate, "/v1/completions", {"model": "a", "prompt": "hello"})  # not asked again once ready
+    assert status == 200 and len(called) == 2 and states == []
+
+
+def test_first_ready_lets_the_call_go_on_when_the_state_cannot_be_read() -> None:
+    async def unreadable() -> str:
+        raise RuntimeError("serve.status() failed")
+
+    async def failed() -> str:
+        return "failed"
+
+    assert asyncio.run(FirstReady(unreadable)()) is True  # the call's own timeout still bounds it
+    assert asyncio.run(FirstReady(failed)()) is False
