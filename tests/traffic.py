@@ -12,10 +12,12 @@ kept for audit checks.
 from __future__ import annotations
 
 import json
+import os
 import re
 import ssl
 import threading
 import time
+from collections.abc import Iterator
 
 import httpx
 import psutil
@@ -133,11 +135,26 @@ def engine_process(model: str) -> psutil.Process:
     return found[0]
 
 
+_OWN_PID_NAMESPACE = os.readlink("/proc/self/ns/pid")
+
+
+def own_processes() -> Iterator[psutil.Process]:
+    """The processes of this PID namespace: the test's Ray cluster, not the containers of the e2e-docker tier,
+    which ``make test`` runs at the same time (scripts/ci/test_lanes.sh; each container has a PID namespace of
+    its own, and the same process titles)."""
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            if os.readlink(f"/proc/{proc.pid}/ns/pid") == _OWN_PID_NAMESPACE:
+                yield proc
+        except (OSError, psutil.Error):
+            continue
+
+
 def engine_processes(model: str) -> list[psutil.Process]:
-    """The EngineCore processes under every Serve replica of ``model``."""
+    """The EngineCore processes under every Serve replica of ``model`` (in this PID namespace)."""
     named = re.compile(rf"(?<![\w-]){re.escape(model)}(?![\w-])")  # 'tiny' is not 'tiny-a'
     found = []
-    for proc in psutil.process_iter(["pid", "cmdline"]):
+    for proc in own_processes():
         try:
             if "EngineCore" in " ".join(proc.info["cmdline"] or []) and any(
                 "ServeReplica" in " ".join(p.cmdline()) and named.search(" ".join(p.cmdline())) for p in proc.parents()

@@ -14,6 +14,7 @@ import psutil
 import pytest
 
 from tests.e2e.conftest import EMBED_MODEL, Stack
+from tests.traffic import own_processes
 
 CHAT = "/v1/chat/completions"
 FINAL = ("completed", "failed", "cancelled", "expired")
@@ -55,9 +56,7 @@ def _finished(client: openai.OpenAI, batch_id: str, *, outage: bool = False):
 
 def _ingress_process() -> psutil.Process:
     found = [
-        p
-        for p in psutil.process_iter(["pid", "cmdline"])
-        if "ServeReplica:appliance:ApplianceIngress" in " ".join(p.info["cmdline"] or [])
+        p for p in own_processes() if "ServeReplica:appliance:ApplianceIngress" in " ".join(p.info["cmdline"] or [])
     ]
     assert len(found) == 1, f"expected one ingress replica, found {[p.pid for p in found]}"
     return found[0]

@@ -168,7 +168,7 @@ def test_a_crashed_serve_container_gives_503_with_retry_after_until_it_is_back(
     fault_at, since = _crash(docker_stack, "serve")
     healthy = _wait(lambda: _healthy(docker_stack, "serve", since))
     if healthy is not None:
-        docker_stack.wait_ready(timeout=120)
+        docker_stack.wait_ready(timeout=RECOVERY_TIMEOUT_S)  # the engine loads after the container is healthy
     time.sleep(3)
     # streams in flight die with the ingress that carried them (no one is left to write an error event)
     _report(docker_stack, traffic, "SIGKILL serve", fault_at, healthy, {"stream-cut"})

@@ -8,7 +8,7 @@ A worker holding another token is refused by the head; with the head's token it 
 the worker container (added with `make up`, which restarts the head: the worker joins the new head by itself);
 `leave` (it drains the node first: the pinned model's replica has nowhere to go, and leave says so) → that
 model gets 503 with Retry-After (never 500/502), the head's own model keeps answering and the
-ModelUnavailable alert fires for the pinned model only (the worker's own metrics reach the head's Prometheus through
+ModelUnavailable alert is raised (pending) for the pinned model only (the worker's own metrics reach the head's Prometheus through
 the serve container's relay while it is there); join again → it answers again. The model is removed and the worker's project taken down at the end.
 """
 
@@ -23,6 +23,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import docker
 import httpx
@@ -50,7 +51,8 @@ CHANGE_TIMEOUT_S = 900  # a model load is ~50 s here; far below this
 BACK_TIMEOUT_S = 300
 DRAIN_S = 20  # leave's drain: the pinned model cannot move (no other node may run it), so all of it is waited
 SCRAPE_TIMEOUT_S = 120  # the relay's service discovery refresh (30 s) and a scrape (15 s), with room
-ALERT_TIMEOUT_S = 240  # the rule's `for: 2m`, plus scrape and evaluation intervals (15 s each)
+ALERT_TIMEOUT_S = 120  # until pending: the ingress's check, a scrape and an evaluation (15 s each), with room
+NODE_DEAD_TIMEOUT_S = 180  # until Ray's GCS marks the stopped worker's node dead (its health checks: ~30 s)
 
 
 def _env(stack: DockerStack) -> dict[str, str]:
@@ -267,35 +269,49 @@ def test_a_model_pinned_to_the_worker_serves_through_the_head_and_waits_while_it
     assert head_model is not None and head_model.status_code == 200, "the head's own model must keep answering"
     print(f"leave → 503: {time.monotonic() - left_at:.1f} s ({time.monotonic() - stopped_at:.1f} s after it returned)")
     # ModelUnavailable (the ingress's own view; Serve keeps calling the deployment healthy, so ModelNotReady
-    # would not fire) goes pending, then firing after its 2 minutes
+    # would not fire) goes pending for the pinned model only: its expression matches the series the ingress
+    # exports. That it turns firing after its `for: 2m` is Prometheus's part, tested against the same rule file
+    # by promtool (prometheus/tests/alerts_test.yml, integration tier); waiting for it here cost 2 minutes.
     states: list[str] = []
 
-    def alert_firing() -> bool:
+    def alert_raised() -> bool:
         query = f'ALERTS{{alertname="ModelUnavailable", model="{PINNED}"}}'
         reply = docker_stack.get("/prometheus/api/v1/query", params={"query": query}, auth=auth)
         states[:] = [r["metric"]["alertstate"] for r in reply.json()["data"]["result"]] if reply.is_success else []
-        return "firing" in states
+        return bool(states)
 
-    fired = _until(alert_firing, timeout=ALERT_TIMEOUT_S)
-    print(f"leave → ModelUnavailable firing: {time.monotonic() - left_at:.1f} s")
-    assert fired is not None, f"ModelUnavailable for {PINNED} not firing {ALERT_TIMEOUT_S} s after the 503s: {states}"
+    raised = _until(alert_raised, timeout=ALERT_TIMEOUT_S)
+    print(f"leave → ModelUnavailable {states}: {time.monotonic() - left_at:.1f} s")
+    assert raised is not None, f"ModelUnavailable for {PINNED} not pending {ALERT_TIMEOUT_S} s after the 503s"
     others = docker_stack.get("/prometheus/api/v1/query", params={"query": "ALERTS"}, auth=auth).json()
     models = {
         r["metric"].get("model") for r in others["data"]["result"] if r["metric"]["alertname"] == "ModelUnavailable"
     }
     assert models == {PINNED}, f"only the model away with its worker is unavailable: {models}"
-    # by now Ray has marked the node dead (its GCS notices a stopped raylet after some seconds: a doctor run
-    # 11 s after `leave` still saw the node alive, as the 503s came from the ingress's own checks)
-    doctor = _cli(docker_stack, docker_stack.root, "doctor", "--json", timeout=300)
-    fit = {
-        f["title"]: f for c in json.loads(doctor.stdout)["checks"] if c["check"] == "cluster-fit" for f in c["findings"]
-    }
+    # doctor's cluster-fit reads Ray's node table: the GCS marks a stopped raylet dead after some seconds (a doctor
+    # run 11 s after `leave` still saw the node alive, as the 503s came from the ingress's own checks)
+    found: dict[str, Any] = {}
+
+    def doctor_sees_it_gone() -> bool:
+        doctor = _cli(docker_stack, docker_stack.root, "doctor", "--json", timeout=300)
+        found["exit"], found["stderr"] = doctor.returncode, doctor.stderr
+        found["fit"] = {
+            f["title"]: f
+            for c in json.loads(doctor.stdout)["checks"]
+            if c["check"] == "cluster-fit"
+            for f in c["findings"]
+        }
+        return found["fit"].get(f"placement: {PINNED}", {}).get("level") == "error"
+
+    seen_gone = _until(doctor_sees_it_gone, timeout=NODE_DEAD_TIMEOUT_S)
+    fit = found["fit"]
     print(
-        f"doctor with the worker gone: exit {doctor.returncode}; cluster-fit {[(t, f['level']) for t, f in fit.items()]}"
+        f"doctor with the worker gone ({seen_gone} s after the alert): exit {found['exit']}; "
+        f"cluster-fit {[(t, f['level']) for t, f in fit.items()]}"
     )
     assert fit[f"placement: {PINNED}"]["level"] == "error" and "joined: head" in fit[f"placement: {PINNED}"]["found"]
     assert fit["worker nodes"]["level"] == "info" and fit[f"placement: {original[0]['id']}"]["level"] == "ok", fit
-    assert doctor.returncode == 1, doctor.stderr[-2000:]
+    assert found["exit"] == 1, found["stderr"][-2000:]
 
     rejoined_at = time.monotonic()
     again = _join(docker_stack, "--no-build")  # the token join copied the first time
