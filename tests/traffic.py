@@ -127,34 +127,33 @@ class Traffic(threading.Thread):
             self.problems.append(f"Retry-After is not a number of seconds: {headers['retry-after']!r}")
 
 
-def engine_process(model: str) -> psutil.Process:
+def engine_process(model: str, *, pid_namespace_of: int | None = None) -> psutil.Process:
     """The vLLM EngineCore process (title ``VLLM::EngineCore``) under the Serve replica of ``model`` (the replica
-    actor's title names its deployment, which ray.serve.llm names after the model id)."""
-    found = engine_processes(model)
+    actor's title names its deployment, which ray.serve.llm names after the model id). ``pid_namespace_of``: a
+    process of the PID namespace to look in (a container's main process); default: this one."""
+    found = engine_processes(model, pid_namespace_of=pid_namespace_of)
     assert len(found) == 1, f"expected one EngineCore under {model}'s replica, found {[p.pid for p in found]}"
     return found[0]
 
 
-_OWN_PID_NAMESPACE = os.readlink("/proc/self/ns/pid")
-
-
-def own_processes() -> Iterator[psutil.Process]:
-    """The processes of this PID namespace: the test's Ray cluster, not the containers of the e2e-docker tier,
-    which ``make test`` runs at the same time (scripts/ci/test_lanes.sh; each container has a PID namespace of
-    its own, and the same process titles)."""
+def own_processes(pid_namespace_of: int | None = None) -> Iterator[psutil.Process]:
+    """The processes of this PID namespace (or of ``pid_namespace_of``'s): the test's Ray cluster, not the
+    containers of the e2e-docker tier, which ``make test`` runs at the same time (scripts/ci/test_lanes.sh; each
+    container has a PID namespace of its own, and processes with the same titles) — or one container's."""
+    namespace = os.readlink(f"/proc/{pid_namespace_of or 'self'}/ns/pid")
     for proc in psutil.process_iter(["pid", "cmdline"]):
         try:
-            if os.readlink(f"/proc/{proc.pid}/ns/pid") == _OWN_PID_NAMESPACE:
+            if os.readlink(f"/proc/{proc.pid}/ns/pid") == namespace:
                 yield proc
         except (OSError, psutil.Error):
             continue
 
 
-def engine_processes(model: str) -> list[psutil.Process]:
-    """The EngineCore processes under every Serve replica of ``model`` (in this PID namespace)."""
+def engine_processes(model: str, *, pid_namespace_of: int | None = None) -> list[psutil.Process]:
+    """The EngineCore processes under every Serve replica of ``model`` (in one PID namespace: see own_processes)."""
     named = re.compile(rf"(?<![\w-]){re.escape(model)}(?![\w-])")  # 'tiny' is not 'tiny-a'
     found = []
-    for proc in own_processes():
+    for proc in own_processes(pid_namespace_of):
         try:
             if "EngineCore" in " ".join(proc.info["cmdline"] or []) and any(
                 "ServeReplica" in " ".join(p.cmdline()) and named.search(" ".join(p.cmdline())) for p in proc.parents()

@@ -37,10 +37,12 @@ from appliance.certs.store import write_pair
 from tests.e2e_docker.stack import DockerStack, stack_secret
 from tests.traffic import Traffic, engine_process
 
-pytestmark = pytest.mark.chaos
-
 MODEL = "tiny"
-RECOVERY_TIMEOUT_S = 600
+# A guard, not a target (the figures are printed): alone, serve is back from a SIGKILL in ~1-2 min; in `make test`,
+# beside the e2e tier's engine loads on the same 2 cores, it took 469 s once (scripts/ci/test_lanes.sh)
+RECOVERY_TIMEOUT_S = 780
+# pytest's per-test limit covers the traffic fixture's wait for readiness and the test's own recovery
+pytestmark = [pytest.mark.chaos, pytest.mark.timeout(2 * RECOVERY_TIMEOUT_S + 120)]
 AUDIT_SETTLE_S = 3  # a stream's audit line is written as its body ends
 
 
@@ -168,7 +170,8 @@ def test_a_crashed_serve_container_gives_503_with_retry_after_until_it_is_back(
     fault_at, since = _crash(docker_stack, "serve")
     healthy = _wait(lambda: _healthy(docker_stack, "serve", since))
     if healthy is not None:
-        docker_stack.wait_ready(timeout=RECOVERY_TIMEOUT_S)  # the engine loads after the container is healthy
+        # the engine loads after the container is healthy: the same budget covers both
+        docker_stack.wait_ready(timeout=max(RECOVERY_TIMEOUT_S - healthy, 1))
     time.sleep(3)
     # streams in flight die with the ingress that carried them (no one is left to write an error event)
     _report(docker_stack, traffic, "SIGKILL serve", fault_at, healthy, {"stream-cut"})
@@ -177,7 +180,7 @@ def test_a_crashed_serve_container_gives_503_with_retry_after_until_it_is_back(
 def test_a_killed_engine_inside_serve_gives_503_until_its_replica_is_back(
     docker_stack: DockerStack, traffic: Traffic
 ) -> None:
-    engine = engine_process(MODEL)
+    engine = engine_process(MODEL, pid_namespace_of=_container(docker_stack, "serve").attrs["State"]["Pid"])
     fault_at = time.monotonic()
     os.kill(engine.pid, signal.SIGKILL)
     flipped = _wait(lambda: _ready(docker_stack) == 503, timeout=30)
