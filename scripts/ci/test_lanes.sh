@@ -2,10 +2,13 @@
 # `make test`'s pytest run in two lanes at once, each in a network namespace of its own (isolated.sh):
 #   e2e-docker: the compose-stack tier (its own dockerd and stack);
 #   the rest:   e2e (a Ray head with vLLM engines on the host), then integration, then unit.
-# The two heavy tiers spend most of their wall time waiting (model loads in another process, restarts, scrapes,
-# alert `for` clauses), and an idle vLLM engine of today's vLLM sleeps: run one after the other they took
-# ~60 min of a 2-core machine at ~40 % CPU idle. The rest's output streams here; the e2e-docker lane's goes to
-# a log file that is printed, whole, once both lanes are done (and its path is said at the start).
+# Much of the two heavy tiers' wall time is waiting (Prometheus scrapes and alert `for` clauses, leases, restart
+# back-offs, the serial steps of a model load), so side by side they take less than one after the other. On a
+# 2-core machine (2026-12-07): e2e-docker alone 16.1 min, e2e alone 16.1 min; side by side the e2e-docker lane
+# took 25.0 min and the other (e2e + integration + unit) 22.6 min. The e2e-docker lane is the one slowed down
+# (a serve-crash recovery: 60 s alone, ~460 s beside the e2e tier's engine loads; nice 5 below did not change that).
+# The rest's output streams here; the e2e-docker lane's goes to a log file that is printed, whole, once both
+# lanes are done (its path is said at the start).
 # Usage: test_lanes.sh PYTHON [PYTEST ARGS...]   Exit status: non-zero when either lane failed or collected
 # no tests (pytest's 5).
 set -uo pipefail
