@@ -136,7 +136,7 @@ def engine_process(model: str, *, pid_namespace_of: int | None = None) -> psutil
     return found[0]
 
 
-def own_processes(pid_namespace_of: int | None = None) -> Iterator[psutil.Process]:
+def processes_in_pid_namespace(pid_namespace_of: int | None = None) -> Iterator[psutil.Process]:
     """The processes of this PID namespace (or of ``pid_namespace_of``'s): the test's Ray cluster, not the
     containers of the e2e-docker tier, which ``make test`` runs at the same time (scripts/ci/test_lanes.sh; each
     container has a PID namespace of its own, and processes with the same titles) — or one container's."""
@@ -150,10 +150,10 @@ def own_processes(pid_namespace_of: int | None = None) -> Iterator[psutil.Proces
 
 
 def engine_processes(model: str, *, pid_namespace_of: int | None = None) -> list[psutil.Process]:
-    """The EngineCore processes under every Serve replica of ``model`` (in one PID namespace: see own_processes)."""
+    """The EngineCore processes under every Serve replica of ``model`` (in one PID namespace: see processes_in_pid_namespace)."""
     named = re.compile(rf"(?<![\w-]){re.escape(model)}(?![\w-])")  # 'tiny' is not 'tiny-a'
     found = []
-    for proc in own_processes(pid_namespace_of):
+    for proc in processes_in_pid_namespace(pid_namespace_of):
         try:
             if "EngineCore" in " ".join(proc.info["cmdline"] or []) and any(
                 "ServeReplica" in " ".join(p.cmdline()) and named.search(" ".join(p.cmdline())) for p in proc.parents()

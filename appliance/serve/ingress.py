@@ -42,7 +42,7 @@ from appliance.serve.admin_models import AdminModels
 from appliance.serve.audit import AuditLog
 from appliance.serve.builder import keeps_several
 from appliance.serve.checks import Principal, echo
-from appliance.serve.errors import ApiError, error_body
+from appliance.serve.errors import RETRY_AFTER_SECONDS, ApiError, error_body
 from appliance.serve.gate import DETAIL_STATE, PRINCIPAL_STATE, ROUTES, Gate, GateSettings
 from appliance.serve.health import READY, EngineWatch, ModelHealth, ReadyCache, with_pii
 from appliance.serve.ingress_config import IngressConfig
@@ -57,7 +57,6 @@ from appliance.serve.usage import ANSI_CODES
 _LOGGER = logging.getLogger(__name__)
 
 PII_KEY = "pii"  # the PII service's entry in the health bodies
-RETRY_AFTER_SECONDS = 5  # what a client told 503 waits before it retries (nginx's @upstream_down says the same)
 # A model with several replicas: how long a request that met a dead engine is sent to others (a dead replica
 # leaves at its next health check: the ingress's watch asks every 0.5 s, Serve's controller every 2 s)
 FAILOVER_SECONDS = 10.0

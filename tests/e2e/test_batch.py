@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 from tests.e2e.conftest import EMBED_MODEL, Stack
-from tests.traffic import own_processes
+from tests.traffic import processes_in_pid_namespace
 
 CHAT = "/v1/chat/completions"
 FINAL = ("completed", "failed", "cancelled", "expired")
@@ -56,7 +56,9 @@ def _finished(client: openai.OpenAI, batch_id: str, *, outage: bool = False):
 
 def _ingress_process() -> psutil.Process:
     found = [
-        p for p in own_processes() if "ServeReplica:appliance:ApplianceIngress" in " ".join(p.info["cmdline"] or [])
+        p
+        for p in processes_in_pid_namespace()
+        if "ServeReplica:appliance:ApplianceIngress" in " ".join(p.info["cmdline"] or [])
     ]
     assert len(found) == 1, f"expected one ingress replica, found {[p.pid for p in found]}"
     return found[0]

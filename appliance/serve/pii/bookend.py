@@ -5,7 +5,8 @@ field outside the allowlist, media, or token ids are refused with 400 and fields
 dropped. It then sends every text the model will see, and every string that cannot be masked (names, ids,
 schema keys; refused with 400 if they hold personal data), to the PII service with a timeout. Any failure
 (error, timeout, no replica; a service still loading fails at once, :class:`FirstReady`) refuses the request
-with 503 + Retry-After in the OpenAI shape and the body is never forwarded; only ``PII_FAIL_OPEN`` (off by default, flagged by doctor) forwards it unmasked instead.
+with 503 + Retry-After in the OpenAI shape and the body is never forwarded; only ``PII_FAIL_OPEN`` (off by
+default, flagged by doctor) forwards it unmasked instead.
 :meth:`Masked.restoring` wraps the ASGI ``send`` so the client gets its own values back. The mapping lives
 in the :class:`Masked` object of one request: never logged, never stored.
 """
@@ -21,7 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from appliance.serve.checks import pooling_text, prompt_text
-from appliance.serve.errors import ApiError
+from appliance.serve.errors import RETRY_AFTER_SECONDS, ApiError
+from appliance.serve.health import READY
 from appliance.serve.pii.engine import PiiOptions
 from appliance.serve.pii.fields import plan_request, replace_texts
 from appliance.serve.pii.metrics import PiiMetrics
@@ -38,7 +40,6 @@ MaskCall = Callable[[list[str]], Awaitable[dict[str, Any]]]
 Available = Callable[[], Awaitable[bool]]  # whether the PII service may take a call now
 
 UNAVAILABLE_MESSAGE = "PII masking is unavailable, so the request was not sent to the model. Retry later."
-RETRY_AFTER_SECONDS = 5  # what a 503 for unavailable masking tells clients to wait (the service restarts in seconds)
 
 
 @dataclass(frozen=True)
@@ -231,8 +232,6 @@ class FirstReady:
         except Exception as err:
             _LOGGER.warning("the PII service's state could not be read (%s); the call goes on", type(err).__name__)
             return True
-        from appliance.serve.health import READY
-
         self._seen_ready = state == READY
         return self._seen_ready
 
