@@ -30,7 +30,6 @@ from ray.llm._internal.serve.core.configs.openai_api_models import (
     ScoreRequest,
 )
 from ray.llm._internal.serve.core.ingress.ingress import router_request_timeout
-from ray.llm._internal.serve.core.ingress.middleware import add_exception_handling_middleware
 from ray.llm._internal.serve.core.ingress.utils import _peek_at_generator
 from ray.serve.llm.ingress import OpenAiIngress, make_fastapi_ingress
 from vllm.entrypoints.openai.responses.protocol import ResponsesRequest
@@ -39,6 +38,7 @@ from vllm.entrypoints.pooling.scoring.protocol import RerankRequest
 from appliance.batch.routes import BatchRoutes
 from appliance.errors import ApplianceError
 from appliance.serve.admin_models import AdminModels
+from appliance.serve.app_errors import add_application_errors
 from appliance.serve.audit import AuditLog
 from appliance.serve.builder import keeps_several
 from appliance.serve.checks import Principal, echo
@@ -125,8 +125,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 def build_fastapi_app(config: IngressConfig) -> FastAPI:
     app = FastAPI(title="LLM appliance", docs_url=None, redoc_url=None, openapi_url=None)
-    add_exception_handling_middleware(app)
-    app.add_exception_handler(RequestValidationError, _validation_error)
+    add_application_errors(app, _validation_error)
     app.add_exception_handler(ApiError, _api_error_handler)
     app.add_middleware(GateMiddleware, config=config)
     return app

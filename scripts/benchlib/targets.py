@@ -110,7 +110,7 @@ def raw_vllm(model_dir: Path, port: int) -> Iterator[Side]:
         config = write_config(Path(tmp), str(model_dir), {})
     spec = config.models[0]
     kwargs = engine_kwargs(spec)
-    env = {**os.environ, **runtime_env(config.accelerator, "").get("env_vars", {})}
+    env = {**os.environ, **runtime_env(config.accelerator).get("env_vars", {})}
     cmd = [
         sys.executable,
         "-m",
@@ -136,7 +136,7 @@ def raw_vllm(model_dir: Path, port: int) -> Iterator[Side]:
             f"http://127.0.0.1:{port}",
             None,
             group,
-            notes={"command": " ".join(cmd[1:]), "env": runtime_env(config.accelerator, "")},
+            notes={"command": " ".join(cmd[1:]), "env": runtime_env(config.accelerator)},
         )
     finally:
         group.thaw()

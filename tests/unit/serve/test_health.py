@@ -232,3 +232,37 @@ def test_up_says_when_the_pii_service_is_what_it_waits_for() -> None:
     body = {"status": "loading", "models_ready": 2, "models_total": 2, "pii": "loading"}
     assert _describe(body) == "2 of 2 model(s) ready, PII service loading (loading)"
     assert _describe({"status": "ready", "models_ready": 1, "models_total": 1}) == "1 of 1 model(s) ready (ready)"
+
+
+def test_deployment_statuses_reads_the_controllers_details() -> None:
+    from enum import Enum
+
+    from appliance.serve.health import deployment_statuses
+
+    class State(Enum):  # Serve's schema enums (a JSON-shaped dict holds their values instead)
+        RUNNING = "RUNNING"
+        STARTING = "STARTING"
+
+    details = {
+        "applications": {
+            "appliance": {
+                "deployments": {
+                    "LLMServer:tiny": {
+                        "status": "HEALTHY",
+                        "message": "",
+                        "replicas": [{"state": State.RUNNING}, {"state": "RUNNING"}, {"state": State.STARTING}],
+                    },
+                    "PIIService": {"status": "UPDATING", "message": "loading spaCy", "replicas": []},
+                    "Unset": {},
+                }
+            },
+            "other": {"deployments": {"X": {"status": "HEALTHY", "replicas": [{"state": "RUNNING"}]}}},
+        }
+    }
+    assert deployment_statuses(details, "appliance") == {
+        "LLMServer:tiny": ("HEALTHY", {"RUNNING": 2, "STARTING": 1}, ""),
+        "PIIService": ("UPDATING", {}, "loading spaCy"),
+        "Unset": ("None", {}, ""),
+    }
+    assert deployment_statuses(details, "missing") == {}
+    assert deployment_statuses({}, "appliance") == {}
