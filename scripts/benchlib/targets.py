@@ -102,15 +102,11 @@ def _stop_group(proc: subprocess.Popen[bytes]) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
 
 
-@contextmanager
-def raw_vllm(model_dir: Path, port: int) -> Iterator[Side]:
-    """vLLM's OpenAI server with the appliance's engine arguments for the same model."""
-    group = HostGroup("raw")
+def raw_vllm_command(model_dir: Path, port: int) -> tuple[list[str], dict[str, str]]:
+    """The argv and the extra environment of vLLM's OpenAI server with the appliance's engine arguments and
+    engine environment for the same model (CPU mode, the .env example's defaults)."""
     with tempfile.TemporaryDirectory() as tmp:
         config = write_config(Path(tmp), str(model_dir), {})
-    spec = config.models[0]
-    kwargs = engine_kwargs(spec)
-    env = {**os.environ, **runtime_env(config.accelerator).get("env_vars", {})}
     cmd = [
         sys.executable,
         "-m",
@@ -123,8 +119,17 @@ def raw_vllm(model_dir: Path, port: int) -> Iterator[Side]:
         "127.0.0.1",
         "--port",
         str(port),
-        *vllm_cli(kwargs),
+        *vllm_cli(engine_kwargs(config.models[0])),
     ]
+    return cmd, dict(runtime_env(config.accelerator).get("env_vars", {}))
+
+
+@contextmanager
+def raw_vllm(model_dir: Path, port: int) -> Iterator[Side]:
+    """vLLM's OpenAI server with the appliance's engine arguments for the same model."""
+    group = HostGroup("raw")
+    cmd, extra_env = raw_vllm_command(model_dir, port)
+    env = {**os.environ, **extra_env}
     log = open(Path(tempfile.gettempdir()) / "bench_raw_vllm.log", "w")
     proc = subprocess.Popen(
         cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=group.enter
@@ -136,7 +141,7 @@ def raw_vllm(model_dir: Path, port: int) -> Iterator[Side]:
             f"http://127.0.0.1:{port}",
             None,
             group,
-            notes={"command": " ".join(cmd[1:]), "env": runtime_env(config.accelerator)},
+            notes={"command": " ".join(cmd[1:]), "env": extra_env},
         )
     finally:
         group.thaw()

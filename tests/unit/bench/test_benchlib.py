@@ -13,7 +13,7 @@ sys.path.insert(0, str(SCRIPTS))
 
 from bench_overhead import parse_target, summarise  # noqa: E402
 from benchlib.client import _data, _events, percentile  # noqa: E402
-from benchlib.targets import vllm_cli  # noqa: E402
+from benchlib.targets import raw_vllm_command, vllm_cli  # noqa: E402
 
 
 def test_events_split_on_blank_lines_only() -> None:
@@ -92,3 +92,14 @@ def test_summary_ratios_are_taken_within_each_round() -> None:
     assert (summary["ratio_min"], summary["ratio_max"]) == (pytest.approx(0.5), pytest.approx(0.9))
     assert summary["ttft_delta_median_ms"] == pytest.approx(14)
     assert "| 8 | 1,500 (1,000–2,000) | 1,200 (500–1,800) | 0.80 (0.50–0.90) |" in table
+
+
+def test_raw_vllm_gets_the_appliances_engine_arguments_and_environment(tmp_path: Path) -> None:
+    from appliance.serve.builder import CPU_KV_CACHE_GIB
+
+    cmd, env = raw_vllm_command(tmp_path, 8123)
+    assert cmd[1:3] == ["-m", "vllm.entrypoints.openai.api_server"]
+    assert cmd[cmd.index("--model") + 1] == str(tmp_path)
+    assert cmd[cmd.index("--port") + 1] == "8123"
+    assert "--max-model-len" in cmd  # an engine argument the appliance derives for the model
+    assert env["VLLM_CPU_KVCACHE_SPACE"] == CPU_KV_CACHE_GIB
