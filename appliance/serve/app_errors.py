@@ -7,9 +7,9 @@ streaming load (32 streams, py-spy on the ingress replica) that plumbing was abo
 CPU. :class:`ApplicationErrors` answers the same errors the same way and passes messages straight on.
 
 What it answers: an exception raised before the response started, as ray.serve.llm's middleware does
-(``get_response_for_error``: status and OpenAI error body from the exception; a validation error as the
-appliance's 400). An exception after the response started goes on up (the response cannot be replaced; the
-server ends the connection), and so does a cancellation.
+(``get_response_for_error``: status and OpenAI error body from the exception). An exception after the response
+started goes on up (the response cannot be replaced; the server ends the connection), and so does a
+cancellation. Validation errors never reach it: Starlette answers them with their handler further in.
 """
 
 from __future__ import annotations
@@ -29,9 +29,8 @@ ValidationHandler = Callable[[Request, Exception], Awaitable[Response]]
 
 
 class ApplicationErrors:
-    def __init__(self, app: ASGIApp, validation_error: ValidationHandler) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self._validation_error = validation_error
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -53,13 +52,8 @@ class ApplicationErrors:
         except Exception as err:
             if started:
                 raise
-            request = Request(scope, receive)
-            if isinstance(err, RequestValidationError):
-                response = await self._validation_error(request, err)
-            else:
-                answer = get_response_for_error(err, get_request_id(request))
-                response = JSONResponse(content=answer.model_dump(), status_code=answer.error.code)
-        await response(scope, receive, send)
+            answer = get_response_for_error(err, get_request_id(Request(scope, receive)))
+        await JSONResponse(content=answer.model_dump(), status_code=answer.error.code)(scope, receive, send)
 
 
 def add_application_errors(app: FastAPI, validation_error: ValidationHandler) -> None:
@@ -68,4 +62,4 @@ def add_application_errors(app: FastAPI, validation_error: ValidationHandler) ->
     ``validation_error``, and :class:`ApplicationErrors` around the routes."""
     app.add_exception_handler(Exception, _uncaught_exception_handler)
     app.add_exception_handler(RequestValidationError, validation_error)
-    app.add_middleware(ApplicationErrors, validation_error=validation_error)
+    app.add_middleware(ApplicationErrors)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-# OpenAI's error types by status, as its API returns them.
 RETRY_AFTER_SECONDS = 5  # what a client told 503 waits before it retries (nginx's @upstream_down says the same)
 
+# OpenAI's error types by status, as its API returns them.
 _TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",

@@ -106,7 +106,7 @@ def test_a_cancellation_goes_on_up() -> None:
     async def receive() -> dict[str, object]:
         return {"type": "http.request", "body": b""}
 
-    middleware = ApplicationErrors(cancelled, _validation_error)
+    middleware = ApplicationErrors(cancelled)
     with pytest.raises(asyncio.CancelledError):
         asyncio.run(middleware({"type": "http", "headers": []}, receive, send))
     assert sent == []
