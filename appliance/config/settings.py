@@ -496,7 +496,10 @@ class Settings(BaseModel):
     )
     watchdog_backoff_max_seconds: NonNegativeFloat = setting(60.0, "Longest wait before a restart.", SUPERVISOR)
     watchdog_settle_seconds: NonNegativeFloat = setting(
-        0.5, "Wait after a container dies to tell a crash from 'docker compose stop'.", SUPERVISOR
+        0.5,
+        "Wait after a crash (a die Docker sent no stop signal for) before restarting; a die after a stop "
+        "signal waits up to 10 s for Docker's 'stop' event.",
+        SUPERVISOR,
     )
     watchdog_reconcile_seconds: PositiveInt = setting(
         30, "Interval of the safety-net pass that catches events missed by the watchdog.", SUPERVISOR

@@ -24,6 +24,27 @@ from appliance.supervisor.state import Pending, StateStore
 
 _LOGGER = logging.getLogger(__name__)
 
+# After `docker stop` / `compose stop` Docker sends the stop signal (a 'kill' event), the process exits ('die'),
+# then Docker reports 'stop'. On a loaded machine that 'stop' can reach us seconds after 'die', so a die that
+# followed such a signal waits this long for it; a crash, the OOM killer or `docker kill` (SIGKILL, no 'stop'
+# follows) waits only the short settle time.
+STOP_EVENT_WAIT_S = 10.0
+# Signals that ask a process to reload or reopen rather than to stop: a die after one of them is no stop.
+_NOT_A_STOP = frozenset({"1", "9", "10", "12", "28"})  # HUP, KILL, USR1, USR2, WINCH
+_STOP_SIGNAL_WINDOW_S = 60.0  # a stop signal older than this (daemon time) before the die is not its cause
+
+
+def settle_wait(die: ContainerEvent, stop_signal_at: datetime | None, settle_s: float) -> float:
+    """How long to wait after ``die`` for a 'stop' event before treating it as a crash.
+
+    ``stop_signal_at`` is the daemon time of the last stop-like signal Docker sent the container since its start.
+    """
+    if stop_signal_at is None:
+        return settle_s
+    if not 0 <= (die.time - stop_signal_at).total_seconds() <= _STOP_SIGNAL_WINDOW_S:
+        return settle_s
+    return max(settle_s, STOP_EVENT_WAIT_S)
+
 
 class WatchdogNotifier(Protocol):
     def restarted(self, service: str, reason: str) -> None: ...
@@ -66,6 +87,7 @@ class Watchdog:
         self.draw = draw
         self._acting: dict[str, float] = {}  # container id → monotonic time our own restart began
         self._stopped_ids: set[str] = set()  # containers with a 'stop' event since their last start
+        self._stop_signals: dict[str, datetime] = {}  # container id → daemon time of its last stop-like signal
         self._tasks: dict[str, asyncio.Task[None]] = {}  # service → its pending restart or re-check
         self._queue: asyncio.Queue[ContainerEvent | Exception] = asyncio.Queue()
         self._stream: EventStream | None = None
@@ -138,7 +160,10 @@ class Watchdog:
             if kind in ("start", "restart") or time.monotonic() - self._acting[cid] > 120:
                 self._acting.pop(cid, None)
             return
-        if kind == "stop":
+        if kind == "kill":
+            if event.attributes.get("signal", "") not in _NOT_A_STOP:
+                self._stop_signals[cid] = event.time
+        elif kind == "stop":
             self._stopped_ids.add(cid)
             record = self.state.get(service)
             record.stopped_by_operator, record.pending = True, None
@@ -148,13 +173,15 @@ class Watchdog:
             _LOGGER.info("%s was stopped on purpose; the watchdog leaves it alone", service)
         elif kind == "start":
             self._stopped_ids.discard(cid)
+            self._stop_signals.pop(cid, None)
             record = self.state.get(service)
             if record.stopped_by_operator or record.gave_up:
                 _LOGGER.info("%s was started by someone else; watching it again", service)
             record.stopped_by_operator = record.gave_up = False
             self.state.save()
         elif kind == "die":
-            self._schedule(service, self._after_die(cid, service))
+            wait = settle_wait(event, self._stop_signals.pop(cid, None), self.settle_s)
+            self._schedule(service, self._after_die(cid, service, wait))
         elif kind == "unhealthy":
             self.notifier.service_health(service, False)
             self._schedule(service, self._consider(cid, service, Reason.UNHEALTHY))
@@ -162,9 +189,10 @@ class Watchdog:
             self.notifier.service_health(service, True)
         elif kind == "destroy":
             self._stopped_ids.discard(cid)
+            self._stop_signals.pop(cid, None)
 
-    async def _after_die(self, cid: str, service: str) -> None:
-        await asyncio.sleep(self.settle_s)  # a 'stop' event follows a die caused by docker stop / compose stop
+    async def _after_die(self, cid: str, service: str, wait_s: float) -> None:
+        await asyncio.sleep(wait_s)  # a 'stop' event (which cancels this task) follows a die caused by docker stop
         if cid in self._stopped_ids or self.state.get(service).stopped_by_operator:
             return
         self.notifier.service_health(service, False)

@@ -21,7 +21,7 @@ def container(api: DockerEngine, project: str, service: str) -> ContainerState:
     return next(c for c in api.project_containers(project) if c.service == service)
 
 
-def starts_since(engine: Engine, cid: str, since: datetime) -> int:
+def events_since(engine: Engine, cid: str, since: datetime, action: str) -> list[dict]:
     client = docker.DockerClient(base_url=engine.url)
     try:
         # the API's 'since' has whole-second precision: ask from a second earlier, filter on timeNano
@@ -29,11 +29,15 @@ def starts_since(engine: Engine, cid: str, since: datetime) -> int:
             since=since - timedelta(seconds=1),
             until=datetime.now(tz=UTC),
             decode=True,
-            filters={"type": "container", "container": cid, "event": "start"},
+            filters={"type": "container", "container": cid, "event": action},
         )
-        return sum(1 for event in events if event["timeNano"] >= since.timestamp() * 1e9)
+        return [event for event in events if event["timeNano"] >= since.timestamp() * 1e9]
     finally:
         client.close()
+
+
+def starts_since(engine: Engine, cid: str, since: datetime) -> int:
+    return len(events_since(engine, cid, since, "start"))
 
 
 def test_killed_container_is_restarted_within_3_s(compose: ComposeCli, docker_api: DockerEngine, supervisor) -> None:
@@ -120,10 +124,12 @@ def test_compose_stop_is_left_alone_and_compose_start_is_watched_again(
     web = container(docker_api, compose.project, "web")
     stopped = datetime.now(tz=UTC)
     compose.stop("web")
-    time.sleep(2)  # settle time (0.3 s) + a restart would have happened by now
+    time.sleep(2)  # a restart after the settle time (0.3 s) would have happened by now
     assert container(docker_api, compose.project, "web").status == "exited"
     assert starts_since(engine, web.id, stopped) == 0
     assert metric(sup.metrics(), "appliance_supervisor_restarts_total", service="web") in (None, 0.0)
+    # what tells the watchdog to wait for the 'stop' event: Docker's 'kill' before the 'die' names the signal
+    assert [e["Actor"]["Attributes"].get("signal") for e in events_since(engine, web.id, stopped, "kill")] == ["15"]
     compose.start("web")
     wait_until(lambda: container(docker_api, compose.project, "web").status == "running", 10, "web started")
     time.sleep(0.5)

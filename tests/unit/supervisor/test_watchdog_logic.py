@@ -6,14 +6,14 @@ import asyncio
 import queue
 import time
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from appliance.docker.errors import DockerUnreachableError
 from appliance.docker.model import ContainerEvent, ContainerState
 from appliance.supervisor.policy import RestartPolicy
 from appliance.supervisor.state import Pending, StateStore
-from appliance.supervisor.watchdog import Watchdog
+from appliance.supervisor.watchdog import STOP_EVENT_WAIT_S, Watchdog, settle_wait
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -75,8 +75,8 @@ class FakeEngine:
         self.container = replace(self.container, health="starting")
 
 
-def event(action: str) -> ContainerEvent:
-    return ContainerEvent(action=action, container_id="c1", service="web", time=NOW, attributes={})
+def event(action: str, at: datetime = NOW, **attributes: str) -> ContainerEvent:
+    return ContainerEvent(action=action, container_id="c1", service="web", time=at, attributes=attributes)
 
 
 async def drive(watchdog: Watchdog, engine: FakeEngine, steps) -> None:
@@ -126,6 +126,37 @@ def test_die_then_stop_is_the_operator(tmp_path: Path) -> None:
     asyncio.run(drive(watchdog, engine, [(event("kill"), 0), (event("die"), 0.01), (event("stop"), 0.3)]))
     assert engine.calls == []
     assert StateStore(tmp_path / "s.json").get("web").stopped_by_operator
+
+
+def test_a_stop_event_late_after_a_stop_signal_still_means_the_operator(tmp_path: Path) -> None:
+    """compose stop on a loaded machine: 'stop' reaches the watchdog well after the short settle time."""
+    engine = FakeEngine(state(status="exited"))
+    steps = [(event("kill", signal="15"), 0), (event("die"), 0.5), (event("stop"), 0.1)]
+    asyncio.run(drive(make(tmp_path, engine), engine, steps))  # settle_s is 0.05
+    assert engine.calls == []
+    assert StateStore(tmp_path / "s.json").get("web").stopped_by_operator
+
+
+def test_docker_kill_is_restarted_after_the_short_settle(tmp_path: Path) -> None:
+    engine = FakeEngine(state(status="exited"))
+    asyncio.run(drive(make(tmp_path, engine), engine, [(event("kill", signal="9"), 0), (event("die"), 0.5)]))
+    assert engine.calls == ["start"]
+
+
+def test_settle_wait_follows_the_signal_that_came_before_the_die() -> None:
+    die = event("die", at=NOW)
+    assert settle_wait(die, None, 0.5) == 0.5  # a crash or the OOM killer: no signal from Docker
+    assert settle_wait(die, NOW - timedelta(seconds=3), 0.5) == STOP_EVENT_WAIT_S  # stop signal, then exit
+    assert settle_wait(die, NOW - timedelta(minutes=5), 0.5) == 0.5  # an old signal the process survived
+    assert settle_wait(die, NOW + timedelta(seconds=1), 0.5) == 0.5  # not before this die
+    assert settle_wait(die, NOW, 30.0) == 30.0  # never shorter than the configured settle
+
+
+def test_a_reload_signal_does_not_delay_the_restart_of_a_later_crash(tmp_path: Path) -> None:
+    engine = FakeEngine(state(status="exited"))
+    steps = [(event("kill", signal="1"), 0), (event("die"), 0.5)]  # nginx got SIGHUP, later crashed
+    asyncio.run(drive(make(tmp_path, engine), engine, steps))
+    assert engine.calls == ["start"]
 
 
 def test_unhealthy_is_restarted_with_restart(tmp_path: Path) -> None:
