@@ -81,7 +81,9 @@ class ModelSpec(BaseModel):
     source: NonEmptyStr = Field(description="Hugging Face repo id (org/name) or an absolute local path.")
     revision: str | None = Field(None, description="Commit hash, tag or branch to pin; none = default branch.")
     tensor_parallel_size: PositiveInt = Field(1, description="GPUs one replica is split across.")
-    pipeline_parallel_size: PositiveInt = Field(1, description="Pipeline stages (needs Ray worker nodes when > 1).")
+    pipeline_parallel_size: PositiveInt = Field(
+        1, description="Pipeline stages (> 1 needs Ray worker nodes and GPU mode)."
+    )
     max_model_len: PositiveInt | None = Field(None, description="Longest context; none = the model's own maximum.")
     gpu_memory_utilization: Fraction = Field(0.90, description="Share of each GPU's memory vLLM may use.")
     dtype: Dtype = Field("auto", description="One of auto, bfloat16, float16, float32.")

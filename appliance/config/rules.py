@@ -230,7 +230,29 @@ def _model_rules(
                 )
             )
     issues += _gpu_rules(s, models, where, gpu_count)
+    issues += _cpu_pipeline_rules(s, models, where, gpu_count)
     return issues
+
+
+def _cpu_pipeline_rules(
+    s: Settings, models: list[tuple[int, ModelSpec]], where: Where, gpu_count: int | None
+) -> list[ConfigIssue]:
+    """Pipeline stages across nodes need vLLM's Ray executor, which vLLM 0.32 refuses on the CPU platform
+    ("current platform cpu does not support ray."); on CPU Ray Serve LLM runs vLLM's multiprocessing executor,
+    every stage of a replica on one node. (Without worker nodes the rule in :func:`_model_rules` speaks.)"""
+    if s.ray_worker_nodes == 0 or resolve_accelerator(s.accelerator, gpu_count) is not Accelerator.CPU:
+        return []
+    return [
+        where.model(
+            index,
+            "pipeline_parallel_size",
+            f"expected 1 in CPU mode, found {model.pipeline_parallel_size}",
+            "vLLM's CPU build cannot spread a replica's pipeline stages over nodes (its Ray executor "
+            "refuses the CPU platform); use replicas on several nodes instead (replicas, nodes), or GPU mode",
+        )
+        for index, model in models
+        if model.pipeline_parallel_size > 1
+    ]
 
 
 # Engine arguments that a model's own field sets (and whose safety rules apply to that field only).

@@ -303,6 +303,19 @@ def test_tensor_parallel_beyond_this_nodes_gpus(cfg: Path, capsys, monkeypatch: 
     assert run_cli(capsys, "validate")[0] == 0
 
 
+def test_pipeline_stages_across_nodes_need_gpu_mode(cfg: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    """vLLM's CPU build refuses its Ray executor ('current platform cpu does not support ray.', checked with
+    vLLM 0.32 here), and only that executor puts pipeline stages on other nodes."""
+    models(ONE_MODEL + "    pipeline_parallel_size: 2\n")(cfg)
+    set_line(cfg / ".env", "RAY_WORKER_NODES", "1")
+    code, _, err = run_cli(capsys, "validate")
+    assert code == 2
+    assert "models.yaml:models[0].pipeline_parallel_size: expected 1 in CPU mode, found 2" in err
+    assert "replicas on several nodes" in err
+    monkeypatch.setenv("APPLIANCE_GPU_COUNT", "1")  # auto mode with a GPU: GPU mode, the stages may span nodes
+    assert run_cli(capsys, "validate")[0] == 0
+
+
 def test_explicit_models_file_must_exist(cfg: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run_cli(capsys, "validate", "--models", "nowhere.yaml")
     assert code == 2
