@@ -289,6 +289,14 @@ class Settings(BaseModel):
         HARDWARE,
     )
 
+    serve_ready_probe_seconds: PositiveInt = setting(
+        30,
+        "Seconds /health/ready reuses its last probe (a one-token generation per model) before it probes again. "
+        "A dead engine flips readiness at once whatever this says; this bounds how late a hung one is seen. "
+        "Each probe keeps vLLM's worker spinning a core for ~1 s after it.",
+        HARDWARE,
+    )
+
     # --- edge --------------------------------------------------------------------------------------
     domain: str = setting("", "Public DNS name of this machine; empty = self-signed certificate for 'localhost'.", EDGE)
     tls_mode: TlsMode = setting(

@@ -144,12 +144,24 @@ def _value(field: Any) -> str:
     return str(getattr(field, "value", field))
 
 
-class ReadyCache:
-    """Caches the readiness probe for ``ttl`` seconds; refreshes in the background, one at a time."""
+READY_RETRY_SECONDS = 5.0  # how long an answer with a model not ready is reused
 
-    def __init__(self, probe: Callable[[], Awaitable[dict[str, dict[str, Any]]]], *, ttl: float) -> None:
+
+class ReadyCache:
+    """Caches the readiness probe; refreshes in the background, one at a time. An answer where every model was
+    ready is kept ``ttl`` seconds, one with a model not ready only ``retry_ttl`` (at most ``ttl``): a model
+    that comes back is seen soon, while a healthy idle stack is probed (and its engines woken) seldom."""
+
+    def __init__(
+        self,
+        probe: Callable[[], Awaitable[dict[str, dict[str, Any]]]],
+        *,
+        ttl: float,
+        retry_ttl: float = READY_RETRY_SECONDS,
+    ) -> None:
         self._probe = probe
         self._ttl = ttl
+        self._retry_ttl = min(ttl, retry_ttl)
         self._result: dict[str, dict[str, Any]] | None = None
         self._at = 0.0
         self._task: asyncio.Task[dict[str, dict[str, Any]]] | None = None
@@ -166,7 +178,7 @@ class ReadyCache:
         self._generation += 1
 
     async def get(self) -> dict[str, dict[str, Any]]:
-        fresh = self._result is not None and time.monotonic() - self._at < self._ttl
+        fresh = self._result is not None and time.monotonic() - self._at < self._keep(self._result)
         if fresh:
             return self._result  # type: ignore[return-value]
         if self._task is None or self._task.done():
@@ -174,6 +186,9 @@ class ReadyCache:
         if self._result is not None:
             return self._result  # an earlier answer now; the new one lands in the cache
         return await asyncio.shield(self._task)
+
+    def _keep(self, result: dict[str, dict[str, Any]]) -> float:
+        return self._ttl if result and all(r.get("ready") for r in result.values()) else self._retry_ttl
 
     async def _run(self, generation: int) -> dict[str, dict[str, Any]]:
         result = await self._probe()

@@ -50,7 +50,7 @@ class IngressConfig:
     secrets_path: str | None
     keys: tuple[ApiKeyRecord, ...]
     models: tuple[ModelInfo, ...] = field(default=())
-    ready_cache_seconds: float = 5.0
+    ready_cache_seconds: float = 30.0  # SERVE_READY_PROBE_SECONDS
     ready_timeout_seconds: float = 60.0
     pii: PiiOptions | None = None  # PII masking, None when PII_ENABLED is off
     registry_url: str | None = None  # the model registry (disabled models answer 404); None: not consulted
@@ -85,6 +85,7 @@ class IngressConfig:
             registry_url=absolute_registry_url(settings.registry_url, root),
             pii_embeddings=settings.pii_embeddings.value,
             batch=batch_options(settings, root),
+            ready_cache_seconds=settings.serve_ready_probe_seconds,
         )
 
 

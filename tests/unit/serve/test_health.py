@@ -192,6 +192,48 @@ def test_engine_watch_a_slow_check_keeps_the_last_verdict() -> None:
     assert not watch.down("a")
 
 
+def test_ready_cache_keeps_a_ready_answer_long_and_a_not_ready_one_short() -> None:
+    answers = [{"m": {"ready": False}}, {"m": {"ready": True}}, {"m": {"ready": True}}]
+    count = 0
+
+    async def probe():
+        nonlocal count
+        count += 1
+        return answers[count - 1]
+
+    async def scenario():
+        cache = ReadyCache(probe, ttl=60, retry_ttl=0.05)
+        assert (await cache.get())["m"]["ready"] is False
+        await asyncio.sleep(0.1)  # past retry_ttl: a not-ready answer is asked again
+        assert (await cache.get())["m"]["ready"] is False  # the stale answer now, the refresh in the background
+        await asyncio.sleep(0.01)
+        assert (await cache.get())["m"]["ready"] is True
+        await asyncio.sleep(0.1)  # a ready answer is kept for ttl
+        assert (await cache.get())["m"]["ready"] is True
+
+    asyncio.run(scenario())
+    assert count == 2
+
+
+def test_ready_cache_never_keeps_a_not_ready_answer_longer_than_ttl() -> None:
+    count = 0
+
+    async def probe():
+        nonlocal count
+        count += 1
+        return {}  # no model answered: not ready
+
+    async def scenario():
+        cache = ReadyCache(probe, ttl=0.01, retry_ttl=60)
+        await cache.get()
+        await asyncio.sleep(0.05)
+        await cache.get()
+        await asyncio.sleep(0)
+
+    asyncio.run(scenario())
+    assert count == 2
+
+
 def test_ready_cache_invalidate_starts_a_new_probe() -> None:
     count = 0
 
