@@ -70,7 +70,7 @@ validate: $(VENV)/.installed-base ## check .env, .secrets and models.yaml
 	@$(PY) -m appliance validate
 
 # --- tests and benchmarks ------------------------------------------------------------------------------
-lint: $(VENV)/.installed-test ## ruff (lint + format check) over every Python file, mypy --strict over the code (make test runs it first)
+lint: $(VENV)/.installed-test ## ruff (lint + format check) over every Python file, mypy --strict over appliance/ and scripts/ (make test runs it first)
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
 	@$(VENV)/bin/mypy

@@ -19,16 +19,18 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.integration.edge.conftest import free_port, make_edge, start_backend, stop  # noqa: E402
+from tests.helpers import free_port  # noqa: E402
+from tests.integration.edge.conftest import make_edge, start_backend, stop  # noqa: E402
 
 
-async def level(url: str, path: str, concurrency: int, requests: int, verify) -> dict:
+async def level(url: str, path: str, concurrency: int, requests: int, verify: bool | ssl.SSLContext) -> dict[str, Any]:
     latencies: list[float] = []
     errors = 0
     todo = iter(range(requests))
@@ -67,7 +69,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench-results")
     args = parser.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
-    rows = []
+    rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-edge-") as tmp:
         backend_port = free_port()
         backend = start_backend(backend_port)

@@ -28,6 +28,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -106,7 +107,7 @@ def _wait_attached(log: Path, applier: subprocess.Popen[bytes], timeout_s: float
         time.sleep(0.5)
 
 
-def _cli(work: Path, env: dict[str, str], *args: str) -> dict:
+def _cli(work: Path, env: dict[str, str], *args: str) -> dict[str, Any]:
     done = subprocess.run(
         [sys.executable, "-m", "appliance", *args, "--json"],
         cwd=work,
@@ -118,7 +119,8 @@ def _cli(work: Path, env: dict[str, str], *args: str) -> dict:
     )
     if not done.stdout.strip():
         raise RuntimeError(f"models {args}: no JSON answer: {done.stderr[-2000:]}")
-    return json.loads(done.stdout)["request"]
+    request: dict[str, Any] = json.loads(done.stdout)["request"]
+    return request
 
 
 def _models_yaml(work: Path, max_model_len: int, *, added: bool = False) -> None:
@@ -140,7 +142,7 @@ def _status_of(url: str, key: str, model: str) -> int:
     return response.status_code
 
 
-def _change(work: Path, env: dict[str, str], load: Load, *args: str, model: str = MODEL) -> dict:
+def _change(work: Path, env: dict[str, str], load: Load, *args: str, model: str = MODEL) -> dict[str, Any]:
     ok0, failed0 = load.window()
     started = time.monotonic()
     request = _cli(work, env, *args)
@@ -174,7 +176,7 @@ def main() -> int:
     subprocess.run(
         [sys.executable, str(ROOT / "scripts/make_tiny_model.py"), str(CACHE)], check=True, capture_output=True
     )
-    runs = []
+    runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-lifecycle-") as tmp:
         work = Path(tmp)
         with host_appliance(CACHE, work, free_port()) as (url, key):
@@ -241,7 +243,7 @@ def main() -> int:
     return report(runs, args.streams, args.out)
 
 
-def report(runs: list[dict], streams: int, out: Path) -> int:
+def report(runs: list[dict[str, Any]], streams: int, out: Path) -> int:
     """The table (printed, and as Markdown), the runs as JSON and the PNG; 1 when any change or check failed."""
     series = {
         "deploy → ready (s)": [r["deploy"]["seconds"].get("ready", float("nan")) for r in runs],

@@ -38,6 +38,7 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib.client import run_level
@@ -62,13 +63,13 @@ def major_faults() -> int:
     return 0
 
 
-def measure(side: Side, others: list[Side], c: int, tokens: int, requests: int) -> dict:
+def measure(side: Side, others: list[Side], c: int, tokens: int, requests: int) -> dict[str, Any]:
     """One level on one side (thawed here, frozen again after); its Level and CPU figures."""
     side.group.thaw()
     time.sleep(SETTLE_S)
     load = os.getloadavg()[0]
     engines = side.group.engine_pids()
-    marks: dict[str, tuple[int, int, int, list[int]]] = {}
+    marks: dict[str, tuple[int, int, int, list[int], int]] = {}
 
     def mark(when: str) -> None:
         marks[when] = (
@@ -123,11 +124,11 @@ def _spread(values: list[float], fmt: str = "{:,.0f}") -> str:
     return f"{fmt.format(med)} ({fmt.format(min(values))}–{fmt.format(max(values))})"
 
 
-def summarise(runs: list[dict], targets: list[str], levels: list[int]) -> tuple[str, dict]:
+def summarise(runs: list[dict[str, Any]], targets: list[str], levels: list[int]) -> tuple[str, dict[str, Any]]:
     """Markdown tables (one per appliance side) and the numbers behind them."""
     by = {(r["target"], r["concurrency"], r["round"]): r for r in runs}
     rounds = sorted({r["round"] for r in runs})
-    out: dict = {}
+    out: dict[str, Any] = {}
     text = []
     for target in targets:
         if target == RAW:
@@ -170,7 +171,7 @@ def summarise(runs: list[dict], targets: list[str], levels: list[int]) -> tuple[
     return "\n".join(text), out
 
 
-def plot(runs: list[dict], targets: list[str], path: Path) -> None:
+def plot(runs: list[dict[str, Any]], targets: list[str], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -237,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (CACHE / "config.json").exists():
         subprocess.run([sys.executable, str(ROOT / "scripts/make_tiny_model.py"), str(CACHE)], check=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    runs: list[dict] = []
+    runs: list[dict[str, Any]] = []
     started = time.time()
     with contextlib.ExitStack() as stack:
         sides: list[Side] = []

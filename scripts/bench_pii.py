@@ -59,7 +59,8 @@ STREAM_TOK_PER_S = 1023.0
 
 def messages(sentences: list[str], size: int) -> list[str]:
     """Messages of ``size`` bytes made of consecutive labelled sentences (so they carry realistic PII)."""
-    out, start = [], 0
+    out: list[str] = []
+    start = 0
     while len(out) < 20:
         text = ""
         while len(text.encode()) < size:
@@ -264,8 +265,8 @@ def main() -> int:
         "| set-up | " + " | ".join(f"{s} B p50 | {s} B p99" for s in SIZES) + " | precision | recall | F2 |",
         "|---|" + "---|" * (2 * len(SIZES) + 3),
     ]
-    for name, timings, total in rows:
-        cells = " | ".join(f"{timings[s][0]:.1f} | {timings[s][1]:.1f}" for s in SIZES)
+    for name, by_size, total in rows:
+        cells = " | ".join(f"{by_size[s][0]:.1f} | {by_size[s][1]:.1f}" for s in SIZES)
         lines.append(f"| {name} | {cells} | {total.precision:.3f} | {total.recall:.3f} | {total.f():.3f} |")
     lines += [
         "",
@@ -306,8 +307,8 @@ def main() -> int:
         return 0
     fig, ax = plt.subplots(figsize=(7, 4))
     width = 0.25
-    for offset, (name, timings, _) in enumerate(rows):
-        ax.bar([i + offset * width for i in range(len(SIZES))], [timings[s][0] for s in SIZES], width, label=name)
+    for offset, (name, by_size, _) in enumerate(rows):
+        ax.bar([i + offset * width for i in range(len(SIZES))], [by_size[s][0] for s in SIZES], width, label=name)
     ax.set_xticks([i + width for i in range(len(SIZES))], [f"{s} B" for s in SIZES])
     ax.axhline(10, color="grey", linestyle="--", linewidth=1, label="target 10 ms / 1 KB")
     ax.set_ylabel("p50 analysis latency (ms, one core)")

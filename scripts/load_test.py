@@ -20,6 +20,7 @@ import ssl
 import sys
 import time
 from collections import Counter
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -32,7 +33,7 @@ MAX_SECONDS = 120.0
 def loopback_only(url: str) -> None:
     host = urlsplit(url).hostname or ""
     try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+        addresses = {str(info[4][0]) for info in socket.getaddrinfo(host, None)}
     except OSError as err:
         raise SystemExit(f"load_test: cannot resolve {host!r}: {err}") from None
     outside = [a for a in addresses if not ipaddress.ip_address(a.split("%")[0]).is_loopback]
@@ -53,7 +54,7 @@ def bucket(status: int) -> str:
     return "other"
 
 
-async def run(args: argparse.Namespace) -> dict:
+async def run(args: argparse.Namespace) -> dict[str, Any]:
     verify: ssl.SSLContext | bool = True
     if args.insecure:
         verify = False

@@ -92,7 +92,7 @@ def build_model(out: Path, vocab_size: int) -> None:
         eos_token_id=2,
         pad_token_id=3,
         tie_word_embeddings=False,
-        torch_dtype="float32",
+        dtype="float32",  # transformers 5 name of torch_dtype (same config.json)
     )
     model = LlamaForCausalLM(config)
     model.save_pretrained(out, safe_serialization=True)
@@ -104,7 +104,7 @@ def is_model_dir(out: Path) -> bool:
     if not all((out / name).is_file() for name in needed):
         return False
     config = json.loads((out / "config.json").read_text())
-    return config.get("model_type") == "llama" and config.get("hidden_size") == 128
+    return bool(config.get("model_type") == "llama" and config.get("hidden_size") == 128)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,11 +25,17 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
 
 import httpx
 from openai import APIStatusError, OpenAI
+from openai.types.chat import ChatCompletionMessageFunctionToolCall
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:
+    import httpx2
+    from openai.types.chat import ChatCompletionFunctionToolParam
 
 
 @dataclass
@@ -41,7 +47,8 @@ class Result:
     skipped: bool = False
 
 
-def _error_shape(response: httpx.Response, status: int) -> str:
+def _error_shape(response: httpx.Response | httpx2.Response, status: int) -> str:
+    # httpx2: the type openai gives APIStatusError.response (the object is of the client's library, httpx here)
     error = response.json().get("error", {})
     assert response.status_code == status, f"status {response.status_code}, expected {status}"
     assert {"message", "type", "code"} <= set(error), f"not the OpenAI error shape: {response.text[:200]}"
@@ -52,7 +59,9 @@ def run_checks(
     url: str, key: str, model: str | None, verify: bool | ssl.SSLContext, batch_timeout: float = 120.0
 ) -> list[Result]:
     http = httpx.Client(base_url=url, verify=verify, timeout=120)
-    client = OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0, http_client=httpx.Client(verify=verify))
+    # openai types http_client as an httpx2.Client, but takes an httpx.Client as well (is_legacy_httpx_sync_client)
+    legacy = cast("httpx2.Client", httpx.Client(verify=verify))
+    client = OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0, http_client=legacy)
     results: list[Result] = []
     state: dict[str, str] = {}
 
@@ -109,7 +118,7 @@ def run_checks(
         reply = client.completions.create(model=state["model"], prompt="Once upon a time", max_tokens=8)
         return f"{reply.usage.completion_tokens} tokens" if reply.usage else "ok"
 
-    schema = {
+    schema: dict[str, object] = {
         "type": "object",
         "properties": {"colour": {"type": "string", "enum": ["red", "blue"]}},
         "required": ["colour"],
@@ -117,7 +126,10 @@ def run_checks(
     }
 
     def tool_call() -> str:
-        tool = {"type": "function", "function": {"name": "paint", "parameters": schema}}
+        tool: ChatCompletionFunctionToolParam = {
+            "type": "function",
+            "function": {"name": "paint", "parameters": schema},
+        }
         reply = client.chat.completions.create(
             model=state["tools"],
             max_tokens=32,
@@ -125,7 +137,10 @@ def run_checks(
             tool_choice={"type": "function", "function": {"name": "paint"}},
             messages=[{"role": "user", "content": "Pick a colour."}],
         )
-        call = reply.choices[0].message.tool_calls[0]
+        calls = reply.choices[0].message.tool_calls
+        assert calls, reply.choices[0].message
+        call = calls[0]
+        assert isinstance(call, ChatCompletionMessageFunctionToolCall), call
         arguments = json.loads(call.function.arguments)
         assert call.function.name == "paint" and arguments["colour"] in ("red", "blue"), call
         return call.function.arguments
@@ -210,7 +225,9 @@ def run_checks(
         for file_id in (uploaded.id, job.output_file_id, job.error_file_id):
             if file_id:
                 client.files.delete(file_id)
-        return f"{job.request_counts.completed}/{job.request_counts.total} answered"
+        counts = job.request_counts
+        assert counts is not None, f"batch {job.status} without request_counts"
+        return f"{counts.completed}/{counts.total} answered"
 
     def tokenize() -> str:  # vLLM's own endpoint, outside /v1/
         answer = http.post(

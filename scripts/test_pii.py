@@ -24,12 +24,16 @@ import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from appliance.config.settings import DEFAULT_PII_ENTITIES  # noqa: E402
 from appliance.serve.pii.engine import STOCK, TUNED, PiiModelMissing, PiiOptions, PiiSetup, build_engines  # noqa: E402
+
+if TYPE_CHECKING:
+    from presidio_analyzer import AnalyzerEngine
 
 DATA = ROOT / "scripts" / "data" / "pii_sample.jsonl"
 HOLDOUT = ROOT / "scripts" / "data" / "pii_holdout.jsonl"
@@ -103,7 +107,7 @@ def score(gold: Iterable[Span], predicted: Iterable[Span], entities: set[str], s
 def evaluate(
     options: PiiOptions,
     samples: list[tuple[str, list[Span]]],
-    analyzer: object = None,
+    analyzer: AnalyzerEngine | None = None,
     misses: list[str] | None = None,
     setup: PiiSetup = TUNED,
 ) -> dict[str, Score]:
@@ -117,7 +121,7 @@ def evaluate(
         results = analyzer.analyze(
             text,
             language=options.language,
-            entities=list(options.entities),  # type: ignore[attr-defined]
+            entities=list(options.entities),
             score_threshold=options.score_threshold,
         )
         predicted = [(r.start, r.end, r.entity_type) for r in results]

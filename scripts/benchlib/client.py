@@ -77,7 +77,9 @@ async def one_request(
     started = time.perf_counter()
     ttft = None
     produced = 0
-    async with session.post(url + "/v1/chat/completions", json=body, headers=headers, ssl=ssl_context) as response:
+    # no context: aiohttp's default verification (ssl=True, what aiohttp itself makes of None)
+    tls = ssl_context if ssl_context is not None else True
+    async with session.post(url + "/v1/chat/completions", json=body, headers=headers, ssl=tls) as response:
         if response.status != 200:
             raise RuntimeError(f"HTTP {response.status}: {(await response.text())[:200]}")
         buffer = b""

@@ -13,6 +13,7 @@ import os
 import time
 from abc import ABC, abstractmethod
 from pathlib import Path
+from typing import Any
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -171,7 +172,7 @@ class ContainerGroup(Group):
         # loopback clients, everywhere where Docker has no iptables): it works for the stack, so it counts.
         self.proxies = docker_proxies(published)
 
-    def _ordered(self) -> list:
+    def _ordered(self) -> list[Any]:
         """The supervisor last: its watchdog must never see the others paused or not yet healthy again."""
         return sorted(self.containers, key=lambda c: c.labels.get("com.docker.compose.service") == "supervisor")
 

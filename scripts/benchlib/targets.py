@@ -34,7 +34,8 @@ sys.path.insert(0, str(ROOT))
 from appliance.config import ApplianceConfig, ConfigFiles, load_config  # noqa: E402
 from appliance.serve.builder import engine_kwargs, runtime_env  # noqa: E402
 from appliance.serve.head import proxy_port, serving_env  # noqa: E402
-from tests.helpers import free_port, set_line, stop_ray  # noqa: E402
+from tests.helpers import free_port as free_port  # noqa: E402  (re-exported: the bench scripts take it from here)
+from tests.helpers import set_line, stop_ray  # noqa: E402
 
 CACHE = ROOT / ".cache" / "tiny-model"
 BENCH_STACK = ROOT / ".cache" / "bench-stack"

@@ -23,6 +23,7 @@ import json
 import random
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypedDict
 
 OUT = Path(__file__).with_name("pii_holdout.jsonl")
 
@@ -292,12 +293,20 @@ MONTHS = ["January", "March", "April", "June", "August", "October", "November"]
 DOMAINS = ["example.com", "mail.example.org", "corp.example.net", "example.co.uk"]
 
 
+class Span(TypedDict):
+    """One labelled piece of a record's text (character offsets)."""
+
+    type: str
+    start: int
+    end: int
+
+
 class Builder:
     """Text built piece by piece; labelled pieces become spans."""
 
     def __init__(self) -> None:
         self.text = ""
-        self.spans: list[dict[str, object]] = []
+        self.spans: list[Span] = []
 
     def __call__(self, piece: str, label: str | None = None) -> Builder:
         if label:
