@@ -16,8 +16,9 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 import psutil
 import pytest
@@ -31,6 +32,7 @@ from tests.e2e.conftest import CACHE, NO_EOS, Stack
 from tests.traffic import Traffic, engine_processes
 
 CHANGE_TIMEOUT = 900  # seconds the CLI waits for a change (a model load is ~50 s on 2 cores; far below this)
+T = TypeVar("T")
 FAILOVER_WATCH_S = 30  # how long clients are watched after one of tiny-c's engines is killed
 
 
@@ -99,6 +101,34 @@ def _completion(stack: Stack, model: str) -> int:
     return stack.post("/v1/completions", key=stack.keys["admin"], content=body).status_code
 
 
+def _deploy_under_traffic(
+    stack: Stack, models: tuple[str, ...], then: Callable[[], T]
+) -> tuple[float, dict[str, dict[str, Any]], list[Traffic], T]:
+    """``models deploy --json`` while one client per model in ``models`` sends requests; ``then`` runs right after
+    the CLI returned, before the clients stop. Returns the deploy's seconds, its outcome per model, the clients
+    and what ``then`` gave."""
+    stop = threading.Event()
+    clients = [Traffic(stack.url, stack.keys["admin"], model, stop) for model in models]
+    for client in clients:
+        client.start()
+    started = time.monotonic()
+    try:
+        done = _cli(stack, "models", "deploy", "--json", "--timeout", str(CHANGE_TIMEOUT))
+        took = time.monotonic() - started
+        after = then()
+    finally:
+        stop.set()
+        for client in clients:
+            client.join(90)
+    assert done.returncode == 0, done.stdout + done.stderr
+    outcomes = {o["model"]: o for o in json.loads(done.stdout)["request"]["result"]["outcomes"]}
+    return took, outcomes, clients, after
+
+
+def _seen(client: Traffic) -> dict[str, int]:
+    return dict(Counter(w for _t, w in client.outcomes))
+
+
 def _store(stack: Stack) -> RegistryStore:
     return RegistryStore.open(f"sqlite:///{stack.root / 'data' / 'registry' / 'registry.db'}")
 
@@ -153,26 +183,9 @@ def test_disable_answers_404_and_enable_brings_it_back(stack: Stack, applier: ob
 def test_a_changed_engine_argument_switches_with_no_failed_request(stack: Stack, applier: object) -> None:
     bystander_engines = _pids("tiny-b")
     _models_yaml(stack, {}, {"tiny-a": 256})
-    stop = threading.Event()
-    changed, bystander = (
-        Traffic(stack.url, stack.keys["admin"], "tiny-a", stop),
-        Traffic(stack.url, stack.keys["admin"], "tiny-b", stop),
-    )
-    changed.start()
-    bystander.start()
-    try:
-        done = _cli(stack, "models", "deploy", "--json", "--timeout", str(CHANGE_TIMEOUT))
-        time.sleep(3)  # requests after the switch, on the new generation
-    finally:
-        stop.set()
-        changed.join(90)
-        bystander.join(90)
-    assert done.returncode == 0, done.stdout + done.stderr
-    outcomes = {o["model"]: o for o in json.loads(done.stdout)["request"]["result"]["outcomes"]}
-    print(
-        f"\nlifecycle change: {json.dumps(outcomes['tiny-a'])}; tiny-a outcomes "
-        f"{dict(Counter(w for _t, w in changed.outcomes))}, tiny-b {dict(Counter(w for _t, w in bystander.outcomes))}"
-    )
+    # requests go on 3 s after the CLI returned: after the switch, on the new generation
+    _took, outcomes, (changed, bystander), _ = _deploy_under_traffic(stack, ("tiny-a", "tiny-b"), lambda: time.sleep(3))
+    print(f"\nlifecycle change: {json.dumps(outcomes['tiny-a'])}; tiny-a {_seen(changed)}, tiny-b {_seen(bystander)}")
     assert outcomes["tiny-a"]["action"] == "change" and outcomes["tiny-a"]["mode"] == "beside"
     assert outcomes["tiny-b"]["action"] == "keep"
     assert not changed.problems and not bystander.problems, (changed.problems[:5], bystander.problems[:5])
@@ -196,23 +209,8 @@ def test_a_new_model_id_is_added_to_the_running_application_and_nothing_else_res
     models["models"].append({**tiny_b, "id": "tiny-c", "source": str(CACHE), "replicas_standby": 1})
     (stack.root / "models.yaml").write_text(yaml.safe_dump(models, sort_keys=False))
     assert _completion(stack, "tiny-c") == 404, "not served before the deploy"
-    stop = threading.Event()
-    bystander = Traffic(stack.url, stack.keys["admin"], "tiny-b", stop)
-    bystander.start()
-    started = time.monotonic()
-    try:
-        done = _cli(stack, "models", "deploy", "--json", "--timeout", str(CHANGE_TIMEOUT))
-        took = time.monotonic() - started
-        first = _completion(stack, "tiny-c")  # right after the CLI returned
-    finally:
-        stop.set()
-        bystander.join(90)
-    assert done.returncode == 0, done.stdout + done.stderr
-    outcomes = {o["model"]: o for o in json.loads(done.stdout)["request"]["result"]["outcomes"]}
-    print(
-        f"\nnew model added in {took:.1f} s: {json.dumps(outcomes['tiny-c'])}; "
-        f"tiny-b meanwhile {dict(Counter(w for _t, w in bystander.outcomes))}"
-    )
+    took, outcomes, [bystander], first = _deploy_under_traffic(stack, ("tiny-b",), lambda: _completion(stack, "tiny-c"))
+    print(f"\nnew model added in {took:.1f} s: {json.dumps(outcomes['tiny-c'])}; tiny-b meanwhile {_seen(bystander)}")
     assert outcomes["tiny-c"]["action"] == "start" and outcomes["tiny-c"]["ok"], outcomes["tiny-c"]
     assert {outcomes[m]["action"] for m in ("tiny-a", "tiny-b")} == {"keep"}
     assert first == 200, "the ingress knew the model when the deploy returned"
@@ -309,22 +307,12 @@ def test_models_left_out_of_models_yaml_are_removed_and_the_others_keep_serving(
     models = yaml.safe_load((stack.root / "models.yaml").read_text())  # as the test before left it
     models["models"] = [m for m in models["models"] if m["id"] not in ("tiny-embed", "tiny-c")]
     (stack.root / "models.yaml").write_text(yaml.safe_dump(models, sort_keys=False))
-    stop = threading.Event()
-    bystander = Traffic(stack.url, stack.keys["admin"], "tiny-b", stop)
-    bystander.start()
-    started = time.monotonic()
-    try:
-        done = _cli(stack, "models", "deploy", "--json", "--timeout", str(CHANGE_TIMEOUT))
-        took = time.monotonic() - started
-        after = {model: _completion(stack, model) for model in ("tiny-embed", "tiny-c", "tiny-b")}
-    finally:
-        stop.set()
-        bystander.join(90)
-    assert done.returncode == 0, done.stdout + done.stderr
-    outcomes = {o["model"]: o for o in json.loads(done.stdout)["request"]["result"]["outcomes"]}
+    took, outcomes, [bystander], after = _deploy_under_traffic(
+        stack, ("tiny-b",), lambda: {model: _completion(stack, model) for model in ("tiny-embed", "tiny-c", "tiny-b")}
+    )
     print(
         f"\nremoved in {took:.1f} s: {json.dumps(outcomes['tiny-embed'])}, {json.dumps(outcomes['tiny-c'])}; "
-        f"tiny-b meanwhile {dict(Counter(w for _t, w in bystander.outcomes))}"
+        f"tiny-b meanwhile {_seen(bystander)}"
     )
     assert {outcomes[m]["action"] for m in ("tiny-embed", "tiny-c")} == {"remove"}
     assert outcomes["tiny-embed"]["ok"] and outcomes["tiny-c"]["ok"], (outcomes["tiny-embed"], outcomes["tiny-c"])
