@@ -9,6 +9,7 @@ import pytest
 
 from appliance.commands import up
 from appliance.config import ConfigFiles, load_config
+from appliance.docker.errors import ComposeError
 from appliance.errors import ApplianceError
 from tests.helpers import make_config_dir, set_line
 
@@ -44,3 +45,30 @@ def test_a_failed_model_points_at_a_command_that_exists(tmp_path: Path, monkeypa
     from appliance.cli import build_parser
 
     assert build_parser().parse_args(shlex.split(command)[3:]).services == ["serve"]
+
+
+class _Compose:
+    def __init__(self, failures: int) -> None:
+        self.failures, self.calls = failures, []
+
+    def run(self, *args: str, timeout: float = 0, stream: bool = False) -> str:
+        self.calls.append(args)
+        if len(self.calls) <= self.failures:
+            raise ComposeError("docker compose up -d --remove-orphans failed (exit 1): (output above)")
+        return ""
+
+
+def test_compose_up_is_tried_once_more_after_a_pause(capsys: pytest.CaptureFixture[str]) -> None:
+    pauses: list[float] = []
+    compose = _Compose(failures=1)
+    up.compose_up(compose, sleep=pauses.append)  # type: ignore[arg-type]
+    assert compose.calls == [("up", "-d", "--remove-orphans")] * 2 and pauses == [up.COMPOSE_UP_PAUSE_S]
+    assert "trying once more" in capsys.readouterr().err
+
+
+def test_compose_up_failing_twice_is_reported() -> None:
+    pauses: list[float] = []
+    compose = _Compose(failures=2)
+    with pytest.raises(ComposeError, match="failed"):
+        up.compose_up(compose, sleep=pauses.append)  # type: ignore[arg-type]
+    assert len(compose.calls) == up.COMPOSE_UP_TRIES and len(pauses) == up.COMPOSE_UP_TRIES - 1
